@@ -1,0 +1,3 @@
+"""auto-review: self-hosted AI pull-request reviewer."""
+
+__version__ = "0.1.0"
