@@ -1,0 +1,73 @@
+"""`auto-review gateway`: start the webhook gateway and chat poller service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
+from auto_review.config import Settings, SettingsError, load_settings, validate_for_gateway
+from auto_review.isolation.decision import IsolationMode, IsolationRefused, decide_isolation
+from auto_review.isolation.posture import BARE_WARNING, bare_posture, external_posture
+from auto_review.logs import configure_logging, install_secrets, redact
+
+EXIT_CONFIG = 2
+EXIT_ISOLATION = 3
+
+log = logging.getLogger("auto_review.gateway")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="auto-review gateway",
+        description="Run the webhook gateway and chat poller. By default it runs inside the "
+        "embedded OCI container boundary; --bare is the explicit opt-out.",
+    )
+    add_settings_arguments(parser)
+    return parser
+
+
+def fail(message: str, status: int) -> int:
+    print(f"auto-review gateway: {redact(message)}", file=sys.stderr)
+    return status
+
+
+def main(argv: list[str]) -> int:
+    namespace = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(flags_from_namespace(namespace), env_file=namespace.env_file)
+        validate_for_gateway(settings)
+    except SettingsError as exc:
+        return fail(str(exc), EXIT_CONFIG)
+    install_secrets(settings.secret_values())
+    try:
+        decision = decide_isolation(
+            sys.platform, settings.gateway_bare, settings.gateway_external_isolation
+        )
+    except IsolationRefused as exc:
+        return fail(str(exc), EXIT_ISOLATION)
+    if decision.mode is IsolationMode.OCI:
+        return fail(
+            "refusing to start: the embedded OCI container boundary is not available in this "
+            "version, and the gateway never falls back to running unisolated by itself. "
+            "Run with --bare (AR_GATEWAY_BARE=true) to accept running without a boundary, or "
+            "set AR_GATEWAY_EXTERNAL_ISOLATION=container inside a container you operate.",
+            EXIT_ISOLATION,
+        )
+    return run_in_process(settings, decision.mode)
+
+
+def run_in_process(settings: Settings, mode: IsolationMode) -> int:
+    """Serve in this process (bare, or inside an operator's container)."""
+    if mode is IsolationMode.BARE:
+        print(BARE_WARNING, file=sys.stderr, flush=True)
+    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    posture = bare_posture() if mode is IsolationMode.BARE else external_posture()
+    if mode is IsolationMode.BARE:
+        log.warning(
+            "running in BARE mode: no container boundary is active", extra={"posture": posture}
+        )
+    from auto_review.gateway.service import serve
+
+    return serve(settings, posture=posture)

@@ -1,0 +1,56 @@
+"""The redacting logging layer: secrets and URL credentials never reach the output."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from auto_review.logs import REDACTED, Redactor, configure_logging, redact
+
+CANARY = "canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9-log"
+
+
+def test_redactor_removes_secrets_and_url_credentials() -> None:
+    redactor = Redactor([CANARY, "short"])
+    text = (
+        f"token {CANARY} and https://bot:{CANARY}x@forge.example/a.git and "
+        "http://onlytoken@h/ and https://h/x?access_token=abc123&y=1 "
+        "Authorization: Bearer abc.def"
+    )
+    out = redactor(text)
+    assert CANARY not in out
+    assert "onlytoken" not in out
+    assert "abc123" not in out
+    assert "abc.def" not in out
+    assert "y=1" in out
+    assert out.count(REDACTED) >= 4
+    # Values shorter than the minimum would redact ordinary words and are not matched bare.
+    assert redactor("a short word") == "a short word"
+
+
+def test_log_lines_are_json_and_redacted_everywhere() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "debug", [CANARY], stream=stream)
+    log = logging.getLogger("auto_review.test")
+    log.info("delivery with %s", CANARY, extra={"detail": {"url": f"https://u:{CANARY}@h"}})
+    try:
+        raise RuntimeError(f"boom {CANARY}")
+    except RuntimeError:
+        log.exception("job crashed")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    records = [json.loads(line) for line in lines]
+    assert records[0]["msg"] == f"delivery with {REDACTED}"
+    assert records[1]["level"] == "error"
+    assert "RuntimeError" in records[1]["exc"]
+    assert CANARY not in stream.getvalue()
+
+
+def test_library_loggers_are_routed_through_redaction() -> None:
+    stream = io.StringIO()
+    configure_logging("text", "info", [CANARY], stream=stream)
+    logging.getLogger("uvicorn.error").error("peer sent %s", CANARY)
+    assert "peer sent" in stream.getvalue()
+    assert CANARY not in stream.getvalue()
+    assert redact(CANARY) == REDACTED
