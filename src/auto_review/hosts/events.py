@@ -1,0 +1,336 @@
+"""Forge-neutral webhook event model, and the checked reader that builds it from JSON.
+
+Webhook payloads are untrusted data even after their signature verified: the values
+read here later become API URLs, git refs and queue keys. So every field the model
+keeps is type-checked and, where it is an identifier, matched against a strict pattern.
+Anything that does not fit raises `PayloadError` (HTTP 400), never KeyError/TypeError.
+Error messages name the field and the rule, never the offending value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+
+class PayloadError(ValueError):
+    """A supported event's payload lacks a required field or has a wrong type or value."""
+
+
+class HostKind(StrEnum):
+    FORGEJO = "forgejo"
+    GITHUB = "github"
+
+
+class PullRequestAction(StrEnum):
+    """Normalised pull-request actions that ask for a review (GitHub's spelling)."""
+
+    OPENED = "opened"
+    SYNCHRONIZE = "synchronize"
+    REOPENED = "reopened"
+    READY_FOR_REVIEW = "ready_for_review"
+
+
+# Owner: GitHub logins and Gitea/Forgejo user/org names (alphanumerics, '_', '.', '-'),
+# never starting with '.' or '-' so a value cannot read as a path part or an option.
+_OWNER_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", re.ASCII)
+# Repository names may start with '.' (".github") but not with '-'; "." and ".." refused.
+_REPO_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,99}", re.ASCII)
+# Author logins: as owners, plus GitHub App bot accounts ("name[bot]").
+_LOGIN_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}(?:\[bot\])?", re.ASCII)
+# Git object ids: SHA-1 (40) or SHA-256 (64) hex.
+_SHA_RE: Final = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{64})", re.ASCII)
+
+_REVIEWABLE_ACTIONS: Final = frozenset(action.value for action in PullRequestAction)
+
+MAX_PR_NUMBER: Final = 2**31 - 1
+MAX_COMMENT_ID: Final = 2**63 - 1
+
+
+def check_owner(value: str, field: str = "owner") -> str:
+    if not _OWNER_RE.fullmatch(value):
+        raise PayloadError(f"{field} is not a valid account name")
+    return value
+
+
+def check_repo_name(value: str, field: str = "name") -> str:
+    if value in (".", "..") or not _REPO_NAME_RE.fullmatch(value):
+        raise PayloadError(f"{field} is not a valid repository name")
+    return value
+
+
+def check_login(value: str, field: str = "login") -> str:
+    if not _LOGIN_RE.fullmatch(value):
+        raise PayloadError(f"{field} is not a valid login")
+    return value
+
+
+def check_sha(value: str, field: str = "sha") -> str:
+    """Return the object id in lower case; 40 or 64 hex digits, nothing else."""
+    lowered = value.lower()
+    if not _SHA_RE.fullmatch(lowered):
+        raise PayloadError(f"{field} must be 40 or 64 hexadecimal digits")
+    return lowered
+
+
+def check_positive_int(value: object, field: str, maximum: int) -> int:
+    # bool is an int subclass; JSON true must not pass as 1.
+    if type(value) is not int:
+        raise PayloadError(f"{field} must be an integer")
+    if not 0 < value <= maximum:
+        raise PayloadError(f"{field} must be between 1 and {maximum}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRef:
+    host: HostKind
+    owner: str
+    name: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, HostKind):
+            raise PayloadError("repository host must be a HostKind")
+        if not isinstance(self.owner, str) or not isinstance(self.name, str):
+            raise PayloadError("repository owner and name must be strings")
+        check_owner(self.owner, "repository owner")
+        check_repo_name(self.name, "repository name")
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequestEvent:
+    repo: RepoRef
+    number: int
+    action: str  # a PullRequestAction value
+    head_sha: str
+    base_sha: str
+    author: str
+    draft: bool
+    title: str
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.number, "pull request number", MAX_PR_NUMBER)
+        if not isinstance(self.action, str) or self.action not in _REVIEWABLE_ACTIONS:
+            raise PayloadError("pull request action is not a reviewable action")
+        for field, sha in (("head sha", self.head_sha), ("base sha", self.base_sha)):
+            if not isinstance(sha, str) or not _SHA_RE.fullmatch(sha):
+                raise PayloadError(f"{field} must be 40 or 64 lower-case hexadecimal digits")
+        if not isinstance(self.author, str):
+            raise PayloadError("pull request author must be a string")
+        check_login(self.author, "pull request author")
+        if type(self.draft) is not bool:
+            raise PayloadError("pull request draft flag must be a boolean")
+        if not isinstance(self.title, str):
+            raise PayloadError("pull request title must be a string")
+
+
+@dataclass(frozen=True, slots=True)
+class CommentEvent:
+    repo: RepoRef
+    pr_number: int
+    comment_id: int
+    author: str
+    body: str
+    is_pull_request: bool
+
+    def __post_init__(self) -> None:
+        check_positive_int(self.pr_number, "issue number", MAX_PR_NUMBER)
+        check_positive_int(self.comment_id, "comment id", MAX_COMMENT_ID)
+        if not isinstance(self.author, str):
+            raise PayloadError("comment author must be a string")
+        check_login(self.author, "comment author")
+        if not isinstance(self.body, str):
+            raise PayloadError("comment body must be a string")
+        if type(self.is_pull_request) is not bool:
+            raise PayloadError("comment is_pull_request must be a boolean")
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoredEvent:
+    """A delivery that is valid but asks for nothing (unsupported event or action)."""
+
+    reason: str
+
+
+WebhookEvent = PullRequestEvent | CommentEvent | IgnoredEvent
+
+
+_EVENT_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
+
+
+def check_event_name(value: str) -> str:
+    """Event header values are echoed into ignore reasons and logs: keep them tame."""
+    if not _EVENT_NAME_RE.fullmatch(value):
+        raise PayloadError("event name must be 1-64 characters of [A-Za-z0-9_.-]")
+    return value
+
+
+def describe(value: str) -> str:
+    """A log-safe rendering of an attacker-chosen word (actions, event names) for reasons."""
+    if _EVENT_NAME_RE.fullmatch(value):
+        return repr(value)
+    return "(unprintable)"
+
+
+class JsonObject:
+    """Typed access to one JSON object of a payload; failures name the dotted path."""
+
+    __slots__ = ("_data", "_path")
+
+    def __init__(self, data: object, path: str) -> None:
+        if not isinstance(data, dict):
+            raise PayloadError(f"{path} must be a JSON object")
+        self._data: Mapping[object, object] = data
+        self._path = path
+
+    def _where(self, key: str) -> str:
+        return f"{self._path}.{key}" if self._path else key
+
+    def has(self, key: str) -> bool:
+        return key in self._data
+
+    def raw(self, key: str) -> object:
+        """The value, or None when the key is absent (JSON null and absent look alike)."""
+        return self._data.get(key)
+
+    def required(self, key: str) -> object:
+        if key not in self._data:
+            raise PayloadError(f"missing field {self._where(key)}")
+        return self._data[key]
+
+    def child(self, key: str) -> JsonObject:
+        return JsonObject(self.required(key), self._where(key))
+
+    def text(self, key: str) -> str:
+        value = self.required(key)
+        if not isinstance(value, str):
+            raise PayloadError(f"{self._where(key)} must be a string")
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        value = self._data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise PayloadError(f"{self._where(key)} must be a string or null")
+        return value
+
+    def integer(self, key: str, maximum: int) -> int:
+        return check_positive_int(self.required(key), self._where(key), maximum)
+
+    def flag(self, key: str, default: bool) -> bool:
+        """A boolean that older forge versions omit: absent or null gives `default`."""
+        value = self._data.get(key)
+        if value is None:
+            return default
+        if type(value) is not bool:
+            raise PayloadError(f"{self._where(key)} must be a boolean")
+        return value
+
+    def sha(self, key: str) -> str:
+        return check_sha(self.text(key), self._where(key))
+
+    def login(self, key: str) -> str:
+        return check_login(self.text(key), self._where(key))
+
+
+def read_repository(payload: JsonObject, host: HostKind) -> RepoRef:
+    """`repository.owner.login` + `repository.name`, cross-checked with `full_name`."""
+    repository = payload.child("repository")
+    owner = check_owner(repository.child("owner").text("login"), "repository.owner.login")
+    name = check_repo_name(repository.text("name"), "repository.name")
+    full_name = repository.optional_text("full_name")
+    # Both forges derive full_name from the same two values; a mismatch means a forged
+    # or corrupted payload, and we cannot tell which half to trust.
+    if full_name is not None and full_name != f"{owner}/{name}":
+        raise PayloadError("repository.full_name does not match owner and name")
+    return RepoRef(host=host, owner=owner, name=name)
+
+
+def header_values(headers: Mapping[str, str], name: str) -> list[str]:
+    """All values of a header, looked up case-insensitively.
+
+    Iterates items() so a multi-valued mapping (Starlette's Headers) yields each copy;
+    callers decide what a repeated header means.
+    """
+    wanted = name.lower()
+    return [value for key, value in headers.items() if key.lower() == wanted]
+
+
+def single_header(headers: Mapping[str, str], names: tuple[str, ...], label: str) -> str | None:
+    """The one value carried by any of `names` (aliases such as X-Forgejo-*/X-Gitea-*).
+
+    Absent everywhere gives None. Several copies must agree exactly; differing values
+    raise PayloadError, because we cannot tell which one the forge meant.
+    """
+    values = {value.strip() for name in names for value in header_values(headers, name)}
+    values.discard("")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise PayloadError(f"conflicting {label} headers")
+    return values.pop()
+
+
+_DELIVERY_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", re.ASCII)
+
+
+def check_delivery_id(value: str) -> str:
+    if not _DELIVERY_RE.fullmatch(value):
+        raise PayloadError("delivery id must be 1-128 characters of [A-Za-z0-9._:-]")
+    return value
+
+
+def has_prefix(title: str, prefixes: tuple[str, ...]) -> bool:
+    """Case-insensitive title prefix test (Gitea/Forgejo mark work in progress this way)."""
+    folded = title.lstrip().casefold()
+    return any(folded.startswith(prefix.casefold()) for prefix in prefixes)
+
+
+def read_pull_request_event(
+    root: JsonObject,
+    host: HostKind,
+    action: PullRequestAction,
+    *,
+    draft_title_prefixes: tuple[str, ...] = (),
+) -> PullRequestEvent:
+    """The fields both forges send under the same names in a pull_request payload.
+
+    `draft_title_prefixes` decides the draft flag when the payload has no `draft`
+    field (Gitea before 1.22 only marked drafts by a title prefix).
+    """
+    pull = root.child("pull_request")
+    number = pull.integer("number", MAX_PR_NUMBER)
+    if root.has("number") and root.integer("number", MAX_PR_NUMBER) != number:
+        raise PayloadError("number does not match pull_request.number")
+    title = pull.text("title")
+    return PullRequestEvent(
+        repo=read_repository(root, host),
+        number=number,
+        action=action,
+        head_sha=pull.child("head").sha("sha"),
+        base_sha=pull.child("base").sha("sha"),
+        author=pull.child("user").login("login"),
+        draft=pull.flag("draft", default=has_prefix(title, draft_title_prefixes)),
+        title=title,
+    )
+
+
+def read_comment_event(root: JsonObject, host: HostKind, issue: JsonObject) -> CommentEvent:
+    """A new comment on a pull request's conversation (issue-comment payload shape)."""
+    comment = root.child("comment")
+    return CommentEvent(
+        repo=read_repository(root, host),
+        pr_number=issue.integer("number", MAX_PR_NUMBER),
+        comment_id=comment.integer("id", MAX_COMMENT_ID),
+        author=comment.child("user").login("login"),
+        body=comment.text("body"),
+        is_pull_request=True,
+    )
