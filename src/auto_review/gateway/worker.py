@@ -1,0 +1,220 @@
+"""The worker pool: a fixed number of asyncio workers take jobs from the queue and run them.
+
+Each worker claims one job at a time, so at most `concurrency` jobs run at once. A runner
+that raises gets its job retried with backoff until the retry policy's attempt cap, then the
+job fails with a detail naming only the exception type (exception messages may carry URLs
+or tokens). Stopping lets running jobs finish (graceful) or cancels them; a cancelled job is
+released back to the queue without spending an attempt.
+
+Outcomes and durations go to a `WorkerObserver` (the gateway's metrics adapter), so this
+module does not depend on the metrics registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from enum import StrEnum
+from typing import Protocol
+
+from auto_review.review.jobs import Job, JobKind, JobOutcome, RetryPolicy, ReviewRunner
+from auto_review.store.base import JobQueue, RequeueResult, StoreClosed, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class RunResult(StrEnum):
+    """How one run of a job ended (the `outcome` label of the jobs metric)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    RETRYING = "retrying"  # the runner raised; the job is queued again after a delay
+    GAVE_UP = "gave-up"  # the runner raised on the last allowed attempt; the job failed
+    CANCELLED = "cancelled"  # stop() cancelled the run; the job went back to the queue
+
+
+class WorkerObserver(Protocol):
+    def on_job_finished(self, kind: JobKind, outcome: RunResult, seconds: float) -> None: ...
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        store: JobQueue,
+        runner: ReviewRunner,
+        *,
+        concurrency: int,
+        retry: RetryPolicy | None = None,
+        observer: WorkerObserver | None = None,
+        job_timeout_seconds: float | None = 900.0,
+        idle_poll_seconds: float = 1.0,
+        name: str = "worker",
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("worker concurrency must be at least 1")
+        if job_timeout_seconds is not None and job_timeout_seconds <= 0:
+            raise ValueError("job timeout must be positive (or None for no timeout)")
+        self._store = store
+        self._runner = runner
+        self._concurrency = concurrency
+        self._retry = retry or RetryPolicy()
+        self._observer = observer
+        self._job_timeout = job_timeout_seconds
+        self._idle_poll = idle_poll_seconds
+        self._name = name
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wakeups: list[asyncio.Event] = []
+        self._stopping = False
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs being run right now (never more than the concurrency)."""
+        return self._in_flight
+
+    @property
+    def concurrency(self) -> int:
+        return self._concurrency
+
+    async def start(self) -> RequeueResult:
+        """Requeue jobs a previous process left running, then start the workers."""
+        if self._tasks:
+            raise RuntimeError("worker pool already started")
+        requeued = await asyncio.to_thread(
+            self._store.requeue_interrupted, self._retry.max_attempts
+        )
+        if requeued.requeued or requeued.gave_up:
+            log.warning(
+                "jobs interrupted by the previous shutdown",
+                extra={"requeued": requeued.requeued, "gave_up": requeued.gave_up},
+            )
+        loop = asyncio.get_running_loop()
+        self._wakeups = [asyncio.Event() for _ in range(self._concurrency)]
+
+        def wake_all() -> None:  # runs on the store's writer thread
+            with contextlib.suppress(RuntimeError):  # loop closed during shutdown
+                loop.call_soon_threadsafe(self._wake_all)
+
+        self._store.add_new_jobs_listener(wake_all)
+        self._tasks = [
+            asyncio.create_task(self._work(f"{self._name}-{index}", wakeup))
+            for index, wakeup in enumerate(self._wakeups)
+        ]
+        return requeued
+
+    async def stop(self, graceful: bool = True, timeout: float = 30.0) -> None:
+        """Stop claiming. Graceful: running jobs get `timeout` seconds to finish, then they
+        are cancelled (and released back to the queue)."""
+        self._stopping = True
+        self._wake_all()
+        tasks, self._tasks = self._tasks, []
+        if not tasks:
+            return
+        if graceful:
+            _, still_running = await asyncio.wait(tasks, timeout=timeout)
+        else:
+            still_running = set(tasks)
+        for task in still_running:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _wake_all(self) -> None:
+        for wakeup in self._wakeups:
+            wakeup.set()
+
+    async def _work(self, worker: str, wakeup: asyncio.Event) -> None:
+        while not self._stopping:
+            wakeup.clear()  # before claiming, so a commit during the claim is not missed
+            try:
+                job = await self._claim(worker)
+            except StoreClosed:
+                return
+            except StoreError:
+                log.exception("could not claim a job", extra={"worker": worker})
+                job = None
+            if job is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), self._idle_poll)
+                continue
+            await self._run_one(job, worker)
+
+    async def _claim(self, worker: str) -> Job | None:
+        claim = asyncio.ensure_future(self._store.claim(worker))
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # The claim may commit anyway: hand such a job straight back to the queue.
+            with contextlib.suppress(Exception):
+                job = await claim
+                if job is not None:
+                    await self._store.release(job.id)
+            raise
+
+    async def _run_one(self, job: Job, worker: str) -> None:
+        started = time.monotonic()
+        fields = {
+            "job_id": job.id,
+            "kind": str(job.request.kind),
+            "repo": job.request.repo.full_name,
+            "pr": job.request.pr_number,
+            "attempt": job.attempts,
+            "worker": worker,
+        }
+        self._in_flight += 1
+        try:
+            try:
+                outcome = await self._call_runner(job)
+            except asyncio.CancelledError:
+                await self._bookkeep(self._store.release(job.id), fields)
+                self._observe(job, RunResult.CANCELLED, started)
+                raise
+            except Exception as exc:
+                result = await self._after_error(job, exc, fields)
+                self._observe(job, result, started)
+                return
+            await self._bookkeep(self._store.finish(job.id, outcome), fields)
+            log.info("job finished", extra={**fields, "outcome": str(outcome)})
+            self._observe(job, RunResult(str(outcome)), started)
+        finally:
+            self._in_flight -= 1
+
+    async def _call_runner(self, job: Job) -> JobOutcome:
+        if self._job_timeout is None:
+            outcome = await self._runner.run(job)
+        else:
+            outcome = await asyncio.wait_for(self._runner.run(job), self._job_timeout)
+        if not isinstance(outcome, JobOutcome):
+            raise TypeError("the review runner returned something other than a JobOutcome")
+        return outcome
+
+    async def _after_error(self, job: Job, exc: Exception, fields: dict[str, object]) -> RunResult:
+        # Only the type: exception messages from HTTP clients can contain URLs and tokens.
+        error = type(exc).__name__
+        detail = f"{error} on attempt {job.attempts} of {self._retry.max_attempts}"
+        if self._retry.may_retry(job.attempts):
+            delay = self._retry.delay_after(job.attempts)
+            await self._bookkeep(self._store.retry_later(job.id, delay, detail), fields)
+            log.warning("job failed, will retry", extra={**fields, "error": error, "delay": delay})
+            return RunResult.RETRYING
+        await self._bookkeep(self._store.give_up(job.id, detail), fields)
+        log.error("job failed on its last attempt", extra={**fields, "error": error})
+        return RunResult.GAVE_UP
+
+    async def _bookkeep(self, update: object, fields: dict[str, object]) -> None:
+        # Shielded: a cancelled worker must still record what happened to its job. If the
+        # store refuses, the job stays 'running' and the next start requeues it.
+        try:
+            await asyncio.shield(update)  # type: ignore[arg-type]
+        except StoreError:
+            log.exception("could not record a job state change", extra=fields)
+
+    def _observe(self, job: Job, result: RunResult, started: float) -> None:
+        if self._observer is None:
+            return
+        try:
+            self._observer.on_job_finished(job.request.kind, result, time.monotonic() - started)
+        except Exception:
+            log.exception("job observer failed", extra={"job_id": job.id})

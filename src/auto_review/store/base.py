@@ -1,0 +1,105 @@
+"""Store interfaces: what the gateway needs from durable state, independent of the backend.
+
+The embedded backend is SQLite (`store.sqlite_intake`); these protocols are the seam where a
+PostgreSQL backend can come in for several gateway replicas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from auto_review.hosts.events import RepoRef
+from auto_review.review.jobs import Job, JobOutcome, JobRequest
+
+DELIVERY_SOURCES = frozenset({"forgejo", "github"})
+MAX_DELIVERY_ID_CHARS = 200
+
+
+class StoreError(Exception):
+    """The store could not do what was asked; the message never contains request data."""
+
+
+class StoreBusy(StoreError):
+    """The submission queue is full; the caller should answer 503 and let the sender retry."""
+
+
+class StoreClosed(StoreError):
+    """The store was closed (or its writer stopped); nothing more can be written."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was written by a newer version of auto-review."""
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRef:
+    """One webhook delivery, identified per source (forge delivery ids are per forge)."""
+
+    source: str  # "forgejo" | "github"
+    delivery_id: str
+
+    def __post_init__(self) -> None:
+        if self.source not in DELIVERY_SOURCES:
+            raise ValueError(f"delivery source must be one of {sorted(DELIVERY_SOURCES)}")
+        if not self.delivery_id or len(self.delivery_id) > MAX_DELIVERY_ID_CHARS:
+            raise ValueError(f"delivery id must be 1..{MAX_DELIVERY_ID_CHARS} characters")
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptResult:
+    duplicate_delivery: bool
+    new_jobs: int
+    duplicate_jobs: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueResult:
+    requeued: int  # interrupted jobs put back to pending
+    gave_up: int  # interrupted jobs that had used all their attempts, now failed
+
+
+class IntakeStore(Protocol):
+    """Durable intake: delivery dedup plus job enqueue, committed before returning."""
+
+    async def accept(
+        self, delivery: DeliveryRef | None, jobs: list[JobRequest]
+    ) -> AcceptResult: ...
+
+    def seen_comment(self, repo: RepoRef, comment_id: int) -> bool: ...
+
+    def queue_depth(self) -> int: ...
+
+    def counts(self) -> dict[JobStatus, int]: ...
+
+
+class JobQueue(Protocol):
+    """The worker side: claim, finish, retry, and recovery after a crash."""
+
+    async def claim(self, worker: str) -> Job | None: ...
+
+    async def finish(self, job_id: int, outcome: JobOutcome, detail: str = "") -> bool: ...
+
+    async def retry_later(self, job_id: int, delay_seconds: float, detail: str) -> bool: ...
+
+    async def give_up(self, job_id: int, detail: str) -> bool: ...
+
+    async def release(self, job_id: int) -> bool: ...
+
+    def requeue_interrupted(self, max_attempts: int) -> RequeueResult: ...
+
+    def add_new_jobs_listener(self, listener: NewJobsListener) -> None: ...
+
+
+class NewJobsListener(Protocol):
+    """Called from the store's writer thread after a commit that added jobs or made any due."""
+
+    def __call__(self) -> None: ...

@@ -1,0 +1,401 @@
+"""The embedded intake store: delivery dedup and the job queue in one SQLite (WAL) file.
+
+Writes go through a `GroupCommitWriter` (one thread, one write connection, one transaction per
+batch of callers); reads use a separate read-only connection. Job life cycle:
+
+    pending --claim--> running --finish--> done | failed
+       ^                  |
+       +--retry_later-----+  (runner raised; attempts left; not before a backoff delay)
+       +--release---------+  (shutdown cancelled the run; the attempt is given back)
+       +--requeue_interrupted (startup: the previous process died while it ran)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from auto_review.hosts.events import HostKind, RepoRef
+from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest
+from auto_review.store.base import (
+    AcceptResult,
+    DeliveryRef,
+    JobStatus,
+    NewJobsListener,
+    RequeueResult,
+    StoreError,
+)
+from auto_review.store.group_commit import GroupCommitWriter, Housekeeping
+from auto_review.store.schema import migrate
+
+STATE_FILE_NAME = "state.sqlite3"
+DEFAULT_MAX_PENDING = 4096
+DEFAULT_DELIVERY_RETENTION_SECONDS = 30 * 24 * 3600.0
+MAX_DETAIL_CHARS = 500
+Synchronous = Literal["FULL", "NORMAL"]
+
+
+class SqliteIntakeStore:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Synchronous = "FULL",
+        max_pending: int = DEFAULT_MAX_PENDING,
+        delivery_retention_seconds: float = DEFAULT_DELIVERY_RETENTION_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be FULL or NORMAL")
+        self._path = path
+        self._clock = clock
+        self._retention = delivery_retention_seconds
+        self._listeners: list[NewJobsListener] = []
+        self._claims_handed_out = False
+        _create_private_file(path)
+        write = _connect(path)
+        try:
+            _enable_wal(write, synchronous)
+            migrate(write)
+        except BaseException:
+            write.close()
+            raise
+        self._read = _connect(path)
+        self._read.execute("PRAGMA query_only = ON")
+        self._read_lock = threading.Lock()
+        self._write = write
+        self._writer = GroupCommitWriter(
+            write,
+            max_pending=max_pending,
+            after_commit=self._notify_listeners,
+            housekeeping=Housekeeping(self._prune_deliveries, interval_seconds=3600.0),
+        )
+        self._closed = False
+
+    @classmethod
+    def open(cls, state_dir: Path, **options: object) -> SqliteIntakeStore:
+        """Open (creating if needed) `state_dir/state.sqlite3`; the directory is made 0700."""
+        try:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the state directory {state_dir} ({exc.strerror})"
+            ) from None
+        if not os.access(state_dir, os.W_OK | os.X_OK):
+            raise StoreError(f"the state directory {state_dir} is not writable")
+        return cls(state_dir / STATE_FILE_NAME, **options)  # type: ignore[arg-type]
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # ---- intake -------------------------------------------------------------------------
+
+    async def accept(self, delivery: DeliveryRef | None, jobs: list[JobRequest]) -> AcceptResult:
+        """Record the delivery and enqueue its jobs in one transaction, durable on return.
+
+        A delivery seen before enqueues nothing. Raises StoreBusy when the write queue is
+        full, StoreClosed after close(), StoreError when SQLite refused the write.
+        """
+        now = self._clock()
+        rows = [_job_row(request, now) for request in jobs]
+        writer = self._writer
+
+        def operation(connection: sqlite3.Connection) -> AcceptResult:
+            if delivery is not None:
+                inserted = connection.execute(
+                    "INSERT INTO deliveries (source, delivery_id, received_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (delivery.source, delivery.delivery_id, now),
+                ).rowcount
+                if inserted == 0:
+                    return AcceptResult(duplicate_delivery=True, new_jobs=0, duplicate_jobs=0)
+            new_jobs = 0
+            for row in rows:
+                new_jobs += connection.execute(
+                    "INSERT INTO jobs (dedup_key, kind, host, owner, name, pr_number, head_sha,"
+                    " comment_id, argument, requested_by, source, status, attempts, enqueued_at,"
+                    " not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
+                    " ON CONFLICT (dedup_key) DO NOTHING",
+                    row,
+                ).rowcount
+            if new_jobs:
+                writer.mark_work_available()
+            return AcceptResult(
+                duplicate_delivery=False, new_jobs=new_jobs, duplicate_jobs=len(rows) - new_jobs
+            )
+
+        return await writer.submit(operation)
+
+    def seen_delivery(self, delivery: DeliveryRef) -> bool:
+        return (
+            self._read_one(
+                "SELECT 1 FROM deliveries WHERE source = ? AND delivery_id = ?",
+                (delivery.source, delivery.delivery_id),
+            )
+            is not None
+        )
+
+    def seen_comment(self, repo: RepoRef, comment_id: int) -> bool:
+        """Whether any job was ever queued for this comment (webhook or poller)."""
+        return (
+            self._read_one(
+                "SELECT 1 FROM jobs WHERE host = ? AND owner = ? AND name = ? AND comment_id = ?"
+                " LIMIT 1",
+                (str(repo.host), repo.owner, repo.name, comment_id),
+            )
+            is not None
+        )
+
+    def queue_depth(self) -> int:
+        """Jobs waiting to run (due now or later)."""
+        row = self._read_one("SELECT COUNT(*) FROM jobs WHERE status = 'pending'", ())
+        return int(row[0]) if row else 0
+
+    def counts(self) -> dict[JobStatus, int]:
+        with self._read_lock:
+            rows = self._read.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+            found = {JobStatus(status): int(count) for status, count in rows}
+        return {status: found.get(status, 0) for status in JobStatus}
+
+    @property
+    def write_queue_length(self) -> int:
+        return self._writer.pending
+
+    # ---- worker side --------------------------------------------------------------------
+
+    async def claim(self, worker: str) -> Job | None:
+        """Take the oldest due pending job: it becomes 'running' and its attempt is counted."""
+        now = self._clock()
+        self._claims_handed_out = True
+
+        def operation(connection: sqlite3.Connection) -> Job | None:
+            row = connection.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1,"
+                " claimed_by = ?, claimed_at = ?"
+                " WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND not_before <= ?"
+                "             ORDER BY not_before, id LIMIT 1)"
+                " RETURNING id, kind, host, owner, name, pr_number, head_sha, comment_id,"
+                " argument, requested_by, source, attempts, enqueued_at",
+                (worker, now, now),
+            ).fetchone()
+            return None if row is None else _job_from_row(row)
+
+        return await self._writer.submit(operation, bounded=False)
+
+    async def finish(self, job_id: int, outcome: JobOutcome, detail: str = "") -> bool:
+        """Close a running job. FAILED ends in 'failed', others in 'done'. False if not running."""
+        status = JobStatus.FAILED if outcome is JobOutcome.FAILED else JobStatus.DONE
+        return await self._update_running(
+            job_id,
+            "status = ?, outcome = ?, detail = ?, finished_at = ?, claimed_by = NULL",
+            (str(status), str(outcome), _clip(detail), self._clock()),
+        )
+
+    async def retry_later(self, job_id: int, delay_seconds: float, detail: str) -> bool:
+        """Put a running job back to pending, due after `delay_seconds`."""
+        due = self._clock() + max(delay_seconds, 0.0)
+        return await self._update_running(
+            job_id,
+            "status = 'pending', not_before = ?, detail = ?, claimed_by = NULL",
+            (due, _clip(detail)),
+            work_available=delay_seconds <= 0,
+        )
+
+    async def give_up(self, job_id: int, detail: str) -> bool:
+        """A running job used all its attempts: it ends in 'failed' with outcome 'error'."""
+        return await self._update_running(
+            job_id,
+            "status = 'failed', outcome = 'error', detail = ?, finished_at = ?, claimed_by = NULL",
+            (_clip(detail), self._clock()),
+        )
+
+    async def release(self, job_id: int) -> bool:
+        """Give a running job back (shutdown cancelled it); its attempt is not counted."""
+        return await self._update_running(
+            job_id,
+            "status = 'pending', attempts = MAX(attempts - 1, 0), claimed_by = NULL",
+            (),
+            work_available=True,
+        )
+
+    def requeue_interrupted(self, max_attempts: int) -> RequeueResult:
+        """At startup: jobs left 'running' by a dead process go back to 'pending'.
+
+        A job that already used `max_attempts` fails instead, so a job that crashes the
+        gateway cannot crash it forever. Refused once this store has handed out claims,
+        because then 'running' jobs belong to live workers.
+        """
+        if self._claims_handed_out:
+            raise StoreError("requeue_interrupted() must run before any job is claimed")
+        now = self._clock()
+        writer = self._writer
+
+        def operation(connection: sqlite3.Connection) -> RequeueResult:
+            gave_up = connection.execute(
+                "UPDATE jobs SET status = 'failed', outcome = 'error', finished_at = ?,"
+                " claimed_by = NULL,"
+                " detail = 'interrupted by a restart on each of ' || attempts || ' attempts'"
+                " WHERE status = 'running' AND attempts >= ?",
+                (now, max_attempts),
+            ).rowcount
+            requeued = connection.execute(
+                "UPDATE jobs SET status = 'pending', not_before = ?, claimed_by = NULL,"
+                " detail = 'interrupted by a restart'"
+                " WHERE status = 'running'",
+                (now,),
+            ).rowcount
+            if requeued:
+                writer.mark_work_available()
+            return RequeueResult(requeued=requeued, gave_up=gave_up)
+
+        return writer.call(operation)
+
+    def add_new_jobs_listener(self, listener: NewJobsListener) -> None:
+        """`listener()` runs on the writer thread after a commit that made jobs claimable."""
+        self._listeners.append(listener)
+
+    def job_status(self, job_id: int) -> tuple[JobStatus, str | None, str, int] | None:
+        """(status, outcome, detail, attempts) of one job, for tests and `ops status`."""
+        row = self._read_one(
+            "SELECT status, outcome, detail, attempts FROM jobs WHERE id = ?", (job_id,)
+        )
+        if row is None:
+            return None
+        return JobStatus(row[0]), row[1], row[2], int(row[3])
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Finish queued writes, then close both connections. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._writer.close()
+        finally:
+            with self._read_lock:
+                self._read.close()
+            self._write.close()
+
+    # ---- internals ----------------------------------------------------------------------
+
+    async def _update_running(
+        self,
+        job_id: int,
+        assignments: str,
+        parameters: tuple[object, ...],
+        *,
+        work_available: bool = False,
+    ) -> bool:
+        writer = self._writer
+
+        def operation(connection: sqlite3.Connection) -> bool:
+            changed = connection.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ? AND status = 'running'",  # noqa: S608
+                (*parameters, job_id),
+            ).rowcount
+            if changed and work_available:
+                writer.mark_work_available()
+            return changed == 1
+
+        return await writer.submit(operation, bounded=False)
+
+    def _read_one(self, sql: str, parameters: tuple[object, ...]) -> tuple[object, ...] | None:
+        with self._read_lock:
+            row: tuple[object, ...] | None = self._read.execute(sql, parameters).fetchone()
+            return row
+
+    def _notify_listeners(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def _prune_deliveries(self, connection: sqlite3.Connection) -> None:
+        connection.execute(
+            "DELETE FROM deliveries WHERE received_at < ?", (self._clock() - self._retention,)
+        )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+    connection.execute("PRAGMA busy_timeout = 5000")
+    return connection
+
+
+def _enable_wal(connection: sqlite3.Connection, synchronous: Synchronous) -> None:
+    mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreError(
+            f"the state database could not switch to WAL mode (got {mode}); put the state "
+            "directory on a local filesystem"
+        )
+    connection.execute(f"PRAGMA synchronous = {synchronous}")
+
+
+def _create_private_file(path: Path) -> None:
+    # SQLite gives the -wal and -shm files the database file's mode, so 0600 here covers all.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def _job_row(request: JobRequest, now: float) -> tuple[object, ...]:
+    return (
+        request.dedup_key,
+        str(request.kind),
+        str(request.repo.host),
+        request.repo.owner,
+        request.repo.name,
+        request.pr_number,
+        request.head_sha,
+        request.comment_id,
+        request.argument,
+        request.requested_by,
+        request.source,
+        now,
+        now,
+    )
+
+
+def _job_from_row(row: tuple[object, ...]) -> Job:
+    (
+        job_id,
+        kind,
+        host,
+        owner,
+        name,
+        pr_number,
+        head_sha,
+        comment_id,
+        argument,
+        requested_by,
+        source,
+        attempts,
+        enqueued_at,
+    ) = row
+    request = JobRequest(
+        kind=JobKind(kind),
+        repo=RepoRef(host=HostKind(host), owner=str(owner), name=str(name)),
+        pr_number=int(pr_number),  # type: ignore[call-overload]
+        head_sha=str(head_sha),
+        comment_id=None if comment_id is None else int(comment_id),  # type: ignore[call-overload]
+        argument=str(argument),
+        requested_by=str(requested_by),
+        source=str(source),
+    )
+    return Job(
+        id=int(job_id),  # type: ignore[call-overload]
+        request=request,
+        attempts=int(attempts),  # type: ignore[call-overload]
+        enqueued_at=float(enqueued_at),  # type: ignore[arg-type]
+    )
+
+
+def _clip(detail: str) -> str:
+    return detail if len(detail) <= MAX_DETAIL_CHARS else detail[: MAX_DETAIL_CHARS - 1] + "…"
