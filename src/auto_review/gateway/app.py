@@ -1,0 +1,204 @@
+"""The gateway's ASGI application: routes, request metrics, and background services.
+
+``build_app`` wires the routes to the state store, the forge clients and the metrics of
+one gateway. Its lifespan starts the job worker pool (and the chat poller when
+configured) after the server is listening, and stops them after the server stopped
+taking requests, so no accepted job is left behind half-handled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from auto_review.config import Settings
+from auto_review.gateway.intake import IntakePolicy
+from auto_review.gateway.limits import RateLimiter
+from auto_review.gateway.metrics import GatewayMetrics
+from auto_review.gateway.readiness import ReadinessProbe
+from auto_review.gateway.responses import error_response
+from auto_review.gateway.routes_ci import ROUTE as CI_ROUTE
+from auto_review.gateway.routes_ci import CiReviewEndpoint
+from auto_review.gateway.routes_ops import healthz, make_info, make_metrics, make_readyz, version
+from auto_review.gateway.routes_webhooks import WebhookEndpoint, forgejo_source, github_source
+from auto_review.hosts.base import ReviewHost
+from auto_review.hosts.events import HostKind
+from auto_review.review.jobs import ReviewRunner
+from auto_review.store.base import IntakeStore
+
+log = logging.getLogger(__name__)
+
+UNMATCHED_ROUTE = "unmatched"
+
+
+class BackgroundService(Protocol):
+    """Something the app runs beside the HTTP server (worker pool, poller)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class RequestMetricsMiddleware:
+    """Counts every answer by route template and status code.
+
+    The route label is the path itself only for the fixed set of routes the app serves;
+    anything else is ``unmatched``, so a scanner cannot create new series.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, routes: frozenset[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        route = path if path in self.routes else UNMATCHED_ROUTE
+        status = 500  # what the client sees if the app dies before answering
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            self.metrics.count_request(route, status)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(404, "not found")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, exc.detail, headers)
+
+
+def intake_policy(settings: Settings) -> IntakePolicy:
+    return IntakePolicy(bot_login=settings.bot_login)
+
+
+def _secret_bytes(value: Any) -> bytes | None:
+    return value.get_secret_value().encode() if value is not None else None
+
+
+def build_app(
+    settings: Settings,
+    store: IntakeStore,
+    runner: ReviewRunner | None,
+    hosts: Mapping[HostKind, ReviewHost],
+    posture: Mapping[str, Any],
+    *,
+    metrics: GatewayMetrics | None = None,
+    background: Sequence[BackgroundService] = (),
+    llm_http: httpx.AsyncClient | None = None,
+) -> Starlette:
+    """The gateway app for ``settings``.
+
+    ``runner`` is kept for the worker pool a caller builds into ``background`` (see
+    ``service.serve``); the app itself never runs jobs on the request path.
+    ``background`` services are started in the lifespan, in order, and stopped in reverse.
+    ``llm_http`` is the client the readiness probe uses for ``GET {llm_base_url}/models``;
+    when omitted and an LLM is configured, the app makes (and closes) its own.
+    """
+    metrics = metrics or GatewayMetrics()
+    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    policy = intake_policy(settings)
+    own_http = llm_http is None and settings.llm_base_url is not None
+    http = llm_http
+    if own_http:
+        http = httpx.AsyncClient(timeout=settings.http_timeout_seconds, trust_env=True)
+    probe = ReadinessProbe(
+        hosts,
+        llm_base_url=settings.llm_base_url,
+        llm_api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        http=http,
+        cache_seconds=settings.readyz_cache_seconds,
+        timeout_seconds=settings.http_timeout_seconds,
+    )
+
+    routes: list[Route] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", make_readyz(probe), methods=["GET"]),
+        Route("/version", version, methods=["GET"]),
+        Route("/info", make_info(settings.public_view(), posture), methods=["GET"]),
+        Route("/metrics", make_metrics(metrics, store.queue_depth), methods=["GET"]),
+    ]
+    webhook_sources = []
+    forgejo_secret = _secret_bytes(settings.webhook_secret)
+    if forgejo_secret is not None:
+        webhook_sources.append(forgejo_source(forgejo_secret))
+    github_secret = _secret_bytes(settings.github_webhook_secret)
+    if github_secret is not None:
+        webhook_sources.append(github_source(github_secret))
+    for source in webhook_sources:
+        endpoint = WebhookEndpoint(
+            source,
+            store=store,
+            policy=policy,
+            limiter=limiter,
+            metrics=metrics,
+            max_body_bytes=settings.max_body_bytes,
+        )
+        routes.append(Route(source.route, endpoint, methods=["POST"]))
+    ci = CiReviewEndpoint(
+        token=settings.ci_review_token.get_secret_value() if settings.ci_review_token else None,
+        store=store,
+        hosts=hosts,
+        limiter=limiter,
+        metrics=metrics,
+    )
+    if ci.enabled:
+        routes.append(Route(CI_ROUTE, ci, methods=["POST"]))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        started: list[BackgroundService] = []
+        try:
+            for service in background:
+                await service.start()
+                started.append(service)
+            yield
+        finally:
+            for service in reversed(started):
+                try:
+                    await service.stop()
+                except Exception as exc:  # keep stopping the others
+                    log.error(
+                        "background service did not stop cleanly",
+                        extra={"service": type(service).__name__, "error_type": type(exc).__name__},
+                    )
+            if own_http and http is not None:
+                await http.aclose()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: _not_found, HTTPException: _http_error},
+    )
+    app.state.metrics = metrics
+    app.state.readiness = probe
+    app.state.limiter = limiter
+    app.add_middleware(
+        RequestMetricsMiddleware,
+        metrics=metrics,
+        routes=frozenset(route.path for route in routes),
+    )
+    return app

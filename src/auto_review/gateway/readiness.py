@@ -1,0 +1,126 @@
+"""Readiness: can the gateway reach its forges and its LLM right now?
+
+Probes run at most once per cache period however often ``/readyz`` is asked, and
+concurrent callers share one probe in flight, so a scraper cannot turn readiness checks
+into load on the forge. Results carry fixed words only ("ok", "unreachable", ...), never
+an exception message: those may quote URLs or credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from auto_review.hosts.base import HostAuthError, HostError, HostUnavailable, ReviewHost
+
+log = logging.getLogger(__name__)
+
+OK = "ok"
+UNREACHABLE = "unreachable"
+AUTH_FAILED = "auth-failed"
+NOT_CONFIGURED = "not-configured"
+ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessReport:
+    ready: bool
+    checks: dict[str, str]  # component -> status word
+    checked_at: float  # unix seconds
+
+    def as_dict(self) -> dict[str, object]:
+        return {"ready": self.ready, "checks": dict(self.checks), "checked_at": self.checked_at}
+
+
+class ReadinessProbe:
+    """Checks every configured forge (``ReviewHost.ping``) and the LLM (``GET /models``)."""
+
+    def __init__(
+        self,
+        hosts: Mapping[str, ReviewHost],
+        *,
+        llm_base_url: str | None,
+        llm_api_key: str | None,
+        http: httpx.AsyncClient | None,
+        cache_seconds: float,
+        timeout_seconds: float,
+    ) -> None:
+        self._hosts = dict(hosts)
+        self._llm_models_url = f"{llm_base_url.rstrip('/')}/models" if llm_base_url else None
+        self._llm_api_key = llm_api_key
+        self._http = http
+        self._cache_seconds = cache_seconds
+        self._timeout = timeout_seconds
+        self._cached: ReadinessReport | None = None
+        self._cached_at = 0.0
+        self._in_flight: asyncio.Future[ReadinessReport] | None = None
+
+    async def report(self) -> ReadinessReport:
+        """The cached report while it is fresh, else a new one (shared by concurrent callers)."""
+        cached = self._cached
+        if cached is not None and time.monotonic() - self._cached_at < self._cache_seconds:
+            return cached
+        if self._in_flight is None:
+            self._in_flight = asyncio.ensure_future(self._probe_all())
+            self._in_flight.add_done_callback(self._store)
+        # shield: a client hanging up must not cancel the probe others wait for.
+        return await asyncio.shield(self._in_flight)
+
+    def _store(self, future: asyncio.Future[ReadinessReport]) -> None:
+        self._in_flight = None
+        if not future.cancelled() and future.exception() is None:
+            self._cached = future.result()
+            self._cached_at = time.monotonic()
+
+    async def _probe_all(self) -> ReadinessReport:
+        names = list(self._hosts)
+        probes = [self._probe_host(self._hosts[name]) for name in names]
+        probes.append(self._probe_llm())
+        results = await asyncio.gather(*probes)
+        checks = dict(zip([*names, "llm"], results, strict=True))
+        if not names:
+            checks["forge"] = NOT_CONFIGURED
+        # An LLM that is not configured is not a failure of this gateway's readiness to
+        # queue work; a configured one that cannot be reached is.
+        ready = bool(names) and all(
+            status == OK or (component == "llm" and status == NOT_CONFIGURED)
+            for component, status in checks.items()
+        )
+        return ReadinessReport(ready=ready, checks=checks, checked_at=time.time())
+
+    async def _probe_host(self, host: ReviewHost) -> str:
+        try:
+            await asyncio.wait_for(host.ping(), timeout=self._timeout)
+        except HostAuthError:
+            return AUTH_FAILED
+        except (HostUnavailable, TimeoutError):
+            return UNREACHABLE
+        except HostError:
+            return ERROR
+        except Exception as exc:  # a probe must never take /readyz down with it
+            log.warning("forge readiness probe failed", extra={"error_type": type(exc).__name__})
+            return ERROR
+        return OK
+
+    async def _probe_llm(self) -> str:
+        if self._llm_models_url is None:
+            return NOT_CONFIGURED
+        if self._http is None:
+            return ERROR
+        headers = {"Authorization": f"Bearer {self._llm_api_key}"} if self._llm_api_key else {}
+        try:
+            response = await self._http.get(
+                self._llm_models_url, headers=headers, timeout=self._timeout
+            )
+        except httpx.HTTPError:
+            return UNREACHABLE
+        if response.status_code in (401, 403):
+            return AUTH_FAILED
+        if response.is_success:
+            return OK
+        return UNREACHABLE

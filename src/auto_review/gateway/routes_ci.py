@@ -1,0 +1,221 @@
+"""``POST /reviews/ci``: CI asks for a review of a PR head after its checks passed.
+
+The endpoint exists only when ``AR_CI_REVIEW_TOKEN`` is set (32+ characters); otherwise it
+answers 404 like any unknown path. The bearer token is compared in constant time. The
+requested head SHA is re-checked against the forge, so a token holder can only ask for
+the review of what the PR really contains now.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auto_review.gateway.limits import (
+    BodyIncomplete,
+    BodyTooLarge,
+    RateLimiter,
+    declared_length,
+    read_body_capped,
+)
+from auto_review.gateway.metrics import GatewayMetrics
+from auto_review.gateway.responses import (
+    error_response,
+    is_json_content_type,
+    json_response,
+    rate_limited_response,
+    too_large_response,
+    unsupported_type_response,
+)
+from auto_review.hosts.base import (
+    HostAuthError,
+    HostError,
+    HostNotFound,
+    HostUnavailable,
+    ReviewHost,
+)
+from auto_review.hosts.events import HostKind, RepoRef
+from auto_review.review.jobs import JobKind, JobRequest
+from auto_review.store.base import IntakeStore, StoreBusy, StoreError
+
+log = logging.getLogger(__name__)
+
+ROUTE = "/reviews/ci"
+MIN_TOKEN_CHARS = 32
+# The CI body is tiny; a small cap keeps unauthenticated bodies cheap.
+MAX_CI_BODY_BYTES = 16 * 1024
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+class CiRequestInvalid(ValueError):
+    """The CI request body does not name a PR head; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class CiReviewRequest:
+    host: HostKind
+    owner: str
+    repo: str
+    pr: int
+    head_sha: str
+
+    @property
+    def repo_ref(self) -> RepoRef:
+        return RepoRef(host=self.host, owner=self.owner, name=self.repo)
+
+
+def parse_ci_request(payload: Any) -> CiReviewRequest:
+    """Validate ``{host, owner, repo, pr, head_sha}``; messages name fields, not values."""
+    if not isinstance(payload, dict):
+        raise CiRequestInvalid("body must be a JSON object")
+    host = payload.get("host")
+    if host not in {kind.value for kind in HostKind}:
+        raise CiRequestInvalid("host must be one of: " + ", ".join(k.value for k in HostKind))
+    for field in ("owner", "repo"):
+        value = payload.get(field)
+        if not isinstance(value, str) or not _NAME.fullmatch(value):
+            raise CiRequestInvalid(f"{field} must be a repository owner/name component")
+    pr = payload.get("pr")
+    if isinstance(pr, bool) or not isinstance(pr, int) or not 0 < pr < 2**31:
+        raise CiRequestInvalid("pr must be a positive integer")
+    head_sha = payload.get("head_sha")
+    if not isinstance(head_sha, str) or not _SHA.fullmatch(head_sha.lower()):
+        raise CiRequestInvalid("head_sha must be a full hexadecimal commit id")
+    return CiReviewRequest(HostKind(host), payload["owner"], payload["repo"], pr, head_sha.lower())
+
+
+def bearer_matches(header: str | None, expected: bytes) -> bool:
+    """Constant-time check of ``Authorization: Bearer <token>``."""
+    if not header:
+        return False
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(presented.strip().encode("utf-8", "surrogateescape"), expected)
+
+
+class CiReviewEndpoint:
+    """Handler of ``POST /reviews/ci``."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        store: IntakeStore,
+        hosts: Mapping[HostKind, ReviewHost],
+        limiter: RateLimiter,
+        metrics: GatewayMetrics,
+    ) -> None:
+        # A short token is refused by the settings; this guard keeps the endpoint closed
+        # even if a caller builds the app around that validation.
+        self.enabled = token is not None and len(token) >= MIN_TOKEN_CHARS
+        self._token = token.encode() if self.enabled and token else b""
+        self.store = store
+        self.hosts = hosts
+        self.limiter = limiter
+        self.metrics = metrics
+
+    async def __call__(self, request: Request) -> Response:
+        if not self.enabled:
+            return error_response(404, "not found")
+        length = declared_length(request.scope["headers"])
+        if length is not None and length > MAX_CI_BODY_BYTES:
+            return too_large_response()
+        client = request.scope.get("client")
+        address = client[0] if client else "unknown"
+        if not self.limiter.allow(address):
+            self.metrics.rate_limited_total.labels(route=ROUTE).inc()
+            return rate_limited_response(self.limiter.retry_after_seconds(address))
+        headers = request.headers
+        if not bearer_matches(headers.get("authorization"), self._token):
+            log.warning("ci review request refused: bad token", extra={"client": address})
+            return error_response(
+                401, "bearer token missing or wrong", {"WWW-Authenticate": "Bearer"}
+            )
+        if not is_json_content_type(headers.get("content-type")):
+            return unsupported_type_response()
+        try:
+            body = await read_body_capped(request.receive, MAX_CI_BODY_BYTES)
+        except BodyTooLarge:
+            return too_large_response()
+        except BodyIncomplete:
+            return error_response(400, "request body incomplete")
+        try:
+            ci = parse_ci_request(json.loads(body))
+        except CiRequestInvalid as exc:
+            self.metrics.payload_failures_total.labels(source="ci").inc()
+            return error_response(400, str(exc))
+        except ValueError:
+            self.metrics.payload_failures_total.labels(source="ci").inc()
+            return error_response(400, "body is not valid JSON")
+        return await self._review(ci)
+
+    async def _review(self, ci: CiReviewRequest) -> Response:
+        host = self.hosts.get(ci.host)
+        if host is None:
+            return error_response(422, f"host {ci.host.value} is not configured")
+        repo = ci.repo_ref
+        try:
+            pull = await host.get_pull_request(repo, ci.pr)
+        except HostNotFound:
+            return error_response(404, "pull request not found on the forge")
+        except HostAuthError:
+            log.error(
+                "ci review: forge refused the gateway's credentials", extra={"host": ci.host.value}
+            )
+            return error_response(502, "forge refused the gateway's credentials")
+        except HostUnavailable:
+            log.warning("ci review: forge unreachable", extra={"host": ci.host.value})
+            return error_response(503, "forge unreachable", {"Retry-After": "30"})
+        except HostError as exc:
+            log.error(
+                "ci review: forge error",
+                extra={"host": ci.host.value, "error_type": type(exc).__name__},
+            )
+            return error_response(502, "forge answered with an error")
+        if pull.state != "open":
+            return json_response(409, {"error": "pull request is not open"})
+        if pull.head_sha.lower() != ci.head_sha:
+            return json_response(
+                409,
+                {
+                    "error": "head moved",
+                    "requested_head_sha": ci.head_sha,
+                    "current_head_sha": pull.head_sha,
+                },
+            )
+        job = JobRequest(
+            kind=JobKind.REVIEW,
+            repo=repo,
+            pr_number=ci.pr,
+            head_sha=ci.head_sha,
+            comment_id=None,
+            argument="",
+            requested_by="ci",
+            source="ci",
+        )
+        try:
+            result = await self.store.accept(None, [job])
+        except StoreBusy:
+            return error_response(503, "queue busy, retry later", {"Retry-After": "1"})
+        except StoreError as exc:
+            log.error("ci review could not be stored", extra={"error_type": type(exc).__name__})
+            return error_response(503, "state store unavailable", {"Retry-After": "5"})
+        if result.new_jobs == 0:
+            self.metrics.dedup_hits_total.labels(kind="job").inc()
+            return json_response(200, {"status": "duplicate", "duplicate": "job"})
+        self.metrics.jobs_accepted_total.labels(source="ci").inc(result.new_jobs)
+        log.info(
+            "ci review accepted",
+            extra={"repo": repo.full_name, "pr": ci.pr, "head_sha": ci.head_sha},
+        )
+        return json_response(202, {"status": "accepted", "jobs": result.new_jobs})

@@ -1,0 +1,73 @@
+"""Operational routes: ``/healthz``, ``/readyz``, ``/version``, ``/info``, ``/metrics``.
+
+None of them takes input, and none of them reveals a secret: ``/info`` shows
+``Settings.public_view()`` (secrets as "set"/"unset") and the isolation posture the
+caller verified; ``/metrics`` labels come from fixed sets.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auto_review import __version__
+from auto_review.gateway.metrics import METRICS_CONTENT_TYPE, GatewayMetrics
+from auto_review.gateway.readiness import ReadinessProbe
+from auto_review.gateway.responses import json_response
+
+log = logging.getLogger(__name__)
+
+PRODUCT = "auto-review"
+
+
+def version_payload() -> dict[str, str]:
+    return {"name": PRODUCT, "version": __version__}
+
+
+async def healthz(request: Request) -> Response:
+    # Liveness only: answering at all means the event loop runs. No downstream I/O.
+    return json_response(200, {"status": "ok"})
+
+
+async def version(request: Request) -> Response:
+    return json_response(200, version_payload())
+
+
+def make_readyz(probe: ReadinessProbe) -> Callable[[Request], Any]:
+    async def readyz(request: Request) -> Response:
+        report = await probe.report()
+        return json_response(200 if report.ready else 503, report.as_dict())
+
+    return readyz
+
+
+def make_info(
+    public_settings: Mapping[str, Any], posture: Mapping[str, Any]
+) -> Callable[[Request], Any]:
+    payload = {**version_payload(), "isolation": dict(posture), "settings": dict(public_settings)}
+
+    async def info(request: Request) -> Response:
+        return json_response(200, payload)
+
+    return info
+
+
+def make_metrics(
+    metrics: GatewayMetrics, queue_depth: Callable[[], Any]
+) -> Callable[[Request], Any]:
+    async def metrics_endpoint(request: Request) -> Response:
+        try:
+            depth = queue_depth()
+            if inspect.isawaitable(depth):
+                depth = await depth
+            metrics.queue_depth.set(depth)
+        except Exception as exc:  # a failing store must not hide the other figures
+            log.warning("queue depth unavailable", extra={"error_type": type(exc).__name__})
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    return metrics_endpoint

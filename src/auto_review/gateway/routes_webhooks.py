@@ -1,0 +1,247 @@
+"""``POST /webhooks/forgejo`` and ``POST /webhooks/github``: signed event intake.
+
+The order of checks is the security contract of this endpoint, cheapest and least
+trusting first:
+
+1. announced size over the cap -> 413 (the body is not read);
+2. the client's token bucket is empty -> 429;
+3. content type is not JSON -> 415;
+4. body read while counting bytes; past the cap -> 413 (chunked bodies);
+5. HMAC-SHA256 of the raw bytes, constant time: missing 401, malformed 400, mismatch 401;
+6. only now: event header, JSON parsing (400), event parsing (400), intake decision;
+7. jobs committed to the store (with delivery-id dedup) before the 2xx answer.
+
+Nothing derived from the body is logged before step 5 succeeds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from auto_review.gateway.intake import IntakePolicy, plan_jobs
+from auto_review.gateway.limits import (
+    BodyIncomplete,
+    BodyTooLarge,
+    RateLimiter,
+    declared_length,
+    read_body_capped,
+)
+from auto_review.gateway.metrics import GatewayMetrics
+from auto_review.gateway.responses import (
+    error_response,
+    is_json_content_type,
+    json_response,
+    rate_limited_response,
+    too_large_response,
+    unsupported_type_response,
+)
+from auto_review.gateway.signatures import (
+    SignatureMalformed,
+    SignatureMismatch,
+    SignatureMissing,
+    verify_forgejo_request,
+    verify_github_request,
+)
+from auto_review.hosts.events import (
+    PayloadError,
+    WebhookEvent,
+    check_delivery_id,
+    check_event_name,
+)
+from auto_review.hosts.forgejo_webhooks import parse_forgejo_event
+from auto_review.hosts.github_webhooks import parse_github_event
+from auto_review.store.base import DeliveryRef, IntakeStore, StoreBusy, StoreError
+
+log = logging.getLogger(__name__)
+
+# Parser bugs on signed-but-odd payloads must still be a 400, not a 500.
+_PARSER_FAULTS = (PayloadError, ValueError, TypeError, KeyError, AttributeError, IndexError)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSource:
+    """How one forge family signs and labels its deliveries."""
+
+    name: str  # "forgejo" | "github": metric label and DeliveryRef.source
+    route: str
+    secret: bytes
+    event_headers: tuple[str, ...]
+    delivery_headers: tuple[str, ...]
+    verify: Callable[[bytes, bytes, Mapping[str, str]], None]
+    parse: Callable[[str, dict[str, Any]], WebhookEvent]
+
+
+def forgejo_source(secret: bytes) -> WebhookSource:
+    # Forgejo sends both its own headers and Gitea's; Gitea sends only its own.
+    return WebhookSource(
+        name="forgejo",
+        route="/webhooks/forgejo",
+        secret=secret,
+        event_headers=("x-forgejo-event", "x-gitea-event"),
+        delivery_headers=("x-forgejo-delivery", "x-gitea-delivery"),
+        verify=verify_forgejo_request,
+        parse=parse_forgejo_event,
+    )
+
+
+def github_source(secret: bytes) -> WebhookSource:
+    return WebhookSource(
+        name="github",
+        route="/webhooks/github",
+        secret=secret,
+        event_headers=("x-github-event",),
+        delivery_headers=("x-github-delivery",),
+        verify=verify_github_request,
+        parse=parse_github_event,
+    )
+
+
+def _first_header(headers: Any, names: tuple[str, ...]) -> str | None:
+    for name in names:
+        value = headers.get(name)
+        if value is not None:
+            return str(value)
+    return None
+
+
+def _client_address(request: Request) -> str:
+    client = request.scope.get("client")
+    return client[0] if client else "unknown"
+
+
+class WebhookEndpoint:
+    """The request handler for one webhook source."""
+
+    def __init__(
+        self,
+        source: WebhookSource,
+        *,
+        store: IntakeStore,
+        policy: IntakePolicy,
+        limiter: RateLimiter,
+        metrics: GatewayMetrics,
+        max_body_bytes: int,
+    ) -> None:
+        self.source = source
+        self.store = store
+        self.policy = policy
+        self.limiter = limiter
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self._bad_signature = metrics.signature_failures_total
+        self._payload_failures = metrics.payload_failures_total.labels(source=source.name)
+
+    async def __call__(self, request: Request) -> Response:
+        source = self.source
+        length = declared_length(request.scope["headers"])
+        if length is not None and length > self.max_body_bytes:
+            return too_large_response()
+        client = _client_address(request)
+        if not self.limiter.allow(client):
+            self.metrics.rate_limited_total.labels(route=source.route).inc()
+            return rate_limited_response(self.limiter.retry_after_seconds(client))
+        headers = request.headers
+        if not is_json_content_type(headers.get("content-type")):
+            return unsupported_type_response()
+        try:
+            body = await read_body_capped(request.receive, self.max_body_bytes)
+        except BodyTooLarge:
+            return too_large_response()
+        except BodyIncomplete:
+            return error_response(400, "request body incomplete")
+
+        try:
+            source.verify(source.secret, body, headers)
+        except SignatureMissing:
+            return self._signature_refused(client, "missing", 401, "signature missing")
+        except SignatureMalformed:
+            return self._signature_refused(client, "malformed", 400, "signature malformed")
+        except SignatureMismatch:
+            return self._signature_refused(client, "mismatch", 401, "signature mismatch")
+
+        # -- the body is authentic from here on --------------------------------------
+        event_name = _first_header(headers, source.event_headers)
+        delivery_id = _first_header(headers, source.delivery_headers)
+        try:
+            check_event_name(event_name or "")
+            if delivery_id is not None:
+                check_delivery_id(delivery_id)
+        except PayloadError as exc:
+            self._payload_failures.inc()
+            return error_response(400, str(exc))
+        try:
+            payload = json.loads(body)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError both
+            self._payload_failures.inc()
+            return error_response(400, "body is not valid JSON")
+        if not isinstance(payload, dict):
+            self._payload_failures.inc()
+            return error_response(400, "body must be a JSON object")
+        try:
+            event = source.parse(event_name or "", payload)
+            decision = plan_jobs(event, self.policy)
+        except _PARSER_FAULTS as exc:
+            self._payload_failures.inc()
+            log.warning(
+                "webhook payload refused",
+                extra={
+                    "source": source.name,
+                    "event": event_name,
+                    "error_type": type(exc).__name__,
+                },
+            )
+            return error_response(400, "payload invalid for its event")
+
+        if decision.ignored_reason is not None:
+            self.metrics.ignored_events_total.labels(
+                source=source.name, reason=decision.ignored_reason
+            ).inc()
+            return json_response(202, {"status": "ignored", "reason": decision.ignored_reason})
+
+        delivery = DeliveryRef(source.name, delivery_id) if delivery_id else None
+        try:
+            result = await self.store.accept(delivery, list(decision.jobs))
+        except StoreBusy:
+            return error_response(503, "queue busy, retry later", {"Retry-After": "1"})
+        except StoreError as exc:
+            log.error(
+                "webhook could not be stored",
+                extra={"source": source.name, "error_type": type(exc).__name__},
+            )
+            return error_response(503, "state store unavailable", {"Retry-After": "5"})
+
+        if result.duplicate_delivery:
+            self.metrics.dedup_hits_total.labels(kind="delivery").inc()
+            return json_response(200, {"status": "duplicate", "duplicate": "delivery"})
+        if result.duplicate_jobs:
+            self.metrics.dedup_hits_total.labels(kind="job").inc(result.duplicate_jobs)
+        if result.new_jobs == 0:
+            return json_response(200, {"status": "duplicate", "duplicate": "job"})
+        self.metrics.jobs_accepted_total.labels(source="webhook").inc(result.new_jobs)
+        log.info(
+            "webhook accepted",
+            extra={
+                "source": source.name,
+                "event": event_name,
+                "delivery": delivery_id,
+                "repo": decision.jobs[0].repo.full_name,
+                "pr": decision.jobs[0].pr_number,
+                "jobs": result.new_jobs,
+            },
+        )
+        return json_response(202, {"status": "accepted", "jobs": result.new_jobs})
+
+    def _signature_refused(self, client: str, reason: str, status: int, text: str) -> Response:
+        self._bad_signature.labels(source=self.source.name, reason=reason).inc()
+        log.warning(
+            "webhook signature refused",
+            extra={"source": self.source.name, "reason": reason, "client": client},
+        )
+        return error_response(status, text)

@@ -1,0 +1,186 @@
+"""Run the gateway: state store, forge clients, worker pool, poller and the HTTP server.
+
+``serve`` is what ``auto-review gateway`` (bare, or the inner process of the container)
+calls. It runs uvicorn with httptools on a uvloop event loop, either on a socket it binds
+itself from ``AR_GATEWAY_BIND`` or on a listening socket handed in (the launcher binds on
+the host and passes the descriptor into the container's empty network namespace).
+
+Shutdown order on SIGTERM/SIGINT: stop accepting connections, let in-flight requests
+finish, stop the poller, let running jobs finish (then release them back to the queue),
+close the forge clients, close the store. Every accepted job is already committed, so an
+abrupt kill loses nothing either: the next start requeues interrupted jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import uvicorn
+
+from auto_review.config import Settings
+from auto_review.gateway.app import BackgroundService, build_app
+from auto_review.gateway.metrics import GatewayMetrics
+from auto_review.gateway.worker import WorkerPool
+from auto_review.hosts.base import ReviewHost
+from auto_review.hosts.events import HostKind
+from auto_review.isolation.posture import bare_posture, external_posture
+from auto_review.review.jobs import ReviewRunner
+from auto_review.store.sqlite_intake import SqliteIntakeStore
+
+log = logging.getLogger(__name__)
+
+LISTEN_BACKLOG = 2048
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+class GatewayStartupError(RuntimeError):
+    """The gateway cannot start; the message names the cause, never a secret."""
+
+
+def default_posture(settings: Settings) -> dict[str, Any]:
+    """The posture when the caller verified none: only the explicit opt-outs qualify."""
+    if settings.gateway_bare:
+        return bare_posture()
+    if settings.gateway_external_isolation == "container":
+        return external_posture()
+    # Fail closed: claiming an isolation nobody verified would be a lie in /info.
+    raise GatewayStartupError(
+        "no verified isolation posture was given and neither AR_GATEWAY_BARE nor "
+        "AR_GATEWAY_EXTERNAL_ISOLATION is set"
+    )
+
+
+def bind_listening_socket(settings: Settings) -> socket.socket:
+    """Bind ``AR_GATEWAY_BIND`` with a clear error instead of uvicorn's exit."""
+    host, port = settings.bind_host_port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        raise GatewayStartupError(
+            f"cannot listen on AR_GATEWAY_BIND {host}:{port}: {exc.strerror or exc}"
+        ) from None
+
+
+def hosts_from_settings(settings: Settings) -> dict[HostKind, ReviewHost]:
+    """A forge client for every forge whose settings are complete."""
+    hosts: dict[HostKind, ReviewHost] = {}
+    timeout = settings.http_timeout_seconds
+    if settings.forgejo_url and settings.forgejo_token:
+        from auto_review.hosts.forgejo import ForgejoClient
+
+        hosts[HostKind.FORGEJO] = ForgejoClient(
+            settings.forgejo_url, settings.forgejo_token.get_secret_value(), timeout=timeout
+        )
+    if settings.github_app_id and settings.github_app_private_key:
+        from auto_review.hosts.github import GitHubClient
+
+        hosts[HostKind.GITHUB] = GitHubClient(
+            settings.github_app_id,
+            settings.github_app_private_key.get_secret_value(),
+            api_url=settings.github_api_url,
+            timeout=timeout,
+        )
+    return hosts
+
+
+def serve(
+    settings: Settings,
+    runner: ReviewRunner,
+    *,
+    sock: socket.socket | None = None,
+    posture: Mapping[str, Any] | None = None,
+    hosts: Mapping[HostKind, ReviewHost] | None = None,
+) -> None:
+    """Run the gateway until SIGTERM/SIGINT, on a uvloop event loop."""
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner_loop:
+        runner_loop.run(serve_async(settings, runner, sock=sock, posture=posture, hosts=hosts))
+
+
+async def serve_async(
+    settings: Settings,
+    runner: ReviewRunner,
+    *,
+    sock: socket.socket | None = None,
+    posture: Mapping[str, Any] | None = None,
+    hosts: Mapping[HostKind, ReviewHost] | None = None,
+) -> None:
+    """The body of :func:`serve`, for callers that own the event loop."""
+    posture = dict(posture) if posture is not None else default_posture(settings)
+    listener = sock if sock is not None else bind_listening_socket(settings)
+    store = SqliteIntakeStore.open(settings.state_dir)
+    own_hosts = hosts is None
+    forge_hosts: Mapping[HostKind, ReviewHost] = (
+        hosts if hosts is not None else hosts_from_settings(settings)
+    )
+    try:
+        metrics = GatewayMetrics()
+        pool = WorkerPool(store, runner, concurrency=settings.workers, observer=metrics)
+        background: list[BackgroundService] = [pool]
+        app = build_app(
+            settings, store, runner, forge_hosts, posture, metrics=metrics, background=background
+        )
+        server = uvicorn.Server(_uvicorn_config(app))
+        address = listener.getsockname()
+        log.info(
+            "gateway listening",
+            extra={
+                "address": f"{address[0]}:{address[1]}",
+                "isolation": posture.get("mode"),
+                "forges": sorted(str(kind) for kind in forge_hosts),
+                "workers": settings.workers,
+            },
+        )
+        if posture.get("mode") == "bare":
+            log.warning(str(posture.get("warning", "BARE MODE: no container boundary")))
+        with _quiet_reraised_signals():
+            await server.serve(sockets=[listener])
+    finally:
+        if own_hosts:
+            for host in forge_hosts.values():
+                with contextlib.suppress(Exception):
+                    await host.aclose()  # type: ignore[attr-defined]
+        await asyncio.to_thread(store.close)
+        listener.close()
+        log.info("gateway stopped")
+
+
+def _uvicorn_config(app: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # requests are counted in /metrics; access lines would be noise
+        log_config=None,  # logging is configured (with redaction) by the caller
+        proxy_headers=False,  # rate limiting keys on the TCP peer, not on a header
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        backlog=LISTEN_BACKLOG,
+    )
+
+
+@contextlib.contextmanager
+def _quiet_reraised_signals() -> Any:
+    """uvicorn re-raises the signal that stopped it once it has shut down; with the
+    default handlers that would kill the process before the store is closed. While
+    serving, these placeholders are what uvicorn restores and re-raises into."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda number, frame: None) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

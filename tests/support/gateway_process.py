@@ -1,0 +1,268 @@
+"""A real gateway in a subprocess, on a loopback port, with a recording job runner.
+
+The parent binds ``127.0.0.1:0`` and hands the listening socket to the child as an
+inherited descriptor, the way the isolation launcher does, so tests exercise
+``serve(sock=...)`` and never race for a port. The child's stderr (its JSON log lines)
+goes to a file that tests read, e.g. to check no secret ever appears in it. Every job the
+worker pool runs is appended to a JSON-lines file by the recording runner.
+
+Run as a script, this file is the child: ``python gateway_process.py`` with
+``GATEWAY_TEST_FD``, ``GATEWAY_TEST_JOBS`` and ``GATEWAY_TEST_RUNNER`` set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+STARTUP_TIMEOUT_SECONDS = 30.0
+
+# Runner modes: "record" answers SUCCEEDED; "crash" raises an exception whose message
+# quotes every configured secret (the logs must still show none); "slow" sleeps first.
+RUNNER_MODES = ("record", "crash", "slow")
+
+
+def sign_hex(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def forgejo_headers(
+    secret: str, body: bytes, event: str, delivery: str | None = None
+) -> dict[str, str]:
+    """Headers of a Forgejo delivery (it sends the Gitea names too)."""
+    signature = sign_hex(secret, body)
+    delivery = delivery or str(uuid.uuid4())
+    return {
+        "Content-Type": "application/json",
+        "X-Forgejo-Event": event,
+        "X-Gitea-Event": event,
+        "X-Forgejo-Delivery": delivery,
+        "X-Gitea-Delivery": delivery,
+        "X-Forgejo-Signature": signature,
+        "X-Gitea-Signature": signature,
+    }
+
+
+def github_headers(
+    secret: str, body: bytes, event: str, delivery: str | None = None
+) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-Hub-Signature-256": "sha256=" + sign_hex(secret, body),
+    }
+
+
+@dataclass
+class GatewayProcess:
+    """Handle on a running gateway subprocess."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+    jobs_path: Path
+    state_dir: Path
+    env: dict[str, str] = field(repr=False)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.logs().splitlines():
+            if line.startswith("{"):
+                records.append(json.loads(line))
+        return records
+
+    def recorded_jobs(self) -> list[dict[str, Any]]:
+        if not self.jobs_path.exists():
+            return []
+        lines = self.jobs_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line]
+
+    def wait_for_jobs(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = self.recorded_jobs()
+            if len(jobs) >= count or time.monotonic() > deadline:
+                return jobs
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait for the graceful shutdown, return the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> GatewayProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def gateway_env(state_dir: Path, settings: Mapping[str, str]) -> dict[str, str]:
+    """A clean environment: no AR_* from the caller's shell leaks into the gateway."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AR_")}
+    env.update(
+        {
+            "AR_GATEWAY_BARE": "true",
+            "AR_STATE_DIR": str(state_dir),
+            "AR_POLL_INTERVAL_SECONDS": "0",
+            "AR_LOG_FORMAT": "json",
+            "AR_LOG_LEVEL": "info",
+        }
+    )
+    env.update(settings)
+    return env
+
+
+def start_gateway(
+    workdir: Path,
+    settings: Mapping[str, str],
+    *,
+    runner: str = "record",
+    wait: bool = True,
+) -> GatewayProcess:
+    """Start a gateway with ``settings`` (AR_* names) and wait until /healthz answers."""
+    if runner not in RUNNER_MODES:
+        raise ValueError(f"runner must be one of {RUNNER_MODES}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    state_dir = workdir / "state"
+    log_path = workdir / "gateway.log"
+    jobs_path = workdir / "jobs.jsonl"
+    listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    port = listener.getsockname()[1]
+    env = gateway_env(state_dir, settings)
+    env.update(
+        {
+            "GATEWAY_TEST_FD": str(listener.fileno()),
+            "GATEWAY_TEST_JOBS": str(jobs_path),
+            "GATEWAY_TEST_RUNNER": runner,
+        }
+    )
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve())],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            pass_fds=(listener.fileno(),),
+        )
+    listener.close()  # the child holds its own copy
+    gateway = GatewayProcess(
+        process, f"http://127.0.0.1:{port}", log_path, jobs_path, state_dir, env
+    )
+    if wait:
+        wait_until_healthy(gateway)
+    return gateway
+
+
+def wait_until_healthy(gateway: GatewayProcess) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    with httpx.Client(base_url=gateway.base_url, timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            if gateway.process.poll() is not None:
+                raise RuntimeError(
+                    f"gateway exited with status {gateway.process.returncode} during startup; "
+                    f"log:\n{gateway.logs()}"
+                )
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+    gateway.stop()
+    raise RuntimeError(f"gateway did not become healthy; log:\n{gateway.logs()}")
+
+
+# ---- the child ---------------------------------------------------------------------------
+
+
+class _FileRecordingRunner:
+    """Appends each job to a JSON-lines file, then answers per the runner mode."""
+
+    def __init__(self, path: Path, mode: str, secrets: list[str]) -> None:
+        self.path = path
+        self.mode = mode
+        self.secrets = secrets
+
+    async def run(self, job: Any) -> Any:
+        import asyncio
+
+        from auto_review.review.jobs import JobOutcome
+
+        request = job.request
+        record = {
+            "id": job.id,
+            "attempts": job.attempts,
+            "kind": str(request.kind),
+            "host": str(request.repo.host),
+            "repo": request.repo.full_name,
+            "pr": request.pr_number,
+            "head_sha": request.head_sha,
+            "comment_id": request.comment_id,
+            "argument": request.argument,
+            "requested_by": request.requested_by,
+            "source": request.source,
+        }
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+        if self.mode == "slow":
+            await asyncio.sleep(0.5)
+        if self.mode == "crash":
+            raise RuntimeError("runner crashed; secrets in scope: " + " ".join(self.secrets))
+        return JobOutcome.SUCCEEDED
+
+
+def _child_main() -> int:
+    from auto_review.config import SettingsError, load_settings
+    from auto_review.gateway.service import GatewayStartupError, serve
+    from auto_review.logs import configure_logging, redact
+
+    try:
+        settings = load_settings(environ=os.environ)
+    except SettingsError as exc:
+        print(f"auto-review gateway: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    configure_logging(
+        settings.log_format, settings.log_level, settings.secret_values(), stream=sys.stderr
+    )
+    listener = socket.socket(fileno=int(os.environ["GATEWAY_TEST_FD"]))
+    runner = _FileRecordingRunner(
+        Path(os.environ["GATEWAY_TEST_JOBS"]),
+        os.environ.get("GATEWAY_TEST_RUNNER", "record"),
+        settings.secret_values(),
+    )
+    try:
+        serve(settings, runner, sock=listener)
+    except GatewayStartupError as exc:
+        print(f"auto-review gateway: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())
