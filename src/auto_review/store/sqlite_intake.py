@@ -49,6 +49,7 @@ class SqliteIntakeStore:
         synchronous: Synchronous = "FULL",
         max_pending: int = DEFAULT_MAX_PENDING,
         delivery_retention_seconds: float = DEFAULT_DELIVERY_RETENTION_SECONDS,
+        housekeeping_interval_seconds: float = 3600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
@@ -74,7 +75,9 @@ class SqliteIntakeStore:
             write,
             max_pending=max_pending,
             after_commit=self._notify_listeners,
-            housekeeping=Housekeeping(self._prune_deliveries, interval_seconds=3600.0),
+            housekeeping=Housekeeping(
+                self._prune_deliveries, interval_seconds=housekeeping_interval_seconds
+            ),
         )
         self._closed = False
 
@@ -256,6 +259,17 @@ class SqliteIntakeStore:
             return RequeueResult(requeued=requeued, gave_up=gave_up)
 
         return writer.call(operation)
+
+    def durability(self) -> dict[str, str]:
+        """The write connection's journal mode and synchronous level, as SQLite reports them."""
+
+        def operation(connection: sqlite3.Connection) -> dict[str, str]:
+            journal = connection.execute("PRAGMA journal_mode").fetchone()[0]
+            level = connection.execute("PRAGMA synchronous").fetchone()[0]
+            names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+            return {"journal_mode": str(journal), "synchronous": names.get(int(level), str(level))}
+
+        return self._writer.call(operation)
 
     def add_new_jobs_listener(self, listener: NewJobsListener) -> None:
         """`listener()` runs on the writer thread after a commit that made jobs claimable."""
