@@ -1,0 +1,179 @@
+"""The forge boundary: what the gateway and the review pipeline need from a forge.
+
+Clients for Forgejo/Gitea (:mod:`auto_review.hosts.forgejo`) and GitHub
+(:mod:`auto_review.hosts.github`) implement :class:`ReviewHost`. Every failure is one of the
+:class:`HostError` subclasses; their messages name the operation and the HTTP status or
+transport failure, never a URL, a header or a credential.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from auto_review.hosts.events import (
+    CommentEvent,
+    HostKind,
+    PayloadError,
+    RepoRef,
+    check_sha,
+    has_prefix,
+)
+
+log = logging.getLogger(__name__)
+
+
+class HostError(Exception):
+    """A forge call failed. ``operation`` names the call, ``status`` is the HTTP status if any."""
+
+    def __init__(self, operation: str, detail: str, status: int | None = None) -> None:
+        super().__init__(f"{operation}: {detail}")
+        self.operation = operation
+        self.detail = detail
+        self.status = status
+
+
+class HostUnavailable(HostError):
+    """Network failure, timeout, 5xx or rate limiting that outlasted the retries."""
+
+
+class HostAuthError(HostError):
+    """The forge refused the credentials (401/403) or they could not be produced."""
+
+
+class HostNotFound(HostError):
+    """The repository, pull request or installation does not exist (or is hidden from us)."""
+
+
+class HostResponseError(HostError):
+    """The forge answered, but not with what its API documents (bad JSON, missing fields)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequestInfo:
+    """What the gateway needs to know about a pull request right now.
+
+    ``state`` is ``"open"``, ``"closed"`` or ``"merged"`` (merged wins over closed).
+    """
+
+    repo: RepoRef
+    number: int
+    head_sha: str
+    base_sha: str
+    author: str
+    draft: bool
+    state: str
+    title: str
+
+
+class ReviewHost(Protocol):
+    """One forge, as seen by the gateway."""
+
+    kind: HostKind
+
+    async def get_pull_request(self, repo: RepoRef, number: int) -> PullRequestInfo:
+        """The pull request's current head, base, author, draft flag, state and title."""
+        ...
+
+    async def list_recent_pr_comments(self, repo: RepoRef, since: datetime) -> list[CommentEvent]:
+        """Conversation comments on pull requests of ``repo`` created or edited at or after
+        ``since`` (timezone-aware), oldest first. Comments on plain issues are left out."""
+        ...
+
+    async def ping(self) -> None:
+        """Cheap reachability and credential check; raises HostUnavailable or HostAuthError."""
+        ...
+
+
+# --- JSON reading shared by the clients (both forges use the same shapes for these) ---
+
+
+def format_since(since: datetime) -> str:
+    """RFC 3339 UTC timestamp for ``since`` query parameters."""
+    if since.tzinfo is None:
+        raise ValueError("since must be timezone-aware")
+    return since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _field(operation: str, data: Any, *keys: str) -> Any:
+    value = data
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            raise HostResponseError(operation, f"response lacks {'.'.join(keys)}")
+        value = value[key]
+    return value
+
+
+def _text(operation: str, data: Any, *keys: str) -> str:
+    value = _field(operation, data, *keys)
+    if not isinstance(value, str):
+        raise HostResponseError(operation, f"response field {'.'.join(keys)} is not a string")
+    return value
+
+
+def _sha(operation: str, data: Any, *keys: str) -> str:
+    # SHAs become git refs and queue keys later: refuse anything that is not an object id.
+    try:
+        return check_sha(_text(operation, data, *keys))
+    except PayloadError:
+        raise HostResponseError(operation, f"response field {'.'.join(keys)} is no SHA") from None
+
+
+def parse_pull_request(
+    operation: str,
+    repo: RepoRef,
+    number: int,
+    data: Any,
+    *,
+    draft_title_prefixes: tuple[str, ...] = (),
+) -> PullRequestInfo:
+    """PullRequestInfo from a Gitea/GitHub pull request object.
+
+    ``draft_title_prefixes`` decide the draft flag when the forge sends no ``draft`` field
+    (Gitea before 1.20 marked drafts only by a title prefix).
+    """
+    title = _text(operation, data, "title")
+    state = _text(operation, data, "state")
+    draft = data.get("draft")
+    if draft is None:
+        draft = has_prefix(title, draft_title_prefixes)
+    elif not isinstance(draft, bool):
+        raise HostResponseError(operation, "response field draft is not a boolean")
+    return PullRequestInfo(
+        repo=repo,
+        number=number,
+        head_sha=_sha(operation, data, "head", "sha"),
+        base_sha=_sha(operation, data, "base", "sha"),
+        author=_text(operation, data, "user", "login"),
+        draft=draft,
+        state="merged" if data.get("merged") is True else state,
+        title=title,
+    )
+
+
+def comment_event(repo: RepoRef, pr_number: int, item: dict[str, Any]) -> CommentEvent | None:
+    """CommentEvent from a comment object already known to be on PR ``pr_number``; None (and
+    a warning naming the comment id) when its fields are missing or fail validation."""
+    user = item.get("user")
+    try:
+        return CommentEvent(
+            repo=repo,
+            pr_number=pr_number,
+            comment_id=item.get("id"),  # type: ignore[arg-type]  # validated by CommentEvent
+            author=user.get("login") if isinstance(user, dict) else None,  # type: ignore[arg-type]
+            body=item.get("body"),  # type: ignore[arg-type]
+            is_pull_request=True,
+        )
+    except PayloadError as exc:
+        comment_id = item.get("id")
+        log.warning(
+            "skipping a malformed comment",
+            extra={
+                "repo": repo.full_name,
+                "comment_id": comment_id if isinstance(comment_id, int) else None,
+                "problem": str(exc),
+            },
+        )
+        return None
