@@ -1,0 +1,161 @@
+"""GitHub App authentication: app JWTs and cached installation access tokens.
+
+- The app JWT is RS256-signed with the app's private key: ``iss`` = app id, ``iat`` backdated
+  60 s against clock drift, ``exp`` = ``iat`` + 10 min (GitHub's maximum). It is reused until
+  a minute before it expires.
+- ``GET /repos/{owner}/{repo}/installation`` (app JWT) finds the installation for a repo;
+  the id is cached per repository.
+- ``POST /app/installations/{id}/access_tokens`` (app JWT) exchanges it for an installation
+  token (valid one hour); the token is cached per installation until
+  ``refresh_margin`` seconds before its ``expires_at``. One exchange at a time per installation.
+
+The key, the JWT and the tokens live only in private attributes; nothing here puts them in a
+repr, an exception or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import quote
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from auto_review.hosts.base import HostAuthError, HostResponseError
+from auto_review.hosts.events import RepoRef
+from auto_review.hosts.http import ForgeHttp, json_body
+
+JWT_BACKDATE_SECONDS = 60
+JWT_LIFETIME_SECONDS = 600  # exp - iat; GitHub refuses more than 10 minutes
+JWT_REUSE_MARGIN_SECONDS = 60
+
+GITHUB_HEADERS = {
+    "Accept": "application/vnd.github+json",
+    "X-GitHub-Api-Version": "2022-11-28",
+}
+
+
+def load_app_key(private_key_pem: str) -> RSAPrivateKey:
+    """Parse the App's PEM private key; the error never quotes the key."""
+    try:
+        key = load_pem_private_key(private_key_pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise HostAuthError("github app key", "not a readable PEM private key") from None
+    if not isinstance(key, RSAPrivateKey):
+        raise HostAuthError("github app key", "GitHub App keys are RSA keys")
+    return key
+
+
+@dataclass(slots=True)
+class _CachedToken:
+    value: str = field(repr=False)
+    expires_at: float
+
+
+class GitHubAppAuth:
+    """Produces the ``Authorization`` header values the GitHub client needs."""
+
+    def __init__(
+        self,
+        app_id: str,
+        private_key_pem: str,
+        http: ForgeHttp,
+        *,
+        refresh_margin: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not app_id.isdigit():
+            raise ValueError("the GitHub App id must be numeric")
+        self.app_id = app_id
+        self._key = load_app_key(private_key_pem)
+        self._http = http
+        self._clock = clock
+        self.refresh_margin = refresh_margin
+        self._jwt: _CachedToken | None = None
+        self._installations: dict[str, int] = {}
+        self._tokens: dict[int, _CachedToken] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"GitHubAppAuth(app_id={self.app_id!r})"
+
+    def app_jwt(self) -> str:
+        """A signed app JWT, reused until shortly before it expires."""
+        now = self._clock()
+        cached = self._jwt
+        if cached is not None and cached.expires_at - JWT_REUSE_MARGIN_SECONDS > now:
+            return cached.value
+        issued = int(now) - JWT_BACKDATE_SECONDS
+        expires = issued + JWT_LIFETIME_SECONDS
+        token = jwt.encode(
+            {"iat": issued, "exp": expires, "iss": self.app_id}, self._key, algorithm="RS256"
+        )
+        self._jwt = _CachedToken(token, float(expires))
+        return token
+
+    def app_headers(self) -> dict[str, str]:
+        return {**GITHUB_HEADERS, "Authorization": f"Bearer {self.app_jwt()}"}
+
+    async def installation_id(self, repo: RepoRef) -> int:
+        key = repo.full_name.lower()  # GitHub names are case-insensitive
+        cached = self._installations.get(key)
+        if cached is not None:
+            return cached
+        operation = "github installation lookup"
+        response = await self._http.request(
+            operation,
+            "GET",
+            f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}/installation",
+            headers=self.app_headers(),
+        )
+        body = json_body(operation, response)
+        installation = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(installation, int):
+            raise HostResponseError(operation, "installation without an id", response.status_code)
+        self._installations[key] = installation
+        return installation
+
+    async def installation_token(self, repo: RepoRef) -> str:
+        installation = await self.installation_id(repo)
+        lock = self._locks.setdefault(installation, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(installation)
+            if cached is not None and cached.expires_at - self.refresh_margin > self._clock():
+                return cached.value
+            fresh = await self._exchange(installation)
+            self._tokens[installation] = fresh
+            return fresh.value
+
+    def forget_token(self, repo: RepoRef) -> None:
+        """Drop the cached token (and installation) of ``repo``, e.g. after a 401."""
+        installation = self._installations.pop(repo.full_name.lower(), None)
+        if installation is not None:
+            self._tokens.pop(installation, None)
+
+    async def _exchange(self, installation: int) -> _CachedToken:
+        operation = "github installation token"
+        response = await self._http.request(
+            operation,
+            "POST",
+            f"/app/installations/{installation}/access_tokens",
+            headers=self.app_headers(),
+            idempotent=True,  # a second token for the same installation is harmless
+            expect=(201,),
+        )
+        body = json_body(operation, response)
+        token = body.get("token") if isinstance(body, dict) else None
+        expires_at = body.get("expires_at") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token or not isinstance(expires_at, str):
+            raise HostResponseError(operation, "token response lacks token or expires_at", 201)
+        try:
+            expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+        except ValueError:
+            raise HostResponseError(operation, "expires_at is not an ISO 8601 time", 201) from None
+        if expiry.tzinfo is None:
+            raise HostResponseError(operation, "expires_at has no time zone", 201)
+        return _CachedToken(token, expiry.timestamp())
