@@ -1,0 +1,7 @@
+"""``python -m auto_review.oci ...``: the runtime's CLI without the top-level dispatcher."""
+
+import sys
+
+from auto_review.oci.cli import main
+
+sys.exit(main(sys.argv[1:]))

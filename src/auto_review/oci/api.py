@@ -1,0 +1,97 @@
+"""Python API of the embedded OCI runtime (the launcher and the tests use it).
+
+The same functions back the runc-style CLI. ``root`` defaults to /run/auto-review-oci
+for root and $XDG_RUNTIME_DIR/auto-review-oci otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from typing import Any
+
+from auto_review.oci import container, hooks
+from auto_review.oci import default_spec as _default_spec
+
+PathLike = str | os.PathLike[str]
+FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGWINCH)
+
+
+def create(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
+           pid_file: PathLike | None = None, preserve_fds: int = 0,
+           stdio: tuple[int, int, int] | None = None) -> dict[str, Any]:
+    """Create the container and leave its init waiting for start; returns its state."""
+    state_root = container.state_root(root)
+    created = container.create(container_id, bundle, state_root, pid_file=pid_file,
+                               preserve_fds=preserve_fds, stdio=stdio, run_mode=False)
+    return container.public_state(created.record, "created")
+
+
+def start(container_id: str, *, root: PathLike | None = None) -> None:
+    container.start(container.state_root(root), container_id)
+
+
+def state(container_id: str, *, root: PathLike | None = None) -> dict[str, Any]:
+    return container.container_state(container.state_root(root), container_id)
+
+
+def kill(container_id: str, signal: int | str = "TERM", *,
+         root: PathLike | None = None) -> None:
+    container.kill(container.state_root(root), container_id, signal)
+
+
+def delete(container_id: str, *, root: PathLike | None = None, force: bool = False) -> None:
+    container.delete(container.state_root(root), container_id, force=force)
+
+
+def list_containers(*, root: PathLike | None = None) -> list[dict[str, Any]]:
+    return container.list_all(container.state_root(root))
+
+
+def default_spec(*, rootless: bool = False) -> dict[str, Any]:
+    return _default_spec.default_spec(rootless=rootless)
+
+
+def run(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
+        pid_file: PathLike | None = None, preserve_fds: int = 0, detach: bool = False,
+        stdio: tuple[int, int, int] | None = None, forward_signals: bool = True) -> int:
+    """create + start; in the foreground, wait and return the container's exit status
+    (128+signal when killed), then delete it. Detached: return 0 once started."""
+    state_root = container.state_root(root)
+    if detach:
+        container.create(container_id, bundle, state_root, pid_file=pid_file,
+                         preserve_fds=preserve_fds, stdio=stdio, run_mode=False)
+        try:
+            container.start(state_root, container_id)
+        except BaseException:
+            container.delete(state_root, container_id, force=True)
+            raise
+        return 0
+    created = container.create(container_id, bundle, state_root, pid_file=pid_file,
+                               preserve_fds=preserve_fds, stdio=stdio, run_mode=True)
+    pid = created.init_pid
+    previous: dict[int, Any] = {}
+    try:
+        if forward_signals and threading.current_thread() is threading.main_thread():
+            def forward(number: int, _frame: object) -> None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, number)
+
+            for number in FORWARDED_SIGNALS:
+                previous[number] = signal.signal(number, forward)
+        container.send_start(created.sync_fd)
+        hooks.run_hooks_warn("poststart", created.record["hooks"]["poststart"],
+                             container.public_state(created.record, "running"))
+        status = os.waitpid(pid, 0)[1]
+    except BaseException:
+        container.delete(state_root, container_id, force=True)
+        raise
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    container.delete(state_root, container_id, force=True)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code

@@ -1,0 +1,339 @@
+"""The two forked processes that build a container: the intermediate and the init.
+
+Both are forks of the runtime's Python process and must never return into its stack:
+each entry point ends in ``os._exit``. A failure is sent to the parent over the sync
+socket as ``ERR step\\0errno\\0path`` (see ``encode_error``), then the process exits.
+
+Intermediate: join namespaces by path, unshare the user namespace, wait while the parent
+writes the id maps and puts it in the cgroup, become root of the namespace, unshare every
+other namespace (pid included), then clone the init with CLONE_PARENT so the init is the
+runtime's own child, send its pid and exit.
+
+Init (pid 1): set up the filesystem, devices, pivot_root and the rest, report READY,
+wait for START, run startContainer hooks, drop to the process identity and privileges,
+execve. The start connection is close-on-exec: the starter reads EOF when execve worked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import socket
+import stat
+from typing import Any
+
+from auto_review.oci import capabilities, devices, hooks, mounts, namespaces, rlimits
+from auto_review.oci import syscalls as sc
+from auto_review.oci.errors import StepError
+
+START_SOCKET = "start.sock"
+MAX_MESSAGE = 4096
+
+
+def encode_error(error: StepError) -> bytes:
+    return b"ERR " + b"\0".join(
+        (error.step.encode(), str(error.errno).encode(), os.fsencode(error.path)))
+
+
+def decode_error(message: bytes) -> StepError:
+    step, number, path = message[4:].split(b"\0", 2)
+    return StepError(step.decode(), int(number), os.fsdecode(path))
+
+
+def high_fd(fd: int, minimum: int) -> int:
+    """Move fd to a close-on-exec descriptor >= minimum (clear of fds passed to the
+    container), closing the original."""
+    if fd >= minimum:
+        return fd
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, minimum)
+    os.close(fd)
+    return moved
+
+
+class LaunchPlan:
+    """Everything the children need, computed in the parent before fork."""
+
+    __slots__ = ("bundle", "cap_masks", "config", "container_id", "landlock_policy",
+                 "namespace_fds", "ns_plan", "preserve_fds", "rlimits", "rootfs",
+                 "run_mode", "seccomp_filter", "state_dir", "stdio", "uid_maps")
+
+    def __init__(self) -> None:
+        self.config: dict[str, Any] = {}
+        self.container_id = ""
+        self.bundle = ""
+        self.rootfs = ""
+        self.state_dir = ""
+        self.run_mode = False
+        self.preserve_fds = 0
+        self.stdio: tuple[int, int, int] | None = None
+        self.ns_plan: namespaces.NamespacePlan | None = None
+        self.namespace_fds: list[tuple[str, str, int]] = []
+        self.uid_maps: list[dict[str, int]] = []
+        self.cap_masks: dict[str, int] = {}
+        self.rlimits: list[tuple[str, int, int, int]] = []
+        self.seccomp_filter: Any = None
+        self.landlock_policy: Any = None
+
+    def hook_state(self, status: str, pid: int) -> dict[str, Any]:
+        state: dict[str, Any] = {"ociVersion": self.config.get("ociVersion", "1.0.0"),
+                                 "id": self.container_id, "status": status, "pid": pid,
+                                 "bundle": self.bundle}
+        if self.config.get("annotations"):
+            state["annotations"] = self.config["annotations"]
+        return state
+
+
+def _send(fd: int, message: bytes) -> None:
+    os.write(fd, message)
+
+
+def _expect(fd: int, wanted: bytes, step: str) -> None:
+    message = os.read(fd, MAX_MESSAGE)
+    if message != wanted:
+        # the parent went away or refused: stop quietly, it cleans up
+        raise StepError(step, errno.EPIPE, "")
+
+
+def _child_exit(sync_fd: int, body: Any) -> None:
+    """Run body() in a forked child; report any failure on sync_fd; never return."""
+    code = 1
+    try:
+        body()
+        code = 0
+    except StepError as exc:
+        with contextlib.suppress(OSError):
+            _send(sync_fd, encode_error(exc))
+    except BaseException as exc:
+        step_error = StepError("init-internal", errno.EIO, type(exc).__name__ + ": " + str(exc))
+        with contextlib.suppress(OSError):
+            _send(sync_fd, encode_error(step_error))
+    finally:
+        os._exit(code)
+
+
+# ------------------------------------------------------------------ intermediate
+
+
+def intermediate_main(plan: LaunchPlan, sync_fd: int) -> None:
+    _child_exit(sync_fd, lambda: _intermediate(plan, sync_fd))
+
+
+def _intermediate(plan: LaunchPlan, sync_fd: int) -> None:
+    ns_plan = plan.ns_plan
+    assert ns_plan is not None
+    namespaces.join_all(plan.namespace_fds)
+    if ns_plan.new_user:
+        sc.unshare(sc.CLONE_NEWUSER, "unshare-user")
+    _send(sync_fd, b"SYNC")
+    _expect(sync_fd, b"GO", "sync")
+    if ns_plan.in_user_namespace and namespaces.maps_container_root(plan.uid_maps):
+        try:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        except OSError as exc:
+            raise StepError("become-root", exc.errno or errno.EPERM, "") from exc
+    if ns_plan.new_flags:
+        sc.unshare(ns_plan.new_flags, "unshare")
+    child = sc.clone_sibling()
+    if child == 0:
+        init_main(plan, sync_fd)  # never returns
+    _send(sync_fd, b"PID %d" % child)
+
+
+# ------------------------------------------------------------------ init
+
+
+def init_main(plan: LaunchPlan, sync_fd: int) -> None:
+    _child_exit(sync_fd, lambda: _init(plan, sync_fd))
+
+
+def _init(plan: LaunchPlan, sync_fd: int) -> None:
+    config = plan.config
+    linux = config.get("linux") or {}
+    process = config["process"]
+    ns_plan = plan.ns_plan
+    assert ns_plan is not None
+    os.setsid()
+    rootfs = plan.rootfs
+    propagation = linux.get("rootfsPropagation")
+    mounts.prepare_rootfs(rootfs, propagation)
+
+    listener = -1
+    if not plan.run_mode:
+        listener = _listen_for_start(plan.state_dir, 3 + plan.preserve_fds)
+
+    config_hooks = config.get("hooks") or {}
+    if config_hooks.get("createContainer") or config_hooks.get("startContainer"):
+        import subprocess  # noqa: F401 - the stdlib is out of reach after pivot_root
+    if config_hooks.get("prestart") or config_hooks.get("createRuntime"):
+        _send(sync_fd, b"HOOKS")
+        _expect(sync_fd, b"GO", "hooks")
+
+    for index, entry in enumerate(config.get("mounts") or []):
+        mounts.mount_entry(entry, index, rootfs, plan.bundle)
+    devices.setup_dev(rootfs, linux.get("devices") or [], bind=ns_plan.in_user_namespace)
+    hooks.run_hooks("createContainer", config_hooks.get("createContainer"),
+                    plan.hook_state("created", os.getpid()))
+
+    mounts.pivot(rootfs)
+    mounts.apply_root_propagation(propagation)
+    for key, value in (linux.get("sysctl") or {}).items():
+        _write_sysctl(key, value)
+    for path in linux.get("readonlyPaths") or []:
+        mounts.readonly_path(path)
+    for path in linux.get("maskedPaths") or []:
+        mounts.mask_path(path)
+    if (config.get("root") or {}).get("readonly"):
+        mounts.remount_root_readonly()
+    if config.get("hostname"):
+        sc.sethostname(config["hostname"])
+    if config.get("domainname"):
+        sc.setdomainname(config["domainname"])
+
+    env = _environment(process.get("env") or [])
+    executable = _resolve_executable(process["args"][0], env.get("PATH"))
+    try:
+        os.chdir(process["cwd"])
+    except OSError as exc:
+        raise StepError("cwd", exc.errno or errno.EIO, process["cwd"]) from exc
+    rlimits.apply(plan.rlimits)
+
+    _send(sync_fd, b"READY")
+    if plan.run_mode:
+        start_fd = sync_fd
+    else:
+        os.close(sync_fd)
+        start_fd = _accept_start(listener, 3 + plan.preserve_fds)
+    message = os.read(start_fd, MAX_MESSAGE)
+    if message != b"START":
+        os._exit(1)
+    # from here on, failures go to whoever started us
+    _child_exit(start_fd, lambda: _start_and_exec(plan, executable, env, start_fd))
+
+
+def _start_and_exec(plan: LaunchPlan, executable: str, env: dict[str, str],
+                    start_fd: int) -> None:
+    config = plan.config
+    process = config["process"]
+    hooks.run_hooks("startContainer", (config.get("hooks") or {}).get("startContainer"),
+                    plan.hook_state("created", os.getpid()))
+    _prepare_fds(plan.stdio, plan.preserve_fds)
+    _become_process_user(process, plan)
+    for number in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(number, signal.SIG_DFL)  # Python ignores them; execve would keep that
+    try:
+        os.execve(executable, process["args"], env)  # noqa: S606 - the container process
+    except OSError as exc:
+        raise StepError("exec", exc.errno or errno.ENOEXEC, executable) from exc
+
+
+def _listen_for_start(state_dir: str, minimum_fd: int) -> int:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        # bind by a relative name: the state directory's path may exceed sun_path's 108 bytes
+        os.chdir(state_dir)
+        listener.bind(START_SOCKET)
+        listener.listen(1)
+    except OSError as exc:
+        raise StepError("start-socket", exc.errno or errno.EIO,
+                        os.path.join(state_dir, START_SOCKET)) from exc
+    return high_fd(listener.detach(), minimum_fd)
+
+
+def _accept_start(listener: int, minimum_fd: int) -> int:
+    server = socket.socket(fileno=listener)
+    connection = server.accept()[0]  # PEP 475: retried after signals
+    server.close()
+    return high_fd(connection.detach(), minimum_fd)
+
+
+def _write_sysctl(key: str, value: str) -> None:
+    path = "/proc/sys/" + key.replace(".", "/")
+    try:
+        with open(path, "w") as handle:
+            handle.write(value)
+    except OSError as exc:
+        raise StepError("sysctl", exc.errno or errno.EIO, key) from exc
+
+
+def _environment(entries: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for entry in entries:
+        name, _, value = entry.partition("=")
+        env[name] = value
+    return env
+
+
+def _resolve_executable(name: str, search_path: str | None) -> str:
+    candidates = [name] if "/" in name else [
+        os.path.join(directory or ".", name)
+        for directory in (search_path or "/usr/local/bin:/usr/bin:/bin").split(":")]
+    for candidate in candidates:
+        try:
+            info = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_mode & 0o111:
+            return candidate
+    raise StepError("exec", errno.ENOENT, name)
+
+
+def _prepare_fds(stdio: tuple[int, int, int] | None, preserve_fds: int) -> None:
+    first_closed = 3 + preserve_fds
+    if stdio is not None:
+        copies = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, first_closed) for fd in stdio]
+        for target, copy in enumerate(copies):
+            os.dup2(copy, target)
+    for fd in range(3, first_closed):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError as exc:
+            raise StepError("preserve-fds", exc.errno or errno.EBADF, str(fd)) from exc
+    sc.mark_cloexec_from(first_closed)
+
+
+def _become_process_user(process: dict[str, Any], plan: LaunchPlan) -> None:
+    """Identity then privileges, in the order that keeps each step possible:
+    bounding drop (needs CAP_SETPCAP), uid change with KEEPCAPS, the remaining sets,
+    then no_new_privs, Landlock and seccomp as the very last steps before execve."""
+    user = process.get("user") or {}
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    if "umask" in user:
+        os.umask(user["umask"])
+    held = capabilities.current_bounding()
+    masks = plan.cap_masks
+    capabilities.drop_bounding(masks["bounding"] & held)
+    sc.prctl(sc.PR_SET_KEEPCAPS, 1, step="capabilities", path="keepcaps")
+    extra = user.get("additionalGids") or []
+    try:
+        os.setgroups(extra)
+    except OSError as exc:
+        # a rootless namespace denies setgroups; fine when no groups were asked for
+        if extra or exc.errno != errno.EPERM:
+            raise StepError("setgroups", exc.errno or errno.EPERM,
+                            ",".join(map(str, extra))) from exc
+    try:
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    except OSError as exc:
+        raise StepError("setuid", exc.errno or errno.EPERM, f"{uid}:{gid}") from exc
+    sc.prctl(sc.PR_SET_KEEPCAPS, 0, step="capabilities", path="keepcaps")
+    no_new_privs = bool(process.get("noNewPrivileges"))
+    if not no_new_privs:
+        _confine(plan)  # without no_new_privs these need CAP_SYS_ADMIN, still held here
+    capabilities.apply_after_setuid(masks, held)
+    if no_new_privs:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1, step="no-new-privileges")
+        _confine(plan)
+
+
+def _confine(plan: LaunchPlan) -> None:
+    if plan.landlock_policy is not None:
+        from auto_review.oci import landlock
+
+        landlock.apply(plan.landlock_policy)
+    if plan.seccomp_filter is not None:
+        plan.seccomp_filter.load()

@@ -1,0 +1,222 @@
+"""The container's filesystem: rootfs propagation and bind, the spec's mounts, pivot_root,
+read-only root, readonlyPaths and maskedPaths. Runs in the container init, in its own mount
+namespace, so everything here vanishes with the namespace when the container goes away.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from auto_review.oci import syscalls as sc
+from auto_review.oci.errors import SpecError, StepError
+
+# option -> (flags to set, flags to clear)
+_FLAG_OPTIONS: dict[str, tuple[int, int]] = {
+    "ro": (sc.MS_RDONLY, 0), "rw": (0, sc.MS_RDONLY),
+    "nosuid": (sc.MS_NOSUID, 0), "suid": (0, sc.MS_NOSUID),
+    "nodev": (sc.MS_NODEV, 0), "dev": (0, sc.MS_NODEV),
+    "noexec": (sc.MS_NOEXEC, 0), "exec": (0, sc.MS_NOEXEC),
+    "sync": (sc.MS_SYNCHRONOUS, 0), "async": (0, sc.MS_SYNCHRONOUS),
+    "dirsync": (sc.MS_DIRSYNC, 0),
+    "remount": (sc.MS_REMOUNT, 0),
+    "mand": (sc.MS_MANDLOCK, 0), "nomand": (0, sc.MS_MANDLOCK),
+    "noatime": (sc.MS_NOATIME, 0), "atime": (0, sc.MS_NOATIME),
+    "nodiratime": (sc.MS_NODIRATIME, 0), "diratime": (0, sc.MS_NODIRATIME),
+    "relatime": (sc.MS_RELATIME, 0), "norelatime": (0, sc.MS_RELATIME),
+    "strictatime": (sc.MS_STRICTATIME, 0), "nostrictatime": (0, sc.MS_STRICTATIME),
+    "lazytime": (sc.MS_LAZYTIME, 0), "nolazytime": (0, sc.MS_LAZYTIME),
+    "nosymfollow": (sc.MS_NOSYMFOLLOW, 0), "symfollow": (0, sc.MS_NOSYMFOLLOW),
+    "defaults": (0, 0),
+}
+_PROPAGATION_OPTIONS = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+# statvfs f_flag bits -> mount flags that a bind remount must repeat (the kernel refuses
+# to clear them when they are locked by a less privileged user namespace)
+_LOCKED_FLAGS = ((os.ST_NOSUID, sc.MS_NOSUID), (os.ST_NODEV, sc.MS_NODEV),
+                 (os.ST_NOEXEC, sc.MS_NOEXEC), (os.ST_NOATIME, sc.MS_NOATIME),
+                 (os.ST_NODIRATIME, sc.MS_NODIRATIME), (os.ST_RELATIME, sc.MS_RELATIME),
+                 (os.ST_RDONLY, sc.MS_RDONLY))
+
+
+class MountOptions:
+    __slots__ = ("bind", "clear", "data", "flags", "propagation", "recursive")
+
+    def __init__(self) -> None:
+        self.flags = 0
+        self.clear = 0
+        self.propagation = 0
+        self.data: list[str] = []
+        self.bind = False
+        self.recursive = False
+
+
+def parse_options(options: list[str], field: str) -> MountOptions:
+    parsed = MountOptions()
+    for option in options:
+        if option in ("bind", "rbind"):
+            parsed.bind = True
+            parsed.recursive = parsed.recursive or option == "rbind"
+        elif option in _FLAG_OPTIONS:
+            set_flags, clear_flags = _FLAG_OPTIONS[option]
+            parsed.flags = (parsed.flags | set_flags) & ~clear_flags
+            parsed.clear |= clear_flags
+        elif option in _PROPAGATION_OPTIONS:
+            parsed.propagation = _PROPAGATION_OPTIONS[option]
+        else:
+            parsed.data.append(option)
+    if parsed.bind and parsed.data:
+        raise SpecError(f"unsupported field {field}: option {parsed.data[0]!r} on a bind mount")
+    return parsed
+
+
+def secure_join(root: str, unsafe: str) -> str:
+    """root + unsafe, resolving symlinks as if root were '/', so nothing escapes root."""
+    parts = [p for p in unsafe.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            info = os.lstat(candidate)
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            links += 1
+            if links > 40:
+                raise StepError("mount-destination", errno.ELOOP, unsafe)
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+def _ensure_mountpoint(path: str, as_file: bool, step: str, shown: str) -> None:
+    try:
+        if as_file:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if not os.path.exists(path):
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+        else:
+            os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise StepError(step, exc.errno or errno.EIO, shown) from exc
+
+
+def _locked_flags(path: str) -> int:
+    flags = 0
+    mount_flags = os.statvfs(path).f_flag
+    for st_flag, ms_flag in _LOCKED_FLAGS:
+        if mount_flags & st_flag:
+            flags |= ms_flag
+    return flags
+
+
+def bind_remount(path: str, flags: int, clear: int, step: str, shown: str) -> None:
+    """Apply flags to an existing bind mount, keeping the flags the kernel locks."""
+    current = _locked_flags(path) & ~clear
+    sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | current | flags,
+             step=step, path=shown)
+
+
+def prepare_rootfs(rootfs: str, propagation: str | None) -> None:
+    """Stop mount events reaching the host, then make the rootfs a mount point of its own."""
+    root_flag = sc.MS_PRIVATE if propagation == "private" else sc.MS_SLAVE
+    sc.mount(None, "/", None, sc.MS_REC | root_flag, step="rootfs-propagation", path="/")
+    sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC, step="rootfs-bind", path=rootfs)
+
+
+def mount_entry(entry: dict[str, Any], index: int, rootfs: str, bundle: str) -> None:
+    destination = entry["destination"]
+    field = f"mounts[{index}]"
+    options = parse_options(entry.get("options") or [], field)
+    kind = entry.get("type") or ""
+    target = secure_join(rootfs, destination)
+    step = f"mount:{kind or 'bind'}"
+    if options.bind:
+        source = entry.get("source") or ""
+        if not os.path.isabs(source):
+            source = os.path.join(bundle, source)
+        try:
+            is_dir = os.path.isdir(source) if os.path.exists(source) else None
+        except OSError:
+            is_dir = None
+        if is_dir is None:
+            raise StepError(step, errno.ENOENT, source)
+        _ensure_mountpoint(target, not is_dir, step, destination)
+        recursive = sc.MS_REC if options.recursive else 0
+        sc.mount(source, target, None, sc.MS_BIND | recursive, step=step, path=destination)
+        if options.flags or options.clear:
+            bind_remount(target, options.flags, options.clear, step, destination)
+    else:
+        _ensure_mountpoint(target, False, step, destination)
+        data = ",".join(options.data) or None
+        sc.mount(entry.get("source") or kind, target, kind, options.flags, data,
+                 step=step, path=destination)
+    if options.propagation:
+        sc.mount(None, target, None, options.propagation, step=step, path=destination)
+
+
+def pivot(rootfs: str) -> None:
+    """pivot_root(".", ".") then detach the old root, as runc does (no temp directory)."""
+    try:
+        os.chdir(rootfs)
+    except OSError as exc:
+        raise StepError("pivot_root", exc.errno or errno.EIO, rootfs) from exc
+    sc.pivot_root(".", ".")
+    # the old root is now stacked on "."; keep its unmount from propagating to the host
+    sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC, step="pivot_root", path="/")
+    sc.umount2(".", sc.MNT_DETACH, step="pivot_root", path="old root")
+    os.chdir("/")
+
+
+def apply_root_propagation(propagation: str | None) -> None:
+    if propagation in ("shared", "unbindable"):
+        flag = sc.MS_SHARED if propagation == "shared" else sc.MS_UNBINDABLE
+        sc.mount(None, "/", None, sc.MS_REC | flag, step="rootfs-propagation", path="/")
+
+
+def remount_root_readonly() -> None:
+    bind_remount("/", sc.MS_RDONLY, 0, "root-readonly", "/")
+
+
+def readonly_path(path: str) -> None:
+    if not os.path.exists(path):
+        return
+    sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC, step="readonly-path", path=path)
+    bind_remount(path, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, 0,
+                 "readonly-path", path)
+
+
+def mask_path(path: str) -> None:
+    try:
+        is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StepError("masked-path", exc.errno or errno.EIO, path) from exc
+    if is_dir:
+        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, "size=0,mode=0555",
+                 step="masked-path", path=path)
+    else:
+        sc.mount("/dev/null", path, None, sc.MS_BIND, step="masked-path", path=path)
+
+
+def bundle_relative(path: str, bundle: Path) -> str:
+    return path if os.path.isabs(path) else str(bundle / path)

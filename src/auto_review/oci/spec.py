@@ -1,0 +1,269 @@
+"""The bundle's config.json: loading, schema validation and the supported-field check.
+
+Validation against the runtime-spec JSON schema needs ``jsonschema`` (about 100 ms to
+import), so a successful validation is remembered as an empty marker file named after the
+config's SHA-256 in ``<state root>/.validated/``; the same bytes are never validated twice.
+Every field the runtime does not implement is refused with a ``SpecError`` naming it:
+nothing in a config is silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from auto_review.oci.errors import SpecError
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
+
+# A leaf value True means "any value"; a dict lists the allowed keys of an object; a list
+# of one element describes every item of an array.
+_HOOK = [{"path": True, "args": True, "env": True, "timeout": True}]
+_ID_MAPPINGS = [{"containerID": True, "hostID": True, "size": True}]
+_CAP_SETS = {
+    name: True for name in ("bounding", "effective", "permitted", "inheritable", "ambient")
+}
+SUPPORTED_FIELDS: dict[str, Any] = {
+    "ociVersion": True,
+    "hostname": True,
+    "domainname": True,
+    "annotations": True,
+    "root": {"path": True, "readonly": True},
+    "mounts": [{"source": True, "destination": True, "options": True, "type": True}],
+    "hooks": {
+        phase: _HOOK
+        for phase in (
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop",
+        )
+    },
+    "process": {
+        "args": True,
+        "env": True,
+        "cwd": True,
+        "terminal": True,
+        "user": {"uid": True, "gid": True, "umask": True, "additionalGids": True},
+        "capabilities": _CAP_SETS,
+        "rlimits": [{"type": True, "soft": True, "hard": True}],
+        "noNewPrivileges": True,
+        "oomScoreAdj": True,
+    },
+    "linux": {
+        "namespaces": [{"type": True, "path": True}],
+        "uidMappings": _ID_MAPPINGS,
+        "gidMappings": _ID_MAPPINGS,
+        "devices": [
+            {
+                "type": True,
+                "path": True,
+                "major": True,
+                "minor": True,
+                "fileMode": True,
+                "uid": True,
+                "gid": True,
+            }
+        ],
+        "rootfsPropagation": True,
+        "maskedPaths": True,
+        "readonlyPaths": True,
+        "sysctl": True,
+        "cgroupsPath": True,
+        "seccomp": "seccomp",  # keys from seccomp.SUPPORTED_SECCOMP_FIELDS
+        "resources": "resources",  # keys from cgroups.SUPPORTED_RESOURCES
+    },
+}
+SUPPORTED_NAMESPACES = ("user", "pid", "network", "mount", "ipc", "uts", "cgroup")
+SUPPORTED_MOUNT_TYPES = ("bind", "none", "", "proc", "tmpfs", "sysfs", "devpts", "mqueue")
+
+
+def _delegated_keys(kind: str, field: str) -> frozenset[str]:
+    """Keys another module of this package understands; unknown when it is absent."""
+    try:
+        if kind == "seccomp":
+            from auto_review.oci.seccomp import SUPPORTED_SECCOMP_FIELDS
+
+            return frozenset(SUPPORTED_SECCOMP_FIELDS)
+        from auto_review.oci.cgroups import SUPPORTED_RESOURCES
+
+        return frozenset(SUPPORTED_RESOURCES)
+    except ImportError as exc:
+        raise SpecError(f"unsupported field {field}: this build has no {kind} support") from exc
+
+
+def _check_tree(value: Any, allowed: Any, field: str) -> None:
+    if allowed is True:
+        return
+    if isinstance(allowed, str):
+        keys = _delegated_keys(allowed, field)
+        if isinstance(value, dict):
+            for key in value:
+                if key not in keys:
+                    raise SpecError(f"unsupported field {field}.{key}")
+        return
+    if isinstance(allowed, list):
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                _check_tree(item, allowed[0], f"{field}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key not in allowed:
+                raise SpecError(
+                    f"unsupported field {field}.{key}" if field else f"unsupported field {key}"
+                )
+            _check_tree(item, allowed[key], f"{field}.{key}" if field else key)
+
+
+def check_supported(config: dict[str, Any]) -> None:
+    """Refuse every field or value this runtime does not implement."""
+    for platform in ("solaris", "windows", "vm", "zos", "freebsd"):
+        if platform in config:
+            raise SpecError(f"unsupported field {platform}")
+    _check_tree(config, SUPPORTED_FIELDS, "")
+    process = config.get("process")
+    if not isinstance(process, dict):
+        raise SpecError("missing field process")
+    if not process.get("args"):
+        raise SpecError("missing field process.args")
+    if process.get("terminal"):
+        raise SpecError("unsupported field process.terminal=true (no console support)")
+    if not os.path.isabs(process.get("cwd", "")):
+        raise SpecError("process.cwd must be an absolute path")
+    if "root" not in config:
+        raise SpecError("missing field root")
+    linux = config.get("linux") or {}
+    kinds = [ns.get("type") for ns in linux.get("namespaces") or []]
+    for index, kind in enumerate(kinds):
+        if kind not in SUPPORTED_NAMESPACES:
+            raise SpecError(f"unsupported field linux.namespaces[{index}].type={kind}")
+        if kinds.count(kind) > 1:
+            raise SpecError(f"linux.namespaces: {kind} appears twice")
+    if "mount" not in kinds:
+        raise SpecError(
+            "linux.namespaces must include mount (the rootfs needs its own mount namespace)"
+        )
+    for index, entry in enumerate(config.get("mounts") or []):
+        kind = entry.get("type", "")
+        options = entry.get("options") or []
+        if kind not in SUPPORTED_MOUNT_TYPES and "bind" not in options and "rbind" not in options:
+            raise SpecError(f"unsupported field mounts[{index}].type={kind}")
+        if not os.path.isabs(entry.get("destination", "")):
+            raise SpecError(f"mounts[{index}].destination must be an absolute path")
+    if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in kinds:
+        raise SpecError("linux.uidMappings needs a user namespace")
+    if config.get("hostname") and "uts" not in kinds:
+        raise SpecError("hostname needs a uts namespace")
+    if config.get("domainname") and "uts" not in kinds:
+        raise SpecError("domainname needs a uts namespace")
+    for key in linux.get("sysctl") or {}:
+        _check_sysctl(key, kinds)
+
+
+def _check_sysctl(key: str, kinds: list[str | None]) -> None:
+    """Only namespaced sysctls, and only in a namespace the container owns."""
+    ipc_keys = (
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    )
+    if key in ipc_keys or key.startswith("fs.mqueue."):
+        needed = "ipc"
+    elif key.startswith("net."):
+        needed = "network"
+    elif key in ("kernel.hostname", "kernel.domainname"):
+        needed = "uts"
+    else:
+        raise SpecError(f"linux.sysctl.{key} is not a namespaced sysctl")
+    if needed not in kinds:
+        raise SpecError(f"linux.sysctl.{key} needs a {needed} namespace")
+
+
+def _digest(data: bytes) -> str:
+    try:
+        from _sha256 import sha256  # the builtin module: no OpenSSL load
+    except ImportError:  # pragma: no cover - interpreters built without it
+        from hashlib import sha256
+    return sha256(data).hexdigest()
+
+
+def schema_validator(entry: str = "config-schema.json") -> Any:
+    """A Draft 4 validator for one of the shipped schemas, local $refs resolved."""
+    from jsonschema import Draft4Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    registry = Registry().with_resources(
+        (
+            path.as_uri(),
+            Resource.from_contents(json.loads(path.read_text()), default_specification=DRAFT4),
+        )
+        for path in SCHEMA_DIR.glob("*.json")
+    )
+    return Draft4Validator({"$ref": (SCHEMA_DIR / entry).as_uri()}, registry=registry)
+
+
+def validate_against_schema(document: Any, entry: str = "config-schema.json") -> None:
+    errors = sorted(
+        schema_validator(entry).iter_errors(document), key=lambda error: list(error.absolute_path)
+    )
+    if errors:
+        first = errors[0]
+        where = "/".join(map(str, first.absolute_path)) or "(top)"
+        raise SpecError(f"config.json invalid at {where}: {first.message[:200]}")
+
+
+def validate_config(raw: bytes, config: dict[str, Any], cache_dir: Path | None) -> None:
+    """Schema-validate the config, skipping bytes already validated under cache_dir."""
+    marker = cache_dir / _digest(raw) if cache_dir is not None else None
+    if marker is not None and marker.exists():
+        return
+    validate_against_schema(config)
+    if marker is not None:
+        try:
+            cache_dir.mkdir(mode=0o700, exist_ok=True)  # type: ignore[union-attr]
+            marker.touch()
+        except OSError:
+            pass  # the cache only saves time
+
+
+class Bundle:
+    """A loaded, validated bundle: its directory, rootfs and config."""
+
+    __slots__ = ("config", "path", "rootfs")
+
+    def __init__(self, path: Path, rootfs: Path, config: dict[str, Any]) -> None:
+        self.path = path
+        self.rootfs = rootfs
+        self.config = config
+
+
+def load_bundle(bundle: str | os.PathLike[str], cache_dir: Path | None = None) -> Bundle:
+    path = Path(os.path.abspath(bundle))
+    try:
+        raw = (path / "config.json").read_bytes()
+    except OSError as exc:
+        raise SpecError(f"cannot read {path / 'config.json'}: {exc.strerror}") from exc
+    try:
+        config = json.loads(raw)
+    except ValueError as exc:
+        raise SpecError(f"config.json is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise SpecError("config.json must hold a JSON object")
+    validate_config(raw, config, cache_dir)
+    check_supported(config)
+    root_path = config["root"]["path"]
+    rootfs = Path(root_path if os.path.isabs(root_path) else path / root_path)
+    if not rootfs.is_dir():
+        raise SpecError(f"root.path {rootfs} is not a directory")
+    return Bundle(path, rootfs, config)
