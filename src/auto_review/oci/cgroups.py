@@ -1,0 +1,492 @@
+"""A container's cgroup: ``linux.resources`` limits on cgroup v2 or v1, chosen per controller.
+
+A controller is used on the unified (v2) hierarchy when that hierarchy offers it (it is
+listed in the v2 root's ``cgroup.controllers``), otherwise on the v1 hierarchy that has it
+mounted. Hybrid hosts therefore get a mix: on a host with v1 ``pids`` and ``memory`` and a
+cgroup2 mount holding only ``hugetlb``, pids and memory limits go to v1, hugepage limits
+to v2.
+
+``cgroupsPath`` follows runc's cgroupfs driver: an absolute path is taken from the root of
+each hierarchy, a relative one from the calling process's own cgroup in that hierarchy,
+and without one the container id is used as a relative path. ``..`` components and
+systemd-style ``slice:prefix:name`` paths are refused.
+
+Values follow runc: a limit of 0 leaves the setting alone, -1 means unlimited.
+``memory.swap`` is memory plus swap, as in the OCI spec (v1 ``memory.memsw.limit_in_bytes``;
+on v2 the runtime writes ``swap - limit`` to ``memory.swap.max``).
+
+When a directory cannot be made or a limit cannot be written, everything made so far is
+removed and ``StepError("cgroup", errno, path)`` is raised, unless the caller asked for best
+effort (annotation ``org.auto-review.cgroups.best-effort`` = ``"true"``): then the returned
+object has ``applied`` False and ``reason`` holding the one-line error.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from auto_review.oci.errors import SpecError, StepError
+
+BEST_EFFORT_ANNOTATION = "org.auto-review.cgroups.best-effort"
+SUPPORTED_RESOURCES: frozenset[str] = frozenset({"pids", "memory", "hugepageLimits"})
+
+_UNLIMITED = -1
+_INT64_MAX = (1 << 63) - 1
+_UINT64_MAX = (1 << 64) - 1
+# Memory fields accepted with any value because they change nothing here: the kernel is
+# always hierarchical, and checkBeforeUpdate only concerns updates of a running container.
+_MEMORY_NO_OPS = frozenset({"useHierarchy", "checkBeforeUpdate"})
+_MEMORY_LIMITS = ("limit", "swap", "reservation")
+# v1 reports "no limit" as the largest page-aligned counter value.
+_V1_UNLIMITED_FLOOR = 1 << 62
+_RMDIR_RETRY_SECONDS = 2.0
+
+_V1_FILES = {
+    ("pids", "limit"): "pids.max",
+    ("memory", "limit"): "memory.limit_in_bytes",
+    ("memory", "swap"): "memory.memsw.limit_in_bytes",
+    ("memory", "reservation"): "memory.soft_limit_in_bytes",
+}
+_V2_FILES = {
+    ("pids", "limit"): "pids.max",
+    ("memory", "limit"): "memory.max",
+    ("memory", "swap"): "memory.swap.max",
+    ("memory", "reservation"): "memory.low",
+}
+
+
+def best_effort_from_annotations(annotations: dict[str, str]) -> bool:
+    """True when the bundle allows running without cgroup limits; SpecError if malformed."""
+    value = annotations.get(BEST_EFFORT_ANNOTATION, "false")
+    if value not in ("true", "false"):
+        raise SpecError(f'annotation {BEST_EFFORT_ANNOTATION}: must be "true" or "false"')
+    return value == "true"
+
+
+# ---------------------------------------------------------------- spec validation
+
+
+def _int64(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not -1 <= value <= _INT64_MAX:
+        raise SpecError(f"linux.resources.{where}: must be an integer from -1 up")
+    return value
+
+
+def _page_size(value: object, where: str) -> str:
+    if not isinstance(value, str) or value[-2:] not in ("KB", "MB", "GB"):
+        raise SpecError(f"linux.resources.{where}: page size like 2MB expected")
+    digits = value[:-2]
+    if not (digits.isascii() and digits.isdigit() and digits[0] != "0"):
+        raise SpecError(f"linux.resources.{where}: page size like 2MB expected")
+    return value
+
+
+def _requested(resources: dict[str, object]) -> list[tuple[str, str, int]]:
+    """(controller, setting, value) for every limit asked for; SpecError when malformed."""
+    if not isinstance(resources, dict):
+        raise SpecError("linux.resources: must be an object")
+    wanted: list[tuple[str, str, int]] = []
+    pids = resources.get("pids")
+    if pids is not None:
+        if not isinstance(pids, dict) or set(pids) - {"limit"}:
+            raise SpecError("linux.resources.pids: only limit is supported")
+        limit = _int64(pids.get("limit"), "pids.limit")
+        if limit:
+            wanted.append(("pids", "limit", limit))
+    memory = resources.get("memory")
+    if memory is not None:
+        if not isinstance(memory, dict):
+            raise SpecError("linux.resources.memory: must be an object")
+        for field in sorted(set(memory) - set(_MEMORY_LIMITS) - _MEMORY_NO_OPS):
+            if memory[field] not in (None, False):
+                raise SpecError(f"linux.resources.memory.{field}: not supported")
+        values = {name: _int64(memory.get(name, 0), f"memory.{name}") for name in _MEMORY_LIMITS}
+        if values["swap"] > 0 and values["limit"] > 0 and values["swap"] < values["limit"]:
+            raise SpecError("linux.resources.memory.swap: smaller than memory.limit")
+        wanted += [("memory", name, value) for name, value in values.items() if value]
+    pages = resources.get("hugepageLimits")
+    if pages is not None:
+        if not isinstance(pages, list):
+            raise SpecError("linux.resources.hugepageLimits: must be a list")
+        for index, entry in enumerate(pages):
+            where = f"hugepageLimits[{index}]"
+            if not isinstance(entry, dict):
+                raise SpecError(f"linux.resources.{where}: must be an object")
+            size = _page_size(entry.get("pageSize"), f"{where}.pageSize")
+            limit = entry.get("limit")
+            if (
+                isinstance(limit, bool)
+                or not isinstance(limit, int)
+                or not 0 <= limit <= _UINT64_MAX
+            ):
+                raise SpecError(f"linux.resources.{where}.limit: must be an unsigned integer")
+            wanted.append(("hugetlb", size, limit))
+    return wanted
+
+
+def _relative_parts(container_id: str, cgroups_path: str | None) -> tuple[bool, list[str]]:
+    """(absolute?, path components) of the container's cgroup; SpecError when unsafe."""
+    if not container_id or "/" in container_id or container_id in (".", ".."):
+        raise SpecError(f"container id {container_id!r} cannot name a cgroup")
+    path = cgroups_path or container_id
+    if "\0" in path or ":" in path:
+        raise SpecError("linux.cgroupsPath: systemd-style or NUL-holding paths are not supported")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise SpecError("linux.cgroupsPath: '..' is not allowed")
+    if not parts:
+        raise SpecError("linux.cgroupsPath: the hierarchy root cannot be a container's cgroup")
+    return path.startswith("/"), parts
+
+
+# ---------------------------------------------------------------- hierarchies
+
+
+class _Hierarchy:
+    """One mounted cgroup hierarchy and where the calling process sits in it."""
+
+    __slots__ = ("controllers", "mount_point", "own_path", "version")
+
+    def __init__(self, version: str, mount_point: str, controllers: frozenset[str], own: str):
+        self.version = version
+        self.mount_point = mount_point
+        self.controllers = controllers
+        self.own_path = own  # relative to mount_point, without leading slash
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo.
+    out, index = [], 0
+    while index < len(field):
+        if field[index] == "\\" and field[index + 1 : index + 4].isdigit():
+            out.append(chr(int(field[index + 1 : index + 4], 8)))
+            index += 4
+        else:
+            out.append(field[index])
+            index += 1
+    return "".join(out)
+
+
+def _own_cgroups() -> dict[str, str]:
+    """Controller set (v1: "cpu,cpuacct"; v2: "") -> the calling process's cgroup path."""
+    own: dict[str, str] = {}
+    with open("/proc/self/cgroup") as lines:
+        for line in lines:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            own[controllers] = path
+    return own
+
+
+def _under(path: str, mount_root: str) -> str:
+    """The cgroup path relative to a mount of the hierarchy rooted at mount_root."""
+    if mount_root == "/":
+        return path.strip("/")
+    if path == mount_root or path.startswith(mount_root + "/"):
+        return path[len(mount_root) :].strip("/")
+    return ""  # the process's cgroup is outside this mount: use the mount's root
+
+
+def _read_text(path: str) -> str:
+    with open(path) as handle:
+        return handle.read().strip()
+
+
+def _hierarchies() -> list[_Hierarchy]:
+    own = _own_cgroups()
+    found: list[_Hierarchy] = []
+    seen_v1: set[frozenset[str]] = set()
+    with open("/proc/self/mountinfo") as lines:
+        for line in lines:
+            fields = line.split()
+            separator = fields.index("-")
+            fstype, super_options = fields[separator + 1], fields[separator + 3]
+            root, mount_point = _unescape(fields[3]), _unescape(fields[4])
+            if fstype == "cgroup2":
+                if any(h.version == "v2" for h in found):
+                    continue
+                try:
+                    controllers = frozenset(
+                        _read_text(os.path.join(mount_point, "cgroup.controllers")).split()
+                    )
+                except OSError:
+                    continue
+                found.append(
+                    _Hierarchy("v2", mount_point, controllers, _under(own.get("", "/"), root))
+                )
+            elif fstype == "cgroup":
+                options = set(super_options.split(","))
+                for listed, path in own.items():
+                    controllers = frozenset(listed.split(",")) if listed else frozenset()
+                    if controllers and controllers <= options and controllers not in seen_v1:
+                        seen_v1.add(controllers)
+                        found.append(_Hierarchy("v1", mount_point, controllers, _under(path, root)))
+    return found
+
+
+def _choose(controller: str, hierarchies: list[_Hierarchy]) -> _Hierarchy:
+    for version in ("v2", "v1"):
+        for hierarchy in hierarchies:
+            if hierarchy.version == version and controller in hierarchy.controllers:
+                return hierarchy
+    raise StepError("cgroup", errno.ENOENT, f"no mounted cgroup hierarchy offers {controller}")
+
+
+def _setting_file(version: str, controller: str, name: str) -> str:
+    if controller == "hugetlb":
+        return f"hugetlb.{name}.{'max' if version == 'v2' else 'limit_in_bytes'}"
+    return (_V2_FILES if version == "v2" else _V1_FILES)[(controller, name)]
+
+
+def _setting_value(
+    version: str, controller: str, name: str, value: int, memory: dict[str, int]
+) -> str:
+    if controller == "hugetlb":
+        return str(value)
+    if version == "v2" and (controller, name) == ("memory", "swap") and value != _UNLIMITED:
+        # v2 limits swap alone; OCI's swap is memory plus swap.
+        limit = memory.get("limit", 0)
+        if limit <= 0:
+            raise SpecError("linux.resources.memory.swap: needs memory.limit on cgroup v2")
+        return str(value - limit)
+    if value == _UNLIMITED:
+        return "max" if version == "v2" or controller == "pids" else "-1"
+    return str(value)
+
+
+# ---------------------------------------------------------------- file operations
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StepError("cgroup", exc.errno or errno.EIO, path) from exc
+    try:
+        os.write(fd, text.encode())
+    except OSError as exc:
+        raise StepError("cgroup", exc.errno or errno.EIO, path) from exc
+    finally:
+        os.close(fd)
+
+
+def _rmdir(path: str) -> None:
+    """Remove a cgroup directory; a cgroup is briefly busy after its last process exits."""
+    deadline = time.monotonic() + _RMDIR_RETRY_SECONDS
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise StepError("cgroup", exc.errno or errno.EIO, path) from exc
+        time.sleep(0.005)
+
+
+class Cgroup:
+    """The cgroup directories of one container, in every hierarchy it needs."""
+
+    def __init__(self) -> None:
+        self.applied = True
+        self.reason = ""
+        self._best_effort = False
+        self._targets: dict[str, _Hierarchy] = {}  # directory -> its hierarchy
+        self._controllers: dict[str, tuple[str, str]] = {}  # controller -> (version, directory)
+        self._created: list[str] = []  # directories made, parents first
+
+    @classmethod
+    def create(
+        cls,
+        container_id: str,
+        cgroups_path: str | None,
+        resources: dict[str, object],
+        *,
+        best_effort: bool,
+    ) -> Cgroup:
+        """Make the container's cgroup and apply its limits (in the parent, before the child).
+
+        SpecError for a malformed or unsupported request, whatever best_effort says.
+        """
+        wanted = _requested(resources)
+        absolute, parts = _relative_parts(container_id, cgroups_path)
+        cgroup = cls()
+        cgroup._best_effort = best_effort
+        if not wanted:
+            cgroup.reason = "no cgroup limits requested"
+            return cgroup
+        try:
+            cgroup._build(wanted, absolute, parts)
+        except StepError as exc:
+            cgroup._discard()
+            if not best_effort:
+                raise
+            cgroup.applied = False
+            cgroup.reason = exc.one_line()
+        return cgroup
+
+    def _build(self, wanted: list[tuple[str, str, int]], absolute: bool, parts: list[str]) -> None:
+        hierarchies = _hierarchies()
+        memory = {name: value for controller, name, value in wanted if controller == "memory"}
+        writes: list[tuple[_Hierarchy, str, str, str]] = []  # hierarchy, controller, file, text
+        for controller, name, value in wanted:
+            hierarchy = _choose(controller, hierarchies)
+            text = _setting_value(hierarchy.version, controller, name, value, memory)
+            writes.append(
+                (hierarchy, controller, _setting_file(hierarchy.version, controller, name), text)
+            )
+        directories: dict[int, str] = {}
+        for hierarchy, controller, _, _ in writes:
+            if id(hierarchy) not in directories:
+                directories[id(hierarchy)] = self._make_directory(hierarchy, absolute, parts)
+            directory = directories[id(hierarchy)]
+            if hierarchy.version == "v2":
+                self._enable_v2_controller(hierarchy, directory, controller)
+            self._controllers[controller] = (hierarchy.version, directory)
+        for hierarchy, _, file_name, text in writes:
+            _write(os.path.join(directories[id(hierarchy)], file_name), text)
+
+    def _make_directory(self, hierarchy: _Hierarchy, absolute: bool, parts: list[str]) -> str:
+        base = hierarchy.mount_point
+        if not absolute and hierarchy.own_path:
+            base = os.path.join(base, hierarchy.own_path)
+        current = base
+        for part in parts:
+            current = os.path.join(current, part)
+            try:
+                os.mkdir(current, 0o755)
+            except FileExistsError:
+                continue  # joined, like runc; never removed by destroy()
+            except OSError as exc:
+                raise StepError("cgroup", exc.errno or errno.EIO, current) from exc
+            self._created.append(current)
+        self._targets[current] = hierarchy
+        return current
+
+    def _enable_v2_controller(self, hierarchy: _Hierarchy, directory: str, controller: str) -> None:
+        """A v2 controller works in a cgroup only when every ancestor delegates it."""
+        relative = os.path.relpath(directory, hierarchy.mount_point).split("/")
+        ancestor = hierarchy.mount_point
+        for part in relative:
+            control = os.path.join(ancestor, "cgroup.subtree_control")
+            try:
+                enabled = _read_text(control).split()
+            except OSError as exc:
+                raise StepError("cgroup", exc.errno or errno.EIO, control) from exc
+            if controller not in enabled:
+                _write(control, f"+{controller}")
+            ancestor = os.path.join(ancestor, part)
+
+    def _discard(self) -> None:
+        """Undo a half-made cgroup: no process was added yet, so nothing is busy."""
+        for directory in reversed(list(self._created)):
+            try:
+                os.rmdir(directory)
+            except OSError:
+                continue  # kept for destroy(); the error that brought us here is reported
+            self._created.remove(directory)
+        self._targets.clear()
+        self._controllers.clear()
+
+    @property
+    def controllers(self) -> dict[str, str]:
+        """Controller -> "v1" or "v2", for the controllers this cgroup limits."""
+        return {name: version for name, (version, _) in self._controllers.items()}
+
+    def paths(self) -> list[str]:
+        """The container's cgroup directory in each hierarchy used."""
+        return list(self._targets)
+
+    def add_process(self, pid: int) -> None:
+        """Move a process (and the children it forks later) into every directory.
+
+        With best effort a failure sets ``applied`` False and ``reason`` instead of raising
+        (read them afterwards for the posture); the directories stay for destroy().
+        """
+        if not self.applied:
+            return
+        try:
+            for directory in self._targets:
+                _write(os.path.join(directory, "cgroup.procs"), str(pid))
+        except StepError as exc:
+            if not self._best_effort:
+                raise
+            self.applied = False
+            self.reason = exc.one_line()
+
+    def destroy(self) -> None:
+        """Remove every directory this cgroup made; call after its processes are gone.
+
+        Safe to call twice. StepError("cgroup", EBUSY, path) if a process is still inside.
+        """
+        failure: StepError | None = None
+        for directory in reversed(list(self._created)):
+            try:
+                _rmdir(directory)
+                self._created.remove(directory)
+            except StepError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        self._targets.clear()
+
+    def effective_limits(self) -> dict[str, object]:
+        """The limits as the kernel reports them now (None = unlimited), in OCI terms."""
+        limits: dict[str, object] = {}
+        for controller, (version, directory) in self._controllers.items():
+            if controller == "pids":
+                limits["pids.limit"] = _read_number(os.path.join(directory, "pids.max"))
+            elif controller == "memory":
+                limits.update(_memory_limits(version, directory))
+            elif controller == "hugetlb":
+                limits["hugepageLimits"] = _hugepage_limits(version, directory)
+        return limits
+
+    def posture(self) -> dict[str, object]:
+        """What is enforced, for status reports."""
+        return {
+            "applied": self.applied,
+            "reason": self.reason,
+            "controllers": self.controllers,
+            "paths": self.paths(),
+            "limits": self.effective_limits() if self.applied else {},
+        }
+
+
+def _read_number(path: str) -> int | None:
+    text = _read_text(path)
+    if text == "max":
+        return None
+    value = int(text)
+    return None if value >= _V1_UNLIMITED_FLOOR else value
+
+
+def _memory_limits(version: str, directory: str) -> dict[str, int | None]:
+    def read(file_name: str) -> int | None:
+        path = os.path.join(directory, file_name)
+        return _read_number(path) if os.path.exists(path) else None
+
+    if version == "v1":
+        return {
+            "memory.limit": read("memory.limit_in_bytes"),
+            "memory.swap": read("memory.memsw.limit_in_bytes"),
+            "memory.reservation": read("memory.soft_limit_in_bytes"),
+        }
+    limit, swap = read("memory.max"), read("memory.swap.max")
+    reservation = read("memory.low")
+    return {
+        "memory.limit": limit,
+        "memory.swap": None if limit is None or swap is None else limit + swap,
+        "memory.reservation": reservation or None,
+    }
+
+
+def _hugepage_limits(version: str, directory: str) -> dict[str, int | None]:
+    suffix = ".max" if version == "v2" else ".limit_in_bytes"
+    return {
+        name[len("hugetlb.") : -len(suffix)]: _read_number(os.path.join(directory, name))
+        for name in sorted(os.listdir(directory))
+        if name.startswith("hugetlb.") and name.endswith(suffix) and name.count(".") == 2
+    }

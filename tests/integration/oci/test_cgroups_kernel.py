@@ -1,0 +1,407 @@
+"""Container cgroups on the real kernel: limits enforced, read back, and cleaned up."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import auto_review
+from auto_review.oci.cgroups import (
+    BEST_EFFORT_ANNOTATION,
+    SUPPORTED_RESOURCES,
+    Cgroup,
+    best_effort_from_annotations,
+)
+from auto_review.oci.errors import SpecError, StepError
+
+ROOTLESS_USER = "ar-oci-cgtest"
+MIB = 1 << 20
+
+
+def fresh_id() -> str:
+    return f"ar-test-{uuid.uuid4().hex[:10]}"
+
+
+def own_cgroup(controller: str) -> str:
+    with open("/proc/self/cgroup") as lines:
+        for line in lines:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if controller in controllers.split(","):
+                return path.strip("/")
+    raise AssertionError(controller)
+
+
+def expected_directory(controller: str, container_id: str) -> Path:
+    """Where runc's cgroupfs driver would put a container without cgroupsPath (v1)."""
+    return Path("/sys/fs/cgroup", controller, own_cgroup(controller), container_id)
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="making cgroups needs root here")
+
+
+class HeldChild:
+    """A forked child that waits on a pipe until it is told to run its body."""
+
+    def __init__(self) -> None:
+        self.go_read, self.go_write = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.go_write)
+            os.read(self.go_read, 1)
+
+    def release(self) -> None:
+        os.close(self.go_read)
+        os.write(self.go_write, b"g")
+        os.close(self.go_write)
+
+    def wait(self) -> int:
+        return os.waitpid(self.pid, 0)[1]
+
+
+def fork_until_refused(attempts: int) -> dict[str, object]:
+    """In the child: fork holders until the kernel refuses; report how many and why."""
+    hold_read, hold_write = os.pipe()
+    children, refusal = [], "none"
+    for _ in range(attempts):
+        try:
+            child = os.fork()
+        except OSError as exc:
+            refusal = errno.errorcode[exc.errno or 0]
+            break
+        if child == 0:
+            os.close(hold_write)
+            os.read(hold_read, 1)
+            os._exit(0)
+        children.append(child)
+    os.close(hold_write)
+    for child in children:
+        os.waitpid(child, 0)
+    return {"forked": len(children), "refusal": refusal}
+
+
+@needs_root
+def test_pids_limit_makes_fork_beyond_it_fail_with_eagain() -> None:
+    container_id = fresh_id()
+    cgroup = Cgroup.create(container_id, None, {"pids": {"limit": 4}}, best_effort=False)
+    directory = expected_directory("pids", container_id)
+    assert cgroup.paths() == [str(directory)]
+    assert cgroup.controllers == {"pids": "v1"}
+    report_read, report_write = os.pipe()
+    child = HeldChild()
+    if child.pid == 0:
+        os.close(report_read)
+        os.write(report_write, json.dumps(fork_until_refused(10)).encode())
+        os._exit(0)
+    os.close(report_write)
+    cgroup.add_process(child.pid)
+    assert (directory / "cgroup.procs").read_text().split() == [str(child.pid)]
+    child.release()
+    with os.fdopen(report_read) as report:
+        outcome = json.loads(report.read())
+    assert child.wait() == 0
+    # The child itself is one of the four tasks.
+    assert outcome == {"forked": 3, "refusal": "EAGAIN"}
+    assert cgroup.effective_limits() == {"pids.limit": 4}
+    cgroup.destroy()
+    assert not directory.exists()
+
+
+@needs_root
+def test_memory_limits_read_back_and_are_enforced() -> None:
+    container_id = fresh_id()
+    resources = {"memory": {"limit": 48 * MIB, "swap": 48 * MIB, "reservation": 16 * MIB}}
+    cgroup = Cgroup.create(container_id, None, resources, best_effort=False)
+    directory = expected_directory("memory", container_id)
+    try:
+        assert cgroup.effective_limits() == {
+            "memory.limit": 48 * MIB,
+            "memory.swap": 48 * MIB,
+            "memory.reservation": 16 * MIB,
+        }
+        assert (directory / "memory.limit_in_bytes").read_text().strip() == str(48 * MIB)
+        child = HeldChild()
+        if child.pid == 0:
+            hog = b"\x01" * (128 * MIB)  # every page written: charged to the cgroup
+            os._exit(len(hog) % 7)
+        cgroup.add_process(child.pid)
+        child.release()
+        status = child.wait()
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    finally:
+        cgroup.destroy()
+    assert not directory.exists()
+
+
+@needs_root
+def test_unlimited_values_read_back_as_none() -> None:
+    resources = {"pids": {"limit": -1}, "memory": {"limit": -1}}
+    cgroup = Cgroup.create(fresh_id(), None, resources, best_effort=False)
+    try:
+        limits = cgroup.effective_limits()
+        assert limits["pids.limit"] is None
+        assert limits["memory.limit"] is None
+    finally:
+        cgroup.destroy()
+
+
+@needs_root
+def test_hugepage_limit_uses_the_unified_hierarchy_when_it_offers_hugetlb() -> None:
+    controllers = Path("/sys/fs/cgroup/unified/cgroup.controllers")
+    if not controllers.exists() or "hugetlb" not in controllers.read_text().split():
+        pytest.skip("this host's cgroup2 mount does not offer hugetlb")
+    container_id = fresh_id()
+    resources = {"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MIB}]}
+    cgroup = Cgroup.create(container_id, None, resources, best_effort=False)
+    directory = Path("/sys/fs/cgroup/unified", container_id)
+    assert cgroup.controllers == {"hugetlb": "v2"}
+    assert cgroup.paths() == [str(directory)]
+    assert (directory / "hugetlb.2MB.max").read_text().strip() == str(4 * MIB)
+    assert cgroup.effective_limits()["hugepageLimits"]["2MB"] == 4 * MIB
+    child = HeldChild()
+    if child.pid == 0:
+        os._exit(0)
+    cgroup.add_process(child.pid)
+    assert (directory / "cgroup.procs").read_text().split() == [str(child.pid)]
+    child.release()
+    child.wait()
+    cgroup.destroy()
+    assert not directory.exists()
+
+
+@needs_root
+def test_absolute_cgroups_path_is_taken_from_the_hierarchy_root() -> None:
+    outer = fresh_id()
+    cgroup = Cgroup.create("ignored", f"/{outer}/inner", {"pids": {"limit": 9}}, best_effort=False)
+    assert cgroup.paths() == [f"/sys/fs/cgroup/pids/{outer}/inner"]
+    cgroup.destroy()
+    assert not Path("/sys/fs/cgroup/pids", outer).exists()
+    cgroup.destroy()  # twice is harmless
+
+
+@needs_root
+def test_existing_parent_is_joined_and_kept() -> None:
+    parent = Path("/sys/fs/cgroup/pids", fresh_id())
+    parent.mkdir()
+    try:
+        cgroup = Cgroup.create(
+            "c1", f"/{parent.name}/c1", {"pids": {"limit": 9}}, best_effort=False
+        )
+        cgroup.destroy()
+        assert parent.exists()
+        assert not (parent / "c1").exists()
+    finally:
+        parent.rmdir()
+
+
+HALF_WAY_FAILURE = {
+    "pids": {"limit": 10},
+    "memory": {"limit": 64 * MIB},
+    "hugepageLimits": [{"pageSize": "4MB", "limit": 0}],  # no such page size on x86_64
+}
+
+
+def would_be_directories(container_id: str) -> list[Path]:
+    return [
+        expected_directory("pids", container_id),
+        expected_directory("memory", container_id),
+        Path("/sys/fs/cgroup/unified", container_id),
+    ]
+
+
+@needs_root
+def test_failure_half_way_leaves_nothing_behind() -> None:
+    container_id = fresh_id()
+    with pytest.raises(StepError) as caught:
+        Cgroup.create(container_id, None, HALF_WAY_FAILURE, best_effort=False)
+    assert caught.value.step == "cgroup"
+    assert caught.value.errno == errno.ENOENT
+    assert caught.value.path.endswith("/hugetlb.4MB.max")
+    assert "\n" not in caught.value.one_line()
+    assert not any(path.exists() for path in would_be_directories(container_id))
+
+
+@needs_root
+def test_best_effort_failure_reports_the_reason_and_leaves_nothing() -> None:
+    container_id = fresh_id()
+    cgroup = Cgroup.create(container_id, None, HALF_WAY_FAILURE, best_effort=True)
+    assert not cgroup.applied
+    assert "step=cgroup" in cgroup.reason and "errno=ENOENT" in cgroup.reason
+    assert cgroup.paths() == []
+    assert cgroup.posture()["limits"] == {}
+    assert not any(path.exists() for path in would_be_directories(container_id))
+    cgroup.add_process(os.getpid())  # nothing to join: no effect, no error
+    cgroup.destroy()
+
+
+@needs_root
+def test_adding_a_vanished_process_fails_or_degrades() -> None:
+    child = HeldChild()
+    if child.pid == 0:
+        os._exit(0)
+    child.release()
+    child.wait()
+    strict = Cgroup.create(fresh_id(), None, {"pids": {"limit": 5}}, best_effort=False)
+    lenient = Cgroup.create(fresh_id(), None, {"pids": {"limit": 5}}, best_effort=True)
+    try:
+        with pytest.raises(StepError) as caught:
+            strict.add_process(child.pid)
+        assert (caught.value.step, caught.value.errno) == ("cgroup", errno.ESRCH)
+        assert caught.value.path.endswith("/cgroup.procs")
+        lenient.add_process(child.pid)
+        assert not lenient.applied
+        assert "errno=ESRCH" in lenient.reason
+    finally:
+        strict.destroy()
+        lenient.destroy()
+    assert strict.paths() == [] and lenient.paths() == []
+
+
+@needs_root
+def test_destroy_with_a_live_process_inside_is_busy_then_succeeds() -> None:
+    cgroup = Cgroup.create(fresh_id(), None, {"pids": {"limit": 5}}, best_effort=False)
+    directory = Path(cgroup.paths()[0])
+    child = HeldChild()
+    if child.pid == 0:
+        os._exit(0)
+    cgroup.add_process(child.pid)
+    with pytest.raises(StepError) as caught:
+        cgroup.destroy()
+    assert (caught.value.step, caught.value.errno, caught.value.path) == (
+        "cgroup",
+        errno.EBUSY,
+        str(directory),
+    )
+    child.release()
+    child.wait()
+    cgroup.destroy()
+    assert not directory.exists()
+
+
+def test_no_limits_requested_makes_no_cgroup() -> None:
+    cgroup = Cgroup.create(fresh_id(), None, {"devices": []}, best_effort=False)
+    assert cgroup.applied and cgroup.paths() == [] and cgroup.reason
+
+
+@pytest.mark.parametrize(
+    ("resources", "path", "message"),
+    [
+        ({"memory": {"swappiness": 10}}, None, "memory.swappiness: not supported"),
+        ({"memory": {"limit": 64 * MIB, "swap": MIB}}, None, "smaller than memory.limit"),
+        ({"pids": {"limit": "10"}}, None, "pids.limit"),
+        ({"hugepageLimits": [{"pageSize": "2MB/../x", "limit": 1}]}, None, "pageSize"),
+        ({"pids": {"limit": 5}}, "/a/../../b", "'..' is not allowed"),
+        ({"pids": {"limit": 5}}, "system.slice:ar:c1", "systemd-style"),
+        ({"pids": {"limit": 5}}, "/", "hierarchy root"),
+    ],
+)
+def test_bad_requests_are_spec_errors_even_with_best_effort(
+    resources: dict[str, object], path: str | None, message: str
+) -> None:
+    with pytest.raises(SpecError, match=message):
+        Cgroup.create(fresh_id(), path, resources, best_effort=True)
+
+
+def test_best_effort_annotation() -> None:
+    assert best_effort_from_annotations({BEST_EFFORT_ANNOTATION: "true"}) is True
+    assert best_effort_from_annotations({BEST_EFFORT_ANNOTATION: "false"}) is False
+    assert best_effort_from_annotations({}) is False
+    with pytest.raises(SpecError, match=BEST_EFFORT_ANNOTATION):
+        best_effort_from_annotations({BEST_EFFORT_ANNOTATION: "yes"})
+    assert {"pids", "memory"} <= SUPPORTED_RESOURCES
+
+
+# ---------------------------------------------------------------- rootless
+
+ROOTLESS_SCRIPT = """
+import json
+from auto_review.oci.cgroups import Cgroup
+from auto_review.oci.errors import StepError
+answer = {}
+try:
+    Cgroup.create(CONTAINER_ID, None, {"pids": {"limit": 8}}, best_effort=False)
+    answer["strict"] = "created"
+except StepError as exc:
+    answer["strict"] = [exc.step, exc.errno, exc.path, exc.one_line()]
+lenient = Cgroup.create(CONTAINER_ID, None, {"pids": {"limit": 8}}, best_effort=True)
+answer["lenient"] = [lenient.applied, lenient.reason, lenient.paths()]
+print(json.dumps(answer))
+"""
+
+
+@pytest.fixture
+def readable_package() -> Iterator[str]:
+    """A copy of the package any user can import (/root is 0700)."""
+    top = tempfile.mkdtemp(prefix="ar-oci-pkg-")
+    os.chmod(top, 0o755)  # noqa: S103 - the unprivileged user must import from it
+    package = Path(auto_review.__file__).parent
+    target = Path(top, "auto_review")
+    target.mkdir()
+    shutil.copy(package / "__init__.py", target / "__init__.py")
+    shutil.copytree(package / "oci", target / "oci", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [target, *target.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield top
+    shutil.rmtree(top)
+
+
+@pytest.fixture
+def unprivileged_user() -> tuple[int, int] | None:
+    """(uid, gid) of a plain user made with useradd; None when the tests already run as one."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(ROOTLESS_USER)
+    except KeyError:
+        subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                ROOTLESS_USER,
+            ],
+            check=True,
+        )
+        entry = pwd.getpwnam(ROOTLESS_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def test_rootless_create_fails_with_the_step_unless_best_effort(
+    readable_package: str, unprivileged_user: tuple[int, int] | None
+) -> None:
+    container_id = fresh_id()
+    credentials = {}
+    if unprivileged_user is not None:
+        uid, gid = unprivileged_user
+        credentials = {"user": uid, "group": gid, "extra_groups": []}
+    result = subprocess.run(
+        ["/usr/bin/python3", "-c", ROOTLESS_SCRIPT.replace("CONTAINER_ID", repr(container_id))],
+        env={"PYTHONPATH": readable_package, "PATH": "/usr/bin:/bin"},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        **credentials,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    step, err, path, line = answer["strict"]
+    assert (step, err) == ("cgroup", errno.EACCES)
+    assert path == str(expected_directory("pids", container_id))
+    assert line.startswith("container setup failed: step=cgroup errno=EACCES")
+    applied, reason, paths = answer["lenient"]
+    assert (applied, paths) == (False, [])
+    assert reason == line
