@@ -90,8 +90,10 @@ def test_every_real_payload_parses_to_its_own_fields(path: Path) -> None:
         assert event.author == pull["user"]["login"]
         assert event.title == pull["title"]
         assert event.draft is pull.get("draft", False)
-    elif event_name == "issue_comment" and payload["action"] == "created" and (
-        payload.get("is_pull") or payload["issue"].get("pull_request") is not None
+    elif (
+        event_name == "issue_comment"
+        and payload["action"] == "created"
+        and (payload.get("is_pull") or payload["issue"].get("pull_request") is not None)
     ):
         comment = payload["comment"]
         assert isinstance(event, CommentEvent)
@@ -125,8 +127,19 @@ def test_the_reference_set_covers_every_supported_kind() -> None:
 
 @pytest.mark.parametrize(
     "action",
-    ["closed", "edited", "assigned", "label_updated", "label_cleared", "milestoned",
-     "reviewed", "review_requested", "synchronize", "OPENED", ""],
+    [
+        "closed",
+        "edited",
+        "assigned",
+        "label_updated",
+        "label_cleared",
+        "milestoned",
+        "reviewed",
+        "review_requested",
+        "synchronize",
+        "OPENED",
+        "",
+    ],
 )
 def test_other_pull_request_actions_are_ignored(action: str) -> None:
     payload = load("gitea_pull_request_synchronized.json")
@@ -150,8 +163,13 @@ def test_draft_flag_from_payload_field() -> None:
 
 @pytest.mark.parametrize(
     ("title", "draft"),
-    [("WIP: add licence", True), ("[wip] add licence", True), ("  wip:x", True),
-     ("Add licence (WIP)", False), ("WIPE the cache", False)],
+    [
+        ("WIP: add licence", True),
+        ("[wip] add licence", True),
+        ("  wip:x", True),
+        ("Add licence (WIP)", False),
+        ("WIPE the cache", False),
+    ],
 )
 def test_draft_flag_from_wip_title_when_field_absent(title: str, draft: bool) -> None:
     payload = load("gitea_pull_request_opened.json")
@@ -325,9 +343,19 @@ def test_bad_pull_request_values_are_refused(field: str, value: object) -> None:
 
 @pytest.mark.parametrize(
     "field",
-    ["pull_request", "pull_request.head", "pull_request.head.sha", "pull_request.base.sha",
-     "pull_request.number", "pull_request.user", "pull_request.title", "repository",
-     "repository.owner", "repository.name", "action"],
+    [
+        "pull_request",
+        "pull_request.head",
+        "pull_request.head.sha",
+        "pull_request.base.sha",
+        "pull_request.number",
+        "pull_request.user",
+        "pull_request.title",
+        "repository",
+        "repository.owner",
+        "repository.name",
+        "action",
+    ],
 )
 def test_missing_required_pull_request_fields_are_refused(field: str) -> None:
     payload = load("forgejo_pull_request_reopened.json")
