@@ -199,9 +199,13 @@ def _digest(data: bytes) -> str:
 
 def schema_validator(entry: str = "config-schema.json") -> Any:
     """A Draft 4 validator for one of the shipped schemas, local $refs resolved."""
-    from jsonschema import Draft4Validator
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT4
+    try:
+        from jsonschema import Draft4Validator
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT4
+    except ImportError as exc:  # fail closed: an unvalidated config is never run
+        raise SpecError(f"cannot validate config.json: {exc} (install jsonschema and "
+                        "referencing for this interpreter)") from exc
 
     registry = Registry().with_resources(
         (

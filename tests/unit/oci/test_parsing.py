@@ -1,0 +1,158 @@
+"""Pure parsing helpers: mount options, safe joins, capabilities, rlimits, id maps, signals,
+and the runc-style command line."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from auto_review.oci import capabilities, cli, container, mounts, namespaces, rlimits
+from auto_review.oci import syscalls as sc
+from auto_review.oci.errors import OciError, SpecError, StepError
+
+
+def test_mount_options_split_into_flags_propagation_and_data() -> None:
+    parsed = mounts.parse_options(["nosuid", "noexec", "mode=755", "size=64k", "rslave", "ro",
+                                   "rw"], "mounts[0]")
+    assert parsed.flags == sc.MS_NOSUID | sc.MS_NOEXEC
+    assert parsed.clear == sc.MS_RDONLY
+    assert parsed.propagation == sc.MS_SLAVE | sc.MS_REC
+    assert parsed.data == ["mode=755", "size=64k"]
+    assert not parsed.bind
+    rbind = mounts.parse_options(["rbind", "ro"], "mounts[1]")
+    assert rbind.bind and rbind.recursive and rbind.flags == sc.MS_RDONLY
+
+
+def test_filesystem_options_on_a_bind_mount_are_refused() -> None:
+    with pytest.raises(SpecError, match=r"mounts\[2\].*size=1m"):
+        mounts.parse_options(["bind", "size=1m"], "mounts[2]")
+
+
+def test_secure_join_keeps_symlinks_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "escape").symlink_to("/etc")
+    (root / "up").symlink_to("../../..")
+    assert mounts.secure_join(str(root), "/escape/passwd") == str(root / "etc" / "passwd")
+    assert mounts.secure_join(str(root), "/up/x") == str(root / "x")
+    assert mounts.secure_join(str(root), "/../../x/./y") == str(root / "x" / "y")
+    (root / "loop").symlink_to("loop")
+    with pytest.raises(StepError) as caught:
+        mounts.secure_join(str(root), "/loop/x")
+    assert caught.value.errno == errno.ELOOP
+
+
+def test_capability_names_become_masks_and_unknown_names_fail() -> None:
+    masks = capabilities.parse({"bounding": ["CAP_KILL", "CAP_CHOWN"], "ambient": []})
+    assert masks["bounding"] == (1 << 5) | (1 << 0)
+    assert masks["effective"] == 0
+    with pytest.raises(StepError) as caught:
+        capabilities.parse({"effective": ["CAP_FLY"]})
+    assert (caught.value.step, caught.value.errno, caught.value.path) == (
+        "capabilities", errno.EINVAL, "CAP_FLY")
+
+
+def test_capability_table_matches_the_kernel() -> None:
+    assert capabilities.last_cap() <= len(capabilities.NAMES) - 1
+    assert capabilities.NUMBERS["CAP_SYS_ADMIN"] == 21
+    assert capabilities.NUMBERS["CAP_CHECKPOINT_RESTORE"] == 40
+
+
+def test_rlimits_parse_and_reject_unknown() -> None:
+    assert rlimits.parse([{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20}]) == [
+        ("RLIMIT_NOFILE", 7, 10, 20)]
+    with pytest.raises(StepError, match="RLIMIT_BOGUS"):
+        rlimits.parse([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}])
+
+
+def test_id_maps_default_to_the_callers_id() -> None:
+    assert namespaces.default_mappings(None, 1234) == [
+        {"containerID": 0, "hostID": 1234, "size": 1}]
+    given = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    assert namespaces.default_mappings(given, 1) == given
+    assert namespaces.format_map([*given, {"containerID": 70000, "hostID": 5, "size": 1}]) == (
+        b"0 100000 65536\n70000 5 1\n")
+
+
+def test_namespace_plan_separates_new_and_joined() -> None:
+    plan = namespaces.NamespacePlan([{"type": "mount"}, {"type": "network", "path": "/x"},
+                                     {"type": "user"}, {"type": "pid"}])
+    assert plan.new_user and plan.in_user_namespace
+    assert plan.join == [("network", "/x")]
+    assert plan.new_flags == sc.CLONE_NEWNS | sc.CLONE_NEWPID
+
+
+def test_missing_namespace_path_fails_before_fork() -> None:
+    plan = namespaces.NamespacePlan([{"type": "network", "path": "/nonexistent/netns"}])
+    with pytest.raises(StepError) as caught:
+        plan.open_join_paths()
+    assert caught.value.step == "namespace-network"
+    assert caught.value.errno == errno.ENOENT
+
+
+def test_signal_names_and_numbers() -> None:
+    assert container.parse_signal("TERM") == 15
+    assert container.parse_signal("SIGKILL") == 9
+    assert container.parse_signal("kill") == 9
+    assert container.parse_signal("10") == 10
+    assert container.parse_signal(2) == 2
+    with pytest.raises(OciError, match="unknown signal"):
+        container.parse_signal("SIGNOPE")
+
+
+def test_container_ids_are_checked() -> None:
+    container.check_id("abc-1.2_3+x")
+    for bad in ("", "../x", "a/b", "-x", "x" * 129):
+        with pytest.raises(OciError, match="invalid container id"):
+            container.check_id(bad)
+
+
+def test_cli_parses_runc_shapes() -> None:
+    assert cli._parse(["--root", "/r", "run", "-b", "/b", "--pid-file=p", "--detach", "x"]) == (
+        "run", {"root": "/r", "bundle": "/b", "pid_file": "p", "detach": True}, ["x"])
+    assert cli._parse(["kill", "x", "KILL"]) == ("kill", {}, ["x", "KILL"])
+    assert cli._parse(["delete", "--force", "x"]) == ("delete", {"force": True}, ["x"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["start"], "wrong number"),
+        (["frob", "x"], "unknown command"),
+        (["start", "--force", "x"], "not valid for start"),
+        (["run", "--root", "/r", "x"], "global option"),
+        (["run", "--bundle"], "needs a value"),
+        (["--bogus", "run", "x"], "unknown option"),
+    ],
+)
+def test_cli_usage_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(cli.UsageError, match=message):
+        cli._parse(argv)
+
+
+def test_cli_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path) -> None:
+    assert cli.main(["--root", str(tmp_path), "state", "nope"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "container nope does not exist" in error
+
+
+def test_cli_spec_writes_config_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["spec", "--rootless", "--bundle", str(tmp_path)]) == 0
+    text = (tmp_path / "config.json").read_text()
+    assert f'"hostID": {os.geteuid()}' in text
+    assert cli.main(["spec", "--bundle", str(tmp_path)]) == 1
+    assert "exists" in capsys.readouterr().err
+
+
+def test_default_state_root_for_non_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert container.state_root(None) == tmp_path / "auto-review-oci"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    with pytest.raises(OciError, match="no state root"):
+        container.state_root(None)
