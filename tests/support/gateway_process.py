@@ -32,8 +32,9 @@ import httpx
 STARTUP_TIMEOUT_SECONDS = 30.0
 
 # Runner modes: "record" answers SUCCEEDED; "crash" raises an exception whose message
-# quotes every configured secret (the logs must still show none); "slow" sleeps first.
-RUNNER_MODES = ("record", "crash", "slow")
+# quotes every configured secret (the logs must still show none); "slow" sleeps first;
+# "hang" never returns (for kill-and-restart tests).
+RUNNER_MODES = ("record", "crash", "slow", "hang")
 
 
 def sign_hex(secret: str, body: bytes) -> str:
@@ -161,7 +162,8 @@ def start_gateway(
             "GATEWAY_TEST_RUNNER": runner,
         }
     )
-    with log_path.open("wb") as log_file:
+    # Appended, so a restart on the same workdir keeps the earlier run's lines.
+    with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve())],
             env=env,
@@ -232,6 +234,8 @@ class _FileRecordingRunner:
             out.write(json.dumps(record) + "\n")
         if self.mode == "slow":
             await asyncio.sleep(0.5)
+        if self.mode == "hang":
+            await asyncio.Event().wait()
         if self.mode == "crash":
             raise RuntimeError("runner crashed; secrets in scope: " + " ".join(self.secrets))
         return JobOutcome.SUCCEEDED

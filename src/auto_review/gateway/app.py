@@ -157,7 +157,7 @@ def build_app(
             metrics=metrics,
             max_body_bytes=settings.max_body_bytes,
         )
-        routes.append(Route(source.route, endpoint, methods=["POST"]))
+        routes.append(Route(source.route, endpoint.handle, methods=["POST"]))
     ci = CiReviewEndpoint(
         token=settings.ci_review_token.get_secret_value() if settings.ci_review_token else None,
         store=store,
@@ -166,7 +166,7 @@ def build_app(
         metrics=metrics,
     )
     if ci.enabled:
-        routes.append(Route(CI_ROUTE, ci, methods=["POST"]))
+        routes.append(Route(CI_ROUTE, ci.handle, methods=["POST"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

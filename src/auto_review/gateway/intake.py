@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auto_review.chat.commands import ChatCommand, parse_chat_command
+from auto_review.chat.commands import ChatCommand, is_from_bot, parse_chat_command
 from auto_review.hosts.events import CommentEvent, IgnoredEvent, PullRequestEvent, WebhookEvent
 from auto_review.review.jobs import JobKind, JobRequest
 
@@ -39,10 +39,11 @@ class IntakePolicy:
 
     @property
     def mention(self) -> str:
-        return f"@{self.bot_login}" if self.bot_login else DEFAULT_MENTION
+        # A GitHub App's account is "name[bot]" but people mention it as "@name".
+        return f"@{self.bot_login.removesuffix('[bot]')}" if self.bot_login else DEFAULT_MENTION
 
     def is_bot(self, login: str) -> bool:
-        return self.bot_login is not None and login.casefold() == self.bot_login.casefold()
+        return is_from_bot(login, self.bot_login)
 
 
 @dataclass(frozen=True, slots=True)

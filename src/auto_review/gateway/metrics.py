@@ -8,8 +8,17 @@ series count, and nothing a client or a setting supplies can surface in the outp
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+# The *_created series double the exposition size and tell an operator nothing here.
+disable_created_metrics()
 
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 

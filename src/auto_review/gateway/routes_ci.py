@@ -124,7 +124,7 @@ class CiReviewEndpoint:
         self.limiter = limiter
         self.metrics = metrics
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         if not self.enabled:
             return error_response(404, "not found")
         length = declared_length(request.scope["headers"])

@@ -138,7 +138,7 @@ class WebhookEndpoint:
         self._bad_signature = metrics.signature_failures_total
         self._payload_failures = metrics.payload_failures_total.labels(source=source.name)
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         source = self.source
         length = declared_length(request.scope["headers"])
         if length is not None and length > self.max_body_bytes:
