@@ -1,0 +1,308 @@
+"""ForgeHttp against a real loopback server: retries, Retry-After, timeouts, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from email.utils import formatdate
+from typing import Any
+
+import httpx
+import pytest
+from tests.support.fake_forgejo import LoopbackForge, RecordedExchange, Reply
+
+from auto_review.hosts.base import (
+    HostAuthError,
+    HostError,
+    HostNotFound,
+    HostResponseError,
+    HostUnavailable,
+)
+from auto_review.hosts.http import (
+    ForgeHttp,
+    RetryPolicy,
+    check_base_url,
+    has_next_page,
+    json_body,
+    parse_retry_after,
+)
+
+CANARY = "canary-http-secret-93f1c2d7"
+FAST = RetryPolicy(attempts=3, initial_backoff=0.01, max_backoff=0.02, max_retry_after=5)
+
+
+class EchoForge(LoopbackForge):
+    """Answers 200 {"ok": true} (201 for POST) unless a fault is injected."""
+
+    def handle(self, exchange: RecordedExchange) -> Reply:
+        if exchange.path == "/not-json":
+            return 200, {}, None
+        return (201 if exchange.method == "POST" else 200), {}, {"ok": True}
+
+
+@pytest.fixture
+def forge() -> Any:
+    with EchoForge() as server:
+        yield server
+
+
+class SleepRecorder:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def call(
+    url: str,
+    method: str = "GET",
+    path: str = "/thing",
+    *,
+    retry: RetryPolicy = FAST,
+    timeout: float = 2.0,
+    sleep: Any = None,
+    **kwargs: Any,
+) -> httpx.Response:
+    async def go() -> httpx.Response:
+        extra = {"sleep": sleep} if sleep is not None else {}
+        http = ForgeHttp(url, timeout=timeout, user_agent="test", retry=retry, **extra)
+        try:
+            return await http.request(
+                "test op",
+                method,
+                path,
+                headers={"Authorization": f"token {CANARY}"},
+                **kwargs,
+            )
+        finally:
+            await http.aclose()
+
+    return asyncio.run(go())
+
+
+def assert_secret_free(exc: BaseException, caplog: pytest.LogCaptureFixture) -> None:
+    ours = [r for r in caplog.records if r.name.startswith("auto_review")]
+    for text in [str(exc), repr(exc), *(repr(r.__dict__) for r in ours)]:
+        assert CANARY not in text
+        assert "127.0.0.1" not in text  # no URL either
+    # httpx/httpcore debug logging included: the secret never reaches any log record
+    assert CANARY not in caplog.text
+    assert all(CANARY not in repr(r.__dict__) for r in caplog.records)
+    # no chained transport exception (its text could name the URL) is shown with it
+    assert exc.__cause__ is None
+    assert exc.__context__ is None or exc.__suppress_context__
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_success_sends_headers_and_returns_response(forge: EchoForge) -> None:
+    response = call(forge.url, params={"page": 2})
+    assert response.json() == {"ok": True}
+    (exchange,) = forge.exchanges
+    assert exchange.headers["authorization"] == f"token {CANARY}"
+    assert exchange.headers["user-agent"] == "test"
+    assert exchange.query == {"page": ["2"]}
+
+
+def test_5xx_is_retried_then_succeeds(forge: EchoForge) -> None:
+    forge.fail(503, times=2)
+    assert call(forge.url).status_code == 200
+    assert [e.status for e in forge.exchanges] == [503, 503, 200]
+
+
+def test_5xx_exhausted_raises_unavailable(
+    forge: EchoForge, caplog: pytest.LogCaptureFixture
+) -> None:
+    forge.fail(502, times=10)
+    with caplog.at_level(logging.DEBUG), pytest.raises(HostUnavailable) as info:
+        call(forge.url)
+    assert str(info.value) == "test op: HTTP 502 after 3 attempt(s)"
+    assert info.value.status == 502
+    assert len(forge.exchanges) == 3
+    assert_secret_free(info.value, caplog)
+    assert sum("retrying" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_retry_after_seconds_is_honoured(forge: EchoForge) -> None:
+    forge.fail(429, headers={"Retry-After": "3"})
+    sleeps = SleepRecorder()
+    assert call(forge.url, sleep=sleeps).status_code == 200
+    assert sleeps.delays == [3.0]
+
+
+def test_retry_after_really_waits(forge: EchoForge) -> None:
+    forge.fail(503, headers={"Retry-After": "1"})
+    started = time.monotonic()
+    assert call(forge.url).status_code == 200
+    assert time.monotonic() - started >= 0.9
+
+
+def test_retry_after_http_date_is_honoured(forge: EchoForge) -> None:
+    forge.fail(503, headers={"Retry-After": formatdate(time.time() + 4, usegmt=True)})
+    sleeps = SleepRecorder()
+    call(forge.url, sleep=sleeps)
+    assert len(sleeps.delays) == 1 and 2.0 <= sleeps.delays[0] <= 4.0
+
+
+def test_retry_after_beyond_cap_fails_at_once(forge: EchoForge) -> None:
+    forge.fail(429, headers={"Retry-After": "3600"})
+    with pytest.raises(HostUnavailable, match=r"HTTP 429 rate limited for 3600s"):
+        call(forge.url)
+    assert len(forge.exchanges) == 1
+
+
+def test_github_primary_rate_limit_403_waits_for_reset(forge: EchoForge) -> None:
+    reset = int(time.time()) + 3
+    forge.fail(403, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+    sleeps = SleepRecorder()
+    assert call(forge.url, sleep=sleeps).status_code == 200
+    assert len(sleeps.delays) == 1 and 1.0 <= sleeps.delays[0] <= 3.0
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "text"),
+    [
+        (401, HostAuthError, "test op: HTTP 401 (credentials refused)"),
+        (403, HostAuthError, "test op: HTTP 403 (credentials refused)"),
+        (404, HostNotFound, "test op: HTTP 404 (not found)"),
+        (422, HostError, "test op: HTTP 422"),
+    ],
+)
+def test_client_errors_are_not_retried(
+    forge: EchoForge,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    error: type[HostError],
+    text: str,
+) -> None:
+    forge.fail(status, body={"message": f"echo {CANARY}"})
+    with caplog.at_level(logging.DEBUG), pytest.raises(error) as info:
+        call(forge.url)
+    assert type(info.value) is error
+    assert str(info.value) == text
+    assert len(forge.exchanges) == 1
+    assert_secret_free(info.value, caplog)
+
+
+def test_post_is_not_retried_on_5xx(forge: EchoForge) -> None:
+    forge.fail(500, times=3)
+    with pytest.raises(HostUnavailable, match="HTTP 500"):
+        call(forge.url, "POST", expect=(201,))
+    assert len(forge.exchanges) == 1
+
+
+def test_post_is_retried_on_429_and_when_marked_idempotent(forge: EchoForge) -> None:
+    forge.fail(429)
+    assert call(forge.url, "POST", expect=(201,)).status_code == 201
+    forge.fail(500)
+    assert call(forge.url, "POST", expect=(201,), idempotent=True).status_code == 201
+    assert [e.status for e in forge.exchanges] == [429, 201, 500, 201]
+
+
+def test_connection_refused_is_retried_then_unavailable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sleeps = SleepRecorder()
+    with caplog.at_level(logging.DEBUG), pytest.raises(HostUnavailable) as info:
+        call(f"http://127.0.0.1:{free_port()}", sleep=sleeps)
+    assert str(info.value) == "test op: connection failed (ConnectError)"
+    assert len(sleeps.delays) == 2
+    assert_secret_free(info.value, caplog)
+
+
+def test_read_timeout_is_retried_then_unavailable(
+    forge: EchoForge, caplog: pytest.LogCaptureFixture
+) -> None:
+    forge.delay(1.0, times=2)
+    with caplog.at_level(logging.DEBUG), pytest.raises(HostUnavailable) as info:
+        call(forge.url, retry=RetryPolicy(attempts=2, initial_backoff=0.01), timeout=0.2)
+    assert str(info.value) == "test op: timed out after 2 attempt(s)"
+    assert len(forge.exchanges) == 2
+    assert_secret_free(info.value, caplog)
+
+
+def test_timeout_then_success(forge: EchoForge) -> None:
+    forge.delay(1.0)
+    assert call(forge.url, timeout=0.2).status_code == 200
+
+
+def test_dropped_connection_is_retried_for_get(forge: EchoForge) -> None:
+    forge.drop()
+    assert call(forge.url).status_code == 200
+    assert [e.status for e in forge.exchanges] == [-1, 200]
+
+
+def test_dropped_connection_fails_post(forge: EchoForge, caplog: pytest.LogCaptureFixture) -> None:
+    forge.drop()
+    with caplog.at_level(logging.DEBUG), pytest.raises(HostUnavailable) as info:
+        call(forge.url, "POST", expect=(201,))
+    assert str(info.value) == "test op: transport error (RemoteProtocolError)"
+    assert_secret_free(info.value, caplog)
+
+
+def test_redirects_are_not_followed(forge: EchoForge) -> None:
+    forge.fail(302, headers={"Location": "http://elsewhere.invalid/steal"})
+    with pytest.raises(HostError, match="HTTP 302"):
+        call(forge.url)
+    assert len(forge.exchanges) == 1
+
+
+def test_invalid_json_is_a_response_error(forge: EchoForge) -> None:
+    response = call(forge.url, path="/not-json")
+    with pytest.raises(HostResponseError, match="test op: response is not valid JSON"):
+        json_body("test op", response)
+
+
+def test_base_url_checks_never_echo_the_url() -> None:
+    with pytest.raises(ValueError) as info:
+        check_base_url(f"https://bot:{CANARY}@forge.example", "AR_FORGEJO_URL")
+    assert CANARY not in str(info.value) and "credentials" in str(info.value)
+    with pytest.raises(ValueError):
+        check_base_url("ftp://forge.example", "AR_FORGEJO_URL")
+    with pytest.raises(ValueError):
+        check_base_url(f"https://forge.example/?token={CANARY}", "AR_FORGEJO_URL")
+    assert check_base_url("https://forge.example/", "x") == "https://forge.example"
+
+
+def test_repr_has_no_credentials(forge: EchoForge) -> None:
+    http = ForgeHttp(forge.url, timeout=1, user_agent="test")
+    assert repr(http) == f"ForgeHttp(api_root={forge.url!r})"
+    asyncio.run(http.aclose())
+
+
+def test_parse_retry_after_forms() -> None:
+    now = 1_000_000.0
+    assert parse_retry_after("7", now) == 7.0
+    assert parse_retry_after(None, now) is None
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(formatdate(now + 30, usegmt=True), now) == pytest.approx(30, abs=1)
+    assert parse_retry_after(formatdate(now - 30, usegmt=True), now) == 0.0
+
+
+def test_has_next_page_reads_link_rel() -> None:
+    def response(link: str | None) -> httpx.Response:
+        return httpx.Response(200, headers={"Link": link} if link else {})
+
+    assert has_next_page(
+        response('<https://x/a?page=2>; rel="next", <https://x/a?page=5>; rel="last"')
+    )
+    assert not has_next_page(
+        response('<https://x/a?page=1>; rel="first", <https://x/a?page=1>; rel="prev"')
+    )
+    assert not has_next_page(response(None))
+
+
+def test_backoff_is_bounded_and_grows() -> None:
+    policy = RetryPolicy(initial_backoff=1.0, max_backoff=4.0)
+    assert 0.5 <= policy.backoff(1) <= 1.0
+    assert 1.0 <= policy.backoff(2) <= 2.0
+    assert 2.0 <= policy.backoff(10) <= 4.0
+    with pytest.raises(ValueError):
+        RetryPolicy(attempts=0)
