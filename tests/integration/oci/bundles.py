@@ -292,7 +292,9 @@ USER_IDS = (1000, 1000, (2000, 3000))  # uid, gid, additional gids
 RLIMITS = {"RLIMIT_NOFILE": (256, 512), "RLIMIT_CORE": (0, 0), "RLIMIT_NPROC": (100, 200)}
 CGROUP_LIMITS = {"pids": 64, "memory": 64 * 1024 * 1024, "cpu_quota": 50000, "cpu_period": 100000}
 EXTRA_MASKED = ("/usr/share/doc", "/proc/cpuinfo")
-EXTRA_READONLY = ("/dev/shm",)
+# A path on a plain proc mount: crun 1.8.1 drops nosuid/nodev/noexec when it makes a path
+# on a mount carrying them (such as /dev/shm) read-only, runc keeps them.
+EXTRA_READONLY = ("/proc/sysvipc",)
 TMPFS_OPTIONS = ("nosuid", "nodev", "noexec", "mode=1777", "size=1024k")
 
 
@@ -363,6 +365,11 @@ def _cgroups(config: dict[str, Any]) -> dict[str, Any]:
     return add_cgroup_mount(config)
 
 
+def _rootless_pids_limit(config: dict[str, Any]) -> dict[str, Any]:
+    config["linux"]["resources"] = {"pids": {"limit": CGROUP_LIMITS["pids"]}}
+    return _default(config)
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("default", "runc's default posture plus a seccomp rule denying personality",
              _default),
@@ -381,6 +388,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              rootless=True),
     Scenario("rootless-netns", "rootless with a network namespace of its own",
              lambda config: add_namespace(_default(config), "network"), rootless=True),
+    Scenario("rootless-cgroups", "rootless asking for a pids limit nobody delegated",
+             _rootless_pids_limit, rootless=True),
 )  # fmt: skip
 SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 ROOT_SCENARIOS = tuple(scenario for scenario in SCENARIOS if not scenario.rootless)

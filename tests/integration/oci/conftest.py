@@ -18,7 +18,6 @@ modules it imports.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import os
@@ -75,7 +74,7 @@ class RunResult:
 
 
 @dataclass(frozen=True)
-class TestUser:
+class UnprivilegedUser:
     name: str
     uid: int
     gid: int
@@ -100,7 +99,7 @@ class Runner:
     name: str
     state_root: Path
     command: Callable[[Path, Path, str], list[str]] | None  # (state, bundle, id) -> argv
-    user: TestUser | None = None
+    user: UnprivilegedUser | None = None
     in_process: bool = False
 
     @property
@@ -151,16 +150,21 @@ class Runner:
 
     def _run_api_in_process(self, bundle_path: Path, container_id: str) -> RunResult:
         from auto_review.oci import api
+        from auto_review.oci.errors import OciError
 
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            with open(os.devnull) as stdin:
-                returncode = api.run(
-                    container_id,
-                    bundle_path,
-                    root=self.state_root,
-                    stdio=(stdin.fileno(), out.fileno(), err.fileno()),
-                    forward_signals=False,
-                )
+            try:
+                with open(os.devnull) as stdin:
+                    returncode = api.run(
+                        container_id,
+                        bundle_path,
+                        root=self.state_root,
+                        stdio=(stdin.fileno(), out.fileno(), err.fileno()),
+                        forward_signals=False,
+                    )
+            except OciError as error:
+                # The API reports a refused or failed setup by raising; the CLI by exit 1.
+                return RunResult(self.name, 1, "", f"{type(error).__name__}: {error}")
             out.seek(0)
             err.seek(0)
             return RunResult(self.name, returncode, out.read(), err.read())
@@ -227,34 +231,44 @@ def ensure_test_user(name: str = TEST_USER) -> pwd.struct_passwd:
     return pwd.getpwnam(name)
 
 
-def build_rootless_python_path(target: Path, user: pwd.struct_passwd) -> None:
-    """Copy auto_review and every third-party module it needs where the user can read them.
+THIRD_PARTY_IMPORTS = ("jsonschema", "referencing", "referencing.jsonschema")
+LIST_SITE_MODULES = """
+import importlib, json, sys, sysconfig
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+found = {}
+for module in list(sys.modules.values()):
+    origin = getattr(module, "__file__", None) or ""
+    for directory in site:
+        if origin.startswith(directory + "/"):
+            top = origin[len(directory) + 1 :].split("/")[0]
+            found[top] = directory + "/" + top
+print(json.dumps(found))
+"""
 
-    Which modules are needed is found by importing the runtime's entry points as the user
-    under /usr/bin/python3 and copying each missing top-level module from this interpreter.
+
+def build_rootless_python_path(target: Path) -> None:
+    """Copy auto_review and the third-party modules it needs where any user can read them.
+
+    The OCI contract lets the runtime use jsonschema and referencing; Debian's python3 has
+    neither (and an older typing_extensions), so every site-packages module that importing
+    them pulls into this interpreter is copied, to be found ahead of Debian's dist-packages.
     """
     source = bundles.REPO_ROOT / "src" / "auto_review"
     shutil.copytree(source, target / "auto_review", ignore=shutil.ignore_patterns("__pycache__"))
-    probe = "import auto_review.cli.main, auto_review.oci.cli, auto_review.oci.api"
-    for _attempt in range(20):
-        make_world_readable(target)
-        completed = subprocess.run(
-            [DEBIAN_PYTHON, "-c", probe], capture_output=True, text=True, cwd="/",
-            user=user.pw_uid, group=user.pw_gid, extra_groups=[],
-            env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
-        )  # fmt: skip
-        missing = _missing_module(completed.stderr)
-        if completed.returncode == 0 or missing is None:
-            return
-        spec = importlib.util.find_spec(missing)
-        if spec is None or spec.origin is None:
-            return  # not installed here either: the run itself reports the import error
-        origin = Path(spec.origin)
-        if origin.name == "__init__.py":
-            shutil.copytree(origin.parent, target / missing,
-                            ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    listed = subprocess.run(
+        [sys.executable, "-c", LIST_SITE_MODULES, *THIRD_PARTY_IMPORTS],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    for name, origin in json.loads(listed.stdout).items():
+        if name == "auto_review":
+            continue
+        if os.path.isdir(origin):
+            shutil.copytree(origin, target / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            shutil.copy2(origin, target / origin.name)
+            shutil.copy2(origin, target / name)
+    make_world_readable(target)
 
 
 def make_world_readable(top: Path) -> None:
@@ -265,16 +279,8 @@ def make_world_readable(top: Path) -> None:
             os.chmod(path, os.stat(path).st_mode | 0o444)
 
 
-def _missing_module(stderr: str) -> str | None:
-    marker = "ModuleNotFoundError: No module named '"
-    for line in stderr.splitlines():
-        if line.startswith(marker):
-            return line[len(marker) :].rstrip("'").split(".")[0]
-    return None
-
-
 @pytest.fixture(scope="session")
-def test_user(tmp_path_factory: pytest.TempPathFactory) -> TestUser:
+def test_user() -> Iterator[UnprivilegedUser]:
     require_root()
     entry = ensure_test_user()
     base = Path(tempfile.mkdtemp(prefix="oci-rootless-"))
@@ -284,8 +290,8 @@ def test_user(tmp_path_factory: pytest.TempPathFactory) -> TestUser:
     os.chown(runtime_dir, entry.pw_uid, entry.pw_gid)
     python_path = base / "site"
     python_path.mkdir()
-    build_rootless_python_path(python_path, entry)
-    yield TestUser(entry.pw_name, entry.pw_uid, entry.pw_gid, runtime_dir, python_path)
+    build_rootless_python_path(python_path)
+    yield UnprivilegedUser(entry.pw_name, entry.pw_uid, entry.pw_gid, runtime_dir, python_path)
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -314,7 +320,7 @@ def root_runners(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Runner]:
 
 
 @pytest.fixture(scope="session")
-def rootless_runners(test_user: TestUser) -> dict[str, Runner]:
+def rootless_runners(test_user: UnprivilegedUser) -> dict[str, Runner]:
     require_tool("runc")
     state = test_user.runtime_dir
     return {
@@ -399,7 +405,7 @@ class ProbeRuns:
         self,
         root_runners: Callable[[], dict[str, Runner]],
         rootless_runners: Callable[[], dict[str, Runner]],
-        test_user: Callable[[], TestUser],
+        test_user: Callable[[], UnprivilegedUser],
         server: LoopbackServer,
     ) -> None:
         self._root_runners = root_runners
