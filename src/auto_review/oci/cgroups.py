@@ -11,6 +11,11 @@ each hierarchy, a relative one from the calling process's own cgroup in that hie
 and without one the container id is used as a relative path. ``..`` components and
 systemd-style ``slice:prefix:name`` paths are refused.
 
+Device rules (``devices``) go to a v1 devices hierarchy when one is mounted, otherwise to a
+BPF program on the v2 cgroup (see ``cgroup_devices``). A caller that is not root skips
+them and says so in ``skipped``: neither form is open to it, and a container in a user
+namespace cannot create device nodes in the first place.
+
 Values follow runc: a limit of 0 leaves the setting alone, -1 means unlimited.
 ``memory.swap`` is memory plus swap, as in the OCI spec (v1 ``memory.memsw.limit_in_bytes``;
 on v2 the runtime writes ``swap - limit`` to ``memory.swap.max``).
@@ -27,10 +32,11 @@ import errno
 import os
 import time
 
+from auto_review.oci import cgroup_devices
 from auto_review.oci.errors import SpecError, StepError
 
 BEST_EFFORT_ANNOTATION = "org.auto-review.cgroups.best-effort"
-SUPPORTED_RESOURCES: frozenset[str] = frozenset({"pids", "memory", "hugepageLimits"})
+SUPPORTED_RESOURCES: frozenset[str] = frozenset({"pids", "memory", "hugepageLimits", "devices"})
 
 _UNLIMITED = -1
 _INT64_MAX = (1 << 63) - 1
@@ -124,6 +130,12 @@ def _requested(resources: dict[str, object]) -> list[tuple[str, str, int]]:
                 raise SpecError(f"linux.resources.{where}.limit: must be an unsigned integer")
             wanted.append(("hugetlb", size, limit))
     return wanted
+
+
+def _device_rules(resources: dict[str, object]) -> list[cgroup_devices.DeviceRule]:
+    """The device rules asked for (with the runtime's defaults), or none."""
+    devices = resources.get("devices")
+    return cgroup_devices.parse_rules(devices) if devices else []
 
 
 def _relative_parts(container_id: str, cgroups_path: str | None) -> tuple[bool, list[str]]:
@@ -226,6 +238,11 @@ def _hierarchies() -> list[_Hierarchy]:
 
 
 def _choose(controller: str, hierarchies: list[_Hierarchy]) -> _Hierarchy:
+    if controller == "devices":
+        # v1 has a devices controller; v2 takes a BPF program on any cgroup instead.
+        for hierarchy in sorted(hierarchies, key=lambda h: h.version):
+            if hierarchy.version == "v2" or "devices" in hierarchy.controllers:
+                return hierarchy
     for version in ("v2", "v1"):
         for hierarchy in hierarchies:
             if hierarchy.version == version and controller in hierarchy.controllers:
@@ -293,6 +310,7 @@ class Cgroup:
         self.applied = True
         self.reason = ""
         self._best_effort = False
+        self.skipped: dict[str, str] = {}  # resource -> why it is not enforced
         self._targets: dict[str, _Hierarchy] = {}  # directory -> its hierarchy
         self._controllers: dict[str, tuple[str, str]] = {}  # controller -> (version, directory)
         self._created: list[str] = []  # directories made, parents first
@@ -311,14 +329,20 @@ class Cgroup:
         SpecError for a malformed or unsupported request, whatever best_effort says.
         """
         wanted = _requested(resources)
+        device_rules = _device_rules(resources)
         absolute, parts = _relative_parts(container_id, cgroups_path)
         cgroup = cls()
         cgroup._best_effort = best_effort
-        if not wanted:
+        if device_rules and os.geteuid() != 0:
+            # Neither devices.allow nor a BPF device program is open to a non-root caller,
+            # and in its user namespace the container cannot create device nodes anyway.
+            cgroup.skipped["devices"] = "device rules need root (rootless: not applied)"
+            device_rules = []
+        if not wanted and not device_rules:
             cgroup.reason = "no cgroup limits requested"
             return cgroup
         try:
-            cgroup._build(wanted, absolute, parts)
+            cgroup._build(wanted, device_rules, absolute, parts)
         except StepError as exc:
             cgroup._discard()
             if not best_effort:
@@ -327,26 +351,40 @@ class Cgroup:
             cgroup.reason = exc.one_line()
         return cgroup
 
-    def _build(self, wanted: list[tuple[str, str, int]], absolute: bool, parts: list[str]) -> None:
+    def _build(
+        self,
+        wanted: list[tuple[str, str, int]],
+        device_rules: list[cgroup_devices.DeviceRule],
+        absolute: bool,
+        parts: list[str],
+    ) -> None:
         hierarchies = _hierarchies()
         memory = {name: value for controller, name, value in wanted if controller == "memory"}
-        writes: list[tuple[_Hierarchy, str, str, str]] = []  # hierarchy, controller, file, text
+        writes: list[tuple[_Hierarchy, str, str]] = []  # hierarchy, file, text
+        uses: list[tuple[_Hierarchy, str]] = []  # hierarchy, controller
         for controller, name, value in wanted:
             hierarchy = _choose(controller, hierarchies)
             text = _setting_value(hierarchy.version, controller, name, value, memory)
-            writes.append(
-                (hierarchy, controller, _setting_file(hierarchy.version, controller, name), text)
-            )
+            writes.append((hierarchy, _setting_file(hierarchy.version, controller, name), text))
+            uses.append((hierarchy, controller))
+        device_hierarchy = _choose("devices", hierarchies) if device_rules else None
+        if device_hierarchy is not None:
+            uses.append((device_hierarchy, "devices"))
+            if device_hierarchy.version == "v1":
+                lines = cgroup_devices.v1_lines(device_rules)
+                writes += [(device_hierarchy, file_name, line) for file_name, line in lines]
         directories: dict[int, str] = {}
-        for hierarchy, controller, _, _ in writes:
+        for hierarchy, controller in uses:
             if id(hierarchy) not in directories:
                 directories[id(hierarchy)] = self._make_directory(hierarchy, absolute, parts)
             directory = directories[id(hierarchy)]
-            if hierarchy.version == "v2":
+            if hierarchy.version == "v2" and controller != "devices":
                 self._enable_v2_controller(hierarchy, directory, controller)
             self._controllers[controller] = (hierarchy.version, directory)
-        for hierarchy, _, file_name, text in writes:
+        for hierarchy, file_name, text in writes:
             _write(os.path.join(directories[id(hierarchy)], file_name), text)
+        if device_hierarchy is not None and device_hierarchy.version == "v2":
+            cgroup_devices.attach_v2_program(directories[id(device_hierarchy)], device_rules)
 
     def _make_directory(self, hierarchy: _Hierarchy, absolute: bool, parts: list[str]) -> str:
         base = hierarchy.mount_point
@@ -399,6 +437,13 @@ class Cgroup:
         """The container's cgroup directory in each hierarchy used."""
         return list(self._targets)
 
+    def created_paths(self) -> list[str]:
+        """Every directory this cgroup made, parents first (joined ones are not listed).
+
+        What a later process must remove, deepest first, when this object is gone.
+        """
+        return list(self._created)
+
     def add_process(self, pid: int) -> None:
         """Move a process (and the children it forks later) into every directory.
 
@@ -442,6 +487,12 @@ class Cgroup:
                 limits.update(_memory_limits(version, directory))
             elif controller == "hugetlb":
                 limits["hugepageLimits"] = _hugepage_limits(version, directory)
+            elif controller == "devices":
+                limits["devices"] = (
+                    _read_text(os.path.join(directory, "devices.list")).splitlines()
+                    if version == "v1"
+                    else ["bpf device program attached"]
+                )
         return limits
 
     def posture(self) -> dict[str, object]:
@@ -450,6 +501,7 @@ class Cgroup:
             "applied": self.applied,
             "reason": self.reason,
             "controllers": self.controllers,
+            "skipped": dict(self.skipped),
             "paths": self.paths(),
             "limits": self.effective_limits() if self.applied else {},
         }

@@ -335,6 +335,9 @@ except StepError as exc:
     answer["strict"] = [exc.step, exc.errno, exc.path, exc.one_line()]
 lenient = Cgroup.create(CONTAINER_ID, None, {"pids": {"limit": 8}}, best_effort=True)
 answer["lenient"] = [lenient.applied, lenient.reason, lenient.paths()]
+deny_all = {"devices": [{"allow": False, "access": "rwm"}]}
+devices = Cgroup.create(CONTAINER_ID, None, deny_all, best_effort=False)
+answer["devices"] = [devices.applied, sorted(devices.skipped), devices.paths()]
 print(json.dumps(answer))
 """
 
@@ -405,3 +408,17 @@ def test_rootless_create_fails_with_the_step_unless_best_effort(
     applied, reason, paths = answer["lenient"]
     assert (applied, paths) == (False, [])
     assert reason == line
+    # Device rules alone are skipped, not failed: see docs/OCI-KERNEL-CONTROLS.md.
+    assert answer["devices"] == [True, ["devices"], []]
+
+
+@needs_root
+def test_created_paths_list_every_made_directory_parents_first() -> None:
+    outer = fresh_id()
+    cgroup = Cgroup.create("c1", f"/{outer}/mid/c1", {"pids": {"limit": 3}}, best_effort=False)
+    made = cgroup.created_paths()
+    base = "/sys/fs/cgroup/pids"
+    assert made == [f"{base}/{outer}", f"{base}/{outer}/mid", f"{base}/{outer}/mid/c1"]
+    cgroup.destroy()
+    assert cgroup.created_paths() == []
+    assert not Path(base, outer).exists()
