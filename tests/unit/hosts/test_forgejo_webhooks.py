@@ -451,3 +451,24 @@ def test_strange_event_names_are_refused(value: str) -> None:
 def test_strange_delivery_ids_are_refused(value: str) -> None:
     with pytest.raises(PayloadError):
         forgejo_delivery_id({"X-Gitea-Delivery": value})
+
+
+# -- the reference-data locator itself -------------------------------------------------
+
+
+def test_reference_locator_names_the_missing_place(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.support import reference
+
+    missing = tmp_path / "shared" / "reference"
+    monkeypatch.setattr(reference, "REFERENCE_DIR", missing)
+    with pytest.raises(reference.ReferenceDataMissing, match=r"\.\./shared/reference") as caught:
+        reference.reference_json_files("forge", "payloads")
+    assert str(missing) in str(caught.value)
+    missing.mkdir(parents=True)
+    (missing / "empty").mkdir()
+    with pytest.raises(reference.ReferenceDataMissing, match="no JSON files"):
+        reference.reference_json_files("empty")
+    with pytest.raises(reference.ReferenceDataMissing, match="missing"):
+        reference.reference_path("nowhere.json")
