@@ -87,11 +87,11 @@ def run(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
                              container.public_state(created.record, "running"))
         status = os.waitpid(pid, 0)[1]
     except BaseException:
-        container.delete(state_root, container_id, force=True)
+        container.delete(state_root, container_id, force=True, cgroup=created.cgroup)
         raise
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-    container.delete(state_root, container_id, force=True)
+    container.delete(state_root, container_id, force=True, cgroup=created.cgroup)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code

@@ -145,14 +145,15 @@ class Created:
     """What create hands back: the record, the init's pid, and in run mode the open
     sync socket the START message goes through."""
 
-    __slots__ = ("directory", "init_pid", "record", "sync_fd")
+    __slots__ = ("cgroup", "directory", "init_pid", "record", "sync_fd")
 
     def __init__(self, record: dict[str, Any], directory: Path, init_pid: int,
-                 sync_fd: int) -> None:
+                 sync_fd: int, cgroup: Any) -> None:
         self.record = record
         self.directory = directory
         self.init_pid = init_pid
         self.sync_fd = sync_fd
+        self.cgroup = cgroup
 
 
 def _plan(container_id: str, bundle_dir: str | os.PathLike[str], root: Path,
@@ -250,7 +251,9 @@ class _Cleanup:
                 os.kill(pid, signal.SIGKILL)
             _reap(pid)
         if self.cgroup is not None:
-            self.cgroup.destroy()
+            # never let a cleanup error hide the error that made us clean up
+            with contextlib.suppress(OciError):
+                self.cgroup.destroy()
         if self.pid_file is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.pid_file)
@@ -333,6 +336,9 @@ def _spawn(plan: container_init.LaunchPlan, directory: Path, cleanup: _Cleanup,
         "owner": _owner(),
         "annotations": config.get("annotations") or {},
         "cgroup_paths": cleanup.cgroup.paths() if cleanup.cgroup is not None else [],
+        "cgroup_applied": cleanup.cgroup.applied if cleanup.cgroup is not None else False,
+        "cgroup_reason": cleanup.cgroup.reason if cleanup.cgroup is not None else
+        "no linux.resources",
         "hooks": {phase: (config.get("hooks") or {}).get(phase) or []
                   for phase in ("poststart", "poststop")},
     }
@@ -341,10 +347,10 @@ def _spawn(plan: container_init.LaunchPlan, directory: Path, cleanup: _Cleanup,
     _write_json_atomic(directory / STATE_FILE, record)
     if plan.run_mode:
         cleanup.fds.remove(parent_fd)
-        return Created(record, directory, init_pid, parent_fd)
+        return Created(record, directory, init_pid, parent_fd, cleanup.cgroup)
     os.close(parent_fd)
     cleanup.fds.remove(parent_fd)
-    return Created(record, directory, init_pid, -1)
+    return Created(record, directory, init_pid, -1, cleanup.cgroup)
 
 
 def _write_oom_score_adj(pid: int, value: int) -> None:
@@ -441,7 +447,9 @@ def _wait_gone(pid: int, start_ticks: int, timeout: float = 10.0) -> None:
     raise StepError("delete", errno.ETIMEDOUT, f"pid {pid} did not exit")
 
 
-def delete(root: Path, container_id: str, *, force: bool) -> None:
+def delete(root: Path, container_id: str, *, force: bool, cgroup: Any = None) -> None:
+    """Stop (when forced) and remove a container. cgroup: the live Cgroup object when the
+    caller created the container itself; otherwise the recorded directories are removed."""
     record = read_record(root, container_id)
     directory = root / container_id
     status = status_of(record, directory)
@@ -457,7 +465,10 @@ def delete(root: Path, container_id: str, *, force: bool) -> None:
     elif record.get("pid"):
         with contextlib.suppress(ChildProcessError):
             os.waitpid(record["pid"], os.WNOHANG)  # our own zombie, if we made it
-    remove_cgroup(record.get("cgroup_paths") or [])
+    if cgroup is not None:
+        cgroup.destroy()
+    else:
+        remove_cgroup(record.get("cgroup_paths") or [])
     remove_state_dir(directory)
     hooks.run_hooks_warn("poststop", (record.get("hooks") or {}).get("poststop"),
                          public_state(record, "stopped"))

@@ -157,6 +157,8 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
     ns_plan = plan.ns_plan
     assert ns_plan is not None
     os.setsid()
+    # our pid as the runtime sees it, for the hooks' state: the host's /proc is still here
+    host_pid = int(os.readlink("/proc/self"))
     rootfs = plan.rootfs
     propagation = linux.get("rootfsPropagation")
     mounts.prepare_rootfs(rootfs, propagation)
@@ -176,7 +178,7 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
         mounts.mount_entry(entry, index, rootfs, plan.bundle)
     devices.setup_dev(rootfs, linux.get("devices") or [], bind=ns_plan.in_user_namespace)
     hooks.run_hooks("createContainer", config_hooks.get("createContainer"),
-                    plan.hook_state("created", os.getpid()))
+                    plan.hook_state("created", host_pid))
 
     mounts.pivot(rootfs)
     mounts.apply_root_propagation(propagation)
@@ -211,15 +213,15 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
     if message != b"START":
         os._exit(1)
     # from here on, failures go to whoever started us
-    _child_exit(start_fd, lambda: _start_and_exec(plan, executable, env, start_fd))
+    _child_exit(start_fd, lambda: _start_and_exec(plan, executable, env, host_pid))
 
 
 def _start_and_exec(plan: LaunchPlan, executable: str, env: dict[str, str],
-                    start_fd: int) -> None:
+                    host_pid: int) -> None:
     config = plan.config
     process = config["process"]
     hooks.run_hooks("startContainer", (config.get("hooks") or {}).get("startContainer"),
-                    plan.hook_state("created", os.getpid()))
+                    plan.hook_state("created", host_pid))
     _prepare_fds(plan.stdio, plan.preserve_fds)
     _become_process_user(process, plan)
     for number in (signal.SIGPIPE, signal.SIGXFSZ):

@@ -1,0 +1,443 @@
+"""Lifecycle of the embedded runtime, as root: create/start/state/kill/delete transitions
+and their errors, pid file, hooks, --preserve-fds, and that delete leaves nothing behind.
+
+Containers here run host binaries from a rootfs of read-only binds (/usr, ld.so.cache),
+built by ``make_bundle`` (also used by the fail-closed and rootless tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auto_review.oci import api, spec
+from auto_review.oci.default_spec import default_spec
+from auto_review.oci.errors import StateError, StepError
+
+REPO_SRC = Path(__file__).resolve().parents[3] / "src"
+
+
+def container_config(args: list[str], *, rootless: bool = False) -> dict[str, Any]:
+    config = default_spec(rootless=rootless)
+    config["process"]["args"] = args
+    config["mounts"] += [
+        {"destination": "/usr", "type": "bind", "source": "/usr",
+         "options": ["rbind", "ro", "nosuid", "nodev"]},
+        {"destination": "/etc/ld.so.cache", "type": "bind", "source": "/etc/ld.so.cache",
+         "options": ["bind", "ro"]},
+    ]  # fmt: skip
+    return config
+
+
+def make_bundle(parent: Path, config: dict[str, Any], owner: tuple[int, int] | None = None
+                ) -> Path:
+    bundle = Path(tempfile.mkdtemp(prefix="bundle-", dir=parent))
+    rootfs = bundle / "rootfs"
+    for directory in ("usr", "etc", "proc", "dev", "sys", "tmp"):
+        (rootfs / directory).mkdir(parents=True)
+    (rootfs / "etc" / "ld.so.cache").touch()
+    for link in ("bin", "sbin", "lib", "lib64"):
+        (rootfs / link).symlink_to(f"usr/{link}")
+    spec.validate_against_schema(config)
+    (bundle / "config.json").write_text(json.dumps(config))
+    for path in [bundle, *bundle.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o755)
+        if owner is not None:
+            os.lchown(path, *owner)
+    return bundle
+
+
+def processes_with_marker(marker: str) -> list[int]:
+    """Pids whose environment holds marker: the runtime's forks inherit its environment,
+    so a leftover intermediate or init would show up here."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as handle:
+                if marker.encode() in handle.read():
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def cli(root: Path, *args: str, env_marker: str = "", timeout: float = 30,
+        extra_fds: str = "") -> subprocess.CompletedProcess[str]:
+    """Run the CLI; output goes through files, since a created container keeps the
+    runtime's stdout and stderr open (pipes would never reach EOF)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_SRC), AR_OCI_TEST_MARKER=env_marker or "none")
+    command = [sys.executable, "-m", "auto_review.oci", "--root", str(root), *args]
+    if extra_fds:
+        command = ["/bin/sh", "-c", 'exec "$@" ' + extra_fds, "sh", *command]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        completed = subprocess.run(command, stdout=out, stderr=err, timeout=timeout, env=env,
+                                   check=False, stdin=subprocess.DEVNULL)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(command, completed.returncode, out.read(), err.read())
+
+
+def validate_state(state: dict[str, Any]) -> None:
+    spec.validate_against_schema(state, "state-schema.json")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.fail("the lifecycle tests create containers as root: run them as root")
+    state_root = tmp_path / "state"
+    yield state_root
+    for entry in api.list_containers(root=state_root):
+        api.delete(entry["id"], root=state_root, force=True)
+
+
+def test_create_start_kill_delete_transitions(tmp_path: Path, root: Path) -> None:
+    bundle = make_bundle(tmp_path, container_config(["/bin/sleep", "60"]))
+    pid_file = tmp_path / "init.pid"
+    created = api.create("life", bundle, root=root, pid_file=pid_file)
+    assert created["status"] == "created"
+    pid = int(pid_file.read_text())
+    assert created["pid"] == pid
+    state = api.state("life", root=root)
+    validate_state(state)
+    assert (state["status"], state["pid"], state["bundle"]) == ("created", pid, str(bundle))
+    assert [c["id"] for c in api.list_containers(root=root)] == ["life"]
+    # the init waits for start: it has not executed sleep yet
+    assert Path(f"/proc/{pid}/exe").resolve() != Path("/usr/bin/sleep")
+
+    api.start("life", root=root)
+    state = api.state("life", root=root)
+    validate_state(state)
+    assert state["status"] == "running"
+    with pytest.raises(StateError, match="in state running"):
+        api.start("life", root=root)
+    with pytest.raises(StateError, match="not stopped"):
+        api.delete("life", root=root)
+
+    api.kill("life", "KILL", root=root)
+    deadline = time.monotonic() + 10
+    while api.state("life", root=root)["status"] != "stopped":
+        assert time.monotonic() < deadline, "container did not stop after SIGKILL"
+        time.sleep(0.01)
+    state = api.state("life", root=root)
+    validate_state(state)
+    assert state["pid"] == 0
+    with pytest.raises(StateError, match="in state stopped"):
+        api.kill("life", "TERM", root=root)
+    with pytest.raises(StateError, match="in state stopped"):
+        api.start("life", root=root)
+
+    api.delete("life", root=root)
+    assert not (root / "life").exists()
+    assert not Path(f"/proc/{pid}").exists()
+    with pytest.raises(StateError, match="does not exist"):
+        api.state("life", root=root)
+
+
+def test_cli_lifecycle_errors_are_one_line(tmp_path: Path, root: Path) -> None:
+    bundle = make_bundle(tmp_path, container_config(["/bin/sleep", "60"]))
+    first = cli(root, "create", "--bundle", str(bundle), "--pid-file", str(tmp_path / "p"),
+                "c1")
+    assert first.returncode == 0, first.stderr
+    again = cli(root, "create", "--bundle", str(bundle), "c1")
+    assert again.returncode == 1
+    assert again.stderr.strip().endswith("container c1 already exists")
+    state = json.loads(cli(root, "state", "c1").stdout)
+    validate_state(state)
+    assert state["status"] == "created"
+    assert state["pid"] == int((tmp_path / "p").read_text())
+    assert cli(root, "start", "c1").returncode == 0
+    second = cli(root, "start", "c1")
+    assert (second.returncode, second.stderr.count("\n")) == (1, 1)
+    assert "cannot start container c1 in state running" in second.stderr
+    refused = cli(root, "delete", "c1")
+    assert refused.returncode == 1 and "not stopped" in refused.stderr
+    listed = cli(root, "list", "--format", "json")
+    assert [c["status"] for c in json.loads(listed.stdout)] == ["running"]
+    assert cli(root, "delete", "--force", "c1").returncode == 0
+    assert not (root / "c1").exists()
+    stopped = cli(root, "kill", "c1")
+    assert stopped.returncode == 1 and "does not exist" in stopped.stderr
+
+
+def test_delete_of_a_created_container_kills_its_init(tmp_path: Path, root: Path) -> None:
+    bundle = make_bundle(tmp_path, container_config(["/bin/true"]))
+    pid = api.create("fresh", bundle, root=root)["pid"]
+    api.delete("fresh", root=root)
+    assert not Path(f"/proc/{pid}").exists()
+    assert not (root / "fresh").exists()
+
+
+def test_run_returns_the_exit_status_and_cleans_up(tmp_path: Path, root: Path) -> None:
+    bundle = make_bundle(tmp_path, container_config(["/bin/sh", "-c", "exit 7"]))
+    assert api.run("exit7", bundle, root=root, forward_signals=False) == 7
+    assert not (root / "exit7").exists()
+    completed = cli(root, "run", "--bundle", str(bundle), "exit7cli")
+    assert completed.returncode == 7
+    assert not (root / "exit7cli").exists()
+
+
+def test_run_reports_128_plus_signal(tmp_path: Path, root: Path) -> None:
+    bundle = make_bundle(tmp_path, container_config(["/bin/sleep", "60"]))
+
+    def killer() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if api.state("killed", root=root)["status"] == "running":
+                    api.kill("killed", "KILL", root=root)
+                    return
+            except StateError:
+                pass
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    assert api.run("killed", bundle, root=root, forward_signals=False) == 128 + 9
+    thread.join()
+
+
+def test_run_forwards_signals_to_the_container(tmp_path: Path, root: Path) -> None:
+    script = "trap 'exit 42' TERM; while :; do sleep 0.05; done"
+    bundle = make_bundle(tmp_path, container_config(["/bin/sh", "-c", script]))
+    env = dict(os.environ, PYTHONPATH=str(REPO_SRC))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "auto_review.oci", "--root", str(root), "run", "--bundle",
+         str(bundle), "fwd"], env=env, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not (root / "fwd" / "state.json").exists():
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.01)
+    time.sleep(0.2)  # let the shell install its trap
+    process.send_signal(15)
+    assert process.wait(timeout=20) == 42
+    assert not (root / "fwd").exists()
+
+
+def test_container_output_and_identity(tmp_path: Path, root: Path) -> None:
+    config = container_config(["/bin/sh", "-c",
+                               "echo $(hostname) $(id -u):$(id -g):$(id -G) $(umask) $PWD; "
+                               "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; "
+                               "ulimit -n"])
+    config["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [5, 7],
+                                 "umask": 0o27}
+    config["process"]["cwd"] = "/tmp"
+    # a non-root uid keeps capabilities across execve only through the ambient set
+    config["process"]["capabilities"] = {
+        "bounding": ["CAP_KILL", "CAP_SYS_RESOURCE"], "effective": ["CAP_KILL"],
+        "permitted": ["CAP_KILL"], "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]}
+    config["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 77, "hard": 99}]
+    config["hostname"] = "lifecycle-host"
+    bundle = make_bundle(tmp_path, config)
+    with tempfile.TemporaryFile("w+") as out:
+        code = api.run("ident", bundle, root=root, forward_signals=False,
+                       stdio=(0, out.fileno(), out.fileno()))
+        out.seek(0)
+        lines = out.read().splitlines()
+    assert code == 0, lines
+    assert lines[0] == "lifecycle-host 1000:1000:1000 5 7 0027 /tmp"
+    status = dict(line.split(":\t") for line in lines[1:4])
+    # CAP_SYS_RESOURCE is outside root's own bounding set on this host: dropped, not fatal
+    host_bounding = int(Path("/proc/self/status").read_text().split("CapBnd:\t")[1][:16], 16)
+    expected_bounding = (1 << 5) | ((1 << 24) & host_bounding)
+    assert int(status["CapBnd"], 16) == expected_bounding
+    assert int(status["CapEff"], 16) == 1 << 5
+    assert status["NoNewPrivs"] == "1"
+    assert lines[4] == "77"
+
+
+def test_mounts_devices_masks_and_readonly_root(tmp_path: Path, root: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "hello").write_text("from host\n")
+    script = (
+        "cat /data/hello; touch /data/new && echo data-rw; "
+        "touch /probe 2>/dev/null || echo root-ro; "
+        "touch /ro/x 2>/dev/null || echo bind-ro; "
+        "(echo > /proc/sys/kernel/hostname) 2>/dev/null || echo procsys-ro; "
+        "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; "
+        "test -c /dev/null && test -c /dev/urandom && test -c /dev/tty && echo devices; "
+        "test -c /dev/pts/ptmx && echo devpts; "
+        "mount | grep ' /tmp ' ; cat /proc/sys/kernel/msgmax"
+    )
+    config = container_config(["/bin/sh", "-c", script])
+    config["mounts"] += [
+        {"destination": "/data", "type": "bind", "source": str(shared), "options": ["bind"]},
+        {"destination": "/ro", "type": "bind", "source": str(shared),
+         "options": ["bind", "ro", "nosuid", "nodev", "noexec"]},
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "nodev", "size=1m", "mode=1777"]},
+    ]  # fmt: skip
+    config["linux"]["sysctl"] = {"kernel.msgmax": "4321"}
+    bundle = make_bundle(tmp_path, config)
+    with tempfile.TemporaryFile("w+") as out:
+        code = api.run("mounts", bundle, root=root, forward_signals=False,
+                       stdio=(0, out.fileno(), out.fileno()))
+        out.seek(0)
+        lines = out.read().splitlines()
+    assert code == 0, lines
+    assert lines[:5] == ["from host", "data-rw", "root-ro", "bind-ro", "procsys-ro"]
+    assert lines[5:7] == ["0", "0"]  # /proc/timer_list is /dev/null, /sys/firmware an empty tmpfs
+    assert lines[7:9] == ["devices", "devpts"]
+    assert "tmpfs on /tmp type tmpfs (rw,nosuid,nodev,relatime,size=1024k" in lines[9]
+    assert lines[10] == "4321"
+    assert (shared / "new").exists()
+    assert not (root / "mounts").exists()
+
+
+def test_preserve_fds_passes_exactly_those_fds(tmp_path: Path, root: Path) -> None:
+    bundle = make_bundle(tmp_path, container_config(
+        ["/bin/sh", "-c", "echo via-fd3 >&3; ls /proc/self/fd | sort -n | tr '\\n' ' '"]))
+    out3 = tmp_path / "fd3"
+    completed = cli(root, "run", "--preserve-fds", "1", "--bundle", str(bundle), "pfds",
+                    extra_fds=f"3>{out3} 4>/dev/null")
+    assert completed.returncode == 0, completed.stderr
+    assert out3.read_text() == "via-fd3\n"
+    # 0-2, the preserved 3 and the fd ls opens for the directory: 4 (not the caller's 4)
+    fds = completed.stdout.split()
+    assert fds == ["0", "1", "2", "3", "4"]
+    refused = cli(root, "run", "--preserve-fds", "1", "--bundle", str(bundle), "pfds2")
+    assert refused.returncode == 1
+    assert "step=preserve-fds errno=EBADF" in refused.stderr
+
+
+HOOK_LOG_SCRIPT = 'read -r state; echo "$0 $state" >> "$1"'
+
+
+def _hook(name: str, log: Path, *, fail: bool = False) -> dict[str, Any]:
+    script = HOOK_LOG_SCRIPT + ("; exit 3" if fail else "")
+    return {"path": "/bin/sh", "args": ["/bin/sh", "-c", script, name, str(log)]}
+
+
+def _hook_log(log: Path) -> list[tuple[str, dict[str, Any]]]:
+    entries = []
+    for line in log.read_text().splitlines():
+        name, _, state = line.partition(" ")
+        entries.append((name, json.loads(state)))
+    return entries
+
+
+def test_hooks_run_in_order_with_the_state_on_stdin(tmp_path: Path, root: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    host_log = logs / "hooks.log"
+    config = container_config(["/bin/true"])
+    config["mounts"].append({"destination": "/logs", "type": "bind", "source": str(logs),
+                             "options": ["bind"]})
+    in_container_log = Path("/logs/hooks.log")  # startContainer runs after pivot_root
+    config["hooks"] = {
+        "prestart": [_hook("prestart", host_log)],
+        "createRuntime": [_hook("createRuntime", host_log)],
+        "createContainer": [_hook("createContainer", host_log)],
+        "startContainer": [_hook("startContainer", in_container_log)],
+        "poststart": [_hook("poststart", host_log)],
+        "poststop": [_hook("poststop", host_log)],
+    }
+    bundle = make_bundle(tmp_path, config)
+    state = api.create("hooked", bundle, root=root)
+    assert [name for name, _ in _hook_log(host_log)] == [
+        "prestart", "createRuntime", "createContainer"]
+    api.start("hooked", root=root)
+    api.delete("hooked", root=root, force=True)
+    entries = _hook_log(host_log)
+    assert [name for name, _ in entries] == [
+        "prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+        "poststop"]
+    for name, hook_state in entries:
+        validate_state(hook_state)
+        assert hook_state["id"] == "hooked"
+        assert hook_state["bundle"] == str(bundle)
+        if name != "poststop":
+            assert hook_state["pid"] == state["pid"]
+    assert entries[0][1]["status"] == "creating"
+    assert entries[-1][1]["status"] == "stopped"
+
+
+@pytest.mark.parametrize("phase", ["prestart", "createRuntime", "createContainer"])
+def test_a_failing_create_hook_fails_create_and_leaves_nothing(
+        tmp_path: Path, root: Path, phase: str) -> None:
+    log = tmp_path / "hooks.log"
+    config = container_config(["/bin/true"])
+    config["hooks"] = {phase: [_hook(phase, log, fail=True)]}
+    bundle = make_bundle(tmp_path, config)
+    marker = f"hookfail-{phase}-{os.getpid()}"
+    completed = cli(root, "create", "--bundle", str(bundle), "hf", env_marker=marker)
+    assert completed.returncode == 1
+    assert completed.stderr.count("\n") == 1
+    assert f"step=hook-{phase} errno=ECANCELED" in completed.stderr
+    assert "(exit status 3)" in completed.stderr
+    assert not (root / "hf").exists()
+    assert processes_with_marker(marker) == []
+
+
+def test_a_failing_start_container_hook_fails_start(tmp_path: Path, root: Path) -> None:
+    config = container_config(["/bin/true"])
+    config["hooks"] = {"startContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "exit 4"]}]}
+    bundle = make_bundle(tmp_path, config)
+    api.create("startfail", bundle, root=root)
+    with pytest.raises(StepError) as caught:
+        api.start("startfail", root=root)
+    assert caught.value.step == "hook-startContainer"
+    assert "exit status 4" in caught.value.path
+    deadline = time.monotonic() + 10
+    while api.state("startfail", root=root)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    api.delete("startfail", root=root)
+
+
+def test_failing_poststart_and_poststop_hooks_only_warn(tmp_path: Path, root: Path) -> None:
+    bundle_config = container_config(["/bin/sleep", "30"])
+    failing = {"path": "/bin/false"}
+    bundle_config["hooks"] = {"poststart": [failing], "poststop": [failing]}
+    bundle = make_bundle(tmp_path, bundle_config)
+    assert cli(root, "create", "--bundle", str(bundle), "warn").returncode == 0
+    started = cli(root, "start", "warn")
+    assert started.returncode == 0
+    assert "warning: container setup failed: step=hook-poststart" in started.stderr
+    assert json.loads(cli(root, "state", "warn").stdout)["status"] == "running"
+    deleted = cli(root, "delete", "--force", "warn")
+    assert deleted.returncode == 0
+    assert "step=hook-poststop" in deleted.stderr
+    assert not (root / "warn").exists()
+
+
+def test_delete_leaves_no_cgroup_behind(tmp_path: Path, root: Path) -> None:
+    config = container_config(["/bin/sleep", "30"])
+    config["linux"]["resources"] = {"pids": {"limit": 64}, "memory": {"limit": 64 << 20}}
+    bundle = make_bundle(tmp_path, config)
+    api.create("cg", bundle, root=root)
+    record = json.loads((root / "cg" / "state.json").read_text())
+    paths = record["cgroup_paths"]
+    assert paths, "a cgroup should have been made for linux.resources"
+    for path in paths:
+        procs = Path(path, "cgroup.procs").read_text().split()
+        assert str(record["pid"]) in procs
+    api.start("cg", root=root)
+    api.delete("cg", root=root, force=True)
+    assert [p for p in paths if os.path.exists(p)] == []
+    assert not (root / "cg").exists()
+
+
+def test_state_root_is_private(tmp_path: Path, root: Path) -> None:
+    bundle = make_bundle(tmp_path, container_config(["/bin/sleep", "30"]))
+    api.create("private", bundle, root=root)
+    assert (root / "private").stat().st_mode & 0o777 == 0o700
+    assert (root / "private" / "state.json").stat().st_mode & 0o777 == 0o600
+    api.delete("private", root=root)
+    shutil.rmtree(root)
