@@ -93,6 +93,9 @@ def _requested(resources: dict[str, object]) -> list[tuple[str, str, int]]:
     """(controller, setting, value) for every limit asked for; SpecError when malformed."""
     if not isinstance(resources, dict):
         raise SpecError("linux.resources: must be an object")
+    for key, value in resources.items():
+        if key not in SUPPORTED_RESOURCES and value not in (None, [], {}):
+            raise SpecError(f"linux.resources.{key}: not supported")
     wanted: list[tuple[str, str, int]] = []
     pids = resources.get("pids")
     if pids is not None:
@@ -109,7 +112,10 @@ def _requested(resources: dict[str, object]) -> list[tuple[str, str, int]]:
             if memory[field] not in (None, False):
                 raise SpecError(f"linux.resources.memory.{field}: not supported")
         values = {name: _int64(memory.get(name, 0), f"memory.{name}") for name in _MEMORY_LIMITS}
-        if values["swap"] > 0 and values["limit"] > 0 and values["swap"] < values["limit"]:
+        if values["swap"] > 0 and values["limit"] <= 0:
+            # A bounded memory+swap total under unbounded memory is a contradiction.
+            raise SpecError("linux.resources.memory.swap: needs a positive memory.limit")
+        if values["swap"] > 0 and values["swap"] < values["limit"]:
             raise SpecError("linux.resources.memory.swap: smaller than memory.limit")
         wanted += [("memory", name, value) for name, value in values.items() if value]
     pages = resources.get("hugepageLimits")
@@ -262,11 +268,8 @@ def _setting_value(
     if controller == "hugetlb":
         return str(value)
     if version == "v2" and (controller, name) == ("memory", "swap") and value != _UNLIMITED:
-        # v2 limits swap alone; OCI's swap is memory plus swap.
-        limit = memory.get("limit", 0)
-        if limit <= 0:
-            raise SpecError("linux.resources.memory.swap: needs memory.limit on cgroup v2")
-        return str(value - limit)
+        # v2 limits swap alone; OCI's swap is memory plus swap (validated: limit > 0).
+        return str(value - memory["limit"])
     if value == _UNLIMITED:
         return "max" if version == "v2" or controller == "pids" else "-1"
     return str(value)

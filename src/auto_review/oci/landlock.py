@@ -146,8 +146,10 @@ def _syscall(number: int, *args: object) -> tuple[int, int]:
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
         _libc.syscall.restype = ctypes.c_long
+    # syscall() reads every argument as a long: widen plain ints explicitly.
+    widened = [ctypes.c_long(arg) if isinstance(arg, int) else arg for arg in args]
     ctypes.set_errno(0)
-    result = _libc.syscall(ctypes.c_long(number), *args)
+    result = _libc.syscall(ctypes.c_long(number), *widened)
     return result, ctypes.get_errno()
 
 

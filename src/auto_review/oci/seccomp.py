@@ -228,7 +228,7 @@ def _rules(syscalls: Any) -> list[_Rule]:
         if (
             not isinstance(names, list)
             or not names
-            or not all(isinstance(name, str) and name for name in names)
+            or not all(isinstance(name, str) and name and "\0" not in name for name in names)
         ):
             raise _invalid(f"{where}.names")
         action = _action(entry.get("action"), entry.get("errnoRet"), where)

@@ -363,3 +363,48 @@ def test_several_architectures_compile_into_one_program() -> None:
     )
     # socketcall exists only on x86: the multi-architecture program carries a branch for it.
     assert len(multi.program) > len(native_only.program)
+
+
+def test_trap_log_trace_and_kill_thread_actions_behave_as_the_kernel_defines() -> None:
+    def filter_for(action: str) -> SeccompFilter:
+        return SeccompFilter.from_spec(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["getppid"], "action": action}],
+            }
+        )
+
+    trap, log, trace, kill = (
+        filter_for(action)
+        for action in ("SCMP_ACT_TRAP", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_KILL")
+    )
+
+    def trapped() -> list[Any]:
+        seen: list[int] = []
+        signal.signal(signal.SIGSYS, lambda number, _: seen.append(number))
+        set_no_new_privs()
+        trap.load()
+        raw_syscall(NR_GETPPID)
+        return seen
+
+    def logged() -> bool:
+        set_no_new_privs()
+        log.load()
+        return raw_syscall(NR_GETPPID)[0] == os.getppid()
+
+    def traced_without_tracer() -> list[int]:
+        set_no_new_privs()
+        trace.load()
+        return raw_syscall(NR_GETPPID)
+
+    def killed() -> None:
+        set_no_new_privs()
+        kill.load()
+        raw_syscall(NR_GETPPID)
+
+    assert run_in_child(trapped)[0] == {"ok": [signal.SIGSYS]}
+    assert run_in_child(logged)[0] == {"ok": True}
+    assert run_in_child(traced_without_tracer)[0] == {"ok": [-1, errno.ENOSYS]}
+    answer, status = run_in_child(killed)
+    assert answer is None
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSYS
