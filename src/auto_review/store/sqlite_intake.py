@@ -31,6 +31,7 @@ from auto_review.store.base import (
     RequeueResult,
     StoreError,
 )
+from auto_review.store.checkpointer import Checkpointer
 from auto_review.store.group_commit import GroupCommitWriter, Housekeeping
 from auto_review.store.schema import migrate
 
@@ -38,6 +39,8 @@ STATE_FILE_NAME = "state.sqlite3"
 DEFAULT_MAX_PENDING = 4096
 DEFAULT_DELIVERY_RETENTION_SECONDS = 30 * 24 * 3600.0
 MAX_DETAIL_CHARS = 500
+WRITER_AUTOCHECKPOINT_PAGES = 20_000  # ~80 MiB of WAL with 4 KiB pages
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 Synchronous = Literal["FULL", "NORMAL"]
 
 
@@ -50,6 +53,8 @@ class SqliteIntakeStore:
         max_pending: int = DEFAULT_MAX_PENDING,
         delivery_retention_seconds: float = DEFAULT_DELIVERY_RETENTION_SECONDS,
         housekeeping_interval_seconds: float = 3600.0,
+        background_checkpoints: bool = True,
+        checkpoint_interval_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
@@ -60,13 +65,23 @@ class SqliteIntakeStore:
         self._listeners: list[NewJobsListener] = []
         self._claims_handed_out = False
         _create_private_file(path)
-        write = _connect(path)
+        write = _connect(path, synchronous)
         try:
             _enable_wal(write, synchronous)
             migrate(write)
         except BaseException:
             write.close()
             raise
+        if background_checkpoints:
+            # The writer only checkpoints itself if the background thread falls far behind.
+            write.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
+        self._checkpointer = (
+            Checkpointer(
+                lambda: _connect(path, synchronous), interval_seconds=checkpoint_interval_seconds
+            )
+            if background_checkpoints
+            else None
+        )
         self._read = _connect(path)
         self._read.execute("PRAGMA query_only = ON")
         self._read_lock = threading.Lock()
@@ -293,6 +308,8 @@ class SqliteIntakeStore:
         self._closed = True
         try:
             self._writer.close()
+            if self._checkpointer is not None:
+                self._checkpointer.close()
         finally:
             with self._read_lock:
                 self._read.close()
@@ -336,10 +353,12 @@ class SqliteIntakeStore:
         )
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, synchronous: Synchronous = "FULL") -> sqlite3.Connection:
     # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
     connection.execute("PRAGMA busy_timeout = 5000")
+    # Per connection: commits and checkpoints fsync according to this level.
+    connection.execute(f"PRAGMA synchronous = {synchronous}")
     return connection
 
 
@@ -351,6 +370,8 @@ def _enable_wal(connection: sqlite3.Connection, synchronous: Synchronous) -> Non
             "directory on a local filesystem"
         )
     connection.execute(f"PRAGMA synchronous = {synchronous}")
+    # After a checkpoint SQLite rewinds the WAL; this truncates a WAL a burst had grown.
+    connection.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
 
 
 def _create_private_file(path: Path) -> None:

@@ -1,0 +1,173 @@
+"""Throughput and latency of durable intake: concurrent `SqliteIntakeStore.accept()` calls.
+
+Usage:
+    python3 bench/store_accept.py                       # both modes, synchronous=FULL
+    python3 bench/store_accept.py --synchronous NORMAL  # compare with NORMAL
+    python3 bench/store_accept.py --mode open --rate 1500 --seconds 10
+
+Modes:
+  closed  N callers (--concurrency) each call accept() back to back: the most the store
+          can take. --concurrency 1 shows one transaction (and one fsync) per accept.
+  open    accept() calls start on a fixed schedule (--rate per second), as webhooks arrive;
+          latency counts from the scheduled start, so a stalled writer shows up in p99.
+
+Every accept is one new delivery plus one new review job, committed (fsync'd with FULL)
+before it returns. The state directory is a fresh temporary directory on the disk that
+holds --dir (default: the system temp dir). Also printed: the raw fsync cost there, and
+the mean number of accepts per group commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from auto_review.hosts.events import HostKind, RepoRef
+from auto_review.review.jobs import JobKind, JobRequest
+from auto_review.store.base import DeliveryRef
+from auto_review.store.sqlite_intake import SqliteIntakeStore
+
+REPO = RepoRef(HostKind.FORGEJO, "bench", "widget")
+
+
+def request(n: int) -> JobRequest:
+    return JobRequest(
+        kind=JobKind.REVIEW,
+        repo=REPO,
+        pr_number=1 + n % 100_000,
+        head_sha=f"{n:040x}",
+        comment_id=None,
+        argument="",
+        requested_by="alice",
+        source="webhook",
+    )
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def report(label: str, latencies: list[float], elapsed: float, store: SqliteIntakeStore) -> None:
+    latencies.sort()
+    batches, operations = store._writer.stats
+    print(
+        f"{label}: {len(latencies)} accepts in {elapsed:.2f} s = {len(latencies) / elapsed:,.0f}/s"
+        f"  p50 {percentile(latencies, 0.50) * 1e3:.2f} ms"
+        f"  p99 {percentile(latencies, 0.99) * 1e3:.2f} ms"
+        f"  max {latencies[-1] * 1e3:.2f} ms"
+        f"  ({operations / max(batches, 1):.1f} accepts per commit)"
+    )
+
+
+async def closed_loop(store: SqliteIntakeStore, concurrency: int, count: int) -> None:
+    latencies: list[float] = []
+    counter = iter(range(count))
+
+    async def caller() -> None:
+        for n in counter:
+            started = time.perf_counter()
+            await store.accept(DeliveryRef("forgejo", f"c-{n}"), [request(n)])
+            latencies.append(time.perf_counter() - started)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    report(f"closed loop, {concurrency} callers", latencies, time.perf_counter() - began, store)
+
+
+async def open_loop(store: SqliteIntakeStore, rate: float, seconds: float, offset: int) -> None:
+    latencies: list[float] = []
+    total = int(rate * seconds)
+    # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.
+    began = time.perf_counter()
+
+    async def one(n: int, due: float) -> None:
+        await store.accept(DeliveryRef("forgejo", f"o-{n}"), [request(offset + n)])
+        latencies.append(time.perf_counter() - due)
+
+    tasks = []
+    for n in range(total):
+        due = began + n / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(n, due)))
+    await asyncio.gather(*tasks)
+    report(f"open loop at {rate:,.0f}/s", latencies, time.perf_counter() - began, store)
+
+
+def fsync_cost(directory: Path, rounds: int = 200) -> str:
+    probe = directory / "fsync-probe"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT, 0o600)
+    timings = []
+    try:
+        for _ in range(rounds):
+            os.write(fd, b"x" * 4096)
+            started = time.perf_counter()
+            os.fsync(fd)
+            timings.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        probe.unlink()
+    timings.sort()
+    return (
+        f"fsync of 4 KiB: p50 {percentile(timings, 0.5) * 1e3:.3f} ms,"
+        f" p99 {percentile(timings, 0.99) * 1e3:.3f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["closed", "open", "both"], default="both")
+    parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=1500.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument(
+        "--inline-checkpoints",
+        action="store_true",
+        help="let commits checkpoint the WAL (SQLite's default) instead of a background thread",
+    )
+    parser.add_argument("--no-uvloop", action="store_true", help="use the default event loop")
+    options = parser.parse_args()
+
+    if not options.no_uvloop:
+        try:
+            import uvloop  # the gateway runs on uvloop
+
+            uvloop.install()
+        except ImportError:
+            print("uvloop not installed; using the default event loop", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory(dir=options.dir, prefix="store-accept-") as scratch:
+        state_dir = Path(scratch) / "state"
+        checkpoints = "inline" if options.inline_checkpoints else "background"
+        print(
+            f"state dir {state_dir}; synchronous={options.synchronous};"
+            f" {checkpoints} checkpoints; {os.cpu_count()} CPUs"
+        )
+        print(fsync_cost(Path(scratch)))
+        store = SqliteIntakeStore.open(
+            state_dir,
+            synchronous=options.synchronous,
+            background_checkpoints=not options.inline_checkpoints,
+        )
+        try:
+            if options.mode in ("closed", "both"):
+                asyncio.run(closed_loop(store, options.concurrency, options.count))
+            if options.mode in ("open", "both"):
+                asyncio.run(open_loop(store, options.rate, options.seconds, options.count))
+            print(f"jobs pending after the run: {store.queue_depth():,}")
+        finally:
+            store.close()
+
+
+if __name__ == "__main__":
+    main()
