@@ -140,6 +140,10 @@ class LoopbackForge:
         with self._lock:
             self._faults.append(Fault(times, path_contains, drop=True))
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:
