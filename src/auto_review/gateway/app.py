@@ -193,6 +193,8 @@ def build_app(
         lifespan=lifespan,
         exception_handlers={404: _not_found, HTTPException: _http_error},
     )
+    # "/webhooks/forgejo/" is not a route: a redirect would only invite retries elsewhere.
+    app.router.redirect_slashes = False
     app.state.metrics = metrics
     app.state.readiness = probe
     app.state.limiter = limiter

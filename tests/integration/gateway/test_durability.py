@@ -1,0 +1,59 @@
+"""An accepted delivery survives a kill -9 of the gateway; a restart runs it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import httpx
+from tests.integration.gateway.conftest import WEBHOOK_SECRET, base_settings, stop_and_check
+from tests.support.fake_forgejo import FakeForgejo
+from tests.support.gateway_process import forgejo_headers, start_gateway
+from tests.support.reference import load_json, reference_path
+
+
+def test_job_accepted_before_a_crash_runs_after_restart(tmp_path: Path, forge: FakeForgejo) -> None:
+    settings = base_settings(forge.url)
+    payload = load_json(reference_path("forge", "payloads", "forgejo_pull_request_reopened.json"))
+    body = json.dumps(payload).encode()
+    delivery = "5f0c3a1e-0000-4000-8000-00000000beef"
+
+    first = start_gateway(tmp_path, settings, runner="hang")
+    with httpx.Client(base_url=first.base_url) as client:
+        response = client.post(
+            "/webhooks/forgejo",
+            content=body,
+            headers=forgejo_headers(WEBHOOK_SECRET, body, "pull_request", delivery),
+        )
+    assert response.status_code == 202
+    [started] = first.wait_for_jobs(1)
+    assert started["attempts"] == 1
+    first.process.send_signal(signal.SIGKILL)  # mid-job, no shutdown of any kind
+    first.process.wait()
+
+    second = start_gateway(tmp_path, settings, runner="record")
+    try:
+        jobs = second.wait_for_jobs(2)
+        assert len(jobs) == 2
+        assert jobs[1]["id"] == started["id"] and jobs[1]["attempts"] == 2
+        assert jobs[1]["head_sha"] == payload["pull_request"]["head"]["sha"]
+        # The delivery id is remembered across the restart as well.
+        with httpx.Client(base_url=second.base_url) as client:
+            again = client.post(
+                "/webhooks/forgejo",
+                content=body,
+                headers=forgejo_headers(WEBHOOK_SECRET, body, "pull_request", delivery),
+            )
+        assert again.status_code == 200 and again.json()["duplicate"] == "delivery"
+        time.sleep(0.3)
+        assert len(second.recorded_jobs()) == 2
+    finally:
+        stop_and_check(second)
+
+
+def test_sigterm_is_a_clean_exit(tmp_path: Path, forge: FakeForgejo) -> None:
+    process = start_gateway(tmp_path, base_settings(forge.url))
+    assert process.stop() == 0
+    assert "gateway stopped" in process.logs()
