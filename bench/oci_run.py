@@ -1,0 +1,326 @@
+"""Time running one process in a container: embedded runtime vs crun and runc.
+
+Workloads: `/bin/true` and `python3 -c pass` (Debian's /usr/bin/python3), each in a minimal
+bundle with runc's default posture (namespaces, /proc, /dev, /sys, masked and read-only
+paths, read-only root) and /usr bound read-only. Runners, timed round-robin in one pass so
+drift hits them alike:
+
+- fork-exec     posix_spawn + waitpid of the command, no container (the floor)
+- crun          Debian's crun; in a private mount namespace with the hybrid cgroup2 mount
+                hidden (crun 1.8.1 refuses hybrid cgroups), set up in the forked child
+- runc          Debian's runc
+- embedded-cli  the `auto-review oci run` console script of this interpreter
+- embedded-api  auto_review.oci.api.run() called from this running process
+
+Prints the median (and p10/p90) wall time per runner and workload and the two target
+ratios: embedded API within 2x of crun, embedded CLI no slower than runc. Run as root:
+    python bench/oci_run.py [--runs 30] [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEBIAN_PYTHON = "/usr/bin/python3"
+WORKLOADS: dict[str, list[str]] = {
+    "/bin/true": ["/bin/true"],
+    "python3 -c pass": [DEBIAN_PYTHON, "-c", "pass"],
+}
+RUNNERS = ("fork-exec", "crun", "runc", "embedded-cli", "embedded-api")
+TARGETS = (  # (subject, reference, maximum ratio, meaning)
+    ("embedded-api", "crun", 2.0, "Python API within 2x of crun"),
+    ("embedded-cli", "runc", 1.0, "CLI no slower than runc"),
+)
+CLONE_NEWNS = 0x00020000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+HYBRID_CGROUP2 = b"/sys/fs/cgroup/unified"
+RUN_TIMEOUT = 60
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run on this machine as it is (clear reason in the message)."""
+
+
+# ---------------------------------------------------------------- bundle
+
+
+def minimal_config(args: list[str]) -> dict[str, Any]:
+    """runc's default posture (`runc spec`), without a terminal, /usr bound read-only."""
+    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    ro_bind = ["rbind", "ro", "nosuid", "nodev"]
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/",
+            "capabilities": {kind: caps for kind in ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "bench",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/usr", "type": "bind", "source": "/usr", "options": ro_bind},
+            {"destination": "/etc/ld.so.cache", "type": "bind", "source": "/etc/ld.so.cache",
+             "options": ro_bind},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": kind} for kind in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                              "/proc/sysrq-trigger"],
+        },
+    }  # fmt: skip
+
+
+def make_bundle(parent: Path, name: str, args: list[str]) -> Path:
+    bundle = parent / name
+    rootfs = bundle / "rootfs"
+    for directory in ("usr", "etc", "proc", "dev", "sys", "tmp"):
+        (rootfs / directory).mkdir(parents=True)
+    (rootfs / "etc" / "ld.so.cache").touch()
+    for link, target in {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib",
+                         "lib64": "usr/lib64"}.items():  # fmt: skip
+        (rootfs / link).symlink_to(target)
+    (bundle / "config.json").write_text(json.dumps(minimal_config(args), indent=2))
+    return bundle
+
+
+# ---------------------------------------------------------------- runners
+
+
+def _hide_hybrid_cgroup2() -> None:
+    """In crun's forked child: private mount namespace without the cgroup2 mount."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+    if libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
+    if os.path.ismount(HYBRID_CGROUP2) and libc.umount2(HYBRID_CGROUP2, MNT_DETACH) != 0:
+        raise OSError(ctypes.get_errno(), "umount /sys/fs/cgroup/unified")
+
+
+def _run_command(argv: list[str], preexec: Callable[[], None] | None = None) -> None:
+    completed = subprocess.run(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=preexec, timeout=RUN_TIMEOUT, check=False,
+    )  # fmt: skip
+    if completed.returncode != 0:
+        detail = completed.stderr.decode(errors="replace").strip()[-500:]
+        raise BenchError(f"{argv[0]} exited {completed.returncode}: {detail}")
+
+
+def _fork_exec(argv: list[str]) -> None:
+    with open(os.devnull, "r+b") as null:
+        pid = os.posix_spawn(
+            argv[0], argv, {"PATH": "/usr/bin:/bin"},
+            file_actions=[(os.POSIX_SPAWN_DUP2, null.fileno(), fd) for fd in (0, 1, 2)],
+        )  # fmt: skip
+    _pid, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise BenchError(f"{argv[0]} exited {os.waitstatus_to_exitcode(status)}")
+
+
+def embedded_cli_path() -> list[str]:
+    """The console script next to this interpreter (not a pyenv shim, which adds ~50 ms)."""
+    script = Path(sysconfig.get_path("scripts")) / "auto-review"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "auto_review.cli.main"]
+
+
+@dataclass
+class Runner:
+    name: str
+    once: Callable[[str, Path, list[str], str], None]  # (id, bundle, argv, state root)
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    unavailable: str = ""
+
+
+def build_runners(wanted: list[str]) -> list[Runner]:
+    cli = embedded_cli_path()
+
+    def crun(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
+        _run_command(["crun", "--root", state, "run", "--bundle", str(bundle), container_id],
+                     preexec=_hide_hybrid_cgroup2)  # fmt: skip
+
+    def runc(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
+        _run_command(["runc", "--root", state, "run", "--bundle", str(bundle), container_id])
+
+    def embedded_cli(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
+        _run_command([*cli, "oci", "--root", state, "run", "--bundle", str(bundle),
+                      container_id])  # fmt: skip
+
+    def embedded_api(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
+        from auto_review.oci import api
+
+        with open(os.devnull, "r+b") as null:
+            fd = null.fileno()
+            status = api.run(container_id, bundle, root=state, stdio=(fd, fd, fd),
+                             forward_signals=False)  # fmt: skip
+        if status != 0:
+            raise BenchError(f"embedded API run exited {status}")
+
+    def fork_exec(_id: str, _bundle: Path, argv: list[str], _state: str) -> None:
+        _fork_exec(argv)
+
+    table = {"fork-exec": fork_exec, "crun": crun, "runc": runc,
+             "embedded-cli": embedded_cli, "embedded-api": embedded_api}  # fmt: skip
+    runners = [Runner(name, table[name]) for name in wanted]
+    for runner in runners:
+        tool = {"crun": "crun", "runc": "runc"}.get(runner.name)
+        if tool and shutil.which(tool) is None:
+            runner.unavailable = f"{tool} not installed (apt-get install -y {tool})"
+    return runners
+
+
+# ---------------------------------------------------------------- timing and report
+
+
+def measure(runners: list[Runner], bundles: dict[str, Path], runs: int, warmup: int,
+            state_root: Path) -> None:  # fmt: skip
+    for runner in runners:
+        (state_root / runner.name).mkdir()
+    for workload, bundle in bundles.items():
+        argv = WORKLOADS[workload]
+        for index in range(-warmup, runs):
+            for runner in runners:
+                if runner.unavailable:
+                    continue
+                container_id = f"bench-{runner.name}-{abs(hash(workload)) % 10000}-{index}"
+                started = time.perf_counter()
+                try:
+                    runner.once(container_id, bundle, argv, str(state_root / runner.name))
+                except Exception as error:  # a failing runner is reported, not fatal
+                    runner.unavailable = f"{type(error).__name__}: {error}"[:300]
+                    continue
+                elapsed = time.perf_counter() - started
+                if index >= 0:
+                    runner.samples.setdefault(workload, []).append(elapsed * 1000)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def summarise(runners: list[Runner]) -> dict[str, Any]:
+    medians: dict[str, dict[str, float]] = {}
+    rows = []
+    for runner in runners:
+        for workload in WORKLOADS:
+            samples = runner.samples.get(workload, [])
+            if runner.unavailable or not samples:
+                rows.append({"runner": runner.name, "workload": workload,
+                             "unavailable": runner.unavailable or "no samples"})  # fmt: skip
+                continue
+            median = statistics.median(samples)
+            medians.setdefault(workload, {})[runner.name] = median
+            rows.append({"runner": runner.name, "workload": workload, "runs": len(samples),
+                         "median_ms": median, "p10_ms": percentile(samples, 0.1),
+                         "p90_ms": percentile(samples, 0.9)})  # fmt: skip
+    ratios = []
+    for subject, reference, limit, meaning in TARGETS:
+        for workload, by_runner in medians.items():
+            if subject in by_runner and reference in by_runner:
+                ratio = by_runner[subject] / by_runner[reference]
+                ratios.append({"target": meaning, "workload": workload, "ratio": ratio,
+                               "limit": limit, "met": ratio <= limit})  # fmt: skip
+    return {"rows": rows, "ratios": ratios}
+
+
+def print_report(summary: dict[str, Any], runs: int) -> None:
+    print(f"median wall time per run, {runs} runs each (ms)")
+    print(f"{'runner':<14} {'workload':<16} {'median':>8} {'p10':>8} {'p90':>8}")
+    for row in summary["rows"]:
+        if "unavailable" in row:
+            print(f"{row['runner']:<14} {row['workload']:<16} unavailable: {row['unavailable']}")
+            continue
+        print(f"{row['runner']:<14} {row['workload']:<16} {row['median_ms']:8.1f} "
+              f"{row['p10_ms']:8.1f} {row['p90_ms']:8.1f}")  # fmt: skip
+    print()
+    for ratio in summary["ratios"]:
+        verdict = "met" if ratio["met"] else "NOT met"
+        print(f"{ratio['target']:<32} {ratio['workload']:<16} ratio {ratio['ratio']:5.2f} "
+              f"(limit {ratio['limit']:.1f}): {verdict}")  # fmt: skip
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per cell (>= 30 "
+                        "for the reported medians; default 30)")  # fmt: skip
+    parser.add_argument("--quick", action="store_true", help="5 runs, 1 warm-up: a smoke run")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    parser.add_argument("--runners", default=",".join(RUNNERS),
+                        help=f"comma-separated subset of {','.join(RUNNERS)}")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
+    if os.geteuid() != 0:
+        raise BenchError("bench/oci_run.py creates root containers: run it as root")
+    runs, warmup = (5, 1) if arguments.quick else (arguments.runs, arguments.warmup)
+    wanted = [name.strip() for name in arguments.runners.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(RUNNERS))
+    if unknown:
+        raise BenchError(f"unknown runner(s) {unknown}; choose from {list(RUNNERS)}")
+    runners = build_runners(wanted)
+    with tempfile.TemporaryDirectory(prefix="oci-bench-") as scratch:
+        base = Path(scratch)
+        bundles = {
+            workload: make_bundle(base, f"bundle-{index}", args)
+            for index, (workload, args) in enumerate(WORKLOADS.items())
+        }
+        state_root = base / "state"
+        state_root.mkdir()
+        measure(runners, bundles, runs, warmup, state_root)
+    summary = summarise(runners)
+    print_report(summary, runs)
+    if arguments.json:
+        arguments.json.write_text(json.dumps({"runs": runs, **summary}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        try:
+            sys.exit(main())
+        except BenchError as error:
+            print(f"oci_run: {error}", file=sys.stderr)
+            sys.exit(2)
