@@ -1,0 +1,94 @@
+"""Time and size caps on real git processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from tests.integration.review.hostile_repo import git
+
+from auto_review.review.gitenv import GitPolicy, GitRunner, GitTimeout
+from auto_review.review.workspace import (
+    FetchRequest,
+    WorkspaceError,
+    WorkspaceLimits,
+    open_workspace,
+)
+
+FILE_OK = GitPolicy(allow_file_protocol=True)
+
+
+def _git_processes_mentioning(text: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            found.append(int(pid))
+    return found
+
+
+def test_timeout_kills_the_git_process_group(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    fifo = tmp_path / "never-written-fifo"
+    os.mkfifo(fifo)  # opening it for reading blocks forever: git hangs
+    runner = GitRunner(home=home, git_dir=tmp_path / "g")
+    runner.run(["init", "--quiet", "--bare"], timeout=30)
+    started = time.monotonic()
+    with pytest.raises(GitTimeout, match=r"time limit of 0\.5s"):
+        runner.run(["hash-object", str(fifo)], timeout=0.5)
+    assert time.monotonic() - started < 10
+    assert _git_processes_mentioning(str(fifo)) == []
+
+
+def _repo_with_file(tmp_path: Path, name: str, content: bytes) -> tuple[Path, str]:
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    git(origin, "init", "-q")
+    (origin / name).write_bytes(content)
+    git(origin, "add", ".")
+    git(origin, "commit", "-qm", "big")
+    return origin, git(origin, "rev-parse", "HEAD")
+
+
+def test_fetch_over_the_object_size_cap_fails_and_cleans_up(tmp_path: Path) -> None:
+    origin, head = _repo_with_file(tmp_path, "random.bin", os.urandom(6 * 1024 * 1024))
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    limits = WorkspaceLimits(max_git_bytes=1024 * 1024)
+    with pytest.raises(WorkspaceError, match="size cap of 1048576 bytes"), open_workspace(
+        FetchRequest(url=origin.as_uri(), head_sha=head), parent=jobs, policy=FILE_OK,
+        limits=limits,
+    ):
+        pass
+    assert os.listdir(jobs) == []
+
+
+def test_checkout_over_the_tree_size_cap_fails(tmp_path: Path) -> None:
+    # 40 MB of zeros packs into a few KB: only the checkout reveals the size.
+    origin, head = _repo_with_file(tmp_path, "zeros.bin", bytes(40 * 1024 * 1024))
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    limits = WorkspaceLimits(max_tree_bytes=8 * 1024 * 1024)
+    with pytest.raises(WorkspaceError, match="8388608 bytes"), open_workspace(
+        FetchRequest(url=origin.as_uri(), head_sha=head), parent=jobs, policy=FILE_OK,
+        limits=limits,
+    ):
+        pass
+    assert os.listdir(jobs) == []
+
+
+def test_within_caps_the_same_repository_is_fetched(tmp_path: Path) -> None:
+    origin, head = _repo_with_file(tmp_path, "zeros.bin", bytes(2 * 1024 * 1024))
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    with open_workspace(
+        FetchRequest(url=origin.as_uri(), head_sha=head), parent=jobs, policy=FILE_OK,
+        limits=WorkspaceLimits(max_tree_bytes=8 * 1024 * 1024),
+    ) as ws:
+        assert (ws.tree / "zeros.bin").stat().st_size == 2 * 1024 * 1024
