@@ -199,7 +199,7 @@ def _make_cgroup(container_id: str, config: dict[str, Any]) -> Any:
         return None
     from auto_review.oci import cgroups
 
-    best_effort = (config.get("annotations") or {}).get(cgroups.BEST_EFFORT_ANNOTATION) == "true"
+    best_effort = cgroups.best_effort_from_annotations(config.get("annotations") or {})
     return cgroups.Cgroup.create(container_id, linux.get("cgroupsPath"), linux["resources"],
                                  best_effort=best_effort)
 
@@ -325,7 +325,7 @@ def _spawn(plan: container_init.LaunchPlan, directory: Path, cleanup: _Cleanup,
         elif message.startswith(b"ERR "):
             raise container_init.decode_error(message)
         else:
-            raise StepError("init", errno.EPIPE, "container init exited during set-up")
+            raise StepError("init", errno.EPIPE, _death_note(init_pid or intermediate))
     record = {
         "id": plan.container_id,
         "pid": init_pid,
@@ -335,7 +335,8 @@ def _spawn(plan: container_init.LaunchPlan, directory: Path, cleanup: _Cleanup,
         "created": _timestamp(),
         "owner": _owner(),
         "annotations": config.get("annotations") or {},
-        "cgroup_paths": cleanup.cgroup.paths() if cleanup.cgroup is not None else [],
+        # every directory the cgroup made (parents first): what delete must remove
+        "cgroup_paths": cleanup.cgroup.created_paths() if cleanup.cgroup is not None else [],
         "cgroup_applied": cleanup.cgroup.applied if cleanup.cgroup is not None else False,
         "cgroup_reason": cleanup.cgroup.reason if cleanup.cgroup is not None else
         "no linux.resources",
@@ -351,6 +352,19 @@ def _spawn(plan: container_init.LaunchPlan, directory: Path, cleanup: _Cleanup,
     os.close(parent_fd)
     cleanup.fds.remove(parent_fd)
     return Created(record, directory, init_pid, -1, cleanup.cgroup)
+
+
+def _death_note(pid: int) -> str:
+    """Why a child closed the sync socket without a word (it was killed, typically by
+    the OOM killer or a signal from outside)."""
+    try:
+        waited, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return "container init exited during set-up"
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        return f"container init killed by {signal.Signals(-code).name} during set-up"
+    return f"container init exited with status {code} during set-up"
 
 
 def _write_oom_score_adj(pid: int, value: int) -> None:
@@ -477,7 +491,7 @@ def delete(root: Path, container_id: str, *, force: bool, cgroup: Any = None) ->
 def remove_cgroup(paths: list[str]) -> None:
     """Remove the container's cgroup directories, deepest first (the processes are gone;
     a dying process can keep a cgroup busy for a moment)."""
-    for path in sorted(paths, key=lambda p: p.count("/"), reverse=True):
+    for path in reversed(paths):
         for _ in range(500):
             try:
                 os.rmdir(path)
