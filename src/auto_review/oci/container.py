@@ -358,7 +358,7 @@ def _death_note(pid: int) -> str:
     """Why a child closed the sync socket without a word (it was killed, typically by
     the OOM killer or a signal from outside)."""
     try:
-        waited, status = os.waitpid(pid, 0)
+        status = os.waitpid(pid, 0)[1]
     except ChildProcessError:
         return "container init exited during set-up"
     code = os.waitstatus_to_exitcode(status)
