@@ -15,27 +15,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import signal
 import socket
 from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from auto_review.config import Settings
-from auto_review.gateway.app import BackgroundService, build_app
+from auto_review.gateway.app import BackgroundService, build_app, intake_policy
+from auto_review.gateway.intake import plan_jobs
 from auto_review.gateway.metrics import GatewayMetrics
+from auto_review.gateway.poller import ChatPoller
 from auto_review.gateway.worker import WorkerPool
 from auto_review.hosts.base import ReviewHost
-from auto_review.hosts.events import HostKind
+from auto_review.hosts.events import CommentEvent, HostKind, RepoRef
 from auto_review.isolation.posture import bare_posture, external_posture
 from auto_review.review.jobs import ReviewRunner
+from auto_review.store.base import IntakeStore
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 
 log = logging.getLogger(__name__)
 
 LISTEN_BACKLOG = 2048
+WATERMARK_FILE_NAME = "poller-watermarks.json"
 GRACEFUL_SHUTDOWN_SECONDS = 30
 
 
@@ -90,6 +98,111 @@ def hosts_from_settings(settings: Settings) -> dict[HostKind, ReviewHost]:
     return hosts
 
 
+def poll_repo_refs(settings: Settings) -> list[RepoRef]:
+    """``AR_POLL_REPOS`` entries: ``host:owner/name``, or ``owner/name`` for Forgejo."""
+    repos = []
+    for entry in settings.poll_repos:
+        host, _, full_name = entry.rpartition(":")
+        owner, _, name = full_name.partition("/")
+        repos.append(RepoRef(HostKind(host or HostKind.FORGEJO.value), owner, name))
+    return repos
+
+
+def chat_poller(
+    settings: Settings,
+    store: IntakeStore,
+    hosts: Mapping[HostKind, ReviewHost],
+    metrics: GatewayMetrics,
+) -> ChatPoller | None:
+    """The chat poller when ``AR_POLL_INTERVAL_SECONDS`` > 0 and repositories are listed."""
+    if settings.poll_interval_seconds <= 0 or not settings.poll_repos:
+        return None
+    policy = intake_policy(settings)
+
+    async def on_comments(comments: list[CommentEvent]) -> None:
+        jobs = []
+        for comment in comments:
+            decision = plan_jobs(comment, policy, source="poller")
+            if decision.ignored_reason is not None:
+                metrics.ignored_events_total.labels(
+                    source="poller", reason=decision.ignored_reason
+                ).inc()
+            jobs.extend(decision.jobs)
+        if not jobs:
+            return
+        # Raising (StoreError) keeps the poller's watermark where it was: nothing is lost.
+        result = await store.accept(None, jobs)
+        if result.new_jobs:
+            metrics.jobs_accepted_total.labels(source="poller").inc(result.new_jobs)
+        if result.duplicate_jobs:
+            metrics.dedup_hits_total.labels(kind="job").inc(result.duplicate_jobs)
+
+    try:
+        return ChatPoller(
+            hosts,
+            poll_repo_refs(settings),
+            settings.poll_interval_seconds,
+            on_comments,
+            FileWatermarkStore(settings.state_dir / WATERMARK_FILE_NAME),
+        )
+    except ValueError as exc:
+        raise GatewayStartupError(f"AR_POLL_REPOS: {exc}") from None
+
+
+class FileWatermarkStore:
+    """The poller's per-repository watermarks in a small JSON file of the state directory,
+    replaced atomically, so a restart resumes where the last successful round ended."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._values: dict[str, str] | None = None
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            log.warning("poller watermarks unreadable; starting from the catch-up window")
+            return {}
+        return (
+            {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+        )
+
+    def _save(self, values: dict[str, str]) -> None:
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(values, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, self.path)
+
+    async def get(self, key: str) -> datetime | None:
+        if self._values is None:
+            self._values = await asyncio.to_thread(self._load)
+        value = self._values.get(key)
+        try:
+            return datetime.fromisoformat(value) if value else None
+        except ValueError:
+            return None
+
+    async def set(self, key: str, value: datetime) -> None:
+        if self._values is None:
+            self._values = await asyncio.to_thread(self._load)
+        self._values[key] = value.isoformat()
+        await asyncio.to_thread(self._save, dict(self._values))
+
+
+class PollerService:
+    """Adapts the poller's task-returning start() to the app's background services."""
+
+    def __init__(self, poller: ChatPoller) -> None:
+        self.poller = poller
+
+    async def start(self) -> None:
+        self.poller.start()
+
+    async def stop(self) -> None:
+        await self.poller.stop()
+
+
 def serve(
     settings: Settings,
     runner: ReviewRunner,
@@ -125,6 +238,9 @@ async def serve_async(
         metrics = GatewayMetrics()
         pool = WorkerPool(store, runner, concurrency=settings.workers, observer=metrics)
         background: list[BackgroundService] = [pool]
+        poller = chat_poller(settings, store, forge_hosts, metrics)
+        if poller is not None:
+            background.append(PollerService(poller))
         app = build_app(
             settings, store, runner, forge_hosts, posture, metrics=metrics, background=background
         )
