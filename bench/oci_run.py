@@ -10,6 +10,9 @@ drift hits them alike:
                 hidden (crun 1.8.1 refuses hybrid cgroups), set up in the forked child
 - runc          Debian's runc
 - embedded-cli  the `auto-review oci run` console script of this interpreter
+- embedded-cli-debian  the same CLI under Debian's /usr/bin/python3 -s, importing a copy of
+                src/auto_review and of its third-party imports (this interpreter's `site`
+                may be slowed by .pth files; Debian's starts about four times faster)
 - embedded-api  auto_review.oci.api.run() called from this running process
 
 Prints the median (and p10/p90) wall time per runner and workload and the two target
@@ -41,10 +44,12 @@ WORKLOADS: dict[str, list[str]] = {
     "/bin/true": ["/bin/true"],
     "python3 -c pass": [DEBIAN_PYTHON, "-c", "pass"],
 }
-RUNNERS = ("fork-exec", "crun", "runc", "embedded-cli", "embedded-api")
+RUNNERS = ("fork-exec", "crun", "runc", "embedded-cli", "embedded-cli-debian", "embedded-api")
+THIRD_PARTY_IMPORTS = ("jsonschema", "referencing", "referencing.jsonschema")
 TARGETS = (  # (subject, reference, maximum ratio, meaning)
     ("embedded-api", "crun", 2.0, "Python API within 2x of crun"),
     ("embedded-cli", "runc", 1.0, "CLI no slower than runc"),
+    ("embedded-cli-debian", "runc", 1.0, "CLI (Debian python) vs runc"),
 )
 CLONE_NEWNS = 0x00020000
 MS_REC = 0x4000
@@ -134,10 +139,14 @@ def _hide_hybrid_cgroup2() -> None:
         raise OSError(ctypes.get_errno(), "umount /sys/fs/cgroup/unified")
 
 
-def _run_command(argv: list[str], preexec: Callable[[], None] | None = None) -> None:
+def _run_command(
+    argv: list[str],
+    preexec: Callable[[], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> None:
     completed = subprocess.run(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        preexec_fn=preexec, timeout=RUN_TIMEOUT, check=False,
+        preexec_fn=preexec, timeout=RUN_TIMEOUT, check=False, env=env,
     )  # fmt: skip
     if completed.returncode != 0:
         detail = completed.stderr.decode(errors="replace").strip()[-500:]
@@ -163,6 +172,27 @@ def embedded_cli_path() -> list[str]:
     return [sys.executable, "-m", "auto_review.cli.main"]
 
 
+def build_debian_python_path(target: Path) -> None:
+    """Copy auto_review and the site-packages modules its allowed imports pull in."""
+    import auto_review
+
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(Path(auto_review.__file__).parent, target / "auto_review", ignore=ignore)
+    site = {Path(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}
+    for name in THIRD_PARTY_IMPORTS:
+        __import__(name)
+    for module in list(sys.modules.values()):
+        origin = Path(getattr(module, "__file__", None) or "/")
+        for directory in site:
+            if directory in origin.parents:
+                top = directory / origin.relative_to(directory).parts[0]
+                if top.name != "auto_review" and not (target / top.name).exists():
+                    if top.is_dir():
+                        shutil.copytree(top, target / top.name, ignore=ignore)
+                    else:
+                        shutil.copy2(top, target / top.name)
+
+
 @dataclass
 class Runner:
     name: str
@@ -171,8 +201,13 @@ class Runner:
     unavailable: str = ""
 
 
-def build_runners(wanted: list[str]) -> list[Runner]:
+def build_runners(wanted: list[str], scratch: Path) -> list[Runner]:
     cli = embedded_cli_path()
+    debian_site = scratch / "debian-site"
+    if "embedded-cli-debian" in wanted:
+        debian_site.mkdir()
+        build_debian_python_path(debian_site)
+    debian_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(debian_site)}
 
     def crun(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
         _run_command(["crun", "--root", state, "run", "--bundle", str(bundle), container_id],
@@ -184,6 +219,10 @@ def build_runners(wanted: list[str]) -> list[Runner]:
     def embedded_cli(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
         _run_command([*cli, "oci", "--root", state, "run", "--bundle", str(bundle),
                       container_id])  # fmt: skip
+
+    def embedded_cli_debian(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
+        _run_command([DEBIAN_PYTHON, "-s", "-m", "auto_review.cli.main", "oci", "--root", state,
+                      "run", "--bundle", str(bundle), container_id], env=debian_env)  # fmt: skip
 
     def embedded_api(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
         from auto_review.oci import api
@@ -199,7 +238,8 @@ def build_runners(wanted: list[str]) -> list[Runner]:
         _fork_exec(argv)
 
     table = {"fork-exec": fork_exec, "crun": crun, "runc": runc,
-             "embedded-cli": embedded_cli, "embedded-api": embedded_api}  # fmt: skip
+             "embedded-cli": embedded_cli, "embedded-cli-debian": embedded_cli_debian,
+             "embedded-api": embedded_api}  # fmt: skip
     runners = [Runner(name, table[name]) for name in wanted]
     for runner in runners:
         tool = {"crun": "crun", "runc": "runc"}.get(runner.name)
@@ -265,12 +305,12 @@ def summarise(runners: list[Runner]) -> dict[str, Any]:
 
 def print_report(summary: dict[str, Any], runs: int) -> None:
     print(f"median wall time per run, {runs} runs each (ms)")
-    print(f"{'runner':<14} {'workload':<16} {'median':>8} {'p10':>8} {'p90':>8}")
+    print(f"{'runner':<20} {'workload':<16} {'median':>8} {'p10':>8} {'p90':>8}")
     for row in summary["rows"]:
         if "unavailable" in row:
-            print(f"{row['runner']:<14} {row['workload']:<16} unavailable: {row['unavailable']}")
+            print(f"{row['runner']:<20} {row['workload']:<16} unavailable: {row['unavailable']}")
             continue
-        print(f"{row['runner']:<14} {row['workload']:<16} {row['median_ms']:8.1f} "
+        print(f"{row['runner']:<20} {row['workload']:<16} {row['median_ms']:8.1f} "
               f"{row['p10_ms']:8.1f} {row['p90_ms']:8.1f}")  # fmt: skip
     print()
     for ratio in summary["ratios"]:
@@ -300,9 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(wanted) - set(RUNNERS))
     if unknown:
         raise BenchError(f"unknown runner(s) {unknown}; choose from {list(RUNNERS)}")
-    runners = build_runners(wanted)
     with tempfile.TemporaryDirectory(prefix="oci-bench-") as scratch:
         base = Path(scratch)
+        runners = build_runners(wanted, base)
         bundles = {
             workload: make_bundle(base, f"bundle-{index}", args)
             for index, (workload, args) in enumerate(WORKLOADS.items())
