@@ -1,0 +1,178 @@
+"""The group-commit writer on its own, over a plain SQLite table."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from auto_review.store.base import StoreBusy, StoreClosed, StoreError
+from auto_review.store.group_commit import GroupCommitWriter, Housekeeping
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    path = tmp_path / "writer.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        connection.execute(
+            "CREATE TABLE item (value TEXT PRIMARY KEY, parent INTEGER"
+            " REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+    return path
+
+
+@pytest.fixture
+def writer(database: Path) -> Iterator[GroupCommitWriter]:
+    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA foreign_keys = ON")
+    started = GroupCommitWriter(connection, max_pending=1000)
+    yield started
+    started.close()
+    connection.close()
+
+
+def rows(database: Path) -> list[str]:
+    with sqlite3.connect(database) as connection:
+        return [value for (value,) in connection.execute("SELECT value FROM item ORDER BY value")]
+
+
+def insert(value: str, parent: int | None = None):
+    def operation(connection: sqlite3.Connection) -> str:
+        connection.execute("INSERT INTO item (value, parent) VALUES (?, ?)", (value, parent))
+        return value
+
+    return operation
+
+
+def test_each_caller_gets_its_own_result(writer: GroupCommitWriter, database: Path) -> None:
+    async def scenario() -> list[str]:
+        return await asyncio.gather(*(writer.submit(insert(f"v{n:03}")) for n in range(200)))
+
+    assert asyncio.run(scenario()) == [f"v{n:03}" for n in range(200)]
+    assert rows(database) == [f"v{n:03}" for n in range(200)]
+
+
+def test_a_failing_operation_is_undone_alone(writer: GroupCommitWriter, database: Path) -> None:
+    def half_then_fail(connection: sqlite3.Connection) -> None:
+        connection.execute("INSERT INTO item (value) VALUES ('half')")
+        raise ValueError("operation bug")
+
+    async def scenario() -> list[object]:
+        return await asyncio.gather(
+            writer.submit(insert("before")),
+            writer.submit(half_then_fail),
+            writer.submit(insert("before")),  # duplicate key: an SQLite error
+            writer.submit(insert("after")),
+            return_exceptions=True,
+        )
+
+    before, failed, duplicate, after = asyncio.run(scenario())
+    assert (before, after) == ("before", "after")
+    assert isinstance(failed, ValueError)
+    assert isinstance(duplicate, StoreError)
+    assert "UNIQUE" in str(duplicate)
+    assert rows(database) == ["after", "before"]
+
+
+def test_a_failed_commit_fails_every_caller_of_the_batch(
+    writer: GroupCommitWriter, database: Path
+) -> None:
+    # A deferred foreign key is only checked at COMMIT: the whole transaction is refused.
+    stall = threading.Event()
+    release = threading.Event()
+
+    def hold(connection: sqlite3.Connection) -> None:
+        stall.set()
+        release.wait(10)
+
+    async def scenario() -> list[object]:
+        first = writer.submit(hold)  # keeps the writer busy while the next batch queues up
+        await asyncio.to_thread(stall.wait, 10)
+        batch = [
+            writer.submit(insert("fine-1")),
+            writer.submit(insert("orphan", parent=42)),
+            writer.submit(insert("fine-2")),
+        ]
+        release.set()
+        await first
+        return await asyncio.gather(*batch, return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(result, StoreError) for result in results)
+    assert "could not commit" in str(results[0])
+    assert rows(database) == []
+    assert asyncio.run(_submit(writer, insert("later"))) == "later"  # the writer goes on
+
+
+async def _submit(writer: GroupCommitWriter, operation) -> object:
+    return await writer.submit(operation)
+
+
+def test_bounded_submissions_fail_fast_when_full(database: Path) -> None:
+    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    writer = GroupCommitWriter(connection, max_pending=2)
+    stall = threading.Event()
+    release = threading.Event()
+
+    def hold(connection: sqlite3.Connection) -> None:
+        stall.set()
+        release.wait(10)
+
+    async def scenario() -> list[object]:
+        first = writer.submit(hold, bounded=False)
+        await asyncio.to_thread(stall.wait, 10)
+        queued = [writer.submit(insert("a")), writer.submit(insert("b"))]
+        with pytest.raises(StoreBusy):
+            writer.submit(insert("c"))
+        unbounded = writer.submit(insert("d"), bounded=False)  # worker bookkeeping still gets in
+        release.set()
+        await first
+        return await asyncio.gather(*queued, unbounded)
+
+    try:
+        assert asyncio.run(scenario()) == ["a", "b", "d"]
+    finally:
+        writer.close()
+        connection.close()
+    assert rows(database) == ["a", "b", "d"]
+
+
+def test_blocking_calls_from_plain_threads(writer: GroupCommitWriter, database: Path) -> None:
+    assert writer.call(insert("sync")) == "sync"
+    with pytest.raises(StoreError):
+        writer.call(insert("sync"))
+    assert rows(database) == ["sync"]
+
+
+def test_after_close_nothing_is_accepted(writer: GroupCommitWriter) -> None:
+    writer.close()
+    with pytest.raises(StoreClosed):
+        writer.call(insert("late"))
+
+
+def test_housekeeping_runs_in_its_own_transactions(database: Path) -> None:
+    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    ran = threading.Event()
+
+    def sweep(connection: sqlite3.Connection) -> None:
+        connection.execute("DELETE FROM item WHERE value LIKE 'tmp-%'")
+        ran.set()
+
+    writer = GroupCommitWriter(
+        connection, max_pending=10, housekeeping=Housekeeping(sweep, interval_seconds=0.05)
+    )
+    try:
+        writer.call(insert("tmp-1"))
+        writer.call(insert("keep"))
+        ran.clear()
+        assert ran.wait(5)
+    finally:
+        writer.close()
+        connection.close()
+    assert rows(database) == ["keep"]
