@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import stat
 
@@ -123,6 +122,8 @@ def policy_from_annotations(annotations: dict[str, str]) -> LandlockPolicy | Non
     raw = annotations.get(LANDLOCK_ANNOTATION)
     if raw is None:
         return None
+    import json  # only bundles that use the annotation pay for it
+
     try:
         document = json.loads(raw)
     except (TypeError, ValueError) as exc:

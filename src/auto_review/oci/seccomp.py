@@ -320,6 +320,99 @@ def _export(lib: ctypes.CDLL, ctx: int) -> bytes:
         os.close(fd)
 
 
+# ---------------------------------------------------------------- compiled-program cache
+
+_CACHE_MAGIC = b"ar-seccomp-1\n"
+_CACHE_HEADER = 12  # kernel flags, seccomp syscall number, rule count: 3 x uint32
+
+
+def _sha256_hex(data: bytes) -> str:
+    # The builtin module avoids hashlib's OpenSSL start-up cost on the CLI path.
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython 3.11
+    except ImportError:
+        from hashlib import sha256
+    return str(sha256(data).hexdigest())
+
+
+def _cache_key(linux_seccomp: Any) -> str | None:
+    """Digest of the object, the libseccomp version and the machine; None if not JSON."""
+    import json
+
+    try:
+        canonical = json.dumps(linux_seccomp, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+    lib = _seccomp_library()
+    lib.seccomp_version.restype = ctypes.POINTER(ctypes.c_uint * 3)
+    version = tuple(lib.seccomp_version().contents)
+    material = f"{canonical}\n{version}\n{os.uname().machine}".encode()
+    return _sha256_hex(material)
+
+
+def _private_to_caller(fd: int) -> bool:
+    info = os.fstat(fd)
+    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def _read_cache(directory: str, key: str) -> tuple[bytes, int, int, int] | None:
+    """(program, kernel flags, seccomp nr, rule count) of a trusted cache entry, or None."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        if not _private_to_caller(dir_fd):
+            return None  # others could plant a weaker filter here
+        fd = os.open(key, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    finally:
+        os.close(dir_fd)
+    try:
+        if not _private_to_caller(fd):
+            return None
+        data = os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+    body = data[len(_CACHE_MAGIC) :]
+    if not data.startswith(_CACHE_MAGIC) or len(body) <= _CACHE_HEADER:
+        return None
+    program = body[_CACHE_HEADER:]
+    if len(program) % _BPF_INSTRUCTION_SIZE:
+        return None
+    flags, syscall_nr, rules = (
+        int.from_bytes(body[i : i + 4], "little") for i in range(0, _CACHE_HEADER, 4)
+    )
+    return program, flags, syscall_nr, rules
+
+
+def _write_cache(directory: str, key: str, compiled: SeccompFilter) -> None:
+    """Store a compiled program; a cache that cannot be written is only slower."""
+    header = b"".join(
+        value.to_bytes(4, "little")
+        for value in (compiled.kernel_flags, compiled._syscall_nr, compiled.rule_count)
+    )
+    temporary = os.path.join(directory, f".{key}.{os.getpid()}")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, _CACHE_MAGIC + header + compiled.program)
+        finally:
+            os.close(fd)
+        os.replace(temporary, os.path.join(directory, key))
+    except OSError:
+        _remove_quietly(temporary)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        return
+
+
 class SeccompFilter:
     """A compiled seccomp program, ready to be loaded by the container init."""
 
@@ -338,8 +431,28 @@ class SeccompFilter:
         self._libc = _c_library()
 
     @classmethod
-    def from_spec(cls, linux_seccomp: dict[str, Any]) -> SeccompFilter:
-        """Validate and compile ``linux.seccomp``; StepError("seccomp", ...) names the field."""
+    def from_spec(
+        cls, linux_seccomp: dict[str, Any], *, cache_dir: str | os.PathLike[str] | None = None
+    ) -> SeccompFilter:
+        """Validate and compile ``linux.seccomp``; StepError("seccomp", ...) names the field.
+
+        With ``cache_dir`` (a directory only the caller can write, e.g. under the runtime
+        root) a program compiled earlier from the identical object by the same libseccomp
+        is reused: libseccomp takes tens of milliseconds for a multi-architecture profile.
+        """
+        if cache_dir is None:
+            return cls._compile(linux_seccomp)
+        key = _cache_key(linux_seccomp)
+        cached = _read_cache(os.fspath(cache_dir), key) if key else None
+        if cached is not None:
+            return cls(*cached)
+        compiled = cls._compile(linux_seccomp)
+        if key:
+            _write_cache(os.fspath(cache_dir), key, compiled)
+        return compiled
+
+    @classmethod
+    def _compile(cls, linux_seccomp: dict[str, Any]) -> SeccompFilter:
         _check_fields(linux_seccomp)
         default_action = _action(
             linux_seccomp["defaultAction"], linux_seccomp.get("defaultErrnoRet"), "defaultAction"

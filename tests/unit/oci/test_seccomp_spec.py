@@ -127,3 +127,74 @@ def test_errno_ret_changes_the_program() -> None:
     enosys = SeccompFilter.from_spec(rule(action="SCMP_ACT_ERRNO", errnoRet=errno.ENOSYS))
     assert eperm.program == explicit_eperm.program
     assert enosys.program != eperm.program
+
+
+PROFILE = {
+    "defaultAction": "SCMP_ACT_ERRNO",
+    "defaultErrnoRet": errno.ENOSYS,
+    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+    "syscalls": [{"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}],
+}
+
+
+def test_cache_returns_the_same_program_without_recompiling(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = SeccompFilter.from_spec(PROFILE, cache_dir=cache)
+    entries = list(cache.iterdir())
+    assert len(entries) == 1 and entries[0].stat().st_mode & 0o777 == 0o600
+    assert cache.stat().st_mode & 0o777 == 0o700
+    second = SeccompFilter.from_spec(PROFILE, cache_dir=cache)
+    assert (second.program, second.kernel_flags, second.rule_count) == (
+        first.program,
+        first.kernel_flags,
+        first.rule_count,
+    )
+
+
+def test_cache_is_keyed_by_the_whole_object(tmp_path: Path) -> None:
+    SeccompFilter.from_spec(PROFILE, cache_dir=tmp_path)
+    changed = {**PROFILE, "defaultErrnoRet": errno.EPERM}
+    other = SeccompFilter.from_spec(changed, cache_dir=tmp_path)
+    assert other.program == SeccompFilter.from_spec(changed).program
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def plant_allow_all(entry: Path) -> bytes:
+    """Replace a cache entry's program by an allow-all one; return that program."""
+    planted = SeccompFilter.from_spec({"defaultAction": "SCMP_ACT_ALLOW"}).program
+    honest = SeccompFilter.from_spec(PROFILE).program
+    data = entry.read_bytes()
+    entry.write_bytes(data[: len(data) - len(honest)] + planted)
+    return planted
+
+
+def test_cache_writable_by_others_is_ignored(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    SeccompFilter.from_spec(PROFILE, cache_dir=cache)
+    entry = next(cache.iterdir())
+    planted = plant_allow_all(entry)
+    assert SeccompFilter.from_spec(PROFILE, cache_dir=cache).program == planted  # trusted
+    planted = plant_allow_all(entry)
+    cache.chmod(0o777)
+    assert SeccompFilter.from_spec(PROFILE, cache_dir=cache).program != planted
+    cache.chmod(0o700)
+    planted = plant_allow_all(entry)
+    entry.chmod(0o666)
+    assert SeccompFilter.from_spec(PROFILE, cache_dir=cache).program != planted
+
+
+def test_corrupt_cache_entry_is_recompiled(tmp_path: Path) -> None:
+    SeccompFilter.from_spec(PROFILE, cache_dir=tmp_path)
+    entry = next(tmp_path.iterdir())
+    entry.write_bytes(b"garbage")
+    assert SeccompFilter.from_spec(PROFILE, cache_dir=tmp_path).program == (
+        SeccompFilter.from_spec(PROFILE).program
+    )
+
+
+def test_bad_spec_fails_the_same_with_a_cache(tmp_path: Path) -> None:
+    bad = rule(action="SCMP_ACT_ERRNO", names=["frobnicate"])
+    with pytest.raises(StepError, match="path=frobnicate"):
+        SeccompFilter.from_spec(bad, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
