@@ -35,6 +35,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from jsonschema import Draft4Validator
+from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
@@ -289,10 +290,16 @@ class ApiSpec:
         if inline is not None and "$ref" in inline:
             schema = {"$ref": SPEC_URI + inline["$ref"]}
         validator = Draft4Validator(schema, registry=self._registry)
-        return [
-            f"{label}: body at /{'/'.join(map(str, error.absolute_path))}: {error.message}"
-            for error in validator.iter_errors(instance)
-        ]
+        problems = []
+        for error in validator.iter_errors(instance):
+            # Descend into anyOf (every nullable property is one) to the specific failure.
+            specific = best_match([error])
+            message = specific.message
+            if len(message) > 160:
+                message = message[:160] + "..."
+            where = "/".join(map(str, specific.absolute_path))
+            problems.append(f"{label}: body at /{where}: {message}")
+        return problems
 
     # -- both -------------------------------------------------------------------------------
 
