@@ -211,6 +211,8 @@ def describe_path(path: str) -> dict[str, object]:
         "readable": os.access(path, os.R_OK),
         "writable": os.access(path, os.W_OK),
     }
+    if kind == "link":
+        report["target"] = os.readlink(path)
     if kind in ("char", "block"):
         report["device"] = [os.major(info.st_rdev), os.minor(info.st_rdev)]
     if kind == "dir":

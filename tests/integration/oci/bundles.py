@@ -286,7 +286,11 @@ ALL_CAPABILITIES = (
 # The probe always gets `--connect <host loopback server>` and a write test of / and /tmp.
 
 PROBE_WRITE_DIRS = ("/", "/tmp", "/dev/shm")
-PROBE_EXTRA_PATHS = ("/usr/share/doc", "/proc/cpuinfo", "/proc/bus", "/proc/fs", "/proc/irq")
+PROBE_EXTRA_PATHS = (
+    "/usr/share/doc", "/proc/cpuinfo", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysvipc",
+    "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
+    "/dev/ptmx", "/dev/fd", "/dev/stdin", "/dev/stdout", "/dev/stderr",
+)  # fmt: skip
 CUSTOM_UMASK = 0o027
 USER_IDS = (1000, 1000, (2000, 3000))  # uid, gid, additional gids
 RLIMITS = {"RLIMIT_NOFILE": (256, 512), "RLIMIT_CORE": (0, 0), "RLIMIT_NPROC": (100, 200)}
@@ -394,3 +398,12 @@ SCENARIOS: tuple[Scenario, ...] = (
 SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 ROOT_SCENARIOS = tuple(scenario for scenario in SCENARIOS if not scenario.rootless)
 ROOTLESS_SCENARIOS = tuple(scenario for scenario in SCENARIOS if scenario.rootless)
+
+# Not in SCENARIOS: runc 1.1.5 and crun 1.8.1 fail ("unable to apply caps", "capset:
+# Operation not permitted") when a requested capability is outside the caller's bounding
+# set, while the embedded runtime must grant the intersection.
+ALL_CAPS_SCENARIO = Scenario(
+    "all-caps",
+    "every capability the kernel knows, more than root's bounding set holds here",
+    lambda config: set_capabilities(config, ALL_CAPABILITIES),
+)

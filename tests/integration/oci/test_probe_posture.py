@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 from bundles import (
+    ALL_CAPABILITIES,
+    ALL_CAPS_SCENARIO,
     CGROUP_LIMITS,
     CUSTOM_UMASK,
     DEFAULT_CAPS,
@@ -22,7 +24,7 @@ from bundles import (
     SCENARIOS_BY_NAME,
     USER_IDS,
 )
-from conftest import ROOT_RUNNERS, HostFacts, ProbeRuns
+from conftest import EMBEDDED_RUNNERS, REFERENCE_RUNNERS, ROOT_RUNNERS, HostFacts, ProbeRuns
 from report import Report, capabilities, env, mount_at, mount_flags, path_info
 
 ISOLATED_NAMESPACES = ("pid", "net", "ipc", "uts", "mnt")
@@ -137,13 +139,16 @@ def test_default_masked_paths(probe_runs: ProbeRuns, runner: str):
 
 @runners
 def test_devices_are_the_standard_set(probe_runs: ProbeRuns, runner: str):
-    report = probe_runs.report(SCENARIOS_BY_NAME["default"], runner)
-    entries = path_info(report, "/dev")["entries"]
-    for name in ("stdin", "stdout", "stderr", "fd", "ptmx"):
-        assert name in entries, name
-    # Each device node must be the real one; the probe lists them via --path in no scenario,
-    # so check the masking bind of /dev/null, which is the same node.
-    assert path_info(report, "/proc/keys")["device"] == DEVICES["null"]
+    report = probe(probe_runs, "default", runner)
+    for name, numbers in DEVICES.items():
+        info = path_info(report, f"/dev/{name}")
+        assert info["type"] == "char" and info["device"] == numbers, name
+        assert info["mode"] == "0o666", name
+    links = {"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
+             "/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2"}  # fmt: skip
+    for path, target in links.items():
+        assert path_info(report, path)["target"] == target, path
+    assert path_info(report, "/dev/ptmx")["exists"]
 
 
 @runners
@@ -242,3 +247,26 @@ def test_cgroup_limits(probe_runs: ProbeRuns, runner: str):
         destination = f"/sys/fs/cgroup/{controller}"
         assert {"ro", "nosuid", "nodev", "noexec"} <= mount_flags(report, destination)
         assert mount_at(report, destination)["type"] == "cgroup"
+
+
+@pytest.mark.parametrize("runner", EMBEDDED_RUNNERS)
+def test_all_capabilities_are_intersected_with_the_bounding_set(
+    probe_runs: ProbeRuns, host: HostFacts, runner: str
+):
+    # This host's root lacks CAP_SYS_RESOURCE in its bounding set; asking for every
+    # capability must give the ones that can be had, not fail.
+    report = probe_runs.report(ALL_CAPS_SCENARIO, runner)
+    assert len(host["bounding"]) < len(ALL_CAPABILITIES)
+    for kind in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+        assert capabilities(report, kind) == sorted(host["bounding"]), kind
+
+
+@pytest.mark.parametrize("runner", REFERENCE_RUNNERS)
+def test_references_refuse_capabilities_outside_the_bounding_set(
+    probe_runs: ProbeRuns, host: HostFacts, runner: str
+):
+    """Why all-caps is not a conformance scenario: runc and crun refuse it on this host."""
+    assert len(host["bounding"]) < len(ALL_CAPABILITIES)
+    result = probe_runs.result(ALL_CAPS_SCENARIO, runner)
+    assert result.returncode != 0
+    assert "operation not permitted" in result.stderr.lower()
