@@ -89,7 +89,9 @@ async def connection_loop(
         writer.close()
 
 
-async def fire(host: str, port: int, requests: list[bytes], concurrency: int) -> tuple[float, list[float], dict[int, int]]:
+async def fire(
+    host: str, port: int, requests: list[bytes], concurrency: int
+) -> tuple[float, list[float], dict[int, int]]:
     queue = list(requests)
     latencies: list[float] = []
     statuses: dict[int, int] = {}

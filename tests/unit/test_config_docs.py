@@ -11,5 +11,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "CONFIGURATION.md"
 
 def test_every_setting_is_documented() -> None:
     text = DOC.read_text()
-    missing = [env_name(name) for name in Settings.model_fields if f"`{env_name(name)}`" not in text]
+    missing = [
+        env_name(name) for name in Settings.model_fields if f"`{env_name(name)}`" not in text
+    ]
     assert missing == []
