@@ -243,7 +243,7 @@ class _FileRecordingRunner:
 
 def _child_main() -> int:
     from auto_review.config import SettingsError, load_settings
-    from auto_review.gateway.service import GatewayStartupError, serve
+    from auto_review.gateway.service import serve
     from auto_review.logs import configure_logging, redact
 
     try:
@@ -260,12 +260,7 @@ def _child_main() -> int:
         os.environ.get("GATEWAY_TEST_RUNNER", "record"),
         settings.secret_values(),
     )
-    try:
-        serve(settings, runner, sock=listener)
-    except GatewayStartupError as exc:
-        print(f"auto-review gateway: {redact(str(exc))}", file=sys.stderr)
-        return 2
-    return 0
+    return serve(settings, runner, sock=listener)
 
 
 if __name__ == "__main__":

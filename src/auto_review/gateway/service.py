@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -36,12 +37,14 @@ from auto_review.gateway.worker import WorkerPool
 from auto_review.hosts.base import ReviewHost
 from auto_review.hosts.events import CommentEvent, HostKind, RepoRef
 from auto_review.isolation.posture import bare_posture, external_posture
-from auto_review.review.jobs import ReviewRunner
-from auto_review.store.base import IntakeStore
+from auto_review.logs import redact
+from auto_review.review.jobs import Job, JobOutcome, ReviewRunner
+from auto_review.store.base import IntakeStore, StoreError
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 
 log = logging.getLogger(__name__)
 
+EXIT_STARTUP = 2
 LISTEN_BACKLOG = 2048
 WATERMARK_FILE_NAME = "poller-watermarks.json"
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -49,6 +52,20 @@ GRACEFUL_SHUTDOWN_SECONDS = 30
 
 class GatewayStartupError(RuntimeError):
     """The gateway cannot start; the message names the cause, never a secret."""
+
+
+class NoReviewPipelineRunner:
+    """Runs when the caller passes no review runner: every job ends SKIPPED, with a log
+    line saying why, so the queue drains instead of filling up. Nothing is kept per job."""
+
+    def __init__(self) -> None:
+        self._warned = False
+
+    async def run(self, job: Job) -> JobOutcome:
+        if not self._warned:
+            self._warned = True
+            log.warning("no review runner is wired into this gateway; jobs are skipped")
+        return JobOutcome.SKIPPED
 
 
 def default_posture(settings: Settings) -> dict[str, Any]:
@@ -205,22 +222,31 @@ class PollerService:
 
 def serve(
     settings: Settings,
-    runner: ReviewRunner,
+    runner: ReviewRunner | None = None,
     *,
     sock: socket.socket | None = None,
     posture: Mapping[str, Any] | None = None,
     hosts: Mapping[HostKind, ReviewHost] | None = None,
-) -> None:
-    """Run the gateway until SIGTERM/SIGINT, on a uvloop event loop."""
+) -> int:
+    """Run the gateway until SIGTERM/SIGINT on a uvloop event loop; return the exit status.
+
+    A startup failure (bind, state directory, poller settings, missing posture) prints one
+    line naming the cause and returns ``EXIT_STARTUP``.
+    """
     import uvloop
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner_loop:
-        runner_loop.run(serve_async(settings, runner, sock=sock, posture=posture, hosts=hosts))
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
+            loop_runner.run(serve_async(settings, runner, sock=sock, posture=posture, hosts=hosts))
+    except (GatewayStartupError, StoreError) as exc:
+        print(f"auto-review gateway: {redact(str(exc))}", file=sys.stderr, flush=True)
+        return EXIT_STARTUP
+    return 0
 
 
 async def serve_async(
     settings: Settings,
-    runner: ReviewRunner,
+    runner: ReviewRunner | None,
     *,
     sock: socket.socket | None = None,
     posture: Mapping[str, Any] | None = None,
@@ -236,13 +262,20 @@ async def serve_async(
     )
     try:
         metrics = GatewayMetrics()
-        pool = WorkerPool(store, runner, concurrency=settings.workers, observer=metrics)
+        job_runner = runner if runner is not None else NoReviewPipelineRunner()
+        pool = WorkerPool(store, job_runner, concurrency=settings.workers, observer=metrics)
         background: list[BackgroundService] = [pool]
         poller = chat_poller(settings, store, forge_hosts, metrics)
         if poller is not None:
             background.append(PollerService(poller))
         app = build_app(
-            settings, store, runner, forge_hosts, posture, metrics=metrics, background=background
+            settings,
+            store,
+            job_runner,
+            forge_hosts,
+            posture,
+            metrics=metrics,
+            background=background,
         )
         server = uvicorn.Server(_uvicorn_config(app))
         address = listener.getsockname()

@@ -156,12 +156,8 @@ def test_a_bind_failure_is_one_clear_line(tmp_path: Path) -> None:
         code = (
             "import sys\n"
             "from auto_review.config import load_settings\n"
-            "from auto_review.gateway.service import GatewayStartupError, serve\n"
-            "from auto_review.review.jobs import RecordingRunner\n"
-            "try:\n"
-            "    serve(load_settings(), RecordingRunner())\n"
-            "except GatewayStartupError as exc:\n"
-            "    print(exc, file=sys.stderr); sys.exit(2)\n"
+            "from auto_review.gateway.service import serve\n"
+            "sys.exit(serve(load_settings()))\n"
         )
         result = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
