@@ -97,7 +97,7 @@ class FakeGitHub(LoopbackForge):
         self.tokens.clear()
 
     def user_object(self, login: str, user_id: int = 7) -> dict[str, Any]:
-        user = copy.deepcopy(self._user_template)
+        user: dict[str, Any] = copy.deepcopy(self._user_template)
         api = f"{self.url}/users/{login}"
         user.update(
             login=login,
@@ -188,7 +188,7 @@ class FakeGitHub(LoopbackForge):
         }
 
     def installation_object(self, installation_id: int) -> dict[str, Any]:
-        installation = copy.deepcopy(self._installation_template)
+        installation: dict[str, Any] = copy.deepcopy(self._installation_template)
         installation.update(
             id=installation_id,
             app_id=self.app_id,
@@ -290,10 +290,10 @@ class FakeGitHub(LoopbackForge):
             if covering is None:
                 return not_found
             return 200, {}, self.installation_object(covering)
-        installation = self._installation_for_token(exchange)
-        if installation is None:
+        token_installation = self._installation_for_token(exchange)
+        if token_installation is None:
             return unauthorized
-        if installation != covering:
+        if token_installation != covering:
             return not_found  # GitHub hides repositories the token cannot see
         if len(parts) == 5 and parts[3] == "pulls" and parts[4].isdigit():
             pull = self.pulls.get((owner.lower(), repo.lower(), int(parts[4])))

@@ -213,10 +213,10 @@ class ApiSpec:
             if param.get("required") and param["name"].lower() not in headers:
                 problems.append(f"{label}: required header {param['name']!r} missing")
         for name, pattern in self.required_headers.items():
-            value = headers.get(name)
-            if value is None:
+            sent = headers.get(name)
+            if sent is None:
                 problems.append(f"{label}: header {name!r} missing")
-            elif not re.fullmatch(pattern, value):
+            elif not re.fullmatch(pattern, sent):
                 problems.append(f"{label}: header {name!r} has the wrong form")
         problems += self._request_body_problems(label, operation, exchange)
         return problems
@@ -281,6 +281,7 @@ class ApiSpec:
         node: Any = self.document
         for token in ref.removeprefix("#/").split("/"):
             node = node[token.replace("~1", "/").replace("~0", "~")]
+        assert isinstance(node, dict)
         return node
 
     def _schema_problems(

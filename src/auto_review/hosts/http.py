@@ -59,7 +59,7 @@ class RetryPolicy:
 
     def backoff(self, retry_number: int) -> float:
         """Delay before retry ``retry_number`` (1-based): exponential, half-jittered."""
-        ceiling = min(self.max_backoff, self.initial_backoff * (2 ** (retry_number - 1)))
+        ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** (retry_number - 1))
         return ceiling * random.uniform(0.5, 1.0)
 
 
