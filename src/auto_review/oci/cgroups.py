@@ -35,6 +35,10 @@ import time
 from auto_review.oci import cgroup_devices
 from auto_review.oci.errors import SpecError, StepError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 BEST_EFFORT_ANNOTATION = "org.auto-review.cgroups.best-effort"
 SUPPORTED_RESOURCES: frozenset[str] = frozenset({"pids", "memory", "hugepageLimits", "devices"})
 
@@ -127,14 +131,14 @@ def _requested(resources: dict[str, object]) -> list[tuple[str, str, int]]:
             if not isinstance(entry, dict):
                 raise SpecError(f"linux.resources.{where}: must be an object")
             size = _page_size(entry.get("pageSize"), f"{where}.pageSize")
-            limit = entry.get("limit")
+            page_limit = entry.get("limit")
             if (
-                isinstance(limit, bool)
-                or not isinstance(limit, int)
-                or not 0 <= limit <= _UINT64_MAX
+                isinstance(page_limit, bool)
+                or not isinstance(page_limit, int)
+                or not 0 <= page_limit <= _UINT64_MAX
             ):
                 raise SpecError(f"linux.resources.{where}.limit: must be an unsigned integer")
-            wanted.append(("hugetlb", size, limit))
+            wanted.append(("hugetlb", size, page_limit))
     return wanted
 
 
@@ -187,12 +191,12 @@ def _unescape(field: str) -> str:
     return "".join(out)
 
 
-def _own_cgroups() -> dict[str, str]:
-    """Controller set (v1: "cpu,cpuacct"; v2: "") -> the calling process's cgroup path."""
+def _own_cgroups(text: str) -> dict[str, str]:
+    """Controller set (v1: "cpu,cpuacct"; v2: "") -> cgroup path, from /proc/self/cgroup."""
     own: dict[str, str] = {}
-    with open("/proc/self/cgroup") as lines:
-        for line in lines:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
+    for line in text.splitlines():
+        if line:
+            _, controllers, path = line.split(":", 2)
             own[controllers] = path
     return own
 
@@ -211,36 +215,47 @@ def _read_text(path: str) -> str:
         return handle.read().strip()
 
 
-def _hierarchies() -> list[_Hierarchy]:
-    own = _own_cgroups()
+def _v2_controllers(mount_point: str) -> frozenset[str] | None:
+    try:
+        return frozenset(_read_text(os.path.join(mount_point, "cgroup.controllers")).split())
+    except OSError:
+        return None
+
+
+def parse_hierarchies(
+    mountinfo: str,
+    own_cgroups: str,
+    v2_controllers: Callable[[str], frozenset[str] | None] = _v2_controllers,
+) -> list[_Hierarchy]:
+    """The mounted cgroup hierarchies, from /proc/self/mountinfo and /proc/self/cgroup."""
+    own = _own_cgroups(own_cgroups)
     found: list[_Hierarchy] = []
     seen_v1: set[frozenset[str]] = set()
-    with open("/proc/self/mountinfo") as lines:
-        for line in lines:
-            fields = line.split()
-            separator = fields.index("-")
-            fstype, super_options = fields[separator + 1], fields[separator + 3]
-            root, mount_point = _unescape(fields[3]), _unescape(fields[4])
-            if fstype == "cgroup2":
-                if any(h.version == "v2" for h in found):
-                    continue
-                try:
-                    controllers = frozenset(
-                        _read_text(os.path.join(mount_point, "cgroup.controllers")).split()
-                    )
-                except OSError:
-                    continue
-                found.append(
-                    _Hierarchy("v2", mount_point, controllers, _under(own.get("", "/"), root))
-                )
-            elif fstype == "cgroup":
-                options = set(super_options.split(","))
-                for listed, path in own.items():
-                    controllers = frozenset(listed.split(",")) if listed else frozenset()
-                    if controllers and controllers <= options and controllers not in seen_v1:
-                        seen_v1.add(controllers)
-                        found.append(_Hierarchy("v1", mount_point, controllers, _under(path, root)))
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if "-" not in fields:
+            continue
+        separator = fields.index("-")
+        fstype, super_options = fields[separator + 1], fields[separator + 3]
+        root, mount_point = _unescape(fields[3]), _unescape(fields[4])
+        if fstype == "cgroup2" and not any(h.version == "v2" for h in found):
+            controllers = v2_controllers(mount_point)
+            if controllers is not None:
+                own_path = _under(own.get("", "/"), root)
+                found.append(_Hierarchy("v2", mount_point, controllers, own_path))
+        elif fstype == "cgroup":
+            options = set(super_options.split(","))
+            for listed, path in own.items():
+                controllers = frozenset(listed.split(",")) if listed else frozenset()
+                if controllers and controllers <= options and controllers not in seen_v1:
+                    seen_v1.add(controllers)
+                    found.append(_Hierarchy("v1", mount_point, controllers, _under(path, root)))
     return found
+
+
+def _hierarchies() -> list[_Hierarchy]:
+    with open("/proc/self/mountinfo") as mountinfo, open("/proc/self/cgroup") as own:
+        return parse_hierarchies(mountinfo.read(), own.read())
 
 
 def _choose(controller: str, hierarchies: list[_Hierarchy]) -> _Hierarchy:

@@ -301,7 +301,7 @@ def _add_rule(lib: ctypes.CDLL, ctx: int, rule: _Rule, default_action: int) -> N
     else:
         # Several conditions on one argument: like runc, each one becomes its own rule,
         # so any of them matching is enough.
-        groups = tuple((condition,) for condition in rule.conditions)
+        groups = [(condition,) for condition in rule.conditions]
     for name in rule.names:
         number = _syscall_number(lib, name)
         for group in groups:
