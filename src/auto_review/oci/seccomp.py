@@ -92,6 +92,7 @@ _MAX_SYSCALL_ARGS = 6
 _UINT64_MAX = (1 << 64) - 1
 _NR_SCMP_ERROR = -1
 _BPF_INSTRUCTION_SIZE = 8
+_BPF_MAX_INSTRUCTIONS = 4096  # BPF_MAXINSNS
 
 
 class _ArgCmp(ctypes.Structure):
@@ -419,6 +420,12 @@ class SeccompFilter:
     def __init__(self, program: bytes, kernel_flags: int, syscall_nr: int, rule_count: int):
         if not program or len(program) % _BPF_INSTRUCTION_SIZE:
             raise StepError("seccomp", errno.EINVAL, "compiled program")
+        instructions = len(program) // _BPF_INSTRUCTION_SIZE
+        if instructions > _BPF_MAX_INSTRUCTIONS:
+            # The kernel would refuse it at load time, inside the container init.
+            raise StepError(
+                "seccomp", errno.E2BIG, f"{instructions} BPF instructions (kernel limit 4096)"
+            )
         self.program = program
         self.kernel_flags = kernel_flags
         self.rule_count = rule_count

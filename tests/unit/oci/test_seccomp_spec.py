@@ -198,3 +198,10 @@ def test_bad_spec_fails_the_same_with_a_cache(tmp_path: Path) -> None:
     with pytest.raises(StepError, match="path=frobnicate"):
         SeccompFilter.from_spec(bad, cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_program_over_the_kernel_limit_fails_at_compile_time() -> None:
+    many_values = [{"index": 0, "value": value, "op": "SCMP_CMP_EQ"} for value in range(4200)]
+    step, err, path = compile_error(rule(action="SCMP_ACT_ERRNO", args=many_values))
+    assert (step, err) == ("seccomp", errno.E2BIG)
+    assert path.endswith("BPF instructions (kernel limit 4096)")
