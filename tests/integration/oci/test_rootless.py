@@ -14,7 +14,14 @@ from pathlib import Path
 import bundles
 import pytest
 from bundles import DEFAULT_CAPS, DENIED_SYSCALL, SCENARIOS_BY_NAME
-from conftest import ROOTLESS_RUNNERS, HostFacts, ProbeRuns, Runner, UnprivilegedUser
+from conftest import (
+    ROOTLESS_RUNNERS,
+    HostFacts,
+    LoopbackServer,
+    ProbeRuns,
+    Runner,
+    UnprivilegedUser,
+)
 from report import Report, capabilities, mount_flags, path_info
 
 runners = pytest.mark.parametrize("runner", ROOTLESS_RUNNERS)
@@ -111,7 +118,9 @@ def test_rootless_cgroup_limit_without_delegation_fails_closed(
 
 
 def test_crun_rootless_refuses_hybrid_cgroups(
-    rootless_runners: dict[str, Runner], loopback_server, test_user: UnprivilegedUser
+    rootless_runners: dict[str, Runner],
+    loopback_server: LoopbackServer,
+    test_user: UnprivilegedUser,
 ):
     hybrid = _is_cgroup2_mount("/sys/fs/cgroup/unified")
     config = SCENARIOS_BY_NAME["rootless"].config(
