@@ -184,7 +184,9 @@ class ChatPoller:
         key = watermark_key(repo)
         round_start = self._clock()
         mark = await self._store.get(key)
-        since = max((mark or round_start) - self.overlap, round_start - self.max_lookback)
+        # A watermark ahead of our clock (the clock was set back) must not hide new comments.
+        mark = round_start if mark is None else min(mark, round_start)
+        since = max(mark - self.overlap, round_start - self.max_lookback)
         events = await self._hosts[repo.host].list_recent_pr_comments(repo, since)
         fresh = [e for e in events if e.comment_id not in state.handed_over]
         fresh = list({e.comment_id: e for e in fresh}.values())  # a page shift can repeat one

@@ -51,6 +51,24 @@ class HostResponseError(HostError):
     """The forge answered, but not with what its API documents (bad JSON, missing fields)."""
 
 
+class Secret:
+    """A credential held by a client. It prints as ``Secret('***')`` wherever it ends up
+    (repr, str, f-strings, ``vars()`` dumps); ``reveal()`` is the one way to the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
 @dataclass(frozen=True, slots=True)
 class PullRequestInfo:
     """What the gateway needs to know about a pull request right now.

@@ -23,6 +23,7 @@ import httpx
 from auto_review.hosts.base import (
     HostResponseError,
     PullRequestInfo,
+    Secret,
     comment_event,
     format_since,
     parse_pull_request,
@@ -82,7 +83,7 @@ class ForgejoClient:
             retry=retry,
             transport=transport,
         )
-        self._token = token
+        self._token = Secret(token)
         self.page_size = page_size
         self.max_pages = max_pages
 
@@ -99,7 +100,7 @@ class ForgejoClient:
         await self.aclose()
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"token {self._token}", "Accept": "application/json"}
+        return {"Authorization": f"token {self._token.reveal()}", "Accept": "application/json"}
 
     async def _get(
         self, operation: str, path: str, params: dict[str, str | int] | None = None

@@ -8,6 +8,8 @@
 - ``POST /app/installations/{id}/access_tokens`` (app JWT) exchanges it for an installation
   token (valid one hour); the token is cached per installation until
   ``refresh_margin`` seconds before its ``expires_at``. One exchange at a time per installation.
+  If the exchange answers 404 for a cached installation id (the App was reinstalled), the id
+  is looked up again once.
 
 The key, the JWT and the tokens live only in private attributes; nothing here puts them in a
 repr, an exception or a log line.
@@ -26,7 +28,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from auto_review.hosts.base import HostAuthError, HostResponseError
+from auto_review.hosts.base import HostAuthError, HostNotFound, HostResponseError
 from auto_review.hosts.events import RepoRef
 from auto_review.hosts.http import ForgeHttp, json_body
 
@@ -121,7 +123,20 @@ class GitHubAppAuth:
         return installation
 
     async def installation_token(self, repo: RepoRef) -> str:
+        key = repo.full_name.lower()
+        was_cached = key in self._installations
         installation = await self.installation_id(repo)
+        try:
+            return await self._token_for(installation)
+        except HostNotFound:
+            # The cached installation may be gone (App reinstalled: new id). Look it up
+            # again once; a fresh lookup that still fails is the real answer.
+            self._installations.pop(key, None)
+            if not was_cached:
+                raise
+        return await self._token_for(await self.installation_id(repo))
+
+    async def _token_for(self, installation: int) -> str:
         lock = self._locks.setdefault(installation, asyncio.Lock())
         async with lock:
             cached = self._tokens.get(installation)

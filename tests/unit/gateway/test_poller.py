@@ -171,6 +171,21 @@ def test_restart_resumes_from_the_durable_watermark(forge: FakeForgejo) -> None:
     assert forge.exchanges[-1].query["since"][0] > forge.exchanges[0].query["since"][0]
 
 
+def test_watermark_ahead_of_the_clock_does_not_hide_comments(forge: FakeForgejo) -> None:
+    store = InMemoryWatermarkStore()
+    store.values[watermark_key(REPO)] = datetime.now(UTC) + timedelta(days=1)  # clock set back
+    comment = forge.add_comment("acme", "widgets", 7, author="bob", body="hi", updated_at=ago(5))
+    intake = Intake()
+
+    async def go() -> None:
+        async with forgejo(forge) as client:
+            await make_poller({HostKind.FORGEJO: client}, [REPO], intake, store).poll_once()
+
+    asyncio.run(go())
+    assert intake.ids == [comment]
+    assert store.values[watermark_key(REPO)] < datetime.now(UTC)
+
+
 def test_outage_backs_off_and_recovers(
     forge: FakeForgejo, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -69,6 +69,7 @@ def test_client_satisfies_the_review_host_protocol(forge: FakeForgejo) -> None:
     assert client.kind is HostKind.FORGEJO
     assert TOKEN not in repr(client)
     assert TOKEN not in str(vars(client._http))  # not even on the HTTP wrapper
+    assert TOKEN not in str(vars(client)) and TOKEN not in f"{client._token}"
 
 
 def test_get_pull_request(forge: FakeForgejo, spec: ApiSpec) -> None:

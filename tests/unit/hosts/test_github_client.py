@@ -172,6 +172,25 @@ def test_revoked_token_is_replaced_once(hub: FakeGitHub) -> None:
     assert [e.status for e in hub.requests_to("/pulls/5")] == [200, 401, 200]
 
 
+def test_reinstalled_app_is_found_again(hub: FakeGitHub) -> None:
+    hub.token_lifetime = 200  # no token stays cached: the next call exchanges again
+
+    async def reinstall_between(client: GitHubClient) -> None:
+        await client.get_pull_request(REPO, 5)
+        hub.install("acme", "widgets", installation_id=888)  # old id 777 is gone
+        await client.get_pull_request(REPO, 5)
+
+    with_client(hub.url, reinstall_between)
+    exchanges = [(e.path, e.status) for e in hub.requests_to("/installation")]
+    assert exchanges == [
+        ("/repos/acme/widgets/installation", 200),
+        ("/app/installations/777/access_tokens", 201),
+        ("/app/installations/777/access_tokens", 404),
+        ("/repos/acme/widgets/installation", 200),
+        ("/app/installations/888/access_tokens", 201),
+    ]
+
+
 def test_persistent_401_is_an_auth_error(hub: FakeGitHub, caplog: pytest.LogCaptureFixture) -> None:
     hub.fail(401, times=10, path_contains="/pulls/")
     with caplog.at_level(logging.DEBUG), pytest.raises(HostAuthError) as info:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 import time
 from email.utils import formatdate
 from typing import Any
@@ -226,6 +227,42 @@ def test_read_timeout_is_retried_then_unavailable(
     assert str(info.value) == "test op: timed out after 2 attempt(s)"
     assert len(forge.exchanges) == 2
     assert_secret_free(info.value, caplog)
+
+
+def test_a_dripping_server_hits_the_attempt_deadline() -> None:
+    """Each byte arrives well within the read timeout; the whole answer never does."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def drip() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                for _ in range(40):
+                    if stop.is_set():
+                        break
+                    try:
+                        conn.sendall(b"x")
+                    except OSError:
+                        break
+                    time.sleep(0.05)
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(HostUnavailable, match="timed out after 1 attempt"):
+            call(f"http://127.0.0.1:{port}", retry=RetryPolicy(attempts=1), timeout=0.3)
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < 1.5  # 2 x timeout, not the 2 s the drip would take
 
 
 def test_timeout_then_success(forge: EchoForge) -> None:
