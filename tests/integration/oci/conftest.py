@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -54,6 +55,9 @@ API_RUN_SNIPPET = (
     "sys.exit(api.run(sys.argv[1], sys.argv[2], root=sys.argv[3], forward_signals=False))\n"
 )
 _container_numbers = itertools.count(1)
+# runc and crun name the container's cgroups after its id, in the host's hierarchy: ids
+# carry a per-session token so concurrent test sessions never share a cgroup.
+_SESSION_TOKEN = secrets.token_hex(3)
 
 
 @dataclass
@@ -435,7 +439,8 @@ class ProbeRuns:
         key = (scenario.name, runner_name)
         if key not in self._results:
             runner = self.runner(scenario, runner_name)
-            container_id = f"{scenario.name}-{runner_name}-{next(_container_numbers)}"
+            number = next(_container_numbers)
+            container_id = f"{scenario.name}-{runner_name}-{_SESSION_TOKEN}-{number}"
             self._results[key] = runner.run(self.bundle(scenario), container_id)
         return self._results[key]
 

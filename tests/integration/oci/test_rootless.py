@@ -7,8 +7,8 @@ crun 1.8.1 cannot run rootless on this host's hybrid cgroups, and a test pins th
 
 from __future__ import annotations
 
-import os
 import re
+import secrets
 from pathlib import Path
 
 import bundles
@@ -128,7 +128,7 @@ def test_crun_rootless_refuses_hybrid_cgroups(
     )
     bundle = bundles.make_bundle(config, owner=(test_user.uid, test_user.gid))
     try:
-        result = rootless_runners["crun"].run(bundle, f"crun-rootless-{os.getpid()}")
+        result = rootless_runners["crun"].run(bundle, f"crun-rootless-{secrets.token_hex(4)}")
     finally:
         bundle.remove()
     if hybrid:
