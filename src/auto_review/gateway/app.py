@@ -26,7 +26,7 @@ from auto_review.gateway.intake import IntakePolicy
 from auto_review.gateway.limits import RateLimiter
 from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.readiness import ReadinessProbe
-from auto_review.gateway.responses import error_response
+from auto_review.gateway.responses import POST_ONLY, error_response, send_reply
 from auto_review.gateway.routes_ci import ROUTE as CI_ROUTE
 from auto_review.gateway.routes_ci import CiReviewEndpoint
 from auto_review.gateway.routes_ops import healthz, make_info, make_metrics, make_readyz, version
@@ -47,6 +47,43 @@ class BackgroundService(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+class IntakeEndpoint(Protocol):
+    """A POST-only route answered over raw ASGI (it counts its own requests)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+class GatewayApp(Starlette):
+    """Starlette, with the intake routes dispatched before its router and middleware.
+
+    Webhooks are the hot path (thousands a second): going straight to their handler saves
+    the routing, exception and request-wrapper layers on every delivery. Their handlers
+    answer every status themselves, 405 included, and count themselves in the metrics.
+    """
+
+    def __init__(
+        self,
+        intake_routes: Mapping[str, IntakeEndpoint],
+        metrics: GatewayMetrics,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.intake_routes = dict(intake_routes)
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            endpoint = self.intake_routes.get(scope["path"])
+            if endpoint is not None:
+                if scope["method"] == "POST":
+                    await endpoint(scope, receive, send)
+                else:
+                    await send_reply(send, POST_ONLY)
+                    self.metrics.count_request(scope["path"], POST_ONLY.status)
+                return
+        await super().__call__(scope, receive, send)
 
 
 class RequestMetricsMiddleware:
@@ -148,8 +185,9 @@ def build_app(
     github_secret = _secret_bytes(settings.github_webhook_secret)
     if github_secret is not None:
         webhook_sources.append(github_source(github_secret))
+    intake_routes: dict[str, IntakeEndpoint] = {}
     for source in webhook_sources:
-        endpoint = WebhookEndpoint(
+        intake_routes[source.route] = WebhookEndpoint(
             source,
             store=store,
             policy=policy,
@@ -157,7 +195,6 @@ def build_app(
             metrics=metrics,
             max_body_bytes=settings.max_body_bytes,
         )
-        routes.append(Route(source.route, endpoint.handle, methods=["POST"]))
     ci = CiReviewEndpoint(
         token=settings.ci_review_token.get_secret_value() if settings.ci_review_token else None,
         store=store,
@@ -166,7 +203,7 @@ def build_app(
         metrics=metrics,
     )
     if ci.enabled:
-        routes.append(Route(CI_ROUTE, ci.handle, methods=["POST"]))
+        intake_routes[CI_ROUTE] = ci
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -188,7 +225,9 @@ def build_app(
             if own_http and http is not None:
                 await http.aclose()
 
-    app = Starlette(
+    app = GatewayApp(
+        intake_routes,
+        metrics,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={404: _not_found, HTTPException: _http_error},

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
 
 from auto_review.gateway.limits import (
     BodyIncomplete,
@@ -28,13 +28,20 @@ from auto_review.gateway.limits import (
 )
 from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.responses import (
-    error_response,
+    BODY_INCOMPLETE,
+    DUPLICATE_JOB,
+    SERVER_ERROR,
+    TOO_LARGE,
+    UNSUPPORTED_TYPE,
+    Reply,
+    accepted,
+    error_reply,
     is_json_content_type,
-    json_response,
-    rate_limited_response,
-    too_large_response,
-    unsupported_type_response,
+    rate_limited,
+    reply,
+    send_reply,
 )
+from auto_review.gateway.routes_webhooks import client_address
 from auto_review.hosts.base import (
     HostAuthError,
     HostError,
@@ -54,6 +61,11 @@ MIN_TOKEN_CHARS = 32
 MAX_CI_BODY_BYTES = 16 * 1024
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+UNAUTHORIZED = reply(
+    401, {"error": "bearer token missing or wrong"}, {"WWW-Authenticate": "Bearer"}
+)
 
 
 class CiRequestInvalid(ValueError):
@@ -124,68 +136,77 @@ class CiReviewEndpoint:
         self.limiter = limiter
         self.metrics = metrics
 
-    async def handle(self, request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Raw ASGI, like the webhook routes."""
+        try:
+            answer = await self.respond(scope, receive)
+        except Exception:  # a bug must still answer, and never with request data
+            log.exception("ci review handler failed")
+            answer = SERVER_ERROR
+        try:
+            await send_reply(send, answer)
+        finally:
+            self.metrics.count_request(ROUTE, answer.status)
+
+    async def respond(self, scope: Scope, receive: Receive) -> Reply:
         if not self.enabled:
-            return error_response(404, "not found")
-        length = declared_length(request.scope["headers"])
+            return error_reply(404, "not found")
+        length = declared_length(scope["headers"])
         if length is not None and length > MAX_CI_BODY_BYTES:
-            return too_large_response()
-        client = request.scope.get("client")
-        address = client[0] if client else "unknown"
+            return TOO_LARGE
+        address = client_address(scope)
         if not self.limiter.allow(address):
             self.metrics.rate_limited_total.labels(route=ROUTE).inc()
-            return rate_limited_response(self.limiter.retry_after_seconds(address))
-        headers = request.headers
+            return rate_limited(self.limiter.retry_after_seconds(address))
+        headers = Headers(scope=scope)
         if not bearer_matches(headers.get("authorization"), self._token):
             log.warning("ci review request refused: bad token", extra={"client": address})
-            return error_response(
-                401, "bearer token missing or wrong", {"WWW-Authenticate": "Bearer"}
-            )
+            return UNAUTHORIZED
         if not is_json_content_type(headers.get("content-type")):
-            return unsupported_type_response()
+            return UNSUPPORTED_TYPE
         try:
-            body = await read_body_capped(request.receive, MAX_CI_BODY_BYTES)
+            body = await read_body_capped(receive, MAX_CI_BODY_BYTES)
         except BodyTooLarge:
-            return too_large_response()
+            return TOO_LARGE
         except BodyIncomplete:
-            return error_response(400, "request body incomplete")
+            return BODY_INCOMPLETE
         try:
             ci = parse_ci_request(json.loads(body))
         except CiRequestInvalid as exc:
             self.metrics.payload_failures_total.labels(source="ci").inc()
-            return error_response(400, str(exc))
+            return error_reply(400, str(exc))
         except ValueError:
             self.metrics.payload_failures_total.labels(source="ci").inc()
-            return error_response(400, "body is not valid JSON")
+            return error_reply(400, "body is not valid JSON")
         return await self._review(ci)
 
-    async def _review(self, ci: CiReviewRequest) -> Response:
+    async def _review(self, ci: CiReviewRequest) -> Reply:
         host = self.hosts.get(ci.host)
         if host is None:
-            return error_response(422, f"host {ci.host.value} is not configured")
+            return error_reply(422, f"host {ci.host.value} is not configured")
         repo = ci.repo_ref
         try:
             pull = await host.get_pull_request(repo, ci.pr)
         except HostNotFound:
-            return error_response(404, "pull request not found on the forge")
+            return error_reply(404, "pull request not found on the forge")
         except HostAuthError:
             log.error(
                 "ci review: forge refused the gateway's credentials", extra={"host": ci.host.value}
             )
-            return error_response(502, "forge refused the gateway's credentials")
+            return error_reply(502, "forge refused the gateway's credentials")
         except HostUnavailable:
             log.warning("ci review: forge unreachable", extra={"host": ci.host.value})
-            return error_response(503, "forge unreachable", {"Retry-After": "30"})
+            return error_reply(503, "forge unreachable", 30)
         except HostError as exc:
             log.error(
                 "ci review: forge error",
                 extra={"host": ci.host.value, "error_type": type(exc).__name__},
             )
-            return error_response(502, "forge answered with an error")
+            return error_reply(502, "forge answered with an error")
         if pull.state != "open":
-            return json_response(409, {"error": "pull request is not open"})
+            return reply(409, {"error": "pull request is not open"})
         if pull.head_sha.lower() != ci.head_sha:
-            return json_response(
+            return reply(
                 409,
                 {
                     "error": "head moved",
@@ -206,16 +227,16 @@ class CiReviewEndpoint:
         try:
             result = await self.store.accept(None, [job])
         except StoreBusy:
-            return error_response(503, "queue busy, retry later", {"Retry-After": "1"})
+            return error_reply(503, "queue busy, retry later", 1)
         except StoreError as exc:
             log.error("ci review could not be stored", extra={"error_type": type(exc).__name__})
-            return error_response(503, "state store unavailable", {"Retry-After": "5"})
+            return error_reply(503, "state store unavailable", 5)
         if result.new_jobs == 0:
             self.metrics.dedup_hits_total.labels(kind="job").inc()
-            return json_response(200, {"status": "duplicate", "duplicate": "job"})
+            return DUPLICATE_JOB
         self.metrics.jobs_accepted_total.labels(source="ci").inc(result.new_jobs)
         log.info(
             "ci review accepted",
             extra={"repo": repo.full_name, "pr": ci.pr, "head_sha": ci.head_sha},
         )
-        return json_response(202, {"status": "accepted", "jobs": result.new_jobs})
+        return accepted(result.new_jobs)

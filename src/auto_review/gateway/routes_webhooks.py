@@ -20,10 +20,11 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
 
 from auto_review.gateway.intake import IntakePolicy, plan_jobs
 from auto_review.gateway.limits import (
@@ -35,12 +36,19 @@ from auto_review.gateway.limits import (
 )
 from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.responses import (
-    error_response,
+    BODY_INCOMPLETE,
+    DUPLICATE_DELIVERY,
+    DUPLICATE_JOB,
+    SERVER_ERROR,
+    TOO_LARGE,
+    UNSUPPORTED_TYPE,
+    Reply,
+    accepted,
+    error_reply,
     is_json_content_type,
-    json_response,
-    rate_limited_response,
-    too_large_response,
-    unsupported_type_response,
+    rate_limited,
+    reply,
+    send_reply,
 )
 from auto_review.gateway.signatures import (
     SignatureMalformed,
@@ -111,9 +119,14 @@ def _first_header(headers: Any, names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _client_address(request: Request) -> str:
-    client = request.scope.get("client")
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
     return client[0] if client else "unknown"
+
+
+@lru_cache(maxsize=64)
+def ignored_reply(reason: str) -> Reply:
+    return reply(202, {"status": "ignored", "reason": reason})
 
 
 class WebhookEndpoint:
@@ -138,24 +151,38 @@ class WebhookEndpoint:
         self._bad_signature = metrics.signature_failures_total
         self._payload_failures = metrics.payload_failures_total.labels(source=source.name)
 
-    async def handle(self, request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Raw ASGI: the intake hot path skips routing and middleware layers."""
+        status = 500
+        try:
+            answer = await self.respond(scope, receive)
+        except Exception:  # a bug must still answer, and never with request data
+            log.exception("webhook handler failed", extra={"source": self.source.name})
+            answer = SERVER_ERROR
+        status = answer.status
+        try:
+            await send_reply(send, answer)
+        finally:
+            self.metrics.count_request(self.source.route, status)
+
+    async def respond(self, scope: Scope, receive: Receive) -> Reply:
         source = self.source
-        length = declared_length(request.scope["headers"])
+        length = declared_length(scope["headers"])
         if length is not None and length > self.max_body_bytes:
-            return too_large_response()
-        client = _client_address(request)
+            return TOO_LARGE
+        client = client_address(scope)
         if not self.limiter.allow(client):
             self.metrics.rate_limited_total.labels(route=source.route).inc()
-            return rate_limited_response(self.limiter.retry_after_seconds(client))
-        headers = request.headers
+            return rate_limited(self.limiter.retry_after_seconds(client))
+        headers = Headers(scope=scope)
         if not is_json_content_type(headers.get("content-type")):
-            return unsupported_type_response()
+            return UNSUPPORTED_TYPE
         try:
-            body = await read_body_capped(request.receive, self.max_body_bytes)
+            body = await read_body_capped(receive, self.max_body_bytes)
         except BodyTooLarge:
-            return too_large_response()
+            return TOO_LARGE
         except BodyIncomplete:
-            return error_response(400, "request body incomplete")
+            return BODY_INCOMPLETE
 
         try:
             source.verify(source.secret, body, headers)
@@ -175,15 +202,15 @@ class WebhookEndpoint:
                 check_delivery_id(delivery_id)
         except PayloadError as exc:
             self._payload_failures.inc()
-            return error_response(400, str(exc))
+            return error_reply(400, str(exc))
         try:
             payload = json.loads(body)
         except ValueError:  # JSONDecodeError and UnicodeDecodeError both
             self._payload_failures.inc()
-            return error_response(400, "body is not valid JSON")
+            return error_reply(400, "body is not valid JSON")
         if not isinstance(payload, dict):
             self._payload_failures.inc()
-            return error_response(400, "body must be a JSON object")
+            return error_reply(400, "body must be a JSON object")
         try:
             event = source.parse(event_name or "", payload)
             decision = plan_jobs(event, self.policy)
@@ -197,33 +224,33 @@ class WebhookEndpoint:
                     "error_type": type(exc).__name__,
                 },
             )
-            return error_response(400, "payload invalid for its event")
+            return error_reply(400, "payload invalid for its event")
 
         if decision.ignored_reason is not None:
             self.metrics.ignored_events_total.labels(
                 source=source.name, reason=decision.ignored_reason
             ).inc()
-            return json_response(202, {"status": "ignored", "reason": decision.ignored_reason})
+            return ignored_reply(decision.ignored_reason)
 
         delivery = DeliveryRef(source.name, delivery_id) if delivery_id else None
         try:
             result = await self.store.accept(delivery, list(decision.jobs))
         except StoreBusy:
-            return error_response(503, "queue busy, retry later", {"Retry-After": "1"})
+            return error_reply(503, "queue busy, retry later", 1)
         except StoreError as exc:
             log.error(
                 "webhook could not be stored",
                 extra={"source": source.name, "error_type": type(exc).__name__},
             )
-            return error_response(503, "state store unavailable", {"Retry-After": "5"})
+            return error_reply(503, "state store unavailable", 5)
 
         if result.duplicate_delivery:
             self.metrics.dedup_hits_total.labels(kind="delivery").inc()
-            return json_response(200, {"status": "duplicate", "duplicate": "delivery"})
+            return DUPLICATE_DELIVERY
         if result.duplicate_jobs:
             self.metrics.dedup_hits_total.labels(kind="job").inc(result.duplicate_jobs)
         if result.new_jobs == 0:
-            return json_response(200, {"status": "duplicate", "duplicate": "job"})
+            return DUPLICATE_JOB
         self.metrics.jobs_accepted_total.labels(source="webhook").inc(result.new_jobs)
         log.info(
             "webhook accepted",
@@ -236,12 +263,12 @@ class WebhookEndpoint:
                 "jobs": result.new_jobs,
             },
         )
-        return json_response(202, {"status": "accepted", "jobs": result.new_jobs})
+        return accepted(result.new_jobs)
 
-    def _signature_refused(self, client: str, reason: str, status: int, text: str) -> Response:
+    def _signature_refused(self, client: str, reason: str, status: int, text: str) -> Reply:
         self._bad_signature.labels(source=self.source.name, reason=reason).inc()
         log.warning(
             "webhook signature refused",
             extra={"source": self.source.name, "reason": reason, "client": client},
         )
-        return error_response(status, text)
+        return error_reply(status, text)
