@@ -18,6 +18,7 @@ are shown by the diff but were not changed; removed lines no longer exist in the
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -162,7 +163,8 @@ def parse_diff(
     """Parse a whole diff, keeping at most ``limits.max_files`` files."""
     limits = limits or DiffLimits()
     if isinstance(source, bytes | bytearray):
-        source = iter(bytes(source).splitlines(keepends=True))
+        # Not bytes.splitlines(): it would also split at a lone "\r" inside a line.
+        source = io.BytesIO(bytes(source))
     files: list[FileDiff] = []
     for file_diff in iter_file_diffs(source, limits):
         if len(files) >= limits.max_files:
@@ -286,6 +288,10 @@ class _Parser:
         self.pending_old = None
         if self.in_header and self.file is not None:
             self._header_line(line)
+        elif self.hunk is not None and line[:1] in (b"+", b"-", b" ") and line != b"-- ":
+            # Right after a complete hunk, a diff line means the counts were wrong. ("-- " is
+            # the signature separator of a mailed patch.)
+            raise self.error("diff line beyond the hunk's line counts")
         # Anything else between files (mail headers, a "-- " signature) is not diff content.
         return None
 
