@@ -36,6 +36,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _BINARY_SNIFF = 8192
 _MAX_DEPTH = 256
+_PATH_CHANGED = "the path changed while it was being opened"
 
 
 class ConfinementError(ValueError):
@@ -189,11 +190,16 @@ class ConfinedTree:
                     raise ConfinementError("no such file in the repository") from None
                 except NotADirectoryError:
                     raise ConfinementError("a path component is not a directory") from None
+                except OSError:
+                    raise ConfinementError("the path cannot be inspected") from None
                 if stat.S_ISLNK(st.st_mode):
                     hops += 1
                     if hops > self.limits.max_symlink_hops:
                         raise ConfinementError("too many symlinks on the path")
-                    target = os.readlink(name, dir_fd=stack[-1])
+                    try:
+                        target = os.readlink(name, dir_fd=stack[-1])
+                    except OSError:
+                        raise ConfinementError(_PATH_CHANGED) from None
                     if target.startswith("/"):
                         raise ConfinementError("a symlink on the path points outside the tree")
                     pending.extend(reversed(target.split("/")))
@@ -204,6 +210,8 @@ class ConfinedTree:
                         raise ConfinementError("a path component is not a directory")
                     stack.append(_open_at(name, stack[-1], _DIR_FLAGS))
                     continue
+                if stat.S_ISDIR(st.st_mode):
+                    raise ConfinementError("path names a directory, not a file")
                 fd = _open_at(name, stack[-1], _FILE_FLAGS)
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     os.close(fd)
@@ -233,11 +241,25 @@ def _open_at(name: str, dir_fd: int, flags: int) -> int:
         return os.open(name, flags, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise ConfinementError("the path changed while it was being opened") from None
+            raise ConfinementError(_PATH_CHANGED) from None
         if exc.errno in (errno.ENOENT,):
             raise ConfinementError("no such file in the repository") from None
         code = errno.errorcode.get(exc.errno or 0, "?")
         raise ConfinementError(f"cannot open the file ({code})") from None
+
+
+def _entries(dir_fd: int) -> Iterator[tuple[str, bool]]:
+    """(name, is_directory) of the directories and regular files in a directory, by name.
+
+    Symlinks, FIFOs, devices and sockets are left out.
+    """
+    with os.scandir(dir_fd) as it:
+        chosen = [
+            (entry.name, entry.is_dir(follow_symlinks=False))
+            for entry in it
+            if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False)
+        ]
+    return iter(sorted(chosen))
 
 
 class _Search:
@@ -252,17 +274,21 @@ class _Search:
         self.reason: str | None = None
 
     def run(self, top_fd: int, base_parts: list[str]) -> SearchResult:
-        # Depth-first, holding one descriptor per level: every directory is entered with
-        # O_NOFOLLOW relative to its parent, so the walk never leaves the tree.
-        stack: list[tuple[int, list[str], Iterator[str]]] = []
+        # Depth-first in path order, holding one descriptor per level: every directory is
+        # entered with O_NOFOLLOW relative to its parent, so the walk never leaves the tree.
+        stack: list[tuple[int, list[str], Iterator[tuple[str, bool]]]] = []
         try:
-            stack.append((top_fd, base_parts, iter(self._scan_dir(top_fd, base_parts))))
+            stack.append((top_fd, base_parts, _entries(top_fd)))
             while stack and self.reason is None:
-                dir_fd, rel, subdirs = stack[-1]
-                name = next(subdirs, None)
-                if name is None:
+                dir_fd, rel, entries = stack[-1]
+                entry = next(entries, None)
+                if entry is None:
                     os.close(dir_fd)
                     stack.pop()
+                    continue
+                name, is_dir = entry
+                if not is_dir:
+                    self._search_file(dir_fd, name, rel)
                     continue
                 if len(stack) >= _MAX_DEPTH:
                     continue
@@ -270,27 +296,12 @@ class _Search:
                     child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
                 except OSError:
                     continue
-                child_rel = [*rel, name]
-                stack.append((child, child_rel, iter(())))  # owned by the stack from here
-                stack[-1] = (child, child_rel, iter(self._scan_dir(child, child_rel)))
+                stack.append((child, [*rel, name], iter(())))  # owned: closed even if listing fails
+                stack[-1] = (child, [*rel, name], _entries(child))
         finally:
             for fd, _, _ in stack:
                 os.close(fd)
         return SearchResult(tuple(self.matches), self.files, self.reason is not None, self.reason)
-
-    def _scan_dir(self, dir_fd: int, rel: list[str]) -> list[str]:
-        """Search the regular files of one directory; return its subdirectories, sorted."""
-        with os.scandir(dir_fd) as it:
-            entries = sorted(it, key=lambda entry: entry.name)
-        subdirs: list[str] = []
-        for entry in entries:
-            if self.reason is not None:
-                break
-            if entry.is_dir(follow_symlinks=False):
-                subdirs.append(entry.name)
-            elif entry.is_file(follow_symlinks=False):
-                self._search_file(dir_fd, entry.name, rel)
-        return subdirs
 
     def _search_file(self, dir_fd: int, name: str, rel: list[str]) -> None:
         limits = self.limits
