@@ -225,9 +225,19 @@ def _capped_lines(source: BinaryIO | Iterable[bytes], cap: int) -> Iterator[byte
 
 _HUNK_HEADER = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$", re.DOTALL)
 _SIMPLE_HEADERS = (
-    b"index ", b"old mode ", b"new mode ", b"deleted file mode ", b"new file mode ",
-    b"similarity index ", b"dissimilarity index ", b"rename from ", b"rename to ",
-    b"copy from ", b"copy to ", b"rename old ", b"rename new ",
+    b"index ",
+    b"old mode ",
+    b"new mode ",
+    b"deleted file mode ",
+    b"new file mode ",
+    b"similarity index ",
+    b"dissimilarity index ",
+    b"rename from ",
+    b"rename to ",
+    b"copy from ",
+    b"copy to ",
+    b"rename old ",
+    b"rename new ",
 )
 
 
@@ -303,7 +313,7 @@ class _Parser:
     # -- files ---------------------------------------------------------------------------
 
     def _start_git_file(self, line: bytes) -> None:
-        old, new = _split_git_header(line[len(b"diff --git "):], self)
+        old, new = _split_git_header(line[len(b"diff --git ") :], self)
         self.git_paths = (
             None if old is None else self._checked(old),
             None if new is None else self._checked(new),
@@ -344,24 +354,24 @@ class _Parser:
             self.git_paths = (self.git_paths[0], new)
         elif line.startswith(b"new file mode "):
             file.status = FileStatus.ADDED
-            file.new_mode = _ascii(line[len(b"new file mode "):])
+            file.new_mode = _ascii(line[len(b"new file mode ") :])
         elif line.startswith(b"deleted file mode "):
             file.status = FileStatus.DELETED
-            file.old_mode = _ascii(line[len(b"deleted file mode "):])
+            file.old_mode = _ascii(line[len(b"deleted file mode ") :])
         elif line.startswith(b"old mode "):
-            file.old_mode = _ascii(line[len(b"old mode "):])
+            file.old_mode = _ascii(line[len(b"old mode ") :])
         elif line.startswith(b"new mode "):
-            file.new_mode = _ascii(line[len(b"new mode "):])
+            file.new_mode = _ascii(line[len(b"new mode ") :])
         elif line.startswith((b"rename from ", b"rename old ")):
             self.renamed_from = self._bare_path(line.split(b" ", 2)[2])
         elif line.startswith((b"rename to ", b"rename new ")):
             self.renamed_to = self._bare_path(line.split(b" ", 2)[2])
         elif line.startswith(b"copy from "):
-            self.renamed_from, self.copied = self._bare_path(line[len(b"copy from "):]), True
+            self.renamed_from, self.copied = self._bare_path(line[len(b"copy from ") :]), True
         elif line.startswith(b"copy to "):
-            self.renamed_to, self.copied = self._bare_path(line[len(b"copy to "):]), True
+            self.renamed_to, self.copied = self._bare_path(line[len(b"copy to ") :]), True
         elif line.startswith(b"similarity index "):
-            file.similarity = _percent(line[len(b"similarity index "):])
+            file.similarity = _percent(line[len(b"similarity index ") :])
         elif line.startswith(b"index "):
             mode = line.rsplit(b" ", 1)[-1] if line.count(b" ") >= 2 else b""
             if mode.isdigit() and file.old_mode is None and file.new_mode is None:
@@ -407,7 +417,7 @@ class _Parser:
         if raw == b"/dev/null":
             return None
         if raw.startswith(prefix):
-            raw = raw[len(prefix):]
+            raw = raw[len(prefix) :]
         return self._checked(raw)
 
     def _bare_path(self, field_: bytes) -> bytes:
@@ -504,8 +514,15 @@ def _decode_path(raw: bytes | None) -> str | None:
 
 
 _ESCAPES = {
-    ord("a"): 7, ord("b"): 8, ord("t"): 9, ord("n"): 10, ord("v"): 11, ord("f"): 12,
-    ord("r"): 13, ord('"'): 34, ord("\\"): 92,
+    ord("a"): 7,
+    ord("b"): 8,
+    ord("t"): 9,
+    ord("n"): 10,
+    ord("v"): 11,
+    ord("f"): 12,
+    ord("r"): 13,
+    ord('"'): 34,
+    ord("\\"): 92,
 }
 
 
@@ -516,14 +533,14 @@ def _unquote(data: bytes, parser: _Parser | None = None) -> tuple[bytes, bytes]:
     while i < len(data):
         ch = data[i]
         if ch == ord('"'):
-            return bytes(out), data[i + 1:]
+            return bytes(out), data[i + 1 :]
         if ch == ord("\\") and i + 1 < len(data):
             nxt = data[i + 1]
             if nxt in _ESCAPES:
                 out.append(_ESCAPES[nxt])
                 i += 2
                 continue
-            octal = data[i + 1:i + 4]
+            octal = data[i + 1 : i + 4]
             if len(octal) == 3 and all(0x30 <= c <= 0x37 for c in octal):
                 out.append(int(octal, 8) & 0xFF)
                 i += 4
@@ -547,7 +564,7 @@ def _split_git_header(rest: bytes, parser: _Parser) -> tuple[bytes | None, bytes
         old = new = None
         start = 0
         while (pos := rest.find(b" b/", start)) != -1:
-            left, right = rest[:pos], rest[pos + 1:]
+            left, right = rest[:pos], rest[pos + 1 :]
             if left[2:] == right[2:]:
                 old, new = left, right
                 break
@@ -555,11 +572,11 @@ def _split_git_header(rest: bytes, parser: _Parser) -> tuple[bytes | None, bytes
         if old is None:
             if rest.endswith(b'"') and b' "' in rest:
                 pos = rest.index(b' "')
-                old, new = rest[:pos], _unquote(rest[pos + 1:], parser)[0]
+                old, new = rest[:pos], _unquote(rest[pos + 1 :], parser)[0]
             else:
                 pos = rest.find(b" b/")
                 if pos == -1:
                     return None, None
-                old, new = rest[:pos], rest[pos + 1:]
+                old, new = rest[:pos], rest[pos + 1 :]
     assert old is not None and new is not None
     return (old[2:] if old.startswith(b"a/") else old, new[2:] if new.startswith(b"b/") else new)

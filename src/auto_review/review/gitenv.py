@@ -38,11 +38,11 @@ HOST_ENV = "AR_GIT_HOST"
 # argv of any process. The helper answers only `get`, only for https and only for the one host
 # it was configured for, so a redirect or a second URL cannot harvest the token.
 CREDENTIAL_HELPER = (
-    "!f() { test \"$1\" = get || return 0; h=; p=; "
-    "while IFS= read -r l && test -n \"$l\"; do case \"$l\" in "
+    '!f() { test "$1" = get || return 0; h=; p=; '
+    'while IFS= read -r l && test -n "$l"; do case "$l" in '
     "host=*) h=${l#host=};; protocol=*) p=${l#protocol=};; esac; done; "
-    f"test \"$p\" = https && test -n \"$h\" && test \"$h\" = \"${HOST_ENV}\" || return 0; "
-    f"printf 'username=%s\\npassword=%s\\n' \"${USERNAME_ENV}\" \"${TOKEN_ENV}\"; }}; f"
+    f'test "$p" = https && test -n "$h" && test "$h" = "${HOST_ENV}" || return 0; '
+    f'printf \'username=%s\\npassword=%s\\n\' "${USERNAME_ENV}" "${TOKEN_ENV}"; }}; f'
 )
 
 # Settings that make git execute a program, follow the network elsewhere, or change what is
@@ -92,9 +92,7 @@ _HARDENING: tuple[tuple[str, str], ...] = (
 # Attributes that select drivers or conversions, forced back to "unspecified" for every path
 # in `$GIT_DIR/info/attributes` (highest precedence), so a hostile `.gitattributes` cannot name
 # a filter or diff driver, and files are written byte for byte as committed.
-NEUTRAL_ATTRIBUTES = (
-    b"* !filter !diff !merge !text !eol !ident !working-tree-encoding\n"
-)
+NEUTRAL_ATTRIBUTES = b"* !filter !diff !merge !text !eol !ident !working-tree-encoding\n"
 
 
 class GitError(Exception):
@@ -295,9 +293,7 @@ class GitRunner:
                     if tree_size(directory, stop_above=cap) > cap:
                         _kill_group(proc)
                         proc.communicate()
-                        raise GitSizeExceeded(
-                            f"git {what} exceeded the size cap of {cap} bytes"
-                        )
+                        raise GitSizeExceeded(f"git {what} exceeded the size cap of {cap} bytes")
         finally:
             _kill_group(proc)
         if proc.returncode != 0:

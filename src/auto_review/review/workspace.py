@@ -121,8 +121,15 @@ class Workspace:
         if self.merge_base_sha is None:
             raise WorkspaceError("the merge base was not fetched; pass merge_base_sha")
         args = [
-            "diff", "--no-color", "--no-ext-diff", "--no-textconv", "--find-renames",
-            "--no-relative", self.merge_base_sha, self.head_sha, "--",
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--find-renames",
+            "--no-relative",
+            self.merge_base_sha,
+            self.head_sha,
+            "--",
         ]
         with self.runner.stream(args, timeout=self.limits.diff_timeout) as out:
             yield iter_file_diffs(out, limits)
@@ -162,8 +169,12 @@ def _prepare(
     for directory in (home, tree):
         directory.mkdir(mode=0o700)
     runner = GitRunner(
-        home=home, git_dir=git_dir, work_tree=tree, policy=policy,
-        credentials=credentials, git=git_binary,
+        home=home,
+        git_dir=git_dir,
+        work_tree=tree,
+        policy=policy,
+        credentials=credentials,
+        git=git_binary,
     )
     try:
         runner.run(["init", "--quiet", "--template="], timeout=limits.checkout_timeout)
@@ -177,25 +188,44 @@ def _prepare(
             refspecs.append(f"+{request.merge_base_sha}:{BASE_REF}")
         runner.run(
             [
-                "fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "--depth=1",
-                "--no-write-fetch-head", "--no-auto-gc", "--no-auto-maintenance",
-                "--", request.url, *refspecs,
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-recurse-submodules",
+                "--depth=1",
+                "--no-write-fetch-head",
+                "--no-auto-gc",
+                "--no-auto-maintenance",
+                "--",
+                request.url,
+                *refspecs,
             ],
             timeout=limits.fetch_timeout,
             watch={git_dir: limits.max_git_bytes},
         )
-        fetched = runner.run(
-            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{HEAD_REF}^{{commit}}"],
-            timeout=limits.checkout_timeout,
-        ).stdout.decode("ascii", "replace").strip()
+        fetched = (
+            runner.run(
+                ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{HEAD_REF}^{{commit}}"],
+                timeout=limits.checkout_timeout,
+            )
+            .stdout.decode("ascii", "replace")
+            .strip()
+        )
         if fetched != request.head_sha:
             raise HeadMismatch(
                 f"fetched head {fetched[:12] or 'nothing'} is not the announced head "
                 f"{request.head_sha[:12]}: the pull request moved"
             )
         runner.run(
-            ["checkout", "--quiet", "--detach", "--force", "--no-recurse-submodules",
-             request.head_sha, "--"],
+            [
+                "checkout",
+                "--quiet",
+                "--detach",
+                "--force",
+                "--no-recurse-submodules",
+                request.head_sha,
+                "--",
+            ],
             timeout=limits.checkout_timeout,
             watch={tree: limits.max_tree_bytes},
         )
@@ -204,8 +234,13 @@ def _prepare(
     if tree_size(tree, stop_above=limits.max_tree_bytes) > limits.max_tree_bytes:
         raise WorkspaceError(f"checked-out tree exceeds {limits.max_tree_bytes} bytes")
     return Workspace(
-        job_dir=job_dir, tree=tree, git_dir=git_dir, head_sha=request.head_sha,
-        merge_base_sha=request.merge_base_sha, runner=runner, limits=limits,
+        job_dir=job_dir,
+        tree=tree,
+        git_dir=git_dir,
+        head_sha=request.head_sha,
+        merge_base_sha=request.merge_base_sha,
+        runner=runner,
+        limits=limits,
     )
 
 

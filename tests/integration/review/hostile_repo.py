@@ -55,7 +55,10 @@ def clean_env(home: Path) -> dict[str, str]:
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
-        ["git", *args], cwd=cwd, env=env or clean_env(cwd), check=True,
+        ["git", *args],
+        cwd=cwd,
+        env=env or clean_env(cwd),
+        check=True,
         capture_output=True,
     )
     return result.stdout.decode().strip()
@@ -63,11 +66,7 @@ def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
 
 def write_evil_script(path: Path, markers: Path) -> None:
     # Writes a marker named by its first argument; a filter must also pass stdin through.
-    path.write_text(
-        "#!/bin/sh\n"
-        f"touch '{markers}'/\"${{1:-unnamed}}\"\n"
-        "cat\n"
-    )
+    path.write_text(f"#!/bin/sh\ntouch '{markers}'/\"${{1:-unnamed}}\"\ncat\n")
     path.chmod(0o755)
 
 
@@ -142,14 +141,14 @@ def arm_host_config(tmp: Path, repo: HostileRepo) -> dict[str, str]:
         f"\thooksPath = {hooks}\n"
         f"\tfsmonitor = '{evil}' global-fsmonitor\n"
         f"\tpager = '{evil}' global-pager\n"
-        "[filter \"evil\"]\n"
+        '[filter "evil"]\n'
         f"\tsmudge = '{evil}' global-smudge\n"
         f"\tclean = '{evil}' global-clean\n"
-        "[filter \"lfs\"]\n"
+        '[filter "lfs"]\n'
         f"\tsmudge = '{evil}' global-lfs-smudge\n"
         f"\tprocess = '{evil}' global-lfs-process\n"
         "\trequired = true\n"
-        "[diff \"evil\"]\n"
+        '[diff "evil"]\n'
         f"\ttextconv = '{evil}' global-textconv\n"
         "[diff]\n"
         f"\texternal = '{evil}' global-external-diff\n"

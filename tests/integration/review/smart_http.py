@@ -20,10 +20,26 @@ from urllib.parse import urlsplit
 def make_certificate(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
     )
     return cert, key
 
@@ -98,7 +114,10 @@ class SmartHttpServer:
                 if self.headers.get("Git-Protocol"):
                     env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
                 result = subprocess.run(
-                    ["git", "http-backend"], input=body, env=env, capture_output=True,
+                    ["git", "http-backend"],
+                    input=body,
+                    env=env,
+                    capture_output=True,
                     check=False,
                 )
                 head, _, payload = result.stdout.partition(b"\r\n\r\n")
@@ -144,7 +163,7 @@ def write_argv_logger(path: Path, log: Path) -> None:
         f"tr '\\0' ' ' < /proc/$$/cmdline >> '{log}'\n"
         f"if [ -n \"$AR_GIT_TOKEN\" ]; then echo ' [token-in-env]' >> '{log}'; "
         f"else echo ' [no-token]' >> '{log}'; fi\n"
-        "exec /usr/bin/git \"$@\"\n"
+        'exec /usr/bin/git "$@"\n'
     )
     path.chmod(0o755)
     os.sync()

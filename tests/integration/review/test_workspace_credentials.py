@@ -49,7 +49,9 @@ def test_https_fetch_with_token_keeps_it_off_argv_trace_and_disk(
     credentials = GitCredentials(username="bot", token=TOKEN, host=server.host)
     policy = GitPolicy(ca_file=server.cert, trace_file=trace)
     request = FetchRequest(
-        url=server.url("origin.git"), head_sha=hostile.head_sha, head_ref="refs/pull/7/head",
+        url=server.url("origin.git"),
+        head_sha=hostile.head_sha,
+        head_ref="refs/pull/7/head",
         merge_base_sha=hostile.base_sha,
     )
     with open_workspace(
@@ -80,8 +82,11 @@ def test_helper_withholds_the_token_from_other_hosts(
     jobs.mkdir()
     credentials = GitCredentials(username="bot", token=TOKEN, host="forge.example.invalid")
     request = FetchRequest(url=server.url("origin.git"), head_sha=hostile.head_sha)
-    with pytest.raises(WorkspaceError) as failure, open_workspace(
-        request, parent=jobs, policy=GitPolicy(ca_file=server.cert), credentials=credentials
+    with (
+        pytest.raises(WorkspaceError) as failure,
+        open_workspace(
+            request, parent=jobs, policy=GitPolicy(ca_file=server.cert), credentials=credentials
+        ),
     ):
         pass
     assert "terminal prompts disabled" in str(failure.value)
@@ -94,12 +99,14 @@ def test_credential_fill_answers_only_https_for_the_configured_host(tmp_path: Pa
     home = tmp_path / "home"
     home.mkdir()
     runner = GitRunner(
-        home=home, git_dir=tmp_path / "g",
+        home=home,
+        git_dir=tmp_path / "g",
         credentials=GitCredentials(username="bot", token=TOKEN, host="forge.example:8443"),
     )
     runner.run(["init", "--quiet", "--bare"], timeout=30)
     answer = runner.run(
-        ["credential", "fill"], timeout=30,
+        ["credential", "fill"],
+        timeout=30,
         stdin=b"protocol=https\nhost=forge.example:8443\npath=o/r.git\n\n",
     ).stdout.decode()
     assert f"password={TOKEN}" in answer and "username=bot" in answer
@@ -131,9 +138,14 @@ def test_explicit_proxy_is_used_for_https(tmp_path: Path) -> None:
     jobs.mkdir()
     policy = GitPolicy(https_proxy=f"http://127.0.0.1:{port}")
     request = FetchRequest(url="https://forge.example.invalid/o/r.git", head_sha="a" * 40)
-    with pytest.raises(WorkspaceError), open_workspace(
-        request, parent=jobs, policy=policy,
-        credentials=GitCredentials("bot", TOKEN, "forge.example.invalid"),
+    with (
+        pytest.raises(WorkspaceError),
+        open_workspace(
+            request,
+            parent=jobs,
+            policy=policy,
+            credentials=GitCredentials("bot", TOKEN, "forge.example.invalid"),
+        ),
     ):
         pass
     thread.join(10)

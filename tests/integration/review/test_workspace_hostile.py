@@ -46,7 +46,9 @@ def test_control_the_hostile_setup_is_armed(tmp_path: Path, hostile: HostileRepo
     clone = tmp_path / "plain-clone"
     subprocess.run(
         ["git", "clone", "-q", "-b", "feature", hostile.url, str(clone)],
-        env=env, check=False, capture_output=True,  # the fake LFS process filter fails
+        env=env,
+        check=False,
+        capture_output=True,  # the fake LFS process filter fails
     )
     fired = hostile.fired()
     assert "global-reference-transaction" in fired
@@ -60,7 +62,9 @@ def test_pull_ref_fetch_executes_nothing(
     for key, value in arm_host_config(tmp_path, hostile).items():
         monkeypatch.setenv(key, value)
     request = FetchRequest(
-        url=hostile.url, head_sha=hostile.head_sha, head_ref="refs/pull/7/head",
+        url=hostile.url,
+        head_sha=hostile.head_sha,
+        head_ref="refs/pull/7/head",
         merge_base_sha=hostile.base_sha,
     )
     with open_workspace(request, parent=jobs, policy=FILE_OK) as ws:
@@ -95,9 +99,7 @@ def test_pull_ref_fetch_executes_nothing(
     assert os.listdir(jobs) == []
 
 
-def test_repo_local_config_cannot_make_git_execute(
-    hostile: HostileRepo, jobs: Path
-) -> None:
+def test_repo_local_config_cannot_make_git_execute(hostile: HostileRepo, jobs: Path) -> None:
     request = FetchRequest(url=hostile.url, head_sha=hostile.head_sha, head_ref="refs/pull/7/head")
     with open_workspace(request, parent=jobs, policy=FILE_OK) as ws:
         evil = hostile.evil_script
@@ -118,10 +120,21 @@ def test_repo_local_config_cannot_make_git_execute(
         # Control: the same git directory used without the `-c` overrides runs the local
         # fsmonitor and hooks (filters stay neutral there too: info/attributes unsets them).
         subprocess.run(
-            ["git", "--git-dir", str(ws.git_dir), "--work-tree", str(ws.tree),
-             "checkout", "--force", ws.head_sha, "--", "a.txt"],
+            [
+                "git",
+                "--git-dir",
+                str(ws.git_dir),
+                "--work-tree",
+                str(ws.tree),
+                "checkout",
+                "--force",
+                ws.head_sha,
+                "--",
+                "a.txt",
+            ],
             env={"PATH": "/usr/bin:/bin", "HOME": str(jobs), "GIT_CONFIG_NOSYSTEM": "1"},
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         assert {"local-fsmonitor", "remote-post-checkout"} <= set(hostile.fired())
         assert "local-smudge" not in hostile.fired()
@@ -137,8 +150,9 @@ def test_fetch_by_sha_alone(hostile: HostileRepo, jobs: Path) -> None:
 
 def test_moved_head_is_refused_and_cleaned_up(hostile: HostileRepo, jobs: Path) -> None:
     request = FetchRequest(url=hostile.url, head_sha=hostile.base_sha, head_ref="refs/pull/7/head")
-    with pytest.raises(HeadMismatch, match="moved"), open_workspace(
-        request, parent=jobs, policy=FILE_OK
+    with (
+        pytest.raises(HeadMismatch, match="moved"),
+        open_workspace(request, parent=jobs, policy=FILE_OK),
     ):
         pass
     assert os.listdir(jobs) == []
@@ -146,9 +160,10 @@ def test_moved_head_is_refused_and_cleaned_up(hostile: HostileRepo, jobs: Path) 
 
 def test_directory_removed_when_the_job_fails(hostile: HostileRepo, jobs: Path) -> None:
     request = FetchRequest(url=hostile.url, head_sha=hostile.head_sha)
-    with pytest.raises(RuntimeError, match="job failed"), open_workspace(
-        request, parent=jobs, policy=FILE_OK
-    ) as ws:
+    with (
+        pytest.raises(RuntimeError, match="job failed"),
+        open_workspace(request, parent=jobs, policy=FILE_OK) as ws,
+    ):
         (ws.tree / "docs").chmod(0o500)  # even a read-only directory is removed
         raise RuntimeError("job failed")
     assert os.listdir(jobs) == []
@@ -158,10 +173,15 @@ def test_file_remote_refused_unless_allowed(hostile: HostileRepo, jobs: Path) ->
     request = FetchRequest(url=hostile.url, head_sha=hostile.head_sha)
     with pytest.raises(WorkspaceError, match="scheme"), open_workspace(request, parent=jobs):
         pass
-    for url in ("ssh://git@example.invalid/x.git", "ext::sh -c touch% /tmp/x",
-                "https://user:tok@example.invalid/x.git", "https://exa mple.invalid/x"):
-        with pytest.raises(WorkspaceError), open_workspace(
-            FetchRequest(url=url, head_sha=hostile.head_sha), parent=jobs
+    for url in (
+        "ssh://git@example.invalid/x.git",
+        "ext::sh -c touch% /tmp/x",
+        "https://user:tok@example.invalid/x.git",
+        "https://exa mple.invalid/x",
+    ):
+        with (
+            pytest.raises(WorkspaceError),
+            open_workspace(FetchRequest(url=url, head_sha=hostile.head_sha), parent=jobs),
         ):
             pass
     assert os.listdir(jobs) == []

@@ -61,9 +61,14 @@ def test_fetch_over_the_object_size_cap_fails_and_cleans_up(tmp_path: Path) -> N
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     limits = WorkspaceLimits(max_git_bytes=1024 * 1024)
-    with pytest.raises(WorkspaceError, match="size cap of 1048576 bytes"), open_workspace(
-        FetchRequest(url=origin.as_uri(), head_sha=head), parent=jobs, policy=FILE_OK,
-        limits=limits,
+    with (
+        pytest.raises(WorkspaceError, match="size cap of 1048576 bytes"),
+        open_workspace(
+            FetchRequest(url=origin.as_uri(), head_sha=head),
+            parent=jobs,
+            policy=FILE_OK,
+            limits=limits,
+        ),
     ):
         pass
     assert os.listdir(jobs) == []
@@ -75,9 +80,14 @@ def test_checkout_over_the_tree_size_cap_fails(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     limits = WorkspaceLimits(max_tree_bytes=8 * 1024 * 1024)
-    with pytest.raises(WorkspaceError, match="8388608 bytes"), open_workspace(
-        FetchRequest(url=origin.as_uri(), head_sha=head), parent=jobs, policy=FILE_OK,
-        limits=limits,
+    with (
+        pytest.raises(WorkspaceError, match="8388608 bytes"),
+        open_workspace(
+            FetchRequest(url=origin.as_uri(), head_sha=head),
+            parent=jobs,
+            policy=FILE_OK,
+            limits=limits,
+        ),
     ):
         pass
     assert os.listdir(jobs) == []
@@ -88,7 +98,9 @@ def test_within_caps_the_same_repository_is_fetched(tmp_path: Path) -> None:
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     with open_workspace(
-        FetchRequest(url=origin.as_uri(), head_sha=head), parent=jobs, policy=FILE_OK,
+        FetchRequest(url=origin.as_uri(), head_sha=head),
+        parent=jobs,
+        policy=FILE_OK,
         limits=WorkspaceLimits(max_tree_bytes=8 * 1024 * 1024),
     ) as ws:
         assert (ws.tree / "zeros.bin").stat().st_size == 2 * 1024 * 1024

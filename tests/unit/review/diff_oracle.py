@@ -69,7 +69,11 @@ class ScratchRepo:
 
     def git(self, *args: str | bytes) -> bytes:
         return subprocess.run(
-            ["git", *args], cwd=self.root, env=self.env, check=True, capture_output=True,
+            ["git", *args],
+            cwd=self.root,
+            env=self.env,
+            check=True,
+            capture_output=True,
         ).stdout
 
     def write(self, name: bytes, content: bytes | None) -> None:

@@ -176,7 +176,10 @@ def test_search_is_literal_confined_and_ordered(layout: Path) -> None:
     assert result.matches[1].text == "caf\ufffd handler"
     folded = tree.search("HANDLER", ignore_case=True)
     assert [(m.path, m.line) for m in folded.matches] == [
-        ("docs/guide.md", 1), ("latin.txt", 1), ("src/pkg/mod.py", 1), ("src/pkg/mod.py", 2),
+        ("docs/guide.md", 1),
+        ("latin.txt", 1),
+        ("src/pkg/mod.py", 1),
+        ("src/pkg/mod.py", 2),
     ]
     assert [m.path for m in tree.search("handler", under="src").matches] == ["src/pkg/mod.py"]
     assert tree.search("SECRET").matches == ()

@@ -39,13 +39,12 @@ def test_modified_file_numbers_and_changed_lines(repo: ScratchRepo) -> None:
     assert (f.status, f.old_path, f.new_path) == (FileStatus.MODIFIED, "m.py", "m.py")
     assert f.changed_lines() == {5, 30}
     assert [(h.old_start, h.old_count, h.new_start, h.new_count) for h in f.hunks] == [
-        (2, 7, 2, 7), (27, 6, 27, 7),
+        (2, 7, 2, 7),
+        (27, 6, 27, 7),
     ]
     assert apply_file_diff(SOURCE, f) == new
     lines = list(f.hunks[0].iter_lines())
-    assert lines[3] == DiffLine(
-        LineKind.REMOVED, b"line 5 of a reasonably long file body", 5, None
-    )
+    assert lines[3] == DiffLine(LineKind.REMOVED, b"line 5 of a reasonably long file body", 5, None)
     assert lines[4].kind is LineKind.ADDED and lines[4].new_line == 5
     assert f.in_diff(2) and f.in_diff(8) and not f.in_diff(9)
     assert not f.is_changed(4)  # a context line is shown but not changed
@@ -66,7 +65,10 @@ def test_rename_with_edits_and_pure_rename(repo: ScratchRepo) -> None:
     assert edited.similarity is not None and 90 <= edited.similarity < 100
     assert edited.changed_lines() == {40}
     assert (pure.status, pure.old_path, pure.similarity, pure.hunks) == (
-        FileStatus.RENAMED, "same.txt", 100, []
+        FileStatus.RENAMED,
+        "same.txt",
+        100,
+        [],
     )
 
 
@@ -160,10 +162,14 @@ def test_plain_unified_diff_with_timestamps() -> None:
     )
     first, second = parse_diff(diff).files
     assert (first.old_path, first.new_path, first.changed_lines()) == (
-        "orig/file.c", "new/file.c", {2}
+        "orig/file.c",
+        "new/file.c",
+        {2},
     )
     assert (second.status, second.path, second.changed_lines()) == (
-        FileStatus.ADDED, "new/added.c", {1}
+        FileStatus.ADDED,
+        "new/added.c",
+        {1},
     )
 
 
@@ -237,8 +243,14 @@ def test_files_are_yielded_before_the_input_is_exhausted() -> None:
     def lines() -> Iterator[bytes]:
         nonlocal consumed
         for i in range(1000):
-            for line in (b"diff --git a/f%d b/f%d\n" % (i, i), b"--- a/f\n", b"+++ b/f\n",
-                         b"@@ -1 +1 @@\n", b"-a\n", b"+b\n"):
+            for line in (
+                b"diff --git a/f%d b/f%d\n" % (i, i),
+                b"--- a/f\n",
+                b"+++ b/f\n",
+                b"@@ -1 +1 @@\n",
+                b"-a\n",
+                b"+b\n",
+            ):
                 consumed += 1
                 yield line
 

@@ -31,7 +31,9 @@ LINE_ENDINGS = [b"", b"\r"]  # "\r" before "\n" makes CRLF lines
 DECORATIONS = [b"", b" \xff\xfe", " \u2603".encode(), b"\t"]
 
 PROFILE = settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,
 )
 
@@ -91,8 +93,7 @@ def _join(lines: list[bytes], final_newline: bool) -> bytes:
     return b"\n".join(lines) + (b"\n" if final_newline else b"")
 
 
-@given(edits=st.lists(unique_edits(), min_size=1, max_size=3),
-       paths=st.permutations(PATHS))
+@given(edits=st.lists(unique_edits(), min_size=1, max_size=3), paths=st.permutations(PATHS))
 @PROFILE
 def test_unique_line_edits_give_exact_changed_lines(
     edits: list[UniqueEdit], paths: list[bytes]
@@ -128,9 +129,27 @@ def test_unique_line_edits_give_exact_changed_lines(
 
 
 line_text = st.lists(
-    st.sampled_from([b"a", b"b", b"}", b"", b"  x = 1", b"\xff\xfe", b"\r", b"\\", b"+", b"-",
-                     b" ", b"@@ -1 +1 @@", b"diff --git a/x b/x", b"--- a/x", b"+++ b/x"]),
-    min_size=0, max_size=3,
+    st.sampled_from(
+        [
+            b"a",
+            b"b",
+            b"}",
+            b"",
+            b"  x = 1",
+            b"\xff\xfe",
+            b"\r",
+            b"\\",
+            b"+",
+            b"-",
+            b" ",
+            b"@@ -1 +1 @@",
+            b"diff --git a/x b/x",
+            b"--- a/x",
+            b"+++ b/x",
+        ]
+    ),
+    min_size=0,
+    max_size=3,
 ).map(b"".join)
 
 
@@ -143,7 +162,10 @@ line_text = st.lists(
 )
 @PROFILE
 def test_arbitrary_text_round_trips_and_matches_numstat(
-    old_lines: list[bytes], new_lines: list[bytes], old_newline: bool, new_newline: bool,
+    old_lines: list[bytes],
+    new_lines: list[bytes],
+    old_newline: bool,
+    new_newline: bool,
     context: str,
 ) -> None:
     old, new = _join(old_lines, old_newline), _join(new_lines, new_newline)
