@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -304,12 +305,12 @@ class GitRunner:
     def stream(self, args: Sequence[str], *, timeout: float) -> Iterator[IO[bytes]]:
         """Run a git command whose stdout is consumed as a stream (e.g. a large diff).
 
-        A watchdog kills the process group at the deadline; a non-zero exit raises on leaving
-        the block, after the caller stopped reading.
+        A watchdog kills the process group at the deadline; a failed exit raises on leaving
+        the block. Large outputs must use this, not :meth:`run`, which buffers them.
         """
         what = args[0] if args else "command"
-        err_path = self.home / f".stderr-{os.getpid()}-{time.monotonic_ns()}"
-        with open(err_path, "wb+") as err_file:
+        # stderr goes to an anonymous file: nothing appears in the (empty) HOME.
+        with tempfile.TemporaryFile() as err_file:
             proc = subprocess.Popen(
                 self.argv(args),
                 env=self.environment(),
@@ -332,10 +333,10 @@ class GitRunner:
                 proc.wait()
                 err_file.seek(0)
                 stderr = err_file.read(64 * 1024)
-            os.unlink(err_path)
             if watchdog.fired:
                 raise GitTimeout(f"git {what} exceeded its time limit of {timeout:g}s")
-            if proc.returncode != 0:
+            # SIGPIPE: the caller stopped reading early on purpose; that is not a git failure.
+            if proc.returncode not in (0, -signal.SIGPIPE):
                 raise self._failure(what, stderr)
 
 
