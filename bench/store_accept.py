@@ -130,11 +130,6 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1500.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
-    parser.add_argument(
-        "--inline-checkpoints",
-        action="store_true",
-        help="let commits checkpoint the WAL (SQLite's default) instead of a background thread",
-    )
     parser.add_argument("--no-uvloop", action="store_true", help="use the default event loop")
     options = parser.parse_args()
 
@@ -148,17 +143,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=options.dir, prefix="store-accept-") as scratch:
         state_dir = Path(scratch) / "state"
-        checkpoints = "inline" if options.inline_checkpoints else "background"
-        print(
-            f"state dir {state_dir}; synchronous={options.synchronous};"
-            f" {checkpoints} checkpoints; {os.cpu_count()} CPUs"
-        )
+        print(f"state dir {state_dir}; synchronous={options.synchronous}; {os.cpu_count()} CPUs")
         print(fsync_cost(Path(scratch)))
-        store = SqliteIntakeStore.open(
-            state_dir,
-            synchronous=options.synchronous,
-            background_checkpoints=not options.inline_checkpoints,
-        )
+        store = SqliteIntakeStore.open(state_dir, synchronous=options.synchronous)
         try:
             if options.mode in ("closed", "both"):
                 asyncio.run(closed_loop(store, options.concurrency, options.count))

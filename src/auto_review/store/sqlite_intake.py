@@ -17,7 +17,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -31,15 +31,14 @@ from auto_review.store.base import (
     RequeueResult,
     StoreError,
 )
-from auto_review.store.checkpointer import Checkpointer
 from auto_review.store.group_commit import GroupCommitWriter, Housekeeping
 from auto_review.store.schema import migrate
+from auto_review.store.sqlite_accept import AcceptItem, write_accepts
 
 STATE_FILE_NAME = "state.sqlite3"
 DEFAULT_MAX_PENDING = 4096
 DEFAULT_DELIVERY_RETENTION_SECONDS = 30 * 24 * 3600.0
 MAX_DETAIL_CHARS = 500
-WRITER_AUTOCHECKPOINT_PAGES = 20_000  # ~80 MiB of WAL with 4 KiB pages
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -53,8 +52,6 @@ class SqliteIntakeStore:
         max_pending: int = DEFAULT_MAX_PENDING,
         delivery_retention_seconds: float = DEFAULT_DELIVERY_RETENTION_SECONDS,
         housekeeping_interval_seconds: float = 3600.0,
-        background_checkpoints: bool = True,
-        checkpoint_interval_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
@@ -72,16 +69,6 @@ class SqliteIntakeStore:
         except BaseException:
             write.close()
             raise
-        if background_checkpoints:
-            # The writer only checkpoints itself if the background thread falls far behind.
-            write.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
-        self._checkpointer = (
-            Checkpointer(
-                lambda: _connect(path, synchronous), interval_seconds=checkpoint_interval_seconds
-            )
-            if background_checkpoints
-            else None
-        )
         self._read = _connect(path)
         self._read.execute("PRAGMA query_only = ON")
         self._read_lock = threading.Lock()
@@ -121,35 +108,8 @@ class SqliteIntakeStore:
         A delivery seen before enqueues nothing. Raises StoreBusy when the write queue is
         full, StoreClosed after close(), StoreError when SQLite refused the write.
         """
-        now = self._clock()
-        rows = [_job_row(request, now) for request in jobs]
-        writer = self._writer
-
-        def operation(connection: sqlite3.Connection) -> AcceptResult:
-            if delivery is not None:
-                inserted = connection.execute(
-                    "INSERT INTO deliveries (source, delivery_id, received_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT DO NOTHING",
-                    (delivery.source, delivery.delivery_id, now),
-                ).rowcount
-                if inserted == 0:
-                    return AcceptResult(duplicate_delivery=True, new_jobs=0, duplicate_jobs=0)
-            new_jobs = 0
-            for row in rows:
-                new_jobs += connection.execute(
-                    "INSERT INTO jobs (dedup_key, kind, host, owner, name, pr_number, head_sha,"
-                    " comment_id, argument, requested_by, source, status, attempts, enqueued_at,"
-                    " not_before) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
-                    " ON CONFLICT (dedup_key) DO NOTHING",
-                    row,
-                ).rowcount
-            if new_jobs:
-                writer.mark_work_available()
-            return AcceptResult(
-                duplicate_delivery=False, new_jobs=new_jobs, duplicate_jobs=len(rows) - new_jobs
-            )
-
-        return await writer.submit(operation)
+        item = AcceptItem.build(delivery, jobs, self._clock())
+        return await self._writer.submit_batched(self._write_accepts, item)
 
     def seen_delivery(self, delivery: DeliveryRef) -> bool:
         return (
@@ -308,8 +268,6 @@ class SqliteIntakeStore:
         self._closed = True
         try:
             self._writer.close()
-            if self._checkpointer is not None:
-                self._checkpointer.close()
         finally:
             with self._read_lock:
                 self._read.close()
@@ -337,6 +295,14 @@ class SqliteIntakeStore:
             return changed == 1
 
         return await writer.submit(operation, bounded=False)
+
+    def _write_accepts(
+        self, connection: sqlite3.Connection, items: Sequence[AcceptItem]
+    ) -> list[AcceptResult]:
+        results = write_accepts(connection, items)
+        if any(result.new_jobs for result in results):
+            self._writer.mark_work_available()
+        return results
 
     def _read_one(self, sql: str, parameters: tuple[object, ...]) -> tuple[object, ...] | None:
         with self._read_lock:
@@ -378,24 +344,6 @@ def _create_private_file(path: Path) -> None:
     # SQLite gives the -wal and -shm files the database file's mode, so 0600 here covers all.
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-
-
-def _job_row(request: JobRequest, now: float) -> tuple[object, ...]:
-    return (
-        request.dedup_key,
-        str(request.kind),
-        str(request.repo.host),
-        request.repo.owner,
-        request.repo.name,
-        request.pr_number,
-        request.head_sha,
-        request.comment_id,
-        request.argument,
-        request.requested_by,
-        request.source,
-        now,
-        now,
-    )
 
 
 def _job_from_row(row: tuple[object, ...]) -> Job:

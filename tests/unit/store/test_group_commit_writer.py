@@ -84,23 +84,13 @@ def test_a_failed_commit_fails_every_caller_of_the_batch(
     writer: GroupCommitWriter, database: Path
 ) -> None:
     # A deferred foreign key is only checked at COMMIT: the whole transaction is refused.
-    stall = threading.Event()
-    release = threading.Event()
-
-    def hold(connection: sqlite3.Connection) -> None:
-        stall.set()
-        release.wait(10)
-
     async def scenario() -> list[object]:
-        first = writer.submit(hold)  # keeps the writer busy while the next batch queues up
-        await asyncio.to_thread(stall.wait, 10)
+        # Submitted in one loop iteration: one batch, one transaction.
         batch = [
             writer.submit(insert("fine-1")),
             writer.submit(insert("orphan", parent=42)),
             writer.submit(insert("fine-2")),
         ]
-        release.set()
-        await first
         return await asyncio.gather(*batch, return_exceptions=True)
 
     results = asyncio.run(scenario())
@@ -114,25 +104,35 @@ async def _submit(writer: GroupCommitWriter, operation) -> object:
     return await writer.submit(operation)
 
 
-def test_bounded_submissions_fail_fast_when_full(database: Path) -> None:
-    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
-    writer = GroupCommitWriter(connection, max_pending=2)
-    stall = threading.Event()
+def stall_with_a_blocking_call(
+    writer: GroupCommitWriter,
+) -> tuple[threading.Event, threading.Event]:
+    """A blocking call() on another thread holds the connection until `release` is set."""
+    holding = threading.Event()
     release = threading.Event()
 
     def hold(connection: sqlite3.Connection) -> None:
-        stall.set()
+        holding.set()
         release.wait(10)
 
+    threading.Thread(target=writer.call, args=(hold,), daemon=True).start()
+    assert holding.wait(10)
+    return holding, release
+
+
+def test_bounded_submissions_fail_fast_when_full(database: Path) -> None:
+    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    writer = GroupCommitWriter(connection, max_pending=2)
+
     async def scenario() -> list[object]:
-        first = writer.submit(hold, bounded=False)
-        await asyncio.to_thread(stall.wait, 10)
+        _, release = stall_with_a_blocking_call(writer)
         queued = [writer.submit(insert("a")), writer.submit(insert("b"))]
         with pytest.raises(StoreBusy):
             writer.submit(insert("c"))
         unbounded = writer.submit(insert("d"), bounded=False)  # worker bookkeeping still gets in
+        await asyncio.sleep(0.05)
+        assert writer.pending == 3  # nothing written while the connection is held
         release.set()
-        await first
         return await asyncio.gather(*queued, unbounded)
 
     try:
@@ -141,6 +141,23 @@ def test_bounded_submissions_fail_fast_when_full(database: Path) -> None:
         writer.close()
         connection.close()
     assert rows(database) == ["a", "b", "d"]
+
+
+def test_statements_run_on_the_loop_thread_and_only_commit_elsewhere(
+    writer: GroupCommitWriter,
+) -> None:
+    # The design point: no GIL hand-over per statement, only one per COMMIT.
+    seen: list[str] = []
+
+    def where(connection: sqlite3.Connection) -> None:
+        seen.append(threading.current_thread().name)
+
+    async def scenario() -> str:
+        await writer.submit(where)
+        return threading.current_thread().name
+
+    loop_thread = asyncio.run(scenario())
+    assert seen == [loop_thread]
 
 
 def test_blocking_calls_from_plain_threads(writer: GroupCommitWriter, database: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -64,22 +63,3 @@ def test_an_unusable_state_directory_is_a_clear_error(tmp_path: Path) -> None:
 def test_unknown_synchronous_levels_are_refused(state_dir: Path) -> None:
     with pytest.raises(ValueError, match="synchronous"):
         SqliteIntakeStore.open(state_dir, synchronous="OFF")
-
-
-def test_the_wal_is_checkpointed_in_the_background(
-    open_store, make_request, state_dir: Path
-) -> None:
-    database = state_dir / STATE_FILE_NAME
-    store = open_store(checkpoint_interval_seconds=0.05)
-    size_before = database.stat().st_size
-    asyncio.run(store.accept(None, [make_request(pr=n) for n in range(1, 301)]))
-    # The writer's own threshold is far away: only the background thread copies pages over.
-    checkpointer = store._checkpointer
-    assert checkpointer is not None
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if database.stat().st_size > size_before and checkpointer.checkpoints >= 1:
-            break
-        time.sleep(0.02)
-    assert database.stat().st_size > size_before
-    assert checkpointer.checkpoints >= 1
