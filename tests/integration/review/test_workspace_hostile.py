@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -146,6 +147,10 @@ def test_fetch_by_sha_alone(hostile: HostileRepo, jobs: Path) -> None:
         assert (ws.tree / "README.md").read_text().endswith("changed by the pull request\n")
         shallow = (ws.git_dir / "shallow").read_text().split()
         assert shallow == [hostile.head_sha]  # depth 1: no history beyond the head
+        assert stat.S_IMODE(ws.job_dir.stat().st_mode) == 0o700
+        assert os.listdir(ws.job_dir / "home") == []
+        with pytest.raises(WorkspaceError, match="merge base"), ws.diff():
+            pass
 
 
 def test_moved_head_is_refused_and_cleaned_up(hostile: HostileRepo, jobs: Path) -> None:
