@@ -446,6 +446,8 @@ class _Parser:
             new_count=1 if new_count is None else int(new_count),
             section=section,
         )
+        if (hunk.old_count and not hunk.old_start) or (hunk.new_count and not hunk.new_start):
+            raise self.error("hunk header starts at line 0 but has lines")
         self.in_header = False
         self.old_left, self.new_left = hunk.old_count, hunk.new_count
         self.last_prefix = b""

@@ -193,6 +193,7 @@ def test_mail_headers_and_signature_around_a_patch_are_ignored(repo: ScratchRepo
         (b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -a +1 @@\n", "malformed hunk header"),
         (b"@@ -1 +1 @@\n-a\n+b\n", "outside of a file diff"),
         (b"diff --cc x\nindex 1,2..3\n", "combined diffs"),
+        (b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +0,1 @@\n-a\n+b\n", "line 0"),
         (b'diff --git "a/x b/x\n', "unterminated quoted path"),
         (b"--- a/\0x\n+++ b/x\n", "NUL"),
     ],

@@ -187,3 +187,54 @@ def test_arbitrary_text_round_trips_and_matches_numstat(
     assert len(file_diff.changed_lines()) == kinds.count(b"+")
     for number in file_diff.changed_lines():
         assert 1 <= number <= len(new.split(b"\n"))
+
+
+FRAGMENTS = [
+    b"diff --git a/x b/x",
+    b'diff --git "a/\\303\\251" "b/\\303\\251"',
+    b"diff --git a/x y",
+    b"--- a/x",
+    b"+++ b/x",
+    b"--- /dev/null",
+    b"+++ /dev/null",
+    b'--- "a/\\q',
+    b"@@ -1 +1 @@",
+    b"@@ -0,0 +1,2 @@",
+    b"@@ -1 +0,1 @@",
+    b"@@ -0,1 +1 @@",
+    b"@@ -3,2 +0,0 @@ f",
+    b"@@ -99999999999999999999 +1 @@",
+    b" ctx",
+    b"+add",
+    b"-del",
+    b"",
+    b"\\ No newline at end of file",
+    b"new file mode 100644",
+    b"deleted file mode 100644",
+    b"rename from a",
+    b"rename to b",
+    b"similarity index 9x%",
+    b"index 1..2 100644",
+    b"Binary files a/x and b/x differ",
+    b"GIT binary patch",
+    b"literal 0",
+    b"old mode 100644",
+    b"new mode 100755",
+    b'copy from "',
+    b"\xff\xfe",
+    b"-- ",
+]
+
+
+@given(st.lists(st.sampled_from(FRAGMENTS), max_size=30))
+@settings(max_examples=400, deadline=None, derandomize=True)
+def test_any_input_parses_or_fails_with_a_diff_parse_error(lines: list[bytes]) -> None:
+    from auto_review.review.diff import DiffParseError
+
+    try:
+        parsed = parse_diff(b"\n".join(lines))
+    except DiffParseError:
+        return
+    for file_diff in parsed.files:
+        assert file_diff.path  # every file has a usable path
+        assert all(n >= 1 for n in file_diff.changed_lines())
