@@ -17,6 +17,7 @@ and nothing from the host's git set-up may leak in either:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -94,6 +95,9 @@ _HARDENING: tuple[tuple[str, str], ...] = (
 # in `$GIT_DIR/info/attributes` (highest precedence), so a hostile `.gitattributes` cannot name
 # a filter or diff driver, and files are written byte for byte as committed.
 NEUTRAL_ATTRIBUTES = b"* !filter !diff !merge !text !eol !ident !working-tree-encoding\n"
+
+
+_SUBCOMMAND = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
 class GitError(Exception):
@@ -237,6 +241,10 @@ class GitRunner:
     poll_interval: float = 0.1
 
     def argv(self, args: Sequence[str]) -> list[str]:
+        # The subcommand must come first: a leading "-c key=value" would be parsed after our
+        # overrides and win over them.
+        if not args or not _SUBCOMMAND.match(args[0]):
+            raise GitError("git arguments must start with a subcommand name")
         argv = [self.git, "--no-pager", "--git-dir", str(self.git_dir)]
         if self.work_tree is not None:
             argv += ["--work-tree", str(self.work_tree)]

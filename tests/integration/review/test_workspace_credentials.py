@@ -22,6 +22,32 @@ from auto_review.review.workspace import FetchRequest, WorkspaceError, open_work
 TOKEN = "tok-7f3a9c2e-SECRET-do-not-leak"
 
 
+class _CmdlineWatcher:
+    """Samples /proc/*/cmdline of every process in a tight loop while active."""
+
+    def __init__(self) -> None:
+        self.seen: set[bytes] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        self.seen.add(Path(f"/proc/{pid}/cmdline").read_bytes())
+                    except OSError:
+                        continue
+
+    def __enter__(self) -> _CmdlineWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 @pytest.fixture
 def hostile(tmp_path: Path) -> HostileRepo:
     return build_hostile_repo(tmp_path)
@@ -54,9 +80,13 @@ def test_https_fetch_with_token_keeps_it_off_argv_trace_and_disk(
         head_ref="refs/pull/7/head",
         merge_base_sha=hostile.base_sha,
     )
-    with open_workspace(
-        request, parent=jobs, policy=policy, credentials=credentials, git=str(wrapper)
-    ) as ws:
+    watcher = _CmdlineWatcher()
+    with (
+        watcher,
+        open_workspace(
+            request, parent=jobs, policy=policy, credentials=credentials, git=str(wrapper)
+        ) as ws,
+    ):
         assert (ws.tree / "a.txt").read_text() == "line one\nline two\n"
         on_disk = b"".join(
             p.read_bytes() for p in ws.job_dir.rglob("*") if p.is_file() and not p.is_symlink()
@@ -64,6 +94,10 @@ def test_https_fetch_with_token_keeps_it_off_argv_trace_and_disk(
         assert TOKEN.encode() not in on_disk
         assert str(repr(credentials)).find(TOKEN) == -1
 
+    # Every process alive during the fetch, git's own children included (remote-https, the
+    # credential helper's shell), was sampled from /proc: none had the token in its argv.
+    assert any(b"remote-https" in c for c in watcher.seen)
+    assert not any(TOKEN.encode() in c for c in watcher.seen)
     assert server.authorized_requests >= 2  # the token really was used, via Basic auth
     assert all(TOKEN not in line for line in server.seen if not line.startswith("Authorization"))
     logged = argv_log.read_text()

@@ -11,6 +11,7 @@ import pytest
 from auto_review.review.gitenv import (
     CREDENTIAL_HELPER,
     GitCredentials,
+    GitError,
     GitPolicy,
     GitRunner,
     GitTimeout,
@@ -145,3 +146,12 @@ def test_stream_reports_git_failures_and_tolerates_early_stop(tmp_path: Path) ->
     blob = runner.run(["hash-object", "-w", str(big)], timeout=30).stdout.decode().strip()
     with runner.stream(["cat-file", "-p", blob], timeout=30) as out:
         assert out.read(10) == b"x\nx\nx\nx\nx\n"  # stop early: no error
+
+
+def test_config_cannot_be_smuggled_before_the_subcommand(tmp_path: Path) -> None:
+    runner = GitRunner(home=tmp_path, git_dir=tmp_path / "g")
+    for args in (["-c", "core.fsmonitor=/tmp/evil", "status"], ["--exec-path=/tmp"], []):
+        with pytest.raises(GitError, match="subcommand"):
+            runner.argv(args)
+    argv = runner.argv(["status", "-c", "x"])  # later arguments belong to the subcommand
+    assert argv[argv.index("status") :] == ["status", "-c", "x"]
