@@ -6,18 +6,19 @@ for root and $XDG_RUNTIME_DIR/auto-review-oci otherwise.
 
 from __future__ import annotations
 
-import contextlib
+import _signal
 import os
-import signal
-import threading
-from typing import Any
 
 from auto_review.oci import container, hooks
-from auto_review.oci import default_spec as _default_spec
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PathLike = str | os.PathLike[str]
-FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
-                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGWINCH)
+# _signal, not signal: the latter imports enum, a cost on every `run`
+FORWARDED_SIGNALS = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM,
+                     _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM, _signal.SIGWINCH)
 
 
 def create(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
@@ -52,7 +53,9 @@ def list_containers(*, root: PathLike | None = None) -> list[dict[str, Any]]:
 
 
 def default_spec(*, rootless: bool = False) -> dict[str, Any]:
-    return _default_spec.default_spec(rootless=rootless)
+    from auto_review.oci.default_spec import default_spec as build
+
+    return build(rootless=rootless)
 
 
 def run(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
@@ -75,23 +78,41 @@ def run(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
     pid = created.init_pid
     previous: dict[int, Any] = {}
     try:
-        if forward_signals and threading.current_thread() is threading.main_thread():
-            def forward(number: int, _frame: object) -> None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, number)
-
-            for number in FORWARDED_SIGNALS:
-                previous[number] = signal.signal(number, forward)
+        if forward_signals:
+            previous = _forward_signals_to(pid)
         container.send_start(created.sync_fd)
         hooks.run_hooks_warn("poststart", created.record["hooks"]["poststart"],
                              container.public_state(created.record, "running"))
         status = os.waitpid(pid, 0)[1]
     except BaseException:
-        container.delete(state_root, container_id, force=True, cgroup=created.cgroup)
+        container.delete(state_root, container_id, force=True, cgroup=created.cgroup,
+                         record=created.record)
         raise
     finally:
         for number, handler in previous.items():
-            signal.signal(number, handler)
-    container.delete(state_root, container_id, force=True, cgroup=created.cgroup)
+            _signal.signal(number, handler)
+    container.delete(state_root, container_id, force=True, cgroup=created.cgroup,
+                     record=created.record)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
+
+
+def _forward_signals_to(pid: int) -> dict[int, Any]:
+    """Relay the usual terminal and service signals to the container's init; returns the
+    previous handlers. Only the main thread may set handlers: elsewhere nothing is relayed."""
+
+    def forward(number: int, _frame: object) -> None:
+        try:  # noqa: SIM105 - contextlib costs an import on the run path
+            os.kill(pid, number)
+        except ProcessLookupError:
+            pass  # already gone: its exit status will tell
+
+    previous: dict[int, Any] = {}
+    try:
+        for number in FORWARDED_SIGNALS:
+            previous[number] = _signal.signal(number, forward)
+    except ValueError:  # not the main thread
+        for number, handler in previous.items():
+            _signal.signal(number, handler)
+        return {}
+    return previous

@@ -8,10 +8,13 @@ not have drops it instead of failing. An unknown name is an error before anythin
 from __future__ import annotations
 
 import errno
-from typing import Any
 
 from auto_review.oci import syscalls as sc
 from auto_review.oci.errors import StepError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NAMES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",

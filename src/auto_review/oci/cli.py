@@ -8,7 +8,6 @@ status (128+signal when it was killed).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -105,6 +104,8 @@ def _print_list(states: list[dict[str, object]], output_format: str, quiet: bool
         for state in states:
             print(state["id"])
     elif output_format == "json":
+        import json
+
         print(json.dumps(states))
     elif output_format == "table":
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
@@ -136,6 +137,8 @@ def _dispatch(command: str, options: dict[str, object], args: list[str]) -> int:
     elif command == "start":
         api.start(args[0], root=root_path)
     elif command == "state":
+        import json
+
         print(json.dumps(api.state(args[0], root=root_path), indent=2))
     elif command == "kill":
         api.kill(args[0], args[1] if len(args) > 1 else "TERM", root=root_path)
@@ -148,6 +151,8 @@ def _dispatch(command: str, options: dict[str, object], args: list[str]) -> int:
         target = os.path.join(str(options.get("bundle", ".")), "config.json")
         if os.path.exists(target):
             raise OciError(f"{target} exists: remove it first")
+        import json
+
         with open(target, "x") as handle:
             json.dump(api.default_spec(rootless=bool(options.get("rootless"))), handle,
                       indent=2)

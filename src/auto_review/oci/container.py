@@ -11,70 +11,98 @@ without state.json is a create in progress (or one killed mid-way): "creating".
 
 from __future__ import annotations
 
-import contextlib
+import _socket
 import errno
-import json
 import os
-import re
-import signal
-import socket
 import time
-from pathlib import Path
-from typing import Any
 
 from auto_review.oci import capabilities, hooks, namespaces, rlimits
 from auto_review.oci import init as container_init
 from auto_review.oci.errors import OciError, SpecError, StateError, StepError
 from auto_review.oci.spec import load_bundle
 
+# Only cheap modules on this path (it is part of every `run`): no json, re, typing,
+# pathlib, socket, signal or contextlib, whose imports cost more than creating namespaces.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 OCI_VERSION = "1.3.0"  # the runtime-spec version of the shipped schemas
 STATE_FILE = "state.json"
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+SIGKILL = 9
+_ID_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ID_CHARS = _ID_FIRST | frozenset("_.+-")
 
 
 # ------------------------------------------------------------------ state root and records
 
 
-def state_root(root: str | os.PathLike[str] | None) -> Path:
+def state_root(root: str | os.PathLike[str] | None) -> str:
     if root is not None:
-        return Path(os.path.abspath(root))
+        return os.path.abspath(root)
     if os.geteuid() == 0:
-        return Path("/run/auto-review-oci")
+        return "/run/auto-review-oci"
     runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
     if not runtime_dir or not os.path.isdir(runtime_dir):
         raise OciError("no state root: pass --root, or set XDG_RUNTIME_DIR to a directory "
                        "this user owns")
-    return Path(runtime_dir) / "auto-review-oci"
+    return os.path.join(runtime_dir, "auto-review-oci")
 
 
 def check_id(container_id: str) -> None:
-    if not _ID_PATTERN.match(container_id):
+    if not (0 < len(container_id) <= 128 and container_id[0] in _ID_FIRST
+            and all(char in _ID_CHARS for char in container_id)):
         raise OciError(f"invalid container id {container_id!r}: letters, digits and _.+- "
                        "only, at most 128 characters")
 
 
-def _container_dir(root: Path, container_id: str) -> Path:
+def _container_dir(root: str, container_id: str) -> str:
     check_id(container_id)
-    return root / container_id
+    return os.path.join(root, container_id)
 
 
-def read_record(root: Path, container_id: str) -> dict[str, Any]:
+def read_record(root: str, container_id: str) -> dict[str, Any]:
+    import json
+
     directory = _container_dir(root, container_id)
     try:
-        return json.loads((directory / STATE_FILE).read_bytes())
+        with open(os.path.join(directory, STATE_FILE), "rb") as handle:
+            return json.loads(handle.read())
     except FileNotFoundError:
-        if directory.is_dir():
+        if os.path.isdir(directory):
             return {"id": container_id, "pid": 0, "creating": True, "bundle": ""}
         raise StateError(f"container {container_id} does not exist") from None
     except ValueError as exc:
         raise StateError(f"container {container_id}: unreadable state: {exc}") from exc
 
 
-def _write_json_atomic(path: Path, document: Any) -> None:
-    temporary = path.with_name(path.name + ".tmp")
+def to_json(value: Any) -> str:
+    """JSON text for the plain values of a state record, without importing json."""
+    if isinstance(value, str):
+        return _encode_string(value)
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_encode_string(str(key))}:{to_json(item)}"
+                              for key, item in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(to_json(item) for item in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _encode_string(text: str) -> str:
+    from _json import encode_basestring_ascii
+
+    return encode_basestring_ascii(text)
+
+
+def _write_json_atomic(path: str, document: Any) -> None:
+    temporary = path + ".tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, json.dumps(document).encode())
+        os.write(fd, to_json(document).encode())
     finally:
         os.close(fd)
     os.replace(temporary, path)
@@ -91,13 +119,13 @@ def process_start_time(pid: int) -> tuple[str, int] | None:
     return fields[0].decode(), int(fields[19])
 
 
-def status_of(record: dict[str, Any], directory: Path) -> str:
+def status_of(record: dict[str, Any], directory: str) -> str:
     if record.get("creating"):
         return "creating"
     info = process_start_time(record["pid"]) if record.get("pid") else None
     if info is None or info[0] in ("Z", "X") or info[1] != record.get("pid_start"):
         return "stopped"
-    if (directory / container_init.START_SOCKET).exists():
+    if os.path.exists(os.path.join(directory, container_init.START_SOCKET)):
         return "created"
     return "running"
 
@@ -118,9 +146,9 @@ def public_state(record: dict[str, Any], status: str) -> dict[str, Any]:
     return state
 
 
-def container_state(root: Path, container_id: str) -> dict[str, Any]:
+def container_state(root: str, container_id: str) -> dict[str, Any]:
     record = read_record(root, container_id)
-    return public_state(record, status_of(record, root / container_id))
+    return public_state(record, status_of(record, os.path.join(root, container_id)))
 
 
 def _timestamp() -> str:
@@ -147,7 +175,7 @@ class Created:
 
     __slots__ = ("cgroup", "directory", "init_pid", "record", "sync_fd")
 
-    def __init__(self, record: dict[str, Any], directory: Path, init_pid: int,
+    def __init__(self, record: dict[str, Any], directory: str, init_pid: int,
                  sync_fd: int, cgroup: Any) -> None:
         self.record = record
         self.directory = directory
@@ -156,10 +184,10 @@ class Created:
         self.cgroup = cgroup
 
 
-def _plan(container_id: str, bundle_dir: str | os.PathLike[str], root: Path,
+def _plan(container_id: str, bundle_dir: str | os.PathLike[str], root: str,
           preserve_fds: int, stdio: tuple[int, int, int] | None,
           run_mode: bool) -> container_init.LaunchPlan:
-    bundle = load_bundle(bundle_dir, root / ".validated")
+    bundle = load_bundle(bundle_dir, os.path.join(root, ".validated"))
     config = bundle.config
     linux = config.get("linux") or {}
     process = config["process"]
@@ -168,7 +196,7 @@ def _plan(container_id: str, bundle_dir: str | os.PathLike[str], root: Path,
     plan.container_id = container_id
     plan.bundle = str(bundle.path)
     plan.rootfs = str(bundle.rootfs)
-    plan.state_dir = str(root / container_id)
+    plan.state_dir = os.path.join(root, container_id)
     plan.run_mode = run_mode
     plan.preserve_fds = preserve_fds
     plan.stdio = stdio
@@ -204,16 +232,16 @@ def _make_cgroup(container_id: str, config: dict[str, Any]) -> Any:
                                  best_effort=best_effort)
 
 
-def create(container_id: str, bundle_dir: str | os.PathLike[str], root: Path, *,
+def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
            pid_file: str | os.PathLike[str] | None, preserve_fds: int,
            stdio: tuple[int, int, int] | None, run_mode: bool) -> Created:
     if preserve_fds < 0:
         raise OciError("--preserve-fds must be >= 0")
     directory = _container_dir(root, container_id)
     plan = _plan(container_id, bundle_dir, root, preserve_fds, stdio, run_mode)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.makedirs(root, mode=0o700, exist_ok=True)
     try:
-        directory.mkdir(mode=0o700)
+        os.mkdir(directory, 0o700)
     except FileExistsError:
         raise StateError(f"container {container_id} already exists") from None
     cleanup = _Cleanup(directory, pid_file)
@@ -226,8 +254,7 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: Path, *,
         raise
     finally:
         for _, _, fd in plan.namespace_fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            _close_quietly(fd)
     return created
 
 
@@ -235,7 +262,7 @@ class _Cleanup:
     """Undo a failed create: kill what was started, remove the cgroup and the state dir.
     Mounts need no undoing: they live only in the init's mount namespace."""
 
-    def __init__(self, directory: Path, pid_file: str | os.PathLike[str] | None) -> None:
+    def __init__(self, directory: str, pid_file: str | os.PathLike[str] | None) -> None:
         self.directory = directory
         self.pid_file = pid_file
         self.cgroup: Any = None
@@ -244,20 +271,31 @@ class _Cleanup:
 
     def run(self) -> None:
         for fd in self.fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            _close_quietly(fd)
         for pid in self.pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+            try:  # noqa: SIM105 - contextlib costs an import on the run path
+                os.kill(pid, SIGKILL)
+            except OSError:
+                pass
             _reap(pid)
         if self.cgroup is not None:
-            # never let a cleanup error hide the error that made us clean up
-            with contextlib.suppress(OciError):
+            try:  # noqa: SIM105 - contextlib costs an import on the run path
                 self.cgroup.destroy()
+            except OciError:
+                pass  # never let a cleanup error hide the error that made us clean up
         if self.pid_file is not None:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - contextlib costs an import on the run path
                 os.unlink(self.pid_file)
+            except OSError:
+                pass
         remove_state_dir(self.directory)
+
+
+def _close_quietly(fd: int) -> None:
+    try:  # noqa: SIM105 - contextlib costs an import on the run path
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _reap(pid: int) -> int | None:
@@ -267,22 +305,26 @@ def _reap(pid: int) -> int | None:
         return None
 
 
-def remove_state_dir(directory: Path) -> None:
+def remove_state_dir(directory: str) -> None:
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
         return
     for name in names:
-        with contextlib.suppress(OSError):
-            os.unlink(directory / name)
-    with contextlib.suppress(FileNotFoundError):
+        try:  # noqa: SIM105 - contextlib costs an import on the run path
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
+    try:  # noqa: SIM105 - contextlib costs an import on the run path
         os.rmdir(directory)
+    except FileNotFoundError:
+        pass
 
 
-def _spawn(plan: container_init.LaunchPlan, directory: Path, cleanup: _Cleanup,
+def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
            pid_file: str | os.PathLike[str] | None) -> Created:
     minimum_fd = 3 + plan.preserve_fds
-    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     parent_fd = container_init.high_fd(parent_sock.detach(), minimum_fd)
     child_fd = container_init.high_fd(child_sock.detach(), minimum_fd)
     cleanup.fds.append(parent_fd)
@@ -344,8 +386,8 @@ def _spawn(plan: container_init.LaunchPlan, directory: Path, cleanup: _Cleanup,
                   for phase in ("poststart", "poststop")},
     }
     if pid_file is not None:
-        _write_pid_file(Path(pid_file), init_pid)
-    _write_json_atomic(directory / STATE_FILE, record)
+        _write_pid_file(os.fspath(pid_file), init_pid)
+    _write_json_atomic(os.path.join(directory, STATE_FILE), record)
     if plan.run_mode:
         cleanup.fds.remove(parent_fd)
         return Created(record, directory, init_pid, parent_fd, cleanup.cgroup)
@@ -363,7 +405,7 @@ def _death_note(pid: int) -> str:
         return "container init exited during set-up"
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
-        return f"container init killed by {signal.Signals(-code).name} during set-up"
+        return f"container init killed by signal {-code} during set-up"
     return f"container init exited with status {code} during set-up"
 
 
@@ -376,11 +418,15 @@ def _write_oom_score_adj(pid: int, value: int) -> None:
         raise StepError("oom-score-adj", exc.errno or errno.EIO, path) from exc
 
 
-def _write_pid_file(path: Path, pid: int) -> None:
-    path = Path(os.path.abspath(path))
-    temporary = path.with_name(f".{path.name}.tmp")
+def _write_pid_file(path: str, pid: int) -> None:
+    path = os.path.abspath(path)
+    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
     try:
-        temporary.write_text(str(pid))
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
         os.replace(temporary, path)
     except OSError as exc:
         raise StepError("pid-file", exc.errno or errno.EIO, str(path)) from exc
@@ -400,17 +446,18 @@ def send_start(start_fd: int) -> None:
         raise container_init.decode_error(answer)
 
 
-def start(root: Path, container_id: str) -> None:
+def start(root: str, container_id: str) -> None:
     record = read_record(root, container_id)
-    directory = root / container_id
+    directory = os.path.join(root, container_id)
     status = status_of(record, directory)
     if status != "created":
         raise StateError(f"cannot start container {container_id} in state {status}")
     dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     try:
+        # by the directory's fd: the full path may exceed sun_path's 108 bytes
         connection.connect(f"/proc/self/fd/{dir_fd}/{container_init.START_SOCKET}")
-        os.unlink(directory / container_init.START_SOCKET)
+        os.unlink(os.path.join(directory, container_init.START_SOCKET))
     except OSError as exc:
         connection.close()
         raise StateError(f"cannot start container {container_id}: {exc.strerror}") from exc
@@ -427,6 +474,8 @@ def parse_signal(value: int | str) -> int:
     text = value.strip().upper()
     if text.isdigit():
         return int(text)
+    import signal
+
     name = text if text.startswith("SIG") else "SIG" + text
     number = getattr(signal.Signals, name, None) if name in signal.Signals.__members__ else None
     if number is None:
@@ -434,10 +483,10 @@ def parse_signal(value: int | str) -> int:
     return int(number)
 
 
-def kill(root: Path, container_id: str, signal_value: int | str) -> None:
+def kill(root: str, container_id: str, signal_value: int | str) -> None:
     number = parse_signal(signal_value)
     record = read_record(root, container_id)
-    status = status_of(record, root / container_id)
+    status = status_of(record, os.path.join(root, container_id))
     if status not in ("created", "running"):
         raise StateError(f"cannot kill container {container_id} in state {status}")
     try:
@@ -461,11 +510,14 @@ def _wait_gone(pid: int, start_ticks: int, timeout: float = 10.0) -> None:
     raise StepError("delete", errno.ETIMEDOUT, f"pid {pid} did not exit")
 
 
-def delete(root: Path, container_id: str, *, force: bool, cgroup: Any = None) -> None:
-    """Stop (when forced) and remove a container. cgroup: the live Cgroup object when the
-    caller created the container itself; otherwise the recorded directories are removed."""
-    record = read_record(root, container_id)
-    directory = root / container_id
+def delete(root: str, container_id: str, *, force: bool, cgroup: Any = None,
+           record: dict[str, Any] | None = None) -> None:
+    """Stop (when forced) and remove a container. cgroup and record: the live Cgroup and
+    the record when the caller created the container itself (run); otherwise they are
+    read from the state directory."""
+    if record is None:
+        record = read_record(root, container_id)
+    directory = os.path.join(root, container_id)
     status = status_of(record, directory)
     if status == "running" and not force:
         raise StateError(f"cannot delete container {container_id} that is not stopped: "
@@ -473,12 +525,16 @@ def delete(root: Path, container_id: str, *, force: bool, cgroup: Any = None) ->
     if status == "creating" and not force:
         raise StateError(f"container {container_id} is being created (use --force)")
     if status in ("created", "running"):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(record["pid"], signal.SIGKILL)
+        try:  # noqa: SIM105 - contextlib costs an import on the run path
+            os.kill(record["pid"], SIGKILL)
+        except ProcessLookupError:
+            pass
         _wait_gone(record["pid"], record.get("pid_start", 0))
     elif record.get("pid"):
-        with contextlib.suppress(ChildProcessError):
+        try:  # noqa: SIM105 - contextlib costs an import on the run path
             os.waitpid(record["pid"], os.WNOHANG)  # our own zombie, if we made it
+        except ChildProcessError:
+            pass
     if cgroup is not None:
         cgroup.destroy()
     else:
@@ -506,14 +562,14 @@ def remove_cgroup(paths: list[str]) -> None:
             raise StepError("cgroup-remove", errno.EBUSY, path)
 
 
-def list_all(root: Path) -> list[dict[str, Any]]:
+def list_all(root: str) -> list[dict[str, Any]]:
     try:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         return []
     states = []
     for name in names:
-        if name.startswith(".") or not (root / name).is_dir():
+        if name.startswith(".") or not os.path.isdir(os.path.join(root, name)):
             continue
         try:
             states.append(container_state(root, name))

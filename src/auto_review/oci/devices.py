@@ -9,11 +9,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any
 
 from auto_review.oci import syscalls as sc
 from auto_review.oci.errors import StepError
 from auto_review.oci.mounts import secure_join
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # path, type, major, minor, mode
 DEFAULT_DEVICES: tuple[tuple[str, str, int, int, int], ...] = (

@@ -10,11 +10,13 @@ startContainer) or only a warning (poststart, poststop), as the runtime spec say
 from __future__ import annotations
 
 import errno
-import json
 import sys
-from typing import Any
 
 from auto_review.oci.errors import StepError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
           "poststop")
@@ -23,6 +25,7 @@ PHASES = ("prestart", "createRuntime", "createContainer", "startContainer", "pos
 def run_hooks(phase: str, hooks: list[dict[str, Any]] | None, state: dict[str, Any]) -> None:
     if not hooks:
         return
+    import json
     import subprocess
 
     payload = json.dumps(state).encode()

@@ -16,18 +16,20 @@ execve. The start connection is close-on-exec: the starter reads EOF when execve
 
 from __future__ import annotations
 
-import contextlib
+import _signal
+import _socket
 import errno
 import fcntl
 import os
-import signal
-import socket
 import stat
-from typing import Any
 
 from auto_review.oci import capabilities, devices, hooks, mounts, namespaces, rlimits
 from auto_review.oci import syscalls as sc
 from auto_review.oci.errors import StepError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 START_SOCKET = "start.sock"
 MAX_MESSAGE = 4096
@@ -97,6 +99,13 @@ def _expect(fd: int, wanted: bytes, step: str) -> None:
         raise StepError(step, errno.EPIPE, "")
 
 
+def _send_quietly(fd: int, message: bytes) -> None:
+    try:  # noqa: SIM105 - contextlib costs an import on the run path
+        os.write(fd, message)
+    except OSError:
+        pass  # the parent is gone; nobody is left to tell
+
+
 def _child_exit(sync_fd: int, body: Any) -> None:
     """Run body() in a forked child; report any failure on sync_fd; never return."""
     code = 1
@@ -104,12 +113,10 @@ def _child_exit(sync_fd: int, body: Any) -> None:
         body()
         code = 0
     except StepError as exc:
-        with contextlib.suppress(OSError):
-            _send(sync_fd, encode_error(exc))
+        _send_quietly(sync_fd, encode_error(exc))
     except BaseException as exc:
         step_error = StepError("init-internal", errno.EIO, type(exc).__name__ + ": " + str(exc))
-        with contextlib.suppress(OSError):
-            _send(sync_fd, encode_error(step_error))
+        _send_quietly(sync_fd, encode_error(step_error))
     finally:
         os._exit(code)
 
@@ -224,8 +231,8 @@ def _start_and_exec(plan: LaunchPlan, executable: str, env: dict[str, str],
                     plan.hook_state("created", host_pid))
     _prepare_fds(plan.stdio, plan.preserve_fds)
     _become_process_user(process, plan)
-    for number in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(number, signal.SIG_DFL)  # Python ignores them; execve would keep that
+    for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
+        _signal.signal(number, _signal.SIG_DFL)  # Python ignores them; execve would keep that
     try:
         os.execve(executable, process["args"], env)  # noqa: S606 - the container process
     except OSError as exc:
@@ -233,7 +240,7 @@ def _start_and_exec(plan: LaunchPlan, executable: str, env: dict[str, str],
 
 
 def _listen_for_start(state_dir: str, minimum_fd: int) -> int:
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     try:
         # bind by a relative name: the state directory's path may exceed sun_path's 108 bytes
         os.chdir(state_dir)
@@ -246,10 +253,11 @@ def _listen_for_start(state_dir: str, minimum_fd: int) -> int:
 
 
 def _accept_start(listener: int, minimum_fd: int) -> int:
-    server = socket.socket(fileno=listener)
-    connection = server.accept()[0]  # PEP 475: retried after signals
+    server = _socket.socket(fileno=listener)
+    connection_fd = server._accept()[0]  # PEP 475: retried after signals
     server.close()
-    return high_fd(connection.detach(), minimum_fd)
+    os.set_inheritable(connection_fd, False)
+    return high_fd(connection_fd, minimum_fd)
 
 
 def _write_sysctl(key: str, value: str) -> None:

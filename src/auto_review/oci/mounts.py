@@ -8,11 +8,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from pathlib import Path
-from typing import Any
 
 from auto_review.oci import syscalls as sc
 from auto_review.oci.errors import SpecError, StepError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # option -> (flags to set, flags to clear)
 _FLAG_OPTIONS: dict[str, tuple[int, int]] = {
@@ -216,7 +218,3 @@ def mask_path(path: str) -> None:
                  step="masked-path", path=path)
     else:
         sc.mount("/dev/null", path, None, sc.MS_BIND, step="masked-path", path=path)
-
-
-def bundle_relative(path: str, bundle: Path) -> str:
-    return path if os.path.isabs(path) else str(bundle / path)

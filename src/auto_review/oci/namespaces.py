@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any
 
 from auto_review.oci import syscalls
 from auto_review.oci.errors import StepError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FLAGS = {
     "user": syscalls.CLONE_NEWUSER,

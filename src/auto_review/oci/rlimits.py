@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from typing import Any
 
 from auto_review.oci.errors import StepError
 from auto_review.oci.syscalls import libc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 NUMBERS = {
     "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,

@@ -1,22 +1,26 @@
 """The bundle's config.json: loading, schema validation and the supported-field check.
 
 Validation against the runtime-spec JSON schema needs ``jsonschema`` (about 100 ms to
-import), so a successful validation is remembered as an empty marker file named after the
-config's SHA-256 in ``<state root>/.validated/``; the same bytes are never validated twice.
+import) and even ``json`` pulls in ``re``, so a successful validation is remembered in
+``<state root>/.validated/<sha256 of the config bytes>``: the file holds the parsed config
+in ``marshal`` form. The same bytes are never parsed or validated twice; any other bytes
+go through ``json`` and the schema again. The cache lives in the caller's own 0700 state
+root, so only someone who could already rewrite the state can touch it.
 Every field the runtime does not implement is refused with a ``SpecError`` naming it:
 nothing in a config is silently ignored.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
-from typing import Any
 
 from auto_review.oci.errors import SpecError
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
 
 # A leaf value True means "any value"; a dict lists the allowed keys of an object; a list
 # of one element describes every item of an array.
@@ -199,6 +203,9 @@ def _digest(data: bytes) -> str:
 
 def schema_validator(entry: str = "config-schema.json") -> Any:
     """A Draft 4 validator for one of the shipped schemas, local $refs resolved."""
+    import json
+    from pathlib import Path
+
     try:
         from jsonschema import Draft4Validator
         from referencing import Registry, Resource
@@ -206,39 +213,67 @@ def schema_validator(entry: str = "config-schema.json") -> Any:
     except ImportError as exc:  # fail closed: an unvalidated config is never run
         raise SpecError(f"cannot validate config.json: {exc} (install jsonschema and "
                         "referencing for this interpreter)") from exc
-
+    schema_dir = Path(SCHEMA_DIR)
     registry = Registry().with_resources(
-        (
-            path.as_uri(),
-            Resource.from_contents(json.loads(path.read_text()), default_specification=DRAFT4),
-        )
-        for path in SCHEMA_DIR.glob("*.json")
-    )
-    return Draft4Validator({"$ref": (SCHEMA_DIR / entry).as_uri()}, registry=registry)
+        (path.as_uri(), Resource.from_contents(json.loads(path.read_text()),
+                                               default_specification=DRAFT4))
+        for path in schema_dir.glob("*.json"))
+    return Draft4Validator({"$ref": (schema_dir / entry).as_uri()}, registry=registry)
 
 
 def validate_against_schema(document: Any, entry: str = "config-schema.json") -> None:
-    errors = sorted(
-        schema_validator(entry).iter_errors(document), key=lambda error: list(error.absolute_path)
-    )
+    errors = sorted(schema_validator(entry).iter_errors(document),
+                    key=lambda error: list(error.absolute_path))
     if errors:
         first = errors[0]
         where = "/".join(map(str, first.absolute_path)) or "(top)"
         raise SpecError(f"config.json invalid at {where}: {first.message[:200]}")
 
 
-def validate_config(raw: bytes, config: dict[str, Any], cache_dir: Path | None) -> None:
-    """Schema-validate the config, skipping bytes already validated under cache_dir."""
-    marker = cache_dir / _digest(raw) if cache_dir is not None else None
-    if marker is not None and marker.exists():
-        return
+def _cached(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    import marshal
+
+    try:
+        with open(path, "rb") as handle:
+            config = marshal.loads(handle.read())  # noqa: S302 - our own cache in the 0700 state root
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _remember(path: str, config: dict[str, Any]) -> None:
+    import marshal
+
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as handle:
+            handle.write(marshal.dumps(config))
+        os.replace(temporary, path)
+    except OSError:
+        pass  # the cache only saves time
+
+
+def parse_and_validate(raw: bytes, cache_dir: str | None) -> dict[str, Any]:
+    """The config's JSON object, schema-validated (or known valid from the cache)."""
+    cache_path = os.path.join(cache_dir, _digest(raw)) if cache_dir is not None else None
+    config = _cached(cache_path)
+    if config is not None:
+        return config
+    import json
+
+    try:
+        config = json.loads(raw)
+    except ValueError as exc:
+        raise SpecError(f"config.json is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise SpecError("config.json must hold a JSON object")
     validate_against_schema(config)
-    if marker is not None:
-        try:
-            cache_dir.mkdir(mode=0o700, exist_ok=True)  # type: ignore[union-attr]
-            marker.touch()
-        except OSError:
-            pass  # the cache only saves time
+    if cache_path is not None:
+        _remember(cache_path, config)
+    return config
 
 
 class Bundle:
@@ -246,28 +281,24 @@ class Bundle:
 
     __slots__ = ("config", "path", "rootfs")
 
-    def __init__(self, path: Path, rootfs: Path, config: dict[str, Any]) -> None:
+    def __init__(self, path: str, rootfs: str, config: dict[str, Any]) -> None:
         self.path = path
         self.rootfs = rootfs
         self.config = config
 
 
-def load_bundle(bundle: str | os.PathLike[str], cache_dir: Path | None = None) -> Bundle:
-    path = Path(os.path.abspath(bundle))
+def load_bundle(bundle: str | os.PathLike[str], cache_dir: str | None = None) -> Bundle:
+    path = os.path.abspath(bundle)
+    config_path = os.path.join(path, "config.json")
     try:
-        raw = (path / "config.json").read_bytes()
+        with open(config_path, "rb") as handle:
+            raw = handle.read()
     except OSError as exc:
-        raise SpecError(f"cannot read {path / 'config.json'}: {exc.strerror}") from exc
-    try:
-        config = json.loads(raw)
-    except ValueError as exc:
-        raise SpecError(f"config.json is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise SpecError("config.json must hold a JSON object")
-    validate_config(raw, config, cache_dir)
+        raise SpecError(f"cannot read {config_path}: {exc.strerror}") from exc
+    config = parse_and_validate(raw, cache_dir)
     check_supported(config)
     root_path = config["root"]["path"]
-    rootfs = Path(root_path if os.path.isabs(root_path) else path / root_path)
-    if not rootfs.is_dir():
+    rootfs = os.path.normpath(os.path.join(path, root_path))
+    if not os.path.isdir(rootfs):
         raise SpecError(f"root.path {rootfs} is not a directory")
     return Bundle(path, rootfs, config)

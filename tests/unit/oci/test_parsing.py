@@ -152,7 +152,7 @@ def test_cli_spec_writes_config_once(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_default_state_root_for_non_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    assert container.state_root(None) == tmp_path / "auto-review-oci"
+    assert container.state_root(None) == str(tmp_path / "auto-review-oci")
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     with pytest.raises(OciError, match="no state root"):
         container.state_root(None)
