@@ -245,17 +245,31 @@ def _prepare(
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a job directory; make read-only directories writable first (never follows links)."""
+    """Remove a job directory, even with directories left without write or search permission.
 
-    def make_writable_and_retry(func, failed_path, _exc_info):  # type: ignore[no-untyped-def]
-        parent = os.path.dirname(failed_path)
-        try:
-            st = os.lstat(parent)
-            if stat.S_ISDIR(st.st_mode):
-                os.chmod(parent, st.st_mode | stat.S_IWUSR | stat.S_IXUSR)
-            func(failed_path)
-        except FileNotFoundError:
-            pass
+    Symlinks are never followed (``shutil.rmtree`` works on descriptors on Linux).
+    """
+    if not (path.exists() or path.is_symlink()):
+        return
+    try:
+        shutil.rmtree(path)
+    except OSError:
+        make_directories_writable(path)
+        shutil.rmtree(path)
 
-    if path.exists() or path.is_symlink():
-        shutil.rmtree(path, onerror=make_writable_and_retry)
+
+def make_directories_writable(root: Path) -> None:
+    """Give the owner rwx on every real directory under ``root`` (links are skipped)."""
+    _add_owner_rwx(str(root))
+    for dirpath, dirnames, _ in os.walk(root):
+        for name in dirnames:
+            _add_owner_rwx(os.path.join(dirpath, name))
+
+
+def _add_owner_rwx(path: str) -> None:
+    try:
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode):
+            os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+    except FileNotFoundError:
+        pass

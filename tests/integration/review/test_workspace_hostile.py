@@ -213,3 +213,21 @@ def test_invalid_request_fields_are_refused() -> None:
         FetchRequest(url="https://x.invalid/r", head_sha="a" * 40, head_ref="--upload-pack=x")
     with pytest.raises(WorkspaceError):
         FetchRequest(url="https://x.invalid/r", head_sha="a" * 40, head_ref="refs/../x")
+
+
+def test_permission_repair_before_removal(tmp_path: Path) -> None:
+    from auto_review.review.workspace import make_directories_writable, remove_tree
+
+    root = tmp_path / "job"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "f").write_text("x")
+    os.symlink("/etc", root / "a" / "etc-link")
+    (root / "a" / "b").chmod(0o000)
+    (root / "a").chmod(0o000)
+    etc_mode = os.stat("/etc").st_mode
+    make_directories_writable(root)
+    assert stat.S_IMODE((root / "a").stat().st_mode) == 0o700
+    assert stat.S_IMODE((root / "a" / "b").stat().st_mode) == 0o700
+    assert os.stat("/etc").st_mode == etc_mode  # links are not followed
+    remove_tree(root)
+    assert not root.exists()
