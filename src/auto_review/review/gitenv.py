@@ -286,6 +286,7 @@ class GitRunner:
             cwd=str(self.home),
         )
         deadline = time.monotonic() + timeout
+        next_size_check = 0.0
         pending_input = stdin
         try:
             while True:
@@ -298,11 +299,17 @@ class GitRunner:
                     _kill_group(proc)
                     proc.communicate()
                     raise GitTimeout(f"git {what} exceeded its time limit of {timeout:g}s")
-                for directory, cap in (watch or {}).items():
-                    if tree_size(directory, stop_above=cap) > cap:
-                        _kill_group(proc)
-                        proc.communicate()
-                        raise GitSizeExceeded(f"git {what} exceeded the size cap of {cap} bytes")
+                if watch and time.monotonic() >= next_size_check:
+                    started = time.monotonic()
+                    for directory, cap in watch.items():
+                        if tree_size(directory, stop_above=cap) > cap:
+                            _kill_group(proc)
+                            proc.communicate()
+                            raise GitSizeExceeded(
+                                f"git {what} exceeded the size cap of {cap} bytes"
+                            )
+                    # Walking a large tree is not free: spend at most ~20% of the time on it.
+                    next_size_check = time.monotonic() + 4 * (time.monotonic() - started)
         finally:
             _kill_group(proc)
         if proc.returncode != 0:
