@@ -122,6 +122,8 @@ class ConfinedTree:
             if len(chosen) >= self.limits.max_read_lines or used + len(line) + 1 > (
                 self.limits.max_read_bytes
             ):
+                if not chosen:  # one huge line (minified code): return its head
+                    chosen.append(line[: self.limits.max_read_bytes])
                 truncated = True
                 break
             chosen.append(line)

@@ -56,6 +56,12 @@ def test_caps_truncate_the_slice(layout: Path) -> None:
     assert part.end == 4
 
 
+def test_one_huge_line_returns_its_head(layout: Path) -> None:
+    (layout / "min.js").write_text("a" * 5000 + "\nnext\n")
+    part = ConfinedTree(layout, ConfinementLimits(max_read_bytes=100)).read_file("min.js")
+    assert part.truncated and part.text == "a" * 100 and (part.start, part.end) == (1, 1)
+
+
 def test_symlinks_inside_the_tree_are_followed(layout: Path) -> None:
     tree = ConfinedTree(layout)
     assert tree.read_file("inner-link", 1, 1).text == "line 1"
