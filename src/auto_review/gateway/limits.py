@@ -6,11 +6,13 @@ a client make the gateway hold more than the cap in memory.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Receive
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class BodyTooLarge(Exception):
@@ -131,3 +133,87 @@ class RateLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+# ---- request line and headers ------------------------------------------------------------
+
+MAX_HEADER_BYTES = 64 * 1024
+HEADER_TIMEOUT_SECONDS = 30.0
+_HEADERS_TOO_LARGE_BODY = b'{"error":"request line or headers too large"}'
+_HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n" % len(_HEADERS_TOO_LARGE_BODY)
+) + _HEADERS_TOO_LARGE_BODY
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a cap on the request line plus headers.
+
+    The parser itself has no limit: without one, a client could stream an endless header
+    into memory before any check of ours runs. Bytes are counted from the end of the
+    previous request; past ``MAX_HEADER_BYTES`` with the headers still incomplete, the
+    connection gets a 431 and is closed. A request whose headers are still incomplete
+    ``HEADER_TIMEOUT_SECONDS`` after they began is cut off too (slow-header clients).
+    Memory held per connection is thereby bounded by the cap plus one socket read. A new
+    connection that sends no complete request head within the timeout is closed as well.
+    """
+
+    max_header_bytes = MAX_HEADER_BYTES
+    header_timeout_seconds = HEADER_TIMEOUT_SECONDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_bytes = 0
+        self._reading_headers = True
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        if self._reading_headers and self._header_bytes > self.max_header_bytes:
+            self._refuse(_HEADERS_TOO_LARGE)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_header_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._start_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._reading_headers = True
+        self._header_bytes = 0
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self._reading_headers:
+            self._refuse(b"")
+
+    def _start_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout_seconds, self._header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _refuse(self, answer: bytes) -> None:
+        self._reading_headers = False
+        self._cancel_header_timer()
+        if not self.transport.is_closing():
+            if answer:
+                self.transport.write(answer)
+            self.transport.close()

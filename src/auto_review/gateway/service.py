@@ -31,6 +31,7 @@ import uvicorn
 from auto_review.config import Settings
 from auto_review.gateway.app import BackgroundService, build_app, intake_policy
 from auto_review.gateway.intake import plan_jobs
+from auto_review.gateway.limits import BoundedHttpToolsProtocol
 from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.poller import ChatPoller
 from auto_review.gateway.worker import WorkerPool
@@ -305,7 +306,8 @@ async def serve_async(
 def _uvicorn_config(app: Any) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        http="httptools",
+        http=BoundedHttpToolsProtocol,  # httptools, with a cap on request line + headers
+        ws="none",  # no WebSocket routes: never upgrade
         lifespan="on",
         access_log=False,  # requests are counted in /metrics; access lines would be noise
         log_config=None,  # logging is configured (with redaction) by the caller

@@ -396,3 +396,10 @@ def test_body_at_the_cap_is_still_read(client: httpx.Client, gateway: GatewayPro
     assert (
         post_forgejo(client, body + b" " * (cap - len(body) + 1), "pull_request").status_code == 413
     )
+
+
+def test_oversized_request_head_is_431(gateway: GatewayProcess, client: httpx.Client) -> None:
+    head = b"POST /webhooks/forgejo HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"p" * 70_000
+    answer = raw_exchange(gateway, head)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+    assert client.get("/healthz").status_code == 200
