@@ -80,7 +80,7 @@ def run(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
     try:
         if forward_signals:
             previous = _forward_signals_to(pid)
-        container.send_start(created.sync_fd)
+        container.send_start(created.sync_fd, already_sent=created.start_sent)
         hooks.run_hooks_warn("poststart", created.record["hooks"]["poststart"],
                              container.public_state(created.record, "running"))
         status = os.waitpid(pid, 0)[1]

@@ -92,10 +92,17 @@ def to_json(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def _encode_string(text: str) -> str:
-    from _json import encode_basestring_ascii
+def _needs_escape(char: str) -> bool:
+    # control characters, and lone surrogates from undecodable file names
+    return char < " " or char == "\x7f" or "\ud800" <= char <= "\udfff"
 
-    return encode_basestring_ascii(text)
+
+def _encode_string(text: str) -> str:
+    text = text.replace("\\", "\\\\").replace('"', '\\"')
+    if any(_needs_escape(char) for char in text):
+        text = "".join(f"\\u{ord(char):04x}" if _needs_escape(char) else char
+                       for char in text)
+    return f'"{text}"'
 
 
 def _write_json_atomic(path: str, document: Any) -> None:
@@ -173,10 +180,11 @@ class Created:
     """What create hands back: the record, the init's pid, and in run mode the open
     sync socket the START message goes through."""
 
-    __slots__ = ("cgroup", "directory", "init_pid", "record", "sync_fd")
+    __slots__ = ("cgroup", "directory", "init_pid", "record", "start_sent", "sync_fd")
 
     def __init__(self, record: dict[str, Any], directory: str, init_pid: int,
-                 sync_fd: int, cgroup: Any) -> None:
+                 sync_fd: int, cgroup: Any, start_sent: bool) -> None:
+        self.start_sent = start_sent
         self.record = record
         self.directory = directory
         self.init_pid = init_pid
@@ -338,6 +346,10 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
     ns_plan = plan.ns_plan
     assert ns_plan is not None
     init_pid = 0
+    record: dict[str, Any] = {}
+    config_hooks = config.get("hooks") or {}
+    start_early = plan.run_mode and not (config_hooks.get("prestart")
+                                         or config_hooks.get("createRuntime"))
     while True:
         message = os.read(parent_fd, container_init.MAX_MESSAGE)
         if message == b"SYNC":
@@ -352,10 +364,15 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
         elif message.startswith(b"PID "):
             init_pid = int(message[4:])
             cleanup.pids.insert(0, init_pid)
-            _reap(intermediate)
+            _reap(intermediate)  # it exits once the init is cloned
             cleanup.pids.remove(intermediate)
             if "oomScoreAdj" in config["process"]:
                 _write_oom_score_adj(init_pid, config["process"]["oomScoreAdj"])
+            record = _record(plan, init_pid, cleanup.cgroup)
+            if start_early:
+                # no hook exchange can follow: queue START now, the init reads it right
+                # after READY instead of waiting for another round trip
+                os.write(parent_fd, b"START")
         elif message == b"HOOKS":
             config_hooks = config.get("hooks") or {}
             state = plan.hook_state("creating", init_pid)
@@ -368,7 +385,19 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
             raise container_init.decode_error(message)
         else:
             raise StepError("init", errno.EPIPE, _death_note(init_pid or intermediate))
-    record = {
+    if pid_file is not None:
+        _write_pid_file(os.fspath(pid_file), init_pid)
+    _write_json_atomic(os.path.join(directory, STATE_FILE), record)
+    cleanup.fds.remove(parent_fd)
+    if plan.run_mode:
+        return Created(record, directory, init_pid, parent_fd, cleanup.cgroup, start_early)
+    os.close(parent_fd)
+    return Created(record, directory, init_pid, -1, cleanup.cgroup, False)
+
+
+def _record(plan: container_init.LaunchPlan, init_pid: int, cgroup: Any) -> dict[str, Any]:
+    config = plan.config
+    return {
         "id": plan.container_id,
         "pid": init_pid,
         "pid_start": (process_start_time(init_pid) or ("", 0))[1],
@@ -378,22 +407,12 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
         "owner": _owner(),
         "annotations": config.get("annotations") or {},
         # every directory the cgroup made (parents first): what delete must remove
-        "cgroup_paths": cleanup.cgroup.created_paths() if cleanup.cgroup is not None else [],
-        "cgroup_applied": cleanup.cgroup.applied if cleanup.cgroup is not None else False,
-        "cgroup_reason": cleanup.cgroup.reason if cleanup.cgroup is not None else
-        "no linux.resources",
+        "cgroup_paths": cgroup.created_paths() if cgroup is not None else [],
+        "cgroup_applied": cgroup.applied if cgroup is not None else False,
+        "cgroup_reason": cgroup.reason if cgroup is not None else "no linux.resources",
         "hooks": {phase: (config.get("hooks") or {}).get(phase) or []
                   for phase in ("poststart", "poststop")},
     }
-    if pid_file is not None:
-        _write_pid_file(os.fspath(pid_file), init_pid)
-    _write_json_atomic(os.path.join(directory, STATE_FILE), record)
-    if plan.run_mode:
-        cleanup.fds.remove(parent_fd)
-        return Created(record, directory, init_pid, parent_fd, cleanup.cgroup)
-    os.close(parent_fd)
-    cleanup.fds.remove(parent_fd)
-    return Created(record, directory, init_pid, -1, cleanup.cgroup)
 
 
 def _death_note(pid: int) -> str:
@@ -435,10 +454,11 @@ def _write_pid_file(path: str, pid: int) -> None:
 # ------------------------------------------------------------------ start, kill, delete
 
 
-def send_start(start_fd: int) -> None:
+def send_start(start_fd: int, *, already_sent: bool = False) -> None:
     """Send START and wait for the init's answer: EOF means execve happened."""
     try:
-        os.write(start_fd, b"START")
+        if not already_sent:
+            os.write(start_fd, b"START")
         answer = os.read(start_fd, container_init.MAX_MESSAGE)
     finally:
         os.close(start_fd)

@@ -7,11 +7,12 @@ socket as ``ERR step\\0errno\\0path`` (see ``encode_error``), then the process e
 Intermediate: join namespaces by path, unshare the user namespace, wait while the parent
 writes the id maps and puts it in the cgroup, become root of the namespace, unshare every
 other namespace (pid included), then clone the init with CLONE_PARENT so the init is the
-runtime's own child, send its pid and exit.
+runtime's own child, and exit.
 
-Init (pid 1): set up the filesystem, devices, pivot_root and the rest, report READY,
-wait for START, run startContainer hooks, drop to the process identity and privileges,
-execve. The start connection is close-on-exec: the starter reads EOF when execve worked.
+Init (pid 1): announce its pid as the runtime sees it, set up the filesystem, devices,
+pivot_root and the rest, report READY, wait for START, run startContainer hooks, drop to
+the process identity and privileges, execve. The start connection is close-on-exec: the
+starter reads EOF when execve worked.
 """
 
 from __future__ import annotations
@@ -144,10 +145,9 @@ def _intermediate(plan: LaunchPlan, sync_fd: int) -> None:
             raise StepError("become-root", exc.errno or errno.EPERM, "") from exc
     if ns_plan.new_flags:
         sc.unshare(ns_plan.new_flags, "unshare")
-    child = sc.clone_sibling()
-    if child == 0:
+    if sc.clone_sibling() == 0:
         init_main(plan, sync_fd)  # never returns
-    _send(sync_fd, b"PID %d" % child)
+    # the init announces its own pid: its messages then always follow that one
 
 
 # ------------------------------------------------------------------ init
@@ -164,8 +164,9 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
     ns_plan = plan.ns_plan
     assert ns_plan is not None
     os.setsid()
-    # our pid as the runtime sees it, for the hooks' state: the host's /proc is still here
+    # our pid as the runtime sees it: the runtime's /proc is still mounted here
     host_pid = int(os.readlink("/proc/self"))
+    _send(sync_fd, b"PID %d" % host_pid)
     rootfs = plan.rootfs
     propagation = linux.get("rootfsPropagation")
     mounts.prepare_rootfs(rootfs, propagation)

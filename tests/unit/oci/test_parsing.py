@@ -4,6 +4,7 @@ and the runc-style command line."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -156,3 +157,13 @@ def test_default_state_root_for_non_root(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     with pytest.raises(OciError, match="no state root"):
         container.state_root(None)
+
+
+def test_state_records_are_written_as_json_without_the_json_module() -> None:
+    record = {"id": "x", "pid": 12, "ok": True, "none": None, "ratio": 0.5,
+              "text": 'quote " backslash \\ tab \t newline \n del \x7f é ✓',
+              "odd": "name-\udcff", "nested": {"list": [1, "two", [], {}]}}
+    decoded = json.loads(container.to_json(record))
+    assert decoded == record
+    with pytest.raises(TypeError):
+        container.to_json({"bytes": b"x"})
