@@ -445,3 +445,58 @@ def test_state_root_is_private(tmp_path: Path, root: Path) -> None:
     assert (root / "private" / "state.json").stat().st_mode & 0o777 == 0o600
     api.delete("private", root=root)
     shutil.rmtree(root)
+
+
+def _run_capture(root: Path, container_id: str, bundle: Path) -> tuple[int, list[str]]:
+    with tempfile.TemporaryFile("w+") as out:
+        code = api.run(container_id, bundle, root=root, forward_signals=False,
+                       stdio=(0, out.fileno(), out.fileno()))
+        out.seek(0)
+        return code, out.read().splitlines()
+
+
+def test_joining_a_namespace_by_path(tmp_path: Path, root: Path) -> None:
+    holder = make_bundle(tmp_path, container_config(["/bin/sleep", "60"]))
+    holder_pid = api.create("holder", holder, root=root)["pid"]
+    net_path = f"/proc/{holder_pid}/ns/net"
+    config = container_config(["/bin/sh", "-c", "readlink /proc/self/ns/net"])
+    config["linux"]["namespaces"] = [
+        {"type": "mount"}, {"type": "pid"}, {"type": "uts"}, {"type": "ipc"},
+        {"type": "network", "path": net_path}]
+    code, lines = _run_capture(root, "joiner", make_bundle(tmp_path, config))
+    assert code == 0, lines
+    assert lines == [os.readlink(net_path)]
+    assert lines[0] != os.readlink("/proc/self/ns/net")
+    api.delete("holder", root=root)
+
+
+def test_seccomp_filter_is_loaded_last(tmp_path: Path, root: Path) -> None:
+    config = container_config(["/bin/sh", "-c",
+                               "grep Seccomp: /proc/self/status; mkdir /tmp/x; echo $?"])
+    config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+    config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                      "errnoRet": 1}]}
+    code, lines = _run_capture(root, "seccomp", make_bundle(tmp_path, config))
+    assert code == 0, lines
+    assert lines[0] == "Seccomp:\t2"
+    assert "Operation not permitted" in lines[1]
+    assert lines[2] == "1"
+
+
+def test_landlock_annotation_confines_the_file_system(tmp_path: Path, root: Path) -> None:
+    from auto_review.oci import landlock
+
+    if landlock.landlock_abi() == 0:
+        pytest.fail("this kernel has no Landlock; the test expects it on this machine")
+    config = container_config(["/bin/sh", "-c",
+                               "ls /usr >/dev/null && echo usr-ok; "
+                               "touch /tmp/ok && echo tmp-ok; "
+                               "ls /etc 2>/dev/null || echo etc-denied"])
+    config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+    config["annotations"] = {landlock.LANDLOCK_ANNOTATION: json.dumps(
+        {"read_only": ["/usr"], "read_write": ["/tmp", "/dev"], "mandatory": True})}
+    code, lines = _run_capture(root, "landlock", make_bundle(tmp_path, config))
+    assert code == 0, lines
+    assert lines == ["usr-ok", "tmp-ok", "etc-denied"]
