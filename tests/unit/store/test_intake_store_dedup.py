@@ -277,3 +277,46 @@ def test_delivery_refs_are_validated() -> None:
         DeliveryRef("github", "")
     with pytest.raises(ValueError, match="delivery id"):
         DeliveryRef("github", "x" * 201)
+
+
+def test_duplicates_inside_one_batch_are_decided_in_order(open_store, make_request) -> None:
+    store = open_store()
+    first, second = make_request(pr=1), make_request(pr=2)
+
+    async def scenario() -> list[AcceptResult]:
+        # One loop iteration: all of these land in the same transaction.
+        return await asyncio.gather(
+            store.accept(DeliveryRef("forgejo", "d1"), [first]),
+            store.accept(DeliveryRef("forgejo", "d1"), [first]),  # same delivery again
+            store.accept(DeliveryRef("forgejo", "d2"), [first]),  # same job, new delivery
+            store.accept(DeliveryRef("forgejo", "d3"), [second, second]),  # twice in one accept
+        )
+
+    results = asyncio.run(scenario())
+    assert results == [
+        AcceptResult(False, 1, 0),
+        AcceptResult(True, 0, 0),
+        AcceptResult(False, 0, 1),
+        AcceptResult(False, 1, 1),
+    ]
+    assert store._writer.stats == (1, 4)
+    assert store.queue_depth() == 2
+
+
+def test_large_batches_span_several_statements(open_store, make_request) -> None:
+    store = open_store()
+    asyncio.run(store.accept(None, [make_request(pr=n) for n in range(1, 301, 2)]))  # odd PRs
+
+    async def scenario() -> list[AcceptResult]:
+        return await asyncio.gather(
+            *(
+                store.accept(DeliveryRef("github", f"big-{n}"), [make_request(pr=n)])
+                for n in range(1, 601)
+            )
+        )
+
+    results = asyncio.run(scenario())
+    assert [r.new_jobs for r in results[:300]] == [0, 1] * 150
+    assert all(r.new_jobs == 1 for r in results[300:])
+    assert store.queue_depth() == 600
+    assert all(store.seen_delivery(DeliveryRef("github", f"big-{n}")) for n in (1, 250, 251, 600))
