@@ -94,7 +94,7 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         self._wakeups = [asyncio.Event() for _ in range(self._concurrency)]
 
-        def wake_all() -> None:  # runs on the store's writer thread
+        def wake_all() -> None:  # may run on another thread (a blocking store call)
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown
                 loop.call_soon_threadsafe(self._wake_all)
 

@@ -100,6 +100,6 @@ class JobQueue(Protocol):
 
 
 class NewJobsListener(Protocol):
-    """Called from the store's writer thread after a commit that added jobs or made any due."""
+    """Called right after a commit that made jobs claimable, on the committing thread."""
 
     def __call__(self) -> None: ...

@@ -1,7 +1,8 @@
 """The embedded intake store: delivery dedup and the job queue in one SQLite (WAL) file.
 
-Writes go through a `GroupCommitWriter` (one thread, one write connection, one transaction per
-batch of callers); reads use a separate read-only connection. Job life cycle:
+Writes go through a `GroupCommitWriter` (one write connection, one transaction per batch of
+callers, durable before any caller hears back); reads use a separate read-only connection.
+Job life cycle:
 
     pending --claim--> running --finish--> done | failed
        ^                  |
@@ -154,7 +155,7 @@ class SqliteIntakeStore:
         self._claims_handed_out = True
 
         def operation(connection: sqlite3.Connection) -> Job | None:
-            row = connection.execute(
+            rows = connection.execute(
                 "UPDATE jobs SET status = 'running', attempts = attempts + 1,"
                 " claimed_by = ?, claimed_at = ?"
                 " WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND not_before <= ?"
@@ -162,8 +163,8 @@ class SqliteIntakeStore:
                 " RETURNING id, kind, host, owner, name, pr_number, head_sha, comment_id,"
                 " argument, requested_by, source, attempts, enqueued_at",
                 (worker, now, now),
-            ).fetchone()
-            return None if row is None else _job_from_row(row)
+            ).fetchall()  # read to the end, so the statement is finished before RELEASE
+            return _job_from_row(rows[0]) if rows else None
 
         return await self._writer.submit(operation, bounded=False)
 
@@ -247,7 +248,9 @@ class SqliteIntakeStore:
         return self._writer.call(operation)
 
     def add_new_jobs_listener(self, listener: NewJobsListener) -> None:
-        """`listener()` runs on the writer thread after a commit that made jobs claimable."""
+        """`listener()` runs right after a commit that made jobs claimable, on the thread
+        that committed (the event loop, or a blocking caller's thread): keep it quick and
+        thread-safe, e.g. `loop.call_soon_threadsafe(event.set)`."""
         self._listeners.append(listener)
 
     def job_status(self, job_id: int) -> tuple[JobStatus, str | None, str, int] | None:
