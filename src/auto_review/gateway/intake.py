@@ -48,14 +48,19 @@ class IntakePolicy:
 
 @dataclass(frozen=True, slots=True)
 class IntakeDecision:
-    """The jobs an event asks for, or why it asks for none (a fixed reason word)."""
+    """The jobs an event asks for, or why it asks for none.
+
+    ``ignored_reason`` is a fixed word (a metric label); ``detail`` is the parser's
+    sentence for events it already ignored (built from fixed text, never raw payload).
+    """
 
     jobs: tuple[JobRequest, ...] = ()
     ignored_reason: str | None = None
+    detail: str | None = None
 
 
-def ignored(reason: str) -> IntakeDecision:
-    return IntakeDecision(ignored_reason=reason)
+def ignored(reason: str, detail: str | None = None) -> IntakeDecision:
+    return IntakeDecision(ignored_reason=reason, detail=detail)
 
 
 def plan_jobs(event: WebhookEvent, policy: IntakePolicy, source: str = "webhook") -> IntakeDecision:
@@ -65,7 +70,7 @@ def plan_jobs(event: WebhookEvent, policy: IntakePolicy, source: str = "webhook"
     if isinstance(event, CommentEvent):
         return _plan_comment(event, policy, source)
     if isinstance(event, IgnoredEvent):
-        return ignored("unsupported-event")
+        return ignored("unsupported-event", event.reason)
     return ignored("unsupported-event")
 
 

@@ -125,8 +125,11 @@ def client_address(scope: Scope) -> str:
 
 
 @lru_cache(maxsize=64)
-def ignored_reply(reason: str) -> Reply:
-    return reply(202, {"status": "ignored", "reason": reason})
+def ignored_reply(reason: str, detail: str | None) -> Reply:
+    payload = {"status": "ignored", "reason": reason}
+    if detail:
+        payload["detail"] = detail
+    return reply(202, payload)
 
 
 class WebhookEndpoint:
@@ -230,7 +233,7 @@ class WebhookEndpoint:
             self.metrics.ignored_events_total.labels(
                 source=source.name, reason=decision.ignored_reason
             ).inc()
-            return ignored_reply(decision.ignored_reason)
+            return ignored_reply(decision.ignored_reason, decision.detail)
 
         delivery = DeliveryRef(source.name, delivery_id) if delivery_id else None
         try:

@@ -131,7 +131,8 @@ def test_unknown_forgejo_event_is_ignored_and_counted(client: httpx.Client) -> N
     )
     response = post_forgejo(client, {"anything": 1}, "wiki")
     assert response.status_code == 202
-    assert response.json() == {"status": "ignored", "reason": "unsupported-event"}
+    assert response.json()["reason"] == "unsupported-event"
+    assert "wiki" in response.json()["detail"]
     after = metric_value(
         client, "auto_review_ignored_events_total", source="forgejo", reason="unsupported-event"
     )
@@ -403,3 +404,27 @@ def test_oversized_request_head_is_431(gateway: GatewayProcess, client: httpx.Cl
     answer = raw_exchange(gateway, head)
     assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
     assert client.get("/healthz").status_code == 200
+
+
+def test_github_pull_request_comment_command_and_issue_comment(
+    gateway: GatewayProcess, client: httpx.Client
+) -> None:
+    payload = github_payload("issue_comment", "created.payload.json")
+    payload["comment"]["id"] = 7_000_000_001
+    payload["comment"]["body"] = f"@{BOT_LOGIN} re-review please"
+
+    def post(data: dict) -> httpx.Response:
+        body = json.dumps(data).encode()
+        headers = github_headers(GITHUB_WEBHOOK_SECRET, body, "issue_comment")
+        return client.post("/webhooks/github", content=body, headers=headers)
+
+    # The example comment is on a plain issue: no job.
+    plain = post(payload)
+    assert plain.status_code == 202
+    assert plain.json()["reason"] == "unsupported-event"
+    assert "not a pull request" in plain.json()["detail"]
+    payload["issue"]["pull_request"] = {"url": "https://api.github.com/repos/x/y/pulls/1"}
+    on_pull = post(payload)
+    assert on_pull.status_code == 202, on_pull.text
+    [job] = jobs_with(gateway, comment_id=7_000_000_001)
+    assert (job["host"], job["kind"], job["pr"]) == ("github", "re-review", 1)

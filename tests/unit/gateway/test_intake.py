@@ -66,6 +66,7 @@ def test_drafts_wait_unless_the_policy_reviews_them() -> None:
 def test_ignored_events_stay_ignored() -> None:
     decision = plan_jobs(IgnoredEvent("github event 'ping' is not handled"), POLICY)
     assert decision.jobs == () and decision.ignored_reason == "unsupported-event"
+    assert decision.detail == "github event 'ping' is not handled"
 
 
 def test_source_is_carried_into_the_job() -> None:
