@@ -192,35 +192,42 @@ class _TruncatedLine(bytes):
     """A line whose tail was dropped because it exceeded DiffLimits.max_line_bytes."""
 
 
+_READ_CHUNK = 1 << 20
+
+
 def _capped_lines(source: BinaryIO | Iterable[bytes], cap: int) -> Iterator[bytes]:
     """Lines without their ``\\n`` (a ``\\r`` stays); a line over ``cap`` is cut to its
-    first ``cap`` bytes and yielded as a :class:`_TruncatedLine`."""
-    readline = getattr(source, "readline", None)
-    if readline is not None:
-        while True:
-            chunk = readline(cap + 1)
-            if not chunk:
-                return
-            if chunk.endswith(b"\n"):
-                yield chunk[:-1]
-                continue
-            if len(chunk) <= cap:  # last line of the input, without a newline
-                yield chunk
-                return
-            # Over-long line: keep the head, drop the rest up to the newline.
-            head = _TruncatedLine(chunk[:cap])
-            while True:
-                rest = readline(64 * 1024)
-                if not rest or rest.endswith(b"\n"):
-                    break
-            yield head
-            if not rest:
-                return
-    else:
+    first ``cap`` bytes and yielded as a :class:`_TruncatedLine`.
+
+    File objects are read in chunks of 1 MiB, so memory stays bounded by the chunk size and
+    ``cap`` whatever the input looks like.
+    """
+    read = getattr(source, "read1", None) or getattr(source, "read", None)
+    if read is None:
         for line in source:  # type: ignore[union-attr]
             if line.endswith(b"\n"):
                 line = line[:-1]
             yield _TruncatedLine(line[:cap]) if len(line) > cap else line
+        return
+    pending = b""
+    long_head: bytes | None = None  # head of an over-long line whose end is not read yet
+    while chunk := read(_READ_CHUNK):
+        if long_head is not None:
+            end = chunk.find(b"\n")
+            if end == -1:
+                continue  # still inside the over-long line: drop it
+            yield _TruncatedLine(long_head)
+            long_head, chunk = None, chunk[end + 1 :]
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            yield _TruncatedLine(line[:cap]) if len(line) > cap else line
+        if len(pending) > cap:
+            long_head, pending = pending[:cap], b""
+    if long_head is not None:
+        yield _TruncatedLine(long_head)
+    elif pending:
+        yield _TruncatedLine(pending[:cap]) if len(pending) > cap else pending
 
 
 _HUNK_HEADER = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@ ?(.*)$", re.DOTALL)

@@ -257,3 +257,22 @@ def test_files_are_yielded_before_the_input_is_exhausted() -> None:
 
     first = next(iter_file_diffs(lines()))
     assert first.path == "f" and consumed <= 12
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1 << 20])
+def test_chunked_reading_gives_the_same_lines(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from auto_review.review import diff as diff_module
+
+    # 59 added lines, some over the 100-byte cap, then one without a final newline.
+    body = b"".join(
+        b"+" + b"y" * (i % 13) + b"z" * (300 * (i % 17 == 0)) + b"\n" for i in range(59)
+    )
+    text = b"diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -0,0 +1,60 @@\n" + body + b"+last"
+    limits = DiffLimits(max_line_bytes=100)
+    (expected,) = list(iter_file_diffs(text.splitlines(keepends=True), limits))
+    monkeypatch.setattr(diff_module, "_READ_CHUNK", chunk)
+    (got,) = list(iter_file_diffs(io.BytesIO(text), limits))
+    assert got.hunks == expected.hunks and got.truncated and expected.truncated
+    assert got.changed_lines() == set(range(1, 61))
+    assert got.hunks[0].lines[-1] == b"+last"
+    assert max(len(line) for line in got.hunks[0].lines) == 100
