@@ -90,7 +90,7 @@ def parse_ci_request(payload: Any) -> CiReviewRequest:
     if not isinstance(payload, dict):
         raise CiRequestInvalid("body must be a JSON object")
     host = payload.get("host")
-    if host not in {kind.value for kind in HostKind}:
+    if not isinstance(host, str) or host not in {kind.value for kind in HostKind}:
         raise CiRequestInvalid("host must be one of: " + ", ".join(k.value for k in HostKind))
     for field in ("owner", "repo"):
         value = payload.get(field)

@@ -132,6 +132,8 @@ def test_missing_or_wrong_token_is_401(client: httpx.Client, headers: dict[str, 
         ci_body(head="xyz"),
         ci_body(owner="../etc"),
         ci_body(host="gitlab"),
+        ci_body(host=[]),  # unhashable where a name belongs
+        ci_body(owner={"a": 1}),
         [1, 2],
     ],
 )
