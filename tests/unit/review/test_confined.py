@@ -108,12 +108,17 @@ def test_bad_line_ranges(layout: Path) -> None:
 @pytest.mark.timeout(20)
 def test_special_files_are_refused_without_blocking(layout: Path) -> None:
     os.mkfifo(layout / "fifo")  # no writer: a blocking open would hang forever
-    os.mknod(layout / "null-dev", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    special = ["fifo"]
+    try:  # creating a device node needs CAP_MKNOD (the test machine runs as root)
+        os.mknod(layout / "null-dev", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+        special.append("null-dev")
+    except PermissionError:
+        pass
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(layout / "sock"))
     tree = ConfinedTree(layout)
     try:
-        for name in ("fifo", "null-dev"):
+        for name in special:
             with pytest.raises(ConfinementError, match="regular file"):
                 tree.read_file(name)
         with pytest.raises(ConfinementError):
