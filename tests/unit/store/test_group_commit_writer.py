@@ -193,3 +193,36 @@ def test_housekeeping_runs_in_its_own_transactions(database: Path) -> None:
         writer.close()
         connection.close()
     assert rows(database) == ["keep"]
+
+
+def test_a_write_lock_held_elsewhere_fails_with_a_clear_error(database: Path) -> None:
+    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    writer = GroupCommitWriter(connection, max_pending=10, lock_wait_seconds=0.2)
+    other_process = sqlite3.connect(database, isolation_level=None)
+    other_process.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match="locked by another process"):
+            asyncio.run(_submit(writer, insert("blocked")))
+        with pytest.raises(StoreError, match="locked by another process"):
+            writer.call(insert("blocked"))
+        other_process.execute("ROLLBACK")
+        assert asyncio.run(_submit(writer, insert("free"))) == "free"
+    finally:
+        other_process.close()
+        writer.close()
+        connection.close()
+    assert rows(database) == ["free"]
+
+
+def test_a_caller_that_gives_up_does_not_undo_or_break_the_batch(
+    writer: GroupCommitWriter, database: Path
+) -> None:
+    async def scenario() -> str:
+        abandoned = writer.submit(insert("abandoned"))
+        kept = writer.submit(insert("kept"))
+        abandoned.cancel()  # e.g. the HTTP client hung up
+        return await kept
+
+    assert asyncio.run(scenario()) == "kept"
+    # The write was already queued: it stands (a redelivery is deduplicated later).
+    assert rows(database) == ["abandoned", "kept"]
