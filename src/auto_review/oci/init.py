@@ -167,6 +167,8 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
     # our pid as the runtime sees it: the runtime's /proc is still mounted here
     host_pid = int(os.readlink("/proc/self"))
     _send(sync_fd, b"PID %d" % host_pid)
+    if ns_plan.new_flags & sc.CLONE_NEWNET:
+        namespaces.bring_up_loopback()
     rootfs = plan.rootfs
     propagation = linux.get("rootfsPropagation")
     mounts.prepare_rootfs(rootfs, propagation)
@@ -231,6 +233,7 @@ def _start_and_exec(plan: LaunchPlan, executable: str, env: dict[str, str],
     hooks.run_hooks("startContainer", (config.get("hooks") or {}).get("startContainer"),
                     plan.hook_state("created", host_pid))
     _prepare_fds(plan.stdio, plan.preserve_fds)
+    _give_stdio_to_user(process.get("user") or {})
     _become_process_user(process, plan)
     for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
         _signal.signal(number, _signal.SIG_DFL)  # Python ignores them; execve would keep that
@@ -304,6 +307,24 @@ def _prepare_fds(stdio: tuple[int, int, int] | None, preserve_fds: int) -> None:
         except OSError as exc:
             raise StepError("preserve-fds", exc.errno or errno.EBADF, str(fd)) from exc
     sc.mark_cloexec_from(first_closed)
+
+
+def _give_stdio_to_user(user: dict[str, Any]) -> None:
+    """Let the process user read and write its stdio, as runc and crun do: chown what
+    descriptors 0-2 point to, except /dev/null. Ids the namespace cannot represent
+    (EINVAL) or files we may not chown (EPERM) are left as they are."""
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    null_device = os.stat("/dev/null").st_rdev if os.path.exists("/dev/null") else -1
+    for fd in (0, 1, 2):
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISCHR(info.st_mode) and info.st_rdev == null_device:
+                continue
+            if (info.st_uid, info.st_gid) != (uid, gid):
+                os.fchown(fd, uid, gid)
+        except OSError as exc:
+            if exc.errno not in (errno.EBADF, errno.EINVAL, errno.EPERM):
+                raise StepError("stdio", exc.errno or errno.EIO, str(fd)) from exc
 
 
 def _become_process_user(process: dict[str, Any], plan: LaunchPlan) -> None:

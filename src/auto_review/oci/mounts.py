@@ -202,8 +202,8 @@ def readonly_path(path: str) -> None:
     if not os.path.exists(path):
         return
     sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC, step="readonly-path", path=path)
-    bind_remount(path, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, 0,
-                 "readonly-path", path)
+    # read-only only, as runc 1.1 and crun 1.8 do (the locked flags are kept)
+    bind_remount(path, sc.MS_RDONLY, 0, "readonly-path", path)
 
 
 def mask_path(path: str) -> None:

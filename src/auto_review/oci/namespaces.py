@@ -118,3 +118,25 @@ def _write_proc(pid: int, name: str, data: bytes, step: str) -> None:
 
 def maps_container_root(mappings: list[dict[str, int]]) -> bool:
     return any(m["containerID"] == 0 and m["size"] > 0 for m in mappings)
+
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+def bring_up_loopback() -> None:
+    """Set `lo` up in a new network namespace (it starts down), as runc and crun do."""
+    import _socket
+    import fcntl
+    import struct
+
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        request = struct.pack("16sh22x", b"lo", 0)
+        flags = struct.unpack("16sh22x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | _IFF_UP))
+    except OSError as exc:
+        raise StepError("network-loopback", exc.errno or errno.EIO, "lo") from exc
+    finally:
+        sock.close()
