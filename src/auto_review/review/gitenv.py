@@ -257,10 +257,13 @@ class GitRunner:
     def _secrets(self) -> list[str]:
         return [self.credentials.token] if self.credentials else []
 
-    def _failure(self, what: str, stderr: bytes, cls: type[GitError] = GitError) -> GitError:
-        tail = stderr.decode("utf-8", "replace").strip()[-1500:]
-        detail = redact(tail, self._secrets())
-        return cls(f"git {what} failed" + (f": {detail}" if detail else ""))
+    def _failure(self, what: str, stderr: bytes) -> GitError:
+        # One line: the last lines of stderr, joined, redacted, control characters dropped.
+        text = redact(stderr.decode("utf-8", "replace"), self._secrets())
+        printable = "".join(ch if ch.isprintable() or ch == "\n" else " " for ch in text)
+        lines = [" ".join(line.split()) for line in printable.splitlines()]
+        detail = " | ".join(line for line in lines if line)[-1500:]
+        return GitError(f"git {what} failed" + (f": {detail}" if detail else ""))
 
     def run(
         self,

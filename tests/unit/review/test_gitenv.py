@@ -155,3 +155,13 @@ def test_config_cannot_be_smuggled_before_the_subcommand(tmp_path: Path) -> None
             runner.argv(args)
     argv = runner.argv(["status", "-c", "x"])  # later arguments belong to the subcommand
     assert argv[argv.index("status") :] == ["status", "-c", "x"]
+
+
+def test_failures_are_one_redacted_line(tmp_path: Path) -> None:
+    runner = GitRunner(
+        home=tmp_path,
+        git_dir=tmp_path / "g",
+        credentials=GitCredentials(username="bot", token=TOKEN, host="forge.example"),
+    )
+    error = runner._failure("fetch", f"fatal: one\n\x1b[31mtwo {TOKEN}\r\n\n".encode())
+    assert str(error) == "git fetch failed: fatal: one | [31mtwo ***"
