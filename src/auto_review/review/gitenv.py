@@ -6,7 +6,7 @@ and nothing from the host's git set-up may leak in either:
 * the environment is built from nothing (the caller's is not inherited): no system or global
   config, an empty ``HOME``, no askpass, no terminal prompt, no SSH command;
 * ``-c`` overrides on every command switch off everything git can execute on its own
-  (hooks, fsmonitor, LFS and other filters, pagers, proxies commands, credential helpers other
+  (hooks, fsmonitor, LFS and other filters, pagers, proxy commands, credential helpers other
   than ours) and limit transports to https (``file`` only when explicitly allowed, for tests);
 * the token reaches git through a credential helper that reads it from the environment of
   the git child: it is never on a command line, in a URL or in ``.git/config``;
