@@ -1,9 +1,11 @@
-"""Ten thousand malformed requests at a real gateway: never a 5xx, never a job.
+"""Ten thousand malformed requests at a real gateway: never a 5xx, never a job unsigned.
 
 A seeded generator (so a failure replays exactly) mixes wrong methods, unknown paths,
 missing/garbage/wrong-key signatures, truncated and random bodies, wrong content types,
 huge and odd headers, bad bearer tokens, and raw protocol garbage sent over plain
-sockets. One server and one keep-alive client keep the run well under a minute.
+sockets. A share of the requests is authentic but mangled (signed payloads with fields
+dropped or replaced, CI requests with the right token and odd bodies): those may create
+jobs, the rest never. One server and one keep-alive client keep the run under a minute.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import socket
 import time
 
 import httpx
-from tests.integration.gateway.conftest import GITHUB_WEBHOOK_SECRET, WEBHOOK_SECRET, metric_value
+from tests.integration.gateway.conftest import (
+    CI_TOKEN,
+    GITHUB_WEBHOOK_SECRET,
+    WEBHOOK_SECRET,
+    metric_value,
+)
 from tests.support.gateway_process import GatewayProcess, sign_hex
 from tests.support.reference import load_json, reference_path
 
@@ -113,6 +120,76 @@ def random_signature_headers(rng: random.Random, route: str, body: bytes) -> dic
     return {name: value}
 
 
+ODD_VALUES: list[object] = [
+    None,
+    True,
+    -1,
+    0,
+    2**70,
+    1.5,
+    "",
+    "x" * 1000,
+    "../../etc/passwd",
+    "\u202e\u0000",
+    [],
+    {},
+    [1, "a", None],
+    {"login": None},
+]
+
+
+def mutate(rng: random.Random, value: object) -> object:
+    """The value with some nested fields replaced by odd ones or removed."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            roll = rng.random()
+            if roll < 0.04:
+                continue  # field dropped
+            out[key] = rng.choice(ODD_VALUES) if roll < 0.1 else mutate(rng, item)
+        return out
+    if isinstance(value, list):
+        return [mutate(rng, item) for item in value]
+    return value
+
+
+def signed_garbage(rng: random.Random, reals: list[bytes]) -> httpx.Request:
+    """Correctly signed, structurally mangled real payloads: the parser's hard case."""
+    real = json.loads(rng.choice(reals))
+    body = json.dumps(mutate(rng, real)).encode()
+    event = rng.choice(["pull_request", "issue_comment"])
+    if rng.random() < 0.5:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Forgejo-Event": event,
+            "X-Forgejo-Signature": sign_hex(WEBHOOK_SECRET, body),
+        }
+        return httpx.Request(
+            "POST", "http://gateway/webhooks/forgejo", content=body, headers=headers
+        )
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-Hub-Signature-256": "sha256=" + sign_hex(GITHUB_WEBHOOK_SECRET, body),
+    }
+    return httpx.Request("POST", "http://gateway/webhooks/github", content=body, headers=headers)
+
+
+def authorised_ci_garbage(rng: random.Random) -> httpx.Request:
+    base: dict[str, object] = {
+        "host": "forgejo",
+        "owner": "acme",
+        "repo": "widgets",
+        "pr": 3,
+        "head_sha": "1" * 40,
+    }
+    body = json.dumps(mutate(rng, base) if rng.random() < 0.8 else rng.choice(ODD_VALUES))
+    headers = {"Authorization": f"Bearer {CI_TOKEN}", "Content-Type": "application/json"}
+    return httpx.Request(
+        "POST", "http://gateway/reviews/ci", content=body.encode(), headers=headers
+    )
+
+
 def random_route(rng: random.Random) -> str:
     roll = rng.random()
     if roll < 0.6:
@@ -204,17 +281,31 @@ def test_malformed_requests_never_5xx_and_never_make_jobs(
     rng = random.Random(SEED)
     reals = real_bodies()
     jobs_before = len(gateway.recorded_jobs())
-    accepted_before = metric_value(client, "auto_review_jobs_accepted_total", source="webhook")
+    accepted_before = sum(
+        metric_value(client, "auto_review_jobs_accepted_total", source=source)
+        for source in ("webhook", "ci")
+    )
     statuses: dict[int, int] = {}
+    accepted_jobs = 0
     started = time.monotonic()
     with httpx.Client(base_url=gateway.base_url, timeout=30) as fuzz:
         for index in range(HTTP_REQUESTS):
-            request = random_request(rng, reals)
+            roll = rng.random()
+            authentic = roll < 0.15
+            if roll < 0.1:
+                request = signed_garbage(rng, reals)
+            elif roll < 0.15:
+                request = authorised_ci_garbage(rng)
+            else:
+                request = random_request(rng, reals)
             request.url = fuzz.base_url.join(request.url.raw_path.decode("ascii"))
             response = fuzz.send(request)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             assert response.status_code < 500, (index, request.method, request.url, response.text)
-            assert response.status_code != 202 or response.json()["status"] != "accepted", index
+            if response.status_code == 202 and response.json()["status"] == "accepted":
+                # Only an authentic (signed / token-bearing) request may create work.
+                assert authentic, (index, request.url)
+                accepted_jobs += response.json()["jobs"]
     port = int(gateway.base_url.rsplit(":", 1)[1])
     raw_answers: dict[int | None, int] = {}
     for index in range(RAW_REQUESTS):
@@ -230,11 +321,14 @@ def test_malformed_requests_never_5xx_and_never_make_jobs(
     # The mix really exercised the refusals it is meant to.
     for status in (400, 401, 404, 405, 415):
         assert statuses.get(status, 0) > 50, statuses
+    gateway.wait_for_jobs(jobs_before + accepted_jobs)
     time.sleep(0.5)
-    assert len(gateway.recorded_jobs()) == jobs_before
-    assert (
-        metric_value(client, "auto_review_jobs_accepted_total", source="webhook") == accepted_before
+    assert len(gateway.recorded_jobs()) == jobs_before + accepted_jobs
+    accepted_after = sum(
+        metric_value(client, "auto_review_jobs_accepted_total", source=source)
+        for source in ("webhook", "ci")
     )
+    assert accepted_after - accepted_before == accepted_jobs
     assert client.get("/healthz").status_code == 200  # still alive and answering
     total = HTTP_REQUESTS + RAW_REQUESTS
     print(f"fuzz: {total} requests in {elapsed:.1f}s; {statuses}; raw {raw_answers}")
