@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from enum import StrEnum
 from typing import Protocol
 
@@ -203,11 +204,11 @@ class WorkerPool:
         log.error("job failed on its last attempt", extra={**fields, "error": error})
         return RunResult.GAVE_UP
 
-    async def _bookkeep(self, update: object, fields: dict[str, object]) -> None:
+    async def _bookkeep(self, update: Awaitable[bool], fields: dict[str, object]) -> None:
         # Shielded: a cancelled worker must still record what happened to its job. If the
         # store refuses, the job stays 'running' and the next start requeues it.
         try:
-            await asyncio.shield(update)  # type: ignore[arg-type]
+            await asyncio.shield(update)
         except StoreError:
             log.exception("could not record a job state change", extra=fields)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import queue
 import sqlite3
@@ -358,7 +359,7 @@ class GroupCommitWriter:
         for handler, members in groups.items():
             items = [member.item for member in members]
             try:
-                values = self._in_savepoint(lambda c, h=handler, i=items: h(c, i))
+                values = self._in_savepoint(functools.partial(handler, items=items))
             except _TransactionLost:
                 raise
             except Exception as exc:
@@ -367,8 +368,7 @@ class GroupCommitWriter:
                     continue
                 # Somebody's item is bad: find out whose, one item per savepoint.
                 for member in members:
-                    one = lambda c, h=handler, i=member.item: h(c, [i])[0]  # noqa: E731
-                    outcomes.append(self._run_one(one, member))
+                    outcomes.append(self._run_one(_single(handler, member.item), member))
                 continue
             outcomes.extend(_Outcome(m, value=v) for m, v in zip(members, values, strict=True))
         return outcomes
@@ -452,6 +452,13 @@ class GroupCommitWriter:
         self._thread.join(max(deadline - time.monotonic(), 0.1))
         if self._thread.is_alive():
             raise StoreError("state store writer did not stop in time")
+
+
+def _single(handler: BatchHandler[Any, Any], item: Any) -> Callable[[sqlite3.Connection], Any]:
+    def operation(connection: sqlite3.Connection) -> Any:
+        return handler(connection, [item])[0]
+
+    return operation
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

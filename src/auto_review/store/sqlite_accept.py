@@ -13,9 +13,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from auto_review.review.jobs import JobRequest
 from auto_review.store.base import AcceptResult, DeliveryRef
+
+T = TypeVar("T")
 
 # SQLite >= 3.32 allows 32766 parameters per statement; stay far below.
 _ROWS_PER_STATEMENT = 250
@@ -124,7 +127,7 @@ def _insert_rows(
         connection.execute(head + ", ".join([values] * len(chunk)), parameters)
 
 
-def _chunks(values: Sequence[object]) -> Iterator[Sequence[object]]:
+def _chunks(values: Sequence[T]) -> Iterator[Sequence[T]]:
     for start in range(0, len(values), _ROWS_PER_STATEMENT):
         yield values[start : start + _ROWS_PER_STATEMENT]
 

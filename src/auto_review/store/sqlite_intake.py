@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from auto_review.hosts.events import HostKind, RepoRef
 from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest
@@ -85,7 +85,7 @@ class SqliteIntakeStore:
         self._closed = False
 
     @classmethod
-    def open(cls, state_dir: Path, **options: object) -> SqliteIntakeStore:
+    def open(cls, state_dir: Path, **options: Any) -> SqliteIntakeStore:
         """Open (creating if needed) `state_dir/state.sqlite3`; the directory is made 0700."""
         try:
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -95,7 +95,7 @@ class SqliteIntakeStore:
             ) from None
         if not os.access(state_dir, os.W_OK | os.X_OK):
             raise StoreError(f"the state directory {state_dir} is not writable")
-        return cls(state_dir / STATE_FILE_NAME, **options)  # type: ignore[arg-type]
+        return cls(state_dir / STATE_FILE_NAME, **options)
 
     @property
     def path(self) -> Path:
@@ -307,9 +307,9 @@ class SqliteIntakeStore:
             self._writer.mark_work_available()
         return results
 
-    def _read_one(self, sql: str, parameters: tuple[object, ...]) -> tuple[object, ...] | None:
+    def _read_one(self, sql: str, parameters: tuple[object, ...]) -> tuple[Any, ...] | None:
         with self._read_lock:
-            row: tuple[object, ...] | None = self._read.execute(sql, parameters).fetchone()
+            row: tuple[Any, ...] | None = self._read.execute(sql, parameters).fetchone()
             return row
 
     def _notify_listeners(self) -> None:
@@ -349,7 +349,7 @@ def _create_private_file(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
-def _job_from_row(row: tuple[object, ...]) -> Job:
+def _job_from_row(row: tuple[Any, ...]) -> Job:
     (
         job_id,
         kind,
@@ -368,18 +368,18 @@ def _job_from_row(row: tuple[object, ...]) -> Job:
     request = JobRequest(
         kind=JobKind(kind),
         repo=RepoRef(host=HostKind(host), owner=str(owner), name=str(name)),
-        pr_number=int(pr_number),  # type: ignore[call-overload]
+        pr_number=int(pr_number),
         head_sha=str(head_sha),
-        comment_id=None if comment_id is None else int(comment_id),  # type: ignore[call-overload]
+        comment_id=None if comment_id is None else int(comment_id),
         argument=str(argument),
         requested_by=str(requested_by),
         source=str(source),
     )
     return Job(
-        id=int(job_id),  # type: ignore[call-overload]
+        id=int(job_id),
         request=request,
-        attempts=int(attempts),  # type: ignore[call-overload]
-        enqueued_at=float(enqueued_at),  # type: ignore[arg-type]
+        attempts=int(attempts),
+        enqueued_at=float(enqueued_at),
     )
 
 
