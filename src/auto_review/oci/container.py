@@ -256,6 +256,8 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
     try:
         plan.namespace_fds = plan.ns_plan.open_join_paths()  # type: ignore[union-attr]
         cleanup.cgroup = _make_cgroup(container_id, plan.config)
+        if cleanup.cgroup is not None and cleanup.cgroup.applied:
+            plan.cgroup_dirs = [os.path.normpath(path) for path in cleanup.cgroup.paths()]
         created = _spawn(plan, directory, cleanup, pid_file)
     except BaseException:
         cleanup.run()

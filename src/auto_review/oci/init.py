@@ -59,7 +59,7 @@ def high_fd(fd: int, minimum: int) -> int:
 class LaunchPlan:
     """Everything the children need, computed in the parent before fork."""
 
-    __slots__ = ("bundle", "cap_masks", "config", "container_id", "landlock_policy",
+    __slots__ = ("bundle", "cap_masks", "cgroup_dirs", "config", "container_id", "landlock_policy",
                  "namespace_fds", "ns_plan", "preserve_fds", "rlimits", "rootfs",
                  "run_mode", "seccomp_filter", "state_dir", "stdio", "uid_maps")
 
@@ -79,6 +79,7 @@ class LaunchPlan:
         self.rlimits: list[tuple[str, int, int, int]] = []
         self.seccomp_filter: Any = None
         self.landlock_policy: Any = None
+        self.cgroup_dirs: list[str] = []  # the container's own cgroup directories
 
     def hook_state(self, status: str, pid: int) -> dict[str, Any]:
         state: dict[str, Any] = {"ociVersion": self.config.get("ociVersion", "1.0.0"),
@@ -185,7 +186,7 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
         _expect(sync_fd, b"GO", "hooks")
 
     for index, entry in enumerate(config.get("mounts") or []):
-        mounts.mount_entry(entry, index, rootfs, plan.bundle)
+        mounts.mount_entry(entry, index, rootfs, plan.bundle, plan.cgroup_dirs)
     devices.setup_dev(rootfs, linux.get("devices") or [], bind=ns_plan.in_user_namespace)
     hooks.run_hooks("createContainer", config_hooks.get("createContainer"),
                     plan.hook_state("created", host_pid))

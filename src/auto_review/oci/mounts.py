@@ -144,7 +144,8 @@ def prepare_rootfs(rootfs: str, propagation: str | None) -> None:
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC, step="rootfs-bind", path=rootfs)
 
 
-def mount_entry(entry: dict[str, Any], index: int, rootfs: str, bundle: str) -> None:
+def mount_entry(entry: dict[str, Any], index: int, rootfs: str, bundle: str,
+                cgroup_dirs: list[str] | None = None) -> None:
     destination = entry["destination"]
     field = f"mounts[{index}]"
     options = parse_options(entry.get("options") or [], field)
@@ -166,6 +167,9 @@ def mount_entry(entry: dict[str, Any], index: int, rootfs: str, bundle: str) -> 
         sc.mount(source, target, None, sc.MS_BIND | recursive, step=step, path=destination)
         if options.flags or options.clear:
             bind_remount(target, options.flags, options.clear, step, destination)
+    elif kind == "cgroup":
+        _ensure_mountpoint(target, False, step, destination)
+        mount_cgroup_tree(target, options, destination, cgroup_dirs or [])
     else:
         _ensure_mountpoint(target, False, step, destination)
         data = ",".join(options.data) or None
@@ -218,3 +222,80 @@ def mask_path(path: str) -> None:
                  step="masked-path", path=path)
     else:
         sc.mount("/dev/null", path, None, sc.MS_BIND, step="masked-path", path=path)
+
+
+def _unescape_mountinfo(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    if "\\" not in field:
+        return field
+    out, index = [], 0
+    while index < len(field):
+        if field[index] == "\\" and field[index + 1:index + 4].isdigit():
+            out.append(chr(int(field[index + 1:index + 4], 8)))
+            index += 4
+        else:
+            out.append(field[index])
+            index += 1
+    return "".join(out)
+
+
+def own_cgroup_mounts() -> list[tuple[str, str]]:
+    """(host directory of our own cgroup, hierarchy name) for every cgroup hierarchy
+    mounted in this mount namespace: v1 ones named after their mount point
+    (``cpu,cpuacct``, ``name=systemd`` as ``systemd``), the v2 one as its mount point's."""
+    memberships: dict[frozenset[str], str] = {}
+    with open("/proc/self/cgroup") as handle:
+        for line in handle:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            memberships[frozenset(controllers.split(",")) if controllers else frozenset()] = path
+    found = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            fields = line.split()
+            separator = fields.index("-")
+            fstype, super_options = fields[separator + 1], fields[separator + 3]
+            if fstype not in ("cgroup", "cgroup2"):
+                continue
+            mount_root, mount_point = _unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4])
+            if fstype == "cgroup2":
+                key: frozenset[str] = frozenset()
+            else:
+                options = set(super_options.split(","))
+                key = next((k for k in memberships if k and k <= options), frozenset({"?"}))
+            path = memberships.get(key)
+            if path is None:
+                continue
+            relative = os.path.relpath(path, mount_root)
+            if relative.startswith(".."):
+                continue  # our cgroup is outside what this mount shows
+            found.append((os.path.normpath(os.path.join(mount_point, relative)),
+                          os.path.basename(mount_point)))
+    return found
+
+
+def mount_cgroup_tree(target: str, options: MountOptions, shown: str,
+                      cgroup_dirs: list[str]) -> None:
+    """A ``cgroup`` mount as runc makes it on cgroup v1 and hybrid hosts: a tmpfs with a
+    directory per hierarchy, holding the container's own cgroup directory bind-mounted with
+    the mount's flags (``ro`` makes them all read-only). Unlike runc, a hierarchy where the
+    container has no cgroup of its own (cgroup_dirs: those the runtime made or joined)
+    stays an empty directory: the host's cgroup tree is not shown. Co-mounted controllers
+    (``cpu,cpuacct``) also get a link per controller."""
+    step = "mount:cgroup"
+    flags = options.flags & ~sc.MS_RDONLY
+    sc.mount("tmpfs", target, "tmpfs", flags, "mode=755", step=step, path=shown)
+    for source, name in own_cgroup_mounts():
+        directory = os.path.join(target, name)
+        _ensure_mountpoint(directory, False, step, os.path.join(shown, name))
+        if source not in cgroup_dirs:
+            continue
+        sc.mount(source, directory, None, sc.MS_BIND | sc.MS_REC, step=step, path=source)
+        bind_remount(directory, options.flags, options.clear, step, os.path.join(shown, name))
+        if "," in name:
+            for controller in name.split(","):
+                link = os.path.join(target, controller)
+                if not os.path.lexists(link):
+                    os.symlink(name, link)
+    if options.flags & sc.MS_RDONLY:
+        sc.mount(None, target, None, sc.MS_REMOUNT | flags | sc.MS_RDONLY, "mode=755",
+                 step=step, path=shown)

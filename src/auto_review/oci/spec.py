@@ -83,7 +83,8 @@ SUPPORTED_FIELDS: dict[str, Any] = {
     },
 }
 SUPPORTED_NAMESPACES = ("user", "pid", "network", "mount", "ipc", "uts", "cgroup")
-SUPPORTED_MOUNT_TYPES = ("bind", "none", "", "proc", "tmpfs", "sysfs", "devpts", "mqueue")
+SUPPORTED_MOUNT_TYPES = ("bind", "none", "", "proc", "tmpfs", "sysfs", "devpts", "mqueue",
+                         "cgroup")
 
 
 def _delegated_keys(kind: str, field: str) -> frozenset[str]:

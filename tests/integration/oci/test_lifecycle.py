@@ -500,3 +500,19 @@ def test_landlock_annotation_confines_the_file_system(tmp_path: Path, root: Path
     code, lines = _run_capture(root, "landlock", make_bundle(tmp_path, config))
     assert code == 0, lines
     assert lines == ["usr-ok", "tmp-ok", "etc-denied"]
+
+
+def test_cgroup_mount_shows_only_the_containers_own_cgroups(tmp_path: Path, root: Path) -> None:
+    script = ("cat /sys/fs/cgroup/pids/pids.max; ls /sys/fs/cgroup/cpu | wc -l; "
+              "(echo 5 > /sys/fs/cgroup/pids/pids.max) 2>/dev/null || echo read-only; "
+              "test -L /sys/fs/cgroup/cpu || echo cpu-dir")
+    config = container_config(["/bin/sh", "-c", script])
+    config["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup",
+                             "source": "cgroup",
+                             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
+    config["linux"]["resources"] = {"pids": {"limit": 77}}
+    code, lines = _run_capture(root, "cgmount", make_bundle(tmp_path, config))
+    assert code == 0, lines
+    # the container's pids cgroup with its limit; the cpu hierarchy, where the container
+    # has no cgroup of its own, is an empty directory rather than the host's tree
+    assert lines == ["77", "0", "read-only", "cpu-dir"]
