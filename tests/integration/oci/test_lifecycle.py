@@ -516,3 +516,23 @@ def test_cgroup_mount_shows_only_the_containers_own_cgroups(tmp_path: Path, root
     # the container's pids cgroup with its limit; the cpu hierarchy, where the container
     # has no cgroup of its own, is an empty directory rather than the host's tree
     assert lines == ["77", "0", "read-only", "cpu-dir"]
+
+
+def test_run_detached_and_create_with_given_stdio(tmp_path: Path, root: Path) -> None:
+    bundle = make_bundle(tmp_path, container_config(["/bin/sleep", "60"]))
+    assert cli(root, "run", "--detach", "--bundle", str(bundle), "bg").returncode == 0
+    assert api.state("bg", root=root)["status"] == "running"
+    api.delete("bg", root=root, force=True)
+
+    talker = make_bundle(tmp_path, container_config(["/bin/sh", "-c", "echo out; echo err >&2"]))
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        api.create("talker", talker, root=root, stdio=(0, out.fileno(), err.fileno()))
+        api.start("talker", root=root)
+        deadline = time.monotonic() + 10
+        while api.state("talker", root=root)["status"] != "stopped":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        out.seek(0)
+        err.seek(0)
+        assert (out.read(), err.read()) == ("out\n", "err\n")
+    api.delete("talker", root=root)
