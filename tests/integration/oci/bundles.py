@@ -360,12 +360,15 @@ def _masked(config: dict[str, Any]) -> dict[str, Any]:
 
 def _cgroups(config: dict[str, Any]) -> dict[str, Any]:
     config["linux"]["resources"].update(
-        {
-            "pids": {"limit": CGROUP_LIMITS["pids"]},
-            "memory": {"limit": CGROUP_LIMITS["memory"]},
-            "cpu": {"quota": CGROUP_LIMITS["cpu_quota"], "period": CGROUP_LIMITS["cpu_period"]},
-        }
+        {"pids": {"limit": CGROUP_LIMITS["pids"]}, "memory": {"limit": CGROUP_LIMITS["memory"]}}
     )
+    return add_cgroup_mount(config)
+
+
+def _cgroups_cpu(config: dict[str, Any]) -> dict[str, Any]:
+    config["linux"]["resources"]["cpu"] = {
+        "quota": CGROUP_LIMITS["cpu_quota"], "period": CGROUP_LIMITS["cpu_period"],
+    }  # fmt: skip
     return add_cgroup_mount(config)
 
 
@@ -387,7 +390,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("host-network", "no network namespace: the host loopback is reachable",
              lambda config: remove_namespace(_default(config), "network")),
     Scenario("masked", "extra masked and read-only paths", _masked),
-    Scenario("cgroups", "pids, memory and cpu limits with /sys/fs/cgroup mounted", _cgroups),
+    Scenario("cgroups", "pids and memory limits with /sys/fs/cgroup mounted", _cgroups),
+    Scenario("cgroups-cpu", "a cpu quota with /sys/fs/cgroup mounted", _cgroups_cpu),
     Scenario("rootless", "runc's rootless default plus the seccomp rule", _default,
              rootless=True),
     Scenario("rootless-netns", "rootless with a network namespace of its own",

@@ -241,11 +241,9 @@ def test_cgroup_limits(probe_runs: ProbeRuns, runner: str):
     limits = report["cgroup"]["limits"]
     assert limits["pids/pids.max"] == str(CGROUP_LIMITS["pids"])
     assert limits["memory/memory.limit_in_bytes"] == str(CGROUP_LIMITS["memory"])
-    assert limits["cpu/cpu.cfs_quota_us"] == str(CGROUP_LIMITS["cpu_quota"])
-    assert limits["cpu/cpu.cfs_period_us"] == str(CGROUP_LIMITS["cpu_period"])
     # cgroup v1: a tmpfs at /sys/fs/cgroup (left writable by runc and crun alike) holding one
     # read-only mount per controller, each showing only the container's own cgroup.
-    for controller in ("pids", "memory", "cpu"):
+    for controller in ("pids", "memory"):
         destination = f"/sys/fs/cgroup/{controller}"
         assert {"ro", "nosuid", "nodev", "noexec"} <= mount_flags(report, destination)
         assert mount_at(report, destination)["type"] == "cgroup"
@@ -272,3 +270,12 @@ def test_references_refuse_capabilities_outside_the_bounding_set(
     result = probe_runs.result(ALL_CAPS_SCENARIO, runner)
     assert result.returncode != 0
     assert "operation not permitted" in result.stderr.lower()
+
+
+@runners
+def test_cgroup_cpu_quota(probe_runs: ProbeRuns, runner: str):
+    report = probe(probe_runs, "cgroups-cpu", runner)
+    limits = report["cgroup"]["limits"]
+    assert limits["cpu/cpu.cfs_quota_us"] == str(CGROUP_LIMITS["cpu_quota"])
+    assert limits["cpu/cpu.cfs_period_us"] == str(CGROUP_LIMITS["cpu_period"])
+    assert {"ro", "nosuid", "nodev", "noexec"} <= mount_flags(report, "/sys/fs/cgroup/cpu")
