@@ -374,7 +374,7 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
             if start_early:
                 # no hook exchange can follow: queue START now, the init reads it right
                 # after READY instead of waiting for another round trip
-                os.write(parent_fd, b"START")
+                _queue_start(parent_fd)
         elif message == b"HOOKS":
             config_hooks = config.get("hooks") or {}
             state = plan.hook_state("creating", init_pid)
@@ -395,6 +395,13 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
         return Created(record, directory, init_pid, parent_fd, cleanup.cgroup, start_early)
     os.close(parent_fd)
     return Created(record, directory, init_pid, -1, cleanup.cgroup, False)
+
+
+def _queue_start(fd: int) -> None:
+    try:  # noqa: SIM105 - contextlib costs an import on the run path
+        os.write(fd, b"START")
+    except OSError:
+        pass  # the init is gone: the next read says why
 
 
 def _record(plan: container_init.LaunchPlan, init_pid: int, cgroup: Any) -> dict[str, Any]:
