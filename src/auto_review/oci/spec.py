@@ -5,7 +5,7 @@ import) and even ``json`` pulls in ``re``, so a successful validation is remembe
 ``<state root>/.validated/<sha256 of the config bytes>``: the file holds the parsed config
 in ``marshal`` form. The same bytes are never parsed or validated twice; any other bytes
 go through ``json`` and the schema again. The cache lives in the caller's own 0700 state
-root, so only someone who could already rewrite the state can touch it.
+root, and an entry is used only when the caller owns it and no one else may write it.
 Every field the runtime does not implement is refused with a ``SpecError`` naming it:
 nothing in a config is silently ignored.
 """
@@ -238,7 +238,11 @@ def _cached(path: str | None) -> dict[str, Any] | None:
 
     try:
         with open(path, "rb") as handle:
-            config = marshal.loads(handle.read())  # noqa: S302 - our own cache in the 0700 state root
+            info = os.fstat(handle.fileno())
+            if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+                return None  # only an entry we wrote ourselves counts
+            data = handle.read()
+        config = marshal.loads(data)  # noqa: S302 - our own 0600 entry in our state root
     except (OSError, ValueError, EOFError, TypeError):
         return None
     return config if isinstance(config, dict) else None
@@ -250,7 +254,8 @@ def _remember(path: str, config: dict[str, Any]) -> None:
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         temporary = f"{path}.{os.getpid()}.tmp"
-        with open(temporary, "wb") as handle:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as handle:
             handle.write(marshal.dumps(config))
         os.replace(temporary, path)
     except OSError:

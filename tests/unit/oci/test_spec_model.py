@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import marshal
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,15 @@ def test_cache_holds_the_parsed_config_and_ignores_junk(tmp_path: Path) -> None:
     again = spec.load_bundle(bundle, str(cache))
     assert again.config == first.config
     entry.write_bytes(b"not marshal data")  # a damaged entry: parsed and validated anew
+    assert spec.load_bundle(bundle, str(cache)).config == first.config
+    # an entry others could have written is not trusted: the config is validated again
+    (entry,) = cache.iterdir()
+    assert entry.stat().st_mode & 0o777 == 0o600
+    forged = _config()
+    forged["hostname"] = "forged"
+    entry.write_bytes(marshal.dumps(forged))
+    assert spec.load_bundle(bundle, str(cache)).config["hostname"] == "forged"  # ours: trusted
+    entry.chmod(0o666)
     assert spec.load_bundle(bundle, str(cache)).config == first.config
 
 
