@@ -278,17 +278,17 @@ def require(settings: Settings, fields: Iterable[str], purpose: str) -> None:
 
 def validate_for_gateway(settings: Settings) -> None:
     """The gateway needs at least one forge, each with its webhook secret."""
-    forgejo = settings.forgejo_url is not None
-    github = settings.github_app_id is not None
+    forgejo = settings.forgejo_url is not None or settings.webhook_secret is not None
+    github = settings.github_app_id is not None or settings.github_webhook_secret is not None
     if not forgejo and not github:
         raise SettingsError(
             "forgejo_url", "is required (or configure the GitHub App with AR_GITHUB_APP_ID)"
         )
     if forgejo:
-        require(settings, ("forgejo_token", "webhook_secret"), "for Forgejo/Gitea")
+        require(settings, ("forgejo_url", "forgejo_token", "webhook_secret"), "for Forgejo/Gitea")
     if github:
         require(
             settings,
-            ("github_app_private_key", "github_webhook_secret"),
+            ("github_app_id", "github_app_private_key", "github_webhook_secret"),
             "for the GitHub App",
         )

@@ -40,6 +40,8 @@ MIN_REDACTABLE = 6
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {
     "message",
     "asctime",
+    # uvicorn's copy of the message with terminal colour codes: noise in a JSON log
+    "color_message",
 }
 
 

@@ -133,3 +133,11 @@ def test_public_view_and_repr_hide_secrets() -> None:
 def test_unknown_flag_is_rejected() -> None:
     with pytest.raises(SettingsError, match="not a known setting"):
         load_settings({"no_such_setting": "x"}, {})
+
+
+def test_a_webhook_secret_alone_does_not_open_a_forge() -> None:
+    secret = {"AR_GITHUB_WEBHOOK_SECRET": CANARY}
+    with pytest.raises(SettingsError, match="AR_GITHUB_APP_ID"):
+        validate_for_gateway(load_settings({}, {**GOOD, **secret}))
+    with pytest.raises(SettingsError, match="AR_FORGEJO_URL"):
+        validate_for_gateway(load_settings({}, {"AR_WEBHOOK_SECRET": CANARY}))

@@ -54,3 +54,10 @@ def test_library_loggers_are_routed_through_redaction() -> None:
     assert "peer sent" in stream.getvalue()
     assert CANARY not in stream.getvalue()
     assert redact(CANARY) == REDACTED
+
+
+def test_json_lines_drop_terminal_colour_copies() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "info", [], stream=stream)
+    logging.getLogger("uvicorn.error").info("started", extra={"color_message": "\x1b[36mstarted"})
+    assert "color_message" not in json.loads(stream.getvalue())
