@@ -5,7 +5,8 @@ Standard library only (ctypes for the raw syscalls), so it runs under Debian's
 the kernel (/proc, syscalls, ioctls) rather than from configuration, so the report shows the
 posture the runtime actually set up, not the one it was asked for.
 
-Usage: probe.py [--connect HOST:PORT] [--path PATH]... [--cgroup-file CTRL/FILE]...
+Usage: probe.py [--connect HOST:PORT] [--path PATH]... [--write-dir DIR]... [--read FILE]...
+                [--cgroup-file CTRL/FILE]...
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ DEFAULT_CGROUP_FILES = (
     "cpu/cpu.cfs_period_us", "cpu/cpu.shares", "pids.max", "memory.max", "cpu.max",
 )  # fmt: skip
 LIST_LIMIT = 64
+READ_LIMIT = 256
 
 
 def errno_name(number: int) -> str:
@@ -98,6 +100,7 @@ def identity() -> dict[str, object]:
         "uid_map": read_text("/proc/self/uid_map").split("\n"),
         "gid_map": read_text("/proc/self/gid_map").split("\n"),
         "setgroups": read_text("/proc/self/setgroups"),
+        "oom_score_adj": read_text("/proc/self/oom_score_adj"),
         "env": dict(sorted(os.environ.items())),
         "argv0": sys.argv[0],
     }
@@ -306,6 +309,7 @@ def collect(arguments: argparse.Namespace) -> dict[str, object]:
         "cgroup": cgroup_view(list(DEFAULT_CGROUP_FILES) + arguments.cgroup_file),
         "paths": {path: describe_path(path) for path in paths},
         "writes": {directory: write_probe(directory) for directory in arguments.write_dir},
+        "reads": {path: read_text(path)[:READ_LIMIT] for path in arguments.read},
         "interfaces": interfaces(),
         "denied_syscall": denied_syscall(),
         "reach": reachability(arguments.connect),
@@ -326,6 +330,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--path", action="append", default=[], help="extra path to describe")
     parser.add_argument(
         "--write-dir", action="append", default=[], help="directory to try creating a file in"
+    )
+    parser.add_argument(
+        "--read", action="append", default=[], help="text file whose content to report"
     )
     parser.add_argument(
         "--cgroup-file", action="append", default=[], help="extra file under /sys/fs/cgroup"

@@ -286,6 +286,10 @@ ALL_CAPABILITIES = (
 # The probe always gets `--connect <host loopback server>` and a write test of / and /tmp.
 
 PROBE_WRITE_DIRS = ("/", "/tmp", "/dev/shm")
+SYSCTLS = {"net.ipv4.ip_unprivileged_port_start": "0", "kernel.msgmax": "16384"}
+PROBE_READS = tuple(f"/proc/sys/{key.replace('.', '/')}" for key in SYSCTLS)
+DOMAINNAME = "probe.test"
+OOM_SCORE_ADJ = 100
 PROBE_EXTRA_PATHS = (
     "/usr/share/doc", "/proc/cpuinfo", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysvipc",
     "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
@@ -313,7 +317,8 @@ class Scenario:
         config = base_config(rootless=self.rootless, host_uid=host_uid, host_gid=host_gid)
         write_args = [arg for directory in PROBE_WRITE_DIRS for arg in ("--write-dir", directory)]
         path_args = [arg for path in PROBE_EXTRA_PATHS for arg in ("--path", path)]
-        set_probe_args(config, "--connect", connect, *write_args, *path_args)
+        read_args = [arg for path in PROBE_READS for arg in ("--read", path)]
+        set_probe_args(config, "--connect", connect, *write_args, *path_args, *read_args)
         return self.edit(config)
 
 
@@ -372,6 +377,12 @@ def _cgroups_cpu(config: dict[str, Any]) -> dict[str, Any]:
     return add_cgroup_mount(config)
 
 
+def _kernel_parameters(config: dict[str, Any]) -> dict[str, Any]:
+    config["linux"]["sysctl"] = dict(SYSCTLS)
+    config["process"]["oomScoreAdj"] = OOM_SCORE_ADJ
+    return config
+
+
 def _rootless_pids_limit(config: dict[str, Any]) -> dict[str, Any]:
     config["linux"]["resources"] = {"pids": {"limit": CGROUP_LIMITS["pids"]}}
     return _default(config)
@@ -390,6 +401,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("host-network", "no network namespace: the host loopback is reachable",
              lambda config: remove_namespace(_default(config), "network")),
     Scenario("masked", "extra masked and read-only paths", _masked),
+    Scenario("kernel-params", "namespaced sysctls, oom_score_adj",
+             _kernel_parameters),
     Scenario("cgroups", "pids and memory limits with /sys/fs/cgroup mounted", _cgroups),
     Scenario("cgroups-cpu", "a cpu quota with /sys/fs/cgroup mounted", _cgroups_cpu),
     Scenario("rootless", "runc's rootless default plus the seccomp rule", _default,
@@ -410,4 +423,12 @@ ALL_CAPS_SCENARIO = Scenario(
     "all-caps",
     "every capability the kernel knows, more than root's bounding set holds here",
     lambda config: set_capabilities(config, ALL_CAPABILITIES),
+)
+
+# Not in SCENARIOS: runc 1.1.5 ignores `domainname` (runc supports it from 1.2); crun 1.8.1
+# and the embedded runtime set it.
+DOMAINNAME_SCENARIO = Scenario(
+    "domainname",
+    "a UTS domain name",
+    lambda config: {**config, "domainname": DOMAINNAME},
 )

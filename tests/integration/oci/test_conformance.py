@@ -45,7 +45,7 @@ def normalise(report: Report, host: HostFacts, scenario: Scenario) -> dict[str, 
     view: dict[str, Any] = {
         "identity": {key: identity[key] for key in (
             "uid", "gid", "groups", "pid", "ppid", "cwd", "umask", "env", "uid_map",
-            "gid_map", "setgroups", "argv0",
+            "gid_map", "setgroups", "argv0", "oom_score_adj",
         )},
         "security": {
             "capabilities": {
@@ -69,6 +69,7 @@ def normalise(report: Report, host: HostFacts, scenario: Scenario) -> dict[str, 
         "cgroup_limits": report["cgroup"]["limits"],
         "paths": normalise_paths(report["paths"], masked),
         "writes": report["writes"],
+        "reads": report["reads"],
         "interfaces": report["interfaces"],
         "denied_syscall": report["denied_syscall"],
         "reach": report["reach"],

@@ -16,12 +16,16 @@ from bundles import (
     DEFAULT_CAPS,
     DEFAULT_ENV,
     DENIED_SYSCALL,
+    DOMAINNAME,
+    DOMAINNAME_SCENARIO,
     EXTRA_MASKED,
     EXTRA_READONLY,
     MASKED_PATHS,
+    OOM_SCORE_ADJ,
     READONLY_PATHS,
     RLIMITS,
     SCENARIOS_BY_NAME,
+    SYSCTLS,
     USER_IDS,
 )
 from conftest import EMBEDDED_RUNNERS, REFERENCE_RUNNERS, ROOT_RUNNERS, HostFacts, ProbeRuns
@@ -279,3 +283,24 @@ def test_cgroup_cpu_quota(probe_runs: ProbeRuns, runner: str):
     assert limits["cpu/cpu.cfs_quota_us"] == str(CGROUP_LIMITS["cpu_quota"])
     assert limits["cpu/cpu.cfs_period_us"] == str(CGROUP_LIMITS["cpu_period"])
     assert {"ro", "nosuid", "nodev", "noexec"} <= mount_flags(report, "/sys/fs/cgroup/cpu")
+
+
+@runners
+def test_sysctls_and_oom_score_adj(probe_runs: ProbeRuns, runner: str):
+    report = probe(probe_runs, "kernel-params", runner)
+    for key, value in SYSCTLS.items():
+        assert report["reads"][f"/proc/sys/{key.replace('.', '/')}"] == value, key
+    assert report["identity"]["oom_score_adj"] == str(OOM_SCORE_ADJ)
+
+
+@pytest.mark.parametrize("runner", ["crun", *EMBEDDED_RUNNERS])
+def test_domainname(probe_runs: ProbeRuns, runner: str):
+    report = probe_runs.report(DOMAINNAME_SCENARIO, runner)
+    assert report["domainname"] == DOMAINNAME
+    assert report["hostname"] == "probe"
+
+
+def test_runc_ignores_domainname(probe_runs: ProbeRuns):
+    """Why domainname is not a conformance scenario: runc 1.1.5 leaves it unset."""
+    report = probe_runs.report(DOMAINNAME_SCENARIO, "runc")
+    assert report["domainname"] == "(none)"
