@@ -409,6 +409,10 @@ SCENARIOS: tuple[Scenario, ...] = (
              rootless=True),
     Scenario("rootless-netns", "rootless with a network namespace of its own",
              lambda config: add_namespace(_default(config), "network"), rootless=True),
+    Scenario("rootless-writable", "rootless, writable root it owns, a tmpfs at /tmp",
+             lambda config: _writable(_default(config)), rootless=True),
+    Scenario("rootless-limits", "rootless with lowered rlimits and no capabilities",
+             lambda config: _no_capabilities(_rlimits(_default(config))), rootless=True),
     Scenario("rootless-cgroups", "rootless asking for a pids limit nobody delegated",
              _rootless_pids_limit, rootless=True),
 )  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import bundles
 import pytest
-from bundles import DEFAULT_CAPS, DENIED_SYSCALL, SCENARIOS_BY_NAME
+from bundles import DEFAULT_CAPS, DENIED_SYSCALL, RLIMITS, SCENARIOS_BY_NAME
 from conftest import (
     ROOTLESS_RUNNERS,
     HostFacts,
@@ -22,7 +22,7 @@ from conftest import (
     Runner,
     UnprivilegedUser,
 )
-from report import Report, capabilities, mount_flags, path_info
+from report import Report, capabilities, mount_at, mount_flags, path_info
 
 runners = pytest.mark.parametrize("runner", ROOTLESS_RUNNERS)
 ISOLATED_NAMESPACES = ("user", "pid", "ipc", "uts", "mnt")
@@ -93,6 +93,26 @@ def test_rootless_network_namespace_isolates(probe_runs: ProbeRuns, host: HostFa
     assert report["namespaces"]["net"] != host["namespaces"]["net"]
     assert [iface["name"] for iface in report["interfaces"]] == ["lo"]
     assert report["reach"]["connected"] is False
+
+
+@runners
+def test_rootless_writable_root_and_tmpfs(probe_runs: ProbeRuns, runner: str):
+    report = probe(probe_runs, "rootless-writable", runner)
+    # The rootfs belongs to the test user, who is root in the container.
+    assert report["writes"]["/"] == "ok"
+    assert report["writes"]["/tmp"] == "ok"
+    tmp = mount_at(report, "/tmp")
+    assert tmp is not None and tmp["type"] == "tmpfs"
+    assert {"rw", "nosuid", "nodev", "noexec"} <= set(tmp["options"])
+
+
+@runners
+def test_rootless_rlimits_and_no_capabilities(probe_runs: ProbeRuns, runner: str):
+    report = probe(probe_runs, "rootless-limits", runner)
+    for kind, (soft, hard) in RLIMITS.items():
+        assert report["rlimits"][kind] == [soft, hard], kind
+    for kind in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+        assert capabilities(report, kind) == [], kind
 
 
 def cgroup_delegated_to(uid: int) -> bool:
