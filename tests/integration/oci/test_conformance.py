@@ -12,6 +12,9 @@ difference in posture, not noise. docs/OCI-CONFORMANCE.md lists each normalisati
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,15 +221,46 @@ def test_normalised_view_still_sees_posture_differences(probe_runs: ProbeRuns, h
     assert any(line.startswith("/denied_syscall/errno") for line in diff)
 
 
-def test_base_config_is_runc_like():
-    """The scenarios start from runc's default posture (runc spec), minus the terminal."""
-    config = base_config()
-    assert config["process"]["capabilities"]["bounding"] == [
-        "CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE",
+CAPABILITY_SETS = ("bounding", "effective", "permitted", "ambient")
+
+
+def runc_spec(tmp_path: Path, *extra: str) -> dict[str, Any]:
+    subprocess.run(["runc", "spec", *extra], cwd=tmp_path, check=True, capture_output=True)
+    return json.loads((tmp_path / "config.json").read_text())
+
+
+def posture_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """What the scenarios inherit from `runc spec`; the probe's args, env and the added
+    bind mounts are the bundle's own."""
+    process, linux = config["process"], config["linux"]
+    caps = process["capabilities"]
+    mounts = [
+        mount for mount in config["mounts"]
+        if mount["type"] != "bind" and mount["destination"] != "/sys/fs/cgroup"
     ]  # fmt: skip
-    assert {ns["type"] for ns in config["linux"]["namespaces"]} == {
-        "pid", "network", "ipc", "uts", "mount",
-    }  # fmt: skip
-    assert config["root"]["readonly"] is True
-    assert config["process"]["noNewPrivileges"] is True
-    assert config["process"]["terminal"] is False
+    return {
+        "user": process["user"],
+        "cwd": process["cwd"],
+        "capabilities": {kind: sorted(caps.get(kind, [])) for kind in CAPABILITY_SETS},
+        "rlimits": process["rlimits"],
+        "noNewPrivileges": process["noNewPrivileges"],
+        "root": config["root"],
+        "mounts": mounts,
+        "namespaces": sorted(ns["type"] for ns in linux["namespaces"]),
+        "maskedPaths": linux["maskedPaths"],
+        "readonlyPaths": linux["readonlyPaths"],
+        "resources": linux.get("resources"),
+        "idMappings": (linux.get("uidMappings"), linux.get("gidMappings")),
+    }
+
+
+@pytest.mark.parametrize("rootless", [False, True], ids=["root", "rootless"])
+def test_base_config_is_runc_spec(tmp_path: Path, rootless: bool):
+    """The scenarios start from what `runc spec` prints, except the terminal and the
+    /sys/fs/cgroup mount (added only by the cgroup scenarios)."""
+    reference = runc_spec(tmp_path, *(["--rootless"] if rootless else []))
+    mapped = reference["linux"].get("uidMappings", [{"hostID": 0}])[0]["hostID"]
+    ours = base_config(rootless=rootless, host_uid=mapped, host_gid=mapped)
+    assert ours["process"]["terminal"] is False
+    assert reference["process"]["terminal"] is True
+    assert posture_fields(ours) == posture_fields(reference)
