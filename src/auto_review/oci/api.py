@@ -13,6 +13,7 @@ from auto_review.oci import container, hooks
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
 PathLike = str | os.PathLike[str]
@@ -23,11 +24,16 @@ FORWARDED_SIGNALS = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SI
 
 def create(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
            pid_file: PathLike | None = None, preserve_fds: int = 0,
-           stdio: tuple[int, int, int] | None = None) -> dict[str, Any]:
-    """Create the container and leave its init waiting for start; returns its state."""
+           stdio: tuple[int, int, int] | None = None,
+           pass_fds: Sequence[int] = ()) -> dict[str, Any]:
+    """Create the container and leave its init waiting for start; returns its state.
+
+    pass_fds: descriptors of the caller that the container gets as 3+preserve_fds, 4+...,
+    in order (the caller's own numbering does not matter, unlike preserve_fds)."""
     state_root = container.state_root(root)
     created = container.create(container_id, bundle, state_root, pid_file=pid_file,
-                               preserve_fds=preserve_fds, stdio=stdio, run_mode=False)
+                               preserve_fds=preserve_fds, stdio=stdio, run_mode=False,
+                               pass_fds=tuple(pass_fds))
     return container.public_state(created.record, "created")
 
 
@@ -60,13 +66,15 @@ def default_spec(*, rootless: bool = False) -> dict[str, Any]:
 
 def run(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
         pid_file: PathLike | None = None, preserve_fds: int = 0, detach: bool = False,
-        stdio: tuple[int, int, int] | None = None, forward_signals: bool = True) -> int:
+        stdio: tuple[int, int, int] | None = None, forward_signals: bool = True,
+        pass_fds: Sequence[int] = ()) -> int:
     """create + start; in the foreground, wait and return the container's exit status
     (128+signal when killed), then delete it. Detached: return 0 once started."""
     state_root = container.state_root(root)
     if detach:
         container.create(container_id, bundle, state_root, pid_file=pid_file,
-                         preserve_fds=preserve_fds, stdio=stdio, run_mode=False)
+                         preserve_fds=preserve_fds, stdio=stdio, run_mode=False,
+                         pass_fds=tuple(pass_fds))
         try:
             container.start(state_root, container_id)
         except BaseException:
@@ -74,7 +82,8 @@ def run(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
             raise
         return 0
     created = container.create(container_id, bundle, state_root, pid_file=pid_file,
-                               preserve_fds=preserve_fds, stdio=stdio, run_mode=True)
+                               preserve_fds=preserve_fds, stdio=stdio, run_mode=True,
+                               pass_fds=tuple(pass_fds))
     pid = created.init_pid
     previous: dict[int, Any] = {}
     try:

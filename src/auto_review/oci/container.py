@@ -194,7 +194,7 @@ class Created:
 
 def _plan(container_id: str, bundle_dir: str | os.PathLike[str], root: str,
           preserve_fds: int, stdio: tuple[int, int, int] | None,
-          run_mode: bool) -> container_init.LaunchPlan:
+          run_mode: bool, pass_fds: tuple[int, ...] = ()) -> container_init.LaunchPlan:
     bundle = load_bundle(bundle_dir, os.path.join(root, ".validated"))
     config = bundle.config
     linux = config.get("linux") or {}
@@ -207,6 +207,7 @@ def _plan(container_id: str, bundle_dir: str | os.PathLike[str], root: str,
     plan.state_dir = os.path.join(root, container_id)
     plan.run_mode = run_mode
     plan.preserve_fds = preserve_fds
+    plan.pass_fds = tuple(pass_fds)
     plan.stdio = stdio
     plan.ns_plan = namespaces.NamespacePlan(linux.get("namespaces") or [])
     plan.uid_maps = namespaces.default_mappings(linux.get("uidMappings"), os.geteuid())
@@ -226,6 +227,11 @@ def _plan(container_id: str, bundle_dir: str | os.PathLike[str], root: str,
             os.fstat(fd)
         except OSError as exc:
             raise StepError("preserve-fds", exc.errno or errno.EBADF, str(fd)) from exc
+    for fd in plan.pass_fds:
+        try:
+            os.fstat(fd)
+        except OSError as exc:
+            raise StepError("pass-fds", exc.errno or errno.EBADF, str(fd)) from exc
     return plan
 
 
@@ -242,11 +248,12 @@ def _make_cgroup(container_id: str, config: dict[str, Any]) -> Any:
 
 def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
            pid_file: str | os.PathLike[str] | None, preserve_fds: int,
-           stdio: tuple[int, int, int] | None, run_mode: bool) -> Created:
+           stdio: tuple[int, int, int] | None, run_mode: bool,
+           pass_fds: tuple[int, ...] = ()) -> Created:
     if preserve_fds < 0:
         raise OciError("--preserve-fds must be >= 0")
     directory = _container_dir(root, container_id)
-    plan = _plan(container_id, bundle_dir, root, preserve_fds, stdio, run_mode)
+    plan = _plan(container_id, bundle_dir, root, preserve_fds, stdio, run_mode, pass_fds)
     os.makedirs(root, mode=0o700, exist_ok=True)
     try:
         os.mkdir(directory, 0o700)
@@ -333,7 +340,7 @@ def remove_state_dir(directory: str) -> None:
 
 def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
            pid_file: str | os.PathLike[str] | None) -> Created:
-    minimum_fd = 3 + plan.preserve_fds
+    minimum_fd = plan.first_free_fd
     parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     parent_fd = container_init.high_fd(parent_sock.detach(), minimum_fd)
     child_fd = container_init.high_fd(child_sock.detach(), minimum_fd)

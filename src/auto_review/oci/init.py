@@ -60,7 +60,7 @@ class LaunchPlan:
     """Everything the children need, computed in the parent before fork."""
 
     __slots__ = ("bundle", "cap_masks", "cgroup_dirs", "config", "container_id", "landlock_policy",
-                 "namespace_fds", "ns_plan", "preserve_fds", "rlimits", "rootfs",
+                 "namespace_fds", "ns_plan", "pass_fds", "preserve_fds", "rlimits", "rootfs",
                  "run_mode", "seccomp_filter", "state_dir", "stdio", "uid_maps")
 
     def __init__(self) -> None:
@@ -71,6 +71,7 @@ class LaunchPlan:
         self.state_dir = ""
         self.run_mode = False
         self.preserve_fds = 0
+        self.pass_fds: tuple[int, ...] = ()  # caller fds that become 3+preserve_fds, ...
         self.stdio: tuple[int, int, int] | None = None
         self.ns_plan: namespaces.NamespacePlan | None = None
         self.namespace_fds: list[tuple[str, str, int]] = []
@@ -80,6 +81,11 @@ class LaunchPlan:
         self.seccomp_filter: Any = None
         self.landlock_policy: Any = None
         self.cgroup_dirs: list[str] = []  # the container's own cgroup directories
+
+    @property
+    def first_free_fd(self) -> int:
+        """The lowest descriptor not handed to the container."""
+        return 3 + self.preserve_fds + len(self.pass_fds)
 
     def hook_state(self, status: str, pid: int) -> dict[str, Any]:
         state: dict[str, Any] = {"ociVersion": self.config.get("ociVersion", "1.0.0"),
@@ -176,7 +182,7 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
 
     listener = -1
     if not plan.run_mode:
-        listener = _listen_for_start(plan.state_dir, 3 + plan.preserve_fds)
+        listener = _listen_for_start(plan.state_dir, plan.first_free_fd)
 
     config_hooks = config.get("hooks") or {}
     if config_hooks.get("createContainer") or config_hooks.get("startContainer"):
@@ -219,7 +225,7 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
         start_fd = sync_fd
     else:
         os.close(sync_fd)
-        start_fd = _accept_start(listener, 3 + plan.preserve_fds)
+        start_fd = _accept_start(listener, plan.first_free_fd)
     message = os.read(start_fd, MAX_MESSAGE)
     if message != b"START":
         os._exit(1)
@@ -233,7 +239,7 @@ def _start_and_exec(plan: LaunchPlan, executable: str, env: dict[str, str],
     process = config["process"]
     hooks.run_hooks("startContainer", (config.get("hooks") or {}).get("startContainer"),
                     plan.hook_state("created", host_pid))
-    _prepare_fds(plan.stdio, plan.preserve_fds)
+    _prepare_fds(plan.stdio, plan.preserve_fds, plan.pass_fds)
     _give_stdio_to_user(process.get("user") or {})
     _become_process_user(process, plan)
     for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
@@ -296,13 +302,19 @@ def _resolve_executable(name: str, search_path: str | None) -> str:
     raise StepError("exec", errno.ENOENT, name)
 
 
-def _prepare_fds(stdio: tuple[int, int, int] | None, preserve_fds: int) -> None:
-    first_closed = 3 + preserve_fds
-    if stdio is not None:
-        copies = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, first_closed) for fd in stdio]
-        for target, copy in enumerate(copies):
-            os.dup2(copy, target)
-    for fd in range(3, first_closed):
+def _prepare_fds(stdio: tuple[int, int, int] | None, preserve_fds: int,
+                 pass_fds: tuple[int, ...]) -> None:
+    """0-2 from stdio, 3..3+preserve_fds-1 kept as they are, then pass_fds in order;
+    everything above closes on execve. Sources are copied out of the way first, so a
+    source numbered inside the target range is not overwritten before it is used."""
+    first_closed = 3 + preserve_fds + len(pass_fds)
+    sources = list(stdio or ()) + list(pass_fds)
+    copies = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, first_closed) for fd in sources]
+    targets = ([0, 1, 2] if stdio is not None else []) + [
+        3 + preserve_fds + index for index in range(len(pass_fds))]
+    for target, copy in zip(targets, copies, strict=True):
+        os.dup2(copy, target)  # the new descriptor is inheritable
+    for fd in range(3, 3 + preserve_fds):
         try:
             os.set_inheritable(fd, True)
         except OSError as exc:

@@ -536,3 +536,32 @@ def test_run_detached_and_create_with_given_stdio(tmp_path: Path, root: Path) ->
         err.seek(0)
         assert (out.read(), err.read()) == ("out\n", "err\n")
     api.delete("talker", root=root)
+
+
+def test_pass_fds_places_caller_descriptors_after_the_preserved_ones(
+        tmp_path: Path, root: Path) -> None:
+    """The launcher's way to hand over a socket and a secrets pipe without owning fds 3..:
+    whatever numbers they have here, the container sees them as 3, 4, ..."""
+    bundle = make_bundle(tmp_path, container_config(
+        ["/bin/sh", "-c", "read -r secret <&3; echo \"got $secret\" >&4; "
+                          "ls /proc/self/fd | sort -n | tr '\\n' ' '"]))
+    secret_read, secret_write = os.pipe()
+    reply_read, reply_write = os.pipe()
+    os.write(secret_write, b"s3cr3t\n")
+    os.close(secret_write)
+    with tempfile.TemporaryFile("w+") as out:
+        code = api.run("passfds", bundle, root=root, forward_signals=False,
+                       stdio=(0, out.fileno(), out.fileno()),
+                       pass_fds=[secret_read, reply_write])
+        out.seek(0)
+        listing = out.read().split()
+    os.close(reply_write)
+    os.close(secret_read)
+    assert code == 0
+    assert os.read(reply_read, 100) == b"got s3cr3t\n"
+    os.close(reply_read)
+    assert listing == ["0", "1", "2", "3", "4", "5"]  # 5: the directory ls reads
+    with pytest.raises(StepError) as caught:
+        api.run("passfds2", bundle, root=root, forward_signals=False, pass_fds=[9999])
+    assert (caught.value.step, caught.value.path) == ("pass-fds", "9999")
+    assert not (root / "passfds2").exists()
