@@ -34,7 +34,7 @@ STARTUP_TIMEOUT_SECONDS = 30.0
 # Runner modes: "record" answers SUCCEEDED; "crash" raises an exception whose message
 # quotes every configured secret (the logs must still show none); "slow" sleeps first;
 # "hang" never returns (for kill-and-restart tests).
-RUNNER_MODES = ("record", "crash", "slow", "hang")
+RUNNER_MODES = ("record", "crash", "slow", "hang", "none")
 
 
 def sign_hex(secret: str, body: bytes) -> str:
@@ -96,6 +96,13 @@ class GatewayProcess:
         lines = self.jobs_path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line]
 
+    def finished_jobs(self) -> list[dict[str, Any]]:
+        path = done_path(self.jobs_path)
+        if not path.exists():
+            return []
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line]
+
     def wait_for_jobs(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
@@ -120,6 +127,11 @@ class GatewayProcess:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def done_path(jobs_path: Path) -> Path:
+    """Where the recording runner appends the jobs it finished."""
+    return jobs_path.with_name(jobs_path.name + ".done")
 
 
 def gateway_env(state_dir: Path, settings: Mapping[str, str]) -> dict[str, str]:
@@ -238,6 +250,9 @@ class _FileRecordingRunner:
             await asyncio.Event().wait()
         if self.mode == "crash":
             raise RuntimeError("runner crashed; secrets in scope: " + " ".join(self.secrets))
+        # Completions go to their own file, so a test can tell started from finished work.
+        with done_path(self.path).open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
         return JobOutcome.SUCCEEDED
 
 
@@ -255,6 +270,8 @@ def _child_main() -> int:
         settings.log_format, settings.log_level, settings.secret_values(), stream=sys.stderr
     )
     listener = socket.socket(fileno=int(os.environ["GATEWAY_TEST_FD"]))
+    if os.environ.get("GATEWAY_TEST_RUNNER") == "none":
+        return serve(settings, None, sock=listener)
     runner = _FileRecordingRunner(
         Path(os.environ["GATEWAY_TEST_JOBS"]),
         os.environ.get("GATEWAY_TEST_RUNNER", "record"),

@@ -136,6 +136,13 @@ def _secret_bytes(value: Any) -> bytes | None:
     return value.get_secret_value().encode() if value is not None else None
 
 
+def pipeline_state(runner: ReviewRunner | None) -> str:
+    """What /info says about review work: running, or queued until a runner exists."""
+    if runner is None:
+        return "not available in this version: accepted jobs stay queued"
+    return "available"
+
+
 def build_app(
     settings: Settings,
     store: IntakeStore,
@@ -175,7 +182,11 @@ def build_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", make_readyz(probe), methods=["GET"]),
         Route("/version", version, methods=["GET"]),
-        Route("/info", make_info(settings.public_view(), posture), methods=["GET"]),
+        Route(
+            "/info",
+            make_info(settings.public_view(), posture, pipeline_state(runner)),
+            methods=["GET"],
+        ),
         Route("/metrics", make_metrics(metrics, store.queue_depth), methods=["GET"]),
     ]
     webhook_sources = []

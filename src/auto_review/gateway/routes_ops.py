@@ -47,9 +47,14 @@ def make_readyz(probe: ReadinessProbe) -> Callable[[Request], Any]:
 
 
 def make_info(
-    public_settings: Mapping[str, Any], posture: Mapping[str, Any]
+    public_settings: Mapping[str, Any], posture: Mapping[str, Any], review_pipeline: str
 ) -> Callable[[Request], Any]:
-    payload = {**version_payload(), "isolation": dict(posture), "settings": dict(public_settings)}
+    payload = {
+        **version_payload(),
+        "isolation": dict(posture),
+        "review_pipeline": review_pipeline,
+        "settings": dict(public_settings),
+    }
 
     async def info(request: Request) -> Response:
         return json_response(200, payload)

@@ -39,7 +39,7 @@ from auto_review.hosts.base import ReviewHost
 from auto_review.hosts.events import CommentEvent, HostKind, RepoRef
 from auto_review.isolation.posture import bare_posture, external_posture
 from auto_review.logs import redact
-from auto_review.review.jobs import Job, JobOutcome, ReviewRunner
+from auto_review.review.jobs import ReviewRunner
 from auto_review.store.base import IntakeStore, StoreError
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 
@@ -55,18 +55,10 @@ class GatewayStartupError(RuntimeError):
     """The gateway cannot start; the message names the cause, never a secret."""
 
 
-class NoReviewPipelineRunner:
-    """Runs when the caller passes no review runner: every job ends SKIPPED, with a log
-    line saying why, so the queue drains instead of filling up. Nothing is kept per job."""
-
-    def __init__(self) -> None:
-        self._warned = False
-
-    async def run(self, job: Job) -> JobOutcome:
-        if not self._warned:
-            self._warned = True
-            log.warning("no review runner is wired into this gateway; jobs are skipped")
-        return JobOutcome.SKIPPED
+NO_PIPELINE_NOTE = (
+    "the review pipeline is not part of this version: accepted jobs stay queued in the "
+    "state store and are processed by a version that has it"
+)
 
 
 def default_posture(settings: Settings) -> dict[str, Any]:
@@ -263,16 +255,21 @@ async def serve_async(
     )
     try:
         metrics = GatewayMetrics()
-        job_runner = runner if runner is not None else NoReviewPipelineRunner()
-        pool = WorkerPool(store, job_runner, concurrency=settings.workers, observer=metrics)
-        background: list[BackgroundService] = [pool]
+        background: list[BackgroundService] = []
+        if runner is not None:
+            background.append(
+                WorkerPool(store, runner, concurrency=settings.workers, observer=metrics)
+            )
+        else:
+            # Skipping jobs would lose accepted work; they wait, durable, for a runner.
+            log.warning(NO_PIPELINE_NOTE)
         poller = chat_poller(settings, store, forge_hosts, metrics)
         if poller is not None:
             background.append(PollerService(poller))
         app = build_app(
             settings,
             store,
-            job_runner,
+            runner,
             forge_hosts,
             posture,
             metrics=metrics,

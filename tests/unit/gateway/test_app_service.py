@@ -14,7 +14,6 @@ from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.service import (
     FileWatermarkStore,
     GatewayStartupError,
-    NoReviewPipelineRunner,
     bind_listening_socket,
     chat_poller,
     default_posture,
@@ -22,7 +21,6 @@ from auto_review.gateway.service import (
     poll_repo_refs,
 )
 from auto_review.hosts.events import HostKind, RepoRef
-from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest
 
 
 def settings(tmp_path: Path, **env: str):
@@ -98,18 +96,3 @@ def test_watermarks_survive_a_new_store_object(tmp_path: Path) -> None:
     assert asyncio.run(read()) is None  # unreadable file: start over, do not crash
 
 
-def test_runner_without_pipeline_skips_and_keeps_nothing() -> None:
-    request = JobRequest(
-        kind=JobKind.REVIEW,
-        repo=RepoRef(HostKind.FORGEJO, "a", "b"),
-        pr_number=1,
-        head_sha="a" * 40,
-        comment_id=None,
-        argument="",
-        requested_by="x",
-        source="webhook",
-    )
-    runner = NoReviewPipelineRunner()
-    outcome = asyncio.run(runner.run(Job(id=1, request=request, attempts=1, enqueued_at=0.0)))
-    assert outcome is JobOutcome.SKIPPED
-    assert not hasattr(runner, "jobs")
