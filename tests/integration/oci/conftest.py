@@ -236,14 +236,17 @@ def ensure_test_user(name: str = TEST_USER) -> pwd.struct_passwd:
 
 
 THIRD_PARTY_IMPORTS = ("jsonschema", "referencing", "referencing.jsonschema")
+# Lists the site-packages modules that importing argv pulls in (not those that .pth files
+# or sitecustomize loaded at start-up).
 LIST_SITE_MODULES = """
 import importlib, json, sys, sysconfig
+already = set(sys.modules)
 for name in sys.argv[1:]:
     importlib.import_module(name)
 site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
 found = {}
-for module in list(sys.modules.values()):
-    origin = getattr(module, "__file__", None) or ""
+for name in set(sys.modules) - already:
+    origin = getattr(sys.modules[name], "__file__", None) or ""
     for directory in site:
         if origin.startswith(directory + "/"):
             top = origin[len(directory) + 1 :].split("/")[0]
