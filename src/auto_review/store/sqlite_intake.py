@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from auto_review.hosts.events import HostKind, RepoRef
-from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest
+from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest, RetryPolicy
 from auto_review.store.base import (
     AcceptResult,
     DeliveryRef,
@@ -41,6 +41,7 @@ DEFAULT_MAX_PENDING = 4096
 DEFAULT_DELIVERY_RETENTION_SECONDS = 30 * 24 * 3600.0
 MAX_DETAIL_CHARS = 500
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_ATTEMPTS = RetryPolicy().max_attempts
 Synchronous = Literal["FULL", "NORMAL"]
 
 
@@ -204,7 +205,7 @@ class SqliteIntakeStore:
             work_available=True,
         )
 
-    def requeue_interrupted(self, max_attempts: int) -> RequeueResult:
+    def requeue_interrupted(self, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> RequeueResult:
         """At startup: jobs left 'running' by a dead process go back to 'pending'.
 
         A job that already used `max_attempts` fails instead, so a job that crashes the
