@@ -48,18 +48,24 @@ def main(argv: list[str]) -> int:
     except IsolationRefused as exc:
         return fail(str(exc), EXIT_ISOLATION)
     if decision.mode is IsolationMode.OCI:
-        return fail(
-            "refusing to start: the embedded OCI container boundary is not available in this "
-            "version, and the gateway never falls back to running unisolated by itself. "
-            "Run with --bare (AR_GATEWAY_BARE=true) to accept running without a boundary, or "
-            "set AR_GATEWAY_EXTERNAL_ISOLATION=container inside a container you operate.",
-            EXIT_ISOLATION,
-        )
+        return run_isolated(settings)
     return run_in_process(settings, decision.mode)
 
 
+def run_isolated(settings: Settings) -> int:
+    """The outer launcher: the gateway runs inside the OCI container boundary."""
+    from auto_review.isolation.launcher import LaunchError, LaunchOptions, launch
+
+    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    try:
+        return launch(settings, LaunchOptions(oci_runtime=settings.oci_runtime))
+    except LaunchError as exc:
+        # Never a fallback to bare: the operator opts out explicitly or nothing runs.
+        return fail(f"{exc}; refusing to start without the container boundary", EXIT_ISOLATION)
+
+
 def run_in_process(settings: Settings, mode: IsolationMode) -> int:
-    """Serve in this process (bare, or inside an operator's container)."""
+    """Serve in this process (bare, or inside an operator's container): no launcher."""
     if mode is IsolationMode.BARE:
         print(BARE_WARNING, file=sys.stderr, flush=True)
     configure_logging(settings.log_format, settings.log_level, settings.secret_values())

@@ -1,0 +1,155 @@
+"""The inner gateway: what runs inside the container (``python -m auto_review.isolation.inner``).
+
+Order matters:
+1. Ask the kernel for SIGKILL when the parent dies (the launcher, or the external runtime
+   the launcher runs): a launcher killed with SIGKILL takes the gateway with it.
+2. Read the settings, secrets included, from the inherited pipe (fd 4) and close it.
+3. Verify the boundary from inside (:mod:`selfcheck`); refuse to serve when a mandatory
+   check fails, with one line naming it.
+4. Start the egress bridge (127.0.0.1 inside -> the launcher's proxy socket) and point
+   the HTTP clients and git at it through the proxy environment variables.
+5. Serve on the listening socket the launcher bound on the host (fd 3).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from auto_review.isolation.secrets_pipe import (
+    LISTEN_FD,
+    SECRETS_FD,
+    SecretsPipeError,
+    read_settings_pipe,
+)
+from auto_review.isolation.selfcheck import (
+    INNER_STATE_DIR,
+    BoundaryFacts,
+    BoundaryNotVerified,
+    require_verified,
+    run_selfcheck,
+)
+
+# Non-secret facts the launcher puts in process.env of the bundle.
+ENV_HOST_NAMESPACES = "AUTO_REVIEW_HOST_NAMESPACES"  # JSON {"net": "net:[...]", ...}
+ENV_RUNTIME = "AUTO_REVIEW_RUNTIME"  # embedded, runc, crun, youki...
+ENV_CGROUP_LIMITS = "AUTO_REVIEW_CGROUP_LIMITS"  # "applied" or why not
+ENV_REQUIRED_CONTROLS = "AUTO_REVIEW_REQUIRED_CONTROLS"  # degraded controls made mandatory
+EGRESS_SOCKET_INSIDE = Path("/run/egress/proxy.sock")
+
+EXIT_SETUP = 2
+EXIT_BOUNDARY = 4
+_PR_SET_PDEATHSIG = 1
+
+log = logging.getLogger("auto_review.isolation.inner")
+
+
+def set_parent_death_signal(number: int = signal.SIGKILL) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, number, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+
+
+def boundary_facts(environ: Mapping[str, str]) -> BoundaryFacts:
+    try:
+        host_namespaces = json.loads(environ.get(ENV_HOST_NAMESPACES, "{}"))
+    except ValueError:
+        host_namespaces = {}
+    if not isinstance(host_namespaces, dict):
+        host_namespaces = {}
+    return BoundaryFacts(
+        host_namespaces={str(k): str(v) for k, v in host_namespaces.items()},
+        runtime=environ.get(ENV_RUNTIME, "unknown"),
+        cgroup_limits=environ.get(ENV_CGROUP_LIMITS, "not reported"),
+    )
+
+
+def required_controls(environ: Mapping[str, str]) -> list[str]:
+    return [item for item in environ.get(ENV_REQUIRED_CONTROLS, "").split(",") if item]
+
+
+def fail(message: str, status: int) -> int:
+    from auto_review.logs import redact
+
+    print(f"auto-review gateway (inner): {redact(message)}", file=sys.stderr, flush=True)
+    return status
+
+
+def load_inner_settings(values: Mapping[str, Any]) -> Any:
+    from auto_review.config import load_settings
+
+    flags = {key: value for key, value in values.items() if value is not None}
+    flags["state_dir"] = str(INNER_STATE_DIR)
+    # No environment: every setting came through the pipe.
+    return load_settings(flags=flags, environ={})
+
+
+def start_egress_bridge() -> Any:
+    """Start the bridge and export the proxy variables httpx and git read."""
+    from auto_review.isolation.egress_bridge import EgressBridge
+
+    bridge = EgressBridge(EGRESS_SOCKET_INSIDE)
+    bridge.start()
+    os.environ.update(bridge.proxy_env())
+    return bridge
+
+
+def main() -> int:
+    try:
+        set_parent_death_signal()
+    except OSError as exc:
+        return fail(f"setup step parent-death-signal failed: {exc.strerror}", EXIT_SETUP)
+    try:
+        values = read_settings_pipe(SECRETS_FD)
+    except SecretsPipeError as exc:
+        return fail(f"setup step settings-pipe failed: {exc}", EXIT_SETUP)
+
+    from auto_review.config import SettingsError
+    from auto_review.logs import configure_logging, install_secrets
+
+    try:
+        settings = load_inner_settings(values)
+    except SettingsError as exc:
+        install_secrets(str(v) for v in values.values() if isinstance(v, str))
+        return fail(f"setup step settings failed: {exc}", EXIT_SETUP)
+    del values
+    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+
+    posture = run_selfcheck(boundary_facts(os.environ), required=required_controls(os.environ))
+    try:
+        require_verified(posture)
+    except BoundaryNotVerified as exc:
+        log.error("runtime isolation NOT verified", extra={"runtime_isolation": posture})
+        return fail(f"refusing to serve: {exc}", EXIT_BOUNDARY)
+    log.info("runtime isolation verified", extra={"runtime_isolation": posture})
+    for name in posture["degraded"]:
+        detail = posture["checks"][name]["detail"]
+        log.warning("runtime isolation degraded: %s (%s)", name, detail)
+
+    try:
+        listener = socket.socket(fileno=LISTEN_FD)
+    except OSError as exc:
+        return fail(f"setup step listen-socket (fd {LISTEN_FD}) failed: {exc.strerror}", EXIT_SETUP)
+    try:
+        bridge = start_egress_bridge()
+    except OSError as exc:
+        return fail(f"setup step egress-bridge failed: {exc.strerror or exc}", EXIT_SETUP)
+
+    from auto_review.gateway.service import serve
+
+    try:
+        return serve(settings, None, sock=listener, posture=posture)
+    finally:
+        bridge.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

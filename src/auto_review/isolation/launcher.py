@@ -1,0 +1,452 @@
+"""The outer launcher: prepares the boundary on the host and runs the inner gateway in it.
+
+Steps, in order; each failure stops startup with one sanitized line naming the step, and
+everything made so far is undone (bundle removed, proxy stopped, descriptors closed):
+
+``runtime-dir``     /run/auto-review (root) or $XDG_RUNTIME_DIR/auto-review, 0700
+``stale-cleanup``   bundles, egress sockets and runtime state of dead launchers
+``state-dir``       the host state directory, made 0700 if missing, must be writable
+``bind``            the listening socket on the host (AR_GATEWAY_BIND)
+``egress-proxy``    the egress proxy thread on a Unix socket in the runtime dir
+``settings-pipe``   settings and secrets written into a pipe for the inner process
+``bundle``          the per-launch OCI bundle (no secret may be written into it)
+``runtime``         the embedded runtime (or --oci-runtime) runs the inner gateway
+
+The launcher then waits: SIGTERM, SIGINT and SIGHUP go to the inner gateway, and the
+launcher exits with its status. Tests inject a failure at any step with ``fail_at``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from auto_review.config import Settings
+from auto_review.isolation import external_runtime
+from auto_review.isolation.inner import (
+    ENV_CGROUP_LIMITS,
+    ENV_HOST_NAMESPACES,
+    ENV_REQUIRED_CONTROLS,
+    ENV_RUNTIME,
+)
+from auto_review.isolation.secrets_pipe import (
+    INNER_FDS,
+    settings_document,
+    write_settings_pipe,
+)
+from auto_review.isolation.selfcheck import INNER_STATE_DIR, namespace_ids
+from auto_review.logs import redact
+
+log = logging.getLogger("auto_review.isolation.launcher")
+
+LISTEN_BACKLOG = 2048
+INNER_MODULE = "auto_review.isolation.inner"
+EGRESS_SOCKET_PREFIX = "egress-"
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class LaunchStep(StrEnum):
+    RUNTIME_DIR = "runtime-dir"
+    STALE_CLEANUP = "stale-cleanup"
+    STATE_DIR = "state-dir"
+    BIND = "bind"
+    EGRESS_PROXY = "egress-proxy"
+    SETTINGS_PIPE = "settings-pipe"
+    BUNDLE = "bundle"
+    RUNTIME = "runtime"
+
+
+class LaunchError(RuntimeError):
+    """A setup step failed. ``str()`` is one sanitized line naming the step."""
+
+    def __init__(self, step: LaunchStep, detail: str) -> None:
+        self.step = step
+        self.detail = redact(" ".join(detail.split()))
+        super().__init__(f"isolation setup failed at step {step}: {self.detail}")
+
+
+class LaunchInterrupted(Exception):
+    """SIGTERM/SIGINT/SIGHUP arrived before the inner gateway was running."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        super().__init__(f"signal {number}")
+
+
+@dataclass
+class LaunchOptions:
+    oci_runtime: Path | None = None  # None: the embedded runtime
+    runtime_dir: Path | None = None  # None: /run/auto-review or $XDG_RUNTIME_DIR/auto-review
+    required_controls: Sequence[str] = ()  # degraded controls made mandatory
+    fail_at: LaunchStep | None = None  # tests: raise at the start of this step
+    stdio: tuple[int, int, int] | None = None  # embedded runtime: the inner's 0, 1, 2
+
+
+@dataclass
+class _Resources:
+    """What the launcher made, so every exit path undoes exactly that."""
+
+    listener: socket.socket | None = None
+    proxy: Any = None
+    egress_socket: Path | None = None
+    settings_fd: int | None = None
+    bundle: Any = None
+    undo_errors: list[str] = field(default_factory=list)
+
+    def release(self) -> None:
+        if self.settings_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.settings_fd)
+            self.settings_fd = None
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        if self.bundle is not None:
+            try:
+                self.bundle.remove()
+            except OSError as exc:
+                self.undo_errors.append(f"bundle removal: {exc.strerror}")
+            self.bundle = None
+        if self.proxy is not None:
+            try:
+                self.proxy.stop()
+            except Exception as exc:
+                self.undo_errors.append(f"egress proxy stop: {type(exc).__name__}")
+            self.proxy = None
+        if self.egress_socket is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.egress_socket.unlink()
+            self.egress_socket = None
+
+
+# ---------------------------------------------------------------- host facts
+
+
+def default_runtime_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/run/auto-review")
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if not base:
+        raise LaunchError(
+            LaunchStep.RUNTIME_DIR,
+            "XDG_RUNTIME_DIR is not set: a non-root launcher keeps its bundles there",
+        )
+    return Path(base) / "auto-review"
+
+
+def cgroup_limits_expectation(rootless: bool) -> str:
+    """What the runtime will manage: limits in a cgroup, or rlimits only."""
+    if rootless:
+        return "not applied: no cgroup is delegated to this user; rlimits only"
+    for candidate in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup/memory", "/sys/fs/cgroup"):
+        if os.access(candidate, os.W_OK):
+            return "applied"
+    return "not applied: no writable cgroup hierarchy; rlimits only"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def inner_args() -> list[str]:
+    # The interpreter at the same absolute path inside (the bundle binds it there).
+    return [sys.executable, "-m", INNER_MODULE]
+
+
+def inner_environment(runtime: str, rootless: bool, required: Sequence[str]) -> dict[str, str]:
+    """process.env of the bundle: never a setting, never a secret (those use the pipe)."""
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(INNER_STATE_DIR),
+        "LANG": "C.UTF-8",
+        "TMPDIR": "/tmp",  # noqa: S108 - the container's own tmpfs
+        ENV_HOST_NAMESPACES: json.dumps(namespace_ids(), sort_keys=True),
+        ENV_RUNTIME: runtime,
+        ENV_CGROUP_LIMITS: cgroup_limits_expectation(rootless),
+        ENV_REQUIRED_CONTROLS: ",".join(required),
+    }
+    # An interpreter that finds the package through PYTHONPATH needs it inside too.
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
+def scrubbed_environment() -> dict[str, str]:
+    """The launcher's environment without any AR_* value, for an external runtime."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("AR_")}
+
+
+# ---------------------------------------------------------------- steps
+
+
+class Launcher:
+    def __init__(self, settings: Settings, options: LaunchOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.rootless = os.geteuid() != 0
+        self.resources = _Resources()
+        self.runtime_dir = Path()
+        self.runtime_path: Path | None = None
+        self.runtime_label = "embedded"
+
+    @contextlib.contextmanager
+    def step(self, step: LaunchStep) -> Iterator[None]:
+        if self.options.fail_at == step:
+            raise LaunchError(step, "failure injected by the caller")
+        try:
+            yield
+        except LaunchError:
+            raise
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise LaunchError(step, describe(exc)) from None
+
+    def prepare_runtime_dir(self) -> None:
+        with self.step(LaunchStep.RUNTIME_DIR):
+            if self.options.oci_runtime is not None:
+                self.runtime_path = external_runtime.resolve_runtime(self.options.oci_runtime)
+                self.runtime_label = external_runtime.runtime_name(self.runtime_path)
+            directory = self.options.runtime_dir or default_runtime_dir()
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = directory.stat()
+            if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+                raise LaunchError(
+                    LaunchStep.RUNTIME_DIR,
+                    f"{directory} must be owned by uid {os.geteuid()} and mode 0700",
+                )
+            self.runtime_dir = directory
+
+    def remove_stale(self) -> None:
+        with self.step(LaunchStep.STALE_CLEANUP):
+            from auto_review.isolation.stale import remove_stale_bundles
+
+            for path in remove_stale_bundles(self.runtime_dir):
+                log.info("removed a dead launcher's bundle", extra={"bundle": str(path)})
+            for path in self.runtime_dir.glob(EGRESS_SOCKET_PREFIX + "*.sock"):
+                pid_text = path.name[len(EGRESS_SOCKET_PREFIX) : -len(".sock")]
+                if pid_text.isdigit() and not pid_alive(int(pid_text)):
+                    path.unlink(missing_ok=True)
+            remove_stale_containers(self.embedded_state_root())
+
+    def embedded_state_root(self) -> Path:
+        return self.runtime_dir / "oci"
+
+    def external_state_root(self) -> Path:
+        return self.runtime_dir / f"oci-{self.runtime_label}"
+
+    def check_state_dir(self) -> None:
+        with self.step(LaunchStep.STATE_DIR):
+            state_dir = self.settings.state_dir
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not state_dir.is_dir():
+                raise LaunchError(LaunchStep.STATE_DIR, f"{state_dir} is not a directory")
+            if not os.access(state_dir, os.R_OK | os.W_OK | os.X_OK):
+                raise LaunchError(
+                    LaunchStep.STATE_DIR, f"{state_dir} is not readable and writable by this user"
+                )
+            if state_dir.stat().st_uid != os.geteuid():
+                # Inside, uid 0 is this user: a directory of another owner would be
+                # read-only or unusable for the gateway (SQLite needs to create files).
+                raise LaunchError(
+                    LaunchStep.STATE_DIR, f"{state_dir} must be owned by uid {os.geteuid()}"
+                )
+
+    def bind(self) -> None:
+        with self.step(LaunchStep.BIND):
+            host, port = self.settings.bind_host_port
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            try:
+                listener = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+            except OSError as exc:
+                detail = f"cannot listen on AR_GATEWAY_BIND {host}:{port}: {exc.strerror}"
+                raise LaunchError(LaunchStep.BIND, detail) from None
+            self.resources.listener = listener
+
+    def start_egress_proxy(self) -> None:
+        with self.step(LaunchStep.EGRESS_PROXY):
+            from auto_review.isolation.egress_policy import EgressPolicy
+            from auto_review.isolation.egress_proxy import EgressProxyThread
+
+            policy = EgressPolicy.from_settings(self.settings)
+            path = self.runtime_dir / f"{EGRESS_SOCKET_PREFIX}{os.getpid()}.sock"
+            path.unlink(missing_ok=True)
+            proxy = EgressProxyThread(policy, path)
+            self.resources.egress_socket = path
+            proxy.start()
+            self.resources.proxy = proxy
+            log.info("egress proxy listening", extra={"allowed": policy.describe()})
+
+    def write_settings(self) -> None:
+        with self.step(LaunchStep.SETTINGS_PIPE):
+            document = settings_document(self.settings, state_dir=INNER_STATE_DIR)
+            self.resources.settings_fd = write_settings_pipe(document)
+
+    def stage(self) -> None:
+        with self.step(LaunchStep.BUNDLE):
+            from auto_review.isolation.bundle import BundleRequest, ResourceLimits, stage_bundle
+
+            assert self.resources.egress_socket is not None
+            request = BundleRequest(
+                runtime_dir=self.runtime_dir,
+                state_dir=self.settings.state_dir.resolve(),
+                egress_socket=self.resources.egress_socket,
+                inner_args=inner_args(),
+                inner_env=inner_environment(
+                    self.runtime_label, self.rootless, self.options.required_controls
+                ),
+                rootless=self.rootless,
+                preserve_fds=INNER_FDS,
+                limits=ResourceLimits(),
+            )
+            self.resources.bundle = stage_bundle(
+                request, forbidden_values=self.settings.secret_values()
+            )
+
+    def run_inner(self) -> int:
+        with self.step(LaunchStep.RUNTIME):
+            listener, settings_fd = self.resources.listener, self.resources.settings_fd
+            assert listener is not None and settings_fd is not None
+            bundle = self.resources.bundle
+            fds = [listener.fileno(), settings_fd]
+            if self.runtime_path is None:
+                return self._run_embedded(bundle, fds)
+            return self._run_external(bundle, fds)
+
+    def _run_embedded(self, bundle: Any, fds: list[int]) -> int:
+        from auto_review.oci import api
+        from auto_review.oci.errors import OciError
+
+        log.info(
+            "starting the inner gateway",
+            extra={"runtime": "embedded", "container": bundle.container_id},
+        )
+        try:
+            return api.run(
+                bundle.container_id,
+                bundle.path,
+                root=self.embedded_state_root(),
+                pass_fds=fds,
+                stdio=self.options.stdio,
+                forward_signals=True,
+            )
+        except OciError as exc:
+            raise LaunchError(LaunchStep.RUNTIME, str(exc)) from None
+
+    def _run_external(self, bundle: Any, fds: list[int]) -> int:
+        assert self.runtime_path is not None
+        state_root = self.external_state_root()
+        state_root.mkdir(mode=0o700, exist_ok=True)
+        argv = external_runtime.run_command(
+            self.runtime_path, state_root, bundle.path, bundle.container_id, len(fds)
+        )
+        log.info(
+            "starting the inner gateway",
+            extra={"runtime": str(self.runtime_path), "container": bundle.container_id},
+        )
+        pid = external_runtime.spawn(argv, fds, scrubbed_environment())
+        return wait_forwarding_signals(pid)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return str(exc) or type(exc).__name__
+
+
+def remove_stale_containers(state_root: Path) -> None:
+    """Delete the embedded runtime's records of containers whose init is gone."""
+    if not state_root.is_dir():
+        return
+    from auto_review.oci import api
+    from auto_review.oci.errors import OciError
+
+    for entry in api.list_containers(root=state_root):
+        if entry.get("status") in ("stopped", "creating"):
+            with contextlib.suppress(OciError):
+                api.delete(entry["id"], root=state_root, force=True)
+
+
+def wait_forwarding_signals(pid: int) -> int:
+    """Wait for ``pid``, relaying TERM/INT/HUP to it; returns the exit status (128+N)."""
+
+    def forward(number: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, number)
+
+    previous = {number: signal.signal(number, forward) for number in HANDLED_SIGNALS}
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+@contextlib.contextmanager
+def interruptible_setup() -> Iterator[None]:
+    """During setup a stop signal unwinds (and cleans up) instead of killing the launcher."""
+
+    def interrupt(number: int, _frame: FrameType | None) -> None:
+        raise LaunchInterrupted(number)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, interrupt) for number in HANDLED_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def launch(settings: Settings, options: LaunchOptions | None = None) -> int:
+    """Run the inner gateway in the container; returns its exit status.
+
+    Raises :class:`LaunchError` (one line naming the step) when setup fails; everything
+    made so far is removed first. A stop signal during setup returns 128+N after cleanup.
+    """
+    launcher = Launcher(settings, options or LaunchOptions())
+    steps: list[Callable[[], None]] = [
+        launcher.prepare_runtime_dir,
+        launcher.remove_stale,
+        launcher.check_state_dir,
+        launcher.bind,
+        launcher.start_egress_proxy,
+        launcher.write_settings,
+        launcher.stage,
+    ]
+    try:
+        with interruptible_setup():
+            for step in steps:
+                step()
+            return launcher.run_inner()
+    except LaunchInterrupted as interrupted:
+        log.warning("stopped by a signal during isolation setup")
+        return 128 + interrupted.number
+    finally:
+        launcher.resources.release()
+        for problem in launcher.resources.undo_errors:
+            log.error("cleanup incomplete: %s", problem)
+
+
+__all__ = ["LaunchError", "LaunchOptions", "LaunchStep", "launch"]

@@ -1,0 +1,105 @@
+"""Settings, secrets included, reach the inner gateway through an inherited pipe.
+
+The launcher writes one JSON document into a pipe before the container starts and closes
+the write end; the read end becomes descriptor 4 of the inner process (3 is the listening
+socket). The inner process reads it once to end of file and closes it. Nothing of it is
+written to the bundle, the runtime's environment or any command line, so a secret never
+appears in ``config.json``, ``/proc/PID/environ`` or ``/proc/PID/cmdline``.
+
+The whole settings model travels this way (not only the secret fields): the inner process
+then needs no ``AR_*`` environment at all, and the bundle carries no settings to check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from auto_review.config import Settings
+
+LISTEN_FD = 3
+SECRETS_FD = 4
+INNER_FDS = 2  # descriptors the container inherits: listening socket, secrets pipe
+FORMAT_VERSION = 1
+# A pipe holds 64 KiB by default; the document (a PEM key at most a few KiB) is written
+# whole before the reader exists, so it must fit. Larger requests grow the pipe first.
+MAX_DOCUMENT_BYTES = 1024 * 1024
+_F_SETPIPE_SZ = 1031
+
+
+class SecretsPipeError(RuntimeError):
+    """The settings document cannot be written or read; the message holds no value."""
+
+
+def settings_document(settings: Settings, *, state_dir: Path) -> dict[str, Any]:
+    """Every setting with secrets revealed, the state directory as the container sees it."""
+    values: dict[str, Any] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, Path):
+            value = str(value)
+        values[name] = value
+    values["state_dir"] = str(state_dir)
+    return {"version": FORMAT_VERSION, "settings": values}
+
+
+def write_settings_pipe(document: dict[str, Any]) -> int:
+    """Write ``document`` into a new pipe and return its read end (close-on-exec)."""
+    data = json.dumps(document, separators=(",", ":")).encode()
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise SecretsPipeError(f"settings document too large ({len(data)} bytes)")
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        if len(data) >= 65536:
+            fcntl.fcntl(write_fd, _F_SETPIPE_SZ, MAX_DOCUMENT_BYTES)
+        written = os.write(write_fd, data)
+        if written != len(data):
+            raise SecretsPipeError("settings pipe accepted a partial write")
+    except OSError as exc:
+        os.close(read_fd)
+        raise SecretsPipeError(f"cannot write the settings pipe: {exc.strerror}") from None
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return read_fd
+
+
+def read_settings_pipe(fd: int = SECRETS_FD) -> dict[str, Any]:
+    """Read the document to end of file and close ``fd``; returns the settings values."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_DOCUMENT_BYTES:
+                raise SecretsPipeError("settings pipe holds more than the maximum document")
+            chunks.append(chunk)
+    except OSError as exc:
+        raise SecretsPipeError(f"cannot read the settings pipe (fd {fd}): {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    try:
+        document = json.loads(b"".join(chunks))
+    except ValueError:
+        # The exception text could quote part of the document: say only what failed.
+        raise SecretsPipeError("settings pipe does not hold a JSON document") from None
+    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
+        raise SecretsPipeError("settings pipe holds an unknown document version")
+    values = document.get("settings")
+    if not isinstance(values, dict):
+        raise SecretsPipeError("settings pipe document has no settings object")
+    return values

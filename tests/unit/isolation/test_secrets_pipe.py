@@ -1,0 +1,89 @@
+"""The settings pipe: what the launcher writes is what the inner process reads, once."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import pytest
+
+from auto_review.config import Settings
+from auto_review.isolation.secrets_pipe import (
+    MAX_DOCUMENT_BYTES,
+    SecretsPipeError,
+    read_settings_pipe,
+    settings_document,
+    write_settings_pipe,
+)
+
+CANARY = "canary-secret-pipe-0123456789abcdef0123456789"
+
+
+def sample_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        state_dir=tmp_path / "state",
+        forgejo_url="http://127.0.0.1:3000",
+        forgejo_token=CANARY + "-token",
+        webhook_secret=CANARY,
+        poll_repos=["acme/widgets"],
+    )
+
+
+def test_round_trip_reveals_secrets_and_forces_the_inner_state_dir(tmp_path: Path) -> None:
+    document = settings_document(sample_settings(tmp_path), state_dir=Path("/var/lib/auto_review"))
+    fd = write_settings_pipe(document)
+    values = read_settings_pipe(fd)
+    assert values["webhook_secret"] == CANARY
+    assert values["forgejo_token"] == CANARY + "-token"
+    assert values["state_dir"] == "/var/lib/auto_review"
+    assert values["poll_repos"] == ["acme/widgets"]
+    # The same settings come back out of the values.
+    rebuilt = Settings(**{k: v for k, v in values.items() if v is not None})
+    assert rebuilt.secret_values() == sample_settings(tmp_path).secret_values()
+
+
+def test_read_end_is_close_on_exec_and_closed_after_reading(tmp_path: Path) -> None:
+    fd = write_settings_pipe(settings_document(sample_settings(tmp_path), state_dir=tmp_path))
+    assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+    read_settings_pipe(fd)
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_document_larger_than_a_default_pipe_is_written_whole() -> None:
+    document = {"version": 1, "settings": {"padding": "x" * 200_000}}
+    fd = write_settings_pipe(document)
+    assert read_settings_pipe(fd)["padding"] == "x" * 200_000
+
+
+def test_oversized_document_is_refused_without_its_content() -> None:
+    with pytest.raises(SecretsPipeError) as caught:
+        write_settings_pipe({"version": 1, "settings": {"s": CANARY * (MAX_DOCUMENT_BYTES // 10)}})
+    assert CANARY not in str(caught.value)
+
+
+def test_garbage_in_the_pipe_is_an_error_that_quotes_nothing() -> None:
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b'{"version": 1, "settings": {"webhook_secret": "' + CANARY.encode())
+    os.close(write_fd)
+    with pytest.raises(SecretsPipeError) as caught:
+        read_settings_pipe(read_fd)
+    assert CANARY not in str(caught.value)
+    assert "JSON" in str(caught.value)
+
+
+def test_unknown_version_is_refused() -> None:
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b'{"version": 99, "settings": {}}')
+    os.close(write_fd)
+    with pytest.raises(SecretsPipeError, match="version"):
+        read_settings_pipe(read_fd)
+
+
+def test_a_closed_descriptor_is_named() -> None:
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    os.close(write_fd)
+    with pytest.raises(SecretsPipeError, match=f"fd {read_fd}"):
+        read_settings_pipe(read_fd)
