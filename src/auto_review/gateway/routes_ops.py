@@ -52,6 +52,8 @@ def make_info(
     payload = {
         **version_payload(),
         "isolation": dict(posture),
+        # The same posture under the name the isolation docs and `ops doctor` use.
+        "runtime_isolation": dict(posture),
         "review_pipeline": review_pipeline,
         "settings": dict(public_settings),
     }

@@ -21,12 +21,13 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from prometheus_client.registry import Collector
 
 from auto_review.config import Settings
 from auto_review.gateway.app import BackgroundService, build_app, intake_policy
@@ -220,17 +221,23 @@ def serve(
     sock: socket.socket | None = None,
     posture: Mapping[str, Any] | None = None,
     hosts: Mapping[HostKind, ReviewHost] | None = None,
+    collectors: Sequence[Collector] = (),
 ) -> int:
     """Run the gateway until SIGTERM/SIGINT on a uvloop event loop; return the exit status.
 
     A startup failure (bind, state directory, poller settings, missing posture) prints one
-    line naming the cause and returns ``EXIT_STARTUP``.
+    line naming the cause and returns ``EXIT_STARTUP``. ``collectors`` are extra Prometheus
+    collectors for ``/metrics`` (the inner gateway adds the egress proxy's counters).
     """
     import uvloop
 
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
-            loop_runner.run(serve_async(settings, runner, sock=sock, posture=posture, hosts=hosts))
+            loop_runner.run(
+                serve_async(
+                    settings, runner, sock=sock, posture=posture, hosts=hosts, collectors=collectors
+                )
+            )
     except (GatewayStartupError, StoreError) as exc:
         print(f"auto-review gateway: {redact(str(exc))}", file=sys.stderr, flush=True)
         return EXIT_STARTUP
@@ -244,6 +251,7 @@ async def serve_async(
     sock: socket.socket | None = None,
     posture: Mapping[str, Any] | None = None,
     hosts: Mapping[HostKind, ReviewHost] | None = None,
+    collectors: Sequence[Collector] = (),
 ) -> None:
     """The body of :func:`serve`, for callers that own the event loop."""
     posture = dict(posture) if posture is not None else default_posture(settings)
@@ -255,6 +263,8 @@ async def serve_async(
     )
     try:
         metrics = GatewayMetrics()
+        for collector in collectors:
+            metrics.registry.register(collector)
         background: list[BackgroundService] = []
         if runner is not None:
             background.append(

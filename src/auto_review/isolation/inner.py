@@ -94,9 +94,9 @@ def load_inner_settings(values: Mapping[str, Any]) -> Any:
 
 def start_egress_bridge() -> Any:
     """Start the bridge and export the proxy variables httpx and git read."""
-    from auto_review.isolation.egress_bridge import EgressBridge
+    from auto_review.isolation.egress_bridge import EgressBridgeThread
 
-    bridge = EgressBridge(EGRESS_SOCKET_INSIDE)
+    bridge = EgressBridgeThread(EGRESS_SOCKET_INSIDE)
     bridge.start()
     os.environ.update(bridge.proxy_env())
     return bridge
@@ -138,15 +138,24 @@ def main() -> int:
         listener = socket.socket(fileno=LISTEN_FD)
     except OSError as exc:
         return fail(f"setup step listen-socket (fd {LISTEN_FD}) failed: {exc.strerror}", EXIT_SETUP)
+    from auto_review.isolation.egress_bridge import EgressBridgeError
+
     try:
         bridge = start_egress_bridge()
-    except OSError as exc:
-        return fail(f"setup step egress-bridge failed: {exc.strerror or exc}", EXIT_SETUP)
+    except (OSError, EgressBridgeError, TimeoutError) as exc:
+        return fail(f"setup step egress-bridge failed: {exc}", EXIT_SETUP)
 
     from auto_review.gateway.service import serve
+    from auto_review.isolation.egress_metrics import EgressMetricsCollector
 
     try:
-        return serve(settings, None, sock=listener, posture=posture)
+        return serve(
+            settings,
+            None,
+            sock=listener,
+            posture=posture,
+            collectors=[EgressMetricsCollector.for_socket(EGRESS_SOCKET_INSIDE)],
+        )
     finally:
         bridge.stop()
 
