@@ -110,7 +110,7 @@ class EgressBridge:
             for each in (writer, up_writer):
                 if each is not None:
                     each.close()
-                    with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+                    with contextlib.suppress(ConnectionError, OSError):
                         await each.wait_closed()
 
 

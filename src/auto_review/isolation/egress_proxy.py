@@ -548,7 +548,7 @@ async def _answer(writer: asyncio.StreamWriter, status: int, reason: str) -> Non
 
 async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
-    with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+    with contextlib.suppress(ConnectionError, OSError):
         await writer.wait_closed()
 
 
@@ -570,6 +570,10 @@ class EgressProxyThread:
     @property
     def stats(self) -> EgressStats:
         return self.proxy.stats
+
+    @property
+    def running(self) -> bool:
+        return self._loop.running
 
     def start(self, timeout: float = 10.0) -> None:
         """Listening when this returns; raises :class:`EgressProxyError` otherwise."""
