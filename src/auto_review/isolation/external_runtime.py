@@ -15,8 +15,10 @@ private mount namespace in which that mount is unmounted; the host's mounts are 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -89,3 +91,29 @@ def spawn(argv: Sequence[str], fds: Sequence[int], env: Mapping[str, str]) -> in
     finally:
         for fd in high:
             os.close(fd)
+
+
+def remove_stopped_containers(runtime: Path, state_root: Path) -> None:
+    """Delete the runtime's records of stopped containers (their launcher died).
+
+    Only ``stopped`` ones: another launcher of the same user may be running its own."""
+    if not state_root.is_dir():
+        return
+    for entry in sorted(state_root.iterdir()):
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        base = [str(runtime), "--root", str(state_root)]
+        state = subprocess.run(
+            [*base, "state", entry.name], capture_output=True, text=True, check=False, timeout=30
+        )
+        try:
+            status = json.loads(state.stdout).get("status") if state.returncode == 0 else None
+        except ValueError:
+            status = None
+        if status == "stopped":
+            subprocess.run(
+                [*base, "delete", "--force", entry.name],
+                capture_output=True,
+                check=False,
+                timeout=30,
+            )

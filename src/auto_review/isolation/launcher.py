@@ -215,7 +215,7 @@ class Launcher:
             yield
         except LaunchError:
             raise
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, ImportError) as exc:
             raise LaunchError(step, describe(exc)) from None
 
     def prepare_runtime_dir(self) -> None:
@@ -237,13 +237,18 @@ class Launcher:
         with self.step(LaunchStep.STALE_CLEANUP):
             from auto_review.isolation.stale import remove_stale_bundles
 
-            for path in remove_stale_bundles(self.runtime_dir):
+            removed = remove_stale_bundles(self.runtime_dir, oci_root=self.embedded_state_root())
+            for path in removed:
                 log.info("removed a dead launcher's bundle", extra={"bundle": str(path)})
             for path in self.runtime_dir.glob(EGRESS_SOCKET_PREFIX + "*.sock"):
                 pid_text = path.name[len(EGRESS_SOCKET_PREFIX) : -len(".sock")]
                 if pid_text.isdigit() and not pid_alive(int(pid_text)):
                     path.unlink(missing_ok=True)
             remove_stale_containers(self.embedded_state_root())
+            if self.runtime_path is not None:
+                external_runtime.remove_stopped_containers(
+                    self.runtime_path, self.external_state_root()
+                )
 
     def embedded_state_root(self) -> Path:
         return self.runtime_dir / "oci"

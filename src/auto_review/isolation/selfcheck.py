@@ -117,11 +117,48 @@ def check_namespaces(
     return CheckResult(True, "differ from the launcher's: " + ", ".join(names))
 
 
-def check_host_paths(paths: Collection[str] = HOST_PATHS) -> CheckResult:
-    present = [path for path in paths if os.path.lexists(path)]
+def mount_points(mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
+    points = []
+    for line in mountinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            # Octal escapes (\040 for a space) as the kernel writes them.
+            points.append(fields[4].encode().decode("unicode_escape"))
+    return points
+
+
+def is_staged_stub(path: str, points: Collection[str]) -> bool:
+    """A directory of the staged rootfs that only leads to bind mounts below it (the
+    interpreter under /root/.pyenv makes /root such a stub): not the host's directory."""
+    try:
+        info = os.lstat(path)
+        root = os.stat("/")
+    except OSError:
+        return False
+    if not os.path.isdir(path) or os.path.islink(path) or info.st_dev != root.st_dev:
+        return False
+    prefix = path.rstrip("/") + "/"
+    return path not in points and any(point.startswith(prefix) for point in points)
+
+
+def check_host_paths(
+    paths: Collection[str] = HOST_PATHS, points: Collection[str] | None = None
+) -> CheckResult:
+    points = mount_points() if points is None else points
+    absent, stubs, present = [], [], []
+    for path in paths:
+        if not os.path.lexists(path):
+            absent.append(path)
+        elif is_staged_stub(path, points):
+            stubs.append(path)
+        else:
+            present.append(path)
     if present:
         return CheckResult(False, "visible: " + ", ".join(present))
-    return CheckResult(True, "absent: " + ", ".join(paths))
+    detail = "absent: " + ", ".join(absent)
+    if stubs:
+        detail += "; only staged directories leading to bind mounts: " + ", ".join(stubs)
+    return CheckResult(True, detail)
 
 
 def try_create(directory: str) -> int:

@@ -69,9 +69,22 @@ def test_namespaces_must_differ_from_the_launchers() -> None:
 
 
 def test_host_paths(tmp_path: Path) -> None:
-    assert check_host_paths([str(tmp_path / "absent")]).ok
+    assert check_host_paths([str(tmp_path / "absent")], points=[]).ok
     (tmp_path / "link").symlink_to(tmp_path / "dangling")
-    assert not check_host_paths([str(tmp_path / "link")]).ok  # even a dangling link counts
+    assert not check_host_paths([str(tmp_path / "link")], points=[]).ok  # a dangling link too
+
+
+def test_a_directory_leading_to_bind_mounts_is_a_stub_not_the_host_path(tmp_path: Path) -> None:
+    stub = tmp_path / "root"
+    (stub / ".pyenv").mkdir(parents=True)
+    points = [str(stub / ".pyenv")]
+    result = check_host_paths([str(stub)], points=points)
+    assert result.ok, result.detail
+    assert "staged" in result.detail
+    # The same directory without a mount below it is a visible host path.
+    assert not check_host_paths([str(stub)], points=[]).ok
+    # A mount point itself (a bind of the host's directory) is visible too.
+    assert not check_host_paths([str(stub)], points=[str(stub), *points]).ok
 
 
 def test_writes_outside_state_must_be_refused(tmp_path: Path) -> None:
