@@ -382,8 +382,8 @@ class EgressProxy:
         activity = _Activity()
         await self._relay(
             activity,
-            self._pump(reader, up_writer, "upstream", activity),
-            self._pump(up_reader, writer, "downstream", activity),
+            towards_client=self._pump(up_reader, writer, "downstream", activity),
+            towards_upstream=self._pump(reader, up_writer, "upstream", activity),
         )
 
     async def _forward(
@@ -404,17 +404,30 @@ class EgressProxy:
         # before the whole body arrived.
         await self._relay(
             activity,
-            self._send_body(framing, reader, up_writer, activity),
-            self._relay_response(up_reader, writer, activity),
+            towards_client=self._relay_response(up_reader, writer, activity),
+            towards_upstream=self._send_body(framing, reader, up_writer, activity),
         )
 
-    async def _relay(self, activity: _Activity, *coroutines: Awaitable[None]) -> None:
-        tasks = [asyncio.ensure_future(coroutine) for coroutine in coroutines]
+    async def _relay(
+        self,
+        activity: _Activity,
+        towards_client: Awaitable[None],
+        towards_upstream: Awaitable[None],
+    ) -> None:
+        """Run both directions; the exchange ends when the upstream side is done.
+
+        A client may half-close (its direction ends, the answer keeps flowing); once the
+        upstream has closed, or a forwarded response is complete, nothing more is relayed.
+        """
+        decisive = asyncio.ensure_future(towards_client)
+        tasks = [decisive, asyncio.ensure_future(towards_upstream)]
         interval = min(1.0, self.limits.idle_timeout / 4)
         pending = set(tasks)
         try:
-            while pending:
-                done, pending = await asyncio.wait(pending, timeout=interval)
+            while pending and not decisive.done():
+                done, pending = await asyncio.wait(
+                    pending, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+                )
                 for task in done:
                     error = task.exception()
                     if error is not None:

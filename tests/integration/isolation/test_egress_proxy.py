@@ -68,6 +68,14 @@ class EchoHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _answer(self) -> None:
+        if self.path.startswith("/early"):
+            # Refuses before reading the body, as a server over its size limit does.
+            self.send_response(413)
+            self.send_header("Content-Length", "0")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            return
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             body = _read_chunked(self.rfile)
         else:
@@ -309,6 +317,36 @@ def test_connect_tunnel_relays_raw_bytes(
             echoed += sock.recv(65536)
     assert echoed == payload
     assert proxy.stats.transferred["upstream"] >= len(payload)
+
+
+def test_early_answer_ends_the_forwarded_exchange(world: World, proxy: EgressProxyThread) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)  # far below the idle limit: only the early answer can end it
+        sock.connect(str(world.socket_path))
+        sock.sendall(
+            f"POST {world.forge_url}/early HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n".encode()
+            + b"x" * 1000
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 413 ") or answer.startswith(b"HTTP/1.1 413 ")
+    assert b"Connection: close" in answer
+
+
+def test_tunnel_ends_when_the_upstream_closes(world: World, proxy: EgressProxyThread) -> None:
+    forge = world.forge_url.removeprefix("http://")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)  # the client never half-closes: the upstream's close must end it
+        sock.connect(str(world.socket_path))
+        sock.sendall(f"CONNECT {forge} HTTP/1.1\r\n\r\nGET /t HTTP/1.0\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    established, _, inner = answer.partition(b"\r\n\r\n")
+    assert established == b"HTTP/1.1 200 Connection Established"
+    assert inner.startswith(b"HTTP/1.1 200 OK")
+    assert b'"path": "/t"' in inner
 
 
 # -- refusals ----------------------------------------------------------------------------
