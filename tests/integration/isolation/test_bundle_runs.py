@@ -1,0 +1,529 @@
+"""Stage the gateway bundle and really run it with the embedded runtime, as root and rootless.
+
+Instead of the gateway, the container runs a probe (``PROBE``) with the same interpreter,
+rootfs and controls: it imports what the gateway imports, uses SQLite in WAL mode in the
+state dir, writes /tmp, tries to write elsewhere, runs git, talks to the egress socket and
+makes the system calls the seccomp profile must refuse. Rootless runs happen as an
+unprivileged user created here, under Debian's /usr/bin/python3 with a readable copy of
+auto_review and the third-party modules it needs (/root, holding the default python3, is
+0700), exactly as the launcher would run for that user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auto_review.isolation.bundle import (
+    BundleRequest,
+    ResourceLimits,
+    cgroup_limits_applied,
+    stage_bundle,
+)
+from auto_review.isolation.stale import MARKER_NAME, remove_stale_bundles
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+TEST_USER = "ar-oci-test"
+DEBIAN_PYTHON = "/usr/bin/python3"
+CANARY = "canary-secret-7f3a9c1e"
+LIMITS = ResourceLimits(memory_bytes=768 * 1024 * 1024, pids=200, nofile=1024,
+                        tmp_size_bytes=32 * 1024 * 1024)  # fmt: skip
+RUN_TIMEOUT = 120
+
+PROBE = r'''
+import ctypes, errno, json, os, resource, socket, sqlite3, ssl, subprocess, sys, threading
+HOST_PATHS = ("/home", "/boot", "/etc/shadow", "/root/.ssh", "/srv", "/var/log", "/sys",
+              "/etc/ssl/private", "/usr/share/doc", "/usr/sbin", "/usr/local/bin")
+BOUND_PATHS = ("/etc/passwd", "/etc/ssl/certs/ca-certificates.crt", "/usr/bin/git",
+               "/usr/lib/git-core/git-remote-https", "/run/egress/proxy.sock")
+report = {}
+import asyncio, uvloop, httpx, certifi, auto_review
+loop = uvloop.new_event_loop()
+report["uvloop"] = loop.run_until_complete(asyncio.sleep(0, result="ok"))
+loop.close()
+report["imports"] = "ok"
+context = ssl.create_default_context(cafile=certifi.where())
+report["ca_certs"] = context.cert_store_stats()["x509_ca"]
+report["system_ca_bundle"] = os.path.getsize("/etc/ssl/certs/ca-certificates.crt") > 0
+db = sqlite3.connect("/var/lib/auto_review/probe.db")
+report["journal_mode"] = db.execute("pragma journal_mode=wal").fetchone()[0]
+db.execute("create table if not exists runs (n integer)")
+db.execute("insert into runs values (1)")
+db.commit()
+report["rows"] = db.execute("select count(*) from runs").fetchone()[0]
+db.close()
+
+def try_write(path):
+    try:
+        with open(path, "w") as handle:
+            handle.write("x")
+        return "ok"
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+
+report["writes"] = {path: try_write(path) for path in (
+    "/tmp/probe.txt", "/var/lib/auto_review/probe.txt", "/etc/probe.txt", "/usr/probe.txt",
+    "/probe.txt", "/etc/passwd")}
+worker = threading.Thread(target=lambda: report.__setitem__("thread", "ok"))
+worker.start(); worker.join()
+env = dict(os.environ, GIT_CONFIG_NOSYSTEM="1")
+version = subprocess.run(["git", "--version"], capture_output=True, text=True, env=env)
+report["git_version"] = [version.returncode, version.stdout.strip()]
+init = subprocess.run(["git", "init", "-q", "/tmp/repo"], capture_output=True, text=True, env=env)
+report["git_init"] = [init.returncode, os.path.isdir("/tmp/repo/.git")]
+
+libc = ctypes.CDLL(None, use_errno=True)
+def denied(result):
+    if result != -1:
+        return "allowed"
+    return errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno()))
+numbers = {"x86_64": {"clone": 56, "clone3": 435},
+           "aarch64": {"clone": 220, "clone3": 435}}[os.uname().machine]
+syscall = libc.syscall
+syscall.restype = ctypes.c_long
+report["seccomp"] = {
+    "unshare": denied(libc.unshare(0x10000000)),
+    "mount": denied(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)),
+    "clone3": denied(syscall(numbers["clone3"], None, ctypes.c_size_t(0))),
+}
+child = syscall(numbers["clone"], ctypes.c_ulong(0x00020000 | 17), None, None, None, None)
+if child == 0:
+    os._exit(0)
+report["seccomp"]["clone_newns"] = denied(child)
+pid = os.fork()
+if pid == 0:
+    os._exit(7)
+report["fork_status"] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines()
+              if ":\t" in line)
+report["status"] = {key: status[key].strip() for key in
+                    ("CapEff", "CapBnd", "CapPrm", "NoNewPrivs", "Seccomp", "Uid")}
+report["pid"] = os.getpid()
+report["hostname"] = socket.gethostname()
+report["host_paths_present"] = [path for path in HOST_PATHS if os.path.lexists(path)]
+report["bound_paths_present"] = [path for path in BOUND_PATHS if os.path.lexists(path)]
+try:
+    os.listdir("/")
+    report["list_root"] = "ok"
+except OSError as exc:
+    report["list_root"] = errno.errorcode[exc.errno]
+report["rlimits"] = {name: list(resource.getrlimit(getattr(resource, name)))
+                     for name in ("RLIMIT_DATA", "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_CORE")}
+report["interfaces"] = sorted(name for _index, name in socket.if_nameindex())
+report["tmp_mount"] = [line.split()[3] for line in open("/proc/self/mounts")
+                       if line.split()[1] == "/tmp"]
+egress = socket.socket(socket.AF_UNIX)
+egress.connect("/run/egress/proxy.sock")
+egress.sendall(b"ping")
+report["egress"] = egress.recv(16).decode()
+egress.close()
+print(json.dumps(report))
+'''
+
+
+@dataclass
+class EgressStub:
+    """A Unix socket server standing in for the egress proxy: answers "pong" to "ping"."""
+
+    path: Path
+    listener: socket.socket
+    thread: threading.Thread
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(timeout=5)
+
+
+def start_egress_stub(path: Path, owner: tuple[int, int] | None = None) -> EgressStub:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    if owner is not None:
+        os.chown(path, *owner)
+    listener.listen(8)
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _peer = listener.accept()
+            except OSError:
+                return
+            with connection:
+                if connection.recv(16) == b"ping":
+                    connection.sendall(b"pong")
+
+    thread = threading.Thread(target=serve, name="egress-stub", daemon=True)
+    thread.start()
+    return EgressStub(path, listener, thread)
+
+
+def probe_report(stdout: str) -> dict[str, Any]:
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    assert lines, f"the probe printed no report: {stdout[-2000:]!r}"
+    return json.loads(lines[-1])
+
+
+def assert_probe_posture(report: dict[str, Any], host_uid: int) -> None:
+    assert report["imports"] == "ok"
+    assert report["uvloop"] == "ok"
+    assert report["thread"] == "ok"
+    assert report["ca_certs"] > 10
+    assert report["system_ca_bundle"] is True
+    assert report["journal_mode"] == "wal"
+    assert report["rows"] >= 1
+    writes = report["writes"]
+    assert writes["/tmp/probe.txt"] == "ok"
+    assert writes["/var/lib/auto_review/probe.txt"] == "ok"
+    for path in ("/etc/probe.txt", "/usr/probe.txt", "/probe.txt", "/etc/passwd"):
+        assert writes[path] in ("EROFS", "EACCES"), (path, writes[path])
+    assert report["git_version"][0] == 0 and report["git_version"][1].startswith("git version")
+    assert report["git_init"] == [0, True]
+    assert report["seccomp"] == {
+        "unshare": "EPERM", "mount": "EPERM", "clone3": "ENOSYS", "clone_newns": "EPERM",
+    }  # fmt: skip
+    assert report["fork_status"] == 7
+    status = report["status"]
+    assert int(status["CapEff"], 16) == 0
+    assert int(status["CapBnd"], 16) == 0
+    assert int(status["CapPrm"], 16) == 0
+    assert status["NoNewPrivs"] == "1"
+    assert status["Seccomp"] == "2"
+    assert status["Uid"].split() == ["0", "0", "0", "0"]
+    assert report["pid"] == 1
+    assert report["hostname"] == "auto-review"
+    assert report["interfaces"] == ["lo"]
+    # Nothing of the host's file system beyond the binds, and even "/" cannot be listed
+    # (Landlock grants reading only on the bound paths).
+    assert report["host_paths_present"] == []
+    assert len(report["bound_paths_present"]) == 5
+    assert report["list_root"] == "EACCES"
+    assert report["rlimits"] == {
+        "RLIMIT_DATA": [LIMITS.memory_bytes, LIMITS.memory_bytes],
+        "RLIMIT_NPROC": [LIMITS.pids, LIMITS.pids],
+        "RLIMIT_NOFILE": [LIMITS.nofile, LIMITS.nofile],
+        "RLIMIT_CORE": [0, 0],
+    }
+    tmp_options = report["tmp_mount"][0].split(",")
+    assert {"nosuid", "nodev", "noexec"} <= set(tmp_options)
+    assert f"size={LIMITS.tmp_size_bytes // 1024}k" in tmp_options
+    assert report["egress"] == "pong"
+    del host_uid  # the identity outside is checked by the callers
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise RuntimeError("these tests create containers and a test user: run them as root")
+
+
+# ---------------------------------------------------------------- root
+
+
+@pytest.fixture
+def root_setup(tmp_path: Path) -> Iterator[dict[str, Path]]:
+    require_root()
+    stub = start_egress_stub(tmp_path / "proxy.sock")
+    paths = {
+        "runtime_dir": tmp_path / "run",
+        "state_dir": tmp_path / "state",
+        "oci_root": tmp_path / "oci",
+        "egress": stub.path,
+    }
+    yield paths
+    stub.close()
+
+
+def root_request(paths: dict[str, Path], args: list[str]) -> BundleRequest:
+    return BundleRequest(
+        runtime_dir=paths["runtime_dir"],
+        state_dir=paths["state_dir"],
+        egress_socket=paths["egress"],
+        inner_args=args,
+        inner_env={"PATH": "/usr/bin:/bin", "HOME": "/var/lib/auto_review", "LANG": "C.UTF-8"},
+        rootless=False,
+        preserve_fds=0,
+        limits=LIMITS,
+    )
+
+
+def run_in_process(bundle_path: Path, container_id: str, oci_root: Path) -> tuple[int, str, str]:
+    from auto_review.oci import api
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        with open(os.devnull) as stdin:
+            status = api.run(container_id, bundle_path, root=oci_root,
+                             stdio=(stdin.fileno(), out.fileno(), err.fileno()),
+                             forward_signals=False)  # fmt: skip
+        out.seek(0)
+        err.seek(0)
+        return status, out.read(), err.read()
+
+
+def test_root_bundle_runs_the_probe_inside_the_boundary(root_setup: dict[str, Path]):
+    request = root_request(root_setup, [sys.executable, "-c", PROBE])
+    staged = stage_bundle(request, forbidden_values=[CANARY])
+    try:
+        status, out, err = run_in_process(staged.path, staged.container_id, root_setup["oci_root"])
+        assert status == 0, err[-3000:]
+        report = probe_report(out)
+        assert_probe_posture(report, 0)
+        # The state written inside is on the host, in the state dir, and survives the run.
+        db = root_setup["state_dir"] / "probe.db"
+        assert db.is_file()
+        assert (root_setup["state_dir"] / "probe.txt").read_text() == "x"
+        assert CANARY not in out and CANARY not in err
+    finally:
+        staged.remove()
+    assert not staged.path.exists()
+
+
+def test_root_cgroup_limits_apply_and_are_visible_from_the_host(root_setup: dict[str, Path]):
+    from auto_review.oci import api
+
+    request = root_request(root_setup, [sys.executable, "-c", "pass"])
+    staged = stage_bundle(request)
+    try:
+        state = api.create(staged.container_id, staged.path, root=root_setup["oci_root"],
+                           stdio=(0, 1, 2))  # fmt: skip
+        try:
+            assert cgroup_limits_applied(state["pid"], staged.container_id) is True
+            assert cgroup_limits_applied(os.getpid(), staged.container_id) is False
+        finally:
+            api.delete(staged.container_id, root=root_setup["oci_root"], force=True)
+    finally:
+        staged.remove()
+
+
+def test_stale_bundle_and_its_container_state_are_removed(root_setup: dict[str, Path]):
+    from auto_review.oci import api
+    from auto_review.oci.errors import OciError
+
+    request = root_request(root_setup, [sys.executable, "-c", "pass"])
+    staged = stage_bundle(request)
+    api.create(staged.container_id, staged.path, root=root_setup["oci_root"], stdio=(0, 1, 2))
+    # Pretend the launcher died: a pid that exited, recorded in the marker.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    marker = json.loads((staged.path / MARKER_NAME).read_text())
+    marker["pid"] = dead.pid
+    (staged.path / MARKER_NAME).write_text(json.dumps(marker))
+
+    removed = remove_stale_bundles(root_setup["runtime_dir"], oci_root=root_setup["oci_root"])
+
+    assert removed == [staged.path]
+    assert not staged.path.exists()
+    with pytest.raises(OciError):
+        api.state(staged.container_id, root=root_setup["oci_root"])
+
+
+# ---------------------------------------------------------------- rootless
+
+
+@dataclass(frozen=True)
+class UserSetup:
+    uid: int
+    gid: int
+    home: Path  # 0700, the user's: XDG_RUNTIME_DIR, state, oci root
+    site: Path  # world-readable copy of auto_review and its third-party modules
+
+
+SITE_IMPORTS = ("auto_review.isolation.bundle", "auto_review.oci.api", "uvloop", "httpx",
+                "certifi", "jsonschema", "referencing", "referencing.jsonschema")  # fmt: skip
+LIST_SITE_MODULES = """
+import importlib, json, sys, sysconfig
+already = set(sys.modules)
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+found = {}
+# The requested modules count even when a start-up .pth file imported them already.
+for name in (set(sys.modules) - already) | {name.split(".")[0] for name in sys.argv[1:]}:
+    origin = getattr(sys.modules[name], "__file__", None) or ""
+    for directory in site:
+        if origin.startswith(directory + "/"):
+            top = origin[len(directory) + 1 :].split("/")[0]
+            found[top] = directory + "/" + top
+print(json.dumps(found))
+"""
+
+# Runs as the test user under Debian's python3: stage, run, report, remove.
+ROOTLESS_DRIVER = r"""
+import json, os, sys
+from pathlib import Path
+from auto_review.isolation.bundle import BundleRequest, ResourceLimits, stage_bundle
+from auto_review.oci import api
+home, site, egress, probe = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+limits = ResourceLimits(**json.loads(sys.argv[5]))
+request = BundleRequest(
+    runtime_dir=home / "auto-review", state_dir=home / "state", egress_socket=Path(egress),
+    inner_args=["/usr/bin/python3", "-c", probe],
+    inner_env={"PATH": "/usr/bin:/bin", "HOME": "/var/lib/auto_review", "LANG": "C.UTF-8",
+               "PYTHONPATH": site},
+    rootless=True, preserve_fds=0, limits=limits)
+staged = stage_bundle(request, forbidden_values=[sys.argv[6]])
+modes = {}
+for directory, dirs, files in os.walk(staged.path):
+    if os.path.relpath(directory, staged.path).startswith("rootfs"):
+        continue
+    for name in files:
+        modes[os.path.relpath(os.path.join(directory, name), staged.path)] = (
+            oct(os.stat(os.path.join(directory, name)).st_mode & 0o777))
+modes["."] = oct(os.stat(staged.path).st_mode & 0o777)
+out_path, err_path = home / "probe.out", home / "probe.err"
+with open(os.devnull) as stdin, open(out_path, "w") as out, open(err_path, "w") as err:
+    status = api.run(staged.container_id, staged.path, root=home / "oci",
+                     stdio=(stdin.fileno(), out.fileno(), err.fileno()), forward_signals=False)
+staged.remove()
+print(json.dumps({"status": status, "out": out_path.read_text(), "err": err_path.read_text(),
+                  "config": staged.config, "modes": modes,
+                  "left": os.path.exists(staged.path)}))
+"""
+
+
+def ensure_test_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(TEST_USER)
+    except KeyError:
+        pass
+    completed = subprocess.run(
+        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", TEST_USER],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if completed.returncode not in (0, 9):  # 9: created meanwhile by another session
+        raise RuntimeError(f"useradd {TEST_USER} failed: {completed.stderr.strip()}")
+    return pwd.getpwnam(TEST_USER)
+
+
+def build_readable_site(target: Path) -> None:
+    shutil.copytree(REPO_ROOT / "src" / "auto_review", target / "auto_review",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    listed = subprocess.run([sys.executable, "-c", LIST_SITE_MODULES, *SITE_IMPORTS],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    for name, origin in json.loads(listed.stdout).items():
+        if name == "auto_review":
+            continue
+        if os.path.isdir(origin):
+            shutil.copytree(origin, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(origin, target / name)
+    for directory, _dirs, files in os.walk(target):
+        os.chmod(directory, 0o755)  # noqa: S103 - the test user imports from it
+        for name in files:
+            path = os.path.join(directory, name)
+            os.chmod(path, os.stat(path).st_mode | 0o444)
+
+
+@pytest.fixture(scope="module")
+def test_user() -> Iterator[UserSetup]:
+    require_root()
+    entry = ensure_test_user()
+    base = Path(tempfile.mkdtemp(prefix="bundle-rootless-"))
+    base.chmod(0o755)
+    home = base / "home"
+    home.mkdir(mode=0o700)
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    site = base / "site"
+    site.mkdir()
+    build_readable_site(site)
+    yield UserSetup(entry.pw_uid, entry.pw_gid, home, site)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def run_as_user(user: UserSetup, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(user.home), "XDG_RUNTIME_DIR": str(user.home),
+           "PYTHONPATH": str(user.site), "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+    return subprocess.run([DEBIAN_PYTHON, *args], capture_output=True, text=True, env=env,
+                          user=user.uid, group=user.gid, extra_groups=[], cwd="/",
+                          timeout=RUN_TIMEOUT, check=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def rootless_run(test_user: UserSetup) -> Iterator[dict[str, Any]]:
+    socket_dir = Path(tempfile.mkdtemp(prefix="bundle-egress-"))
+    socket_dir.chmod(0o755)
+    stub = start_egress_stub(socket_dir / "proxy.sock", owner=(test_user.uid, test_user.gid))
+    limits = {"memory_bytes": LIMITS.memory_bytes, "pids": LIMITS.pids, "nofile": LIMITS.nofile,
+              "tmp_size_bytes": LIMITS.tmp_size_bytes}  # fmt: skip
+    try:
+        completed = run_as_user(
+            test_user, "-c", ROOTLESS_DRIVER, str(test_user.home), str(test_user.site),
+            str(stub.path), PROBE, json.dumps(limits), CANARY,
+        )
+    finally:
+        stub.close()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result["driver_stderr"] = completed.stderr
+    yield result
+
+
+def test_rootless_bundle_runs_the_probe_inside_the_boundary(
+    rootless_run: dict[str, Any], test_user: UserSetup
+):
+    assert rootless_run["status"] == 0, rootless_run["err"][-3000:]
+    report = probe_report(rootless_run["out"])
+    assert_probe_posture(report, test_user.uid)
+    assert (test_user.home / "state" / "probe.db").stat().st_uid == test_user.uid
+    assert rootless_run["left"] is False
+    for text in (rootless_run["out"], rootless_run["err"], rootless_run["driver_stderr"]):
+        assert CANARY not in text
+
+
+def test_rootless_bundle_maps_only_the_callers_ids_and_is_private(
+    rootless_run: dict[str, Any], test_user: UserSetup
+):
+    config = rootless_run["config"]
+    assert config["linux"]["uidMappings"] == [
+        {"containerID": 0, "hostID": test_user.uid, "size": 1}
+    ]
+    assert config["linux"]["gidMappings"] == [
+        {"containerID": 0, "hostID": test_user.gid, "size": 1}
+    ]
+    assert config["annotations"]["org.auto-review.cgroups.best-effort"] == "true"
+    assert "devices" not in config["linux"]["resources"]
+    modes = rootless_run["modes"]
+    assert modes.pop(".") == "0o700"
+    assert modes and set(modes.values()) == {"0o600"}, modes
+    # The interpreter and its search path are Debian's and the readable copy, not /root's.
+    destinations = {mount["destination"] for mount in config["mounts"]}
+    assert "/usr/bin/python3" in destinations
+    assert str(test_user.site) in destinations
+    assert not any(destination.startswith("/root") for destination in destinations)
+
+
+REFERENCE_SCHEMA = Path("/work/shared/reference/oci/schema")
+
+
+def reference_errors(config: dict[str, Any]) -> list[str]:
+    """Every error of ``config`` against the reference runtime-spec schema (Draft 4)."""
+    from jsonschema import Draft4Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    registry = Registry().with_resources(
+        (path.as_uri(), Resource.from_contents(json.loads(path.read_text()),
+                                               default_specification=DRAFT4))
+        for path in REFERENCE_SCHEMA.glob("*.json")
+    )  # fmt: skip
+    entry = {"$ref": (REFERENCE_SCHEMA / "config-schema.json").as_uri()}
+    validator = Draft4Validator(entry, registry=registry)
+    return [f"{list(error.absolute_path)}: {error.message}" for error in
+            validator.iter_errors(config)]  # fmt: skip
+
+
+def test_rootless_config_is_valid_against_the_reference_schema(rootless_run: dict[str, Any]):
+    assert reference_errors(rootless_run["config"]) == []
