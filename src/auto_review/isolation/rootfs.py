@@ -17,6 +17,7 @@ gconv modules). The library directory holds only world-readable shared code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ class BundleError(RuntimeError):
         super().__init__(f"bundle staging failed: step={step}: {detail}")
         self.step = step
         self.detail = detail
+
 
 QUERY_TIMEOUT = 30
 # Directories too broad to bind whole: a search path naming one of these is refused.
@@ -305,11 +307,20 @@ def prepare_rootfs(rootfs: str, mount_points: Mapping[str, bool], links: Mapping
     for destination, is_directory in mount_points.items():
         path = _inside(rootfs, destination, links)
         if is_directory:
-            os.makedirs(path, mode=0o700, exist_ok=True)
+            _private_dirs(rootfs, path)
             continue
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        _private_dirs(rootfs, os.path.dirname(path))
         if not os.path.lexists(path):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+
+
+def _private_dirs(rootfs: str, path: str) -> None:
+    """``mkdir -p`` with every new directory 0700 (os.makedirs gives parents the umask's)."""
+    current = rootfs
+    for part in os.path.relpath(path, rootfs).split("/"):
+        current = os.path.join(current, part)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(current, 0o700)
 
 
 def _inside(rootfs: str, destination: str, links: Mapping[str, str]) -> str:
