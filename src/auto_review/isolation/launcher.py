@@ -3,6 +3,7 @@
 Steps, in order; each failure stops startup with one sanitized line naming the step, and
 everything made so far is undone (bundle removed, proxy stopped, descriptors closed):
 
+``oci-runtime``     --oci-runtime / AR_OCI_RUNTIME resolved to an executable (when set)
 ``runtime-dir``     /run/auto-review (root) or $XDG_RUNTIME_DIR/auto-review, 0700
 ``stale-cleanup``   bundles, egress sockets and runtime state of dead launchers
 ``state-dir``       the host state directory, made 0700 if missing, must be writable
@@ -58,6 +59,7 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class LaunchStep(StrEnum):
+    OCI_RUNTIME = "oci-runtime"
     RUNTIME_DIR = "runtime-dir"
     STALE_CLEANUP = "stale-cleanup"
     STATE_DIR = "state-dir"
@@ -91,6 +93,8 @@ class LaunchOptions:
     runtime_dir: Path | None = None  # None: /run/auto-review or $XDG_RUNTIME_DIR/auto-review
     required_controls: Sequence[str] = ()  # degraded controls made mandatory
     fail_at: LaunchStep | None = None  # tests: raise at the start of this step
+    # Another program in the gateway's place, same bundle and boundary (egress probes).
+    inner_command: Sequence[str] | None = None
     stdio: tuple[int, int, int] | None = None  # embedded runtime: the inner's 0, 1, 2
 
 
@@ -218,11 +222,14 @@ class Launcher:
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             raise LaunchError(step, describe(exc)) from None
 
-    def prepare_runtime_dir(self) -> None:
-        with self.step(LaunchStep.RUNTIME_DIR):
+    def resolve_oci_runtime(self) -> None:
+        with self.step(LaunchStep.OCI_RUNTIME):
             if self.options.oci_runtime is not None:
                 self.runtime_path = external_runtime.resolve_runtime(self.options.oci_runtime)
                 self.runtime_label = external_runtime.runtime_name(self.runtime_path)
+
+    def prepare_runtime_dir(self) -> None:
+        with self.step(LaunchStep.RUNTIME_DIR):
             directory = self.options.runtime_dir or default_runtime_dir()
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             info = directory.stat()
@@ -312,7 +319,7 @@ class Launcher:
                 runtime_dir=self.runtime_dir,
                 state_dir=self.settings.state_dir.resolve(),
                 egress_socket=self.resources.egress_socket,
-                inner_args=inner_args(),
+                inner_args=list(self.options.inner_command or inner_args()),
                 inner_env=inner_environment(
                     self.runtime_label, self.rootless, self.options.required_controls
                 ),
@@ -323,6 +330,8 @@ class Launcher:
             self.resources.bundle = stage_bundle(
                 request, forbidden_values=self.settings.secret_values()
             )
+            if self.rootless and self.runtime_path is not None:
+                drop_cgroup_resources(self.resources.bundle.path / "config.json")
 
     def run_inner(self) -> int:
         with self.step(LaunchStep.RUNTIME):
@@ -367,6 +376,19 @@ class Launcher:
         )
         pid = external_runtime.spawn(argv, fds, scrubbed_environment())
         return wait_forwarding_signals(pid)
+
+
+def drop_cgroup_resources(config_path: Path) -> None:
+    """runc and crun refuse a rootless container whose cgroup limits they cannot set (no
+    cgroup is delegated to the user), unlike the embedded runtime's best effort: an
+    external runtime gets the bundle without ``linux.resources``; the rlimits stay."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config.get("linux", {}).pop("resources", None)
+    temporary = config_path.with_name(config_path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with open(fd, "w", encoding="utf-8") as handle:
+        json.dump(config, handle, indent=2)
+    os.replace(temporary, config_path)
 
 
 def describe(exc: BaseException) -> str:
@@ -432,6 +454,7 @@ def launch(settings: Settings, options: LaunchOptions | None = None) -> int:
     """
     launcher = Launcher(settings, options or LaunchOptions())
     steps: list[Callable[[], None]] = [
+        launcher.resolve_oci_runtime,
         launcher.prepare_runtime_dir,
         launcher.remove_stale,
         launcher.check_state_dir,

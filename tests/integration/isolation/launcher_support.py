@@ -1,0 +1,486 @@
+"""Run the real `auto-review gateway` launcher as a subprocess, as root or as an unprivileged
+user, and look at it from the host.
+
+Settings (canary secrets included) go in an env file (0600, owned by the launching user),
+never in the launcher's environment, as an operator is told to do. Rootless runs use a
+system user created on demand, Debian's /usr/bin/python3 and a world-readable copy of
+auto_review and the third-party modules the gateway imports (/root, holding the default
+python3, is 0700): the launcher passes that PYTHONPATH on, and the bundle binds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+TEST_USER = "ar-oci-test"
+DEBIAN_PYTHON = "/usr/bin/python3"
+STARTUP_TIMEOUT = 30.0
+
+CANARY_WEBHOOK = "canary-webhook-secret-3f9d0c7a1b2e4f6a8c0d2e4f"
+CANARY_TOKEN = "canary-forge-token-71c2e9a4b6d8f0a2c4e6a8b0"
+CANARY_CI = "canary-ci-token-5a7c9e1b3d5f7a9c1e3b5d7f9a"
+CANARY_LLM = "canary-llm-key-0b2d4f6a8c0e2a4c6e8a0c2e4a"
+CANARIES = (CANARY_WEBHOOK, CANARY_TOKEN, CANARY_CI, CANARY_LLM)
+
+# What the gateway imports, including what uvicorn loads by name at start-up.
+GATEWAY_IMPORTS = (
+    "auto_review.cli.main", "auto_review.cli.gateway", "auto_review.cli.ops",
+    "auto_review.isolation.launcher", "auto_review.isolation.inner",
+    "auto_review.isolation.bundle", "auto_review.isolation.egress_proxy",
+    "auto_review.isolation.egress_metrics", "auto_review.isolation.host_probe",
+    "auto_review.gateway.service", "auto_review.gateway.app", "auto_review.hosts.forgejo",
+    "auto_review.hosts.github", "auto_review.oci.api", "auto_review.oci.landlock",
+    "uvicorn.lifespan.on", "uvicorn.loops.uvloop", "uvicorn.protocols.http.httptools_impl",
+    "jsonschema", "referencing", "referencing.jsonschema", "httpx", "certifi", "httpcore",
+    "h11", "anyio", "anyio._backends._asyncio", "sniffio", "idna", "prometheus_client",
+)  # fmt: skip
+LIST_SITE_MODULES = """
+import importlib, json, sys, sysconfig
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+found = {}
+for name in set(sys.modules) - {"_distutils_hack"}:
+    origin = getattr(sys.modules[name], "__file__", None) or ""
+    for directory in site:
+        if origin.startswith(directory + "/"):
+            top = origin[len(directory) + 1 :].split("/")[0]
+            found[top] = directory + "/" + top
+print(json.dumps(found))
+"""
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise RuntimeError("the launcher e2e tests create users and containers: run as root")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------- users
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Who launches: root (uid 0, the default interpreter) or the unprivileged test user."""
+
+    uid: int
+    gid: int
+    python: str
+    runtime_dir: Path  # XDG_RUNTIME_DIR for the user; unused for root
+    python_path: Path | None  # readable copy of the package for the user
+
+    @property
+    def rootless(self) -> bool:
+        return self.uid != 0
+
+    @property
+    def launcher_runtime_dir(self) -> Path:
+        return self.runtime_dir / "auto-review" if self.rootless else Path("/run/auto-review")
+
+    def env(self) -> dict[str, str]:
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
+        if self.rootless:
+            assert self.python_path is not None
+            env.update(HOME=str(self.runtime_dir), XDG_RUNTIME_DIR=str(self.runtime_dir),
+                       PYTHONPATH=str(self.python_path))  # fmt: skip
+        else:
+            env["HOME"] = "/root"
+        return env
+
+    def popen_identity(self) -> dict[str, Any]:
+        if not self.rootless:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+    def own(self, path: Path) -> None:
+        if self.rootless:
+            os.chown(path, self.uid, self.gid)
+
+
+def root_run_as() -> RunAs:
+    return RunAs(0, 0, sys.executable, Path("/run"), None)
+
+
+def ensure_test_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(TEST_USER)
+    except KeyError:
+        pass
+    completed = subprocess.run(
+        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", TEST_USER],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if completed.returncode not in (0, 9):  # 9: created meanwhile by another session
+        raise RuntimeError(f"useradd {TEST_USER} failed: {completed.stderr.strip()}")
+    return pwd.getpwnam(TEST_USER)
+
+
+def build_readable_site(target: Path) -> None:
+    shutil.copytree(REPO_ROOT / "src" / "auto_review", target / "auto_review",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    listed = subprocess.run([sys.executable, "-c", LIST_SITE_MODULES, *GATEWAY_IMPORTS],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    for name, origin in json.loads(listed.stdout).items():
+        if name == "auto_review":
+            continue
+        if os.path.isdir(origin):
+            shutil.copytree(origin, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(origin, target / name)
+    for directory, _dirs, files in os.walk(target):
+        os.chmod(directory, 0o755)  # noqa: S103 - the test user imports from it
+        for name in files:
+            path = os.path.join(directory, name)
+            os.chmod(path, os.stat(path).st_mode | 0o444)
+    # Byte-compile once, so every start does not compile the gateway from source.
+    subprocess.run([DEBIAN_PYTHON, "-m", "compileall", "-q", str(target)],
+                   capture_output=True, check=False)  # fmt: skip
+    for directory, _dirs, files in os.walk(target):
+        os.chmod(directory, 0o755)  # noqa: S103
+        for name in files:
+            path = os.path.join(directory, name)
+            os.chmod(path, os.stat(path).st_mode | 0o444)
+
+
+@dataclass
+class UserSandbox:
+    run_as: RunAs
+    base: Path
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def make_user_sandbox() -> UserSandbox:
+    require_root()
+    entry = ensure_test_user()
+    base = Path(tempfile.mkdtemp(prefix="launcher-rootless-"))
+    base.chmod(0o755)
+    runtime_dir = base / "runtime"
+    runtime_dir.mkdir(mode=0o700)
+    os.chown(runtime_dir, entry.pw_uid, entry.pw_gid)
+    site = base / "site"
+    site.mkdir()
+    build_readable_site(site)
+    run_as = RunAs(entry.pw_uid, entry.pw_gid, DEBIAN_PYTHON, runtime_dir, site)
+    return UserSandbox(run_as, base)
+
+
+# ---------------------------------------------------------------- loopback services
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+
+
+class LoopbackHttp:
+    """A small HTTP server on the host's 127.0.0.1 that records requests; GET /models
+    answers like an OpenAI-compatible LLM server."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.connections = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                outer.requests.append(
+                    Recorded("GET", self.path, {k.lower(): v for k, v in self.headers.items()})
+                )
+                body = json.dumps({"object": "list", "data": [{"id": "test-model"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self) -> Any:
+                outer.connections += 1
+                return super().get_request()
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---------------------------------------------------------------- the launcher process
+
+
+def gateway_settings(forge_url: str, llm_url: str, state_dir: Path, port: int) -> dict[str, str]:
+    return {
+        "AR_GATEWAY_BIND": f"127.0.0.1:{port}",
+        "AR_STATE_DIR": str(state_dir),
+        "AR_FORGEJO_URL": forge_url,
+        "AR_FORGEJO_TOKEN": CANARY_TOKEN,
+        "AR_WEBHOOK_SECRET": CANARY_WEBHOOK,
+        "AR_CI_REVIEW_TOKEN": CANARY_CI,
+        "AR_LLM_BASE_URL": llm_url,
+        "AR_LLM_API_KEY": CANARY_LLM,
+        "AR_POLL_INTERVAL_SECONDS": "0",
+        "AR_READYZ_CACHE_SECONDS": "0",
+        "AR_HTTP_TIMEOUT_SECONDS": "5",
+        "AR_LOG_FORMAT": "json",
+    }
+
+
+@dataclass
+class Launcher:
+    process: subprocess.Popen[bytes]
+    run_as: RunAs
+    base_url: str
+    log_path: Path
+    workdir: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def logs(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def client(self, timeout: float = 30.0) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
+
+    def bundles(self) -> list[Path]:
+        return sorted(self.run_as.launcher_runtime_dir.glob(f"bundle-{self.pid}-*"))
+
+    def stop(self, timeout: float = 40.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def start_launcher(
+    workdir: Path, run_as: RunAs, settings: dict[str, str], *args: str, wait: bool = True
+) -> Launcher:
+    workdir.mkdir(parents=True, exist_ok=True)
+    run_as.own(workdir)
+    env_file = workdir / "gateway.env"
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+    env_file.chmod(0o600)
+    run_as.own(env_file)
+    log_path = workdir / f"launcher-{len(list(workdir.glob('launcher-*.log')))}.log"
+    argv = [run_as.python, "-m", "auto_review.cli.main", "gateway", "--env-file", str(env_file),
+            *args]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv, env=run_as.env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            cwd="/", **run_as.popen_identity(),
+        )  # fmt: skip
+    launcher = Launcher(process, run_as, "http://" + settings["AR_GATEWAY_BIND"], log_path,
+                        workdir, list(args))  # fmt: skip
+    if wait:
+        wait_healthy(launcher)
+    return launcher
+
+
+def wait_healthy(launcher: Launcher, timeout: float = STARTUP_TIMEOUT) -> float:
+    """Seconds until /healthz answered 200; raises with the log when it never does."""
+    started = time.monotonic()
+    with launcher.client(timeout=1.0) as client:
+        while time.monotonic() - started < timeout:
+            if launcher.process.poll() is not None:
+                raise RuntimeError(
+                    f"launcher exited {launcher.process.returncode}; log:\n{launcher.logs()}"
+                )
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return time.monotonic() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)
+    launcher.stop()
+    raise RuntimeError(f"gateway never became healthy; log:\n{launcher.logs()}")
+
+
+# ---------------------------------------------------------------- host-side inspection
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    result, queue = [], [pid]
+    while queue:
+        for child in children(queue.pop()):
+            result.append(child)
+            queue.append(child)
+    return result
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def inner_pid(launcher: Launcher, timeout: float = 10.0) -> int:
+    """The inner gateway, found among the launcher's descendants by its command line."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in descendants(launcher.pid):
+            if "auto_review.isolation.inner" in cmdline(pid):
+                return pid
+        time.sleep(0.05)
+    raise AssertionError("no inner gateway process among the launcher's descendants")
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def namespaces_of(pid: int | str) -> dict[str, str]:
+    names = ("user", "pid", "net", "mnt", "ipc", "uts", "cgroup")
+    return {name: os.readlink(f"/proc/{pid}/ns/{name}") for name in names}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def processes_holding(text: str) -> list[str]:
+    """Every /proc/PID/{environ,cmdline} that contains ``text``, as 'PID/file'."""
+    needle = text.encode()
+    hits = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        for name in ("environ", "cmdline"):
+            try:
+                data = Path(f"/proc/{entry}/{name}").read_bytes()
+            except OSError:
+                continue
+            if needle in data:
+                hits.append(f"{entry}/{name}")
+    return hits
+
+
+def files_holding(top: Path, text: str) -> list[str]:
+    needle = text.encode()
+    hits = []
+    for directory, _dirs, files in os.walk(top):
+        for name in files:
+            path = os.path.join(directory, name)
+            try:
+                if os.path.isfile(path) and needle in Path(path).read_bytes():
+                    hits.append(path)
+            except OSError:
+                continue
+    return hits
+
+
+# ---------------------------------------------------------------- requests
+
+
+def signed_forgejo_delivery(delivery: str | None = None) -> tuple[bytes, dict[str, str]]:
+    payload = REFERENCE / "forge" / "payloads" / "gitea_pull_request_opened.json"
+    body = payload.read_bytes()
+    signature = hmac.new(CANARY_WEBHOOK.encode(), body, hashlib.sha256).hexdigest()
+    delivery = delivery or str(uuid.uuid4())
+    return body, {
+        "Content-Type": "application/json",
+        "X-Forgejo-Event": "pull_request",
+        "X-Forgejo-Delivery": delivery,
+        "X-Forgejo-Signature": signature,
+    }
+
+
+def ci_request(pr: int, head_sha: str) -> tuple[dict[str, Any], dict[str, str]]:
+    body = {"host": "forgejo", "owner": "acme", "repo": "widgets", "pr": pr, "head_sha": head_sha}
+    return body, {"Authorization": f"Bearer {CANARY_CI}"}
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{key}="{val}"' in head for key, val in labels.items()):
+            total += float(value)
+    return total
