@@ -98,6 +98,7 @@ class BundleRequest:
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     hostname: str = "auto-review"
     landlock_mandatory: bool = False  # True: a kernel without Landlock refuses to start
+    oci_root: Path | None = None  # the embedded runtime's state root: share its validation cache
 
 
 @dataclass
@@ -256,13 +257,22 @@ def limits_description(request: BundleRequest) -> dict[str, Any]:
     }
 
 
-def _validate(config: dict[str, Any]) -> None:
-    from auto_review.oci.errors import OciError
-    from auto_review.oci.spec import check_supported, validate_against_schema
+def _validate(raw: bytes, oci_root: Path | None) -> None:
+    """The embedded runtime's own checks: schema and supported fields.
 
+    With ``oci_root`` the runtime's validation cache there is used and filled, so a config
+    already validated (the same bytes at an earlier launch) costs no schema work, neither
+    here nor when the runtime loads it.
+    """
+    from auto_review.oci.errors import OciError
+    from auto_review.oci.spec import check_supported, parse_and_validate
+
+    cache_dir = None
+    if oci_root is not None:
+        _private_dir(Path(oci_root), "oci-root")
+        cache_dir = str(Path(oci_root) / ".validated")
     try:
-        validate_against_schema(config)
-        check_supported(config)
+        check_supported(parse_and_validate(raw, cache_dir))
     except OciError as exc:
         raise BundleError("config-schema", str(exc)) from None
 
@@ -305,8 +315,9 @@ def stage_bundle(request: BundleRequest, *, forbidden_values: Sequence[str] = ()
     runtime_dir = _private_dir(Path(request.runtime_dir), "runtime-dir")
     _check_egress_socket(Path(request.egress_socket))
     state = _state_bind(Path(request.state_dir))
-    layout = rootfs.describe_interpreter(request.inner_args, request.inner_env)
-    read_only = rootfs.read_only_binds(layout)
+    read_only = rootfs.plan_read_only_binds(
+        request.inner_args, request.inner_env, str(runtime_dir), forbidden
+    )
 
     token = secrets.token_hex(4)
     path = runtime_dir / f"bundle-{os.getpid()}-{token}"
@@ -321,16 +332,20 @@ def stage_bundle(request: BundleRequest, *, forbidden_values: Sequence[str] = ()
             (path / "etc").mkdir(mode=0o700)
             for name, text in etc_files(request.hostname).items():
                 _write_private(path / "etc" / name, text)
-                etc_binds.append(Bind(str(path / "etc" / name), f"/etc/{name}", executable=False))
+                # Relative to the bundle (runc's rule too): the config's bytes stay the same
+                # from one launch to the next, so the runtime's validation cache holds.
+                etc_binds.append(Bind(f"etc/{name}", f"/etc/{name}", executable=False))
         config = build_config(request, read_only, etc_binds, state)
-        _validate(config)
+        raw = json.dumps(config, indent=2).encode()
+        _validate(raw, request.oci_root)
         mount_points = {
-            str(mount["destination"]): _is_directory_mount(mount) for mount in config["mounts"]
+            str(mount["destination"]): _is_directory_mount(path, mount)
+            for mount in config["mounts"]
         }
         with _step("rootfs"):
             rootfs.prepare_rootfs(str(path / "rootfs"), mount_points, rootfs.host_root_links())
         with _step("config"):
-            _write_private(path / "config.json", json.dumps(config, indent=2))
+            _write_private(path / "config.json", raw.decode())
         with _step("secret-scan"):
             _scan_for_secrets(path, forbidden)
     except BaseException:
@@ -345,10 +360,10 @@ def stage_bundle(request: BundleRequest, *, forbidden_values: Sequence[str] = ()
     )
 
 
-def _is_directory_mount(mount: dict[str, Any]) -> bool:
+def _is_directory_mount(bundle: Path, mount: dict[str, Any]) -> bool:
     if mount["type"] != "bind":
         return True
-    return os.path.isdir(str(mount["source"]))
+    return os.path.isdir(bundle / str(mount["source"]))  # an absolute source stays as is
 
 
 def cgroup_limits_applied(pid: int, container_id: str) -> bool:

@@ -269,20 +269,118 @@ def minimal_binds(binds: Iterable[Bind]) -> list[Bind]:
     return sorted(kept, key=lambda bind: bind.destination.split("/"))
 
 
-def read_only_binds(layout: InterpreterLayout) -> list[Bind]:
-    """Everything the inner gateway reads or runs from the host."""
+def read_only_binds(layout: InterpreterLayout) -> tuple[list[Bind], list[str]]:
+    """Everything the inner gateway reads or runs from the host, and the host paths whose
+    change would change that answer (for the plan cache)."""
     git, git_exec_path = host_git()
     executables = [
         os.path.realpath(layout.executable),
         os.path.realpath(git),
         os.path.join(git_exec_path, "git-remote-https"),
     ]
+    libraries = shared_libraries(path for path in executables if os.path.exists(path))
     binds = search_path_binds(layout)
     binds += [Bind(os.path.realpath(git), canonical(git)),
               Bind(os.path.realpath(git_exec_path), canonical(git_exec_path))]  # fmt: skip
-    binds += library_binds(shared_libraries(path for path in executables if os.path.exists(path)))
+    binds += library_binds(libraries)
     binds += certificate_binds()
-    return minimal_binds(binds)
+    kept = minimal_binds(binds)
+    watched = [
+        *(bind.source for bind in kept), *executables, *libraries,
+        *(os.path.realpath(lib) for lib in libraries), *layout.search_path,
+        layout.package_root,
+    ]  # fmt: skip
+    return kept, watched
+
+
+# ---------------------------------------------------------------- plan cache
+# Asking the interpreter and ldd costs about 85 ms per launch. The answer is kept in the
+# launcher's private runtime dir and reused while nothing it was derived from changed
+# (inode, size, mtime and ctime of every bound source, library, executable and search
+# path directory: a package installed or a .pth file added changes its directory).
+
+PLAN_PREFIX = "rootfs-plan-"
+
+
+def _plan_key(args: Sequence[str], env: Mapping[str, str]) -> str:
+    import hashlib
+
+    material = json.dumps(
+        {"interpreter": args[0] if args else "", "options": interpreter_options(args),
+         "env": sorted(env.items())}, sort_keys=True,
+    )  # fmt: skip
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _fingerprint(paths: Iterable[str]) -> dict[str, list[int]]:
+    found = {}
+    for path in sorted(set(paths)):
+        info = os.stat(path)
+        found[path] = [info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+    return found
+
+
+def _load_plan(path: str) -> list[Bind] | None:
+    """The cached binds if the entry is ours, private, and its fingerprint still holds."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with open(fd, encoding="utf-8") as handle:
+        info = os.fstat(handle.fileno())
+        if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+            return None  # only an entry we wrote ourselves counts
+        try:
+            document = json.load(handle)
+            if _fingerprint(document["fingerprint"]) != document["fingerprint"]:
+                return None
+            return [Bind(**entry) for entry in document["binds"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def _store_plan(
+    path: str, binds: list[Bind], watched: list[str], forbidden: Sequence[bytes]
+) -> None:
+    document = {
+        "fingerprint": _fingerprint(watched),
+        "binds": [
+            {"source": bind.source, "destination": bind.destination,
+             "writable": bind.writable, "executable": bind.executable}
+            for bind in binds
+        ],
+    }  # fmt: skip
+    data = json.dumps(document).encode()
+    if any(value in data for value in forbidden):
+        return  # never written; the bundle's own scan reports it
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with open(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)  # the cache only saves time
+
+
+def plan_read_only_binds(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    cache_dir: str | None = None,
+    forbidden: Sequence[bytes] = (),
+) -> list[Bind]:
+    """``read_only_binds`` for this interpreter and environment, cached in ``cache_dir``
+    (never when a ``forbidden`` value would be written)."""
+    path = os.path.join(cache_dir, PLAN_PREFIX + _plan_key(args, env)) if cache_dir else None
+    if path is not None:
+        cached = _load_plan(path)
+        if cached is not None:
+            return cached
+    binds, watched = read_only_binds(describe_interpreter(args, env))
+    if path is not None:
+        _store_plan(path, binds, watched, forbidden)
+    return binds
 
 
 def host_root_links() -> dict[str, str]:

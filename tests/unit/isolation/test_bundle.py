@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -47,6 +48,12 @@ def reference_errors(config: dict[str, Any]) -> list[str]:
                                 registry=registry)  # fmt: skip
     return [f"{list(error.absolute_path)}: {error.message}" for error in
             validator.iter_errors(config)]  # fmt: skip
+
+
+def bundles_in(runtime_dir: Path) -> list[str]:
+    if not runtime_dir.exists():
+        return []
+    return [name for name in os.listdir(runtime_dir) if name.startswith("bundle-")]
 
 
 @pytest.fixture
@@ -126,7 +133,7 @@ def test_runtime_dir_of_another_user_is_refused(tmp_path: Path, egress_socket: P
     with pytest.raises(BundleError) as caught:
         stage_bundle(make_request(tmp_path, egress_socket))
     assert caught.value.step == "runtime-dir"
-    assert os.listdir(tmp_path / "run") == []
+    assert bundles_in(tmp_path / "run") == []
 
 
 def test_no_canary_in_any_bundle_file(staged: StagedBundle):
@@ -152,7 +159,9 @@ def test_a_secret_in_the_bundle_is_refused_and_nothing_is_left(
         stage_bundle(make_request(tmp_path, egress_socket, **changes), forbidden_values=[CANARY])
     assert caught.value.step == "secret-scan"
     assert CANARY not in str(caught.value)
-    assert os.listdir(tmp_path / "run") == []
+    assert bundles_in(tmp_path / "run") == []
+    for entry in (tmp_path / "run").iterdir():  # the rootfs plan cache holds no secret either
+        assert CANARY.encode() not in entry.read_bytes()
 
 
 def test_security_controls_in_the_config(staged: StagedBundle):
@@ -287,7 +296,7 @@ def test_generated_etc_files(staged: StagedBundle):
     assert "hosts: files\n" in (etc / "nsswitch.conf").read_text()
     sources = {mount["destination"]: mount["source"] for mount in staged.config["mounts"]}
     for name in ("passwd", "group", "hosts", "resolv.conf", "nsswitch.conf"):
-        assert sources[f"/etc/{name}"] == str(etc / name)
+        assert sources[f"/etc/{name}"] == f"etc/{name}"  # relative to the bundle
 
 
 def test_marker_names_the_launcher_and_container(staged: StagedBundle):
@@ -319,7 +328,7 @@ def test_interpreter_without_the_package_is_refused(tmp_path: Path, egress_socke
     with pytest.raises(BundleError) as caught:
         stage_bundle(request)
     assert caught.value.step == "interpreter"
-    assert not (tmp_path / "run").exists() or os.listdir(tmp_path / "run") == []
+    assert bundles_in(tmp_path / "run") == []
 
 
 def test_relative_interpreter_is_refused(tmp_path: Path, egress_socket: Path):
@@ -335,3 +344,52 @@ def test_search_path_binding_the_host_root_is_refused(tmp_path: Path, egress_soc
         stage_bundle(make_request(tmp_path, egress_socket, inner_env=env))
     assert caught.value.step == "rootfs"
     assert "too broad" in str(caught.value)
+
+
+def test_config_bytes_repeat_and_share_the_runtimes_validation_cache(
+    tmp_path: Path, egress_socket: Path
+):
+    oci_root = tmp_path / "oci"
+    first = stage_bundle(make_request(tmp_path, egress_socket, oci_root=oci_root))
+    second = stage_bundle(make_request(tmp_path, egress_socket, oci_root=oci_root))
+    try:
+        raw = (first.path / "config.json").read_bytes()
+        assert raw == (second.path / "config.json").read_bytes()
+        assert first.container_id != second.container_id
+        cached = list((oci_root / ".validated").iterdir())
+        assert [entry.name for entry in cached] == [hashlib.sha256(raw).hexdigest()]
+        assert stat.S_IMODE(oci_root.stat().st_mode) == 0o700
+    finally:
+        first.remove()
+        second.remove()
+
+
+def test_rootfs_plan_is_cached_until_a_source_changes(
+    tmp_path: Path, egress_socket: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from auto_review.isolation import rootfs
+
+    site = tmp_path / "site"
+    (site / "extra").mkdir(parents=True)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site)}
+    first = stage_bundle(make_request(tmp_path, egress_socket, inner_env=env))
+    first.remove()
+    plans = [entry for entry in (tmp_path / "run").iterdir() if entry.name.startswith("rootfs-")]
+    assert len(plans) == 1 and stat.S_IMODE(plans[0].stat().st_mode) == 0o600
+
+    asked: list[str] = []
+    real = rootfs.describe_interpreter
+
+    def counting(args: Any, inner_env: Any) -> Any:
+        asked.append(args[0])
+        return real(args, inner_env)
+
+    monkeypatch.setattr(rootfs, "describe_interpreter", counting)
+    again = stage_bundle(make_request(tmp_path, egress_socket, inner_env=env))
+    again.remove()
+    assert asked == []  # served from the plan
+    assert again.binds == first.binds
+    (site / "new.pth").write_text("")  # the search path changed: ask again
+    changed = stage_bundle(make_request(tmp_path, egress_socket, inner_env=env))
+    changed.remove()
+    assert asked == [sys.executable]

@@ -116,7 +116,8 @@ def test_minimal_binds_refuse_two_sources_for_one_destination(tmp_path: Path):
 
 def test_read_only_binds_cover_git_and_certificates():
     layout = describe_interpreter([sys.executable, "-c", "pass"], dict(os.environ))
-    binds = read_only_binds(layout)
+    binds, watched = read_only_binds(layout)
+    assert {bind.source for bind in binds} <= set(watched)
     destinations = {bind.destination for bind in binds}
     assert {"/usr/bin/git", "/etc/ssl/certs"} <= destinations
     assert not any(bind.writable for bind in binds)
