@@ -376,9 +376,9 @@ class EgressProxy:
         up_writer: asyncio.StreamWriter,
     ) -> None:
         established = b"HTTP/1.1 200 Connection Established\r\n\r\n"
+        self.counters.transferred("downstream", len(established))
         writer.write(established)
         await writer.drain()
-        self.counters.transferred("downstream", len(established))
         activity = _Activity()
         await self._relay(
             activity,
@@ -450,9 +450,9 @@ class EgressProxy:
     ) -> None:
         while data := await source.read(RELAY_CHUNK):
             activity.touch()
+            self.counters.transferred(direction, len(data))
             sink.write(data)
             await sink.drain()
-            self.counters.transferred(direction, len(data))
         if sink.can_write_eof():
             with contextlib.suppress(OSError):
                 sink.write_eof()
@@ -499,9 +499,9 @@ class EgressProxy:
 
     async def _send(self, writer: asyncio.StreamWriter, data: bytes, activity: _Activity) -> None:
         activity.touch()
+        self.counters.transferred("upstream", len(data))
         writer.write(data)
         await writer.drain()
-        self.counters.transferred("upstream", len(data))
 
     async def _relay_response(
         self,
@@ -523,9 +523,9 @@ class EgressProxy:
                 await _answer(writer, 502, "upstream-malformed")
                 raise _Failure("upstream-malformed")
             out = downstream_response_head(response)
+            self.counters.transferred("downstream", len(out))
             writer.write(out)
             await writer.drain()
-            self.counters.transferred("downstream", len(out))
             if not code.startswith("1"):
                 break
         await self._pump(up_reader, writer, "downstream", activity)

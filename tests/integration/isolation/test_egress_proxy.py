@@ -544,6 +544,9 @@ def test_configured_target_down_is_a_failure(socket_dir: Path) -> None:
 def test_stats_through_the_socket_and_the_collector(world: World, proxy: EgressProxyThread) -> None:
     exchange(world.socket_path, b"CONNECT example.com:443 HTTP/1.1\r\n\r\n")
     exchange(world.socket_path, f"GET {world.forge_url}/ HTTP/1.1\r\n\r\n".encode())
+    deadline = time.monotonic() + 5
+    while proxy.stats.active and time.monotonic() < deadline:
+        time.sleep(0.01)  # the client saw EOF; the handler may still be closing upstream
     fetched = fetch_egress_stats(world.socket_path)
     assert fetched.refused["host-not-allowed"] == 1
     assert fetched.allowed == {"connect": 0, "forward": 1}
