@@ -20,6 +20,13 @@ Values follow runc: a limit of 0 leaves the setting alone, -1 means unlimited.
 ``memory.swap`` is memory plus swap, as in the OCI spec (v1 ``memory.memsw.limit_in_bytes``;
 on v2 the runtime writes ``swap - limit`` to ``memory.swap.max``).
 
+``cpu`` takes ``shares``, ``quota``, ``period``, ``cpus`` and ``mems``. On v1 they go to
+``cpu.shares``, ``cpu.cfs_quota_us``, ``cpu.cfs_period_us`` and the cpuset controller's
+``cpuset.cpus``/``cpuset.mems``; a v1 cpuset directory the runtime makes gets its parent's
+cpus and mems first, since the kernel refuses tasks in a cpuset with none. On v2 shares
+become ``cpu.weight`` (runc's conversion), quota and period one ``cpu.max`` line. The
+realtime, ``idle`` and ``burst`` settings are refused unless 0 or null.
+
 When a directory cannot be made or a limit cannot be written, everything made so far is
 removed and ``StepError("cgroup", errno, path)`` is raised, unless the caller asked for best
 effort (annotation ``org.auto-review.cgroups.best-effort`` = ``"true"``): then the returned
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import time
 
 from auto_review.oci import cgroup_devices
@@ -40,7 +48,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 BEST_EFFORT_ANNOTATION = "org.auto-review.cgroups.best-effort"
-SUPPORTED_RESOURCES: frozenset[str] = frozenset({"pids", "memory", "hugepageLimits", "devices"})
+SUPPORTED_RESOURCES: frozenset[str] = frozenset(
+    {"pids", "memory", "hugepageLimits", "devices", "cpu"}
+)
 
 _UNLIMITED = -1
 _INT64_MAX = (1 << 63) - 1
@@ -51,6 +61,20 @@ _MEMORY_NO_OPS = frozenset({"useHierarchy", "checkBeforeUpdate"})
 _MEMORY_LIMITS = ("limit", "swap", "reservation")
 # v1 reports "no limit" as the largest page-aligned counter value.
 _V1_UNLIMITED_FLOOR = 1 << 62
+# The kernel's bounds: shares outside them are clamped silently, so they are refused here;
+# a CFS period outside 1 ms..1 s and a quota under 1 ms are refused by the kernel.
+_SHARES_RANGE = (2, 262144)
+_PERIOD_RANGE = (1000, 1_000_000)
+_MIN_QUOTA = 1000
+# Accepted only as 0 or null: realtime budgets need RT group scheduling and a share of the
+# parent's budget, idle and burst are not implemented.
+_CPU_REFUSED = ("realtimeRuntime", "realtimePeriod", "idle", "burst")
+_CPU_NUMBERS = ("shares", "quota", "period")
+_CPUSET_LISTS = ("cpus", "mems")
+_CPU_LIST = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*")
+
+# (controller, setting, value): an int limit, or a cpuset list as the kernel reads it.
+Setting = tuple[str, str, int | str]
 _RMDIR_RETRY_SECONDS = 2.0
 
 _V1_FILES = {
@@ -58,12 +82,19 @@ _V1_FILES = {
     ("memory", "limit"): "memory.limit_in_bytes",
     ("memory", "swap"): "memory.memsw.limit_in_bytes",
     ("memory", "reservation"): "memory.soft_limit_in_bytes",
+    ("cpu", "shares"): "cpu.shares",
+    ("cpu", "period"): "cpu.cfs_period_us",  # before the quota, as it is checked against it
+    ("cpu", "quota"): "cpu.cfs_quota_us",
+    ("cpuset", "cpus"): "cpuset.cpus",
+    ("cpuset", "mems"): "cpuset.mems",
 }
 _V2_FILES = {
     ("pids", "limit"): "pids.max",
     ("memory", "limit"): "memory.max",
     ("memory", "swap"): "memory.swap.max",
     ("memory", "reservation"): "memory.low",
+    ("cpuset", "cpus"): "cpuset.cpus",
+    ("cpuset", "mems"): "cpuset.mems",
 }
 
 
@@ -93,14 +124,69 @@ def _page_size(value: object, where: str) -> str:
     return value
 
 
-def _requested(resources: dict[str, object]) -> list[tuple[str, str, int]]:
+def _bounded(value: object, where: str, low: int, high: int) -> int:
+    """An integer within [low, high], or 0 (leave alone); SpecError naming the field."""
+    if value is None:
+        return 0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not (value == 0 or low <= value <= high)
+    ):
+        raise SpecError(f"linux.resources.{where}: must be 0 or from {low} to {high}")
+    return value
+
+
+def _cpu_list(value: object, where: str) -> str:
+    """A kernel cpu or node list like "0-2,4"; "" or null leaves the setting alone."""
+    if value is None:
+        return ""
+    if not isinstance(value, str) or (value and not _CPU_LIST.fullmatch(value)):
+        raise SpecError(f"linux.resources.{where}: a list like 0-2,4 expected")
+    return value
+
+
+def _cpu_requested(cpu: object) -> list[Setting]:
+    """(controller, setting, value) for linux.resources.cpu; SpecError when malformed."""
+    if not isinstance(cpu, dict):
+        raise SpecError("linux.resources.cpu: must be an object")
+    for field in sorted(set(cpu) - set(_CPU_NUMBERS) - set(_CPUSET_LISTS)):
+        if field not in _CPU_REFUSED:
+            raise SpecError(f"linux.resources.cpu.{field}: unknown field")
+        if cpu[field] not in (None, 0) or isinstance(cpu[field], bool):
+            raise SpecError(f"linux.resources.cpu.{field}: not supported (only 0 or null)")
+    shares = _bounded(cpu.get("shares"), "cpu.shares", *_SHARES_RANGE)
+    period = _bounded(cpu.get("period"), "cpu.period", *_PERIOD_RANGE)
+    quota = cpu.get("quota")
+    if quota is None:
+        quota = 0
+    elif (
+        isinstance(quota, bool)
+        or not isinstance(quota, int)
+        or not (quota in (_UNLIMITED, 0) or _MIN_QUOTA <= quota <= _INT64_MAX)
+    ):
+        raise SpecError(f"linux.resources.cpu.quota: must be -1, 0 or at least {_MIN_QUOTA}")
+    # Period before quota: v1 checks a quota against the period already in place.
+    wanted: list[Setting] = [
+        ("cpu", name, value)
+        for name, value in (("shares", shares), ("period", period), ("quota", quota))
+        if value
+    ]
+    for name in _CPUSET_LISTS:
+        text = _cpu_list(cpu.get(name), f"cpu.{name}")
+        if text:
+            wanted.append(("cpuset", name, text))
+    return wanted
+
+
+def _requested(resources: dict[str, object]) -> list[Setting]:
     """(controller, setting, value) for every limit asked for; SpecError when malformed."""
     if not isinstance(resources, dict):
         raise SpecError("linux.resources: must be an object")
     for key, value in resources.items():
         if key not in SUPPORTED_RESOURCES and value not in (None, [], {}):
             raise SpecError(f"linux.resources.{key}: not supported")
-    wanted: list[tuple[str, str, int]] = []
+    wanted: list[Setting] = []
     pids = resources.get("pids")
     if pids is not None:
         if not isinstance(pids, dict) or set(pids) - {"limit"}:
@@ -139,6 +225,9 @@ def _requested(resources: dict[str, object]) -> list[tuple[str, str, int]]:
             ):
                 raise SpecError(f"linux.resources.{where}.limit: must be an unsigned integer")
             wanted.append(("hugetlb", size, page_limit))
+    cpu = resources.get("cpu")
+    if cpu is not None:
+        wanted += _cpu_requested(cpu)
     return wanted
 
 
@@ -278,16 +367,44 @@ def _setting_file(version: str, controller: str, name: str) -> str:
 
 
 def _setting_value(
-    version: str, controller: str, name: str, value: int, memory: dict[str, int]
+    version: str, controller: str, name: str, value: int | str, memory: dict[str, int | str]
 ) -> str:
-    if controller == "hugetlb":
+    if isinstance(value, str) or controller == "hugetlb":
         return str(value)
     if version == "v2" and (controller, name) == ("memory", "swap") and value != _UNLIMITED:
         # v2 limits swap alone; OCI's swap is memory plus swap (validated: limit > 0).
-        return str(value - memory["limit"])
+        return str(value - int(memory["limit"]))
     if value == _UNLIMITED:
         return "max" if version == "v2" or controller == "pids" else "-1"
     return str(value)
+
+
+def _v2_cpu_writes(settings: dict[str, int | str]) -> list[tuple[str, str]]:
+    """cpu.weight from shares (runc's mapping of 2..262144 onto 1..10000), and cpu.max."""
+    writes = []
+    shares = int(settings.get("shares", 0))
+    if shares:
+        writes.append(("cpu.weight", str(1 + (shares - 2) * 9999 // 262142)))
+    quota, period = int(settings.get("quota", 0)), int(settings.get("period", 0))
+    if quota or period:
+        line = str(quota) if quota > 0 else "max"
+        writes.append(("cpu.max", f"{line} {period}" if period else line))
+    return writes
+
+
+def _controller_writes(
+    version: str, controller: str, settings: dict[str, int | str], memory: dict[str, int | str]
+) -> list[tuple[str, str]]:
+    """(file, text) to write for one controller's settings, in order."""
+    if version == "v2" and controller == "cpu":
+        return _v2_cpu_writes(settings)
+    return [
+        (
+            _setting_file(version, controller, name),
+            _setting_value(version, controller, name, value, memory),
+        )
+        for name, value in settings.items()
+    ]
 
 
 # ---------------------------------------------------------------- file operations
@@ -304,6 +421,19 @@ def _write(path: str, text: str) -> None:
         raise StepError("cgroup", exc.errno or errno.EIO, path) from exc
     finally:
         os.close(fd)
+
+
+def _inherit_cpuset(directory: str) -> None:
+    """Give a new v1 cpuset its parent's cpus and mems: with none, no task may join it."""
+    parent = os.path.dirname(directory)
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        source = os.path.join(parent, name)
+        try:
+            text = _read_text(source)
+        except OSError as exc:
+            raise StepError("cgroup", exc.errno or errno.EIO, source) from exc
+        if text:
+            _write(os.path.join(directory, name), text)
 
 
 def _rmdir(path: str) -> None:
@@ -371,7 +501,7 @@ class Cgroup:
 
     def _build(
         self,
-        wanted: list[tuple[str, str, int]],
+        wanted: list[Setting],
         device_rules: list[cgroup_devices.DeviceRule],
         absolute: bool,
         parts: list[str],
@@ -380,10 +510,15 @@ class Cgroup:
         memory = {name: value for controller, name, value in wanted if controller == "memory"}
         writes: list[tuple[_Hierarchy, str, str]] = []  # hierarchy, file, text
         uses: list[tuple[_Hierarchy, str]] = []  # hierarchy, controller
+        by_controller: dict[str, dict[str, int | str]] = {}
         for controller, name, value in wanted:
+            by_controller.setdefault(controller, {})[name] = value
+        for controller, settings in by_controller.items():
             hierarchy = _choose(controller, hierarchies)
-            text = _setting_value(hierarchy.version, controller, name, value, memory)
-            writes.append((hierarchy, _setting_file(hierarchy.version, controller, name), text))
+            for file_name, text in _controller_writes(
+                hierarchy.version, controller, settings, memory
+            ):
+                writes.append((hierarchy, file_name, text))
             uses.append((hierarchy, controller))
         device_hierarchy = _choose("devices", hierarchies) if device_rules else None
         if device_hierarchy is not None:
@@ -418,6 +553,8 @@ class Cgroup:
             except OSError as exc:
                 raise StepError("cgroup", exc.errno or errno.EIO, current) from exc
             self._created.append(current)
+            if hierarchy.version == "v1" and "cpuset" in hierarchy.controllers:
+                _inherit_cpuset(current)
         self._targets[current] = hierarchy
         return current
 
@@ -505,6 +642,10 @@ class Cgroup:
                 limits.update(_memory_limits(version, directory))
             elif controller == "hugetlb":
                 limits["hugepageLimits"] = _hugepage_limits(version, directory)
+            elif controller == "cpu":
+                limits.update(_cpu_limits(version, directory))
+            elif controller == "cpuset":
+                limits.update(_cpuset_lists(version, directory))
             elif controller == "devices":
                 limits["devices"] = (
                     _read_text(os.path.join(directory, "devices.list")).splitlines()
@@ -560,3 +701,31 @@ def _hugepage_limits(version: str, directory: str) -> dict[str, int | None]:
         for name in sorted(os.listdir(directory))
         if name.startswith("hugetlb.") and name.endswith(suffix) and name.count(".") == 2
     }
+
+
+def _cpu_limits(version: str, directory: str) -> dict[str, int | None]:
+    """cpu.shares (v1) or cpu.weight (v2), cpu.quota (None = unlimited) and cpu.period."""
+    if version == "v1":
+        quota = int(_read_text(os.path.join(directory, "cpu.cfs_quota_us")))
+        return {
+            "cpu.shares": int(_read_text(os.path.join(directory, "cpu.shares"))),
+            "cpu.quota": None if quota == _UNLIMITED else quota,
+            "cpu.period": int(_read_text(os.path.join(directory, "cpu.cfs_period_us"))),
+        }
+    quota_text, period_text = _read_text(os.path.join(directory, "cpu.max")).split()
+    return {
+        "cpu.weight": int(_read_text(os.path.join(directory, "cpu.weight"))),
+        "cpu.quota": None if quota_text == "max" else int(quota_text),
+        "cpu.period": int(period_text),
+    }
+
+
+def _cpuset_lists(version: str, directory: str) -> dict[str, str]:
+    """The cpus and memory nodes the container's tasks may use now."""
+    names = (
+        ("cpuset.effective_cpus", "cpuset.effective_mems")
+        if version == "v1"
+        else ("cpuset.cpus.effective", "cpuset.mems.effective")
+    )
+    cpus, mems = (_read_text(os.path.join(directory, name)) for name in names)
+    return {"cpu.cpus": cpus, "cpu.mems": mems}
