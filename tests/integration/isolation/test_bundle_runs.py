@@ -11,6 +11,7 @@ auto_review and the third-party modules it needs (/root, holding the default pyt
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pwd
@@ -113,6 +114,9 @@ status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().
 report["status"] = {key: status[key].strip() for key in
                     ("CapEff", "CapBnd", "CapPrm", "NoNewPrivs", "Seccomp", "Uid")}
 report["pid"] = os.getpid()
+import pwd
+report["user_name"] = pwd.getpwuid(os.getuid()).pw_name
+report["localhost"] = socket.gethostbyname("localhost")
 report["hostname"] = socket.gethostname()
 report["host_paths_present"] = [path for path in HOST_PATHS if os.path.lexists(path)]
 report["bound_paths_present"] = [path for path in BOUND_PATHS if os.path.lexists(path)]
@@ -133,6 +137,51 @@ report["egress"] = egress.recv(16).decode()
 egress.close()
 print(json.dumps(report))
 '''
+
+
+# Runs inside with small limits: how far processes, memory and descriptors can grow.
+LIMITS_PROBE = r'''
+import errno, json, os, signal, time
+report = {}
+children = []
+while len(children) < 1000:
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        report["fork_error"] = errno.errorcode[exc.errno]
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    children.append(pid)
+report["children"] = len(children)
+for pid in children:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+try:
+    block = bytearray(512 * 1024 * 1024)
+    report["memory"] = "allocated"
+except MemoryError:
+    report["memory"] = "MemoryError"
+files = []
+try:
+    while len(files) < 100000:
+        files.append(os.open("/dev/null", os.O_RDONLY))
+except OSError as exc:
+    report["open_error"] = errno.errorcode[exc.errno]
+report["highest_fd"] = max(files)
+print(json.dumps(report))
+'''
+SMALL_LIMITS = ResourceLimits(memory_bytes=256 * 1024 * 1024, pids=24, nofile=64,
+                              tmp_size_bytes=1024 * 1024)  # fmt: skip
+
+
+def assert_limits_hold(report: dict[str, Any]) -> None:
+    assert report["fork_error"] == "EAGAIN"
+    assert 0 < report["children"] < SMALL_LIMITS.pids
+    assert report["memory"] == "MemoryError"
+    assert report["open_error"] == "EMFILE"
+    assert report["highest_fd"] == SMALL_LIMITS.nofile - 1
 
 
 @dataclass
@@ -203,6 +252,8 @@ def assert_probe_posture(report: dict[str, Any], *, landlock: bool = True) -> No
     assert status["Seccomp"] == "2"
     assert status["Uid"].split() == ["0", "0", "0", "0"]
     assert report["pid"] == 1
+    assert report["user_name"] == "root"  # the generated /etc/passwd, through nsswitch files
+    assert report["localhost"] == "127.0.0.1"
     assert report["hostname"] == "auto-review"
     assert report["interfaces"] == ["lo"]
     # Nothing of the host's file system beyond the binds, and even "/" cannot be listed
@@ -318,6 +369,18 @@ def test_the_same_bundle_runs_under_runc_and_crun(root_setup: dict[str, Path], r
         assert_probe_posture(probe_report(completed.stdout), landlock=False)
     finally:
         staged.remove()
+
+
+def test_root_limits_hold_inside(root_setup: dict[str, Path]):
+    request = root_request(root_setup, [sys.executable, "-c", LIMITS_PROBE])
+    request.limits = SMALL_LIMITS
+    staged = stage_bundle(request)
+    try:
+        status, out, err = run_in_process(staged.path, staged.container_id, root_setup["oci_root"])
+    finally:
+        staged.remove()
+    assert status == 0, err[-3000:]
+    assert_limits_hold(probe_report(out))
 
 
 def test_root_cgroup_limits_apply_and_are_visible_from_the_host(root_setup: dict[str, Path]):
@@ -486,8 +549,7 @@ def rootless_run(test_user: UserSetup) -> Iterator[dict[str, Any]]:
     socket_dir = Path(tempfile.mkdtemp(prefix="bundle-egress-"))
     socket_dir.chmod(0o755)
     stub = start_egress_stub(socket_dir / "proxy.sock", owner=(test_user.uid, test_user.gid))
-    limits = {"memory_bytes": LIMITS.memory_bytes, "pids": LIMITS.pids, "nofile": LIMITS.nofile,
-              "tmp_size_bytes": LIMITS.tmp_size_bytes}  # fmt: skip
+    limits = dataclasses.asdict(LIMITS)
     try:
         completed = run_as_user(
             test_user, "-c", ROOTLESS_DRIVER, str(test_user.home), str(test_user.site),
@@ -558,3 +620,23 @@ def reference_errors(config: dict[str, Any]) -> list[str]:
 
 def test_rootless_config_is_valid_against_the_reference_schema(rootless_run: dict[str, Any]):
     assert reference_errors(rootless_run["config"]) == []
+
+
+def test_rootless_limits_hold_without_a_cgroup(test_user: UserSetup):
+    """No cgroup can be made for this user here: the rlimits alone bound the container."""
+    socket_dir = Path(tempfile.mkdtemp(prefix="bundle-egress-"))
+    socket_dir.chmod(0o755)
+    stub = start_egress_stub(socket_dir / "proxy.sock", owner=(test_user.uid, test_user.gid))
+    limits = dataclasses.asdict(SMALL_LIMITS)
+    try:
+        completed = run_as_user(
+            test_user, "-c", ROOTLESS_DRIVER, str(test_user.home), str(test_user.site),
+            str(stub.path), LIMITS_PROBE, json.dumps(limits), CANARY,
+        )
+    finally:
+        stub.close()
+        shutil.rmtree(socket_dir, ignore_errors=True)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["status"] == 0, result["err"][-3000:]
+    assert_limits_hold(probe_report(result["out"]))
