@@ -16,8 +16,10 @@ Resource limits (see ``ResourceLimits``):
   resident memory.
 - processes: ``RLIMIT_NPROC`` counts processes per real uid. Since Linux 5.14 the count is
   kept per user namespace (ucounts), so in the container's fresh user namespace it counts
-  the container's own processes; the kernel does not apply it to host uid 0, so as root
-  the cgroup pids limit is the one that holds.
+  the container's own processes (rootless: the test shows it bounding a fork loop with no
+  cgroup). The kernel never applies it to host uid 0, and the container's root is the
+  launcher's uid: launched as root, only the cgroup pids limit holds, so
+  ``limits["processes_bounded_without_cgroup"]`` is False there.
 - open files: ``RLIMIT_NOFILE``; core dumps off (``RLIMIT_CORE`` 0: a core would hold the
   secrets the process read).
 - cgroups: memory and pids limits, with the best-effort annotation when
@@ -94,7 +96,7 @@ class BundleRequest:
     inner_args: list[str]  # process.args; args[0] is the interpreter (same path inside)
     inner_env: dict[str, str]  # non-secret environment only
     rootless: bool
-    preserve_fds: int  # descriptors from 3 the inner process inherits
+    preserve_fds: int  # descriptors from 3 the inner process inherits (for the runtime call)
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     hostname: str = "auto-review"
     landlock_mandatory: bool = False  # True: a kernel without Landlock refuses to start
@@ -254,6 +256,8 @@ def limits_description(request: BundleRequest) -> dict[str, Any]:
         "cgroup_best_effort": limits.cgroup_best_effort,
         "rootless": request.rootless,
         "tmp_size_bytes": limits.tmp_size_bytes,
+        # RLIMIT_NPROC does not apply to host uid 0 (the container's root when launched as root).
+        "processes_bounded_without_cgroup": os.geteuid() != 0,
     }
 
 

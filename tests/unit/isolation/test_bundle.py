@@ -205,6 +205,7 @@ def test_limits_rlimits_cgroups_and_annotations(staged: StagedBundle):
     assert annotations["org.auto-review.cgroups.best-effort"] == "true"
     assert json.loads(annotations["org.auto-review.limits"]) == staged.limits
     assert staged.limits["cgroup_best_effort"] is True
+    assert staged.limits["processes_bounded_without_cgroup"] is (os.geteuid() != 0)
     landlock = json.loads(annotations["org.auto-review.landlock"])
     assert landlock["read_write"] == ["/var/lib/auto_review", "/tmp", "/dev/null"]
     assert landlock["mandatory"] is False
