@@ -383,6 +383,28 @@ def test_root_limits_hold_inside(root_setup: dict[str, Path]):
     assert_limits_hold(probe_report(out))
 
 
+def test_root_without_a_cgroup_processes_are_not_bounded_by_rlimit(root_setup: dict[str, Path]):
+    """Why ``processes_bounded_without_cgroup`` is False as root: RLIMIT_NPROC never binds
+    host uid 0, which the container's root is when the launcher is root."""
+    probe = LIMITS_PROBE.replace("len(children) < 1000", f"len(children) < {SMALL_LIMITS.pids * 2}")
+    request = root_request(root_setup, [sys.executable, "-c", probe])
+    request.limits = SMALL_LIMITS
+    staged = stage_bundle(request)
+    assert staged.limits["processes_bounded_without_cgroup"] is False
+    try:
+        config_path = staged.path / "config.json"
+        config = json.loads(config_path.read_text())
+        del config["linux"]["resources"]  # as if no cgroup could be made
+        config_path.write_text(json.dumps(config))
+        status, out, err = run_in_process(staged.path, staged.container_id, root_setup["oci_root"])
+    finally:
+        staged.remove()
+    assert status == 0, err[-3000:]
+    report = probe_report(out)
+    assert "fork_error" not in report
+    assert report["children"] == SMALL_LIMITS.pids * 2
+
+
 def test_root_cgroup_limits_apply_and_are_visible_from_the_host(root_setup: dict[str, Path]):
     from auto_review.oci import api
 
