@@ -303,11 +303,17 @@ PLAN_PREFIX = "rootfs-plan-"
 
 
 def _plan_key(args: Sequence[str], env: Mapping[str, str]) -> str:
+    """What decides the interpreter's answer: itself, its options and the variables that
+    move its search path (other variables may change per launch without a new plan)."""
     import hashlib
 
+    relevant = sorted(
+        (name, value) for name, value in env.items()
+        if name.startswith(("PYTHON", "LD_")) or name == "HOME"
+    )  # fmt: skip
     material = json.dumps(
         {"interpreter": args[0] if args else "", "options": interpreter_options(args),
-         "env": sorted(env.items())}, sort_keys=True,
+         "env": relevant}, sort_keys=True,
     )  # fmt: skip
     return hashlib.sha256(material.encode()).hexdigest()
 

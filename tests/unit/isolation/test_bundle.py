@@ -390,6 +390,9 @@ def test_rootfs_plan_is_cached_until_a_source_changes(
     again.remove()
     assert asked == []  # served from the plan
     assert again.binds == first.binds
+    other = stage_bundle(make_request(tmp_path, egress_socket, inner_env={**env, "AR_X": "1"}))
+    other.remove()
+    assert asked == []  # a variable that does not move the search path: same plan
     (site / "new.pth").write_text("")  # the search path changed: ask again
     changed = stage_bundle(make_request(tmp_path, egress_socket, inner_env=env))
     changed.remove()
