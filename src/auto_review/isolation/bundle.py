@@ -341,6 +341,9 @@ def stage_bundle(request: BundleRequest, *, forbidden_values: Sequence[str] = ()
                 etc_binds.append(Bind(f"etc/{name}", f"/etc/{name}", executable=False))
         config = build_config(request, read_only, etc_binds, state)
         raw = json.dumps(config, indent=2).encode()
+        if any(value in raw for value in forbidden):
+            # Before validation too: a schema error message may quote a value.
+            raise BundleError("secret-scan", "a secret value would be written to config.json")
         _validate(raw, request.oci_root)
         mount_points = {
             str(mount["destination"]): _is_directory_mount(path, mount)
