@@ -300,7 +300,7 @@ def test_no_limits_requested_makes_no_cgroup() -> None:
         ({"memory": {"limit": 64 * MIB, "swap": MIB}}, None, "smaller than memory.limit"),
         ({"memory": {"swap": 64 * MIB}}, None, "needs a positive memory.limit"),
         ({"memory": {"limit": -1, "swap": 64 * MIB}}, None, "needs a positive memory.limit"),
-        ({"cpu": {"shares": 1024}}, None, "linux.resources.cpu: not supported"),
+        ({"blockIO": {"weight": 10}}, None, "linux.resources.blockIO: not supported"),
         ({"pids": {"limit": "10"}}, None, "pids.limit"),
         ({"hugepageLimits": [{"pageSize": "2MB/../x", "limit": 1}]}, None, "pageSize"),
         ({"pids": {"limit": 5}}, "/a/../../b", "'..' is not allowed"),

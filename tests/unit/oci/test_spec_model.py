@@ -64,7 +64,8 @@ def test_runc_reference_default_spec_names_the_first_unsupported_field() -> None
         (lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW",
                                               "listenerPath": "/x"}),
          "linux.seccomp.listenerPath"),
-        (lambda c: c["linux"].update(resources={"cpu": {"shares": 2}}), "linux.resources.cpu"),
+        (lambda c: c["linux"].update(resources={"blockIO": {"weight": 10}}),
+         "linux.resources.blockIO"),
     ],
 )
 def test_unsupported_fields_are_named(edit: Any, named: str) -> None:
