@@ -101,6 +101,7 @@ class BundleRequest:
     hostname: str = "auto-review"
     landlock_mandatory: bool = False  # True: a kernel without Landlock refuses to start
     oci_root: Path | None = None  # the embedded runtime's state root: share its validation cache
+    external_runtime: bool = False  # for runc/crun (--oci-runtime): see _cgroup_requested
 
 
 @dataclass
@@ -210,10 +211,10 @@ def build_config(
         CGROUP_BEST_EFFORT_ANNOTATION: "true" if limits.cgroup_best_effort else "false",
         LIMITS_ANNOTATION: json.dumps(describe, sort_keys=True),
     }
-    resources: dict[str, Any] = {
-        "memory": {"limit": limits.memory_bytes},
-        "pids": {"limit": limits.pids},
-    }
+    resources: dict[str, Any] = {}
+    if describe["cgroup"] is not None:
+        resources["memory"] = {"limit": limits.memory_bytes}
+        resources["pids"] = {"limit": limits.pids}
     if not request.rootless:
         resources["devices"] = [{"allow": False, "access": "rwm"}]  # as runc's default
     return {
@@ -243,16 +244,24 @@ def build_config(
             "maskedPaths": list(MASKED_PATHS),
             "readonlyPaths": list(READONLY_PATHS),
             "seccomp": gateway_seccomp_profile(),
-            "resources": resources,
+            **({"resources": resources} if resources else {}),
         },
     }
 
 
+def _cgroup_requested(request: BundleRequest) -> bool:
+    """runc and crun know no best effort: rootless, a limit they cannot apply stops them.
+    For them a rootless best-effort bundle asks for no cgroup; the rlimits remain."""
+    limits = request.limits
+    return not (request.external_runtime and request.rootless and limits.cgroup_best_effort)
+
+
 def limits_description(request: BundleRequest) -> dict[str, Any]:
     limits = request.limits
+    cgroup = {"memory.limit": limits.memory_bytes, "pids.limit": limits.pids}
     return {
         "rlimits": limits.rlimits(),
-        "cgroup": {"memory.limit": limits.memory_bytes, "pids.limit": limits.pids},
+        "cgroup": cgroup if _cgroup_requested(request) else None,
         "cgroup_best_effort": limits.cgroup_best_effort,
         "rootless": request.rootless,
         "tmp_size_bytes": limits.tmp_size_bytes,

@@ -474,20 +474,23 @@ for name in (set(sys.modules) - already) | {name.split(".")[0] for name in sys.a
 print(json.dumps(found))
 """
 
-# Runs as the test user under Debian's python3: stage, run, report, remove.
+# Runs as the test user under Debian's python3: stage, run (embedded API or runc), report,
+# remove. argv: home, site, egress socket, probe, limits (JSON), canary, runner.
 ROOTLESS_DRIVER = r"""
-import json, os, sys
+import json, os, subprocess, sys
 from pathlib import Path
 from auto_review.isolation.bundle import BundleRequest, ResourceLimits, stage_bundle
 from auto_review.oci import api
 home, site, egress, probe = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+runner = sys.argv[7]
+EXTERNAL = runner != "embedded"
 limits = ResourceLimits(**json.loads(sys.argv[5]))
 request = BundleRequest(
     runtime_dir=home / "auto-review", state_dir=home / "state", egress_socket=Path(egress),
     inner_args=["/usr/bin/python3", "-c", probe],
     inner_env={"PATH": "/usr/bin:/bin", "HOME": "/var/lib/auto_review", "LANG": "C.UTF-8",
                "PYTHONPATH": site},
-    rootless=True, preserve_fds=0, limits=limits)
+    rootless=True, preserve_fds=0, limits=limits, external_runtime=EXTERNAL)
 staged = stage_bundle(request, forbidden_values=[sys.argv[6]])
 modes = {}
 for directory, dirs, files in os.walk(staged.path):
@@ -499,8 +502,14 @@ for directory, dirs, files in os.walk(staged.path):
 modes["."] = oct(os.stat(staged.path).st_mode & 0o777)
 out_path, err_path = home / "probe.out", home / "probe.err"
 with open(os.devnull) as stdin, open(out_path, "w") as out, open(err_path, "w") as err:
-    status = api.run(staged.container_id, staged.path, root=home / "oci",
-                     stdio=(stdin.fileno(), out.fileno(), err.fileno()), forward_signals=False)
+    if EXTERNAL:
+        status = subprocess.run([runner, "--root", str(home / runner), "run", "--bundle",
+                                 str(staged.path), staged.container_id],
+                                stdin=stdin, stdout=out, stderr=err).returncode
+    else:
+        status = api.run(staged.container_id, staged.path, root=home / "oci",
+                         stdio=(stdin.fileno(), out.fileno(), err.fileno()),
+                         forward_signals=False)
 staged.remove()
 print(json.dumps({"status": status, "out": out_path.read_text(), "err": err_path.read_text(),
                   "config": staged.config, "modes": modes,
@@ -566,24 +575,40 @@ def run_as_user(user: UserSetup, *args: str) -> subprocess.CompletedProcess[str]
                           timeout=RUN_TIMEOUT, check=False)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def rootless_run(test_user: UserSetup) -> Iterator[dict[str, Any]]:
+def drive_rootless(
+    user: UserSetup, probe: str, limits: ResourceLimits, runner: str
+) -> dict[str, Any]:
+    """Stage and run ``probe`` as the test user; the driver's JSON result."""
     socket_dir = Path(tempfile.mkdtemp(prefix="bundle-egress-"))
     socket_dir.chmod(0o755)
-    stub = start_egress_stub(socket_dir / "proxy.sock", owner=(test_user.uid, test_user.gid))
-    limits = dataclasses.asdict(LIMITS)
+    stub = start_egress_stub(socket_dir / "proxy.sock", owner=(user.uid, user.gid))
     try:
         completed = run_as_user(
-            test_user, "-c", ROOTLESS_DRIVER, str(test_user.home), str(test_user.site),
-            str(stub.path), PROBE, json.dumps(limits), CANARY,
-        )
+            user, "-c", ROOTLESS_DRIVER, str(user.home), str(user.site), str(stub.path),
+            probe, json.dumps(dataclasses.asdict(limits)), CANARY, runner,
+        )  # fmt: skip
     finally:
         stub.close()
         shutil.rmtree(socket_dir, ignore_errors=True)
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     result["driver_stderr"] = completed.stderr
-    yield result
+    return result
+
+
+def test_rootless_bundle_runs_under_runc(test_user: UserSetup):
+    """runc has no best effort: for it the rootless bundle asks for no cgroup (rlimits stay)."""
+    if shutil.which("runc") is None:
+        raise RuntimeError("runc is not installed (apt-get install -y runc)")
+    result = drive_rootless(test_user, PROBE, LIMITS, "runc")
+    assert result["status"] == 0, result["err"][-3000:]
+    assert "resources" not in result["config"]["linux"]
+    assert_probe_posture(probe_report(result["out"]), landlock=False)
+
+
+@pytest.fixture(scope="module")
+def rootless_run(test_user: UserSetup) -> Iterator[dict[str, Any]]:
+    yield drive_rootless(test_user, PROBE, LIMITS, "embedded")
 
 
 def test_rootless_bundle_runs_the_probe_inside_the_boundary(
@@ -646,19 +671,6 @@ def test_rootless_config_is_valid_against_the_reference_schema(rootless_run: dic
 
 def test_rootless_limits_hold_without_a_cgroup(test_user: UserSetup):
     """No cgroup can be made for this user here: the rlimits alone bound the container."""
-    socket_dir = Path(tempfile.mkdtemp(prefix="bundle-egress-"))
-    socket_dir.chmod(0o755)
-    stub = start_egress_stub(socket_dir / "proxy.sock", owner=(test_user.uid, test_user.gid))
-    limits = dataclasses.asdict(SMALL_LIMITS)
-    try:
-        completed = run_as_user(
-            test_user, "-c", ROOTLESS_DRIVER, str(test_user.home), str(test_user.site),
-            str(stub.path), LIMITS_PROBE, json.dumps(limits), CANARY,
-        )
-    finally:
-        stub.close()
-        shutil.rmtree(socket_dir, ignore_errors=True)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result = drive_rootless(test_user, LIMITS_PROBE, SMALL_LIMITS, "embedded")
     assert result["status"] == 0, result["err"][-3000:]
     assert_limits_hold(probe_report(result["out"]))

@@ -397,3 +397,25 @@ def test_rootfs_plan_is_cached_until_a_source_changes(
     changed = stage_bundle(make_request(tmp_path, egress_socket, inner_env=env))
     changed.remove()
     assert asked == [sys.executable]
+
+
+def test_rootless_best_effort_for_an_external_runtime_asks_for_no_cgroup(
+    tmp_path: Path, egress_socket: Path
+):
+    external = stage_bundle(
+        make_request(tmp_path, egress_socket, rootless=True, external_runtime=True)
+    )
+    strict = stage_bundle(
+        make_request(tmp_path, egress_socket, rootless=True, external_runtime=True,
+                     limits=ResourceLimits(cgroup_best_effort=False))
+    )  # fmt: skip
+    try:
+        assert "resources" not in external.config["linux"]
+        assert external.limits["cgroup"] is None
+        assert reference_errors(external.config) == []
+        # Without best effort the limits stay: the external runtime then refuses to start.
+        assert strict.config["linux"]["resources"]["pids"] == {"limit": 256}
+        assert strict.limits["cgroup"] == {"memory.limit": 1024**3, "pids.limit": 256}
+    finally:
+        external.remove()
+        strict.remove()
