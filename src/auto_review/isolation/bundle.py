@@ -25,7 +25,12 @@ Resource limits (see ``ResourceLimits``):
 - cgroups: memory and pids limits, with the best-effort annotation when
   ``ResourceLimits.cgroup_best_effort`` (rootless on this host: nothing is delegated, so no
   cgroup can be made and the rlimits remain). ``cgroup_limits_applied()`` tells from the
-  host which case a running container is in.
+  host which case a running container is in. runc and crun know no best effort and ignore
+  the annotation: with ``external_runtime`` a rootless best-effort bundle asks them for no
+  cgroup at all (``limits["cgroup"]`` is None), since they would refuse to start.
+
+The same bundle runs under runc and crun; they ignore the Landlock annotation, so Landlock
+is a control of the embedded runtime only.
 """
 
 from __future__ import annotations
