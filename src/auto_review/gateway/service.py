@@ -298,7 +298,7 @@ async def serve_async(
         )
         if posture.get("mode") == "bare":
             log.warning(str(posture.get("warning", "BARE MODE: no container boundary")))
-        with _quiet_reraised_signals():
+        with _quiet_reraised_signals(server):
             await server.serve(sockets=[listener])
     finally:
         if own_hosts:
@@ -326,17 +326,22 @@ def _uvicorn_config(app: Any) -> uvicorn.Config:
 
 
 @contextlib.contextmanager
-def _quiet_reraised_signals() -> Any:
+def _quiet_reraised_signals(server: uvicorn.Server) -> Any:
     """uvicorn re-raises the signal that stopped it once it has shut down; with the
     default handlers that would kill the process before the store is closed. While
-    serving, these placeholders are what uvicorn restores and re-raises into."""
+    serving, these placeholders are what uvicorn restores and re-raises into. A signal
+    that arrives before uvicorn installed its own handlers still stops the server."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda number, frame: None) for sig in signals}
+
+    def request_exit(number: int, frame: Any) -> None:
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, request_exit) for sig in signals}
     try:
         yield
     finally:

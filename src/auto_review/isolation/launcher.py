@@ -160,13 +160,21 @@ def cgroup_limits_expectation(rootless: bool) -> str:
     return "not applied: no writable cgroup hierarchy; rlimits only"
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+def egress_socket_name(listener: socket.socket) -> str:
+    """Named after the listening address, not the pid: the same settings give the same
+    bundle bytes at every launch, so the runtime's validation cache hits."""
+    host, port = listener.getsockname()[:2]
+    safe_host = "".join(char if char.isalnum() else "_" for char in str(host))
+    return f"{EGRESS_SOCKET_PREFIX}{safe_host}-{port}.sock"
+
+
+def socket_listening(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
     return True
 
 
@@ -248,8 +256,7 @@ class Launcher:
             for path in removed:
                 log.info("removed a dead launcher's bundle", extra={"bundle": str(path)})
             for path in self.runtime_dir.glob(EGRESS_SOCKET_PREFIX + "*.sock"):
-                pid_text = path.name[len(EGRESS_SOCKET_PREFIX) : -len(".sock")]
-                if pid_text.isdigit() and not pid_alive(int(pid_text)):
+                if not socket_listening(path):
                     path.unlink(missing_ok=True)
             remove_stale_containers(self.embedded_state_root())
             if self.runtime_path is not None:
@@ -297,7 +304,10 @@ class Launcher:
             from auto_review.isolation.egress_proxy import EgressProxyThread
 
             policy = EgressPolicy.from_settings(self.settings)
-            path = self.runtime_dir / f"{EGRESS_SOCKET_PREFIX}{os.getpid()}.sock"
+            assert self.resources.listener is not None
+            path = self.runtime_dir / egress_socket_name(self.resources.listener)
+            # The name follows the bound address, which this launcher now holds: a socket
+            # file of that name belongs to a dead launcher.
             path.unlink(missing_ok=True)
             proxy = EgressProxyThread(policy, path)
             self.resources.egress_socket = path
@@ -326,6 +336,7 @@ class Launcher:
                 rootless=self.rootless,
                 preserve_fds=INNER_FDS,
                 limits=ResourceLimits(),
+                oci_root=self.embedded_state_root() if self.runtime_path is None else None,
             )
             self.resources.bundle = stage_bundle(
                 request, forbidden_values=self.settings.secret_values()

@@ -286,6 +286,10 @@ class Launcher:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
     def logs(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 

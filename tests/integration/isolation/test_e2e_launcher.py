@@ -176,7 +176,7 @@ def observe_graceful_stop(
     seen["left_processes"] = [pid for pid in descendants if support.pid_alive(pid)]
     seen["bundles_after_stop"] = launcher.bundles()
     seen["egress_sockets_after_stop"] = list(
-        launcher.run_as.launcher_runtime_dir.glob(f"egress-{launcher.pid}.sock")
+        launcher.run_as.launcher_runtime_dir.glob(f"egress-*-{launcher.port}.sock")
     )
     mounts = Path("/proc/self/mountinfo").read_text()
     seen["mounts_after_stop"] = [

@@ -48,7 +48,7 @@ def test_inner_dies_with_a_killed_launcher_and_the_next_start_cleans_up(
         bundles = first.bundles()
         assert len(bundles) == 1
         container_id = json.loads((bundles[0] / "launcher.pid").read_text())["container_id"]
-        egress_socket = run_as.launcher_runtime_dir / f"egress-{first.pid}.sock"
+        egress_socket = run_as.launcher_runtime_dir / f"egress-127_0_0_1-{first.port}.sock"
         assert egress_socket.exists()
 
         first.process.send_signal(signal.SIGKILL)
@@ -58,6 +58,8 @@ def test_inner_dies_with_a_killed_launcher_and_the_next_start_cleans_up(
         assert [pid for pid in family if support.pid_alive(pid)] == []
         assert bundles[0].exists()  # nobody cleaned up: the launcher was killed
 
+        # Another port: the dead launcher's socket has a name no new launcher reuses.
+        settings["AR_GATEWAY_BIND"] = f"127.0.0.1:{support.free_port()}"
         second = support.start_launcher(workdir, run_as, settings, *args)
         try:
             assert not bundles[0].exists()
