@@ -337,12 +337,11 @@ class Launcher:
                 preserve_fds=INNER_FDS,
                 limits=ResourceLimits(),
                 oci_root=self.embedded_state_root() if self.runtime_path is None else None,
+                external_runtime=self.runtime_path is not None,
             )
             self.resources.bundle = stage_bundle(
                 request, forbidden_values=self.settings.secret_values()
             )
-            if self.rootless and self.runtime_path is not None:
-                drop_cgroup_resources(self.resources.bundle.path / "config.json")
 
     def run_inner(self) -> int:
         with self.step(LaunchStep.RUNTIME):
@@ -387,19 +386,6 @@ class Launcher:
         )
         pid = external_runtime.spawn(argv, fds, scrubbed_environment())
         return wait_forwarding_signals(pid)
-
-
-def drop_cgroup_resources(config_path: Path) -> None:
-    """runc and crun refuse a rootless container whose cgroup limits they cannot set (no
-    cgroup is delegated to the user), unlike the embedded runtime's best effort: an
-    external runtime gets the bundle without ``linux.resources``; the rlimits stay."""
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    config.get("linux", {}).pop("resources", None)
-    temporary = config_path.with_name(config_path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with open(fd, "w", encoding="utf-8") as handle:
-        json.dump(config, handle, indent=2)
-    os.replace(temporary, config_path)
 
 
 def describe(exc: BaseException) -> str:
