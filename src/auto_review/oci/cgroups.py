@@ -6,6 +6,11 @@ mounted. Hybrid hosts therefore get a mix: on a host with v1 ``pids`` and ``memo
 cgroup2 mount holding only ``hugetlb``, pids and memory limits go to v1, hugepage limits
 to v2.
 
+As root the container gets a cgroup of its own in every mounted hierarchy (v1 ones such as
+``cpu``, ``blkio``, ``freezer``, ``name=systemd``, and the unified one), limited or not, as
+runc and crun make it; the limits go where they belong. An unprivileged caller makes
+directories only in the hierarchies it limits (nothing is delegated to it here).
+
 ``cgroupsPath`` follows runc's cgroupfs driver: an absolute path is taken from the root of
 each hierarchy, a relative one from the calling process's own cgroup in that hierarchy,
 and without one the container id is used as a relative path. ``..`` components and
@@ -436,9 +441,11 @@ def _inherit_cpuset(directory: str) -> None:
             _write(os.path.join(directory, name), text)
 
 
-def _rmdir(path: str) -> None:
-    """Remove a cgroup directory; a cgroup is briefly busy after its last process exits."""
-    deadline = time.monotonic() + _RMDIR_RETRY_SECONDS
+def _rmdir(path: str, deadline: float) -> None:
+    """Remove a cgroup directory; a cgroup is briefly busy after its last process exits.
+
+    The deadline is shared by all the directories of one destroy(), so a process still
+    inside costs two seconds in all, not two seconds per hierarchy."""
     while True:
         try:
             os.rmdir(path)
@@ -452,7 +459,8 @@ def _rmdir(path: str) -> None:
 
 
 class Cgroup:
-    """The cgroup directories of one container, in every hierarchy it needs."""
+    """The cgroup directories of one container: every mounted hierarchy as root, only the
+    limited ones otherwise."""
 
     def __init__(self) -> None:
         self.applied = True
@@ -474,6 +482,9 @@ class Cgroup:
     ) -> Cgroup:
         """Make the container's cgroup and apply its limits (in the parent, before the child).
 
+        As root a directory is made (or joined) in every mounted hierarchy, even with no
+        limit asked; otherwise only where a limit goes. A hierarchy without limits fails
+        like one with them: StepError, or ``applied`` False with best effort.
         SpecError for a malformed or unsupported request, whatever best_effort says.
         """
         wanted = _requested(resources)
@@ -486,11 +497,12 @@ class Cgroup:
             # and in its user namespace the container cannot create device nodes anyway.
             cgroup.skipped["devices"] = "device rules need root (rootless: not applied)"
             device_rules = []
-        if not wanted and not device_rules:
+        every_hierarchy = os.geteuid() == 0
+        if not wanted and not device_rules and not every_hierarchy:
             cgroup.reason = "no cgroup limits requested"
             return cgroup
         try:
-            cgroup._build(wanted, device_rules, absolute, parts)
+            cgroup._build(wanted, device_rules, absolute, parts, every_hierarchy)
         except StepError as exc:
             cgroup._discard()
             if not best_effort:
@@ -505,6 +517,7 @@ class Cgroup:
         device_rules: list[cgroup_devices.DeviceRule],
         absolute: bool,
         parts: list[str],
+        every_hierarchy: bool,
     ) -> None:
         hierarchies = _hierarchies()
         memory = {name: value for controller, name, value in wanted if controller == "memory"}
@@ -527,6 +540,11 @@ class Cgroup:
                 lines = cgroup_devices.v1_lines(device_rules)
                 writes += [(device_hierarchy, file_name, line) for file_name, line in lines]
         directories: dict[int, str] = {}
+        if every_hierarchy:
+            # As runc and crun do as root: the container has a cgroup of its own in every
+            # mounted hierarchy, so a cgroup mount never has to show the caller's.
+            for hierarchy in hierarchies:
+                directories[id(hierarchy)] = self._make_directory(hierarchy, absolute, parts)
         for hierarchy, controller in uses:
             if id(hierarchy) not in directories:
                 directories[id(hierarchy)] = self._make_directory(hierarchy, absolute, parts)
@@ -589,7 +607,7 @@ class Cgroup:
         return {name: version for name, (version, _) in self._controllers.items()}
 
     def paths(self) -> list[str]:
-        """The container's cgroup directory in each hierarchy used."""
+        """The container's cgroup directory in each hierarchy it is in (all, as root)."""
         return list(self._targets)
 
     def created_paths(self) -> list[str]:
@@ -622,9 +640,10 @@ class Cgroup:
         Safe to call twice. StepError("cgroup", EBUSY, path) if a process is still inside.
         """
         failure: StepError | None = None
+        deadline = time.monotonic() + _RMDIR_RETRY_SECONDS
         for directory in reversed(list(self._created)):
             try:
-                _rmdir(directory)
+                _rmdir(directory, deadline)
                 self._created.remove(directory)
             except StepError as exc:
                 failure = failure or exc

@@ -236,13 +236,16 @@ def _plan(container_id: str, bundle_dir: str | os.PathLike[str], root: str,
 
 
 def _make_cgroup(container_id: str, config: dict[str, Any]) -> Any:
+    """The container's cgroup: as root always (one in every hierarchy, as runc makes it),
+    otherwise only when linux.resources asks for limits."""
     linux = config.get("linux") or {}
-    if not linux.get("resources"):
+    resources = linux.get("resources") or {}
+    if not resources and os.geteuid() != 0:
         return None
     from auto_review.oci import cgroups
 
     best_effort = cgroups.best_effort_from_annotations(config.get("annotations") or {})
-    return cgroups.Cgroup.create(container_id, linux.get("cgroupsPath"), linux["resources"],
+    return cgroups.Cgroup.create(container_id, linux.get("cgroupsPath"), resources,
                                  best_effort=best_effort)
 
 

@@ -242,13 +242,15 @@ def _unescape_mountinfo(field: str) -> str:
 def own_cgroup_mounts() -> list[tuple[str, str]]:
     """(host directory of our own cgroup, hierarchy name) for every cgroup hierarchy
     mounted in this mount namespace: v1 ones named after their mount point
-    (``cpu,cpuacct``, ``name=systemd`` as ``systemd``), the v2 one as its mount point's."""
+    (``cpu,cpuacct``, ``name=systemd`` as ``systemd``), the v2 one as its mount point's.
+    Beside v1 hierarchies (a hybrid host) the v2 one is left out, as runc leaves it out of
+    a v1 ``cgroup`` mount."""
     memberships: dict[frozenset[str], str] = {}
     with open("/proc/self/cgroup") as handle:
         for line in handle:
             _, controllers, path = line.rstrip("\n").split(":", 2)
             memberships[frozenset(controllers.split(",")) if controllers else frozenset()] = path
-    found = []
+    found, unified = [], []
     with open("/proc/self/mountinfo") as handle:
         for line in handle:
             fields = line.split()
@@ -268,19 +270,21 @@ def own_cgroup_mounts() -> list[tuple[str, str]]:
             relative = os.path.relpath(path, mount_root)
             if relative.startswith(".."):
                 continue  # our cgroup is outside what this mount shows
-            found.append((os.path.normpath(os.path.join(mount_point, relative)),
-                          os.path.basename(mount_point)))
-    return found
+            (unified if fstype == "cgroup2" else found).append(
+                (os.path.normpath(os.path.join(mount_point, relative)),
+                 os.path.basename(mount_point)))
+    return found or unified
 
 
 def mount_cgroup_tree(target: str, options: MountOptions, shown: str,
                       cgroup_dirs: list[str]) -> None:
     """A ``cgroup`` mount as runc makes it on cgroup v1 and hybrid hosts: a tmpfs with a
     directory per hierarchy, holding the container's own cgroup directory bind-mounted with
-    the mount's flags (``ro`` makes them all read-only). Unlike runc, a hierarchy where the
-    container has no cgroup of its own (cgroup_dirs: those the runtime made or joined)
-    stays an empty directory: the host's cgroup tree is not shown. Co-mounted controllers
-    (``cpu,cpuacct``) also get a link per controller."""
+    the mount's flags (``ro`` makes them all read-only). As root the container has a cgroup
+    of its own in every hierarchy, so each shows it, as with runc. Only a directory the
+    runtime made or joined for the container (cgroup_dirs) is shown: where it has none
+    (rootless, no limit there) the hierarchy stays an empty directory, never the host's
+    tree. Co-mounted controllers (``cpu,cpuacct``) also get a link per controller."""
     step = "mount:cgroup"
     flags = options.flags & ~sc.MS_RDONLY
     sc.mount("tmpfs", target, "tmpfs", flags, "mode=755", step=step, path=shown)

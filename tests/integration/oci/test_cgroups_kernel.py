@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,47 @@ def own_cgroup(controller: str) -> str:
 def expected_directory(controller: str, container_id: str) -> Path:
     """Where runc's cgroupfs driver would put a container without cgroupsPath (v1)."""
     return Path("/sys/fs/cgroup", controller, own_cgroup(controller), container_id)
+
+
+def mounted_hierarchies() -> list[tuple[Path, str]]:
+    """(mount point, this process's cgroup there) of every cgroup hierarchy mounted here,
+    read from /proc/self/mountinfo and /proc/self/cgroup independently of the runtime."""
+    own: dict[frozenset[str], str] = {}
+    with open("/proc/self/cgroup") as lines:
+        for line in lines:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            own[frozenset(controllers.split(",")) if controllers else frozenset()] = path
+    found = []
+    with open("/proc/self/mountinfo") as lines:
+        for line in lines:
+            fields = line.split()
+            fstype, options = fields[fields.index("-") + 1], fields[fields.index("-") + 3]
+            if fstype == "cgroup2":
+                key: frozenset[str] = frozenset()
+            elif fstype == "cgroup":
+                key = next(k for k in own if k and k <= set(options.split(",")))
+            else:
+                continue
+            assert fields[3] == "/", "the tests expect whole hierarchies mounted"
+            found.append((Path(fields[4]), own[key].strip("/")))
+    assert len(found) >= 2, found  # this host: nine v1 hierarchies and the unified one
+    return found
+
+
+def every_directory(container_id: str) -> list[str]:
+    """The container's cgroup in each mounted hierarchy (relative to the caller's own)."""
+    return sorted(str(mount / own / container_id) for mount, own in mounted_hierarchies())
+
+
+def every_directory_under(absolute_path: str) -> list[str]:
+    """An absolute cgroupsPath in each mounted hierarchy."""
+    return sorted(str(mount) + absolute_path for mount, _ in mounted_hierarchies())
+
+
+def memberships(pid: int) -> list[str]:
+    """The cgroup paths of a process, one per hierarchy."""
+    with open(f"/proc/{pid}/cgroup") as lines:
+        return [line.rstrip("\n").split(":", 2)[2] for line in lines]
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="making cgroups needs root here")
@@ -95,7 +137,9 @@ def test_pids_limit_makes_fork_beyond_it_fail_with_eagain() -> None:
     container_id = fresh_id()
     cgroup = Cgroup.create(container_id, None, {"pids": {"limit": 4}}, best_effort=False)
     directory = expected_directory("pids", container_id)
-    assert cgroup.paths() == [str(directory)]
+    # a cgroup in every hierarchy, as runc makes it; only pids is limited
+    assert sorted(cgroup.paths()) == every_directory(container_id)
+    assert str(directory) in cgroup.paths()
     assert cgroup.controllers == {"pids": "v1"}
     report_read, report_write = os.pipe()
     child = HeldChild()
@@ -106,6 +150,8 @@ def test_pids_limit_makes_fork_beyond_it_fail_with_eagain() -> None:
     os.close(report_write)
     cgroup.add_process(child.pid)
     assert (directory / "cgroup.procs").read_text().split() == [str(child.pid)]
+    # the child left the caller's cgroup in every hierarchy, not only the limited one
+    assert all(path.endswith(f"/{container_id}") for path in memberships(child.pid))
     child.release()
     with os.fdopen(report_read) as report:
         outcome = json.loads(report.read())
@@ -114,7 +160,7 @@ def test_pids_limit_makes_fork_beyond_it_fail_with_eagain() -> None:
     assert outcome == {"forked": 3, "refusal": "EAGAIN"}
     assert cgroup.effective_limits() == {"pids.limit": 4}
     cgroup.destroy()
-    assert not directory.exists()
+    assert not any(os.path.exists(path) for path in every_directory(container_id))
 
 
 @needs_root
@@ -165,7 +211,8 @@ def test_hugepage_limit_uses_the_unified_hierarchy_when_it_offers_hugetlb() -> N
     cgroup = Cgroup.create(container_id, None, resources, best_effort=False)
     directory = Path("/sys/fs/cgroup/unified", container_id)
     assert cgroup.controllers == {"hugetlb": "v2"}
-    assert cgroup.paths() == [str(directory)]
+    assert sorted(cgroup.paths()) == every_directory(container_id)
+    assert str(directory) in cgroup.paths()
     assert (directory / "hugetlb.2MB.max").read_text().strip() == str(4 * MIB)
     assert cgroup.effective_limits()["hugepageLimits"]["2MB"] == 4 * MIB
     child = HeldChild()
@@ -176,16 +223,17 @@ def test_hugepage_limit_uses_the_unified_hierarchy_when_it_offers_hugetlb() -> N
     child.release()
     child.wait()
     cgroup.destroy()
-    assert not directory.exists()
+    assert not any(os.path.exists(path) for path in every_directory(container_id))
 
 
 @needs_root
 def test_absolute_cgroups_path_is_taken_from_the_hierarchy_root() -> None:
     outer = fresh_id()
     cgroup = Cgroup.create("ignored", f"/{outer}/inner", {"pids": {"limit": 9}}, best_effort=False)
-    assert cgroup.paths() == [f"/sys/fs/cgroup/pids/{outer}/inner"]
+    assert sorted(cgroup.paths()) == every_directory_under(f"/{outer}/inner")
+    assert f"/sys/fs/cgroup/pids/{outer}/inner" in cgroup.paths()
     cgroup.destroy()
-    assert not Path("/sys/fs/cgroup/pids", outer).exists()
+    assert not any(os.path.exists(path) for path in every_directory_under(f"/{outer}"))
     cgroup.destroy()  # twice is harmless
 
 
@@ -197,9 +245,18 @@ def test_existing_parent_is_joined_and_kept() -> None:
         cgroup = Cgroup.create(
             "c1", f"/{parent.name}/c1", {"pids": {"limit": 9}}, best_effort=False
         )
+        made = cgroup.created_paths()
         cgroup.destroy()
         assert parent.exists()
         assert not (parent / "c1").exists()
+        # elsewhere the parent was made for the container, so it goes with it
+        assert str(parent) not in made
+        assert f"/sys/fs/cgroup/memory/{parent.name}" in made
+        assert not any(
+            os.path.exists(path)
+            for path in every_directory_under(f"/{parent.name}")
+            if not path.startswith("/sys/fs/cgroup/pids/")
+        )
     finally:
         parent.rmdir()
 
@@ -212,11 +269,7 @@ HALF_WAY_FAILURE = {
 
 
 def would_be_directories(container_id: str) -> list[Path]:
-    return [
-        expected_directory("pids", container_id),
-        expected_directory("memory", container_id),
-        Path("/sys/fs/cgroup/unified", container_id),
-    ]
+    return [Path(path) for path in every_directory(container_id)]
 
 
 @needs_root
@@ -269,28 +322,55 @@ def test_adding_a_vanished_process_fails_or_degrades() -> None:
 
 @needs_root
 def test_destroy_with_a_live_process_inside_is_busy_then_succeeds() -> None:
-    cgroup = Cgroup.create(fresh_id(), None, {"pids": {"limit": 5}}, best_effort=False)
-    directory = Path(cgroup.paths()[0])
+    container_id = fresh_id()
+    cgroup = Cgroup.create(container_id, None, {"pids": {"limit": 5}}, best_effort=False)
     child = HeldChild()
     if child.pid == 0:
         os._exit(0)
     cgroup.add_process(child.pid)
+    started = time.monotonic()
     with pytest.raises(StepError) as caught:
         cgroup.destroy()
-    assert (caught.value.step, caught.value.errno, caught.value.path) == (
-        "cgroup",
-        errno.EBUSY,
-        str(directory),
-    )
+    # one shared retry deadline (2 s), not one per hierarchy
+    assert time.monotonic() - started < 5
+    assert (caught.value.step, caught.value.errno) == ("cgroup", errno.EBUSY)
+    assert caught.value.path in every_directory(container_id)
+    assert all(os.path.isdir(path) for path in every_directory(container_id))
     child.release()
     child.wait()
     cgroup.destroy()
-    assert not directory.exists()
+    assert not any(os.path.exists(path) for path in every_directory(container_id))
 
 
-def test_no_limits_requested_makes_no_cgroup() -> None:
-    cgroup = Cgroup.create(fresh_id(), None, {"devices": []}, best_effort=False)
-    assert cgroup.applied and cgroup.paths() == [] and cgroup.reason
+@needs_root
+def test_no_limits_requested_still_makes_a_cgroup_in_every_hierarchy_as_root() -> None:
+    container_id = fresh_id()
+    cgroup = Cgroup.create(container_id, None, {"devices": []}, best_effort=False)
+    try:
+        assert cgroup.applied and cgroup.reason == ""
+        assert cgroup.controllers == {}
+        assert sorted(cgroup.paths()) == every_directory(container_id)
+        assert sorted(cgroup.created_paths()) == every_directory(container_id)
+        # the kernel's defaults are there to read, as under runc
+        cpu = expected_directory("cpu", container_id)
+        assert (cpu / "cpu.shares").read_text().strip() == "1024"
+        assert (expected_directory("pids", container_id) / "pids.max").read_text() == "max\n"
+        cpuset = expected_directory("cpuset", container_id)
+        # a new cpuset gets its parent's cpus and mems, or no task could join it
+        assert (cpuset / "cpuset.mems").read_text() == (cpuset.parent / "cpuset.mems").read_text()
+        assert (cpuset / "cpuset.cpus").read_text().strip()
+        child = HeldChild()
+        if child.pid == 0:
+            os._exit(0)
+        cgroup.add_process(child.pid)
+        joined = memberships(child.pid)
+        child.release()
+        child.wait()
+        assert len(joined) == len(mounted_hierarchies())
+        assert all(path.endswith(f"/{container_id}") for path in joined), joined
+    finally:
+        cgroup.destroy()
+    assert not any(os.path.exists(path) for path in every_directory(container_id))
 
 
 @pytest.mark.parametrize(
@@ -341,6 +421,8 @@ answer["lenient"] = [lenient.applied, lenient.reason, lenient.paths()]
 deny_all = {"devices": [{"allow": False, "access": "rwm"}]}
 devices = Cgroup.create(CONTAINER_ID, None, deny_all, best_effort=False)
 answer["devices"] = [devices.applied, sorted(devices.skipped), devices.paths()]
+unlimited = Cgroup.create(CONTAINER_ID, None, {}, best_effort=False)
+answer["unlimited"] = [unlimited.applied, unlimited.reason, unlimited.paths()]
 print(json.dumps(answer))
 """
 
@@ -413,6 +495,9 @@ def test_rootless_create_fails_with_the_step_unless_best_effort(
     assert reason == line
     # Device rules alone are skipped, not failed: see docs/OCI-KERNEL-CONTROLS.md.
     assert answer["devices"] == [True, ["devices"], []]
+    # Without limits an unprivileged caller makes no cgroup at all (root makes one in
+    # every hierarchy).
+    assert answer["unlimited"] == [True, "no cgroup limits requested", []]
 
 
 @needs_root
@@ -420,8 +505,10 @@ def test_created_paths_list_every_made_directory_parents_first() -> None:
     outer = fresh_id()
     cgroup = Cgroup.create("c1", f"/{outer}/mid/c1", {"pids": {"limit": 3}}, best_effort=False)
     made = cgroup.created_paths()
-    base = "/sys/fs/cgroup/pids"
-    assert made == [f"{base}/{outer}", f"{base}/{outer}/mid", f"{base}/{outer}/mid/c1"]
+    assert len(made) == 3 * len(mounted_hierarchies())
+    for mount, _ in mounted_hierarchies():
+        mine = [path for path in made if path.startswith(f"{mount}/")]
+        assert mine == [f"{mount}/{outer}", f"{mount}/{outer}/mid", f"{mount}/{outer}/mid/c1"]
     cgroup.destroy()
     assert cgroup.created_paths() == []
-    assert not Path(base, outer).exists()
+    assert not any(os.path.exists(path) for path in every_directory_under(f"/{outer}"))
