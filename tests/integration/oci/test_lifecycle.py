@@ -426,8 +426,11 @@ def test_delete_leaves_no_cgroup_behind(tmp_path: Path, root: Path) -> None:
     record = json.loads((root / "cg" / "state.json").read_text())
     paths = record["cgroup_paths"]
     leaves = [path for path in paths if path.endswith("/cg")]
-    assert len(leaves) == 2, paths  # pids and memory, each with its parent directory
-    assert len(paths) == 4
+    # a cgroup in every hierarchy, limited or not, each with its parent directory
+    hierarchies = host_cgroup_mounts()
+    assert sorted(leaves) == sorted(f"{point}{config['linux']['cgroupsPath']}"
+                                    for point in hierarchies), paths
+    assert len(paths) == 2 * len(hierarchies)
     for path in leaves:
         procs = Path(path, "cgroup.procs").read_text().split()
         assert str(record["pid"]) in procs
@@ -502,20 +505,56 @@ def test_landlock_annotation_confines_the_file_system(tmp_path: Path, root: Path
     assert lines == ["usr-ok", "tmp-ok", "etc-denied"]
 
 
+def host_cgroup_mounts() -> dict[str, str]:
+    """Mount point -> type of every cgroup hierarchy mounted on the host."""
+    found = {}
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        fstype = fields[fields.index("-") + 1]
+        if fstype in ("cgroup", "cgroup2"):
+            found[fields[4]] = fstype
+    return found
+
+
 def test_cgroup_mount_shows_only_the_containers_own_cgroups(tmp_path: Path, root: Path) -> None:
-    script = ("cat /sys/fs/cgroup/pids/pids.max; ls /sys/fs/cgroup/cpu | wc -l; "
-              "(echo 5 > /sys/fs/cgroup/pids/pids.max) 2>/dev/null || echo read-only; "
-              "test -L /sys/fs/cgroup/cpu || echo cpu-dir")
+    parent = f"ar-oci-lifecycle-{os.getpid()}-mount"
+    hierarchies = host_cgroup_mounts()
+    v1 = sorted(Path(point).name for point, kind in hierarchies.items() if kind == "cgroup")
+    assert len(v1) >= 2, hierarchies
+    # a host cgroup beside the container's in every hierarchy: it must never show inside
+    for point in hierarchies:
+        Path(point, parent, "sibling").mkdir(parents=True)
+        if Path(point, "cpuset.cpus").exists():  # a joined cpuset is used as it is
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                Path(point, parent, name).write_text(Path(point, name).read_text())
+    script = (
+        "for d in /sys/fs/cgroup/*; do"
+        " if grep -qx 1 $d/cgroup.procs; then echo ${d##*/} own; else echo ${d##*/} other; fi;"
+        " done; "
+        "find /sys/fs/cgroup -mindepth 2 -type d; "
+        "grep ' /sys/fs/cgroup/' /proc/self/mountinfo | cut -d' ' -f4 | sort -u; "
+        "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.shares; "
+        "(echo 5 > /sys/fs/cgroup/pids/pids.max) 2>/dev/null || echo read-only"
+    )
     config = container_config(["/bin/sh", "-c", script])
     config["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup",
                              "source": "cgroup",
                              "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})
     config["linux"]["resources"] = {"pids": {"limit": 77}}
-    code, lines = _run_capture(root, "cgmount", make_bundle(tmp_path, config))
+    config["linux"]["cgroupsPath"] = f"/{parent}/cg"
+    try:
+        code, lines = _run_capture(root, "cgmount", make_bundle(tmp_path, config))
+    finally:
+        for point in hierarchies:
+            Path(point, parent, "sibling").rmdir()
+            Path(point, parent).rmdir()
     assert code == 0, lines
-    # the container's pids cgroup with its limit; the cpu hierarchy, where the container
-    # has no cgroup of its own, is an empty directory rather than the host's tree
-    assert lines == ["77", "0", "read-only", "cpu-dir"]
+    # every v1 hierarchy (the unified one is left out beside them, as runc does) holds
+    # the container's own cgroup, its sh (pid 1) inside, limited or not
+    assert lines[: len(v1)] == [f"{name} own" for name in v1], lines
+    # nothing below the container's own cgroups (the host's tree would show the
+    # sibling), and every bind is rooted at the container's cgroup
+    assert lines[len(v1):] == [f"/{parent}/cg", "77", "1024", "read-only"], lines
 
 
 def test_run_detached_and_create_with_given_stdio(tmp_path: Path, root: Path) -> None:
