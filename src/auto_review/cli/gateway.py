@@ -41,12 +41,21 @@ def main(argv: list[str]) -> int:
     except SettingsError as exc:
         return fail(str(exc), EXIT_CONFIG)
     install_secrets(settings.secret_values())
+    from auto_review.isolation.secrets_pipe import scrub_secret_environment
+
+    environment_scrubbed = scrub_secret_environment()
     try:
         decision = decide_isolation(
             sys.platform, settings.gateway_bare, settings.gateway_external_isolation
         )
     except IsolationRefused as exc:
         return fail(str(exc), EXIT_ISOLATION)
+    if not environment_scrubbed:
+        print(
+            "auto-review gateway: warning: secrets given as environment variables stay "
+            "visible in /proc/PID/environ of this process; prefer --env-file",
+            file=sys.stderr,
+        )
     if decision.mode is IsolationMode.OCI:
         return run_isolated(settings)
     return run_in_process(settings, decision.mode)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from auto_review.config import Settings
+from auto_review.config import SECRET_FIELDS, Settings, env_name
 
 LISTEN_FD = 3
 SECRETS_FD = 4
@@ -103,3 +103,39 @@ def read_settings_pipe(fd: int = SECRETS_FD) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise SecretsPipeError("settings pipe document has no settings object")
     return values
+
+
+def secret_variable_names() -> frozenset[str]:
+    return frozenset(env_name(field) for field in SECRET_FIELDS)
+
+
+def scrub_secret_environment(names: frozenset[str] | None = None) -> bool:
+    """Overwrite the values of secret ``AR_*`` variables in this process's initial
+    environment (what ``/proc/PID/environ`` shows) and drop them from ``os.environ``.
+
+    An operator who passes secrets as environment variables instead of an env file would
+    otherwise leave them readable there for the process's lifetime. Returns False when
+    the kernel refuses writes to ``/proc/self/mem``; the values then stay visible to root
+    and this user only.
+    """
+    names = secret_variable_names() if names is None else names
+    if not names & set(os.environ):
+        return True  # nothing to hide
+    for name in names:
+        os.environ.pop(name, None)
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start, end = int(fields[47]), int(fields[48])  # env_start, env_end (fields 50, 51)
+        with open("/proc/self/mem", "r+b", buffering=0) as memory:
+            memory.seek(start)
+            block = memory.read(end - start)
+            offset = 0
+            for entry in block.split(b"\0"):
+                name, sep, value = entry.partition(b"=")
+                if sep and value and name.decode("ascii", "replace") in names:
+                    memory.seek(start + offset + len(name) + 1)
+                    memory.write(b"*" * len(value))
+                offset += len(entry) + 1
+    except (OSError, ValueError, IndexError):
+        return False
+    return True

@@ -126,3 +126,35 @@ def test_status_of_a_gateway_that_is_not_there():
     completed = ops("status", "--gateway-url", f"http://127.0.0.1:{support.free_port()}")
     assert completed.returncode == 1
     assert "cannot reach the gateway" in completed.stdout
+
+
+@pytest.mark.parametrize("mode", ["oci", "bare"])
+def test_secrets_given_in_the_environment_are_scrubbed_from_proc(
+    mode: str, tmp_path: Path, services: support.LoopbackHttp
+):
+    """Secrets passed as AR_* variables (not an env file) vanish from /proc/PID/environ."""
+    settings = settings_for(tmp_path, services)
+    secret_names = ("AR_FORGEJO_TOKEN", "AR_WEBHOOK_SECRET", "AR_CI_REVIEW_TOKEN",
+                    "AR_LLM_API_KEY")  # fmt: skip
+    in_environment = {name: settings.pop(name) for name in secret_names}
+    run_as = support.root_run_as()
+    original_env = run_as.env
+
+    class EnvRunAs(support.RunAs):
+        def env(self) -> dict[str, str]:
+            return {**original_env(), **in_environment}
+
+    launcher = support.start_launcher(
+        tmp_path, EnvRunAs(0, 0, run_as.python, run_as.runtime_dir, None), settings,
+        *(["--bare"] if mode == "bare" else []),
+    )  # fmt: skip
+    try:
+        hits = {canary: support.processes_holding(canary) for canary in support.CANARIES}
+        with launcher.client() as client:
+            body, headers = support.signed_forgejo_delivery()
+            answer = client.post("/webhooks/forgejo", content=body, headers=headers)
+    finally:
+        assert launcher.stop() == 0
+    assert answer.status_code == 202  # the secret still works: the gateway has it
+    assert hits == {canary: [] for canary in support.CANARIES}
+    assert "prefer --env-file" not in launcher.logs()

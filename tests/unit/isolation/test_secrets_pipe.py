@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,23 @@ def test_a_closed_descriptor_is_named() -> None:
     os.close(write_fd)
     with pytest.raises(SecretsPipeError, match=f"fd {read_fd}"):
         read_settings_pipe(read_fd)
+
+
+def test_secret_variables_are_scrubbed_from_the_initial_environment() -> None:
+    script = (
+        "import os\n"
+        "from auto_review.isolation.secrets_pipe import scrub_secret_environment\n"
+        "assert scrub_secret_environment()\n"
+        "data = open('/proc/self/environ', 'rb').read()\n"
+        "print(sorted(k for k in os.environ if k.startswith('AR_')))\n"
+        "print(data.count(b'" + CANARY + "'), b'AR_STATE_DIR=/keep' in data)\n"
+    )
+    env = {**os.environ, "AR_WEBHOOK_SECRET": CANARY, "AR_FORGEJO_TOKEN": CANARY + "-t",
+           "AR_STATE_DIR": "/keep"}  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    names, counts = completed.stdout.splitlines()
+    assert "AR_WEBHOOK_SECRET" not in names
+    assert "AR_STATE_DIR" in names  # only secrets go
+    assert counts == "0 True"
