@@ -131,9 +131,9 @@ def scrub_secret_environment(names: frozenset[str] | None = None) -> bool:
             block = memory.read(end - start)
             offset = 0
             for entry in block.split(b"\0"):
-                name, sep, value = entry.partition(b"=")
-                if sep and value and name.decode("ascii", "replace") in names:
-                    memory.seek(start + offset + len(name) + 1)
+                key, sep, value = entry.partition(b"=")
+                if sep and value and key.decode("ascii", "replace") in names:
+                    memory.seek(start + offset + len(key) + 1)
                     memory.write(b"*" * len(value))
                 offset += len(entry) + 1
     except (OSError, ValueError, IndexError):
