@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from auto_review.hosts.events import (
     CommentEvent,
@@ -106,6 +107,11 @@ class ReviewHost(Protocol):
 
 
 # --- JSON reading shared by the clients (both forges use the same shapes for these) ---
+
+
+def repo_path(repo: RepoRef) -> str:
+    """``/repos/{owner}/{repo}`` with both parts escaped; both forges' REST APIs use it."""
+    return f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}"
 
 
 def format_since(since: datetime) -> str:

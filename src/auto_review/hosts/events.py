@@ -288,6 +288,20 @@ def check_delivery_id(value: str) -> str:
     return value
 
 
+def event_name_header(headers: Mapping[str, str], names: tuple[str, ...]) -> str:
+    """The event type from the first of `names` present (aliases must agree); required."""
+    value = single_header(headers, names, "event")
+    if value is None:
+        raise PayloadError(f"missing {' or '.join(names)} header")
+    return check_event_name(value)
+
+
+def delivery_id_header(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    """The delivery id from any of `names` (aliases must agree), None when absent."""
+    value = single_header(headers, names, "delivery id")
+    return None if value is None else check_delivery_id(value)
+
+
 def has_prefix(title: str, prefixes: tuple[str, ...]) -> bool:
     """Case-insensitive title prefix test (Gitea/Forgejo mark work in progress this way)."""
     folded = title.lstrip().casefold()

@@ -14,9 +14,10 @@ Calls (paths relative to ``<base>/api/v1``):
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -27,10 +28,12 @@ from auto_review.hosts.base import (
     comment_event,
     format_since,
     parse_pull_request,
+    repo_path,
 )
+from auto_review.hosts.comment_pages import collect_comment_pages
 from auto_review.hosts.events import CommentEvent, HostKind, RepoRef
 from auto_review.hosts.forgejo_webhooks import WIP_TITLE_PREFIXES
-from auto_review.hosts.http import ForgeHttp, RetryPolicy, check_base_url, has_next_page, json_body
+from auto_review.hosts.http import ForgeHttp, RetryPolicy, check_base_url, json_body
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +45,6 @@ def api_root(base_url: str) -> str:
     """``https://forge.example`` or ``https://forge.example/api/v1`` -> the API root."""
     base = check_base_url(base_url, "AR_FORGEJO_URL")
     return base if base.endswith(API_PREFIX) else base + API_PREFIX
-
-
-def repo_path(repo: RepoRef) -> str:
-    return f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}"
 
 
 def pr_number_from_url(url: str) -> int | None:
@@ -123,24 +122,22 @@ class ForgejoClient:
     async def list_recent_pr_comments(self, repo: RepoRef, since: datetime) -> list[CommentEvent]:
         operation = "forgejo list comments"
         since_text = format_since(since)
-        events: list[CommentEvent] = []
-        for page in range(1, self.max_pages + 1):
-            response = await self._get(
+
+        def fetch_page(page: int) -> Awaitable[httpx.Response]:
+            return self._get(
                 operation,
                 f"{repo_path(repo)}/issues/comments",
                 {"since": since_text, "page": page, "limit": self.page_size},
             )
-            items = json_body(operation, response)
-            if not isinstance(items, list):
-                raise HostResponseError(operation, "expected a JSON array", response.status_code)
-            events.extend(e for e in (parse_comment(repo, item) for item in items) if e)
-            if not items or not has_next_page(response):
-                return events
-        log.warning(
-            "comment listing truncated at the page cap",
-            extra={"operation": operation, "repo": repo.full_name, "max_pages": self.max_pages},
+
+        return await collect_comment_pages(
+            operation,
+            repo,
+            max_pages=self.max_pages,
+            fetch_page=fetch_page,
+            parse_comment=parse_comment,
+            log=log,
         )
-        return events
 
     async def ping(self) -> None:
         operation = "forgejo ping"

@@ -15,16 +15,14 @@ from auto_review.hosts.events import (
     HostKind,
     IgnoredEvent,
     JsonObject,
-    PayloadError,
     PullRequestAction,
     WebhookEvent,
-    check_delivery_id,
-    check_event_name,
+    delivery_id_header,
     describe,
+    event_name_header,
     has_prefix,
     read_comment_event,
     read_pull_request_event,
-    single_header,
 )
 
 EVENT_HEADERS: Final = ("X-Forgejo-Event", "X-Gitea-Event")
@@ -43,16 +41,12 @@ WIP_TITLE_PREFIXES: Final = ("WIP:", "[WIP]")
 
 def forgejo_event_name(headers: Mapping[str, str]) -> str:
     """The event type from X-Forgejo-Event / X-Gitea-Event (must agree when both are sent)."""
-    value = single_header(headers, EVENT_HEADERS, "event")
-    if value is None:
-        raise PayloadError("missing X-Forgejo-Event or X-Gitea-Event header")
-    return check_event_name(value)
+    return event_name_header(headers, EVENT_HEADERS)
 
 
 def forgejo_delivery_id(headers: Mapping[str, str]) -> str | None:
     """The delivery UUID from X-Forgejo-Delivery / X-Gitea-Delivery, None when absent."""
-    value = single_header(headers, DELIVERY_HEADERS, "delivery id")
-    return None if value is None else check_delivery_id(value)
+    return delivery_id_header(headers, DELIVERY_HEADERS)
 
 
 def parse_forgejo_event(event_name: str, payload: dict[str, object]) -> WebhookEvent:

@@ -17,9 +17,10 @@ fresh one (tokens can be revoked before their ``expires_at``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -30,19 +31,17 @@ from auto_review.hosts.base import (
     comment_event,
     format_since,
     parse_pull_request,
+    repo_path,
 )
+from auto_review.hosts.comment_pages import collect_comment_pages
 from auto_review.hosts.events import CommentEvent, HostKind, RepoRef
 from auto_review.hosts.github_auth import GITHUB_HEADERS, GitHubAppAuth
-from auto_review.hosts.http import ForgeHttp, RetryPolicy, has_next_page, json_body
+from auto_review.hosts.http import ForgeHttp, RetryPolicy, json_body
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "auto-review (github app client)"
 DEFAULT_API_URL = "https://api.github.com"
-
-
-def repo_path(repo: RepoRef) -> str:
-    return f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}"
 
 
 class GitHubClient:
@@ -117,22 +116,18 @@ class GitHubClient:
             "direction": "asc",
             "per_page": self.page_size,
         }
-        events: list[CommentEvent] = []
-        for page in range(1, self.max_pages + 1):
-            response = await self._repo_get(
-                operation, repo, "/issues/comments", {**params, "page": page}
-            )
-            items = json_body(operation, response)
-            if not isinstance(items, list):
-                raise HostResponseError(operation, "expected a JSON array", response.status_code)
-            events.extend(e for e in (parse_comment(repo, item) for item in items) if e)
-            if not items or not has_next_page(response):
-                return events
-        log.warning(
-            "comment listing truncated at the page cap",
-            extra={"operation": operation, "repo": repo.full_name, "max_pages": self.max_pages},
+
+        def fetch_page(page: int) -> Awaitable[httpx.Response]:
+            return self._repo_get(operation, repo, "/issues/comments", {**params, "page": page})
+
+        return await collect_comment_pages(
+            operation,
+            repo,
+            max_pages=self.max_pages,
+            fetch_page=fetch_page,
+            parse_comment=parse_comment,
+            log=log,
         )
-        return events
 
     async def ping(self) -> None:
         operation = "github ping"

@@ -9,15 +9,13 @@ from auto_review.hosts.events import (
     HostKind,
     IgnoredEvent,
     JsonObject,
-    PayloadError,
     PullRequestAction,
     WebhookEvent,
-    check_delivery_id,
-    check_event_name,
+    delivery_id_header,
     describe,
+    event_name_header,
     read_comment_event,
     read_pull_request_event,
-    single_header,
 )
 
 EVENT_HEADER: Final = "X-GitHub-Event"
@@ -33,16 +31,12 @@ _REVIEW_ACTIONS: Final = {
 
 def github_event_name(headers: Mapping[str, str]) -> str:
     """The event type from X-GitHub-Event."""
-    value = single_header(headers, (EVENT_HEADER,), "event")
-    if value is None:
-        raise PayloadError("missing X-GitHub-Event header")
-    return check_event_name(value)
+    return event_name_header(headers, (EVENT_HEADER,))
 
 
 def github_delivery_id(headers: Mapping[str, str]) -> str | None:
     """The delivery GUID from X-GitHub-Delivery, None when absent."""
-    value = single_header(headers, (DELIVERY_HEADER,), "delivery id")
-    return None if value is None else check_delivery_id(value)
+    return delivery_id_header(headers, (DELIVERY_HEADER,))
 
 
 def parse_github_event(event_name: str, payload: dict[str, object]) -> WebhookEvent:
