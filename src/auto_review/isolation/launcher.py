@@ -384,8 +384,12 @@ class Launcher:
             "starting the inner gateway",
             extra={"runtime": str(self.runtime_path), "container": bundle.container_id},
         )
-        pid = external_runtime.spawn(argv, fds, scrubbed_environment())
-        return wait_forwarding_signals(pid)
+        with forwarding_signals() as child:
+            # Handlers first: a stop signal right after the spawn reaches the runtime too.
+            child.pid = external_runtime.spawn(argv, fds, scrubbed_environment())
+            _, status = os.waitpid(child.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        return 128 - code if code < 0 else code
 
 
 def describe(exc: BaseException) -> str:
@@ -408,21 +412,46 @@ def remove_stale_containers(state_root: Path) -> None:
                 api.delete(entry["id"], root=state_root, force=True)
 
 
-def wait_forwarding_signals(pid: int) -> int:
-    """Wait for ``pid``, relaying TERM/INT/HUP to it; returns the exit status (128+N)."""
+class _Child:
+    """The process signals are relayed to; signals that came before it existed wait."""
 
-    def forward(number: int, _frame: FrameType | None) -> None:
+    def __init__(self) -> None:
+        self._pid: int | None = None
+        self._pending: list[int] = []
+
+    @property
+    def pid(self) -> int:
+        assert self._pid is not None
+        return self._pid
+
+    @pid.setter
+    def pid(self, pid: int) -> None:
+        self._pid = pid
+        for number in self._pending:
+            self.relay(number)
+        self._pending.clear()
+
+    def relay(self, number: int) -> None:
+        if self._pid is None:
+            self._pending.append(number)
+            return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, number)
+            os.kill(self._pid, number)
 
-    previous = {number: signal.signal(number, forward) for number in HANDLED_SIGNALS}
+
+@contextlib.contextmanager
+def forwarding_signals() -> Iterator[_Child]:
+    """Relay TERM/INT/HUP to the child while inside the block."""
+    child = _Child()
+    previous = {
+        number: signal.signal(number, lambda n, _frame: child.relay(n))
+        for number in HANDLED_SIGNALS
+    }
     try:
-        _, status = os.waitpid(pid, 0)
+        yield child
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
 
 
 @contextlib.contextmanager

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from auto_review.isolation.launcher import (
     LaunchError,
     LaunchStep,
     egress_socket_name,
+    forwarding_signals,
     inner_environment,
     scrubbed_environment,
 )
@@ -109,3 +112,12 @@ def test_step_errors_are_one_redacted_line():
     install_secrets([SECRET])
     error = LaunchError(LaunchStep.BUNDLE, f"refused:\n value {SECRET} found")
     assert str(error) == "isolation setup failed at step bundle: refused: value [REDACTED] found"
+
+
+def test_a_stop_signal_before_the_runtime_exists_reaches_it_once_it_does():
+    with forwarding_signals() as child:
+        signal.raise_signal(signal.SIGTERM)  # arrives before there is anyone to relay to
+        process = subprocess.Popen(["sleep", "30"])
+        child.pid = process.pid
+        process.wait(timeout=10)
+    assert process.returncode == -signal.SIGTERM
