@@ -19,29 +19,22 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
-from auto_review.gateway.limits import (
-    BodyIncomplete,
-    BodyTooLarge,
-    RateLimiter,
-    declared_length,
-    read_body_capped,
+from auto_review.gateway.intake_steps import (
+    answer_and_count,
+    client_address,
+    read_json_body,
+    refuse_before_body,
+    store_jobs,
 )
+from auto_review.gateway.limits import RateLimiter
 from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.responses import (
-    BODY_INCOMPLETE,
     DUPLICATE_JOB,
-    SERVER_ERROR,
-    TOO_LARGE,
-    UNSUPPORTED_TYPE,
     Reply,
     accepted,
     error_reply,
-    is_json_content_type,
-    rate_limited,
     reply,
-    send_reply,
 )
-from auto_review.gateway.routes_webhooks import client_address
 from auto_review.hosts.base import (
     HostAuthError,
     HostError,
@@ -51,7 +44,7 @@ from auto_review.hosts.base import (
 )
 from auto_review.hosts.events import HostKind, RepoRef
 from auto_review.review.jobs import JobKind, JobRequest
-from auto_review.store.base import IntakeStore, StoreBusy, StoreError
+from auto_review.store.base import IntakeStore
 
 log = logging.getLogger(__name__)
 
@@ -138,38 +131,36 @@ class CiReviewEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Raw ASGI, like the webhook routes."""
-        try:
-            answer = await self.respond(scope, receive)
-        except Exception:  # a bug must still answer, and never with request data
-            log.exception("ci review handler failed")
-            answer = SERVER_ERROR
-        try:
-            await send_reply(send, answer)
-        finally:
-            self.metrics.count_request(ROUTE, answer.status)
+        await answer_and_count(
+            send,
+            self.respond(scope, receive),
+            route=ROUTE,
+            metrics=self.metrics,
+            log=log,
+            failure_message="ci review handler failed",
+        )
 
     async def respond(self, scope: Scope, receive: Receive) -> Reply:
         if not self.enabled:
             return error_reply(404, "not found")
-        length = declared_length(scope["headers"])
-        if length is not None and length > MAX_CI_BODY_BYTES:
-            return TOO_LARGE
-        address = client_address(scope)
-        if not self.limiter.allow(address):
-            self.metrics.rate_limited_total.labels(route=ROUTE).inc()
-            return rate_limited(self.limiter.retry_after_seconds(address))
+        refused = refuse_before_body(
+            scope,
+            route=ROUTE,
+            max_body_bytes=MAX_CI_BODY_BYTES,
+            limiter=self.limiter,
+            metrics=self.metrics,
+        )
+        if refused is not None:
+            return refused
         headers = Headers(scope=scope)
         if not bearer_matches(headers.get("authorization"), self._token):
-            log.warning("ci review request refused: bad token", extra={"client": address})
+            log.warning(
+                "ci review request refused: bad token", extra={"client": client_address(scope)}
+            )
             return UNAUTHORIZED
-        if not is_json_content_type(headers.get("content-type")):
-            return UNSUPPORTED_TYPE
-        try:
-            body = await read_body_capped(receive, MAX_CI_BODY_BYTES)
-        except BodyTooLarge:
-            return TOO_LARGE
-        except BodyIncomplete:
-            return BODY_INCOMPLETE
+        body = await read_json_body(headers, receive, MAX_CI_BODY_BYTES)
+        if isinstance(body, Reply):
+            return body
         try:
             ci = parse_ci_request(json.loads(body))
         except CiRequestInvalid as exc:
@@ -224,13 +215,16 @@ class CiReviewEndpoint:
             requested_by="ci",
             source="ci",
         )
-        try:
-            result = await self.store.accept(None, [job])
-        except StoreBusy:
-            return error_reply(503, "queue busy, retry later", 1)
-        except StoreError as exc:
-            log.error("ci review could not be stored", extra={"error_type": type(exc).__name__})
-            return error_reply(503, "state store unavailable", 5)
+        result = await store_jobs(
+            self.store,
+            None,
+            [job],
+            log=log,
+            failure_message="ci review could not be stored",
+            log_extra={},
+        )
+        if isinstance(result, Reply):
+            return result
         if result.new_jobs == 0:
             self.metrics.dedup_hits_total.labels(kind="job").inc()
             return DUPLICATE_JOB

@@ -27,28 +27,22 @@ from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from auto_review.gateway.intake import IntakePolicy, plan_jobs
-from auto_review.gateway.limits import (
-    BodyIncomplete,
-    BodyTooLarge,
-    RateLimiter,
-    declared_length,
-    read_body_capped,
+from auto_review.gateway.intake_steps import (
+    answer_and_count,
+    client_address,
+    read_json_body,
+    refuse_before_body,
+    store_jobs,
 )
+from auto_review.gateway.limits import RateLimiter
 from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.responses import (
-    BODY_INCOMPLETE,
     DUPLICATE_DELIVERY,
     DUPLICATE_JOB,
-    SERVER_ERROR,
-    TOO_LARGE,
-    UNSUPPORTED_TYPE,
     Reply,
     accepted,
     error_reply,
-    is_json_content_type,
-    rate_limited,
     reply,
-    send_reply,
 )
 from auto_review.gateway.signatures import (
     SignatureMalformed,
@@ -65,7 +59,7 @@ from auto_review.hosts.events import (
 )
 from auto_review.hosts.forgejo_webhooks import parse_forgejo_event
 from auto_review.hosts.github_webhooks import parse_github_event
-from auto_review.store.base import DeliveryRef, IntakeStore, StoreBusy, StoreError
+from auto_review.store.base import DeliveryRef, IntakeStore
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +113,6 @@ def _first_header(headers: Any, names: tuple[str, ...]) -> str | None:
     return None
 
 
-def client_address(scope: Scope) -> str:
-    client = scope.get("client")
-    return client[0] if client else "unknown"
-
-
 @lru_cache(maxsize=64)
 def ignored_reply(reason: str, detail: str | None) -> Reply:
     payload = {"status": "ignored", "reason": reason}
@@ -156,36 +145,32 @@ class WebhookEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Raw ASGI: the intake hot path skips routing and middleware layers."""
-        status = 500
-        try:
-            answer = await self.respond(scope, receive)
-        except Exception:  # a bug must still answer, and never with request data
-            log.exception("webhook handler failed", extra={"source": self.source.name})
-            answer = SERVER_ERROR
-        status = answer.status
-        try:
-            await send_reply(send, answer)
-        finally:
-            self.metrics.count_request(self.source.route, status)
+        await answer_and_count(
+            send,
+            self.respond(scope, receive),
+            route=self.source.route,
+            metrics=self.metrics,
+            log=log,
+            failure_message="webhook handler failed",
+            log_extra={"source": self.source.name},
+        )
 
     async def respond(self, scope: Scope, receive: Receive) -> Reply:
         source = self.source
-        length = declared_length(scope["headers"])
-        if length is not None and length > self.max_body_bytes:
-            return TOO_LARGE
-        client = client_address(scope)
-        if not self.limiter.allow(client):
-            self.metrics.rate_limited_total.labels(route=source.route).inc()
-            return rate_limited(self.limiter.retry_after_seconds(client))
+        refused = refuse_before_body(
+            scope,
+            route=source.route,
+            max_body_bytes=self.max_body_bytes,
+            limiter=self.limiter,
+            metrics=self.metrics,
+        )
+        if refused is not None:
+            return refused
         headers = Headers(scope=scope)
-        if not is_json_content_type(headers.get("content-type")):
-            return UNSUPPORTED_TYPE
-        try:
-            body = await read_body_capped(receive, self.max_body_bytes)
-        except BodyTooLarge:
-            return TOO_LARGE
-        except BodyIncomplete:
-            return BODY_INCOMPLETE
+        body = await read_json_body(headers, receive, self.max_body_bytes)
+        if isinstance(body, Reply):
+            return body
+        client = client_address(scope)
 
         try:
             source.verify(source.secret, body, headers)
@@ -236,16 +221,16 @@ class WebhookEndpoint:
             return ignored_reply(decision.ignored_reason, decision.detail)
 
         delivery = DeliveryRef(source.name, delivery_id) if delivery_id else None
-        try:
-            result = await self.store.accept(delivery, list(decision.jobs))
-        except StoreBusy:
-            return error_reply(503, "queue busy, retry later", 1)
-        except StoreError as exc:
-            log.error(
-                "webhook could not be stored",
-                extra={"source": source.name, "error_type": type(exc).__name__},
-            )
-            return error_reply(503, "state store unavailable", 5)
+        result = await store_jobs(
+            self.store,
+            delivery,
+            list(decision.jobs),
+            log=log,
+            failure_message="webhook could not be stored",
+            log_extra={"source": source.name},
+        )
+        if isinstance(result, Reply):
+            return result
 
         if result.duplicate_delivery:
             self.metrics.dedup_hits_total.labels(kind="delivery").inc()
