@@ -19,12 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from tests.support.reference import load_json, reference_path
 
 Reply = tuple[int, dict[str, str], Any]  # status, extra headers, JSON body (None = empty)
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -234,7 +235,52 @@ class StoredComment:
     updated_at: datetime
 
 
-class FakeForgejo(LoopbackForge):
+def page_of(items: list[T], page: int, size: int) -> tuple[list[T], int]:
+    """Page ``page`` (from 1) of ``size`` items, and how many pages there are (at least 1)."""
+    pages = max(1, -(-len(items) // size))
+    return items[(page - 1) * size : page * size], pages
+
+
+class CommentingForge(LoopbackForge):
+    """A loopback forge that stores pull-request and issue comments (ids count up from
+    ``first_comment_id``); subclasses serve them in their forge's shape."""
+
+    def __init__(self, *, first_comment_id: int) -> None:
+        super().__init__()
+        self.comments: list[StoredComment] = []
+        self._next_comment_id = first_comment_id
+
+    def add_comment(
+        self,
+        owner: str,
+        repo: str,
+        issue_number: int,
+        *,
+        author: str,
+        body: str,
+        on_pull: bool = True,
+        updated_at: datetime | None = None,
+        created_at: datetime | None = None,
+    ) -> int:
+        self._next_comment_id += 1
+        updated = updated_at or datetime.now(UTC)
+        self.comments.append(
+            StoredComment(
+                id=self._next_comment_id,
+                owner=owner,
+                repo=repo,
+                issue_number=issue_number,
+                on_pull=on_pull,
+                author=author,
+                body=body,
+                created_at=created_at or updated,
+                updated_at=updated,
+            )
+        )
+        return self._next_comment_id
+
+
+class FakeForgejo(CommentingForge):
     """The Gitea/Forgejo v1 API subset used by ForgejoClient."""
 
     API = "/api/v1"
@@ -242,12 +288,10 @@ class FakeForgejo(LoopbackForge):
     MAX_PAGE_SIZE = 50  # Gitea [api] MAX_RESPONSE_ITEMS
 
     def __init__(self, token: str, *, bot_login: str = "auto-review-bot") -> None:
-        super().__init__()
+        super().__init__(first_comment_id=1000)
         self.token = token
         self.bot_login = bot_login
         self.pulls: dict[tuple[str, str, int], dict[str, Any]] = {}
-        self.comments: list[StoredComment] = []
-        self._next_comment_id = 1000
         template = load_json(
             reference_path("forge", "payloads", "forgejo_pull_request_reopened.json")
         )
@@ -323,35 +367,6 @@ class FakeForgejo(LoopbackForge):
             pull[side]["repo"]["owner"] = self.user_object(owner, 90)
         self.pulls[(owner, repo, number)] = pull
 
-    def add_comment(
-        self,
-        owner: str,
-        repo: str,
-        issue_number: int,
-        *,
-        author: str,
-        body: str,
-        on_pull: bool = True,
-        updated_at: datetime | None = None,
-        created_at: datetime | None = None,
-    ) -> int:
-        self._next_comment_id += 1
-        updated = updated_at or datetime.now(UTC)
-        self.comments.append(
-            StoredComment(
-                id=self._next_comment_id,
-                owner=owner,
-                repo=repo,
-                issue_number=issue_number,
-                on_pull=on_pull,
-                author=author,
-                body=body,
-                created_at=created_at or updated,
-                updated_at=updated,
-            )
-        )
-        return self._next_comment_id
-
     def comment_object(self, comment: StoredComment) -> dict[str, Any]:
         kind = "pulls" if comment.on_pull else "issues"
         page = f"{self.url}/{comment.owner}/{comment.repo}/{kind}/{comment.issue_number}"
@@ -409,8 +424,7 @@ class FakeForgejo(LoopbackForge):
             ),
             key=lambda c: (c.created_at, c.id),
         )
-        pages = max(1, -(-len(matching) // limit))
-        chunk = matching[(page - 1) * limit : page * limit]
+        chunk, pages = page_of(matching, page, limit)
         headers = {"X-Total-Count": str(len(matching))}
         link = link_header(f"{self.url}{exchange.path}", query, page, pages)
         if link:

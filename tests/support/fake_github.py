@@ -28,12 +28,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.fake_forgejo import (
-    LoopbackForge,
+    CommentingForge,
     RecordedExchange,
     Reply,
     StoredComment,
     iso,
     link_header,
+    page_of,
     parse_time,
 )
 from tests.support.reference import load_json, reference_path
@@ -68,12 +69,12 @@ class IssuedToken:
     expires_at: float
 
 
-class FakeGitHub(LoopbackForge):
+class FakeGitHub(CommentingForge):
     DEFAULT_PAGE_SIZE = 30
     MAX_PAGE_SIZE = 100
 
     def __init__(self, app_id: int, public_key_pem: str, *, token_lifetime: float = 3600) -> None:
-        super().__init__()
+        super().__init__(first_comment_id=2_000_000)
         self.app_id = app_id
         self.public_key_pem = public_key_pem
         self.token_lifetime = token_lifetime
@@ -81,8 +82,6 @@ class FakeGitHub(LoopbackForge):
         self.tokens: list[IssuedToken] = []
         self.jwt_claims: list[dict[str, Any]] = []
         self.pulls: dict[tuple[str, str, int], dict[str, Any]] = {}
-        self.comments: list[StoredComment] = []
-        self._next_comment_id = 2_000_000
         self._pull_template = _example("pull_request", "opened.payload.json")["pull_request"]
         installation = _example("installation", "created.payload.json")["installation"]
         self._installation_template = installation
@@ -138,35 +137,6 @@ class FakeGitHub(LoopbackForge):
         pull["head"]["sha"] = head_sha
         pull["base"]["sha"] = base_sha
         self.pulls[(owner.lower(), repo.lower(), number)] = pull
-
-    def add_comment(
-        self,
-        owner: str,
-        repo: str,
-        issue_number: int,
-        *,
-        author: str,
-        body: str,
-        on_pull: bool = True,
-        updated_at: datetime | None = None,
-        created_at: datetime | None = None,
-    ) -> int:
-        self._next_comment_id += 1
-        updated = updated_at or datetime.now(UTC)
-        self.comments.append(
-            StoredComment(
-                id=self._next_comment_id,
-                owner=owner,
-                repo=repo,
-                issue_number=issue_number,
-                on_pull=on_pull,
-                author=author,
-                body=body,
-                created_at=created_at or updated,
-                updated_at=updated,
-            )
-        )
-        return self._next_comment_id
 
     def comment_object(self, comment: StoredComment) -> dict[str, Any]:
         kind = "pull" if comment.on_pull else "issues"
@@ -331,7 +301,6 @@ class FakeGitHub(LoopbackForge):
             key=lambda c: (c.updated_at if sort == "updated" else c.created_at, c.id),
             reverse=descending,
         )
-        pages = max(1, -(-len(matching) // per_page))
-        chunk = matching[(page - 1) * per_page : page * per_page]
+        chunk, pages = page_of(matching, page, per_page)
         link = link_header(f"{self.url}{exchange.path}", query, page, pages)
         return 200, ({"Link": link} if link else {}), [self.comment_object(c) for c in chunk]

@@ -80,6 +80,24 @@ def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
         yield http
 
 
+@pytest.fixture
+def gateway_with(tmp_path: Path, forge: FakeForgejo) -> Iterator:
+    """``start(**settings)`` runs one more gateway with these settings over the base ones,
+    for tests that need a differently configured gateway; each is stopped and checked for
+    leaked secrets at teardown."""
+    started: list[GatewayProcess] = []
+
+    def start(**settings: str) -> tuple[GatewayProcess, httpx.Client]:
+        merged = {**base_settings(forge.url), **settings}
+        process = start_gateway(tmp_path / f"gw{len(started)}", merged)
+        started.append(process)
+        return process, httpx.Client(base_url=process.base_url, timeout=30)
+
+    yield start
+    for process in started:
+        stop_and_check(process)
+
+
 def metric_value(client: httpx.Client, name: str, **labels: str) -> float:
     """One sample of the gateway's /metrics (0.0 when the labelled series is absent)."""
     response = client.get("/metrics")

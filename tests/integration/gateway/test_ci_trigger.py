@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -13,11 +10,10 @@ from tests.integration.gateway.conftest import (
     CI_TOKEN,
     FORGEJO_TOKEN,
     assert_no_canary,
-    base_settings,
-    stop_and_check,
 )
 from tests.support.fake_forgejo import FakeForgejo
-from tests.support.gateway_process import GatewayProcess, start_gateway
+from tests.support.gateway_process import GatewayProcess
+from tests.support.ports import closed_port
 
 HEAD = "1" * 40
 BASE = "2" * 40
@@ -39,27 +35,6 @@ def ci_body(pr: int = 3, head: str = HEAD, **overrides: object) -> dict[str, obj
 def pull_requests(forge: FakeForgejo) -> None:
     forge.add_pull_request("acme", "widgets", 3, head_sha=HEAD, base_sha=BASE)
     forge.add_pull_request("acme", "widgets", 4, head_sha="4" * 40, base_sha=BASE, state="closed")
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def gateway_with(tmp_path: Path, forge: FakeForgejo) -> Iterator:
-    started: list[GatewayProcess] = []
-
-    def start(**settings: str) -> tuple[GatewayProcess, httpx.Client]:
-        merged = {**base_settings(forge.url), **settings}
-        process = start_gateway(tmp_path / f"gw{len(started)}", merged)
-        started.append(process)
-        return process, httpx.Client(base_url=process.base_url, timeout=30)
-
-    yield start
-    for process in started:
-        stop_and_check(process)
 
 
 def test_matching_head_is_queued_once(gateway: GatewayProcess, client: httpx.Client) -> None:

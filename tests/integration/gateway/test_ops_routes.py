@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,21 +15,13 @@ from tests.integration.gateway.conftest import (
     LLM_API_KEY,
     WEBHOOK_SECRET,
     assert_no_canary,
-    base_settings,
     metric_value,
-    stop_and_check,
 )
-from tests.support.fake_forgejo import FakeForgejo
-from tests.support.gateway_process import GatewayProcess, forgejo_headers, start_gateway
+from tests.support.gateway_process import GatewayProcess, forgejo_headers
+from tests.support.ports import closed_port
 from tests.support.reference import load_json, reference_path
 
 from auto_review import __version__
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LoopbackLlm:
@@ -71,21 +61,6 @@ def llm() -> Iterator[LoopbackLlm]:
     server = LoopbackLlm()
     yield server
     server.close()
-
-
-@pytest.fixture
-def gateway_with(tmp_path: Path, forge: FakeForgejo) -> Iterator:
-    started: list[GatewayProcess] = []
-
-    def start(**settings: str) -> tuple[GatewayProcess, httpx.Client]:
-        merged = {**base_settings(forge.url), **settings}
-        process = start_gateway(tmp_path / f"gw{len(started)}", merged)
-        started.append(process)
-        return process, httpx.Client(base_url=process.base_url, timeout=30)
-
-    yield start
-    for process in started:
-        stop_and_check(process)
 
 
 def test_healthz_and_version(client: httpx.Client) -> None:

@@ -27,6 +27,7 @@ from tests.integration.gateway.conftest import (
 )
 from tests.support.fake_forgejo import FakeForgejo
 from tests.support.gateway_process import forgejo_headers, gateway_env, start_gateway
+from tests.support.ports import closed_port
 from tests.support.reference import load_json, reference_path
 
 WRONG_FORGE_TOKEN = "CANARY-refused-token-8Lq3Wm7Nb2Vc6Xz0Pk4Jh9Gf5Ds1A"
@@ -36,12 +37,6 @@ CI_AUTH = {"Authorization": f"Bearer {CI_TOKEN}"}
 def pr_body() -> bytes:
     payload = load_json(reference_path("forge", "payloads", "gitea_pull_request_opened.json"))
     return json.dumps(payload).encode()
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def drive_failure_paths(client: httpx.Client) -> list[str]:

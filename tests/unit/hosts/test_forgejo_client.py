@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -12,6 +11,7 @@ from typing import Any, TypeVar
 import pytest
 from tests.support.fake_forgejo import FakeForgejo
 from tests.support.openapi_check import ApiSpec
+from tests.support.ports import closed_port
 
 from auto_review.hosts.base import (
     HostAuthError,
@@ -150,11 +150,8 @@ def test_server_errors_exhaust_retries(
 
 
 def test_connection_refused(caplog: pytest.LogCaptureFixture) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     with caplog.at_level(logging.DEBUG), pytest.raises(HostUnavailable) as info:
-        with_client(f"http://127.0.0.1:{port}", lambda c: c.ping())
+        with_client(f"http://127.0.0.1:{closed_port()}", lambda c: c.ping())
     assert str(info.value) == "forgejo ping: connection failed (ConnectError)"
     assert_secret_free(info.value, caplog)
 

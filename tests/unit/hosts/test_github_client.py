@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ import jwt
 import pytest
 from tests.support.fake_github import FakeGitHub, generate_app_key
 from tests.support.openapi_check import ApiSpec
+from tests.support.ports import closed_port
 
 from auto_review.hosts.base import HostAuthError, HostNotFound, HostUnavailable, ReviewHost
 from auto_review.hosts.events import HostKind, RepoRef
@@ -255,11 +255,8 @@ def test_timeout(hub: FakeGitHub, caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_connection_refused(caplog: pytest.LogCaptureFixture) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     with caplog.at_level(logging.DEBUG), pytest.raises(HostUnavailable) as info:
-        with_client(f"http://127.0.0.1:{port}", lambda c: c.get_pull_request(REPO, 5))
+        with_client(f"http://127.0.0.1:{closed_port()}", lambda c: c.get_pull_request(REPO, 5))
     assert str(info.value) == "github installation lookup: connection failed (ConnectError)"
     assert_secret_free(info.value, caplog, None)
 

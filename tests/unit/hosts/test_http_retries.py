@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.support.fake_forgejo import LoopbackForge, RecordedExchange, Reply
+from tests.support.ports import closed_port
 
 from auto_review.hosts.base import (
     HostAuthError,
@@ -95,12 +96,6 @@ def assert_secret_free(exc: BaseException, caplog: pytest.LogCaptureFixture) -> 
     # no chained transport exception (its text could name the URL) is shown with it
     assert exc.__cause__ is None
     assert exc.__context__ is None or exc.__suppress_context__
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_success_sends_headers_and_returns_response(forge: EchoForge) -> None:
@@ -212,7 +207,7 @@ def test_connection_refused_is_retried_then_unavailable(
 ) -> None:
     sleeps = SleepRecorder()
     with caplog.at_level(logging.DEBUG), pytest.raises(HostUnavailable) as info:
-        call(f"http://127.0.0.1:{free_port()}", sleep=sleeps)
+        call(f"http://127.0.0.1:{closed_port()}", sleep=sleeps)
     assert str(info.value) == "test op: connection failed (ConnectError)"
     assert len(sleeps.delays) == 2
     assert_secret_free(info.value, caplog)
