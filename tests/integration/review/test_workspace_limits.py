@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from tests.integration.review.hostile_repo import git
 from auto_review.review.gitenv import GitPolicy, GitRunner, GitTimeout
 from auto_review.review.workspace import (
     FetchRequest,
+    Workspace,
     WorkspaceError,
     WorkspaceLimits,
     open_workspace,
@@ -56,19 +58,31 @@ def _repo_with_file(tmp_path: Path, name: str, content: bytes) -> tuple[Path, st
     return origin, git(origin, "rev-parse", "HEAD")
 
 
-def test_fetch_over_the_object_size_cap_fails_and_cleans_up(tmp_path: Path) -> None:
-    origin, head = _repo_with_file(tmp_path, "random.bin", os.urandom(6 * 1024 * 1024))
+def _jobs_dir(tmp_path: Path) -> Path:
     jobs = tmp_path / "jobs"
     jobs.mkdir()
+    return jobs
+
+
+def _open_local_head(
+    origin: Path, head: str, jobs: Path, limits: WorkspaceLimits
+) -> AbstractContextManager[Workspace]:
+    """A workspace of ``head`` fetched from the local ``origin`` repository under ``limits``."""
+    return open_workspace(
+        FetchRequest(url=origin.as_uri(), head_sha=head),
+        parent=jobs,
+        policy=FILE_OK,
+        limits=limits,
+    )
+
+
+def test_fetch_over_the_object_size_cap_fails_and_cleans_up(tmp_path: Path) -> None:
+    origin, head = _repo_with_file(tmp_path, "random.bin", os.urandom(6 * 1024 * 1024))
+    jobs = _jobs_dir(tmp_path)
     limits = WorkspaceLimits(max_git_bytes=1024 * 1024)
     with (
         pytest.raises(WorkspaceError, match="size cap of 1048576 bytes"),
-        open_workspace(
-            FetchRequest(url=origin.as_uri(), head_sha=head),
-            parent=jobs,
-            policy=FILE_OK,
-            limits=limits,
-        ),
+        _open_local_head(origin, head, jobs, limits),
     ):
         pass
     assert os.listdir(jobs) == []
@@ -77,17 +91,11 @@ def test_fetch_over_the_object_size_cap_fails_and_cleans_up(tmp_path: Path) -> N
 def test_checkout_over_the_tree_size_cap_fails(tmp_path: Path) -> None:
     # 40 MB of zeros packs into a few KB: only the checkout reveals the size.
     origin, head = _repo_with_file(tmp_path, "zeros.bin", bytes(40 * 1024 * 1024))
-    jobs = tmp_path / "jobs"
-    jobs.mkdir()
+    jobs = _jobs_dir(tmp_path)
     limits = WorkspaceLimits(max_tree_bytes=8 * 1024 * 1024)
     with (
         pytest.raises(WorkspaceError, match="8388608 bytes"),
-        open_workspace(
-            FetchRequest(url=origin.as_uri(), head_sha=head),
-            parent=jobs,
-            policy=FILE_OK,
-            limits=limits,
-        ),
+        _open_local_head(origin, head, jobs, limits),
     ):
         pass
     assert os.listdir(jobs) == []
@@ -95,12 +103,7 @@ def test_checkout_over_the_tree_size_cap_fails(tmp_path: Path) -> None:
 
 def test_within_caps_the_same_repository_is_fetched(tmp_path: Path) -> None:
     origin, head = _repo_with_file(tmp_path, "zeros.bin", bytes(2 * 1024 * 1024))
-    jobs = tmp_path / "jobs"
-    jobs.mkdir()
-    with open_workspace(
-        FetchRequest(url=origin.as_uri(), head_sha=head),
-        parent=jobs,
-        policy=FILE_OK,
-        limits=WorkspaceLimits(max_tree_bytes=8 * 1024 * 1024),
-    ) as ws:
+    jobs = _jobs_dir(tmp_path)
+    limits = WorkspaceLimits(max_tree_bytes=8 * 1024 * 1024)
+    with _open_local_head(origin, head, jobs, limits) as ws:
         assert (ws.tree / "zeros.bin").stat().st_size == 2 * 1024 * 1024

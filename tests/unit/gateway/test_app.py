@@ -56,6 +56,13 @@ async def call(app, method: str, path: str, **kw) -> httpx.Response:
         return await client.request(method, path, **kw)
 
 
+async def post_signed_pull_request(app) -> httpx.Response:
+    """A real Gitea "pull request opened" delivery, signed with SECRET, to /webhooks/forgejo."""
+    body = reference_path("forge", "payloads", "gitea_pull_request_opened.json").read_bytes()
+    headers = forgejo_headers(SECRET, body, "pull_request")
+    return await call(app, "POST", "/webhooks/forgejo", content=body, headers=headers)
+
+
 def test_routes_exist_only_for_configured_sources(tmp_path: Path, store) -> None:
     app = build_app(settings_for(tmp_path), store, None, {}, bare_posture())
     assert isinstance(app, GatewayApp)
@@ -78,16 +85,7 @@ def test_routes_exist_only_for_configured_sources(tmp_path: Path, store) -> None
 
 def test_signed_delivery_is_committed_before_the_answer(tmp_path: Path, store) -> None:
     app = build_app(settings_for(tmp_path), store, None, {}, bare_posture())
-    body = reference_path("forge", "payloads", "gitea_pull_request_opened.json").read_bytes()
-    response = asyncio.run(
-        call(
-            app,
-            "POST",
-            "/webhooks/forgejo",
-            content=body,
-            headers=forgejo_headers(SECRET, body, "pull_request"),
-        )
-    )
+    response = asyncio.run(post_signed_pull_request(app))
     assert response.status_code == 202
     assert store.queue_depth() == 1  # durable by the time the 202 was produced
 
@@ -116,32 +114,14 @@ def test_a_handler_bug_answers_500_without_request_data(tmp_path: Path, store) -
             raise RuntimeError("boom with " + SECRET)
 
     app = build_app(settings_for(tmp_path), BrokenStore(), None, {}, bare_posture())
-    body = reference_path("forge", "payloads", "gitea_pull_request_opened.json").read_bytes()
-    response = asyncio.run(
-        call(
-            app,
-            "POST",
-            "/webhooks/forgejo",
-            content=body,
-            headers=forgejo_headers(SECRET, body, "pull_request"),
-        )
-    )
+    response = asyncio.run(post_signed_pull_request(app))
     assert response.status_code == 500
     assert response.json() == {"error": "internal error"}
 
 
 def test_metrics_reports_queue_depth_from_the_store(tmp_path: Path, store) -> None:
     app = build_app(settings_for(tmp_path), store, None, {}, bare_posture())
-    body = reference_path("forge", "payloads", "gitea_pull_request_opened.json").read_bytes()
-    asyncio.run(
-        call(
-            app,
-            "POST",
-            "/webhooks/forgejo",
-            content=body,
-            headers=forgejo_headers(SECRET, body, "pull_request"),
-        )
-    )
+    asyncio.run(post_signed_pull_request(app))
     text = asyncio.run(call(app, "GET", "/metrics")).text
     assert sample(text, "auto_review_queue_depth") == 1
 

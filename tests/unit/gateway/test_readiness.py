@@ -89,6 +89,18 @@ def probe_for(hosts, llm_url, *, cache=10.0, key=LLM_KEY):
     return make_and_report
 
 
+def forge_only_probe(host: ScriptedHost, *, timeout_seconds: float) -> ReadinessProbe:
+    """A probe of one Forgejo host, with no LLM and its cache turned off."""
+    return ReadinessProbe(
+        {HostKind.FORGEJO: host},
+        llm_base_url=None,
+        llm_api_key=None,
+        http=None,
+        cache_seconds=0,
+        timeout_seconds=timeout_seconds,
+    )
+
+
 def test_all_reachable_is_ready_and_llm_sees_bearer_key(llm: LlmServer) -> None:
     host = ScriptedHost()
     [report] = asyncio.run(probe_for({HostKind.FORGEJO: host}, llm.url)())
@@ -160,14 +172,7 @@ def test_concurrent_callers_share_one_probe() -> None:
     host = ScriptedHost(delay=0.2)
 
     async def scenario() -> list[object]:
-        probe = ReadinessProbe(
-            {HostKind.FORGEJO: host},
-            llm_base_url=None,
-            llm_api_key=None,
-            http=None,
-            cache_seconds=0,
-            timeout_seconds=2.0,
-        )
+        probe = forge_only_probe(host, timeout_seconds=2.0)
         return list(await asyncio.gather(*(probe.report() for _ in range(20))))
 
     reports = asyncio.run(scenario())
@@ -179,14 +184,7 @@ def test_a_hanging_forge_times_out_as_unreachable() -> None:
     host = ScriptedHost(delay=5.0)
 
     async def scenario():
-        probe = ReadinessProbe(
-            {HostKind.FORGEJO: host},
-            llm_base_url=None,
-            llm_api_key=None,
-            http=None,
-            cache_seconds=0,
-            timeout_seconds=0.2,
-        )
+        probe = forge_only_probe(host, timeout_seconds=0.2)
         return await probe.report()
 
     report = asyncio.run(scenario())
