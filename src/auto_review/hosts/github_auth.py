@@ -22,13 +22,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import quote
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from auto_review.hosts.base import HostAuthError, HostNotFound, HostResponseError
+from auto_review.hosts.base import HostAuthError, HostNotFound, HostResponseError, repo_path
 from auto_review.hosts.events import RepoRef
 from auto_review.hosts.http import ForgeHttp, json_body
 
@@ -112,7 +111,7 @@ class GitHubAppAuth:
         response = await self._http.request(
             operation,
             "GET",
-            f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}/installation",
+            f"{repo_path(repo)}/installation",
             headers=self.app_headers(),
         )
         body = json_body(operation, response)

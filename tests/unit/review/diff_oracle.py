@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from tests.support.git_env import isolated_git_env
+
 from auto_review.review.diff import FileDiff
 
 
@@ -46,16 +48,7 @@ def apply_file_diff(old: bytes, file_diff: FileDiff) -> bytes:
 
 
 def scratch_env(home: Path) -> dict[str, str]:
-    return {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(home),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }
+    return isolated_git_env(home, path="/usr/bin:/bin")
 
 
 class ScratchRepo:
