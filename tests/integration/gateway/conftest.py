@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from tests.support.fake_forgejo import FakeForgejo
 from tests.support.gateway_process import GatewayProcess, start_gateway
+from tests.support.prometheus_text import sample_value
 
 WEBHOOK_SECRET = "CANARY-forgejo-hook-7Qm2Xv9Lk4Rt8Zp1Wd6Ns3Hy5Bc0Jf"
 GITHUB_WEBHOOK_SECRET = "CANARY-github-hook-4Ga8Ue2Oi6Yq0Tn5Ml9Kr3Pw7Sx1Vz"
@@ -102,8 +102,4 @@ def metric_value(client: httpx.Client, name: str, **labels: str) -> float:
     """One sample of the gateway's /metrics (0.0 when the labelled series is absent)."""
     response = client.get("/metrics")
     assert response.status_code == 200
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return 0.0
+    return sample_value(response.text, name, **labels)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from tests.support.gateway_process import forgejo_headers
+from tests.support.prometheus_text import sample_value
 from tests.support.reference import reference_path
 
 from auto_review.config import load_settings
@@ -40,14 +40,6 @@ def settings_for(tmp_path: Path, **extra: str):
         **extra,
     }
     return load_settings(environ=environ)
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for item in family.samples:
-            if item.name == name and all(item.labels.get(k) == v for k, v in labels.items()):
-                return float(item.value)
-    return 0.0
 
 
 async def call(app, method: str, path: str, **kw) -> httpx.Response:
@@ -99,9 +91,9 @@ def test_intake_routes_answer_405_themselves_and_are_counted(tmp_path: Path, sto
     asyncio.run(call(app, "GET", "/wp-login.php"))
     text = metrics.render().decode()
     total = "auto_review_http_requests_total"
-    assert sample(text, total, route="/webhooks/forgejo", status="405") == 1
-    assert sample(text, total, route="/webhooks/forgejo", status="415") == 1
-    assert sample(text, total, route="unmatched", status="404") == 1
+    assert sample_value(text, total, route="/webhooks/forgejo", status="405") == 1
+    assert sample_value(text, total, route="/webhooks/forgejo", status="415") == 1
+    assert sample_value(text, total, route="unmatched", status="404") == 1
     assert "wp-login" not in text
 
 
@@ -123,7 +115,7 @@ def test_metrics_reports_queue_depth_from_the_store(tmp_path: Path, store) -> No
     app = build_app(settings_for(tmp_path), store, None, {}, bare_posture())
     asyncio.run(post_signed_pull_request(app))
     text = asyncio.run(call(app, "GET", "/metrics")).text
-    assert sample(text, "auto_review_queue_depth") == 1
+    assert sample_value(text, "auto_review_queue_depth") == 1
 
 
 def test_info_merges_version_posture_and_public_settings(tmp_path: Path, store) -> None:
