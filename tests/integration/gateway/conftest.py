@@ -8,13 +8,14 @@ doubles as a leak check.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from tests.support.fake_forgejo import FakeForgejo
-from tests.support.gateway_process import GatewayProcess, start_gateway
+from tests.support.gateway_process import GatewayProcess, forgejo_headers, start_gateway
 from tests.support.prometheus_text import sample_value
 
 WEBHOOK_SECRET = "CANARY-forgejo-hook-7Qm2Xv9Lk4Rt8Zp1Wd6Ns3Hy5Bc0Jf"
@@ -96,6 +97,16 @@ def gateway_with(tmp_path: Path, forge: FakeForgejo) -> Iterator:
     yield start
     for process in started:
         stop_and_check(process)
+
+
+def post_forgejo(
+    client: httpx.Client, payload: object, event: str, *, delivery: str | None = None
+) -> httpx.Response:
+    """A delivery signed with WEBHOOK_SECRET to /webhooks/forgejo; bytes are sent as they
+    are, anything else as its JSON."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    headers = forgejo_headers(WEBHOOK_SECRET, body, event, delivery)
+    return client.post("/webhooks/forgejo", content=body, headers=headers)
 
 
 def metric_value(client: httpx.Client, name: str, **labels: str) -> float:

@@ -9,13 +9,13 @@ from pathlib import Path
 import httpx
 from tests.integration.gateway.conftest import (
     BOT_LOGIN,
-    WEBHOOK_SECRET,
     base_settings,
     metric_value,
+    post_forgejo,
     stop_and_check,
 )
 from tests.support.fake_forgejo import FakeForgejo
-from tests.support.gateway_process import forgejo_headers, start_gateway
+from tests.support.gateway_process import start_gateway
 from tests.support.reference import load_json, reference_path
 
 
@@ -49,11 +49,7 @@ def test_polled_comments_become_jobs_and_meet_webhook_dedup(
         payload["issue"]["number"] = 5
         body = json.dumps(payload).encode()
         with httpx.Client(base_url=process.base_url) as client:
-            response = client.post(
-                "/webhooks/forgejo",
-                content=body,
-                headers=forgejo_headers(WEBHOOK_SECRET, body, "issue_comment"),
-            )
+            response = post_forgejo(client, body, "issue_comment")
             assert response.status_code == 200, response.text
             assert response.json() == {"status": "duplicate", "duplicate": "job"}
             time.sleep(1.0)  # several more poll rounds

@@ -8,9 +8,13 @@ import time
 from pathlib import Path
 
 import httpx
-from tests.integration.gateway.conftest import WEBHOOK_SECRET, base_settings, stop_and_check
+from tests.integration.gateway.conftest import (
+    base_settings,
+    post_forgejo,
+    stop_and_check,
+)
 from tests.support.fake_forgejo import FakeForgejo
-from tests.support.gateway_process import forgejo_headers, start_gateway
+from tests.support.gateway_process import start_gateway
 from tests.support.reference import load_json, reference_path
 
 
@@ -22,11 +26,7 @@ def test_job_accepted_before_a_crash_runs_after_restart(tmp_path: Path, forge: F
 
     first = start_gateway(tmp_path, settings, runner="hang")
     with httpx.Client(base_url=first.base_url) as client:
-        response = client.post(
-            "/webhooks/forgejo",
-            content=body,
-            headers=forgejo_headers(WEBHOOK_SECRET, body, "pull_request", delivery),
-        )
+        response = post_forgejo(client, body, "pull_request", delivery=delivery)
     assert response.status_code == 202
     [started] = first.wait_for_jobs(1)
     assert started["attempts"] == 1
@@ -41,11 +41,7 @@ def test_job_accepted_before_a_crash_runs_after_restart(tmp_path: Path, forge: F
         assert jobs[1]["head_sha"] == payload["pull_request"]["head"]["sha"]
         # The delivery id is remembered across the restart as well.
         with httpx.Client(base_url=second.base_url) as client:
-            again = client.post(
-                "/webhooks/forgejo",
-                content=body,
-                headers=forgejo_headers(WEBHOOK_SECRET, body, "pull_request", delivery),
-            )
+            again = post_forgejo(client, body, "pull_request", delivery=delivery)
         assert again.status_code == 200 and again.json()["duplicate"] == "delivery"
         time.sleep(0.3)
         assert len(second.recorded_jobs()) == 2

@@ -13,11 +13,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.gateway.conftest import (
     LLM_API_KEY,
-    WEBHOOK_SECRET,
     assert_no_canary,
     metric_value,
+    post_forgejo,
 )
-from tests.support.gateway_process import GatewayProcess, forgejo_headers
+from tests.support.gateway_process import GatewayProcess
 from tests.support.ports import closed_port
 from tests.support.reference import load_json, reference_path
 
@@ -103,14 +103,8 @@ def test_gateway_queues_work_while_forge_and_llm_are_down(gateway_with) -> None:
         AR_FORGEJO_URL=f"http://127.0.0.1:{closed_port()}",
         AR_LLM_BASE_URL=f"http://127.0.0.1:{closed_port()}/v1",
     )
-    body = json.dumps(
-        load_json(reference_path("forge", "payloads", "gitea_pull_request_opened.json"))
-    )
-    response = http.post(
-        "/webhooks/forgejo",
-        content=body.encode(),
-        headers=forgejo_headers(WEBHOOK_SECRET, body.encode(), "pull_request"),
-    )
+    payload = load_json(reference_path("forge", "payloads", "gitea_pull_request_opened.json"))
+    response = post_forgejo(http, payload, "pull_request")
     assert response.status_code == 202
     ready = http.get("/readyz")
     assert ready.status_code == 503
@@ -161,14 +155,8 @@ def test_metrics_exposition(client: httpx.Client) -> None:
 def test_job_outcomes_and_durations_are_recorded(
     gateway: GatewayProcess, client: httpx.Client
 ) -> None:
-    body = json.dumps(
-        load_json(reference_path("forge", "payloads", "gitea_pull_request_synchronized.json"))
-    ).encode()
-    client.post(
-        "/webhooks/forgejo",
-        content=body,
-        headers=forgejo_headers(WEBHOOK_SECRET, body, "pull_request"),
-    )
+    payload = load_json(reference_path("forge", "payloads", "gitea_pull_request_synchronized.json"))
+    post_forgejo(client, payload, "pull_request")
     assert gateway.wait_for_jobs(1)
     for _ in range(100):
         if metric_value(client, "auto_review_jobs_total", outcome="succeeded") >= 1:

@@ -14,6 +14,7 @@ from tests.integration.gateway.conftest import (
     GITHUB_WEBHOOK_SECRET,
     WEBHOOK_SECRET,
     metric_value,
+    post_forgejo,
 )
 from tests.support.gateway_process import (
     GatewayProcess,
@@ -47,13 +48,6 @@ def unique_head(payload: dict) -> dict:
     payload = json.loads(json.dumps(payload))
     payload["pull_request"]["head"]["sha"] = uuid.uuid4().hex + uuid.uuid4().hex[:8]
     return payload
-
-
-def post_forgejo(client: httpx.Client, payload: dict | bytes, event: str, **kw) -> httpx.Response:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    headers = forgejo_headers(WEBHOOK_SECRET, body, event, kw.pop("delivery", None))
-    headers.update(kw.pop("headers", {}))
-    return client.post("/webhooks/forgejo", content=body, headers=headers)
 
 
 def jobs_with(gateway: GatewayProcess, **fields: object) -> list[dict]:
