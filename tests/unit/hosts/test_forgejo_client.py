@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
+from tests.support.failure_texts import failure_texts
 from tests.support.fake_forgejo import FakeForgejo
 from tests.support.openapi_check import ApiSpec
 from tests.support.ports import closed_port
@@ -60,7 +61,7 @@ def with_client(
 
 
 def assert_secret_free(exc: BaseException, caplog: pytest.LogCaptureFixture) -> None:
-    for text in (str(exc), repr(exc), caplog.text, *(repr(r.__dict__) for r in caplog.records)):
+    for text in failure_texts(exc, caplog):
         assert TOKEN not in text
 
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import jwt
 import pytest
+from tests.support.failure_texts import failure_texts
 from tests.support.fake_github import FakeGitHub, generate_app_key
 from tests.support.openapi_check import ApiSpec
 from tests.support.ports import closed_port
@@ -74,7 +75,7 @@ def assert_secret_free(
     exc: BaseException, caplog: pytest.LogCaptureFixture, hub: FakeGitHub | None
 ) -> None:
     canaries = [KEY_BODY_LINE, *(secrets_seen(hub) if hub else [])]
-    texts = [str(exc), repr(exc), caplog.text, *(repr(r.__dict__) for r in caplog.records)]
+    texts = failure_texts(exc, caplog)
     for canary in canaries:
         for text in texts:
             assert canary not in text
