@@ -207,7 +207,8 @@ class LoopbackHttp:
     """A small HTTP server on the host's 127.0.0.1 that records requests; GET /models
     answers like an OpenAI-compatible LLM server."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.requests: list[Recorded] = []
         self.connections = 0
         outer = self
@@ -236,7 +237,9 @@ class LoopbackHttp:
                 outer.connections += 1
                 return super().get_request()
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server((host, 0), Handler)
+        # A client that connects and resets before the accept must not block the server.
+        self.server.socket.setblocking(False)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -246,7 +249,7 @@ class LoopbackHttp:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def close(self) -> None:
         self.server.shutdown()

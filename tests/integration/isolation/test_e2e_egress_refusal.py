@@ -29,7 +29,7 @@ PROBE = r"""
 import errno, hashlib, json, socket, sys
 from auto_review.isolation.secrets_pipe import read_settings_pipe
 from auto_review.isolation.egress_bridge import EgressBridgeThread, fetch_egress_stats
-forge_port, other_port, host_ip, token_digest = sys.argv[1:5]
+forge_port, other_port, host_ip, token_digest, other_host = sys.argv[1:6]
 values = read_settings_pipe(4)
 report = {"token_matches":
           hashlib.sha256(values["forgejo_token"].encode()).hexdigest() == token_digest}
@@ -63,13 +63,14 @@ def direct(host, port):
         return errno.errorcode.get(exc.errno, str(exc))
 
 report["allowed_get"] = get(f"127.0.0.1:{forge_port}", "/models")
-report["other_loopback_get"] = get(f"127.0.0.1:{other_port}")
-report["other_loopback_connect"] = connect(f"127.0.0.1:{other_port}")
+report["other_loopback_get"] = get(f"{other_host}:{other_port}")
+report["other_loopback_connect"] = connect(f"{other_host}:{other_port}")
+report["loopback_other_port"] = connect(f"127.0.0.1:{other_port}")
 report["other_loopback_by_name"] = connect(f"localhost:{other_port}")
 report["forge_host_other_port"] = connect("127.0.0.1:22")
 report["internet_name"] = connect("example.com:443")
 report["host_address"] = connect(f"{host_ip}:{forge_port}")
-report["direct_loopback"] = direct("127.0.0.1", other_port)
+report["direct_loopback"] = direct(other_host, other_port)
 report["direct_host_address"] = direct(host_ip, other_port)
 try:
     socket.getaddrinfo("example.com", 443)
@@ -119,7 +120,9 @@ def run_probe(
     workdir: Path, run_as: support.RunAs, runtime: str | None
 ) -> tuple[int, str, dict[str, Any], support.LoopbackHttp]:
     forge = support.LoopbackHttp()  # the configured "forge": answers every GET
-    other = support.LoopbackHttp()  # another service on the host's loopback
+    # Another service on the host's loopback. On 127.0.0.2: test suites running beside
+    # this one probe "closed" ports of 127.0.0.1 and could land on it by chance.
+    other = support.LoopbackHttp("127.0.0.2")
     try:
         workdir.mkdir(parents=True)
         run_as.own(workdir)
@@ -132,7 +135,7 @@ def run_probe(
         run_as.own(env_file)
         digest = hashlib.sha256(support.CANARY_TOKEN.encode()).hexdigest()
         probe = [run_as.python, "-c", PROBE, str(forge.port), str(other.port), host_address(),
-                 digest]  # fmt: skip
+                 digest, other.host]  # fmt: skip
         completed = subprocess.run(
             [run_as.python, "-c", DRIVER, str(env_file), runtime or "", *probe],
             env=run_as.env(), capture_output=True, text=True, timeout=120, check=False,
@@ -157,8 +160,9 @@ def test_only_the_configured_targets_are_reachable_from_inside(
     assert status == 0, stderr[-3000:]
     assert report["token_matches"] is True  # the settings pipe delivered the secret
     assert report["allowed_get"].startswith("HTTP/1.1 200"), report
-    for attempt in ("other_loopback_get", "other_loopback_connect", "other_loopback_by_name",
-                    "forge_host_other_port", "internet_name", "host_address"):  # fmt: skip
+    for attempt in ("other_loopback_get", "other_loopback_connect", "loopback_other_port",
+                    "other_loopback_by_name", "forge_host_other_port", "internet_name",
+                    "host_address"):  # fmt: skip
         assert report[attempt].startswith("HTTP/1.1 403"), (attempt, report[attempt])
     # Without the proxy nothing leaves: the container's loopback is its own, and it has
     # no route anywhere else; names do not resolve inside.
@@ -166,7 +170,7 @@ def test_only_the_configured_targets_are_reachable_from_inside(
     assert report["direct_host_address"] == "ENETUNREACH"
     assert report["dns"] == "gaierror"
     assert report["allowed"]["forward"] >= 1, report["allowed"]
-    assert sum(report["refused"].values()) >= 6, report["refused"]
+    assert sum(report["refused"].values()) >= 7, report["refused"]
     # The other host service never saw a connection.
     assert other.connections == 0
     assert other.requests == []
