@@ -2,6 +2,6 @@
 
 import sys
 
-from auto_review.oci.cli import main
+from auto_review.oci.cli import exit_process, main
 
-sys.exit(main(sys.argv[1:]))
+exit_process(main(sys.argv[1:]))

@@ -42,15 +42,17 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import time
 
-from auto_review.oci import cgroup_devices
 from auto_review.oci.errors import SpecError, StepError
 
+# No re here and cgroup_devices (ctypes) only when device rules are asked for: this module
+# is on the path of every `run` as root.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from auto_review.oci import cgroup_devices
 
 BEST_EFFORT_ANNOTATION = "org.auto-review.cgroups.best-effort"
 SUPPORTED_RESOURCES: frozenset[str] = frozenset(
@@ -76,7 +78,6 @@ _MIN_QUOTA = 1000
 _CPU_REFUSED = ("realtimeRuntime", "realtimePeriod", "idle", "burst")
 _CPU_NUMBERS = ("shares", "quota", "period")
 _CPUSET_LISTS = ("cpus", "mems")
-_CPU_LIST = re.compile(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*")
 
 # (controller, setting, value): an int limit, or a cpuset list as the kernel reads it.
 Setting = tuple[str, str, int | str]
@@ -146,9 +147,22 @@ def _cpu_list(value: object, where: str) -> str:
     """A kernel cpu or node list like "0-2,4"; "" or null leaves the setting alone."""
     if value is None:
         return ""
-    if not isinstance(value, str) or (value and not _CPU_LIST.fullmatch(value)):
+    if not isinstance(value, str) or (value and not _is_cpu_list(value)):
         raise SpecError(f"linux.resources.{where}: a list like 0-2,4 expected")
     return value
+
+
+def _is_cpu_list(text: str) -> bool:
+    """Comma-separated numbers or low-high ranges, ASCII digits only ("0-2,4")."""
+    for item in text.split(","):
+        low, dash, high = item.partition("-")
+        if not _is_number(low) or (dash and not _is_number(high)):
+            return False
+    return True
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def _cpu_requested(cpu: object) -> list[Setting]:
@@ -239,7 +253,11 @@ def _requested(resources: dict[str, object]) -> list[Setting]:
 def _device_rules(resources: dict[str, object]) -> list[cgroup_devices.DeviceRule]:
     """The device rules asked for (with the runtime's defaults), or none."""
     devices = resources.get("devices")
-    return cgroup_devices.parse_rules(devices) if devices else []
+    if not devices:
+        return []
+    from auto_review.oci import cgroup_devices
+
+    return cgroup_devices.parse_rules(devices)
 
 
 def _relative_parts(container_id: str, cgroups_path: str | None) -> tuple[bool, list[str]]:
@@ -535,6 +553,8 @@ class Cgroup:
             uses.append((hierarchy, controller))
         device_hierarchy = _choose("devices", hierarchies) if device_rules else None
         if device_hierarchy is not None:
+            from auto_review.oci import cgroup_devices
+
             uses.append((device_hierarchy, "devices"))
             if device_hierarchy.version == "v1":
                 lines = cgroup_devices.v1_lines(device_rules)
@@ -555,6 +575,8 @@ class Cgroup:
         for hierarchy, file_name, text in writes:
             _write(os.path.join(directories[id(hierarchy)], file_name), text)
         if device_hierarchy is not None and device_hierarchy.version == "v2":
+            from auto_review.oci import cgroup_devices
+
             cgroup_devices.attach_v2_program(directories[id(device_hierarchy)], device_rules)
 
     def _make_directory(self, hierarchy: _Hierarchy, absolute: bool, parts: list[str]) -> str:

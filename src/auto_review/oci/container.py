@@ -16,7 +16,7 @@ import errno
 import os
 import time
 
-from auto_review.oci import capabilities, hooks, namespaces, rlimits
+from auto_review.oci import capabilities, cgroup_warmup, hooks, namespaces, rlimits
 from auto_review.oci import init as container_init
 from auto_review.oci.errors import OciError, SpecError, StateError, StepError
 from auto_review.oci.spec import load_bundle
@@ -256,6 +256,7 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
     if preserve_fds < 0:
         raise OciError("--preserve-fds must be >= 0")
     directory = _container_dir(root, container_id)
+    cgroup_warmup.start()  # the kernel's wait for the cgroup join passes meanwhile
     plan = _plan(container_id, bundle_dir, root, preserve_fds, stdio, run_mode, pass_fds)
     os.makedirs(root, mode=0o700, exist_ok=True)
     try:
@@ -348,6 +349,7 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
     parent_fd = container_init.high_fd(parent_sock.detach(), minimum_fd)
     child_fd = container_init.high_fd(child_sock.detach(), minimum_fd)
     cleanup.fds.append(parent_fd)
+    cgroup_warmup.finish()  # no thread beside the fork
     intermediate = os.fork()
     if intermediate == 0:
         os.close(parent_fd)
