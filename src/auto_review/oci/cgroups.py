@@ -639,6 +639,16 @@ class Cgroup:
         """
         return list(self._created)
 
+    @property
+    def best_effort(self) -> bool:
+        return self._best_effort
+
+    def split_by_version(self) -> tuple[list[str], str | None]:
+        """(the v1 directories, the v2 directory or None) of the container's cgroup."""
+        v1 = [path for path, hierarchy in self._targets.items() if hierarchy.version == "v1"]
+        v2 = [path for path, hierarchy in self._targets.items() if hierarchy.version == "v2"]
+        return v1, (v2[0] if v2 else None)
+
     def add_process(self, pid: int) -> None:
         """Move a process (and the children it forks later) into every directory.
 

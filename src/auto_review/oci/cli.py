@@ -120,10 +120,6 @@ def _print_list(states: list[dict[str, object]], output_format: str, quiet: bool
 
 
 def _dispatch(command: str, options: dict[str, object], args: list[str]) -> int:
-    if command in ("run", "create"):
-        from auto_review.oci import cgroup_warmup
-
-        cgroup_warmup.start()  # before the imports below: they overlap the kernel's wait
     from auto_review.oci import api
 
     root = options.get("root")

@@ -16,7 +16,7 @@ import errno
 import os
 import time
 
-from auto_review.oci import capabilities, cgroup_warmup, hooks, namespaces, rlimits
+from auto_review.oci import capabilities, hooks, namespaces, rlimits
 from auto_review.oci import init as container_init
 from auto_review.oci.errors import OciError, SpecError, StateError, StepError
 from auto_review.oci.spec import load_bundle
@@ -256,7 +256,6 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
     if preserve_fds < 0:
         raise OciError("--preserve-fds must be >= 0")
     directory = _container_dir(root, container_id)
-    cgroup_warmup.start()  # the kernel's wait for the cgroup join passes meanwhile
     plan = _plan(container_id, bundle_dir, root, preserve_fds, stdio, run_mode, pass_fds)
     os.makedirs(root, mode=0o700, exist_ok=True)
     try:
@@ -269,6 +268,7 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
         cleanup.cgroup = _make_cgroup(container_id, plan.config)
         if cleanup.cgroup is not None and cleanup.cgroup.applied:
             plan.cgroup_dirs = [os.path.normpath(path) for path in cleanup.cgroup.paths()]
+            _plan_self_join(plan, cleanup.cgroup)
         created = _spawn(plan, directory, cleanup, pid_file)
     except BaseException:
         cleanup.run()
@@ -276,7 +276,36 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
     finally:
         for _, _, fd in plan.namespace_fds:
             _close_quietly(fd)
+        if plan.cgroup_v2_fd >= 0:
+            _close_quietly(plan.cgroup_v2_fd)
     return created
+
+
+def _plan_self_join(plan: container_init.LaunchPlan, cgroup: Any) -> None:
+    """Let the children join the container's cgroup themselves: the intermediate writes
+    its own v1 `tasks`, the init is cloned into the v2 directory. Neither takes the
+    kernel's global threadgroup lock that writing a pid to cgroup.procs takes, whose
+    first use after a pause waits for an RCU grace period (4-15 ms on this host).
+
+    Only as root without best effort (a failure then fails the create, as the parent's
+    write would) and without user or cgroup namespaces: in a user namespace the children
+    lose the right to the host's cgroup files, and a new cgroup namespace must be made
+    inside the v2 cgroup. Otherwise the parent writes the intermediate's pid."""
+    ns_plan = plan.ns_plan
+    assert ns_plan is not None
+    joined = {kind for kind, _ in ns_plan.join}
+    if (os.geteuid() != 0 or cgroup.best_effort or ns_plan.in_user_namespace
+            or ns_plan.new_flags & namespaces.FLAGS["cgroup"] or "cgroup" in joined):
+        return
+    v1_directories, v2_directory = cgroup.split_by_version()
+    if v2_directory is not None:
+        try:
+            fd = os.open(v2_directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StepError("cgroup", exc.errno or errno.EIO, v2_directory) from exc
+        plan.cgroup_v2_fd = container_init.high_fd(fd, plan.first_free_fd)
+    plan.cgroup_tasks = [os.path.join(path, "tasks") for path in v1_directories]
+    plan.cgroup_self_join = True
 
 
 class _Cleanup:
@@ -349,7 +378,6 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
     parent_fd = container_init.high_fd(parent_sock.detach(), minimum_fd)
     child_fd = container_init.high_fd(child_sock.detach(), minimum_fd)
     cleanup.fds.append(parent_fd)
-    cgroup_warmup.finish()  # no thread beside the fork
     intermediate = os.fork()
     if intermediate == 0:
         os.close(parent_fd)
@@ -372,7 +400,7 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
                 gid_maps = namespaces.default_mappings(linux.get("gidMappings"), os.getegid())
                 namespaces.write_id_maps(intermediate, plan.uid_maps, gid_maps,
                                          privileged=os.geteuid() == 0)
-            if cleanup.cgroup is not None:
+            if cleanup.cgroup is not None and not plan.cgroup_self_join:
                 cleanup.cgroup.add_process(intermediate)
             os.write(parent_fd, b"GO")
         elif message.startswith(b"PID "):

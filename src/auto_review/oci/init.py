@@ -59,7 +59,8 @@ def high_fd(fd: int, minimum: int) -> int:
 class LaunchPlan:
     """Everything the children need, computed in the parent before fork."""
 
-    __slots__ = ("bundle", "cap_masks", "cgroup_dirs", "config", "container_id", "landlock_policy",
+    __slots__ = ("bundle", "cap_masks", "cgroup_dirs", "cgroup_self_join", "cgroup_tasks",
+                 "cgroup_v2_fd", "config", "container_id", "landlock_policy",
                  "namespace_fds", "ns_plan", "pass_fds", "preserve_fds", "rlimits", "rootfs",
                  "run_mode", "seccomp_filter", "state_dir", "stdio", "uid_maps")
 
@@ -81,6 +82,11 @@ class LaunchPlan:
         self.seccomp_filter: Any = None
         self.landlock_policy: Any = None
         self.cgroup_dirs: list[str] = []  # the container's own cgroup directories
+        # The children join the cgroup themselves (see join_cgroup_v1): the v1 `tasks`
+        # files the intermediate writes, the v2 directory the init is cloned into.
+        self.cgroup_self_join = False
+        self.cgroup_tasks: list[str] = []
+        self.cgroup_v2_fd = -1
 
     @property
     def first_free_fd(self) -> int:
@@ -139,6 +145,8 @@ def intermediate_main(plan: LaunchPlan, sync_fd: int) -> None:
 def _intermediate(plan: LaunchPlan, sync_fd: int) -> None:
     ns_plan = plan.ns_plan
     assert ns_plan is not None
+    for tasks_file in plan.cgroup_tasks:  # before setns: the paths are the host's
+        join_cgroup_v1(tasks_file)
     namespaces.join_all(plan.namespace_fds)
     if ns_plan.new_user:
         sc.unshare(sc.CLONE_NEWUSER, "unshare-user")
@@ -152,9 +160,25 @@ def _intermediate(plan: LaunchPlan, sync_fd: int) -> None:
             raise StepError("become-root", exc.errno or errno.EPERM, "") from exc
     if ns_plan.new_flags:
         sc.unshare(ns_plan.new_flags, "unshare")
-    if sc.clone_sibling() == 0:
+    if sc.clone_sibling(plan.cgroup_v2_fd) == 0:
         init_main(plan, sync_fd)  # never returns
     # the init announces its own pid: its messages then always follow that one
+
+
+def join_cgroup_v1(tasks_file: str) -> None:
+    """Move this (single-threaded) process into a v1 cgroup by writing "0" to its `tasks`.
+
+    For its own thread the kernel skips the global threadgroup lock that a write to
+    cgroup.procs takes, whose first use after a pause waits for an RCU grace period
+    (4-15 ms here). The init cloned later inherits the cgroup."""
+    try:
+        fd = os.open(tasks_file, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StepError("cgroup", exc.errno or errno.EIO, tasks_file) from exc
 
 
 # ------------------------------------------------------------------ init

@@ -20,6 +20,7 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 CLONE_PARENT = 0x00008000
+CLONE_INTO_CGROUP = 0x200000000
 SIGCHLD = 17
 
 # mount flags
@@ -62,6 +63,7 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 _SYSCALL_NUMBERS = {
     "x86_64": {
         "clone": 56,
+        "clone3": 435,
         "pivot_root": 155,
         "capget": 125,
         "capset": 126,
@@ -70,6 +72,7 @@ _SYSCALL_NUMBERS = {
     },
     "aarch64": {
         "clone": 220,
+        "clone3": 435,
         "pivot_root": 41,
         "capget": 90,
         "capset": 91,
@@ -170,13 +173,27 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, *, step: str = "prctl", pat
     return _check(libc().prctl(option, arg2, arg3, 0, 0), step, path)
 
 
-def clone_sibling() -> int:
+def clone_sibling(into_cgroup: int = -1) -> int:
     """Fork a child whose parent is our own parent (CLONE_PARENT).
 
     The runtime's intermediate process uses it so that the container's init becomes a
     direct child of the caller, who can then wait for its exit status. Like fork(2) for a
     single-threaded process; returns 0 in the child and the child's pid in the caller.
+    into_cgroup: an open cgroup v2 directory the child starts in (clone3's
+    CLONE_INTO_CGROUP, Linux 5.7).
     """
+    if into_cgroup >= 0:
+        import struct
+
+        # struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+        # stack_size, tls, set_tid, set_tid_size, cgroup (u64 each)
+        # exit_signal 0: with CLONE_PARENT the child inherits ours (SIGCHLD), and clone3
+        # refuses any other value
+        packed = struct.pack("=11Q", CLONE_PARENT | CLONE_INTO_CGROUP, 0, 0, 0, 0,
+                             0, 0, 0, 0, 0, into_cgroup)
+        arguments = ctypes.create_string_buffer(packed, len(packed))
+        result = libc().syscall(_nr("clone3"), arguments, ctypes.c_size_t(len(packed)))
+        return _check(result, "clone", "CLONE_INTO_CGROUP")
     result = libc().syscall(
         _nr("clone"),
         ctypes.c_ulong(CLONE_PARENT | SIGCHLD),

@@ -604,3 +604,39 @@ def test_pass_fds_places_caller_descriptors_after_the_preserved_ones(
         api.run("passfds2", bundle, root=root, forward_signals=False, pass_fds=[9999])
     assert (caught.value.step, caught.value.path) == ("pass-fds", "9999")
     assert not (root / "passfds2").exists()
+
+
+@pytest.mark.parametrize("variant", ["plain", "cgroup-namespace", "user-namespace"])
+def test_the_init_is_in_the_container_cgroup_of_every_hierarchy(tmp_path: Path, root: Path,
+                                                                 variant: str) -> None:
+    """Plain: the children join by themselves (the intermediate writes its v1 `tasks`, the
+    init is cloned into the v2 cgroup). With a cgroup or user namespace the runtime writes
+    the intermediate's pid to cgroup.procs. Either way the init ends up in the container's
+    cgroup of every mounted hierarchy."""
+    config = container_config(["/bin/sleep", "30"], rootless=variant == "user-namespace")
+    if variant == "cgroup-namespace":
+        config["linux"]["namespaces"].append({"type": "cgroup"})
+    created = api.create(variant, make_bundle(tmp_path, config), root=root)
+    record = json.loads((root / variant / "state.json").read_text())
+    leaves = [path for path in record["cgroup_paths"] if path.endswith(f"/{variant}")]
+    assert len(leaves) == len(host_cgroup_mounts()), record["cgroup_paths"]
+    for path in leaves:
+        assert str(created["pid"]) in Path(path, "cgroup.procs").read_text().split(), path
+    api.delete(variant, root=root, force=True)
+    assert [path for path in leaves if os.path.exists(path)] == []
+
+
+def test_a_cgroup_namespace_is_rooted_at_the_container_cgroup(tmp_path: Path,
+                                                               root: Path) -> None:
+    config = container_config(["/bin/cat", "/proc/self/cgroup"])
+    config["linux"]["namespaces"].append({"type": "cgroup"})
+    output = tmp_path / "cgroup.txt"
+    with open(output, "w+b") as sink, open(os.devnull, "rb") as null:
+        status = api.run("cgns", make_bundle(tmp_path, config), root=root,
+                         stdio=(null.fileno(), sink.fileno(), sink.fileno()),
+                         forward_signals=False)
+    lines = output.read_text().splitlines()
+    assert status == 0, lines
+    # one line per hierarchy, each at the namespace's root: the container's own cgroup
+    assert len(lines) == len(host_cgroup_mounts())
+    assert all(line.endswith(":/") for line in lines), lines
