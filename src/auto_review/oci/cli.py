@@ -180,11 +180,12 @@ def main(argv: list[str]) -> int:
 
 def exit_process(code: int) -> None:
     """End the process with code, skipping the interpreter's teardown (milliseconds on
-    every `run`) when nothing needs it: no atexit handler is registered (a coverage or
-    profiling tool would register one) and stdio flushes."""
+    every `run`) when nothing needs it: no atexit handler is registered, no profiler or
+    tracer is active (coverage and cProfile write their results after main returns) and
+    stdio flushes."""
     import atexit
 
-    if atexit._ncallbacks():
+    if atexit._ncallbacks() or sys.getprofile() is not None or sys.gettrace() is not None:
         sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
         try:
