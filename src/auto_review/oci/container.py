@@ -269,6 +269,8 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
         if cleanup.cgroup is not None and cleanup.cgroup.applied:
             plan.cgroup_dirs = [os.path.normpath(path) for path in cleanup.cgroup.paths()]
             _plan_self_join(plan, cleanup.cgroup)
+        plan.sync_with_parent = plan.ns_plan.new_user or bool(  # type: ignore[union-attr]
+            plan.cgroup_dirs and not plan.cgroup_self_join)
         created = _spawn(plan, directory, cleanup, pid_file)
     except BaseException:
         cleanup.run()

@@ -62,7 +62,8 @@ class LaunchPlan:
     __slots__ = ("bundle", "cap_masks", "cgroup_dirs", "cgroup_self_join", "cgroup_tasks",
                  "cgroup_v2_fd", "config", "container_id", "landlock_policy",
                  "namespace_fds", "ns_plan", "pass_fds", "preserve_fds", "rlimits", "rootfs",
-                 "run_mode", "seccomp_filter", "state_dir", "stdio", "uid_maps")
+                 "run_mode", "seccomp_filter", "state_dir", "stdio", "sync_with_parent",
+                 "uid_maps")
 
     def __init__(self) -> None:
         self.config: dict[str, Any] = {}
@@ -87,6 +88,9 @@ class LaunchPlan:
         self.cgroup_self_join = False
         self.cgroup_tasks: list[str] = []
         self.cgroup_v2_fd = -1
+        # SYNC/GO: the parent writes id maps or cgroup.procs while the intermediate waits;
+        # skipped when it has neither to do
+        self.sync_with_parent = True
 
     @property
     def first_free_fd(self) -> int:
@@ -150,8 +154,9 @@ def _intermediate(plan: LaunchPlan, sync_fd: int) -> None:
     namespaces.join_all(plan.namespace_fds)
     if ns_plan.new_user:
         sc.unshare(sc.CLONE_NEWUSER, "unshare-user")
-    _send(sync_fd, b"SYNC")
-    _expect(sync_fd, b"GO", "sync")
+    if plan.sync_with_parent:
+        _send(sync_fd, b"SYNC")
+        _expect(sync_fd, b"GO", "sync")
     if ns_plan.in_user_namespace and namespaces.maps_container_root(plan.uid_maps):
         try:
             os.setresgid(0, 0, 0)
