@@ -15,6 +15,9 @@ drift hits them alike:
                 may be slowed by .pth files; Debian's starts about four times faster)
 - embedded-api  auto_review.oci.api.run() called from this running process
 
+Every timed run starts after a pause (--settle-ms, 50 ms), so none inherits the kernel's
+warm cgroup-migration lock from the run before it (see SETTLE_MS).
+
 Prints the median (and p10/p90) wall time per runner and workload and the two target
 ratios: embedded API within 2x of crun, embedded CLI no slower than runc. Run as root:
     python bench/oci_run.py [--runs 30] [--quick] [--json FILE]
@@ -57,6 +60,12 @@ MS_PRIVATE = 1 << 18
 MNT_DETACH = 2
 HYBRID_CGROUP2 = b"/sys/fs/cgroup/unified"
 RUN_TIMEOUT = 60
+# Moving a process into a cgroup through cgroup.procs (runc, crun; the embedded runtime
+# only in some cases) takes a kernel-wide lock whose first use after a pause waits for an
+# RCU grace period (4-15 ms here); for about one grace period after a use, the next one is
+# free. Back to back, a runner would inherit that from the one before it in the round, so
+# every timed run waits this long first and pays its own way.
+SETTLE_MS = 50.0
 
 
 class BenchError(RuntimeError):
@@ -334,7 +343,7 @@ def build_runners(wanted: list[str], scratch: Path, stack: contextlib.ExitStack)
 
 
 def measure(runners: list[Runner], bundles: dict[str, Path], runs: int, warmup: int,
-            state_root: Path) -> None:  # fmt: skip
+            state_root: Path, settle: float = 0.0) -> None:  # fmt: skip
     for runner in runners:
         (state_root / runner.name).mkdir()
     for workload, bundle in bundles.items():
@@ -344,6 +353,7 @@ def measure(runners: list[Runner], bundles: dict[str, Path], runs: int, warmup: 
                 if runner.unavailable:
                     continue
                 container_id = f"bench-{runner.name}-{abs(hash(workload)) % 10000}-{index}"
+                time.sleep(settle)  # each run starts cold (see SETTLE_MS)
                 started = time.perf_counter()
                 try:
                     runner.once(container_id, bundle, argv, str(state_root / runner.name))
@@ -407,6 +417,10 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
                         "for the reported medians; default 30)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="5 runs, 1 warm-up: a smoke run")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    parser.add_argument("--settle-ms", type=float, default=SETTLE_MS,
+                        help=f"pause before every timed run (default {SETTLE_MS:g}; 0 runs "
+                        "them back to back, letting a runner inherit the previous one's "
+                        "warm cgroup lock)")  # fmt: skip
     parser.add_argument("--runners", default=",".join(RUNNERS),
                         help=f"comma-separated subset of {','.join(RUNNERS)}")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -431,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         state_root = base / "state"
         state_root.mkdir()
-        measure(runners, bundles, runs, warmup, state_root)
+        measure(runners, bundles, runs, warmup, state_root, arguments.settle_ms / 1000)
     summary = summarise(runners)
     print_report(summary, runs)
     if arguments.json:
