@@ -236,15 +236,21 @@ def _cached(path: str | None) -> dict[str, Any] | None:
         return None
     import marshal
 
+    # one open, fstat and read (no buffered file object: this is on every run's path)
     try:
-        with open(path, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if info.st_uid != os.geteuid() or info.st_mode & 0o022:
-                return None  # only an entry we wrote ourselves counts
-            data = handle.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            return None  # only an entry we wrote ourselves counts
+        data = os.read(fd, info.st_size + 1)  # entries are replaced whole, never grown
         config = marshal.loads(data)  # noqa: S302 - our own 0600 entry in our state root
     except (OSError, ValueError, EOFError, TypeError):
-        return None
+        return None  # a short or damaged entry is a miss: the config is validated again
+    finally:
+        os.close(fd)
     return config if isinstance(config, dict) else None
 
 
