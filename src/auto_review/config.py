@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 MIN_SECRET_LENGTH = 32
 ENV_PREFIX = "AR_"
@@ -25,6 +24,9 @@ FLAG_ALIASES: dict[str, str] = {
     "gateway_bare": "--bare",
     "gateway_external_isolation": "--external-isolation",
 }
+
+# Isolation controls that are "degraded" by default and that an operator may make mandatory.
+DEGRADABLE_CONTROLS = ("landlock", "cgroup-limits", "cgroup-namespace")
 
 
 class SettingsError(ValueError):
@@ -53,28 +55,46 @@ def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "auto-review"
 
 
-def _check_url(value: str | None) -> str | None:
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
-    if parts.username or parts.password:
-        # Credentials in a URL end up in logs and proxies; they belong in the token settings.
-        raise ValueError("must not carry credentials in the URL; use the token setting")
-    return value.rstrip("/")
+class SecretStr:
+    """A secret value: shown as stars by repr/str, revealed only by get_secret_value()."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
-def _check_secret(value: SecretStr | None) -> SecretStr | None:
-    if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
-        raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
-    return value
+# ---------------------------------------------------------------- value parsers
+# Each takes the raw value (a string from the environment, or a typed value from code) and
+# returns the typed value or raises ValueError with a message that never holds the value.
 
+Parser = Callable[[Any], Any]
 
+_TRUE = frozenset({"true", "1", "yes", "on", "t", "y"})
+_FALSE = frozenset({"false", "0", "no", "off", "f", "n"})
 _BIND = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-]+)):(?P<port>\d{1,5})$")
 _REPO = re.compile(
     r"^(?:(?P<host>forgejo|github):)?(?P<owner>[A-Za-z0-9_.\-]+)/(?P<name>[A-Za-z0-9_.\-]+)$"
 )
+_LOGIN = re.compile(r"[A-Za-z0-9_.\-\[\]]{1,100}")
 
 
 def parse_bind(value: str) -> tuple[str, int]:
@@ -85,100 +105,278 @@ def parse_bind(value: str) -> tuple[str, int]:
     return match["v6"] or match["host"], int(match["port"])
 
 
-class Settings(BaseModel):
-    """Every operator-facing setting of auto-review."""
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    return value
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
-    # Service and isolation
-    gateway_bind: str = "127.0.0.1:8080"
-    state_dir: Path = Field(default_factory=default_state_dir)
-    gateway_bare: bool = False
-    gateway_external_isolation: Literal["container"] | None = None
-    oci_runtime: Path | None = None
-    # Forgejo / Gitea
-    forgejo_url: str | None = None
-    forgejo_token: SecretStr | None = None
-    webhook_secret: SecretStr | None = None
-    # GitHub App
-    github_app_id: str | None = None
-    github_app_private_key: SecretStr | None = None
-    github_webhook_secret: SecretStr | None = None
-    github_api_url: str = "https://api.github.com"
-    # CI trigger and chat
-    ci_review_token: SecretStr | None = None
-    bot_login: str | None = None
-    # LLM
-    llm_base_url: str | None = None
-    llm_api_key: SecretStr | None = None
-    llm_reasoning_model: str | None = None
-    llm_cheap_model: str | None = None
-    # Intake limits and workers
-    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)
-    rate_limit_per_minute: int = Field(default=3000, ge=1)
-    rate_limit_burst: int = Field(default=500, ge=1)
-    workers: int = Field(default=2, ge=1, le=64)
-    poll_interval_seconds: float = Field(default=60.0, ge=0)
-    poll_repos: list[str] = Field(default_factory=list)
-    readyz_cache_seconds: float = Field(default=10.0, ge=0)
-    http_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
-    # Logging
-    log_format: Literal["json", "text"] = "json"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-
-    _check_urls = field_validator("forgejo_url", "github_api_url", "llm_base_url")(_check_url)
-    _check_secrets = field_validator("webhook_secret", "github_webhook_secret", "ci_review_token")(
-        _check_secret
-    )
-
-    @field_validator("gateway_bind")
-    @classmethod
-    def _check_bind(cls, value: str) -> str:
-        parse_bind(value)
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
         return value
+    word = _text(value).strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError("must be true or false (true/false, 1/0, yes/no, on/off)")
 
-    @field_validator("github_app_id")
-    @classmethod
-    def _check_app_id(cls, value: str | None) -> str | None:
-        if value is not None and not value.isdigit():
-            raise ValueError("must be the App's numeric id")
+
+def _integer(low: int, high: int | None = None) -> Parser:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("must be an integer")
+        try:
+            number = value if isinstance(value, int) else int(_text(value).strip())
+        except ValueError:
+            raise ValueError("must be an integer") from None
+        if number < low or (high is not None and number > high):
+            bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise ValueError(f"must be an integer {bound}")
+        return number
+
+    return parse
+
+
+def _number(low: float, high: float | None = None, *, above: bool = False) -> Parser:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        try:
+            number = float(value) if isinstance(value, (int, float)) else float(_text(value))
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if number != number or (number <= low if above else number < low):
+            raise ValueError(f"must be a number {'above' if above else 'of at least'} {low:g}")
+        if high is not None and number > high:
+            raise ValueError(f"must be a number of at most {high:g}")
+        return number
+
+    return parse
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(value: Any) -> str:
+        if _text(value) not in choices:
+            raise ValueError("must be one of: " + ", ".join(choices))
+        return str(value)
+
+    return parse
+
+
+def _path(value: Any) -> Path:
+    if isinstance(value, Path):
         return value
+    text = _text(value)
+    if "\x00" in text:
+        raise ValueError("must be a file system path")
+    return Path(text)
 
-    @field_validator("github_app_private_key")
-    @classmethod
-    def _check_private_key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and "-----BEGIN" not in value.get_secret_value():
-            raise ValueError("must be a PEM private key")
-        return value
 
-    @field_validator("bot_login")
-    @classmethod
-    def _check_login(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.\-\[\]]{1,100}", value):
-            raise ValueError("must be an account name")
-        return value
+def _url(value: Any) -> str:
+    parts = urlsplit(_text(value))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        # Credentials in a URL end up in logs and proxies; they belong in the token settings.
+        raise ValueError("must not carry credentials in the URL; use the token setting")
+    return str(value).rstrip("/")
 
-    @field_validator("poll_repos", mode="before")
-    @classmethod
-    def _split_repos(cls, value: Any) -> Any:
+
+def _secret(min_length: int = 1) -> Parser:
+    def parse(value: Any) -> SecretStr:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else _text(value)
+        if len(text) < min_length:
+            raise ValueError(f"must be at least {min_length} characters")
+        return SecretStr(text)
+
+    return parse
+
+
+def _pem(value: Any) -> SecretStr:
+    secret = _secret()(value)
+    if "-----BEGIN" not in secret.get_secret_value():
+        raise ValueError("must be a PEM private key")
+    return secret
+
+
+def _bind(value: Any) -> str:
+    parse_bind(_text(value))
+    return str(value)
+
+
+def _app_id(value: Any) -> str:
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else _text(value)
+    if not text.isdigit():
+        raise ValueError("must be the App's numeric id")
+    return text
+
+
+def _login(value: Any) -> str:
+    if not _LOGIN.fullmatch(_text(value)):
+        raise ValueError("must be an account name")
+    return str(value)
+
+
+def _list_of(item_pattern: re.Pattern[str], message: str) -> Parser:
+    def parse(value: Any) -> list[str]:
         if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
+            items = [item.strip() for item in value.split(",") if item.strip()]
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            items = list(value)
+        else:
+            raise ValueError(message)
+        for item in items:
+            if not item_pattern.fullmatch(item):
+                raise ValueError(message)
+        return items
 
-    @field_validator("poll_repos")
-    @classmethod
-    def _check_repos(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if not _REPO.match(item):
-                raise ValueError("must be a comma-separated list of [forgejo:|github:]OWNER/NAME")
-        return value
+    return parse
+
+
+_CONTROLS = re.compile("|".join(re.escape(c) for c in DEGRADABLE_CONTROLS))
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """One setting: how to parse it, its default, and whether it is a secret or a switch."""
+
+    name: str
+    parse: Parser
+    default: Any = None
+    default_factory: Callable[[], Any] | None = None
+    secret: bool = False
+    switch: bool = False  # a flag without a value (store true)
+
+    def default_value(self) -> Any:
+        return self.default_factory() if self.default_factory is not None else self.default
+
+
+def _spec(name: str, parse: Parser, default: Any = None, **extra: Any) -> SettingSpec:
+    return SettingSpec(name, parse, default, **extra)
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    # Service and isolation
+    _spec("gateway_bind", _bind, "127.0.0.1:8080"),
+    _spec("state_dir", _path, default_factory=default_state_dir),
+    _spec("gateway_bare", _bool, False, switch=True),
+    _spec("gateway_external_isolation", _choice("container")),
+    _spec("oci_runtime", _path),
+    _spec(
+        "isolation_require",
+        _list_of(_CONTROLS, "must be a comma-separated list of: " + ", ".join(DEGRADABLE_CONTROLS)),
+        default_factory=list,
+    ),
+    # Forgejo / Gitea
+    _spec("forgejo_url", _url),
+    _spec("forgejo_token", _secret(), secret=True),
+    _spec("webhook_secret", _secret(MIN_SECRET_LENGTH), secret=True),
+    # GitHub App
+    _spec("github_app_id", _app_id),
+    _spec("github_app_private_key", _pem, secret=True),
+    _spec("github_webhook_secret", _secret(MIN_SECRET_LENGTH), secret=True),
+    _spec("github_api_url", _url, "https://api.github.com"),
+    # CI trigger and chat
+    _spec("ci_review_token", _secret(MIN_SECRET_LENGTH), secret=True),
+    _spec("bot_login", _login),
+    # LLM
+    _spec("llm_base_url", _url),
+    _spec("llm_api_key", _secret(), secret=True),
+    _spec("llm_reasoning_model", _text),
+    _spec("llm_cheap_model", _text),
+    # Intake limits and workers
+    _spec("max_body_bytes", _integer(1024, 100 * 1024 * 1024), 5 * 1024 * 1024),
+    _spec("rate_limit_per_minute", _integer(1), 3000),
+    _spec("rate_limit_burst", _integer(1), 500),
+    _spec("workers", _integer(1, 64), 2),
+    _spec("poll_interval_seconds", _number(0), 60.0),
+    _spec(
+        "poll_repos",
+        _list_of(_REPO, "must be a comma-separated list of [forgejo:|github:]OWNER/NAME"),
+        default_factory=list,
+    ),
+    _spec("readyz_cache_seconds", _number(0), 10.0),
+    _spec("http_timeout_seconds", _number(0, 600, above=True), 10.0),
+    # Logging
+    _spec("log_format", _choice("json", "text"), "json"),
+    _spec("log_level", _choice("debug", "info", "warning", "error"), "info"),
+)
+SETTINGS_BY_NAME: dict[str, SettingSpec] = {spec.name: spec for spec in SETTINGS}
+SECRET_FIELDS = frozenset(spec.name for spec in SETTINGS if spec.secret)
+
+
+class Settings:
+    """Every operator-facing setting of auto-review, validated and immutable.
+
+    Built from keyword arguments holding raw values (strings as read from the environment,
+    or typed values); a missing one takes its default. A malformed value raises
+    :class:`SettingsError` naming the setting, never showing the value. (A hand-written
+    model rather than a validation library: the launcher's start-up time is part of the
+    gateway's, and this module is on that path.)
+    """
+
+    gateway_bind: str
+    state_dir: Path
+    gateway_bare: bool
+    gateway_external_isolation: str | None
+    oci_runtime: Path | None
+    isolation_require: list[str]
+    forgejo_url: str | None
+    forgejo_token: SecretStr | None
+    webhook_secret: SecretStr | None
+    github_app_id: str | None
+    github_app_private_key: SecretStr | None
+    github_webhook_secret: SecretStr | None
+    github_api_url: str
+    ci_review_token: SecretStr | None
+    bot_login: str | None
+    llm_base_url: str | None
+    llm_api_key: SecretStr | None
+    llm_reasoning_model: str | None
+    llm_cheap_model: str | None
+    max_body_bytes: int
+    rate_limit_per_minute: int
+    rate_limit_burst: int
+    workers: int
+    poll_interval_seconds: float
+    poll_repos: list[str]
+    readyz_cache_seconds: float
+    http_timeout_seconds: float
+    log_format: str
+    log_level: str
+
+    def __init__(self, **values: Any) -> None:
+        for name in values:
+            if name not in SETTINGS_BY_NAME:
+                raise SettingsError(name, "is not a known setting")
+        for spec in SETTINGS:
+            raw = values.get(spec.name)
+            if raw is None:
+                value = spec.default_value()
+            else:
+                try:
+                    value = spec.parse(raw)
+                except ValueError as exc:
+                    raise SettingsError(spec.name, f"is invalid: {exc}") from None
+            object.__setattr__(self, spec.name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("settings are immutable")
+
+    def __repr__(self) -> str:
+        return f"Settings({self.public_view()!r})"
+
+    @staticmethod
+    def field_names() -> list[str]:
+        return [spec.name for spec in SETTINGS]
 
     # -- views -------------------------------------------------------------------------
 
     def secret_values(self) -> list[str]:
         """Every configured secret value, for the log redactor."""
         values: list[str] = []
-        for name in type(self).model_fields:
+        for name in SECRET_FIELDS:
             value = getattr(self, name)
             if isinstance(value, SecretStr) and value.get_secret_value():
                 values.append(value.get_secret_value())
@@ -187,24 +385,21 @@ class Settings(BaseModel):
     def public_view(self) -> dict[str, Any]:
         """Non-secret settings for ``/info`` and diagnostics; secrets become set/unset."""
         view: dict[str, Any] = {}
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, SecretStr) or name.endswith(("_token", "_secret", "_key")):
-                view[name] = "set" if value else "unset"
+        for spec in SETTINGS:
+            value = getattr(self, spec.name)
+            if spec.secret:
+                view[spec.name] = "set" if value else "unset"
             elif isinstance(value, Path):
-                view[name] = str(value)
+                view[spec.name] = str(value)
+            elif isinstance(value, list):
+                view[spec.name] = list(value)
             else:
-                view[name] = value
+                view[spec.name] = value
         return view
 
     @property
     def bind_host_port(self) -> tuple[str, int]:
         return parse_bind(self.gateway_bind)
-
-
-SECRET_FIELDS = frozenset(
-    name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation)
-)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -239,7 +434,7 @@ def load_settings(
     env = dict(os.environ if environ is None else environ)
     layered: dict[str, Any] = {}
     file_values = read_env_file(env_file) if env_file is not None else {}
-    known = set(Settings.model_fields)
+    known = set(SETTINGS_BY_NAME)
     for source in (file_values, env):
         for key, value in source.items():
             if not key.startswith(ENV_PREFIX):
@@ -254,19 +449,7 @@ def load_settings(
             layered[field] = value
     if "state_dir" not in layered:
         layered["state_dir"] = default_state_dir(env)
-    try:
-        return Settings(**layered)
-    except ValidationError as exc:
-        raise _first_problem(exc) from None
-
-
-def _first_problem(exc: ValidationError) -> SettingsError:
-    error = exc.errors(include_input=False, include_url=False)[0]
-    field = str(error["loc"][0]) if error["loc"] else "settings"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if field == "gateway_bare" or error["type"] == "bool_parsing":
-        message = "must be true or false (true/false, 1/0, yes/no, on/off)"
-    return SettingsError(field, f"is invalid: {message}")
+    return Settings(**layered)
 
 
 def require(settings: Settings, fields: Iterable[str], purpose: str) -> None:

@@ -45,7 +45,7 @@ def test_every_setting_has_an_ar_env_twin_and_design_names_exist() -> None:
         "AR_LLM_REASONING_MODEL",
         "AR_LLM_CHEAP_MODEL",
     }
-    twins = {env_name(name) for name in Settings.model_fields}
+    twins = {env_name(name) for name in Settings.field_names()}
     assert design_names <= twins
     assert flag_name("gateway_bind") == "--bind"
     assert flag_name("gateway_bare") == "--bare"

@@ -67,7 +67,13 @@ def run_isolated(settings: Settings) -> int:
 
     configure_logging(settings.log_format, settings.log_level, settings.secret_values())
     try:
-        return launch(settings, LaunchOptions(oci_runtime=settings.oci_runtime))
+        return launch(
+            settings,
+            LaunchOptions(
+                oci_runtime=settings.oci_runtime,
+                required_controls=tuple(settings.isolation_require),
+            ),
+        )
     except LaunchError as exc:
         # Never a fallback to bare: the operator opts out explicitly or nothing runs.
         return fail(f"{exc}; refusing to start without the container boundary", EXIT_ISOLATION)

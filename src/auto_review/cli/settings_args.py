@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from auto_review.config import SECRET_FIELDS, Settings, env_name, flag_name
+from auto_review.config import SECRET_FIELDS, SETTINGS_BY_NAME, Settings, env_name, flag_name
 
 # Secrets are accepted from the environment or an env file only: a flag would put them on
 # the command line, where every local user can read them in /proc.
@@ -18,14 +18,13 @@ def add_settings_arguments(
     parser: argparse.ArgumentParser, fields: Iterable[str] | None = None
 ) -> None:
     """Add one flag per setting (default None = not given, so the environment applies)."""
-    names = list(fields) if fields is not None else list(Settings.model_fields)
+    names = list(fields) if fields is not None else Settings.field_names()
     group = parser.add_argument_group("settings (each also read from its AR_* variable)")
     for name in names:
         if name in FLAG_EXCLUDED:
             continue
-        info = Settings.model_fields[name]
         help_text = f"env {env_name(name)}"
-        if info.annotation is bool:
+        if SETTINGS_BY_NAME[name].switch:
             group.add_argument(
                 flag_name(name),
                 dest=name,
@@ -50,6 +49,6 @@ def flags_from_namespace(namespace: argparse.Namespace) -> dict[str, Any]:
     """The settings given as flags (None for those not given)."""
     return {
         name: getattr(namespace, name)
-        for name in Settings.model_fields
+        for name in Settings.field_names()
         if name not in FLAG_EXCLUDED and hasattr(namespace, name)
     }

@@ -335,7 +335,11 @@ class Launcher:
                 ),
                 rootless=self.rootless,
                 preserve_fds=INNER_FDS,
-                limits=ResourceLimits(),
+                # A control the operator made mandatory is not best effort any more.
+                limits=ResourceLimits(
+                    cgroup_best_effort="cgroup-limits" not in self.options.required_controls
+                ),
+                landlock_mandatory="landlock" in self.options.required_controls,
                 oci_root=self.embedded_state_root() if self.runtime_path is None else None,
                 external_runtime=self.runtime_path is not None,
             )

@@ -19,9 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
-from auto_review.config import SECRET_FIELDS, Settings, env_name
+from auto_review.config import SECRET_FIELDS, SecretStr, Settings, env_name
 
 LISTEN_FD = 3
 SECRETS_FD = 4
@@ -40,7 +38,7 @@ class SecretsPipeError(RuntimeError):
 def settings_document(settings: Settings, *, state_dir: Path) -> dict[str, Any]:
     """Every setting with secrets revealed, the state directory as the container sees it."""
     values: dict[str, Any] = {}
-    for name in type(settings).model_fields:
+    for name in settings.field_names():
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             value = value.get_secret_value()

@@ -250,3 +250,20 @@ def test_gateway_refuses_when_its_boundary_check_fails(tmp_path: Path, forge: su
     assert "refusing to serve: boundary self-check failed: pid-1" in lines[0]
     for canary in support.CANARIES:
         assert canary not in completed.stderr
+
+
+def test_rootless_with_cgroup_limits_made_mandatory_refuses_to_start(
+    sandbox: support.UserSandbox, forge: support.LoopbackHttp
+):
+    """No cgroup is delegated to the user here: best effort would start on rlimits alone,
+    AR_ISOLATION_REQUIRE=cgroup-limits must refuse instead and leave nothing behind."""
+    run_as = sandbox.run_as
+    workdir = sandbox.base / "cgroups-required"
+    workdir.mkdir()
+    run_as.own(workdir)
+    settings = support.gateway_settings(forge.url, forge.url, workdir / "state", 0)
+    settings["AR_ISOLATION_REQUIRE"] = "cgroup-limits"
+    completed = run_cli(workdir, settings, run_as=run_as)
+    assert_refused_at(completed, "runtime")
+    assert "step=cgroup" in completed.stderr
+    assert list((run_as.runtime_dir / "auto-review").glob("bundle-*")) == []
