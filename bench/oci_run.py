@@ -42,7 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEBIAN_PYTHON = "/usr/bin/python3"
+# The copy for Debian's python3 is built exactly as the rootless tests build theirs.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.rootless import DEBIAN_PYTHON, copy_site
+
 WORKLOADS: dict[str, list[str]] = {
     "/bin/true": ["/bin/true"],
     "python3 -c pass": [DEBIAN_PYTHON, "-c", "pass"],
@@ -242,42 +246,12 @@ def embedded_cli_path() -> list[str]:
     return [sys.executable, "-m", "auto_review.cli.main"]
 
 
-# Lists the site-packages modules that importing argv pulls in (not those that .pth files
-# or sitecustomize loaded at start-up).
-LIST_SITE_MODULES = """
-import importlib, json, sys, sysconfig
-already = set(sys.modules)
-for name in sys.argv[1:]:
-    importlib.import_module(name)
-site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-found = {}
-for name in set(sys.modules) - already:
-    origin = getattr(sys.modules[name], "__file__", None) or ""
-    for directory in site:
-        if origin.startswith(directory + "/"):
-            top = origin[len(directory) + 1 :].split("/")[0]
-            found[top] = directory + "/" + top
-print(json.dumps(found))
-"""
-
-
 def build_debian_python_path(target: Path) -> None:
     """Copy auto_review and the site-packages modules its allowed imports pull in."""
     import auto_review
 
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(Path(auto_review.__file__).parent, target / "auto_review", ignore=ignore)
-    listed = subprocess.run(
-        [sys.executable, "-c", LIST_SITE_MODULES, *THIRD_PARTY_IMPORTS],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    for name, origin in json.loads(listed.stdout).items():
-        if name == "auto_review":
-            continue
-        if os.path.isdir(origin):
-            shutil.copytree(origin, target / name, ignore=ignore)
-        else:
-            shutil.copy2(origin, target / name)
+    copy_site(target, THIRD_PARTY_IMPORTS, preloaded="none",
+              source=Path(auto_review.__file__).parent)  # fmt: skip
 
 
 @dataclass

@@ -14,13 +14,11 @@ import hashlib
 import hmac
 import json
 import os
-import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -30,11 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support.rootless import (
+    DEBIAN_PYTHON,
+    as_user,
+    make_user_tree,
+    user_env,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 REFERENCE = REPO_ROOT.parent / "shared" / "reference"
-TEST_USER = "ar-oci-test"
-DEBIAN_PYTHON = "/usr/bin/python3"
+LAUNCHER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 STARTUP_TIMEOUT = 30.0
 
 CANARY_WEBHOOK = "canary-webhook-secret-3f9d0c7a1b2e4f6a8c0d2e4f"
@@ -55,20 +58,6 @@ GATEWAY_IMPORTS = (
     "jsonschema", "referencing", "referencing.jsonschema", "httpx", "certifi", "httpcore",
     "h11", "anyio", "anyio._backends._asyncio", "sniffio", "idna", "prometheus_client",
 )  # fmt: skip
-LIST_SITE_MODULES = """
-import importlib, json, sys, sysconfig
-for name in sys.argv[1:]:
-    importlib.import_module(name)
-site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-found = {}
-for name in set(sys.modules) - {"_distutils_hack"}:
-    origin = getattr(sys.modules[name], "__file__", None) or ""
-    for directory in site:
-        if origin.startswith(directory + "/"):
-            top = origin[len(directory) + 1 :].split("/")[0]
-            found[top] = directory + "/" + top
-print(json.dumps(found))
-"""
 
 
 def require_root() -> None:
@@ -104,19 +93,16 @@ class RunAs:
         return self.runtime_dir / "auto-review" if self.rootless else Path("/run/auto-review")
 
     def env(self) -> dict[str, str]:
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8"}
         if self.rootless:
             assert self.python_path is not None
-            env.update(HOME=str(self.runtime_dir), XDG_RUNTIME_DIR=str(self.runtime_dir),
-                       PYTHONPATH=str(self.python_path))  # fmt: skip
-        else:
-            env["HOME"] = "/root"
-        return env
+            return user_env(self.runtime_dir, self.python_path, path=LAUNCHER_PATH,
+                            write_bytecode=True)  # fmt: skip
+        return {"PATH": LAUNCHER_PATH, "LANG": "C.UTF-8", "HOME": "/root"}
 
     def popen_identity(self) -> dict[str, Any]:
         if not self.rootless:
             return {}
-        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+        return as_user(self.uid, self.gid)
 
     def own(self, path: Path) -> None:
         if self.rootless:
@@ -125,48 +111,6 @@ class RunAs:
 
 def root_run_as() -> RunAs:
     return RunAs(0, 0, sys.executable, Path("/run"), None)
-
-
-def ensure_test_user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(TEST_USER)
-    except KeyError:
-        pass
-    completed = subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", TEST_USER],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if completed.returncode not in (0, 9):  # 9: created meanwhile by another session
-        raise RuntimeError(f"useradd {TEST_USER} failed: {completed.stderr.strip()}")
-    return pwd.getpwnam(TEST_USER)
-
-
-def build_readable_site(target: Path) -> None:
-    shutil.copytree(REPO_ROOT / "src" / "auto_review", target / "auto_review",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    listed = subprocess.run([sys.executable, "-c", LIST_SITE_MODULES, *GATEWAY_IMPORTS],
-                            capture_output=True, text=True, check=True)  # fmt: skip
-    for name, origin in json.loads(listed.stdout).items():
-        if name == "auto_review":
-            continue
-        if os.path.isdir(origin):
-            shutil.copytree(origin, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(origin, target / name)
-    for directory, _dirs, files in os.walk(target):
-        os.chmod(directory, 0o755)  # noqa: S103 - the test user imports from it
-        for name in files:
-            path = os.path.join(directory, name)
-            os.chmod(path, os.stat(path).st_mode | 0o444)
-    # Byte-compile once, so every start does not compile the gateway from source.
-    subprocess.run([DEBIAN_PYTHON, "-m", "compileall", "-q", str(target)],
-                   capture_output=True, check=False)  # fmt: skip
-    for directory, _dirs, files in os.walk(target):
-        os.chmod(directory, 0o755)  # noqa: S103
-        for name in files:
-            path = os.path.join(directory, name)
-            os.chmod(path, os.stat(path).st_mode | 0o444)
 
 
 @dataclass
@@ -180,17 +124,10 @@ class UserSandbox:
 
 def make_user_sandbox() -> UserSandbox:
     require_root()
-    entry = ensure_test_user()
-    base = Path(tempfile.mkdtemp(prefix="launcher-rootless-"))
-    base.chmod(0o755)
-    runtime_dir = base / "runtime"
-    runtime_dir.mkdir(mode=0o700)
-    os.chown(runtime_dir, entry.pw_uid, entry.pw_gid)
-    site = base / "site"
-    site.mkdir()
-    build_readable_site(site)
-    run_as = RunAs(entry.pw_uid, entry.pw_gid, DEBIAN_PYTHON, runtime_dir, site)
-    return UserSandbox(run_as, base)
+    tree = make_user_tree("launcher-rootless-", "runtime", GATEWAY_IMPORTS, preloaded="all",
+                          byte_compile=True)  # fmt: skip
+    run_as = RunAs(tree.user.pw_uid, tree.user.pw_gid, DEBIAN_PYTHON, tree.private_dir, tree.site)
+    return UserSandbox(run_as, tree.base)
 
 
 # ---------------------------------------------------------------- loopback services

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.rootless import DEBIAN_PYTHON, as_user, make_user_tree, user_env
 
 from auto_review.isolation.bundle import (
     BundleRequest,
@@ -36,9 +36,6 @@ from auto_review.isolation.bundle import (
 )
 from auto_review.isolation.stale import MARKER_NAME, remove_stale_bundles
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-TEST_USER = "ar-oci-test"
-DEBIAN_PYTHON = "/usr/bin/python3"
 CANARY = "canary-secret-7f3a9c1e"
 LIMITS = ResourceLimits(memory_bytes=768 * 1024 * 1024, pids=200, nofile=1024,
                         tmp_size_bytes=32 * 1024 * 1024)  # fmt: skip
@@ -457,22 +454,6 @@ class UserSetup:
 
 SITE_IMPORTS = ("auto_review.isolation.bundle", "auto_review.oci.api", "uvloop", "httpx",
                 "certifi", "jsonschema", "referencing", "referencing.jsonschema")  # fmt: skip
-LIST_SITE_MODULES = """
-import importlib, json, sys, sysconfig
-already = set(sys.modules)
-for name in sys.argv[1:]:
-    importlib.import_module(name)
-site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-found = {}
-# The requested modules count even when a start-up .pth file imported them already.
-for name in (set(sys.modules) - already) | {name.split(".")[0] for name in sys.argv[1:]}:
-    origin = getattr(sys.modules[name], "__file__", None) or ""
-    for directory in site:
-        if origin.startswith(directory + "/"):
-            top = origin[len(directory) + 1 :].split("/")[0]
-            found[top] = directory + "/" + top
-print(json.dumps(found))
-"""
 
 # Runs as the test user under Debian's python3: stage, run (embedded API or runc), report,
 # remove. argv: home, site, egress socket, probe, limits (JSON), canary, runner.
@@ -517,62 +498,19 @@ print(json.dumps({"status": status, "out": out_path.read_text(), "err": err_path
 """
 
 
-def ensure_test_user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(TEST_USER)
-    except KeyError:
-        pass
-    completed = subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", TEST_USER],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if completed.returncode not in (0, 9):  # 9: created meanwhile by another session
-        raise RuntimeError(f"useradd {TEST_USER} failed: {completed.stderr.strip()}")
-    return pwd.getpwnam(TEST_USER)
-
-
-def build_readable_site(target: Path) -> None:
-    shutil.copytree(REPO_ROOT / "src" / "auto_review", target / "auto_review",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    listed = subprocess.run([sys.executable, "-c", LIST_SITE_MODULES, *SITE_IMPORTS],
-                            capture_output=True, text=True, check=True)  # fmt: skip
-    for name, origin in json.loads(listed.stdout).items():
-        if name == "auto_review":
-            continue
-        if os.path.isdir(origin):
-            shutil.copytree(origin, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(origin, target / name)
-    for directory, _dirs, files in os.walk(target):
-        os.chmod(directory, 0o755)  # noqa: S103 - the test user imports from it
-        for name in files:
-            path = os.path.join(directory, name)
-            os.chmod(path, os.stat(path).st_mode | 0o444)
-
-
 @pytest.fixture(scope="module")
 def test_user() -> Iterator[UserSetup]:
     require_root()
-    entry = ensure_test_user()
-    base = Path(tempfile.mkdtemp(prefix="bundle-rootless-"))
-    base.chmod(0o755)
-    home = base / "home"
-    home.mkdir(mode=0o700)
-    os.chown(home, entry.pw_uid, entry.pw_gid)
-    site = base / "site"
-    site.mkdir()
-    build_readable_site(site)
-    yield UserSetup(entry.pw_uid, entry.pw_gid, home, site)
-    shutil.rmtree(base, ignore_errors=True)
+    tree = make_user_tree("bundle-rootless-", "home", SITE_IMPORTS, preloaded="requested")
+    yield UserSetup(tree.user.pw_uid, tree.user.pw_gid, tree.private_dir, tree.site)
+    tree.remove()
 
 
 def run_as_user(user: UserSetup, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(user.home), "XDG_RUNTIME_DIR": str(user.home),
-           "PYTHONPATH": str(user.site), "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+    env = user_env(user.home, user.site, path="/usr/bin:/bin")
     return subprocess.run([DEBIAN_PYTHON, *args], capture_output=True, text=True, env=env,
-                          user=user.uid, group=user.gid, extra_groups=[], cwd="/",
-                          timeout=RUN_TIMEOUT, check=False)  # fmt: skip
+                          cwd="/", timeout=RUN_TIMEOUT, check=False,
+                          **as_user(user.uid, user.gid))  # fmt: skip
 
 
 def drive_rootless(

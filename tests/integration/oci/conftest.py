@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import pwd
 import secrets
 import shutil
 import socket
@@ -41,14 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "oci_probe"))
 
 import bundles
+from tests.support.rootless import DEBIAN_PYTHON, as_user, make_user_tree, user_env
 
-TEST_USER = "ar-oci-test"
 RUN_TIMEOUT = 60
 HIDE_CGROUP2_SCRIPT = (
     "if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified || exit 125; fi;"
     ' exec "$@"'
 )
-DEBIAN_PYTHON = "/usr/bin/python3"
 API_RUN_SNIPPET = (
     "import sys\n"
     "from auto_review.oci import api\n"
@@ -86,14 +84,7 @@ class UnprivilegedUser:
     python_path: Path  # readable copy of auto_review and its third-party imports
 
     def env(self) -> dict[str, str]:
-        return {
-            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": str(self.runtime_dir),
-            "XDG_RUNTIME_DIR": str(self.runtime_dir),
-            "PYTHONPATH": str(self.python_path),
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "LANG": "C.UTF-8",
-        }
+        return user_env(self.runtime_dir, self.python_path, path="/usr/sbin:/usr/bin:/sbin:/bin")
 
 
 @dataclass
@@ -145,12 +136,7 @@ class Runner:
     def _identity(self) -> dict[str, Any]:
         if self.user is None:
             return {}
-        return {
-            "user": self.user.uid,
-            "group": self.user.gid,
-            "extra_groups": [],
-            "env": self.user.env(),
-        }
+        return {**as_user(self.user.uid, self.user.gid), "env": self.user.env()}
 
     def _run_api_in_process(self, bundle_path: Path, container_id: str) -> RunResult:
         from auto_review.oci import api
@@ -219,87 +205,18 @@ def require_root() -> None:
 # ---------------------------------------------------------------- unprivileged user
 
 
-def ensure_test_user(name: str = TEST_USER) -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        pass
-    completed = subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", name],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    # Exit 9 = the name exists already (another session created it meanwhile).
-    if completed.returncode not in (0, 9):
-        raise RuntimeError(f"useradd {name} failed: {completed.stderr.strip()}")
-    return pwd.getpwnam(name)
-
-
 THIRD_PARTY_IMPORTS = ("jsonschema", "referencing", "referencing.jsonschema")
-# Lists the site-packages modules that importing argv pulls in (not those that .pth files
-# or sitecustomize loaded at start-up).
-LIST_SITE_MODULES = """
-import importlib, json, sys, sysconfig
-already = set(sys.modules)
-for name in sys.argv[1:]:
-    importlib.import_module(name)
-site = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-found = {}
-for name in set(sys.modules) - already:
-    origin = getattr(sys.modules[name], "__file__", None) or ""
-    for directory in site:
-        if origin.startswith(directory + "/"):
-            top = origin[len(directory) + 1 :].split("/")[0]
-            found[top] = directory + "/" + top
-print(json.dumps(found))
-"""
-
-
-def build_rootless_python_path(target: Path) -> None:
-    """Copy auto_review and the third-party modules it needs where any user can read them.
-
-    The OCI contract lets the runtime use jsonschema and referencing; Debian's python3 has
-    neither (and an older typing_extensions), so every site-packages module that importing
-    them pulls into this interpreter is copied, to be found ahead of Debian's dist-packages.
-    """
-    source = bundles.REPO_ROOT / "src" / "auto_review"
-    shutil.copytree(source, target / "auto_review", ignore=shutil.ignore_patterns("__pycache__"))
-    listed = subprocess.run(
-        [sys.executable, "-c", LIST_SITE_MODULES, *THIRD_PARTY_IMPORTS],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    for name, origin in json.loads(listed.stdout).items():
-        if name == "auto_review":
-            continue
-        if os.path.isdir(origin):
-            shutil.copytree(origin, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(origin, target / name)
-    make_world_readable(target)
-
-
-def make_world_readable(top: Path) -> None:
-    for directory, _subdirs, files in os.walk(top):
-        os.chmod(directory, 0o755)  # noqa: S103 - on purpose: the test user imports from it
-        for name in files:
-            path = os.path.join(directory, name)
-            os.chmod(path, os.stat(path).st_mode | 0o444)
 
 
 @pytest.fixture(scope="session")
 def test_user() -> Iterator[UnprivilegedUser]:
     require_root()
-    entry = ensure_test_user()
-    base = Path(tempfile.mkdtemp(prefix="oci-rootless-"))
-    base.chmod(0o755)
-    runtime_dir = base / "runtime"
-    runtime_dir.mkdir(mode=0o700)
-    os.chown(runtime_dir, entry.pw_uid, entry.pw_gid)
-    python_path = base / "site"
-    python_path.mkdir()
-    build_rootless_python_path(python_path)
-    yield UnprivilegedUser(entry.pw_name, entry.pw_uid, entry.pw_gid, runtime_dir, python_path)
-    shutil.rmtree(base, ignore_errors=True)
+    # The OCI contract lets the runtime use jsonschema and referencing; Debian's python3 has
+    # neither (and an older typing_extensions), so the site holds what importing them pulls in.
+    tree = make_user_tree("oci-rootless-", "runtime", THIRD_PARTY_IMPORTS, preloaded="none")
+    entry = tree.user
+    yield UnprivilegedUser(entry.pw_name, entry.pw_uid, entry.pw_gid, tree.private_dir, tree.site)
+    tree.remove()
 
 
 # ---------------------------------------------------------------- runners

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import os
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.forked_child import fork_and_answer, set_no_new_privs
 
 from auto_review.oci.errors import SpecError, StepError
 from auto_review.oci.landlock import (
@@ -23,33 +23,11 @@ from auto_review.oci.landlock import (
 )
 from auto_review.oci.seccomp import SeccompFilter
 
-PR_SET_NO_NEW_PRIVS = 38
-libc = ctypes.CDLL(None, use_errno=True)
-
 
 def run_in_child(body: Callable[[], Any]) -> Any:
     """Run body in a forked child and return its JSON answer."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        try:
-            answer: Any = {"ok": body()}
-        except StepError as exc:
-            answer = {"step_error": [exc.step, exc.errno, exc.path]}
-        except BaseException as exc:
-            answer = {"error": repr(exc)}
-        os.write(write_end, json.dumps(answer).encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as reader:
-        data = reader.read()
-    os.waitpid(pid, 0)
+    data, _status = fork_and_answer(body)
     return json.loads(data)
-
-
-def set_no_new_privs() -> None:
-    assert libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
 
 
 def attempt(action: Callable[[], object]) -> str:

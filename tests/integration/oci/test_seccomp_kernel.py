@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tests.support.forked_child import fork_and_answer, set_no_new_privs
 
 from auto_review.oci.errors import StepError
 from auto_review.oci.seccomp import SeccompFilter
@@ -22,7 +23,6 @@ NR_CLONE = 56
 NR_CLONE3 = 435
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNS = 0x00020000
-PR_SET_NO_NEW_PRIVS = 38
 
 pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="syscall numbers are x86_64")
 
@@ -39,27 +39,8 @@ def raw_syscall(number: int, *args: int) -> tuple[int, int]:
 
 def run_in_child(body: Callable[[], Any]) -> tuple[Any, int]:
     """Run body in a forked child; return its JSON answer and its wait status."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        try:
-            answer: Any = {"ok": body()}
-        except StepError as exc:
-            answer = {"step_error": [exc.step, exc.errno, exc.path]}
-        except BaseException as exc:
-            answer = {"error": repr(exc)}
-        os.write(write_end, json.dumps(answer).encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as reader:
-        data = reader.read()
-    _, status = os.waitpid(pid, 0)
+    data, status = fork_and_answer(body)
     return (json.loads(data) if data else None), status
-
-
-def set_no_new_privs() -> None:
-    assert libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
 
 
 def status_field(name: str) -> str:
