@@ -11,11 +11,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from tests.support.requirements import needs_root
 
 from auto_review.oci.cgroups import Cgroup, _v2_cpu_writes
 from auto_review.oci.errors import SpecError, StepError
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="making cgroups needs root here")
 SPIN_SECONDS = 0.4
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.requirements import needs_root, require
 
 from auto_review.oci import cgroup_devices
 from auto_review.oci.cgroups import Cgroup
@@ -20,7 +21,6 @@ from auto_review.oci.errors import SpecError
 UNIFIED = Path("/sys/fs/cgroup/unified")
 KMSG, LOOP = "/dev/kmsg", "/dev/loop0"
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="device rules need root")
 
 
 def attempt_open(path: str, flags: int) -> str:
@@ -80,8 +80,10 @@ def scratch() -> Iterator[str]:
 
 @pytest.fixture
 def v2_directory() -> Iterator[str]:
-    if not UNIFIED.is_dir() or not Path(KMSG).exists() or not Path(LOOP).exists():
-        pytest.skip("needs a cgroup2 mount at /sys/fs/cgroup/unified, /dev/kmsg and /dev/loop0")
+    require(
+        UNIFIED.is_dir() and Path(KMSG).exists() and Path(LOOP).exists(),
+        "a cgroup2 mount at /sys/fs/cgroup/unified, /dev/kmsg and /dev/loop0",
+    )
     directory = UNIFIED / f"ar-dev-{uuid.uuid4().hex[:8]}"
     directory.mkdir()
     yield str(directory)

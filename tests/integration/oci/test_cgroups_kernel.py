@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.requirements import needs_root, require
 
 import auto_review
 from auto_review.oci.cgroups import (
@@ -89,7 +90,6 @@ def memberships(pid: int) -> list[str]:
         return [line.rstrip("\n").split(":", 2)[2] for line in lines]
 
 
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="making cgroups needs root here")
 
 
 class HeldChild:
@@ -204,8 +204,10 @@ def test_unlimited_values_read_back_as_none() -> None:
 @needs_root
 def test_hugepage_limit_uses_the_unified_hierarchy_when_it_offers_hugetlb() -> None:
     controllers = Path("/sys/fs/cgroup/unified/cgroup.controllers")
-    if not controllers.exists() or "hugetlb" not in controllers.read_text().split():
-        pytest.skip("this host's cgroup2 mount does not offer hugetlb")
+    require(
+        controllers.exists() and "hugetlb" in controllers.read_text().split(),
+        "a cgroup2 mount at /sys/fs/cgroup/unified offering hugetlb",
+    )
     container_id = fresh_id()
     resources = {"hugepageLimits": [{"pageSize": "2MB", "limit": 4 * MIB}]}
     cgroup = Cgroup.create(container_id, None, resources, best_effort=False)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from tests.support.forked_child import fork_and_answer, set_no_new_privs
+from tests.support.requirements import require
 
 from auto_review.oci.errors import StepError
 from auto_review.oci.seccomp import SeccompFilter
@@ -291,8 +292,7 @@ def test_load_does_not_set_no_new_privs() -> None:
         flt.load()  # root in the test: CAP_SYS_ADMIN allows it without no_new_privs
         return [status_field("NoNewPrivs"), status_field("Seccomp")]
 
-    if os.geteuid() != 0:
-        pytest.skip("needs CAP_SYS_ADMIN")
+    require(os.geteuid() == 0, "root (CAP_SYS_ADMIN loads a filter without no_new_privs)")
     answer, _ = run_in_child(body)
     assert answer["ok"] == ["0", "2"]
 
