@@ -22,6 +22,16 @@ from auto_review.hosts.events import (
     check_sha,
     has_prefix,
 )
+from auto_review.hosts.review_types import (
+    ChangedFile,
+    CommitStatus,
+    GitAccess,
+    IssueComment,
+    PostedReview,
+    PostedReviewComment,
+    PullRequestDetails,
+    ReviewDraft,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +113,46 @@ class ReviewHost(Protocol):
 
     async def ping(self) -> None:
         """Cheap reachability and credential check; raises HostUnavailable or HostAuthError."""
+        ...
+
+    # --- review pipeline: read ---
+
+    async def get_pull_request_details(self, repo: RepoRef, number: int) -> PullRequestDetails:
+        """Head/base SHA, head ref, author, draft, state, title, body, labels, clone URL."""
+        ...
+
+    async def get_diff(self, repo: RepoRef, number: int, *, max_bytes: int) -> bytes:
+        """The PR's unified diff as the forge renders it; HostResponseError above max_bytes."""
+        ...
+
+    async def list_changed_files(self, repo: RepoRef, number: int) -> list[ChangedFile]: ...
+
+    async def list_reviews(self, repo: RepoRef, number: int) -> list[PostedReview]: ...
+
+    async def list_review_comments(
+        self, repo: RepoRef, number: int
+    ) -> list[PostedReviewComment]: ...
+
+    async def list_issue_comments(self, repo: RepoRef, number: int) -> list[IssueComment]: ...
+
+    async def get_file(self, repo: RepoRef, path: str, ref: str, *, max_bytes: int) -> bytes | None:
+        """A file's bytes at ``ref``; None when it does not exist there (404)."""
+        ...
+
+    async def git_access(self, repo: RepoRef) -> GitAccess:
+        """Basic-auth user and token for fetching ``repo`` over https with git."""
+        ...
+
+    # --- review pipeline: write ---
+
+    async def post_review(self, repo: RepoRef, number: int, draft: ReviewDraft) -> int:
+        """Posts one comment review with inline comments; returns the review id."""
+        ...
+
+    async def post_status(self, repo: RepoRef, sha: str, status: CommitStatus) -> None: ...
+
+    async def post_issue_comment(self, repo: RepoRef, number: int, body: str) -> int:
+        """Posts a conversation comment on the PR; returns its id."""
         ...
 
 
