@@ -237,6 +237,23 @@ def _list_of(item_pattern: re.Pattern[str], message: str) -> Parser:
 _CONTROLS = re.compile("|".join(re.escape(c) for c in DEGRADABLE_CONTROLS))
 
 
+def _price(value: Any) -> tuple[float, float]:
+    """``IN/OUT``: prices per million prompt and completion tokens, e.g. ``0.15/0.60``."""
+    if isinstance(value, tuple) and len(value) == 2:
+        parts = [str(v) for v in value]
+    else:
+        parts = _text(value).split("/")
+    if len(parts) != 2:
+        raise ValueError("must be INPUT/OUTPUT prices per million tokens, e.g. 0.15/0.60")
+    try:
+        prices = (float(parts[0]), float(parts[1]))
+    except ValueError:
+        raise ValueError("must be INPUT/OUTPUT prices per million tokens, e.g. 0.15/0.60") from None
+    if not all(0 <= p < 1e6 for p in prices):  # also refuses nan and inf
+        raise ValueError("prices must be between 0 and 1000000")
+    return prices
+
+
 @dataclass(frozen=True, slots=True)
 class SettingSpec:
     """One setting: how to parse it, its default, and whether it is a secret or a switch."""
@@ -285,6 +302,15 @@ SETTINGS: tuple[SettingSpec, ...] = (
     _spec("llm_api_key", _secret(), secret=True),
     _spec("llm_reasoning_model", _text),
     _spec("llm_cheap_model", _text),
+    _spec("llm_timeout_seconds", _number(0, 3600, above=True), 180.0),
+    _spec("llm_max_retries", _integer(0, 10), 2),
+    _spec("llm_response_format", _choice("auto", "json_schema", "json_object", "prompt"), "auto"),
+    _spec("llm_context_tokens", _integer(1000, 2_000_000), 16000),
+    _spec("llm_reasoning_price", _price),
+    _spec("llm_cheap_price", _price),
+    # Review pipeline caps
+    _spec("review_max_diff_bytes", _integer(1024), 20 * 1024 * 1024),
+    _spec("review_max_clone_bytes", _integer(1024 * 1024), 1024 * 1024 * 1024),
     # Intake limits and workers
     _spec("max_body_bytes", _integer(1024, 100 * 1024 * 1024), 5 * 1024 * 1024),
     _spec("rate_limit_per_minute", _integer(1), 3000),
@@ -335,6 +361,14 @@ class Settings:
     llm_api_key: SecretStr | None
     llm_reasoning_model: str | None
     llm_cheap_model: str | None
+    llm_timeout_seconds: float
+    llm_max_retries: int
+    llm_response_format: str
+    llm_context_tokens: int
+    llm_reasoning_price: tuple[float, float] | None
+    llm_cheap_price: tuple[float, float] | None
+    review_max_diff_bytes: int
+    review_max_clone_bytes: int
     max_body_bytes: int
     rate_limit_per_minute: int
     rate_limit_burst: int
