@@ -1,0 +1,16 @@
+"""Import of theme bundles uploaded by site administrators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+THEMES = Path("/var/lib/site/themes")
+
+
+def read_manifest(bundle_dir: Path) -> dict[str, str]:
+    with (bundle_dir / "theme.json").open(encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    if not isinstance(manifest, dict) or "name" not in manifest:
+        raise ValueError("theme.json must be an object with a name")
+    return manifest
