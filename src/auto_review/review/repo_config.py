@@ -72,7 +72,7 @@ def parse_repo_config(text: bytes | str, *, strict: bool = False) -> RepoConfig:
     """Parse the file's text. Unknown keys are warnings (``RepoConfig.warnings``), errors
     when ``strict``; anything else wrong raises RepoConfigError listing every problem."""
     root = _compose(text)
-    if root is None:
+    if root is None or root.tag == "tag:yaml.org,2002:null":
         return DEFAULT_REPO_CONFIG
     if not isinstance(root, yaml.MappingNode) or root.tag != "tag:yaml.org,2002:map":
         raise RepoConfigError([f"line {_line(root)}: the file must be a mapping of keys"])

@@ -1,0 +1,210 @@
+"""`.auto_review.yaml` parsing: defaults, every key, hostile YAML, problems with lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from auto_review.hosts.review_types import PullRequestDetails
+from auto_review.review.findings import Severity
+from auto_review.review.repo_config import (
+    DEFAULT_REPO_CONFIG,
+    MAX_CONFIG_BYTES,
+    MAX_GUIDELINES_CHARS,
+    RepoConfig,
+    RepoConfigError,
+    compile_ignore_pattern,
+    config_ref,
+    parse_repo_config,
+    repo_config_or_default,
+)
+
+FULL = """\
+version: 1
+enabled: true
+ignore:
+  - "docs/generated/**"
+  - "*.snap"
+  - "!vendor/ours/"
+guidelines: |
+  Prefer explicit error handling.
+  Public functions carry type hints.
+severity_floor: High
+max_files: 120
+skip_drafts: false
+skip_labels: [wip, "Do Not Review"]
+skip_authors: ["renovate[bot]"]
+review_trivial: true
+"""
+
+
+def problems_of(text: str | bytes, *, strict: bool = False) -> list[str]:
+    with pytest.raises(RepoConfigError) as info:
+        parse_repo_config(text, strict=strict)
+    return info.value.problems
+
+
+def test_defaults() -> None:
+    expected = RepoConfig(
+        ignore=(),
+        guidelines="",
+        severity_floor=Severity.MEDIUM,
+        max_files=50,
+        skip_drafts=True,
+        skip_labels=("no-review", "skip-review"),
+        review_trivial=False,
+        enabled=True,
+        skip_authors=(),
+    )
+    assert expected == DEFAULT_REPO_CONFIG
+    for empty in ("", "\n# only a comment\n", b"", "---\n"):
+        assert parse_repo_config(empty) == DEFAULT_REPO_CONFIG
+
+
+def test_every_key() -> None:
+    config = parse_repo_config(FULL.encode())
+    assert config.ignore == ("docs/generated/**", "*.snap", "!vendor/ours/")
+    assert (
+        config.guidelines == "Prefer explicit error handling.\nPublic functions carry type hints."
+    )
+    assert config.severity_floor is Severity.HIGH
+    assert (config.max_files, config.skip_drafts, config.review_trivial) == (120, False, True)
+    assert config.skip_labels == ("wip", "Do Not Review")
+    assert config.skip_authors == ("renovate[bot]",)
+    assert config.enabled and config.warnings == ()
+
+
+def test_unknown_key_warns_normally_and_fails_strict() -> None:
+    text = "max_files: 10\nlanguage: de\n"
+    config = parse_repo_config(text)
+    assert config.max_files == 10
+    assert len(config.warnings) == 1 and config.warnings[0].startswith("line 2: unknown key")
+    assert "'language'" in config.warnings[0]
+    assert problems_of(text, strict=True) == [config.warnings[0]]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("max_files: '50'\n", "line 1: max_files must be a whole number, not a string '50'"),
+        ("a: 1\nmax_files: true\n", "line 2: max_files must be a whole number"),
+        ("max_files: 0\n", "line 1: max_files must be between 1 and"),
+        ("skip_drafts: 'no'\n", "line 1: skip_drafts must be true or false"),
+        ("severity_floor: urgent\n", "line 1: severity_floor must be one of info, low,"),
+        ("\n\nignore: '*.md'\n", "line 3: ignore must be a list of strings, not a string"),
+        ("ignore:\n  - ok\n  - 3\n", "line 2: ignore[1] must be a non-empty string"),
+        ("ignore: ['[abc']\n", "unterminated character class"),
+        ("skip_labels: {a: 1}\n", "line 1: skip_labels must be a list of strings, not a mapping"),
+        ("guidelines: [x]\n", "line 1: guidelines must be text, not a list"),
+        ("version: 2\n", "line 1: version must be 1"),
+        ("review_trivial: 2020-01-01\n", "line 1: review_trivial must be true or false"),
+    ],
+)
+def test_wrong_types_name_key_and_line(text: str, expected: str) -> None:
+    (problem,) = problems_of(text)
+    assert problem.startswith(expected) or expected in problem, problem
+
+
+def test_all_problems_are_reported_together() -> None:
+    problems = problems_of("max_files: x\nskip_drafts: 3\nseverity_floor: 7\nmax_files: 1\n")
+    assert [p.split(":")[0] for p in problems] == ["line 1", "line 2", "line 3", "line 4"]
+    assert "given more than once" in problems[3]
+
+
+def test_guidelines_cap() -> None:
+    ok = "guidelines: " + "a" * MAX_GUIDELINES_CHARS + "\n"
+    assert len(parse_repo_config(ok).guidelines) == MAX_GUIDELINES_CHARS
+    (problem,) = problems_of("guidelines: " + "a" * (MAX_GUIDELINES_CHARS + 1) + "\n")
+    assert "over the cap" in problem
+
+
+def test_anchors_and_aliases_refused() -> None:
+    bomb = "a: &a ['x','x','x','x','x']\nb: &b [*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b]\n"
+    assert problems_of(bomb) == ["line 1: anchors and aliases (& and *) are not allowed"]
+    assert problems_of("ignore: &x ['a']\n")[0].startswith("line 1: anchors")
+    (alias_problem,) = problems_of("a: 1\nignore: *x\n")
+    assert alias_problem.startswith("line 2:")
+
+
+def test_size_cap_and_depth_cap() -> None:
+    big = b"guidelines: '" + b"a" * MAX_CONFIG_BYTES + b"'\n"
+    assert problems_of(big) == [f"the file is over the {MAX_CONFIG_BYTES}-byte cap"]
+    assert problems_of(big.decode()) == [f"the file is over the {MAX_CONFIG_BYTES}-byte cap"]
+    deep = "x: " + "[" * 5000 + "]" * 5000 + "\n"
+    assert "nesting deeper than" in problems_of(deep)[0]
+
+
+def test_unsafe_tags_and_bad_documents() -> None:
+    (problem,) = problems_of("guidelines: !!python/name:os.system\n")
+    assert problem.startswith("line 1:") and "constructor" in problem
+    assert problems_of("!!python/object:os.system {}\n") == [
+        "line 1: the file must be a mapping of keys"
+    ]
+    assert problems_of("- a\n- b\n") == ["line 1: the file must be a mapping of keys"]
+    assert problems_of("a: 1\n---\nb: 2\n")[0].startswith("line 2:")
+    assert problems_of(b"a: \xff\n") == ["the file is not UTF-8 (byte 3)"]
+    assert problems_of("1: x\n") == ["line 1: keys must be plain names"]
+
+
+def test_hostile_values_are_shown_escaped_and_short() -> None:
+    (problem,) = problems_of('severity_floor: "\\e[31mred\\e[0m' + "z" * 200 + '"\n')
+    assert "\x1b" not in problem and "\\x1b" in problem
+    assert len(problem) < 200
+
+
+def test_config_ref_is_the_base_commit() -> None:
+    pr = PullRequestDetails(
+        number=7,
+        head_sha="h" * 40,
+        base_sha="b" * 40,
+        head_ref="refs/pull/7/head",
+        base_branch="main",
+        author="mallory",
+        draft=False,
+        state="open",
+        title="t",
+        body="",
+        labels=(),
+        clone_url="https://forge.invalid/o/r.git",
+    )
+    assert config_ref(pr) == "b" * 40
+
+
+def test_or_default_fails_closed_to_defaults() -> None:
+    assert repo_config_or_default(None) == (DEFAULT_REPO_CONFIG, [])
+    config, problems = repo_config_or_default("enabled: nope\nignore: ['**']\n")
+    assert config == DEFAULT_REPO_CONFIG  # an invalid file never turns reviews off
+    assert problems == [
+        ".auto_review.yaml: line 1: enabled must be true or false, not a string 'nope'"
+    ]
+    config, warnings = repo_config_or_default("max_files: 3\nextra: 1\n")
+    assert config.max_files == 3 and warnings[0].startswith(".auto_review.yaml: line 2: unknown")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "matching", "not_matching"),
+    [
+        ("*.snap", ["a.snap", "x/y/b.snap"], ["a.snapx", "snap"]),
+        ("docs/", ["docs/a.md", "x/docs/b/c.md"], ["docs", "mydocs/a.md"]),
+        ("/build", ["build", "build/x.o"], ["src/build", "src/build/x.o"]),
+        ("src/*.gen.ts", ["src/a.gen.ts"], ["src/x/a.gen.ts", "lib/src/a.gen.ts"]),
+        ("a/**/b.txt", ["a/b.txt", "a/x/y/b.txt"], ["b.txt", "c/a/b.txt"]),
+        ("**/fixtures", ["fixtures/a", "t/fixtures/b/c"], ["t/fixture/x"]),
+        ("gen/**", ["gen/a", "gen/a/b"], ["gen", "x/gen/a"]),
+        ("file?.[ch]", ["file1.c", "d/fileX.h"], ["file12.c", "file1.o", "file/.c"]),
+        ("[!a]*.py", ["b.py", "d/c.py"], ["a.py"]),
+        (r"\#hash", ["#hash"], ["hash"]),
+    ],
+)
+def test_gitignore_patterns(pattern: str, matching: list[str], not_matching: list[str]) -> None:
+    compiled = compile_ignore_pattern(pattern)
+    assert [p for p in matching if not compiled.matches(p)] == []
+    assert [p for p in not_matching if compiled.matches(p)] == []
+
+
+def test_negated_pattern() -> None:
+    compiled = compile_ignore_pattern("!vendor/ours/")
+    assert compiled.negated and compiled.directory_only
+    assert compiled.matches("vendor/ours/x.go") and not compiled.matches("vendor/theirs/x.go")
+    for bad in ("!", "/", "a\\"):
+        with pytest.raises(ValueError):
+            compile_ignore_pattern(bad)
