@@ -163,13 +163,16 @@ def pr_skip_reason(pr: PullRequestDetails, triage: Triage, config: RepoConfig) -
 
 
 def trivial_reason(files: list[FileDiff]) -> str | None:
-    """Whitespace-only changes, or a few small edits of documentation lines."""
-    if all(_whitespace_only(f) for f in files):
+    """Whitespace-only changes, possibly with a few small edits of documentation lines."""
+    prose = [f for f in files if not _whitespace_only(f)]
+    if not prose:
         return "trivial: whitespace-only changes"
-    if not all(f.path.lower().endswith(_DOC_SUFFIXES) for f in files):
+    if not all(f.path.lower().endswith(_DOC_SUFFIXES) for f in prose):
         return None
     edited = 0
-    for file_diff in files:
+    for file_diff in prose:
+        if file_diff.old_path is None or file_diff.truncated:
+            return None
         for removed, added in _hunk_sides(file_diff):
             if len(removed) != len(added):
                 return None
@@ -178,7 +181,7 @@ def trivial_reason(files: list[FileDiff]) -> str | None:
                 similarity = difflib.SequenceMatcher(None, old, new, autojunk=False).ratio()
                 if edited > TYPO_MAX_LINES or similarity < TYPO_MIN_SIMILARITY:
                     return None
-    return f"trivial: documentation typo-size edits ({edited} lines)"
+    return f"trivial: whitespace and documentation typo-size edits ({edited} lines)"
 
 
 # -- rules -----------------------------------------------------------------------------------
