@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from auto_review.hosts.events import (
     CommentEvent,
@@ -60,6 +60,14 @@ class HostNotFound(HostError):
 
 class HostResponseError(HostError):
     """The forge answered, but not with what its API documents (bad JSON, missing fields)."""
+
+
+class HostResponseTooLarge(HostResponseError):
+    """A body (diff, file) is larger than the caller's cap; reading stopped at the cap."""
+
+    def __init__(self, operation: str, max_bytes: int, status: int | None = None) -> None:
+        super().__init__(operation, f"response larger than the cap of {max_bytes} bytes", status)
+        self.max_bytes = max_bytes
 
 
 class Secret:
@@ -225,6 +233,139 @@ def parse_pull_request(
         state="merged" if data.get("merged") is True else state,
         title=title,
     )
+
+
+def parse_pull_request_details(
+    operation: str,
+    repo: RepoRef,
+    number: int,
+    data: Any,
+    *,
+    draft_title_prefixes: tuple[str, ...] = (),
+) -> PullRequestDetails:
+    """PullRequestDetails from a Gitea/GitHub pull request object (both use these fields).
+
+    ``head_ref`` is ``refs/pull/{number}/head``, which both forges keep in the base
+    repository, so the head of a PR from a fork is fetched from ``clone_url`` too.
+    """
+    info = parse_pull_request(
+        operation, repo, number, data, draft_title_prefixes=draft_title_prefixes
+    )
+    body = data.get("body")
+    if body is not None and not isinstance(body, str):
+        raise HostResponseError(operation, "response field body is not a string")
+    labels = data.get("labels") or []
+    if not isinstance(labels, list):
+        raise HostResponseError(operation, "response field labels is not a list")
+    names = []
+    for label in labels:
+        if not isinstance(label, dict) or not isinstance(label.get("name"), str):
+            raise HostResponseError(operation, "a label lacks its name")
+        names.append(label["name"])
+    return PullRequestDetails(
+        number=number,
+        head_sha=info.head_sha,
+        base_sha=info.base_sha,
+        head_ref=f"refs/pull/{int(number)}/head",
+        base_branch=_text(operation, data, "base", "ref"),
+        author=info.author,
+        draft=info.draft,
+        state=info.state,
+        title=info.title,
+        body=body or "",
+        labels=tuple(names),
+        clone_url=clone_url(operation, _text(operation, data, "base", "repo", "clone_url")),
+    )
+
+
+def clone_url(operation: str, url: str) -> str:
+    """A forge's clone URL, refused unless it is http(s) without credentials or a query.
+
+    Credentials reach git through a helper, never the URL; a URL that carries some would put
+    them in git's argv and error messages.
+    """
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        raise HostResponseError(operation, "clone URL is not a URL") from None
+    if parts.scheme not in ("https", "http") or not hostname:
+        raise HostResponseError(operation, "clone URL is not an http(s) URL")
+    if parts.username is not None or parts.password is not None:
+        raise HostResponseError(operation, "clone URL carries credentials")
+    if parts.query or parts.fragment:
+        raise HostResponseError(operation, "clone URL has a query or fragment")
+    return url
+
+
+def integer(operation: str, data: Any, *keys: str) -> int:
+    """A JSON integer field (booleans refused)."""
+    value = _field(operation, data, *keys)
+    if type(value) is not int:
+        raise HostResponseError(operation, f"response field {'.'.join(keys)} is not an integer")
+    return value
+
+
+def text(operation: str, data: Any, *keys: str) -> str:
+    """A JSON string field."""
+    return _text(operation, data, *keys)
+
+
+def optional_text(operation: str, data: Any, key: str) -> str:
+    """A string field that forges may leave out or send as null; "" then."""
+    value = data.get(key) if isinstance(data, dict) else None
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise HostResponseError(operation, f"response field {key} is not a string")
+    return value
+
+
+def login_of(data: Any, key: str = "user") -> str:
+    """``data[key].login``, or "" when the forge sends no user (ghost or team entries)."""
+    user = data.get(key) if isinstance(data, dict) else None
+    login = user.get("login") if isinstance(user, dict) else None
+    return login if isinstance(login, str) else ""
+
+
+def optional_time(operation: str, data: Any, key: str) -> datetime | None:
+    """An RFC 3339 time field, None when absent, null or Go's zero time (year 1)."""
+    value = data.get(key) if isinstance(data, dict) else None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise HostResponseError(operation, f"response field {key} is not a time")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise HostResponseError(operation, f"response field {key} is not a time") from None
+    if moment.tzinfo is None:
+        raise HostResponseError(operation, f"response field {key} has no time zone")
+    return None if moment.year <= 1 else moment
+
+
+def optional_sha(operation: str, data: Any, key: str) -> str | None:
+    """A commit SHA field that may be absent or empty; anything else must be an object id."""
+    value = data.get(key) if isinstance(data, dict) else None
+    if value is None or value == "":
+        return None
+    return _sha(operation, data, key)
+
+
+def file_path_in_url(path: str) -> str:
+    """A repository file path, each segment escaped, for an API URL.
+
+    Refuses paths that a URL normaliser could turn into another endpoint: empty, absolute,
+    ``.``/``..`` segments, backslashes and control characters.
+    """
+    if not path or path.startswith("/") or "\\" in path:
+        raise ValueError("file path must be relative and use forward slashes")
+    segments = path.split("/")
+    if any(s in ("", ".", "..") for s in segments):
+        raise ValueError("file path must not have empty, '.' or '..' segments")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in path):
+        raise ValueError("file path must not contain control characters")
+    return "/".join(quote(s, safe="") for s in segments)
 
 
 def comment_event(repo: RepoRef, pr_number: int, item: dict[str, Any]) -> CommentEvent | None:

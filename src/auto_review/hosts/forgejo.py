@@ -9,33 +9,62 @@ Calls (paths relative to ``<base>/api/v1``):
   the PR number is that URL's last path segment.
 - ``GET /user``: ``ping``. Unlike ``/version`` (anonymous on most instances) it proves both
   that the forge answers and that the token is accepted; it needs the ``read:user`` scope.
+  ``git_access`` uses it once to learn the bot's login when none was configured.
+
+Review pipeline (``{repo}`` = ``/repos/{owner}/{repo}``):
+
+- ``GET {repo}/pulls/{index}``: details (labels, body, base branch, ``base.repo.clone_url``).
+- ``GET {repo}/pulls/{index}.diff``: the unified diff, streamed and capped.
+- ``GET {repo}/pulls/{index}/files?page=&limit=``: changed files.
+- ``GET {repo}/pulls/{index}/reviews?page=&limit=``; review comments are listed per review,
+  ``GET {repo}/pulls/{index}/reviews/{id}/comments`` (Gitea has no per-PR listing).
+- ``GET {repo}/issues/{index}/comments``: conversation comments (not paged by Gitea).
+- ``GET {repo}/raw/{filepath}?ref=``: a file's bytes at a ref, streamed and capped.
+- ``POST {repo}/pulls/{index}/reviews``: one ``COMMENT`` review with inline comments.
+- ``POST {repo}/statuses/{sha}``, ``POST {repo}/issues/{index}/comments``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
+from auto_review.hosts import forgejo_review as shapes
 from auto_review.hosts.base import (
+    HostNotFound,
     HostResponseError,
     PullRequestInfo,
     Secret,
     comment_event,
+    file_path_in_url,
     format_since,
+    integer,
     parse_pull_request,
+    parse_pull_request_details,
     repo_path,
 )
-from auto_review.hosts.comment_pages import collect_comment_pages
-from auto_review.hosts.events import CommentEvent, HostKind, RepoRef
+from auto_review.hosts.comment_pages import collect_all_pages, collect_comment_pages
+from auto_review.hosts.events import CommentEvent, HostKind, RepoRef, check_sha
 from auto_review.hosts.forgejo_webhooks import WIP_TITLE_PREFIXES
 from auto_review.hosts.http import ForgeHttp, RetryPolicy, check_base_url, json_body
+from auto_review.hosts.review_types import (
+    ChangedFile,
+    CommitStatus,
+    GitAccess,
+    IssueComment,
+    PostedReview,
+    PostedReviewComment,
+    PullRequestDetails,
+    ReviewDraft,
+)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 USER_AGENT = "auto-review (forgejo client)"
 API_PREFIX = "/api/v1"
@@ -69,6 +98,7 @@ class ForgejoClient:
         retry: RetryPolicy | None = None,
         page_size: int = 50,
         max_pages: int = 20,
+        bot_login: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not token:
@@ -85,6 +115,7 @@ class ForgejoClient:
         self._token = Secret(token)
         self.page_size = page_size
         self.max_pages = max_pages
+        self._bot_login = bot_login
 
     def __repr__(self) -> str:
         return f"ForgejoClient(api_root={self._http.api_root!r})"
@@ -106,6 +137,33 @@ class ForgejoClient:
     ) -> httpx.Response:
         return await self._http.request(
             operation, "GET", path, headers=self._headers(), params=params
+        )
+
+    async def _post(
+        self, operation: str, path: str, payload: dict[str, Any], *, idempotent: bool, status: int
+    ) -> Any:
+        response = await self._http.request(
+            operation,
+            "POST",
+            path,
+            headers=self._headers(),
+            json=payload,
+            idempotent=idempotent,
+            expect=(status,),
+        )
+        return json_body(operation, response)
+
+    async def _list(
+        self, operation: str, path: str, parse: Callable[[str, Any], T | None]
+    ) -> list[T]:
+        def fetch_page(page: int) -> Awaitable[httpx.Response]:
+            return self._get(operation, path, {"page": page, "limit": self.page_size})
+
+        return await collect_all_pages(
+            operation,
+            max_pages=self.max_pages,
+            fetch_page=fetch_page,
+            parse_item=lambda item: parse(operation, item),
         )
 
     async def get_pull_request(self, repo: RepoRef, number: int) -> PullRequestInfo:
@@ -145,6 +203,134 @@ class ForgejoClient:
         body = json_body(operation, response)
         if not isinstance(body, dict) or not isinstance(body.get("login"), str):
             raise HostResponseError(operation, "user object without login", response.status_code)
+
+    # --- review pipeline: read ---
+
+    async def get_pull_request_details(self, repo: RepoRef, number: int) -> PullRequestDetails:
+        operation = "forgejo get pull request details"
+        response = await self._get(operation, f"{repo_path(repo)}/pulls/{int(number)}")
+        return parse_pull_request_details(
+            operation,
+            repo,
+            number,
+            json_body(operation, response),
+            draft_title_prefixes=WIP_TITLE_PREFIXES,
+        )
+
+    async def get_diff(self, repo: RepoRef, number: int, *, max_bytes: int) -> bytes:
+        operation = "forgejo get diff"
+        _, body = await self._http.request_bytes(
+            operation,
+            f"{repo_path(repo)}/pulls/{int(number)}.diff",
+            max_bytes=max_bytes,
+            headers={**self._headers(), "Accept": "text/plain"},
+        )
+        return body
+
+    async def list_changed_files(self, repo: RepoRef, number: int) -> list[ChangedFile]:
+        return await self._list(
+            "forgejo list changed files",
+            f"{repo_path(repo)}/pulls/{int(number)}/files",
+            shapes.parse_changed_file,
+        )
+
+    async def list_reviews(self, repo: RepoRef, number: int) -> list[PostedReview]:
+        return await self._list(
+            "forgejo list reviews",
+            f"{repo_path(repo)}/pulls/{int(number)}/reviews",
+            shapes.parse_review,
+        )
+
+    async def list_review_comments(self, repo: RepoRef, number: int) -> list[PostedReviewComment]:
+        operation = "forgejo list review comments"
+        comments: list[PostedReviewComment] = []
+        for review in await self.list_reviews(repo, number):
+            path = f"{repo_path(repo)}/pulls/{int(number)}/reviews/{review.id}/comments"
+            try:
+                response = await self._get(operation, path)
+            except HostNotFound:
+                continue  # the review was deleted between the two calls
+            items = json_body(operation, response)
+            if not isinstance(items, list):
+                raise HostResponseError(operation, "expected a JSON array", response.status_code)
+            comments.extend(shapes.parse_review_comment(operation, item) for item in items)
+        return comments
+
+    async def list_issue_comments(self, repo: RepoRef, number: int) -> list[IssueComment]:
+        operation = "forgejo list issue comments"
+        # Gitea documents no paging here: it answers with every comment of the issue.
+        response = await self._get(operation, f"{repo_path(repo)}/issues/{int(number)}/comments")
+        items = json_body(operation, response)
+        if not isinstance(items, list):
+            raise HostResponseError(operation, "expected a JSON array", response.status_code)
+        return [shapes.parse_issue_comment(operation, item) for item in items]
+
+    async def get_file(self, repo: RepoRef, path: str, ref: str, *, max_bytes: int) -> bytes | None:
+        operation = "forgejo get file"
+        if not ref:
+            raise ValueError("ref must not be empty")
+        try:
+            _, body = await self._http.request_bytes(
+                operation,
+                f"{repo_path(repo)}/raw/{file_path_in_url(path)}",
+                max_bytes=max_bytes,
+                headers=self._headers(),
+                params={"ref": ref},
+            )
+        except HostNotFound:
+            return None
+        return body
+
+    async def git_access(self, repo: RepoRef) -> GitAccess:
+        # Gitea takes any user name with a token as the password; the bot's own login keeps
+        # the forge's logs truthful.
+        return GitAccess(username=await self.bot_login(), token=self._token.reveal())
+
+    async def bot_login(self) -> str:
+        """The token owner's login: the configured one, else ``GET /user`` (asked once)."""
+        if self._bot_login is None:
+            operation = "forgejo get bot login"
+            response = await self._get(operation, "/user")
+            body = json_body(operation, response)
+            if not isinstance(body, dict) or not isinstance(body.get("login"), str):
+                raise HostResponseError(operation, "user object without login", 200)
+            self._bot_login = body["login"]
+        return self._bot_login
+
+    # --- review pipeline: write ---
+
+    async def post_review(self, repo: RepoRef, number: int, draft: ReviewDraft) -> int:
+        operation = "forgejo post review"
+        check_sha(draft.commit_sha, "commit_sha")
+        body = await self._post(
+            operation,
+            f"{repo_path(repo)}/pulls/{int(number)}/reviews",
+            shapes.review_payload(draft),
+            idempotent=False,  # a repeat would post a second review
+            status=200,
+        )
+        return integer(operation, body, "id")
+
+    async def post_status(self, repo: RepoRef, sha: str, status: CommitStatus) -> None:
+        operation = "forgejo post status"
+        await self._post(
+            operation,
+            f"{repo_path(repo)}/statuses/{check_sha(sha)}",
+            shapes.status_payload(status),
+            idempotent=True,  # the latest status per context wins: a repeat changes nothing
+            status=201,
+        )
+
+    async def post_issue_comment(self, repo: RepoRef, number: int, body: str) -> int:
+        operation = "forgejo post issue comment"
+        answer = await self._post(
+            operation,
+            f"{repo_path(repo)}/issues/{int(number)}/comments",
+            {"body": body},
+            idempotent=False,
+            status=201,
+        )
+        return integer(operation, answer, "id")
 
 
 def parse_comment(repo: RepoRef, item: Any) -> CommentEvent | None:

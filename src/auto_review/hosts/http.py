@@ -6,10 +6,16 @@ lines cannot carry them. Errors name the operation (``"forgejo get pull request"
 status or transport failure, nothing else: no URL, no header, no response body.
 
 Retries: connection failures are always retried (the request never reached the forge);
-timeouts, 5xx and 429 are retried for idempotent requests only, with exponential backoff and
+timeouts, dropped connections and 5xx are retried for idempotent requests only. A request
+that is not idempotent (posting a review or a comment) is repeated only after an answer that
+says the forge did not act on it: 429, 503 or a rate-limit 403. Backoff is exponential with
 jitter. ``Retry-After`` (seconds or HTTP date) and GitHub's ``x-ratelimit-reset`` are honoured
 when they ask for no more than ``RetryPolicy.max_retry_after``; a longer wait fails at once
 with :class:`HostUnavailable` rather than stalling the caller.
+
+:meth:`ForgeHttp.request_bytes` streams a body (a diff, a raw file) and stops reading at a
+byte cap, raising :class:`HostResponseTooLarge`; it asks for an uncompressed body so the cap
+counts what is held in memory.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -31,6 +37,7 @@ from auto_review.hosts.base import (
     HostError,
     HostNotFound,
     HostResponseError,
+    HostResponseTooLarge,
     HostUnavailable,
 )
 
@@ -38,8 +45,15 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Answers after which even a non-idempotent request may be sent again: the forge (or the
+# proxy in front of it) says it did not process it. 500/502/504 may come after the forge
+# acted (GitHub answers 502 when its own deadline passed while the work went on).
+NOT_PROCESSED_STATUSES = frozenset({429, 503})
+# A capped download gets this much extra time per byte allowed, on top of the deadline.
+MIN_TRANSFER_BYTES_PER_SECOND = 256 * 1024
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +192,85 @@ class ForgeHttp:
         expect: tuple[int, ...] = (200,),
     ) -> httpx.Response:
         """Send one logical request, retrying per the policy; return a response whose status
-        is in ``expect``, or raise a HostError."""
+        is in ``expect`` (body read), or raise a HostError."""
+
+        async def read_all(response: httpx.Response) -> httpx.Response:
+            await response.aread()
+            return response
+
+        return await self._send(
+            operation,
+            method,
+            path,
+            headers=headers,
+            params=params,
+            json=json,
+            idempotent=idempotent,
+            expect=expect,
+            deadline=self.timeout * 2,
+            read=read_all,
+        )
+
+    async def request_bytes(
+        self,
+        operation: str,
+        path: str,
+        *,
+        max_bytes: int,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str | int] | None = None,
+        expect: tuple[int, ...] = (200,),
+    ) -> tuple[int, bytes]:
+        """GET ``path`` and return (status, body), reading at most ``max_bytes`` of body.
+
+        A body over the cap raises HostResponseTooLarge (not retried: it would not shrink).
+        The attempt deadline grows with the cap so a large allowed body can still arrive.
+        """
+        if max_bytes < 0:
+            raise ValueError("max_bytes must not be negative")
+
+        async def read_capped(response: httpx.Response) -> tuple[int, bytes]:
+            status = response.status_code
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise HostResponseTooLarge(operation, max_bytes, status)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise HostResponseTooLarge(operation, max_bytes, status)
+                chunks.append(chunk)
+            return status, b"".join(chunks)
+
+        return await self._send(
+            operation,
+            "GET",
+            path,
+            # identity: a compressed body could expand far past the cap in one chunk
+            headers={**dict(headers or {}), "Accept-Encoding": "identity"},
+            params=params,
+            json=None,
+            idempotent=True,
+            expect=expect,
+            deadline=self.timeout * 2 + max_bytes / MIN_TRANSFER_BYTES_PER_SECOND,
+            read=read_capped,
+        )
+
+    async def _send(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None,
+        params: Mapping[str, str | int] | None,
+        json: Any,
+        idempotent: bool | None,
+        expect: tuple[int, ...],
+        deadline: float,
+        read: Callable[[httpx.Response], Awaitable[T]],
+    ) -> T:
         method = method.upper()
         may_repeat = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         attempts = self.retry.attempts
@@ -187,10 +279,16 @@ class ForgeHttp:
             try:
                 # Whole-attempt deadline: httpx's timeouts are per phase, and a server that
                 # drips bytes could otherwise hold a request open indefinitely.
-                async with asyncio.timeout(self.timeout * 2):
-                    response = await self._client.request(
+                async with asyncio.timeout(deadline):
+                    request = self._client.build_request(
                         method, path, headers=dict(headers or {}), params=params, json=json
                     )
+                    response = await self._client.send(request, stream=True)
+                    try:
+                        if response.status_code in expect:
+                            return await read(response)
+                    finally:
+                        await response.aclose()
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # Nothing reached the forge: safe to repeat any method.
                 if last:
@@ -215,13 +313,11 @@ class ForgeHttp:
                 continue
 
             status = response.status_code
-            if status in expect:
-                return response
-            await response.aclose()
-            retryable = status in RETRYABLE_STATUSES or is_rate_limited(response)
+            rate_limited = is_rate_limited(response)
+            retryable = status in RETRYABLE_STATUSES or rate_limited
             if not retryable:
                 raise error_for_status(operation, status)
-            if not may_repeat and status != 429 and not is_rate_limited(response):
+            if not may_repeat and status not in NOT_PROCESSED_STATUSES and not rate_limited:
                 raise error_for_status(operation, status)
             hinted = rate_limit_wait(response, time.time())
             if hinted is not None and hinted > self.retry.max_retry_after:
@@ -229,7 +325,7 @@ class ForgeHttp:
                     operation, f"HTTP {status} rate limited for {hinted:.0f}s", status
                 )
             if last:
-                if is_rate_limited(response):
+                if rate_limited:
                     raise HostUnavailable(
                         operation, f"HTTP {status} rate limited after {attempt} attempt(s)", status
                     )
