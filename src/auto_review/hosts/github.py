@@ -10,35 +10,66 @@ Calls (relative to ``AR_GITHUB_API_URL``, default ``https://api.github.com``):
 - ``GET /app`` (app JWT): ``ping``; proves reachability and that the app id and key match.
 - Installation lookup and token exchange: see :mod:`auto_review.hosts.github_auth`.
 
+Review pipeline (installation token; ``{repo}`` = ``/repos/{owner}/{repo}``):
+
+- ``GET {repo}/pulls/{n}`` (details) and, with ``Accept: application/vnd.github.diff``, the
+  unified diff (streamed and capped).
+- ``GET {repo}/pulls/{n}/files``, ``/reviews``, ``/comments`` (review comments) and
+  ``GET {repo}/issues/{n}/comments``, each ``?per_page=&page=``.
+- ``GET {repo}/contents/{path}?ref=``: base64 JSON for files up to 1 MB; larger files come
+  without content and are fetched again with ``Accept: application/vnd.github.raw+json``.
+- ``POST {repo}/pulls/{n}/reviews`` (``event: COMMENT``, comments with ``line``/``side``),
+  ``POST {repo}/statuses/{sha}``, ``POST {repo}/issues/{n}/comments``.
+
 An API call answered 401 drops the cached installation token and is tried once more with a
-fresh one (tokens can be revoked before their ``expires_at``).
+fresh one (tokens can be revoked before their ``expires_at``; a 401 means the forge did not
+act, so this holds for posts too).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
+from auto_review.hosts import github_review as shapes
 from auto_review.hosts.base import (
     HostAuthError,
+    HostNotFound,
     HostResponseError,
     PullRequestInfo,
     comment_event,
+    file_path_in_url,
     format_since,
+    integer,
     parse_pull_request,
+    parse_pull_request_details,
     repo_path,
 )
-from auto_review.hosts.comment_pages import collect_comment_pages
-from auto_review.hosts.events import CommentEvent, HostKind, RepoRef
+from auto_review.hosts.comment_pages import collect_all_pages, collect_comment_pages
+from auto_review.hosts.events import CommentEvent, HostKind, RepoRef, check_sha
 from auto_review.hosts.github_auth import GITHUB_HEADERS, GitHubAppAuth
 from auto_review.hosts.http import ForgeHttp, RetryPolicy, json_body
+from auto_review.hosts.review_types import (
+    ChangedFile,
+    CommitStatus,
+    GitAccess,
+    IssueComment,
+    PostedReview,
+    PostedReviewComment,
+    PullRequestDetails,
+    ReviewDraft,
+)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DIFF_MEDIA_TYPE = "application/vnd.github.diff"
+RAW_MEDIA_TYPE = "application/vnd.github.raw+json"
 
 USER_AGENT = "auto-review (github app client)"
 DEFAULT_API_URL = "https://api.github.com"
@@ -87,21 +118,88 @@ class GitHubClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _repo_get(
-        self, operation: str, repo: RepoRef, path: str, params: dict[str, str | int] | None = None
-    ) -> httpx.Response:
+    async def _with_token(self, repo: RepoRef, call: Callable[[dict[str, str]], Awaitable[T]]) -> T:
+        """Run ``call`` with installation-token headers; after a 401, once more with a fresh
+        token (a 401 means GitHub did not act on the request)."""
         for fresh_token_tried in (False, True):
             token = await self.auth.installation_token(repo)
             headers = {**GITHUB_HEADERS, "Authorization": f"Bearer {token}"}
             try:
-                return await self._http.request(
-                    operation, "GET", repo_path(repo) + path, headers=headers, params=params
-                )
+                return await call(headers)
             except HostAuthError as exc:
                 if exc.status != 401 or fresh_token_tried:
                     raise
                 self.auth.forget_token(repo)
         raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _repo_get(
+        self, operation: str, repo: RepoRef, path: str, params: dict[str, str | int] | None = None
+    ) -> httpx.Response:
+        return await self._with_token(
+            repo,
+            lambda headers: self._http.request(
+                operation, "GET", repo_path(repo) + path, headers=headers, params=params
+            ),
+        )
+
+    async def _repo_bytes(
+        self,
+        operation: str,
+        repo: RepoRef,
+        path: str,
+        *,
+        accept: str,
+        max_bytes: int,
+        params: Mapping[str, str | int] | None = None,
+    ) -> bytes:
+        async def call(headers: dict[str, str]) -> bytes:
+            _, body = await self._http.request_bytes(
+                operation,
+                repo_path(repo) + path,
+                max_bytes=max_bytes,
+                headers={**headers, "Accept": accept},
+                params=params,
+            )
+            return body
+
+        return await self._with_token(repo, call)
+
+    async def _repo_post(
+        self,
+        operation: str,
+        repo: RepoRef,
+        path: str,
+        payload: dict[str, Any],
+        *,
+        idempotent: bool,
+        status: int,
+    ) -> Any:
+        response = await self._with_token(
+            repo,
+            lambda headers: self._http.request(
+                operation,
+                "POST",
+                repo_path(repo) + path,
+                headers=headers,
+                json=payload,
+                idempotent=idempotent,
+                expect=(status,),
+            ),
+        )
+        return json_body(operation, response)
+
+    async def _list(
+        self, operation: str, repo: RepoRef, path: str, parse: Callable[[str, Any], T | None]
+    ) -> list[T]:
+        def fetch_page(page: int) -> Awaitable[httpx.Response]:
+            return self._repo_get(operation, repo, path, {"per_page": self.page_size, "page": page})
+
+        return await collect_all_pages(
+            operation,
+            max_pages=self.max_pages,
+            fetch_page=fetch_page,
+            parse_item=lambda item: parse(operation, item),
+        )
 
     async def get_pull_request(self, repo: RepoRef, number: int) -> PullRequestInfo:
         operation = "github get pull request"
@@ -137,6 +235,115 @@ class GitHubClient:
         body = json_body(operation, response)
         if not isinstance(body, dict) or not isinstance(body.get("id"), int):
             raise HostResponseError(operation, "app object without id", response.status_code)
+
+    # --- review pipeline: read ---
+
+    async def get_pull_request_details(self, repo: RepoRef, number: int) -> PullRequestDetails:
+        operation = "github get pull request details"
+        response = await self._repo_get(operation, repo, f"/pulls/{int(number)}")
+        return parse_pull_request_details(operation, repo, number, json_body(operation, response))
+
+    async def get_diff(self, repo: RepoRef, number: int, *, max_bytes: int) -> bytes:
+        return await self._repo_bytes(
+            "github get diff",
+            repo,
+            f"/pulls/{int(number)}",
+            accept=DIFF_MEDIA_TYPE,
+            max_bytes=max_bytes,
+        )
+
+    async def list_changed_files(self, repo: RepoRef, number: int) -> list[ChangedFile]:
+        return await self._list(
+            "github list changed files",
+            repo,
+            f"/pulls/{int(number)}/files",
+            shapes.parse_changed_file,
+        )
+
+    async def list_reviews(self, repo: RepoRef, number: int) -> list[PostedReview]:
+        return await self._list(
+            "github list reviews", repo, f"/pulls/{int(number)}/reviews", shapes.parse_review
+        )
+
+    async def list_review_comments(self, repo: RepoRef, number: int) -> list[PostedReviewComment]:
+        return await self._list(
+            "github list review comments",
+            repo,
+            f"/pulls/{int(number)}/comments",
+            shapes.parse_review_comment,
+        )
+
+    async def list_issue_comments(self, repo: RepoRef, number: int) -> list[IssueComment]:
+        return await self._list(
+            "github list issue comments",
+            repo,
+            f"/issues/{int(number)}/comments",
+            shapes.parse_issue_comment,
+        )
+
+    async def get_file(self, repo: RepoRef, path: str, ref: str, *, max_bytes: int) -> bytes | None:
+        operation = "github get file"
+        if not ref:
+            raise ValueError("ref must not be empty")
+        url_path = f"/contents/{file_path_in_url(path)}"
+        try:
+            response = await self._repo_get(operation, repo, url_path, {"ref": ref})
+            try:
+                return shapes.file_content(operation, json_body(operation, response), max_bytes)
+            except shapes.NeedsRawDownload:
+                return await self._repo_bytes(
+                    operation,
+                    repo,
+                    url_path,
+                    accept=RAW_MEDIA_TYPE,
+                    max_bytes=max_bytes,
+                    params={"ref": ref},
+                )
+        except HostNotFound as exc:
+            if exc.operation != operation:
+                raise  # the installation lookup: the repository itself is missing
+            return None
+
+    async def git_access(self, repo: RepoRef) -> GitAccess:
+        # GitHub's documented form for installation tokens over https.
+        return GitAccess("x-access-token", await self.auth.installation_token(repo))
+
+    # --- review pipeline: write ---
+
+    async def post_review(self, repo: RepoRef, number: int, draft: ReviewDraft) -> int:
+        operation = "github post review"
+        check_sha(draft.commit_sha, "commit_sha")
+        body = await self._repo_post(
+            operation,
+            repo,
+            f"/pulls/{int(number)}/reviews",
+            shapes.review_payload(draft),
+            idempotent=False,  # a repeat would post a second review
+            status=200,
+        )
+        return integer(operation, body, "id")
+
+    async def post_status(self, repo: RepoRef, sha: str, status: CommitStatus) -> None:
+        await self._repo_post(
+            "github post status",
+            repo,
+            f"/statuses/{check_sha(sha)}",
+            shapes.status_payload(status),
+            idempotent=True,  # the latest status per context wins: a repeat changes nothing
+            status=201,
+        )
+
+    async def post_issue_comment(self, repo: RepoRef, number: int, body: str) -> int:
+        operation = "github post issue comment"
+        answer = await self._repo_post(
+            operation,
+            repo,
+            f"/issues/{int(number)}/comments",
+            {"body": body},
+            idempotent=False,
+            status=201,
+        )
+        return integer(operation, answer, "id")
 
 
 def pr_number_from_html_url(url: str) -> int | None:
