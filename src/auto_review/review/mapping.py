@@ -49,6 +49,8 @@ MAX_COMMENT_CHARS = 6000
 MAX_SUMMARY_CHARS = 60_000  # both forges accept 65 536
 MAX_MODEL_SUMMARY_CHARS = 2000
 MAX_TITLE_CHARS = 200
+MAX_PATH_CHARS = 1000
+REDACTION_MARGIN = 8192  # longer than any configured secret (PEM keys included)
 MAX_LISTED_FINDINGS = 30
 TRUNCATION_MARK = "\n\n*(truncated)*"
 
@@ -84,18 +86,18 @@ def plan_review(
     changed: ChangedLines | None = None,
 ) -> PlannedReview:
     """The review to post for verified findings, and the commit status for ``head_sha``."""
-    new: list[Finding] = []
-    seen = set(already_posted)
+    first_of: dict[str, Finding] = {}
     for finding in kept:
-        fingerprint = finding.fingerprint
-        if fingerprint in seen:
-            continue
-        if changed is not None and not _commentable(changed, finding):
-            continue
-        seen.add(fingerprint)
-        new.append(finding)
-
-    status = review_status(kept)
+        first_of.setdefault(finding.fingerprint, finding)
+    distinct = list(first_of.values())  # first occurrence of each fingerprint, input order
+    new = [
+        finding
+        for finding in distinct
+        if finding.fingerprint not in already_posted
+        and (changed is None or _commentable(changed, finding))
+    ]
+    repeated = sum(finding.fingerprint in already_posted for finding in distinct)
+    status = review_status(distinct)
     if not new:
         return PlannedReview(draft=None, status=status, new_fingerprints=[])
     comments = tuple(
@@ -107,7 +109,7 @@ def plan_review(
         )
         for finding in new
     )
-    body = summary_body(new, summary, repeated=len(kept) - len(new), redact=redact)
+    body = summary_body(new, summary, repeated=repeated, redact=redact)
     return PlannedReview(
         draft=ReviewDraft(commit_sha=head_sha, body=body, comments=comments),
         status=status,
@@ -134,11 +136,10 @@ def marker(fingerprint: str) -> str:
 
 def comment_body(finding: Finding, redact: Callable[[str], str]) -> str:
     """Marker, a one-line heading (severity, category, title), then the model's body."""
-    title = _one_line(untrusted_text(finding.title, redact))[:MAX_TITLE_CHARS]
+    title = _one_line(untrusted_text(finding.title, redact, MAX_TITLE_CHARS))
     heading = f"**{finding.severity.value.upper()}** · {finding.category} · {title}"
-    text = untrusted_text(finding.body, redact)
     head = f"{marker(finding.fingerprint)}\n{heading}\n\n"
-    body = _cap(text, MAX_COMMENT_CHARS - len(head))
+    body = untrusted_text(finding.body, redact, MAX_COMMENT_CHARS - len(head))
     return redact(head + body).rstrip()
 
 
@@ -153,28 +154,34 @@ def summary_body(
     lines = [f"**auto-review**: {len(new)} new {noun} ({by_severity})."]
     if repeated:
         lines.append(f"{repeated} already reported on this pull request are not repeated.")
-    model_summary = _cap(untrusted_text(summary, redact), MAX_MODEL_SUMMARY_CHARS)
+    model_summary = untrusted_text(summary, redact, MAX_MODEL_SUMMARY_CHARS)
     if model_summary.strip():
         lines += ["", model_summary]
     lines.append("")
     ordered = sorted(new, key=lambda f: (-f.severity.rank, f.path, f.end_line))
     for finding in ordered[:MAX_LISTED_FINDINGS]:
-        title = _one_line(untrusted_text(finding.title, redact))[:MAX_TITLE_CHARS]
-        where = _code_span(f"{untrusted_text(finding.path, redact)}:{finding.end_line}")
+        title = _one_line(untrusted_text(finding.title, redact, MAX_TITLE_CHARS))
+        path = untrusted_text(finding.path, redact, MAX_PATH_CHARS)
+        where = _code_span(f"{path}:{finding.end_line}")
         lines.append(f"- **{finding.severity.value}** {where} {title}")
     if len(ordered) > MAX_LISTED_FINDINGS:
         lines.append(f"- … and {len(ordered) - MAX_LISTED_FINDINGS} more")
     return redact(_cap("\n".join(lines), MAX_SUMMARY_CHARS))
 
 
-def untrusted_text(text: str, redact: Callable[[str], str]) -> str:
-    """Model (or PR) text made safe to post: redacted, then defused (see module doc)."""
-    text = redact(text)
+def untrusted_text(text: str, redact: Callable[[str], str], limit: int) -> str:
+    """Model (or PR) text made safe to post: redacted, defused (see module doc), capped.
+
+    The text is cut before redaction only REDACTION_MARGIN past ``limit`` (redaction cost
+    grows with length), so a secret cut in half there lies past ``limit`` and goes with the
+    final cap.
+    """
+    text = redact(text[: limit + REDACTION_MARGIN])
     text = unicodedata.normalize("NFC", text)
     text = _INVISIBLE.sub("", text)
     text = _MENTION.sub("@" + _ZWSP, text)
     text = _HTML_OPEN.sub("<" + _ZWSP, text)
-    return _LINK_SYNTAX.sub("]" + _ZWSP, text)
+    return _cap(_LINK_SYNTAX.sub("]" + _ZWSP, text), limit)
 
 
 # ---- status ---------------------------------------------------------------------------
@@ -194,7 +201,10 @@ def review_status(kept: Iterable[Finding]) -> CommitStatus:
 
 def skipped_status(reason: str, redact: Callable[[str], str]) -> CommitStatus:
     """A PR that was deliberately not reviewed (draft, skip label, trivial, ...)."""
-    return _status(CommitState.SUCCESS, "skipped: " + _one_line(untrusted_text(reason, redact)))
+    return _status(
+        CommitState.SUCCESS,
+        "skipped: " + _one_line(untrusted_text(reason, redact, MAX_STATUS_DESCRIPTION)),
+    )
 
 
 def pending_status() -> CommitStatus:
@@ -203,7 +213,10 @@ def pending_status() -> CommitStatus:
 
 def failed_status(reason: str, redact: Callable[[str], str]) -> CommitStatus:
     """The review itself could not be done (LLM or forge unavailable after retries, ...)."""
-    return _status(CommitState.ERROR, "review failed: " + _one_line(untrusted_text(reason, redact)))
+    return _status(
+        CommitState.ERROR,
+        "review failed: " + _one_line(untrusted_text(reason, redact, MAX_STATUS_DESCRIPTION)),
+    )
 
 
 def _status(state: CommitState, description: str) -> CommitStatus:
