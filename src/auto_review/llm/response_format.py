@@ -97,7 +97,13 @@ def with_schema_instruction(
 
 
 # Words a 400 uses when the server objects to the response_format field itself.
-_FORMAT_WORDS = ("response_format", "json_schema", "response format", "structured output")
+_FORMAT_WORDS = (
+    "response_format",
+    "response format",
+    "json_schema",
+    "json_object",
+    "structured output",
+)
 
 
 def refuses_response_format(status: int, error_text: str, error_param: str | None) -> bool:
