@@ -1,9 +1,294 @@
-"""`auto-review bench`: not available in this version."""
+"""`auto-review bench run`: replay the labelled corpus through the review pipeline and score it.
+
+Each fixture's ``pr.patch`` goes through :func:`auto_review.review.pipeline.review_patch`
+with the LLM the ``AR_LLM_*`` settings describe and the default repository config, one
+fixture at a time (so stage latencies are not inflated by each other). The findings kept are
+matched against ``expected.yaml`` (rule: :mod:`auto_review.review.evaluation`).
+
+Exit status: 0 done; 1 a regression against ``--baseline`` with ``--fail-on-regression``;
+2 bad usage, settings, corpus or baseline, or the LLM server refused the requests.
+"""
 
 from __future__ import annotations
 
-from auto_review.cli.unimplemented import refuse
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
+from auto_review.config import SettingsError, load_settings
+from auto_review.llm.api import LanguageModel, LlmError, LlmRefused
+from auto_review.logs import install_secrets, redact
+from auto_review.review.evaluation import (
+    LINE_TOLERANCE,
+    BenchSummary,
+    CorpusError,
+    Fixture,
+    FixtureOutcome,
+    Regression,
+    RegressionThresholds,
+    compare_to_baseline,
+    load_baseline,
+    load_corpus,
+    summarize,
+    summary_to_json,
+)
+from auto_review.review.findings import Finding
+
+EXIT_OK = 0
+EXIT_REGRESSION = 1
+EXIT_USAGE = 2
+
+LLM_SETTINGS = (
+    "llm_base_url",
+    "llm_api_key",
+    "llm_reasoning_model",
+    "llm_cheap_model",
+    "llm_timeout_seconds",
+    "llm_max_retries",
+    "llm_response_format",
+    "llm_context_tokens",
+    "llm_reasoning_price",
+    "llm_cheap_price",
+)
 
 
-def main(argv: list[str]) -> int:
-    return refuse("bench", argv)
+class ReportLike(Protocol):
+    """The fields of the pipeline's ReviewReport the bench reads."""
+
+    @property
+    def kept(self) -> Sequence[Finding]: ...
+
+    @property
+    def stage_seconds(self) -> Mapping[str, float]: ...
+
+    @property
+    def skipped_reason(self) -> str | None: ...
+
+
+Reviewer = Callable[[Fixture], Awaitable[ReportLike]]
+ReviewerFactory = Callable[[LanguageModel], Reviewer]
+
+
+class BenchAborted(Exception):
+    """Going on would only repeat the same failure on every fixture."""
+
+
+def pipeline_reviewer(llm: LanguageModel) -> Reviewer:
+    """Reviews a fixture the way ``auto-review review diff`` reviews a local patch."""
+    from auto_review.review.pipeline import review_patch
+    from auto_review.review.repo_config import DEFAULT_REPO_CONFIG
+
+    async def review(fixture: Fixture) -> ReportLike:
+        return await review_patch(fixture.patch, llm=llm, repo_config=DEFAULT_REPO_CONFIG)
+
+    return review
+
+
+async def review_corpus(fixtures: Sequence[Fixture], review: Reviewer) -> list[FixtureOutcome]:
+    """Review every fixture in turn. A failed review is recorded (its expected findings
+    count as misses) unless the server refused: then every fixture would fail alike."""
+    outcomes = []
+    for fixture in fixtures:
+        started = time.perf_counter()
+        try:
+            report = await review(fixture)
+        except LlmRefused as exc:
+            raise BenchAborted(f"{fixture.name}: the LLM server refused: {exc}") from None
+        except (LlmError, ValueError, OSError) as exc:
+            outcomes.append(
+                FixtureOutcome(
+                    fixture.name,
+                    fixture.expected,
+                    (),
+                    error=f"{type(exc).__name__}: {exc}",
+                    wall_seconds=time.perf_counter() - started,
+                )
+            )
+            continue
+        outcomes.append(
+            FixtureOutcome(
+                fixture.name,
+                fixture.expected,
+                tuple(report.kept),
+                dict(report.stage_seconds),
+                skipped_reason=report.skipped_reason,
+                wall_seconds=time.perf_counter() - started,
+            )
+        )
+    return outcomes
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def format_summary(summary: BenchSummary) -> str:
+    width = max([len("fixture"), *(len(s.name) for s in summary.fixtures)])
+    lines = [f"{'fixture':<{width}}  expected  tp  fp  dup  miss  seconds  note"]
+    for s in summary.fixtures:
+        note = s.error or (f"skipped: {s.skipped_reason}" if s.skipped_reason else "")
+        lines.append(
+            f"{s.name:<{width}}  {s.expected:>8}  {s.true_positives:>2}  "
+            f"{s.false_positives:>2}  {s.duplicates:>3}  {s.misses:>4}  "
+            f"{s.wall_seconds:>7.2f}  {note}".rstrip()
+        )
+    lines += [
+        "",
+        f"precision {summary.precision:.3f}  recall {summary.recall:.3f}  "
+        f"false positives per PR {summary.false_positives_per_pr:.3f}",
+        f"true positives {summary.true_positives}, false positives {summary.false_positives}, "
+        f"misses {summary.misses}, duplicates {summary.duplicates}; "
+        f"clean PRs with findings {summary.clean_prs_with_findings}/{summary.clean_prs}; "
+        f"failed reviews {summary.errors}; line tolerance {summary.tolerance}",
+    ]
+    if summary.stages:
+        stage_width = max(len("stage"), *(len(name) for name in summary.stages))
+        lines += ["", f"{'stage':<{stage_width}}  mean s  median s   max s  total s"]
+        for name, lat in summary.stages.items():  # pipeline order: as first reported
+            lines.append(
+                f"{name:<{stage_width}}  {lat.mean:>6.3f}  {lat.median:>8.3f}  "
+                f"{lat.max:>6.3f}  {lat.total:>7.3f}"
+            )
+    return "\n".join(lines)
+
+
+def format_regressions(regressions: Sequence[Regression]) -> str:
+    if not regressions:
+        return "baseline: no regression"
+    return "\n".join(["baseline: REGRESSION", *(f"  {r.describe()}" for r in regressions)])
+
+
+# -- command ------------------------------------------------------------------------------
+
+
+def default_corpus() -> Path:
+    """bench/corpus of the current directory, else of the source checkout of this package."""
+    here = Path("bench/corpus")
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[3] / "bench" / "corpus"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="auto-review bench", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="replay the labelled corpus and print the scores")
+    run.add_argument("--corpus", type=Path, default=None, help="default: bench/corpus")
+    run.add_argument("--baseline", type=Path, help="JSON written by an earlier --write-baseline")
+    run.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 when the run regressed against --baseline",
+    )
+    run.add_argument("--write-baseline", type=Path, metavar="FILE", help="save this run's scores")
+    run.add_argument("--json", action="store_true", help="print one JSON document")
+    run.add_argument(
+        "--metric-tolerance",
+        type=float,
+        default=RegressionThresholds().max_metric_drop,
+        help="precision or recall may drop this much before it is a regression (default 0.05)",
+    )
+    run.add_argument(
+        "--latency-factor",
+        type=float,
+        default=RegressionThresholds().max_latency_factor,
+        help="a stage's mean may grow this many times before it is a regression (default 2)",
+    )
+    run.add_argument(
+        "--line-tolerance",
+        type=int,
+        default=LINE_TOLERANCE,
+        help="lines a finding may lie outside the expected range and still match (default 3)",
+    )
+    add_settings_arguments(run, LLM_SETTINGS)
+    return parser
+
+
+def main(argv: list[str], *, reviewer_factory: ReviewerFactory | None = None) -> int:
+    namespace = build_parser().parse_args(argv)
+    return run(namespace, reviewer_factory or pipeline_reviewer)
+
+
+def _fail(message: str) -> int:
+    print(f"auto-review bench run: {redact(message)}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run(namespace: argparse.Namespace, reviewer_factory: ReviewerFactory) -> int:
+    if namespace.fail_on_regression and namespace.baseline is None:
+        return _fail("--fail-on-regression needs --baseline FILE")
+    if namespace.metric_tolerance < 0 or namespace.latency_factor < 1:
+        return _fail("--metric-tolerance must be >= 0 and --latency-factor >= 1")
+    if namespace.line_tolerance < 0:
+        return _fail("--line-tolerance must be >= 0")
+    try:
+        settings = load_settings(flags_from_namespace(namespace), env_file=namespace.env_file)
+        install_secrets(settings.secret_values())
+        fixtures = load_corpus(namespace.corpus or default_corpus())
+        baseline = load_baseline(namespace.baseline) if namespace.baseline else None
+        from auto_review.llm.client import client_from_settings
+
+        llm = client_from_settings(settings)
+    except (SettingsError, CorpusError, ValueError) as exc:
+        return _fail(str(exc))
+    try:
+        outcomes = asyncio.run(_review_all(llm, fixtures, reviewer_factory))
+    except BenchAborted as exc:
+        return _fail(str(exc))
+    summary = summarize(outcomes, namespace.line_tolerance)
+    thresholds = RegressionThresholds(
+        max_metric_drop=namespace.metric_tolerance,
+        max_latency_factor=namespace.latency_factor,
+    )
+    regressions = compare_to_baseline(summary, baseline, thresholds) if baseline else []
+    document = summary_to_json(summary)
+    if namespace.write_baseline is not None:
+        try:
+            namespace.write_baseline.write_text(json.dumps(document, indent=2) + "\n")
+        except OSError as exc:
+            return _fail(f"cannot write {namespace.write_baseline}: {exc.strerror}")
+    _print(summary, document, regressions, baseline is not None, namespace.json)
+    if regressions and namespace.fail_on_regression:
+        return EXIT_REGRESSION
+    return EXIT_OK
+
+
+async def _review_all(
+    llm: Any, fixtures: Sequence[Fixture], reviewer_factory: ReviewerFactory
+) -> list[FixtureOutcome]:
+    async with llm:
+        return await review_corpus(fixtures, reviewer_factory(llm))
+
+
+def _print(
+    summary: BenchSummary,
+    document: dict[str, Any],
+    regressions: Sequence[Regression],
+    compared: bool,
+    as_json: bool,
+) -> None:
+    if as_json:
+        if compared:
+            document = {
+                **document,
+                "regressions": [
+                    {
+                        "metric": r.metric,
+                        "baseline": r.baseline,
+                        "current": r.current,
+                        "limit": r.limit,
+                    }
+                    for r in regressions
+                ],
+            }
+        print(redact(json.dumps(document, indent=2)))
+        return
+    print(redact(format_summary(summary)))
+    if compared:
+        print()
+        print(format_regressions(regressions))

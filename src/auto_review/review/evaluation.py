@@ -237,6 +237,7 @@ class FixtureOutcome:
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None  # the review failed: nothing was produced
     skipped_reason: str | None = None  # the pipeline decided not to review
+    wall_seconds: float = 0.0  # the whole review, as the caller timed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +250,7 @@ class FixtureScore:
     misses: int
     error: str | None
     skipped_reason: str | None
+    wall_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +291,7 @@ def score_fixture(outcome: FixtureOutcome, tolerance: int = LINE_TOLERANCE) -> F
         misses=len(result.misses),
         error=outcome.error,
         skipped_reason=outcome.skipped_reason,
+        wall_seconds=outcome.wall_seconds,
     )
 
 
@@ -375,6 +378,7 @@ def summary_to_json(summary: BenchSummary) -> dict[str, Any]:
                 "misses": s.misses,
                 "error": s.error,
                 "skipped_reason": s.skipped_reason,
+                "wall_seconds": s.wall_seconds,
             }
             for s in summary.fixtures
         ],
