@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from auto_review.cli import main as cli
 from tests.support.fake_llm import (
     Answer,
     FakeLlm,
@@ -34,6 +32,8 @@ from tests.support.fake_llm import (
     json_reply,
     slow,
 )
+
+from auto_review.cli import main as cli
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CORPUS = REPO_ROOT / "bench" / "corpus"
@@ -147,7 +147,9 @@ def test_json_output_and_written_baseline_agree(
     corpus: Path, fake_llm: FakeLlm, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     baseline = tmp_path / "baseline.json"
-    code, out, _ = bench(capsys, "--corpus", str(corpus), "--json", "--write-baseline", str(baseline))
+    code, out, _ = bench(
+        capsys, "--corpus", str(corpus), "--json", "--write-baseline", str(baseline)
+    )
     assert code == 0
     printed = json.loads(out)
     written = json.loads(baseline.read_text())
