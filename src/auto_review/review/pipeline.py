@@ -1,0 +1,592 @@
+"""The review pipeline: from a pull request (or a local patch) to a verified review.
+
+``review_pull_request`` runs, for one PR::
+
+    PR details (skip: closed, head moved on, already reviewed)
+    -> .auto_review.yaml from the BASE commit (missing: defaults; invalid: defaults + note)
+    -> commit status "pending"
+    -> hermetic workspace (PR head + base commit, shallow, no repo-controlled execution)
+    -> diff (base..head, byte budget) -> triage (files; whole-PR skip rules)
+    -> incremental narrowing (only what changed since the last reviewed commit)
+    -> context -> reasoning tier (FINDINGS_SCHEMA)
+    -> verification (severity floor, path guard, cheap tier)
+    -> mapping (dedup against history and the bot's earlier comment markers)
+    -> review + final status (not in a dry run) -> history
+
+Errors: :class:`HostUnavailable` and :class:`LlmUnavailable` propagate (the worker retries
+the job later). Anything that retrying cannot fix ends in :class:`PipelineFailed`, after a
+commit status ``error`` whose description is fixed text (never an exception message, which
+may quote the repository or the forge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from auto_review.hosts.base import (
+    HostAuthError,
+    HostError,
+    HostNotFound,
+    HostResponseError,
+    HostUnavailable,
+    ReviewHost,
+)
+from auto_review.hosts.events import HostKind, RepoRef
+from auto_review.hosts.review_types import (
+    CommitStatus,
+    GitAccess,
+    PullRequestDetails,
+    ReviewDraft,
+)
+from auto_review.llm.api import (
+    LanguageModel,
+    LlmError,
+    LlmInvalidAnswer,
+    LlmRefused,
+    LlmUnavailable,
+    Tier,
+    Usage,
+)
+from auto_review.logs import Redactor
+from auto_review.review.confined import ConfinedTree
+from auto_review.review.context import ContextBudgetError, build_review_messages
+from auto_review.review.diff import DiffParseError, FileDiff, parse_diff
+from auto_review.review.diff_positions import ChangedLines
+from auto_review.review.findings import FINDINGS_SCHEMA, Finding, parse_model_review
+from auto_review.review.gitenv import GitError, GitSizeExceeded, GitTimeout
+from auto_review.review.incremental import ChangedSinceLastReview, new_hunks_only
+from auto_review.review.mapping import (
+    PlannedReview,
+    failed_status,
+    fingerprints_in,
+    pending_status,
+    plan_review,
+    skipped_status,
+)
+from auto_review.review.metered_model import MeteredModel
+from auto_review.review.pr_workspace import (
+    WorkspaceSettings,
+    fetch_commit,
+    pr_workspace,
+    read_diff_between,
+    read_pr_diff,
+)
+from auto_review.review.repo_config import (
+    CONFIG_FILE_NAME,
+    MAX_CONFIG_BYTES,
+    RepoConfig,
+    config_ref,
+    repo_config_or_default,
+)
+from auto_review.review.stage_clock import StageClock
+from auto_review.review.triage import SkippedFile, Triage, pr_skip_reason, triage_files
+from auto_review.review.verify import DroppedFinding, verify_findings
+from auto_review.review.workspace import HeadMismatch, WorkspaceError
+
+log = logging.getLogger(__name__)
+
+FINDINGS_SCHEMA_NAME = "review_findings"
+MAX_LISTED_SKIPS = 20
+
+
+class PipelineFailed(Exception):
+    """The review cannot be done, and retrying will not help. The message is fixed text,
+    safe for a commit status, a log line and the terminal."""
+
+
+class ReviewHistory(Protocol):
+    """What the pipeline needs of :class:`auto_review.store.sqlite_review.ReviewStore`."""
+
+    def last_reviewed_sha(self, repo_key: str, pr: int) -> str | None: ...
+
+    def record_review(
+        self, repo_key: str, pr: int, head_sha: str, fingerprints: Iterable[str]
+    ) -> None: ...
+
+    def posted_fingerprints(self, repo_key: str, pr: int) -> set[str]: ...
+
+    def learnings(self, repo_key: str) -> Sequence[object]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewReport:
+    summary: str
+    kept: list[Finding]
+    dropped: list[DroppedFinding]
+    stage_seconds: dict[str, float]
+    usage: dict[Tier, Usage]
+    skipped_reason: str | None = None
+    # What was posted (or, in a dry run, would have been): the review draft and the status.
+    planned: PlannedReview | None = None
+    head_sha: str | None = None
+    notes: tuple[str, ...] = ()
+    incremental_since: str | None = None  # the last reviewed commit, when narrowed to it
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineDeps:
+    """Everything a PR review needs besides the PR: forges, model, history, workspace."""
+
+    hosts: Mapping[HostKind, ReviewHost]
+    llm: LanguageModel
+    store: ReviewHistory
+    workspace: WorkspaceSettings
+    context_tokens: int
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # every configured secret
+    bot_login: str | None = None
+
+    def host_for(self, repo: RepoRef) -> ReviewHost:
+        host = self.hosts.get(repo.host)
+        if host is None:
+            raise PipelineFailed(f"no {repo.host} forge is configured")
+        return host
+
+
+def repo_key(repo: RepoRef) -> str:
+    """The history and learnings key of a repository: ``host|owner/name``."""
+    return f"{repo.host}|{repo.owner}/{repo.name}"
+
+
+# ---- the shared core: model pass and verification ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelPass:
+    summary: str
+    kept: list[Finding]
+    dropped: list[DroppedFinding]
+
+
+async def _find_and_verify(
+    *,
+    llm: LanguageModel,
+    files: Sequence[FileDiff],
+    changed: ChangedLines,
+    title: str,
+    body: str,
+    tree: ConfinedTree | None,
+    config: RepoConfig,
+    learnings: Sequence[str],
+    budget_tokens: int,
+    clock: StageClock,
+) -> _ModelPass:
+    with clock.stage("context"):
+        prompt = build_review_messages(
+            title=title,
+            body=body,
+            files=files,
+            changed_paths=[f.path for f in files],
+            tree=tree,
+            guidelines=config.guidelines,
+            learnings=learnings,
+            budget_tokens=budget_tokens,
+        )
+    with clock.stage("llm"):
+        answer = await llm.complete_json(
+            Tier.REASONING,
+            prompt.messages,
+            schema=FINDINGS_SCHEMA,
+            schema_name=FINDINGS_SCHEMA_NAME,
+        )
+        try:
+            review = parse_model_review(answer.data)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            # The client validates the schema; a model object that did not is not trusted.
+            raise LlmInvalidAnswer("reasoning tier: the answer does not match the schema") from None
+    with clock.stage("verify"):
+        verification = await verify_findings(
+            review.findings,
+            llm=llm,
+            tree=tree,
+            changed=changed,
+            floor=config.severity_floor,
+            diff_files=files if tree is None else (),
+        )
+    return _ModelPass(review.summary, verification.kept, verification.dropped)
+
+
+# ---- local patch ------------------------------------------------------------------------
+
+
+async def review_patch(
+    patch: bytes,
+    *,
+    llm: LanguageModel,
+    repo_config: RepoConfig,
+    tree: ConfinedTree | None = None,
+    learnings: Sequence[str] = (),
+    budget_tokens: int = 16000,
+    title: str = "local patch",
+) -> ReviewReport:
+    """Review a unified diff without any forge: triage, context, model, verification.
+
+    ``tree`` (a :class:`ConfinedTree` of the patched code) lets context and verification
+    read surrounding code; without it they work from the diff hunks alone.
+    Raises :class:`DiffParseError` for input that is not a diff, LLM errors as they come.
+    """
+    clock = StageClock()
+    metered = MeteredModel(llm)
+    with clock.stage("diff"):
+        parsed = parse_diff(patch)
+    with clock.stage("triage"):
+        triage = triage_files(parsed.files, repo_config)
+    notes = _skip_notes(triage.skipped)
+    if not triage.reviewable:
+        reason = "nothing to review: no reviewable file in the patch"
+        return ReviewReport(reason, [], [], clock.seconds, metered.usage, skipped_reason=reason)
+    result = await _find_and_verify(
+        llm=metered,
+        files=triage.reviewable,
+        changed=ChangedLines(triage.reviewable),
+        title=title,
+        body="",
+        tree=tree,
+        config=repo_config,
+        learnings=learnings,
+        budget_tokens=budget_tokens,
+        clock=clock,
+    )
+    return ReviewReport(
+        summary=result.summary,
+        kept=result.kept,
+        dropped=result.dropped,
+        stage_seconds=clock.seconds,
+        usage=metered.usage,
+        notes=tuple(notes),
+    )
+
+
+# ---- pull request -----------------------------------------------------------------------
+
+
+async def review_pull_request(
+    deps: PipelineDeps,
+    repo: RepoRef,
+    number: int,
+    *,
+    expected_head: str | None,
+    full: bool,
+    dry_run: bool,
+) -> ReviewReport:
+    """Review one PR and (unless ``dry_run``) post the review, the status and the history.
+
+    ``expected_head``: the head SHA the job was queued for; a PR that moved on is skipped
+    (its new head has its own job). ``full``: ignore the last reviewed commit and review
+    the whole PR again (findings already posted are still never posted twice).
+    """
+    host = deps.host_for(repo)
+    clock = StageClock()
+    metered = MeteredModel(deps.llm)
+    key = repo_key(repo)
+    redactor = Redactor(deps.secrets)
+    try:
+        pr = await host.get_pull_request_details(repo, number)
+    except (HostNotFound, HostAuthError, HostResponseError) as exc:
+        raise PipelineFailed(_describe(exc)) from None
+
+    def skipped(reason: str) -> ReviewReport:
+        return ReviewReport(
+            reason,
+            [],
+            [],
+            clock.seconds,
+            metered.usage,
+            skipped_reason=reason,
+            head_sha=pr.head_sha,
+        )
+
+    if pr.state != "open":
+        return skipped(f"the pull request is {pr.state}")
+    if expected_head and pr.head_sha != expected_head:
+        return skipped("the pull request moved on to a newer commit")
+    previous = None if full else deps.store.last_reviewed_sha(key, number)
+    if previous == pr.head_sha:
+        return skipped("this commit was already reviewed")
+
+    status_poster = _StatusPoster(host, repo, pr.head_sha, dry_run)
+    try:
+        config, notes = await _read_repo_config(host, repo, pr)
+        if not config.enabled or (pr.draft and config.skip_drafts):
+            # Decided before any clone or status: nothing to show on the PR for these.
+            return skipped(pr_skip_reason(pr, Triage(), config) or "skipped")
+        access = await host.git_access(repo)
+        redactor.add([access.token])
+        await status_poster.post(pending_status())
+        return await _review_checked_out(
+            deps,
+            host,
+            repo,
+            pr,
+            config=config,
+            notes=notes,
+            previous=previous,
+            access=access,
+            redactor=redactor,
+            clock=clock,
+            metered=metered,
+            dry_run=dry_run,
+            status_poster=status_poster,
+        )
+    except (HostUnavailable, LlmUnavailable):
+        raise
+    except HeadMismatch:
+        await status_poster.post_quietly(
+            skipped_status("a newer commit was pushed while fetching", redactor)
+        )
+        return skipped("the pull request moved on while it was being fetched")
+    except (
+        HostError,
+        LlmError,
+        WorkspaceError,
+        GitError,
+        DiffParseError,
+        ContextBudgetError,
+    ) as exc:
+        description = _describe(exc)
+        log.warning(
+            "review failed",
+            extra={"repo": repo.full_name, "pr": number, "error_type": type(exc).__name__},
+        )
+        await status_poster.post_quietly(failed_status(description, redactor))
+        raise PipelineFailed(description) from None
+
+
+async def _review_checked_out(
+    deps: PipelineDeps,
+    host: ReviewHost,
+    repo: RepoRef,
+    pr: PullRequestDetails,
+    *,
+    config: RepoConfig,
+    notes: list[str],
+    previous: str | None,
+    access: GitAccess,
+    redactor: Redactor,
+    clock: StageClock,
+    metered: MeteredModel,
+    dry_run: bool,
+    status_poster: _StatusPoster,
+) -> ReviewReport:
+    key = repo_key(repo)
+    budget = deps.workspace.max_diff_bytes
+    async with contextlib.AsyncExitStack() as stack:
+        with clock.stage("clone"):
+            workspace = await stack.enter_async_context(pr_workspace(pr, access, deps.workspace))
+        with clock.stage("diff"):
+            diff = await asyncio.to_thread(read_pr_diff, workspace, budget)
+        if diff.truncated:
+            notes.append(f"The diff is larger than {budget} bytes: only its first files were read.")
+        tree = workspace.confined()
+        with clock.stage("triage"):
+            triage = await asyncio.to_thread(triage_files, diff.files, config, tree=tree)
+            skip = pr_skip_reason(pr, triage, config)
+        if skip is not None:
+            await status_poster.post(skipped_status(skip, redactor))
+            return ReviewReport(
+                skip,
+                [],
+                [],
+                clock.seconds,
+                metered.usage,
+                skipped_reason=skip,
+                head_sha=pr.head_sha,
+            )
+        notes.extend(_skip_notes(triage.skipped))
+
+        files: list[FileDiff] = list(triage.reviewable)
+        changed: ChangedLines = ChangedLines(files)
+        since_sha: str | None = None
+        if previous is not None:
+            with clock.stage("diff"):
+                fetched = await asyncio.to_thread(fetch_commit, workspace, pr.clone_url, previous)
+                since = (
+                    await asyncio.to_thread(read_diff_between, workspace, previous, budget)
+                    if fetched
+                    else None
+                )
+            if since is not None and not since.truncated:
+                since_sha = previous
+                changed = ChangedSinceLastReview(files, since.files)
+                files = new_hunks_only(files, since.files)
+                notes.append(f"Incremental review: changes since {previous[:12]}.")
+            else:
+                notes.append(
+                    f"The last reviewed commit {previous[:12]} is no longer available "
+                    "(force-push?): the whole pull request was reviewed again."
+                )
+
+        learnings = [_learning_text(item) for item in deps.store.learnings(key)]
+        if files:
+            result = await _find_and_verify(
+                llm=metered,
+                files=files,
+                changed=changed,
+                title=pr.title,
+                body=pr.body,
+                tree=tree,
+                config=config,
+                learnings=learnings,
+                budget_tokens=deps.context_tokens,
+                clock=clock,
+            )
+        else:
+            result = _ModelPass("No new changes to review since the last review.", [], [])
+
+    already = deps.store.posted_fingerprints(key, pr.number) | await _posted_markers(
+        host, repo, pr.number, deps.bot_login
+    )
+    summary = _compose_summary(result.summary, notes)
+    planned = plan_review(
+        kept=result.kept,
+        summary=summary,
+        head_sha=pr.head_sha,
+        already_posted=already,
+        redact=redactor,
+        changed=changed,
+    )
+    planned = replace(planned, draft=_redacted_draft(planned.draft, redactor))
+    if not dry_run:
+        with clock.stage("post"):
+            if planned.draft is not None:
+                await host.post_review(repo, pr.number, planned.draft)
+            await status_poster.post(planned.status)
+        deps.store.record_review(key, pr.number, pr.head_sha, planned.new_fingerprints)
+    return ReviewReport(
+        summary=summary,
+        kept=result.kept,
+        dropped=result.dropped,
+        stage_seconds=clock.seconds,
+        usage=metered.usage,
+        planned=planned,
+        head_sha=pr.head_sha,
+        notes=tuple(notes),
+        incremental_since=since_sha,
+    )
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+class _StatusPoster:
+    """Posts the commit status of the reviewed head; does nothing in a dry run."""
+
+    def __init__(self, host: ReviewHost, repo: RepoRef, sha: str, dry_run: bool) -> None:
+        self.host, self.repo, self.sha, self.dry_run = host, repo, sha, dry_run
+
+    async def post(self, status: CommitStatus) -> None:
+        if not self.dry_run:
+            await self.host.post_status(self.repo, self.sha, status)
+
+    async def post_quietly(self, status: CommitStatus) -> None:
+        """For the failure path: a forge that fails here too must not hide the first error."""
+        try:
+            await self.post(status)
+        except HostError as exc:
+            log.warning("final status not posted", extra={"error_type": type(exc).__name__})
+
+
+async def _read_repo_config(
+    host: ReviewHost, repo: RepoRef, pr: PullRequestDetails
+) -> tuple[RepoConfig, list[str]]:
+    """The config at the base commit; an oversized or invalid file gives the defaults and
+    notes saying why (failing closed: a broken config never turns reviews off)."""
+    try:
+        text = await host.get_file(
+            repo, CONFIG_FILE_NAME, config_ref(pr), max_bytes=MAX_CONFIG_BYTES
+        )
+    except HostResponseError:
+        return repo_config_or_default(None)[0], [
+            f"{CONFIG_FILE_NAME} could not be read (too large or malformed): defaults were used."
+        ]
+    config, problems = repo_config_or_default(text)
+    notes = [f"Configuration problem, defaults used where needed: {p}" for p in problems]
+    return config, notes
+
+
+async def _posted_markers(
+    host: ReviewHost, repo: RepoRef, number: int, bot_login: str | None
+) -> set[str]:
+    """Fingerprints in the bot's earlier inline comments and review bodies on the PR.
+
+    Without a configured bot login every author's markers count: a stranger's marker can
+    then only hide a finding, never post one.
+    """
+    from auto_review.chat.commands import is_from_bot
+
+    def ours(author: str) -> bool:
+        return bot_login is None or is_from_bot(author, bot_login)
+
+    found: set[str] = set()
+    for comment in await host.list_review_comments(repo, number):
+        if ours(comment.author):
+            found |= fingerprints_in(comment.body)
+    for review in await host.list_reviews(repo, number):
+        if ours(review.author):
+            found |= fingerprints_in(review.body)
+    return found
+
+
+def _skip_notes(skipped: Sequence[SkippedFile]) -> list[str]:
+    if not skipped:
+        return []
+    shown = ", ".join(f"`{s.path}` ({s.reason})" for s in skipped[:MAX_LISTED_SKIPS])
+    more = f" and {len(skipped) - MAX_LISTED_SKIPS} more" if len(skipped) > MAX_LISTED_SKIPS else ""
+    return [f"Not reviewed: {shown}{more}."]
+
+
+def _compose_summary(model_summary: str, notes: Sequence[str]) -> str:
+    parts = [model_summary.strip()] if model_summary.strip() else []
+    parts.extend(notes)
+    return "\n\n".join(parts)
+
+
+def _learning_text(item: object) -> str:
+    text = getattr(item, "text", item)
+    return text if isinstance(text, str) else str(text)
+
+
+def _redacted_draft(draft: ReviewDraft | None, redact: Callable[[str], str]) -> ReviewDraft | None:
+    """A last pass over everything about to be posted (mapping redacts too; this is the
+    backstop the pipeline owns)."""
+    if draft is None:
+        return None
+    return replace(
+        draft,
+        body=redact(draft.body),
+        comments=tuple(replace(c, body=redact(c.body)) for c in draft.comments),
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    """Fixed text for a failure: shown on the PR and in logs, so never the message."""
+    if isinstance(exc, HostAuthError):
+        return "the forge refused the bot's credentials"
+    if isinstance(exc, HostNotFound):
+        return "the forge did not find the pull request or a file it needs"
+    if isinstance(exc, HostResponseError):
+        return "the forge answered with something its API does not document"
+    if isinstance(exc, HostError):
+        return "a forge call failed"
+    if isinstance(exc, LlmRefused):
+        return "the LLM endpoint refused the request (check the LLM settings)"
+    if isinstance(exc, LlmInvalidAnswer):
+        return "the model's answer did not match the review schema, even after a retry"
+    if isinstance(exc, LlmError):
+        return "the LLM call failed"
+    cause = exc.__cause__ if isinstance(exc, WorkspaceError) else exc
+    if isinstance(cause, GitSizeExceeded):
+        return "the repository is larger than the clone size cap"
+    if isinstance(cause, GitTimeout):
+        return "fetching the repository took longer than its time limit"
+    if isinstance(exc, WorkspaceError | GitError):
+        return "the pull request could not be fetched with git"
+    if isinstance(exc, ContextBudgetError):
+        return "the LLM context budget is too small for the review prompt (AR_LLM_CONTEXT_TOKENS)"
+    if isinstance(exc, DiffParseError):
+        return "the pull request's diff could not be parsed"
+    return "the review failed"

@@ -1,0 +1,178 @@
+"""A pull request's hermetic workspace for one job, and the diffs read from it.
+
+Wraps :mod:`auto_review.review.workspace` for the pipeline and the chat handlers: the
+git policy comes from the process environment (proxy, CA bundle), the credentials from
+the forge, the size cap from the settings; git runs in a worker thread so the event loop
+keeps serving. Diffs are read with a byte budget, whole files at a time, so a capped diff
+never ends in the middle of a hunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from auto_review.hosts.review_types import GitAccess, PullRequestDetails
+from auto_review.review.diff import DiffLimits, FileDiff, iter_file_diffs
+from auto_review.review.gitenv import GitCredentials, GitError, GitPolicy
+from auto_review.review.workspace import (
+    FetchRequest,
+    Workspace,
+    WorkspaceLimits,
+    open_workspace,
+)
+
+PREVIOUS_REF = "refs/auto-review/previous"
+_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+# Rough bytes of a file's diff header ("diff --git", index, ---/+++ lines).
+_HEADER_BYTES = 200
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceSettings:
+    """What every job's workspace shares: where it lives, the git policy and the caps."""
+
+    parent: Path  # job directories are created (and removed) under it
+    policy: GitPolicy
+    max_clone_bytes: int
+    max_diff_bytes: int
+
+    def limits(self) -> WorkspaceLimits:
+        return WorkspaceLimits(
+            max_git_bytes=self.max_clone_bytes, max_tree_bytes=2 * self.max_clone_bytes
+        )
+
+
+def git_policy_from_environment(environ: Mapping[str, str]) -> GitPolicy:
+    """Proxy and CA bundle for git, from the variables the HTTP clients read as well.
+
+    Inside the container the egress bridge sets ``HTTPS_PROXY``; an operator behind a
+    TLS-intercepting proxy names its CA bundle with ``SSL_CERT_FILE``. Nothing else of the
+    environment reaches git.
+    """
+    proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or None
+    no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or None
+    ca_file = environ.get("SSL_CERT_FILE") or None
+    return GitPolicy(
+        https_proxy=proxy,
+        no_proxy=no_proxy,
+        ca_file=Path(ca_file) if ca_file and Path(ca_file).is_file() else None,
+    )
+
+
+def credentials_for(url: str, access: GitAccess | None) -> GitCredentials | None:
+    """Credentials answered only for the clone URL's host (``host[:port]``), https only."""
+    parts = urlsplit(url)
+    if access is None or parts.scheme != "https" or not parts.hostname:
+        return None
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return GitCredentials(username=access.username, token=access.token, host=host)
+
+
+@contextlib.asynccontextmanager
+async def pr_workspace(
+    pr: PullRequestDetails, access: GitAccess | None, settings: WorkspaceSettings
+) -> AsyncIterator[Workspace]:
+    """Fetch the PR head (by its ref, verified against the head SHA) and the base commit."""
+    settings.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    request = FetchRequest(
+        url=pr.clone_url,
+        head_sha=pr.head_sha,
+        head_ref=pr.head_ref,
+        merge_base_sha=pr.base_sha,
+    )
+    manager = open_workspace(
+        request,
+        parent=settings.parent,
+        policy=settings.policy,
+        credentials=credentials_for(pr.clone_url, access),
+        limits=settings.limits(),
+    )
+    workspace = await asyncio.to_thread(manager.__enter__)
+    try:
+        yield workspace
+    finally:
+        await asyncio.to_thread(manager.__exit__, None, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class DiffRead:
+    files: list[FileDiff]
+    truncated: bool  # files past the byte budget were left out
+
+
+def file_diff_bytes(file_diff: FileDiff) -> int:
+    return _HEADER_BYTES + sum(len(line) + 1 for hunk in file_diff.hunks for line in hunk.lines)
+
+
+def take_within_budget(files: Iterable[FileDiff], max_bytes: int) -> DiffRead:
+    """Whole files, in diff order, until the next one would pass ``max_bytes``."""
+    kept: list[FileDiff] = []
+    used = 0
+    for file_diff in files:
+        size = file_diff_bytes(file_diff)
+        if used + size > max_bytes:
+            return DiffRead(kept, truncated=True)
+        kept.append(file_diff)
+        used += size
+    return DiffRead(kept, truncated=False)
+
+
+def read_pr_diff(workspace: Workspace, max_bytes: int) -> DiffRead:
+    """The PR diff (base to head) from the workspace, within the byte budget (blocking)."""
+    with workspace.diff(DiffLimits()) as files:
+        return take_within_budget(files, max_bytes)
+
+
+def fetch_commit(workspace: Workspace, url: str, sha: str) -> bool:
+    """Fetch one more commit (depth 1) into the workspace; False when the forge no longer
+    has it (e.g. it was force-pushed away) or refuses to serve it (blocking)."""
+    if not _SHA.match(sha):
+        return False
+    try:
+        workspace.runner.run(
+            [
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-recurse-submodules",
+                "--depth=1",
+                "--no-write-fetch-head",
+                "--no-auto-gc",
+                "--no-auto-maintenance",
+                "--",
+                url,
+                f"+{sha}:{PREVIOUS_REF}",
+            ],
+            timeout=workspace.limits.fetch_timeout,
+            watch={workspace.git_dir: workspace.limits.max_git_bytes},
+        )
+    except GitError:
+        return False
+    return True
+
+
+def read_diff_between(workspace: Workspace, old_sha: str, max_bytes: int) -> DiffRead:
+    """The diff from ``old_sha`` (fetched before) to the head, within the budget (blocking)."""
+    args = [
+        "diff",
+        "--no-color",
+        "--no-ext-diff",
+        "--no-textconv",
+        "--find-renames",
+        "--no-relative",
+        old_sha,
+        workspace.head_sha,
+        "--",
+    ]
+    with workspace.runner.stream(args, timeout=workspace.limits.diff_timeout) as out:
+        return take_within_budget(_files(iter_file_diffs(out, DiffLimits())), max_bytes)
+
+
+def _files(files: Iterator[FileDiff]) -> Iterator[FileDiff]:
+    yield from files
