@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="fixture directory names (default: all)")
     parser.add_argument("--check", action="store_true", help="compare, do not write")
+    parser.add_argument("--corpus", type=Path, default=CORPUS_DIR, help="default: this directory")
     args = parser.parse_args(argv)
-    fixtures = fixture_dirs()
+    fixtures = fixture_dirs(args.corpus)
     if args.names:
         fixtures = [f for f in fixtures if f.name in set(args.names)]
         missing = set(args.names) - {f.name for f in fixtures}
