@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +21,8 @@ from auto_review.hosts.review_types import GitAccess, PullRequestDetails
 from auto_review.review.diff import DiffLimits, FileDiff, iter_file_diffs
 from auto_review.review.gitenv import GitCredentials, GitError, GitPolicy
 from auto_review.review.workspace import (
+    BASE_REF,
+    HEAD_REF,
     FetchRequest,
     Workspace,
     WorkspaceLimits,
@@ -28,6 +30,8 @@ from auto_review.review.workspace import (
 )
 
 PREVIOUS_REF = "refs/auto-review/previous"
+# History depths fetched, one after the other, to find where the PR branched off its base.
+MERGE_BASE_DEPTHS = (50, 500)
 _SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 # Rough bytes of a file's diff header ("diff --git", index, ---/+++ lines).
 _HEADER_BYTES = 200
@@ -95,9 +99,61 @@ async def pr_workspace(
     )
     workspace = await asyncio.to_thread(manager.__enter__)
     try:
+        await asyncio.to_thread(settle_merge_base, workspace, pr)
         yield workspace
     finally:
         await asyncio.to_thread(manager.__exit__, None, None, None)
+
+
+def settle_merge_base(
+    workspace: Workspace, pr: PullRequestDetails, depths: Sequence[int] = MERGE_BASE_DEPTHS
+) -> bool:
+    """Point the workspace's diff base at the real merge base of head and base (blocking).
+
+    Both forges report the base branch's tip as the PR's base commit; once the base branch
+    moved on, a diff from the tip would show the base's newer changes, reverted, as lines
+    the PR added. The history of both commits is deepened step by step until they meet;
+    when they do not meet within the last step, the tip stays the base (False).
+    """
+    for depth in (0, *depths):
+        if depth:
+            try:
+                workspace.runner.run(
+                    [
+                        "fetch",
+                        "--quiet",
+                        "--no-tags",
+                        "--no-recurse-submodules",
+                        f"--depth={depth}",
+                        "--no-write-fetch-head",
+                        "--no-auto-gc",
+                        "--no-auto-maintenance",
+                        "--",
+                        pr.clone_url,
+                        f"+{pr.head_ref}:{HEAD_REF}",
+                        f"+{pr.base_sha}:{BASE_REF}",
+                    ],
+                    timeout=workspace.limits.fetch_timeout,
+                    watch={workspace.git_dir: workspace.limits.max_git_bytes},
+                )
+            except GitError:
+                return False
+        found = _merge_base(workspace)
+        if found is not None:
+            workspace.merge_base_sha = found
+            return True
+    return False
+
+
+def _merge_base(workspace: Workspace) -> str | None:
+    try:
+        result = workspace.runner.run(
+            ["merge-base", workspace.head_sha, BASE_REF], timeout=workspace.limits.diff_timeout
+        )
+    except GitError:
+        return None  # exit 1: no common ancestor within the fetched history
+    found = result.stdout.decode("ascii", "replace").strip()
+    return found if _SHA.match(found) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,8 +227,4 @@ def read_diff_between(workspace: Workspace, old_sha: str, max_bytes: int) -> Dif
         "--",
     ]
     with workspace.runner.stream(args, timeout=workspace.limits.diff_timeout) as out:
-        return take_within_budget(_files(iter_file_diffs(out, DiffLimits())), max_bytes)
-
-
-def _files(files: Iterator[FileDiff]) -> Iterator[FileDiff]:
-    yield from files
+        return take_within_budget(iter_file_diffs(out, DiffLimits()), max_bytes)

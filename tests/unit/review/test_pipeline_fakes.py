@@ -79,6 +79,15 @@ class Origin:
         git(self.path, "checkout", "-q", "main")
         return self.head_sha
 
+    def advance_base(self, files: Mapping[str, str]) -> str:
+        """A commit on main after the PR branched off; the forge then reports it as base."""
+        for name, text in files.items():
+            (self.path / name).write_text(text)
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-qm", "base moves on")
+        self.base_sha = git(self.path, "rev-parse", "HEAD")
+        return self.base_sha
+
     def force_push(self, files: Mapping[str, str]) -> str:
         """Replace the feature branch with one new commit on the base; the old head becomes
         unreachable and is pruned, as a forge's gc would."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from tests.unit.review.test_pipeline_fakes import (
+    BASE_APP,
     BOT,
     REPO,
     SECRET,
@@ -376,3 +377,22 @@ def test_the_diff_budget_leaves_later_files_out_with_a_note(tmp_path: Path, orig
     )
     assert "only its first files were read" in deps_report.summary
     assert "zz.py" not in model.reasoning_prompts()[0]
+
+
+def test_the_diff_starts_at_the_merge_base_when_the_base_branch_moved_on(
+    tmp_path: Path, origin: Origin
+) -> None:
+    # main changes `unchanged()` after the PR branched off; the forge reports main's tip as
+    # the base. Line 6 is then different between that tip and the head, but not by the PR.
+    for number in range(60):  # deeper than the first deepening step
+        origin.advance_base({"notes.txt": f"note {number}\n"})
+    origin.advance_base({"app.py": BASE_APP.replace("return 1", "return 2")})
+    host = FakeHost(origin)
+    model = ScriptedModel([review(finding(line=6, title="Returns one"), finding(line=2))])
+    report = run(tmp_path, host, model, MemoryStore())
+    prompt = model.reasoning_prompts()[0]
+    assert "return 2" not in prompt and "notes.txt" not in prompt
+    assert {d.finding.title: str(d.reason) for d in report.dropped} == {
+        "Returns one": "unchanged-line"
+    }
+    assert [c.line for c in host.posted_reviews[0].comments] == [2]
