@@ -1,9 +1,150 @@
-"""`auto-review history`: not available in this version."""
+"""`auto-review history`: maintenance of the review history in the state directory.
+
+``history reset-pr --repo [host:]OWNER/NAME --pr N``  forget one pull request's history: its
+    next review is a full one (findings already on the PR are still recognised by the
+    hidden markers in the bot's comments, so none is posted twice).
+``history purge --older-than-days D``  forget the pull requests not reviewed for D days.
+
+``--repo`` without a host means Forgejo/Gitea (as in ``AR_POLL_REPOS``). The database is
+``review.sqlite3`` in ``AR_STATE_DIR`` (or ``--state-dir``); these commands may run while
+the gateway runs (SQLite WAL). Exit status: 0 done, 2 bad usage or settings.
+"""
 
 from __future__ import annotations
 
-from auto_review.cli.unimplemented import refuse
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
+from auto_review.config import SettingsError, load_settings
+from auto_review.logs import install_secrets, redact
+from auto_review.store.base import StoreError
+from auto_review.store.sqlite_review import REVIEW_FILE_NAME, ReviewStore, make_repo_key
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2
+SECONDS_PER_DAY = 86400
+Handler = Callable[[argparse.Namespace], int]
+
+
+class CommandError(Exception):
+    """A one-line problem for stderr; the command exits with EXIT_USAGE."""
+
+
+def add_state_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--state-dir`` (and ``--env-file``): the only settings these commands read."""
+    add_settings_arguments(parser, ["state_dir"])
+
+
+def repo_key_argument(value: str) -> str:
+    """``[host:]OWNER/NAME`` -> the store's ``host|owner/name`` key (argparse type)."""
+    host, _, full_name = value.rpartition(":")
+    owner, slash, name = full_name.partition("/")
+    if not slash:
+        raise argparse.ArgumentTypeError("must be [forgejo:|github:]OWNER/NAME")
+    try:
+        return make_repo_key(host or "forgejo", owner, name)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be [forgejo:|github:]OWNER/NAME") from None
+
+
+def state_dir_of(namespace: argparse.Namespace) -> Path:
+    try:
+        settings = load_settings(flags_from_namespace(namespace), env_file=namespace.env_file)
+    except SettingsError as exc:
+        raise CommandError(redact(str(exc))) from None
+    install_secrets(settings.secret_values())
+    return settings.state_dir
+
+
+def open_existing_store(namespace: argparse.Namespace) -> ReviewStore | None:
+    """The review store of the configured state directory; None when it was never created
+    (nothing to show or forget, and no reason to create it)."""
+    path = state_dir_of(namespace) / REVIEW_FILE_NAME
+    if not path.exists():
+        return None
+    try:
+        return ReviewStore.open(path)
+    except StoreError as exc:
+        raise CommandError(redact(str(exc))) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="auto-review history", description=__doc__.splitlines()[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    reset = commands.add_parser("reset-pr", help="forget one pull request's review history")
+    reset.add_argument("--repo", required=True, type=repo_key_argument, metavar="[HOST:]OWNER/NAME")
+    reset.add_argument("--pr", required=True, type=_positive_int, metavar="N")
+    add_state_arguments(reset)
+    purge = commands.add_parser("purge", help="forget pull requests not reviewed for D days")
+    purge.add_argument("--older-than-days", required=True, type=_days, metavar="D")
+    add_state_arguments(purge)
+    return parser
+
+
+def reset_pr(namespace: argparse.Namespace) -> int:
+    store = open_existing_store(namespace)
+    removed = 0
+    if store is not None:
+        with store:
+            removed = store.reset_pr(namespace.repo, namespace.pr)
+    print(
+        f"forgot {removed} review{'s' if removed != 1 else ''} of {namespace.repo} "
+        f"PR {namespace.pr}; its next review is a full review"
+    )
+    return EXIT_OK
+
+
+def purge(namespace: argparse.Namespace) -> int:
+    store = open_existing_store(namespace)
+    days = namespace.older_than_days
+    prs = reviews = 0
+    if store is not None:
+        with store:
+            result = store.purge(days * SECONDS_PER_DAY)
+            prs, reviews = result.pull_requests, result.reviews
+    print(
+        f"forgot the history of {prs} pull request{'s' if prs != 1 else ''} "
+        f"({reviews} review{'s' if reviews != 1 else ''}) not reviewed for {days:g} days"
+    )
+    return EXIT_OK
 
 
 def main(argv: list[str]) -> int:
-    return refuse("history", argv)
+    namespace = build_parser().parse_args(argv)
+    handler = reset_pr if namespace.command == "reset-pr" else purge
+    return guarded("history", handler, namespace)
+
+
+def guarded(group: str, handler: Handler, namespace: argparse.Namespace) -> int:
+    """Run a handler; a CommandError or StoreError is one redacted line and exit 2."""
+    try:
+        return handler(namespace)
+    except (CommandError, StoreError) as exc:
+        print(f"auto-review {group} {namespace.command}: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a positive integer") from None
+    if not 1 <= number <= 2**31 - 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return number
+
+
+def _days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a number of days (0 or more)") from None
+    if not 0 <= days <= 100_000:
+        raise argparse.ArgumentTypeError("must be a number of days (0 or more)")
+    return days
