@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -20,11 +21,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from tests.support.reference import load_json, reference_path
 
-Reply = tuple[int, dict[str, str], Any]  # status, extra headers, JSON body (None = empty)
+# status, extra headers, body: JSON-able value, None (empty) or bytes (sent as they are, with
+# the reply's Content-Type header or application/octet-stream)
+Reply = tuple[int, dict[str, str], Any]
 T = TypeVar("T")
 
 
@@ -38,6 +41,12 @@ class RecordedExchange:
     status: int = 0
     response_json: Any = None
     response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: bytes = b""
+    response_content_type: str = ""  # "" = JSON (hand-built exchanges)
+
+    def json_body(self) -> Any:
+        """The request body as JSON (the fakes parse what clients post)."""
+        return json.loads(self.body) if self.body else None
 
 
 @dataclass(slots=True)
@@ -190,12 +199,20 @@ class LoopbackForge:
                 status, headers, payload = self.handle(exchange)
             except Exception as exc:  # a bug in the fake must show, not hang the client
                 status, headers, payload = 500, {}, {"message": f"fake error: {exc!r}"}
+        headers = dict(headers)
+        if isinstance(payload, bytes):
+            content_type = headers.pop("Content-Type", "application/octet-stream")
+            data = payload
+        else:
+            content_type = "application/json;charset=utf-8"
+            data = b"" if payload is None else json.dumps(payload).encode()
+            exchange.response_json = payload
         exchange.status = status
-        exchange.response_json = payload
-        exchange.response_headers = dict(headers)
-        data = b"" if payload is None else json.dumps(payload).encode()
+        exchange.response_headers = headers
+        exchange.response_body = data
+        exchange.response_content_type = content_type
         handler.send_response(status)
-        handler.send_header("Content-Type", "application/json;charset=utf-8")
+        handler.send_header("Content-Type", content_type)
         handler.send_header("Content-Length", str(len(data)))
         for name, value in headers.items():
             handler.send_header(name, value)
@@ -280,7 +297,288 @@ class CommentingForge(LoopbackForge):
         return self._next_comment_id
 
 
-class FakeForgejo(CommentingForge):
+@dataclass(slots=True)
+class DiffFile:
+    """One file of a unified diff, as the fakes list it and check comment lines against."""
+
+    path: str
+    previous_path: str | None = None
+    status: str = "modified"  # added | deleted | modified | renamed | copied | mode
+    additions: int = 0
+    deletions: int = 0
+    new_lines: set[int] = field(default_factory=set)  # new-side lines shown in a hunk
+    old_lines: set[int] = field(default_factory=set)  # old-side lines shown in a hunk
+    hunks: list[str] = field(default_factory=list)
+
+
+_HUNK_RE = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+def files_from_diff(diff: bytes) -> list[DiffFile]:
+    """The files of a ``git diff`` output with their shown lines (a small reader for the
+    fakes, independent of the product's own diff parser so each checks the other)."""
+    files: list[DiffFile] = []
+    current: DiffFile | None = None
+    old_left = new_left = old_line = new_line = 0
+    for line in diff.decode("utf-8", "replace").split("\n"):
+        line = line.removesuffix("\r")
+        if old_left > 0 or new_left > 0:
+            assert current is not None
+            kind = line[:1]
+            if kind == "\\":
+                continue
+            current.hunks[-1] += line + "\n"
+            if kind in (" ", ""):
+                current.old_lines.add(old_line)
+                current.new_lines.add(new_line)
+                old_line, new_line, old_left, new_left = (
+                    old_line + 1,
+                    new_line + 1,
+                    old_left - 1,
+                    new_left - 1,
+                )
+            elif kind == "-":
+                current.old_lines.add(old_line)
+                current.deletions += 1
+                old_line, old_left = old_line + 1, old_left - 1
+            elif kind == "+":
+                current.new_lines.add(new_line)
+                current.additions += 1
+                new_line, new_left = new_line + 1, new_left - 1
+            continue
+        if line.startswith("diff --git "):
+            names = line.removeprefix("diff --git ")
+            old, _, new = names.partition(" b/")
+            current = DiffFile(path=new, previous_path=old.removeprefix("a/"))
+            files.append(current)
+            continue
+        if current is None:
+            continue
+        hunk = _HUNK_RE.match(line)
+        if hunk:
+            old_line, new_line = int(hunk[1]), int(hunk[3])
+            old_left = int(hunk[2]) if hunk[2] is not None else 1
+            new_left = int(hunk[4]) if hunk[4] is not None else 1
+            current.hunks.append(line + "\n")
+        elif line.startswith("new file mode"):
+            current.status = "added"
+        elif line.startswith("deleted file mode"):
+            current.status = "deleted"
+        elif line.startswith(("rename from ", "copy from ")):
+            current.status = "renamed" if line.startswith("rename") else "copied"
+            current.previous_path = line.split(" from ", 1)[1]
+        elif line.startswith(("rename to ", "copy to ")):
+            current.path = line.split(" to ", 1)[1]
+        elif line.startswith("old mode") and current.status == "modified":
+            current.status = "mode"
+    for entry in files:
+        if entry.status == "mode" and (entry.additions or entry.deletions):
+            entry.status = "modified"
+        if entry.status not in ("renamed", "copied"):
+            entry.previous_path = None
+    return files
+
+
+@dataclass(slots=True)
+class StoredReviewComment:
+    id: int
+    review_id: int
+    path: str
+    line: int
+    side: str  # "new" | "old"
+    body: str
+    author: str
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class StoredReview:
+    id: int
+    owner: str
+    repo: str
+    number: int
+    author: str
+    commit_id: str
+    body: str
+    state: str  # the forge's review state word, e.g. "COMMENT" / "COMMENTED"
+    submitted_at: datetime
+    comments: list[StoredReviewComment] = field(default_factory=list)
+    via_api: bool = False  # True when a client posted it (False: seeded by a test)
+
+
+@dataclass(slots=True)
+class StoredStatus:
+    id: int
+    owner: str
+    repo: str
+    sha: str
+    state: str
+    description: str
+    context: str
+    target_url: str
+    creator: str
+    created_at: datetime
+
+
+class ReviewingForge(CommentingForge):
+    """Pull-request review state both fakes keep in memory, and how tests reach it.
+
+    Set up: ``add_pull_request(...)`` (per forge), ``set_diff(owner, repo, number, diff)``
+    (the changed files are read from it), ``add_file(owner, repo, ref, path, content)``,
+    ``add_review(owner, repo, number, author=, body=, commit_id=, comments=[(path, line,
+    side, body)])`` for reviews by others. Read back: ``posted_reviews(owner, repo, number)``
+    (reviews clients posted, with their inline comments), ``statuses(sha)``,
+    ``issue_comments(owner, repo, number)``.
+
+    Inline comments are accepted only on lines a hunk of the PR's diff shows on that side,
+    as GitHub does (422 otherwise); the Forgejo fake applies the same rule, stricter than
+    Gitea, so a comment on an unchanged line fails a test instead of passing silently.
+    """
+
+    def __init__(self, *, first_comment_id: int, first_review_id: int) -> None:
+        super().__init__(first_comment_id=first_comment_id)
+        self.diffs: dict[tuple[str, str, int], bytes] = {}
+        self.files: dict[tuple[str, str, str, str], bytes] = {}  # owner, repo, ref, path
+        self.reviews: list[StoredReview] = []
+        self.status_list: list[StoredStatus] = []
+        self._next_review_id = first_review_id
+        self._next_review_comment_id = first_review_id * 10
+        self._next_status_id = 1
+
+    def repo_key(self, owner: str, repo: str) -> tuple[str, str]:
+        return owner, repo
+
+    # -- set-up --------------------------------------------------------------------------
+
+    def set_diff(self, owner: str, repo: str, number: int, diff: bytes | str) -> None:
+        data = diff.encode() if isinstance(diff, str) else diff
+        self.diffs[(*self.repo_key(owner, repo), number)] = data
+
+    def add_file(self, owner: str, repo: str, ref: str, path: str, content: bytes | str) -> None:
+        data = content.encode() if isinstance(content, str) else content
+        self.files[(*self.repo_key(owner, repo), ref, path)] = data
+
+    def add_review(
+        self,
+        owner: str,
+        repo: str,
+        number: int,
+        *,
+        author: str,
+        body: str,
+        commit_id: str,
+        comments: list[tuple[str, int, str, str]] = (),  # type: ignore[assignment]
+    ) -> int:
+        review = self._store_review(owner, repo, number, author, commit_id, body, via_api=False)
+        for path, line, side, text in comments:
+            self._store_review_comment(review, path, line, side, text)
+        return review.id
+
+    # -- read back -------------------------------------------------------------------------
+
+    def posted_reviews(self, owner: str, repo: str, number: int) -> list[StoredReview]:
+        key = (*self.repo_key(owner, repo), number)
+        return [r for r in self.reviews if r.via_api and (r.owner, r.repo, r.number) == key]
+
+    def statuses(self, sha: str) -> list[StoredStatus]:
+        return [s for s in self.status_list if s.sha == sha.lower()]
+
+    def issue_comments(self, owner: str, repo: str, number: int) -> list[StoredComment]:
+        key = self.repo_key(owner, repo)
+        return [
+            c
+            for c in self.comments
+            if self.repo_key(c.owner, c.repo) == key and c.issue_number == number
+        ]
+
+    # -- shared behaviour -------------------------------------------------------------------
+
+    def diff_files(self, owner: str, repo: str, number: int) -> list[DiffFile]:
+        return files_from_diff(self.diffs.get((*self.repo_key(owner, repo), number), b""))
+
+    def reviews_of(self, owner: str, repo: str, number: int) -> list[StoredReview]:
+        key = (*self.repo_key(owner, repo), number)
+        return [r for r in self.reviews if (r.owner, r.repo, r.number) == key]
+
+    def comment_problem(
+        self, owner: str, repo: str, number: int, path: str, line: int, side: str
+    ) -> str | None:
+        """Why an inline comment cannot be placed, or None."""
+        for entry in self.diff_files(owner, repo, number):
+            if entry.path == path:
+                shown = entry.new_lines if side == "new" else entry.old_lines
+                return None if line in shown else f"line {line} ({side}) is not in the diff"
+        return f"path {path!r} is not in the diff"
+
+    def _store_review(
+        self,
+        owner: str,
+        repo: str,
+        number: int,
+        author: str,
+        commit_id: str,
+        body: str,
+        *,
+        via_api: bool,
+    ) -> StoredReview:
+        self._next_review_id += 1
+        owner, repo = self.repo_key(owner, repo)
+        review = StoredReview(
+            self._next_review_id,
+            owner,
+            repo,
+            number,
+            author,
+            commit_id,
+            body,
+            self.review_state,
+            datetime.now(UTC),
+            via_api=via_api,
+        )
+        self.reviews.append(review)
+        return review
+
+    def _store_review_comment(
+        self, review: StoredReview, path: str, line: int, side: str, body: str
+    ) -> StoredReviewComment:
+        self._next_review_comment_id += 1
+        comment = StoredReviewComment(
+            self._next_review_comment_id,
+            review.id,
+            path,
+            line,
+            side,
+            body,
+            review.author,
+            review.submitted_at,
+        )
+        review.comments.append(comment)
+        return comment
+
+    def _store_status(
+        self, owner: str, repo: str, sha: str, payload: dict[str, Any], creator: str
+    ) -> StoredStatus:
+        self._next_status_id += 1
+        owner, repo = self.repo_key(owner, repo)
+        status = StoredStatus(
+            self._next_status_id,
+            owner,
+            repo,
+            sha.lower(),
+            payload["state"],
+            payload.get("description") or "",
+            payload.get("context") or "default",
+            payload.get("target_url") or "",
+            creator,
+            datetime.now(UTC),
+        )
+        self.status_list.append(status)
+        return status
+
+    review_state = "COMMENT"
+
+
+class FakeForgejo(ReviewingForge):
     """The Gitea/Forgejo v1 API subset used by ForgejoClient."""
 
     API = "/api/v1"
@@ -288,7 +586,7 @@ class FakeForgejo(CommentingForge):
     MAX_PAGE_SIZE = 50  # Gitea [api] MAX_RESPONSE_ITEMS
 
     def __init__(self, token: str, *, bot_login: str = "auto-review-bot") -> None:
-        super().__init__(first_comment_id=1000)
+        super().__init__(first_comment_id=1000, first_review_id=100)
         self.token = token
         self.bot_login = bot_login
         self.pulls: dict[tuple[str, str, int], dict[str, Any]] = {}
@@ -340,6 +638,10 @@ class FakeForgejo(CommentingForge):
         draft: bool | None = False,
         state: str = "open",
         merged: bool = False,
+        body: str = "",
+        labels: tuple[str, ...] = (),
+        base_branch: str = "main",
+        diff: bytes | str | None = None,
     ) -> None:
         pull = copy.deepcopy(self._pull_template)
         html = f"{self.url}/{owner}/{repo}/pulls/{number}"
@@ -354,7 +656,11 @@ class FakeForgejo(CommentingForge):
             state=state,
             merged=merged,
             user=self.user_object(author, 42),
+            body=body,
+            labels=[self.label_object(name, i) for i, name in enumerate(labels, 1)],
         )
+        if diff is not None:
+            self.set_diff(owner, repo, number, diff)
         if draft is None:
             pull.pop("draft", None)  # Gitea before 1.20 has no draft field
         else:
@@ -365,7 +671,22 @@ class FakeForgejo(CommentingForge):
             pull[side]["repo"]["name"] = repo
             pull[side]["repo"]["full_name"] = f"{owner}/{repo}"
             pull[side]["repo"]["owner"] = self.user_object(owner, 90)
+            pull[side]["repo"]["clone_url"] = f"{self.url}/{owner}/{repo}.git"
+            pull[side]["repo"]["html_url"] = f"{self.url}/{owner}/{repo}"
+        pull["base"]["ref"] = base_branch
+        pull["head"]["ref"] = f"feature-{number}"
         self.pulls[(owner, repo, number)] = pull
+
+    def label_object(self, name: str, label_id: int) -> dict[str, Any]:
+        return {
+            "id": label_id,
+            "name": name,
+            "exclusive": False,
+            "is_archived": False,
+            "color": "e11d21",
+            "description": "",
+            "url": f"{self.url}/api/v1/labels/{label_id}",
+        }
 
     def comment_object(self, comment: StoredComment) -> dict[str, Any]:
         kind = "pulls" if comment.on_pull else "issues"
@@ -398,16 +719,221 @@ class FakeForgejo(CommentingForge):
         if auth != f"token {self.token}":
             return 401, {}, {"message": "token is required", "url": f"{self.url}/api/swagger"}
         parts = path.strip("/").split("/")
-        if exchange.method == "GET" and parts == ["user"]:
+        method = exchange.method
+        if method == "GET" and parts == ["user"]:
             return 200, {}, self.user_object(self.bot_login, 1)
-        if exchange.method == "GET" and len(parts) == 5 and parts[0] == "repos":
-            owner, repo = parts[1], parts[2]
-            if parts[3] == "pulls" and parts[4].isdigit():
-                pull = self.pulls.get((owner, repo, int(parts[4])))
-                return (200, {}, pull) if pull else (404, {}, None)
-            if parts[3:] == ["issues", "comments"]:
-                return self._list_comments(owner, repo, exchange)
+        if len(parts) < 4 or parts[0] != "repos":
+            return 404, {}, None
+        owner, repo, rest = parts[1], parts[2], parts[3:]
+        if method == "GET" and rest[0] == "raw" and len(rest) > 1:
+            return self._raw_file(owner, repo, "/".join(rest[1:]), exchange)
+        if method == "GET" and rest == ["issues", "comments"]:
+            return self._list_comments(owner, repo, exchange)
+        if method == "POST" and len(rest) == 2 and rest[0] == "statuses":
+            return self._create_status(owner, repo, rest[1], exchange)
+        if len(rest) >= 2 and rest[0] == "issues" and rest[1].isdigit():
+            return self._issue(owner, repo, int(rest[1]), rest[2:], method, exchange)
+        if len(rest) >= 2 and rest[0] == "pulls":
+            return self._pull(owner, repo, rest[1], rest[2:], method, exchange)
         return 404, {}, None
+
+    def _pull(
+        self, owner: str, repo: str, index: str, rest: list[str], method: str, exchange: Any
+    ) -> Reply:
+        if index.endswith(".diff") and not rest and method == "GET":
+            number = index.removesuffix(".diff")
+            if not number.isdigit() or (owner, repo, int(number)) not in self.pulls:
+                return 404, {}, None
+            diff = self.diffs.get((owner, repo, int(number)), b"")
+            return 200, {"Content-Type": "text/plain; charset=utf-8"}, diff
+        if not index.isdigit() or (owner, repo, int(index)) not in self.pulls:
+            return 404, {}, None
+        number = int(index)
+        if method == "GET" and not rest:
+            return 200, {}, self.pulls[(owner, repo, number)]
+        if method == "GET" and rest == ["files"]:
+            files = [
+                self.changed_file_object(owner, repo, f)
+                for f in self.diff_files(owner, repo, number)
+            ]
+            return self._paged(files, exchange)
+        if rest == ["reviews"] and method == "GET":
+            reviews = [self.review_object(r) for r in self.reviews_of(owner, repo, number)]
+            return self._paged(reviews, exchange)
+        if rest == ["reviews"] and method == "POST":
+            return self._create_review(owner, repo, number, exchange)
+        if method == "GET" and len(rest) == 3 and rest[0] == "reviews" and rest[2] == "comments":
+            for review in self.reviews_of(owner, repo, number):
+                if str(review.id) == rest[1]:
+                    return 200, {}, [self.review_comment_object(review, c) for c in review.comments]
+        return 404, {}, None
+
+    def _issue(
+        self, owner: str, repo: str, number: int, rest: list[str], method: str, exchange: Any
+    ) -> Reply:
+        if rest != ["comments"]:
+            return 404, {}, None
+        on_pull = (owner, repo, number) in self.pulls
+        if method == "GET":
+            listed = [c for c in self.issue_comments(owner, repo, number)]
+            listed.sort(key=lambda c: (c.created_at, c.id))
+            return 200, {}, [self.comment_object(c) for c in listed]
+        if method == "POST":
+            payload = exchange.json_body()
+            if not isinstance(payload, dict) or not isinstance(payload.get("body"), str):
+                return 422, {}, {"message": "body is required", "url": ""}
+            comment_id = self.add_comment(
+                owner, repo, number, author=self.bot_login, body=payload["body"], on_pull=on_pull
+            )
+            stored = next(c for c in self.comments if c.id == comment_id)
+            return 201, {}, self.comment_object(stored)
+        return 404, {}, None
+
+    def _create_review(self, owner: str, repo: str, number: int, exchange: Any) -> Reply:
+        payload = exchange.json_body()
+        if not isinstance(payload, dict) or payload.get("event") not in (
+            "COMMENT",
+            "APPROVED",
+            "REQUEST_CHANGES",
+            "PENDING",
+        ):
+            return 422, {}, {"message": "invalid review event", "url": ""}
+        comments = payload.get("comments") or []
+        if (
+            payload["event"] == "COMMENT"
+            and not comments
+            and not str(payload.get("body") or "").strip()
+        ):
+            return (
+                422,
+                {},
+                {"message": "review event COMMENT requires a body or a comment", "url": ""},
+            )
+        placed = []
+        for comment in comments:
+            new, old = comment.get("new_position", 0), comment.get("old_position", 0)
+            side, line = ("old", old) if old > 0 else ("new", new)
+            problem = self.comment_problem(owner, repo, number, comment.get("path", ""), line, side)
+            if problem:
+                return 422, {}, {"message": problem, "url": ""}
+            placed.append((comment["path"], line, side, comment.get("body", "")))
+        head = self.pulls[(owner, repo, number)]["head"]["sha"]
+        review = self._store_review(
+            owner,
+            repo,
+            number,
+            self.bot_login,
+            payload.get("commit_id") or head,
+            payload.get("body", ""),
+            via_api=True,
+        )
+        for path, line, side, text in placed:
+            self._store_review_comment(review, path, line, side, text)
+        return 200, {}, self.review_object(review)
+
+    def _create_status(self, owner: str, repo: str, sha: str, exchange: Any) -> Reply:
+        payload = exchange.json_body()
+        if not isinstance(payload, dict) or payload.get("state") not in (
+            "pending",
+            "success",
+            "error",
+            "failure",
+            "warning",
+            "skipped",
+        ):
+            return 400, {}, {"message": "invalid state", "url": ""}
+        status = self._store_status(owner, repo, sha, payload, self.bot_login)
+        return 201, {}, self.status_object(status)
+
+    def _raw_file(self, owner: str, repo: str, path: str, exchange: Any) -> Reply:
+        ref = exchange.query.get("ref", [""])[0]
+        content = self.files.get((owner, repo, ref, unquote(path)))
+        if content is None:
+            return 404, {}, {"message": "object does not exist", "url": ""}
+        return 200, {"Content-Type": "application/octet-stream"}, content
+
+    def _paged(self, items: list[Any], exchange: Any) -> Reply:
+        query = exchange.query
+        page = int(query.get("page", ["1"])[0] or 1)
+        limit = int(query.get("limit", [str(self.DEFAULT_PAGE_SIZE)])[0])
+        limit = min(max(limit, 1), self.MAX_PAGE_SIZE)
+        chunk, pages = page_of(items, page, limit)
+        headers = {"X-Total-Count": str(len(items))}
+        link = link_header(f"{self.url}{exchange.path}", query, page, pages)
+        if link:
+            headers["Link"] = link
+        return 200, headers, chunk
+
+    # -- objects in Gitea's shapes -------------------------------------------------------------
+
+    def changed_file_object(self, owner: str, repo: str, entry: DiffFile) -> dict[str, Any]:
+        status = {"modified": "changed", "mode": "unchanged"}.get(entry.status, entry.status)
+        return {
+            "filename": entry.path,
+            "previous_filename": entry.previous_path or "",
+            "status": status,
+            "additions": entry.additions,
+            "deletions": entry.deletions,
+            "changes": entry.additions + entry.deletions,
+            "html_url": f"{self.url}/{owner}/{repo}/src/commit/x/{entry.path}",
+            "contents_url": f"{self.url}/api/v1/repos/{owner}/{repo}/contents/{entry.path}",
+            "raw_url": f"{self.url}/{owner}/{repo}/raw/commit/x/{entry.path}",
+        }
+
+    def review_object(self, review: StoredReview) -> dict[str, Any]:
+        html = f"{self.url}/{review.owner}/{review.repo}/pulls/{review.number}"
+        return {
+            "id": review.id,
+            "user": self.user_object(review.author, 200 + len(review.author)),
+            "team": None,
+            "state": review.state,
+            "body": review.body,
+            "commit_id": review.commit_id,
+            "stale": False,
+            "official": False,
+            "dismissed": False,
+            "comments_count": len(review.comments),
+            "submitted_at": iso(review.submitted_at),
+            "updated_at": iso(review.submitted_at),
+            "html_url": f"{html}#issuecomment-{review.id}",
+            "pull_request_url": html,
+        }
+
+    def review_comment_object(
+        self, review: StoredReview, comment: StoredReviewComment
+    ) -> dict[str, Any]:
+        html = f"{self.url}/{review.owner}/{review.repo}/pulls/{review.number}"
+        return {
+            "id": comment.id,
+            "body": comment.body,
+            "user": self.user_object(comment.author, 200 + len(comment.author)),
+            "resolver": None,
+            "pull_request_review_id": review.id,
+            "created_at": iso(comment.created_at),
+            "updated_at": iso(comment.created_at),
+            "path": comment.path,
+            "commit_id": review.commit_id,
+            "original_commit_id": review.commit_id,
+            "diff_hunk": "",
+            # Gitea: the line goes to position (new side) or original_position (old side)
+            "position": comment.line if comment.side == "new" else 0,
+            "original_position": comment.line if comment.side == "old" else 0,
+            "html_url": f"{html}/files#issuecomment-{comment.id}",
+            "pull_request_url": html,
+        }
+
+    def status_object(self, status: StoredStatus) -> dict[str, Any]:
+        return {
+            "id": status.id,
+            "status": status.state,
+            "target_url": status.target_url,
+            "description": status.description,
+            "url": f"{self.url}/api/v1/repos/{status.owner}/{status.repo}/statuses/{status.sha}",
+            "context": status.context,
+            "creator": self.user_object(status.creator, 1),
+            "created_at": iso(status.created_at),
+            "updated_at": iso(status.created_at),
+        }
 
     def _list_comments(self, owner: str, repo: str, exchange: RecordedExchange) -> Reply:
         query = exchange.query

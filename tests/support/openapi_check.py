@@ -3,14 +3,23 @@
 The loopback fakes record every request a client sends and every response they serve.
 :class:`ApiSpec` checks both against the reference description of the real API:
 
-- request: the method and path match an operation (path templates, literal segments winning
-  over parameters), path parameters have the declared type, every query parameter is
-  declared for that operation with a valid value (type, enum, date-time), required query
-  and header parameters are present, credentials are not in the query string, and the
-  headers our clients promise (auth scheme, Accept, API version) are there;
+- request: the method and path match an operation (path templates, literal text winning
+  over parameters; ``{filepath}`` and GitHub's ``x-multi-segment`` parameters span several
+  segments), path parameters have the declared type, every query parameter is declared for
+  that operation with a valid value (type, enum, date-time), required query and header
+  parameters are present, credentials are not in the query string, and the headers our
+  clients promise (auth scheme, Accept, API version) are there. GitHub's ``Accept`` may also
+  be one of the custom media types the operation's description lists (``application/vnd.
+  github.diff`` for pulls/get, ``...raw+json`` for repos/get-content);
+- request body: a JSON body (sent as ``application/json``) validates against the operation's
+  ``requestBody`` (OpenAPI 3) or ``in: body`` parameter (Swagger 2), and every field in it,
+  nested objects and array items included, is one the schema declares: a misspelt field
+  (``new_postion``) that a forge would silently ignore is caught;
 - response: the status is documented for the operation (undocumented 4xx/5xx pass: both
   descriptions leave most error statuses out), and a JSON body validates against the
-  documented schema, with ``$ref`` resolved inside the description.
+  documented schema, with ``$ref`` resolved inside the description. A body that is not JSON
+  (a diff, a raw file) must have a media type the operation produces (Swagger ``produces``)
+  or the custom media type the request asked for (GitHub).
 
 Nullability: Gitea's Swagger 2.0 is generated from Go structs and cannot say which fields
 are pointers, so ``null`` is accepted for any object property there (real Gitea sends
@@ -55,6 +64,8 @@ class Exchange(Protocol):
     body: bytes
     status: int
     response_json: Any
+    # raw responses (diff, file): their bytes and media type; "" = a JSON response
+    response_content_type: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +78,28 @@ class Operation:
     @property
     def literal_segments(self) -> int:
         return sum(1 for s in self.template.split("/") if s and not s.startswith("{"))
+
+    @property
+    def literal_characters(self) -> int:
+        return len(re.sub(r"\{[^}]+\}", "", self.template))
+
+    def multi_segment_parameters(self) -> set[str]:
+        """Path parameters that may contain '/': GitHub marks them ``x-multi-segment``;
+        Gitea's ``filepath`` (a ``*`` route) is one by its documented meaning."""
+        names = set()
+        for param in self.definition.get("parameters", []):
+            if param.get("in") == "path" and (
+                param.get("x-multi-segment") or param.get("name") == "filepath"
+            ):
+                names.add(param["name"])
+        return names
+
+    def custom_media_types(self) -> set[str]:
+        """Media types the operation's description lists as custom (GitHub: "This endpoint
+        supports the following custom media types", each as a bold code span)."""
+        return set(
+            re.findall(r"\*\*`(application/[^`]+)`\*\*", self.definition.get("description", ""))
+        )
 
 
 def _escape_pointer(token: str) -> str:
@@ -109,6 +142,8 @@ class ApiSpec:
     base_path: str = ""
     # header name (lower case) -> pattern its value must fully match, on every request
     required_headers: dict[str, str] = field(default_factory=dict)
+    # a header that may instead name one of the operation's custom media types (GitHub Accept)
+    media_type_header: str | None = None
 
     def __post_init__(self) -> None:
         self.swagger2 = self.document.get("swagger") == "2.0"
@@ -153,6 +188,7 @@ class ApiSpec:
                 "x-github-api-version": r"\d{4}-\d{2}-\d{2}",
                 "user-agent": r".+",
             },
+            media_type_header="accept",
         )
 
     # -- matching -------------------------------------------------------------------------
@@ -163,13 +199,19 @@ class ApiSpec:
         for operation in self._operations:
             if operation.method != method.upper():
                 continue
-            pattern = re.sub(r"\\\{([^}]+)\\\}", r"(?P<\1>[^/]+)", re.escape(operation.template))
+            multi = operation.multi_segment_parameters()
+
+            def group(found: re.Match[str], multi: set[str] = multi) -> str:
+                name = found[1]
+                return f"(?P<{name}>.+)" if name in multi else f"(?P<{name}>[^/]+)"
+
+            pattern = re.sub(r"\\\{([^}]+)\\\}", group, re.escape(operation.template))
             found = re.fullmatch(pattern, path)
             if found:
                 candidates.append((operation, found.groupdict()))
         if not candidates:
             return None
-        return max(candidates, key=lambda c: c[0].literal_segments)
+        return max(candidates, key=lambda c: (c[0].literal_segments, c[0].literal_characters))
 
     def _parameters(self, operation: Operation, where: str) -> list[dict[str, Any]]:
         params = operation.definition.get("parameters", [])
@@ -216,6 +258,8 @@ class ApiSpec:
             sent = headers.get(name)
             if sent is None:
                 problems.append(f"{label}: header {name!r} missing")
+            elif name == self.media_type_header and sent in operation.custom_media_types():
+                continue
             elif not re.fullmatch(pattern, sent):
                 problems.append(f"{label}: header {name!r} has the wrong form")
         problems += self._request_body_problems(label, operation, exchange)
@@ -232,15 +276,60 @@ class ApiSpec:
             return [f"{label}: unexpected request body"] if exchange.body else []
         if not exchange.body:
             return [f"{label}: request body required"] if body_spec.get("required") else []
+        problems = []
+        content_type = {k.lower(): v for k, v in exchange.headers.items()}.get("content-type", "")
+        if content_type.split(";")[0].strip() != "application/json":
+            problems.append(f"{label}: request body is not sent as application/json")
         try:
             payload = json.loads(exchange.body)
         except ValueError:
-            return [f"{label}: request body is not JSON"]
+            return [*problems, f"{label}: request body is not JSON"]
         if "_schema" in body_spec:
+            schema = body_spec["_schema"]
             pointer = ""  # swagger body schemas are validated inline (refs resolve in the doc)
-            return self._schema_problems(label, body_spec["_schema"], payload, pointer)
-        pointer = f"{operation.pointer}/requestBody/content/application~1json/schema"
-        return self._schema_problems(label, None, payload, pointer)
+            problems += self._schema_problems(label, schema, payload, pointer)
+        else:
+            schema = body_spec.get("content", {}).get("application/json", {}).get("schema")
+            if schema is None:
+                return [*problems, f"{label}: operation takes no JSON body"]
+            pointer = f"{operation.pointer}/requestBody/content/application~1json/schema"
+            problems += self._schema_problems(label, None, payload, pointer)
+        for where in self._undeclared_fields(schema, payload, ""):
+            problems.append(f"{label}: body field {where} is not in the API description")
+        return problems
+
+    def _undeclared_fields(self, schema: Any, value: Any, where: str) -> list[str]:
+        """Paths of object members the schema does not declare (no additionalProperties)."""
+        schema = self._deref(schema)
+        if not isinstance(schema, dict):
+            return []
+        found: list[str] = []
+        alternatives = [
+            self._deref(s) for key in ("allOf", "anyOf", "oneOf") for s in schema.get(key, [])
+        ]
+        if isinstance(value, dict):
+            declared: dict[str, Any] = {}
+            open_ended = schema.get("additionalProperties") not in (None, False)
+            for part in (schema, *alternatives):
+                if isinstance(part, dict):
+                    declared.update(part.get("properties", {}))
+                    open_ended |= part.get("additionalProperties") not in (None, False)
+            if not declared and not open_ended and schema.get("type") != "object":
+                return []
+            for key, member in value.items():
+                if key in declared:
+                    found += self._undeclared_fields(declared[key], member, f"{where}/{key}")
+                elif not open_ended:
+                    found.append(f"{where}/{key}")
+        elif isinstance(value, list) and "items" in schema:
+            for index, item in enumerate(value):
+                found += self._undeclared_fields(schema["items"], item, f"{where}/{index}")
+        return found
+
+    def _deref(self, schema: Any) -> Any:
+        while isinstance(schema, dict) and "$ref" in schema:
+            schema = self._resolve_local(schema["$ref"])
+        return schema
 
     # -- response checks --------------------------------------------------------------------
 
@@ -260,6 +349,9 @@ class ApiSpec:
                 return [f"{label}: success status not documented"]
             return []
         response = responses[key]
+        raw_type = getattr(exchange, "response_content_type", "").split(";")[0].strip()
+        if raw_type and raw_type != "application/json":
+            return self._raw_response_problems(label, operation, exchange, raw_type)
         pointer = f"{operation.pointer}/responses/{key}"
         if "$ref" in response:  # swagger: '#/responses/Name'
             pointer = response["$ref"].removeprefix("#")
@@ -276,6 +368,24 @@ class ApiSpec:
         if exchange.response_json is None and exchange.status in (204, 304):
             return []
         return self._schema_problems(label, None, exchange.response_json, pointer)
+
+    def _raw_response_problems(
+        self, label: str, operation: Operation, exchange: Exchange, media_type: str
+    ) -> list[str]:
+        """A non-JSON body: allowed when the operation produces that media type (Swagger) or
+        the request asked for one of its custom media types and got that kind of body."""
+        if self.swagger2:
+            produces = operation.definition.get("produces", self.document.get("produces", []))
+            if media_type in produces:
+                return []
+            return [f"{label}: response media type {media_type} is not one the operation produces"]
+        headers = {k.lower(): v for k, v in exchange.headers.items()}
+        asked = headers.get(self.media_type_header or "accept", "")
+        if asked in operation.custom_media_types() and (
+            media_type == asked or asked.removesuffix("+json") == media_type
+        ):
+            return []
+        return [f"{label}: non-JSON response ({media_type}) to a request for {asked or 'JSON'}"]
 
     def _resolve_local(self, ref: str) -> dict[str, Any]:
         node: Any = self.document
