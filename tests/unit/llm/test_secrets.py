@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -80,13 +80,12 @@ def exposed_texts(
 def fail_with(
     fake: FakeLlm,
     caplog: pytest.LogCaptureFixture,
-    call: Callable[[OpenAICompatibleClient], object],
-    **options: object,
+    call: Callable[[OpenAICompatibleClient], Awaitable[object]],
 ) -> list[str]:
     registry = CollectorRegistry()
-    client = make_client(fake, metrics=LlmMetrics(registry), timeout=0.3, **options)
+    client = make_client(fake, metrics=LlmMetrics(registry), timeout=0.3)
     with caplog.at_level(logging.DEBUG), pytest.raises(LlmError) as caught:
-        run(client, call)  # type: ignore[arg-type]
+        run(client, call)
     return exposed_texts(caught.value, caplog, client, registry)
 
 
