@@ -50,6 +50,7 @@ MAX_SUMMARY_CHARS = 60_000  # both forges accept 65 536
 MAX_MODEL_SUMMARY_CHARS = 2000
 MAX_TITLE_CHARS = 200
 MAX_PATH_CHARS = 1000
+MAX_CATEGORY_CHARS = 40
 REDACTION_MARGIN = 8192  # longer than any configured secret (PEM keys included)
 MAX_LISTED_FINDINGS = 30
 TRUNCATION_MARK = "\n\n*(truncated)*"
@@ -137,7 +138,8 @@ def marker(fingerprint: str) -> str:
 def comment_body(finding: Finding, redact: Callable[[str], str]) -> str:
     """Marker, a one-line heading (severity, category, title), then the model's body."""
     title = _one_line(untrusted_text(finding.title, redact, MAX_TITLE_CHARS))
-    heading = f"**{finding.severity.value.upper()}** · {finding.category} · {title}"
+    category = _one_line(untrusted_text(finding.category, redact, MAX_CATEGORY_CHARS))
+    heading = f"**{finding.severity.value.upper()}** · {category} · {title}"
     head = f"{marker(finding.fingerprint)}\n{heading}\n\n"
     body = untrusted_text(finding.body, redact, MAX_COMMENT_CHARS - len(head))
     return redact(head + body).rstrip()
@@ -161,7 +163,7 @@ def summary_body(
     ordered = sorted(new, key=lambda f: (-f.severity.rank, f.path, f.end_line))
     for finding in ordered[:MAX_LISTED_FINDINGS]:
         title = _one_line(untrusted_text(finding.title, redact, MAX_TITLE_CHARS))
-        path = untrusted_text(finding.path, redact, MAX_PATH_CHARS)
+        path = _one_line(untrusted_text(finding.path, redact, MAX_PATH_CHARS))
         where = _code_span(f"{path}:{finding.end_line}")
         lines.append(f"- **{finding.severity.value}** {where} {title}")
     if len(ordered) > MAX_LISTED_FINDINGS:

@@ -295,3 +295,13 @@ def test_no_comment_is_ever_planned_on_an_unchanged_line(
     # whatever verification kept is planned (no fingerprint collision among distinct titles)
     fingerprints = {f.fingerprint for f in verified.kept}
     assert len(through_verify.new_fingerprints) == len(fingerprints)
+
+
+def test_hostile_path_and_category_stay_on_their_line() -> None:
+    odd = Finding("a`b\n# Heading @x.py", 3, 3, Severity.LOW, "bug\n@team <b>", "t", "body")
+    planned = plan([odd])
+    assert planned.draft is not None
+    assert not any(line.startswith("# Heading") for line in planned.draft.body.splitlines())
+    assert "`` a`b # Heading @\u200bx.py:3 ``" in planned.draft.body
+    heading = planned.draft.comments[0].body.splitlines()[1]
+    assert heading == "**LOW** · bug @\u200bteam <\u200bb> · t"
