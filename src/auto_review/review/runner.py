@@ -1,0 +1,190 @@
+"""The gateway's job runner: every queued job kind, run through the review pipeline.
+
+``REVIEW`` reviews the head the job was queued for (incrementally after an earlier
+review); ``RE_REVIEW`` (the chat command) reviews the whole PR at its current head; the
+chat kinds go to :class:`auto_review.chat.handlers.ChatHandlers`.
+
+Outcomes: a finished review is SUCCEEDED, a deliberate skip SKIPPED, a failure that
+retrying cannot fix FAILED. Forge or LLM unavailability raises, so the worker pool retries
+the job with backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from auto_review.chat.handlers import ChatHandlers, LearningsStore
+from auto_review.hosts.base import HostError
+from auto_review.hosts.events import HostKind
+from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest
+from auto_review.review.pipeline import (
+    PipelineDeps,
+    PipelineFailed,
+    ReviewReport,
+    review_pull_request,
+)
+from auto_review.review.pr_workspace import WorkspaceSettings, git_policy_from_environment
+from auto_review.review.workspace import remove_tree
+
+if TYPE_CHECKING:
+    from auto_review.config import Settings
+    from auto_review.hosts.base import ReviewHost
+
+log = logging.getLogger(__name__)
+
+REVIEW_STORE_FILE_NAME = "review.sqlite3"
+WORK_DIR_NAME = "work"
+DEFAULT_MENTION = "@auto-review"
+
+
+def mention_for(bot_login: str | None) -> str:
+    """How people address the bot: ``@<login>`` (a GitHub App's "[bot]" suffix dropped)."""
+    return f"@{bot_login.removesuffix('[bot]')}" if bot_login else DEFAULT_MENTION
+
+
+class PipelineRunner:
+    """Implements :class:`auto_review.review.jobs.ReviewRunner` for every :class:`JobKind`."""
+
+    def __init__(
+        self,
+        deps: PipelineDeps,
+        learnings: LearningsStore,
+        *,
+        mention: str = DEFAULT_MENTION,
+        closers: tuple[Any, ...] = (),
+    ) -> None:
+        self.deps = deps
+        self.chat = ChatHandlers(deps, learnings, mention)
+        self._closers = closers  # objects with close() or aclose(), released by aclose()
+
+    @property
+    def collectors(self) -> list[Any]:
+        """Prometheus collectors of the runner's parts (the LLM client's metrics)."""
+        metrics = getattr(self.deps.llm, "metrics", None)
+        return [metrics] if metrics is not None else []
+
+    async def run(self, job: Job) -> JobOutcome:
+        request = job.request
+        try:
+            if request.kind in (JobKind.REVIEW, JobKind.RE_REVIEW):
+                return await self._review(request)
+            return await self.chat.handle(request)
+        except PipelineFailed as exc:
+            log.warning(
+                "job failed",
+                extra={"job_id": job.id, "kind": str(request.kind), "reason": str(exc)},
+            )
+            if request.kind is JobKind.RE_REVIEW:
+                await self._tell(request, f"The review could not be done: {exc}.")
+            return JobOutcome.FAILED
+
+    async def _review(self, request: JobRequest) -> JobOutcome:
+        full = request.kind is JobKind.RE_REVIEW
+        report = await review_pull_request(
+            self.deps,
+            request.repo,
+            request.pr_number,
+            expected_head=None if full else (request.head_sha or None),
+            full=full,
+            dry_run=False,
+        )
+        _log_report(request, report)
+        if report.skipped_reason is not None:
+            if full:
+                await self._tell(request, f"Not reviewed: {report.skipped_reason}.")
+            return JobOutcome.SKIPPED
+        return JobOutcome.SUCCEEDED
+
+    async def _tell(self, request: JobRequest, text: str) -> None:
+        """A short reply to whoever asked by chat; a forge failure here is only logged."""
+        try:
+            host = self.deps.host_for(request.repo)
+            await self.chat.post(host, request, text)
+        except (HostError, PipelineFailed) as exc:
+            log.warning("chat reply not posted", extra={"error_type": type(exc).__name__})
+
+    async def aclose(self) -> None:
+        for closer in self._closers:
+            with contextlib.suppress(Exception):
+                if hasattr(closer, "aclose"):
+                    await closer.aclose()
+                else:
+                    closer.close()
+
+
+def _log_report(request: JobRequest, report: ReviewReport) -> None:
+    log.info(
+        "review finished",
+        extra={
+            "repo": request.repo.full_name,
+            "pr": request.pr_number,
+            "head_sha": report.head_sha,
+            "skipped": report.skipped_reason,
+            "kept": len(report.kept),
+            "dropped": len(report.dropped),
+            "posted": len(report.planned.new_fingerprints) if report.planned else 0,
+            "stage_seconds": {k: round(v, 3) for k, v in report.stage_seconds.items()},
+            "tokens": {
+                str(tier): u.prompt_tokens + u.completion_tokens for tier, u in report.usage.items()
+            },
+        },
+    )
+
+
+def llm_configured(settings: Settings) -> bool:
+    return bool(settings.llm_base_url and settings.llm_reasoning_model)
+
+
+def workspace_settings(settings: Settings, environ: Mapping[str, str]) -> WorkspaceSettings:
+    return WorkspaceSettings(
+        parent=Path(settings.state_dir) / WORK_DIR_NAME,
+        policy=git_policy_from_environment(environ),
+        max_clone_bytes=settings.review_max_clone_bytes,
+        max_diff_bytes=settings.review_max_diff_bytes,
+    )
+
+
+def clear_stale_work(parent: Path) -> None:
+    """Job directories left by a process that was killed mid-job."""
+    if not parent.is_dir():
+        return
+    for entry in parent.iterdir():
+        if entry.name.startswith("ar-job-"):
+            remove_tree(entry)
+
+
+def build_runner(
+    settings: Settings,
+    hosts: Mapping[HostKind, ReviewHost],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> PipelineRunner | None:
+    """The runner the settings describe, or None when no LLM is configured (jobs then wait
+    in the queue). Git's proxy and CA bundle come from ``environ`` (default: os.environ)."""
+    if not llm_configured(settings):
+        return None
+    from auto_review.llm.client import client_from_settings
+    from auto_review.store.sqlite_review import ReviewStore
+
+    workspace = workspace_settings(settings, os.environ if environ is None else environ)
+    workspace.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    clear_stale_work(workspace.parent)
+    llm = client_from_settings(settings)
+    store = ReviewStore.open(Path(settings.state_dir) / REVIEW_STORE_FILE_NAME)
+    deps = PipelineDeps(
+        hosts=hosts,
+        llm=llm,
+        store=store,
+        workspace=workspace,
+        context_tokens=settings.llm_context_tokens,
+        secrets=tuple(settings.secret_values()),
+        bot_login=settings.bot_login,
+    )
+    return PipelineRunner(
+        deps, store, mention=mention_for(settings.bot_login), closers=(llm, store)
+    )

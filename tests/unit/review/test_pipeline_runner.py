@@ -1,0 +1,171 @@
+"""PipelineRunner: every job kind reaches the pipeline or a chat handler with the right
+outcome; build_runner wires the real LLM client and review store from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from tests.unit.review.test_pipeline_fakes import (
+    REPO,
+    FakeHost,
+    MemoryStore,
+    Origin,
+    ScriptedModel,
+    finding,
+    make_deps,
+    make_origin,
+    review,
+)
+
+from auto_review.config import Settings
+from auto_review.hosts.base import HostUnavailable
+from auto_review.hosts.review_types import CommitState
+from auto_review.llm.api import LlmRefused, Tier
+from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest
+from auto_review.review.runner import PipelineRunner, build_runner, mention_for
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Origin:
+    origin = make_origin(tmp_path)
+    origin.push({"app.py": "def total(items):\n    return sum(items) * 2\n"})
+    return origin
+
+
+def job(kind: JobKind, *, head_sha: str = "", argument: str = "", comment: int | None = 9) -> Job:
+    request = JobRequest(
+        kind=kind,
+        repo=REPO,
+        pr_number=1,
+        head_sha=head_sha,
+        comment_id=None if head_sha else comment,
+        argument=argument,
+        requested_by="alice",
+        source="webhook",
+    )
+    return Job(id=1, request=request, attempts=1, enqueued_at=0.0)
+
+
+def runner_for(
+    tmp: Path, host: FakeHost, model: ScriptedModel, store: MemoryStore
+) -> PipelineRunner:
+    return PipelineRunner(make_deps(tmp, host, model, store), store, mention="@review-bot")
+
+
+def test_review_job_posts_and_succeeds(tmp_path: Path, origin: Origin) -> None:
+    host, store = FakeHost(origin), MemoryStore()
+    runner = runner_for(tmp_path, host, ScriptedModel([review(finding(line=2))]), store)
+    outcome = asyncio.run(runner.run(job(JobKind.REVIEW, head_sha=origin.head_sha)))
+    assert outcome is JobOutcome.SUCCEEDED
+    assert len(host.posted_reviews) == 1
+
+
+def test_review_job_for_an_old_head_is_skipped(tmp_path: Path, origin: Origin) -> None:
+    host = FakeHost(origin)
+    runner = runner_for(tmp_path, host, ScriptedModel(), MemoryStore())
+    assert asyncio.run(runner.run(job(JobKind.REVIEW, head_sha="e" * 40))) is JobOutcome.SKIPPED
+    assert host.issue_comments == []  # no chat reply for an automatic review
+
+
+def test_re_review_is_full_and_answers_a_skip_in_the_conversation(
+    tmp_path: Path, origin: Origin
+) -> None:
+    host, store = FakeHost(origin, draft=True), MemoryStore()
+    runner = runner_for(tmp_path, host, ScriptedModel(), store)
+    assert asyncio.run(runner.run(job(JobKind.RE_REVIEW))) is JobOutcome.SKIPPED
+    [reply] = host.issue_comments
+    assert reply.startswith("@alice Not reviewed: draft pull request")
+
+
+def test_re_review_reviews_an_already_reviewed_head_again(tmp_path: Path, origin: Origin) -> None:
+    host, store = FakeHost(origin), MemoryStore()
+    store.record_review("forgejo|acme/shop", 1, origin.head_sha, [])
+    model = ScriptedModel([review(finding(line=2))])
+    runner = runner_for(tmp_path, host, model, store)
+    assert asyncio.run(runner.run(job(JobKind.REVIEW, head_sha=origin.head_sha))) is (
+        JobOutcome.SKIPPED
+    )
+    assert asyncio.run(runner.run(job(JobKind.RE_REVIEW))) is JobOutcome.SUCCEEDED
+    assert len(host.posted_reviews) == 1
+
+
+def test_a_permanent_failure_is_failed_and_explained_to_a_re_review_requester(
+    tmp_path: Path, origin: Origin
+) -> None:
+    host = FakeHost(origin)
+    model = ScriptedModel(errors={Tier.REASONING: LlmRefused("reasoning tier: 401")})
+    runner = runner_for(tmp_path, host, model, MemoryStore())
+    assert asyncio.run(runner.run(job(JobKind.RE_REVIEW))) is JobOutcome.FAILED
+    assert host.statuses[-1].state is CommitState.ERROR
+    assert "could not be done" in host.issue_comments[0]
+
+
+def test_unavailability_raises_so_the_worker_retries(tmp_path: Path, origin: Origin) -> None:
+    host = FakeHost(origin, fail_with={"get_pull_request_details": HostUnavailable("x", "503")})
+    runner = runner_for(tmp_path, host, ScriptedModel(), MemoryStore())
+    with pytest.raises(HostUnavailable):
+        asyncio.run(runner.run(job(JobKind.REVIEW, head_sha=origin.head_sha)))
+
+
+@pytest.mark.parametrize(
+    ("kind", "argument", "outcome", "reply"),
+    [
+        (JobKind.CHAT_HELP, "", JobOutcome.SUCCEEDED, "`@review-bot re-review`"),
+        (JobKind.CHAT_REMEMBER, "use pathlib", JobOutcome.SUCCEEDED, "learning #1"),
+        (JobKind.CHAT_FORGET, "5", JobOutcome.FAILED, "no learning #5"),
+        (JobKind.CHAT_QUESTION, "why * 2?", JobOutcome.SUCCEEDED, "The change looks fine."),
+    ],
+)
+def test_chat_kinds_reach_their_handler(
+    tmp_path: Path,
+    origin: Origin,
+    kind: JobKind,
+    argument: str,
+    outcome: JobOutcome,
+    reply: str,
+) -> None:
+    host = FakeHost(origin)
+    runner = runner_for(tmp_path, host, ScriptedModel(), MemoryStore())
+    assert asyncio.run(runner.run(job(kind, argument=argument))) is outcome
+    [posted] = host.issue_comments
+    assert reply in posted
+
+
+def test_mention_follows_the_bot_login() -> None:
+    assert mention_for(None) == "@auto-review"
+    assert mention_for("reviewer[bot]") == "@reviewer"
+
+
+def test_build_runner_needs_an_llm(tmp_path: Path) -> None:
+    assert build_runner(Settings(state_dir=tmp_path), {}) is None
+
+
+def test_build_runner_wires_the_client_the_store_and_the_git_policy(tmp_path: Path) -> None:
+    stale = tmp_path / "work" / "ar-job-leftover"
+    stale.mkdir(parents=True)
+    settings = Settings(
+        state_dir=tmp_path,
+        llm_base_url="http://127.0.0.1:9/v1",
+        llm_reasoning_model="big",
+        review_max_clone_bytes=8 * 1024 * 1024,
+        bot_login="review-bot",
+    )
+    runner = build_runner(
+        settings, {}, environ={"HTTPS_PROXY": "http://127.0.0.1:3128", "NO_PROXY": "localhost"}
+    )
+    assert runner is not None
+    try:
+        deps = runner.deps
+        assert deps.workspace.policy.https_proxy == "http://127.0.0.1:3128"
+        assert deps.workspace.policy.no_proxy == "localhost"
+        assert deps.workspace.policy.allow_file_protocol is False
+        assert deps.workspace.max_clone_bytes == 8 * 1024 * 1024
+        assert deps.workspace.parent == tmp_path / "work"
+        assert not stale.exists()  # a killed job's directory is cleaned up at start
+        assert (tmp_path / "review.sqlite3").exists()
+        assert runner.chat.mention == "@review-bot"
+        assert runner.collectors  # the LLM client's metrics, for /metrics
+    finally:
+        asyncio.run(runner.aclose())
