@@ -361,6 +361,10 @@ class LlmTransport:
             failure = _Retry(RetryReason.SERVER_ERROR, "response larger than the size cap")
         except httpx.TransportError as exc:
             failure = _Retry(RetryReason.CONNECT, f"connection failed ({type(exc).__name__})")
+        except httpx.HTTPError as exc:  # e.g. a body that fails its Content-Encoding
+            failure = _Retry(
+                RetryReason.SERVER_ERROR, f"unreadable response ({type(exc).__name__})"
+            )
         if failure is not None:
             return failure
         if 200 <= status < 300:

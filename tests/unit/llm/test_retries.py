@@ -8,6 +8,7 @@ import time
 
 import pytest
 from tests.support.fake_llm import (
+    Answer,
     FakeLlm,
     check_recorded_traffic,
     dropped,
@@ -220,6 +221,13 @@ def test_oversized_response_is_not_accepted(fake: FakeLlm) -> None:
         ],
     }
     fake.script(CHEAP_MODEL, [raw_reply(200, json.dumps(oversized).encode()), json_reply(GOOD)])
+    assert ask_json(make_client(fake)).data == GOOD
+    assert len(fake.chat_requests()) == 2
+
+
+def test_undecodable_body_is_retried(fake: FakeLlm) -> None:
+    broken = Answer(200, b"not gzip at all", headers={"Content-Encoding": "gzip"})
+    fake.script(CHEAP_MODEL, [broken, json_reply(GOOD)])
     assert ask_json(make_client(fake)).data == GOOD
     assert len(fake.chat_requests()) == 2
 
