@@ -38,6 +38,7 @@ MAX_LEARNING_CHARS: Final = 1000
 MAX_AUTHOR_CHARS: Final = 100
 MAX_LEARNINGS_PER_REPO: Final = 200
 MAX_PR_NUMBER: Final = 2**31 - 1
+MAX_SQLITE_INTEGER: Final = 2**63 - 1
 _FINGERPRINT_RE: Final = re.compile(r"[0-9a-f]{16}")
 
 MIGRATIONS: Final = (
@@ -290,6 +291,8 @@ class ReviewStore:
         key = check_repo_key(repo_key)
         if isinstance(learning_id, bool) or not isinstance(learning_id, int):
             raise ValueError("a learning id is an integer")
+        if not 1 <= learning_id <= MAX_SQLITE_INTEGER:  # no such id (and SQLite would overflow)
+            return False
         with self._transaction() as db:
             removed = db.execute(
                 "DELETE FROM learnings WHERE repo_key = ? AND id = ?", (key, learning_id)

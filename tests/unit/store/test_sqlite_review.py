@@ -106,6 +106,8 @@ def test_learnings_are_scoped_capped_and_forgotten_per_repo(tmp_path: Path) -> N
         assert store.forget_learning(REPO, foreign) is False
         assert store.forget_learning(REPO, first) is True
         assert store.forget_learning(REPO, first) is False
+        assert store.forget_learning(REPO, 10**30) is False
+        assert store.forget_learning(REPO, -1) is False
     with ReviewStore.open(tmp_path) as reopened:
         assert [i.id for i in reopened.learnings(REPO)] == [second]
         assert [i.text for i in reopened.learnings(OTHER)] == ["other repo"]
