@@ -108,7 +108,9 @@ async def verify_findings(
         if anchor is None:
             outcomes.append(DroppedFinding(finding, DropReason.UNCHANGED_LINE))
             continue
-        to_check.append((len(outcomes), finding, dataclasses.replace(finding, end_line=anchor)))
+        first = min(finding.start_line, finding.end_line)
+        anchored = dataclasses.replace(finding, start_line=first, end_line=anchor)
+        to_check.append((len(outcomes), finding, anchored))
         outcomes.append(None)
 
     gate = asyncio.Semaphore(concurrency)
@@ -139,8 +141,8 @@ def last_changed_line(changed: ChangedLines, finding: Finding) -> int | None:
     Only the first MAX_GUARD_SPAN lines of a range are looked at: the range is model data
     and may claim a billion lines.
     """
-    start = finding.start_line
-    end = min(finding.end_line, start + MAX_GUARD_SPAN - 1)
+    start, end = sorted((finding.start_line, finding.end_line))
+    end = min(end, start + MAX_GUARD_SPAN - 1)
     for line in range(end, start - 1, -1):
         if changed.is_changed(finding.path, line):
             return line
@@ -178,8 +180,9 @@ async def _check_one(
 
 
 def _shown_range(finding: Finding) -> tuple[int, int]:
-    first = max(1, finding.start_line - CONTEXT_LINES)
-    last = min(finding.end_line, finding.start_line + MAX_SHOWN_RANGE - 1) + CONTEXT_LINES
+    start, end = sorted((finding.start_line, finding.end_line))
+    first = max(1, start - CONTEXT_LINES)
+    last = min(end, start + MAX_SHOWN_RANGE - 1) + CONTEXT_LINES
     return first, last
 
 

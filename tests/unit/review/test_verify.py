@@ -342,3 +342,9 @@ def test_drop_reasons_are_the_contract_strings() -> None:
         "unreadable",
         "verifier-invalid",
     }
+
+
+def test_a_reversed_range_is_read_in_order(tree: ConfinedTree, changed: ChangedLines) -> None:
+    model = ScriptedModel(supported)
+    result = run([finding(start=19, end=9)], model, tree, changed)
+    assert [(f.start_line, f.end_line) for f in result.kept] == [(9, 12)]
