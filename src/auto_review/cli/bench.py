@@ -72,20 +72,29 @@ class ReportLike(Protocol):
 
 
 Reviewer = Callable[[Fixture], Awaitable[ReportLike]]
-ReviewerFactory = Callable[[LanguageModel], Reviewer]
 
 
 class BenchAborted(Exception):
     """Going on would only repeat the same failure on every fixture."""
 
 
-def pipeline_reviewer(llm: LanguageModel) -> Reviewer:
-    """Reviews a fixture the way ``auto-review review diff`` reviews a local patch."""
+def pipeline_reviewer(llm: LanguageModel, *, budget_tokens: int, with_tree: bool) -> Reviewer:
+    """Reviews a fixture the way ``auto-review review diff`` reviews a local patch: no tree,
+    unless ``with_tree`` lends the fixture's after/ tree, as a PR checkout would be."""
+    from auto_review.review.confined import ConfinedTree
     from auto_review.review.pipeline import review_patch
     from auto_review.review.repo_config import DEFAULT_REPO_CONFIG
 
     async def review(fixture: Fixture) -> ReportLike:
-        return await review_patch(fixture.patch, llm=llm, repo_config=DEFAULT_REPO_CONFIG)
+        tree = ConfinedTree(fixture.directory / "after") if with_tree else None
+        return await review_patch(
+            fixture.patch,
+            llm=llm,
+            repo_config=DEFAULT_REPO_CONFIG,
+            tree=tree,
+            budget_tokens=budget_tokens,
+            title=fixture.title,
+        )
 
     return review
 
@@ -205,13 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=LINE_TOLERANCE,
         help="lines a finding may lie outside the expected range and still match (default 3)",
     )
+    run.add_argument(
+        "--with-tree",
+        action="store_true",
+        help="let context and verification read each fixture's after/ tree (default: diff only)",
+    )
     add_settings_arguments(run, LLM_SETTINGS)
     return parser
 
 
-def main(argv: list[str], *, reviewer_factory: ReviewerFactory | None = None) -> int:
-    namespace = build_parser().parse_args(argv)
-    return run(namespace, reviewer_factory or pipeline_reviewer)
+def main(argv: list[str]) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 def _fail(message: str) -> int:
@@ -219,7 +232,7 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def run(namespace: argparse.Namespace, reviewer_factory: ReviewerFactory) -> int:
+def run(namespace: argparse.Namespace) -> int:
     if namespace.fail_on_regression and namespace.baseline is None:
         return _fail("--fail-on-regression needs --baseline FILE")
     if namespace.metric_tolerance < 0 or namespace.latency_factor < 1:
@@ -237,7 +250,14 @@ def run(namespace: argparse.Namespace, reviewer_factory: ReviewerFactory) -> int
     except (SettingsError, CorpusError, ValueError) as exc:
         return _fail(str(exc))
     try:
-        outcomes = asyncio.run(_review_all(llm, fixtures, reviewer_factory))
+        outcomes = asyncio.run(
+            _review_all(
+                llm,
+                fixtures,
+                budget_tokens=settings.llm_context_tokens,
+                with_tree=namespace.with_tree,
+            )
+        )
     except BenchAborted as exc:
         return _fail(str(exc))
     summary = summarize(outcomes, namespace.line_tolerance)
@@ -259,10 +279,11 @@ def run(namespace: argparse.Namespace, reviewer_factory: ReviewerFactory) -> int
 
 
 async def _review_all(
-    llm: Any, fixtures: Sequence[Fixture], reviewer_factory: ReviewerFactory
+    llm: Any, fixtures: Sequence[Fixture], *, budget_tokens: int, with_tree: bool
 ) -> list[FixtureOutcome]:
     async with llm:
-        return await review_corpus(fixtures, reviewer_factory(llm))
+        reviewer = pipeline_reviewer(llm, budget_tokens=budget_tokens, with_tree=with_tree)
+        return await review_corpus(fixtures, reviewer)
 
 
 def _print(

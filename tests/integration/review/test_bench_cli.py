@@ -276,3 +276,19 @@ def test_unavailable_server_counts_as_misses(
     # nothing produced: precision 1.0 by convention, recall 0 / 3
     assert (document["precision"], document["recall"], document["errors"]) == (1.0, 0.0, 4)
     assert all(f["error"].startswith("LlmUnavailable") for f in document["per_fixture"])
+
+
+def test_with_tree_lets_the_pipeline_read_code_outside_the_diff(
+    corpus: Path, fake_llm: FakeLlm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # "class User:" is line 10 of app/users.py: outside every hunk of that fixture's diff
+    def sent_texts() -> str:
+        return "\n".join(m["content"] for r in fake_llm.chat_requests() for m in r.messages)
+
+    assert bench(capsys, "--corpus", str(corpus))[0] == 0
+    assert "class User:" not in sent_texts()
+    fake_llm.requests.clear()
+    code, out, _ = bench(capsys, "--corpus", str(corpus), "--with-tree")
+    assert code == 0
+    assert "class User:" in sent_texts()
+    assert "precision 0.667  recall 0.667" in out
