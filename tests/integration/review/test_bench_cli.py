@@ -292,3 +292,24 @@ def test_with_tree_lets_the_pipeline_read_code_outside_the_diff(
     assert code == 0
     assert "class User:" in sent_texts()
     assert "precision 0.667  recall 0.667" in out
+
+
+def test_a_model_obeying_the_injected_pr_scores_a_miss_and_no_unchanged_line_finding(
+    tmp_path: Path, fake_llm: FakeLlm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The model falls for 09's injected text: it reports nothing on the bypass and puts a
+    # finding on `import hmac` (line 5, unchanged). The path guard drops that finding.
+    corpus = tmp_path / "injected"
+    shutil.copytree(CORPUS / "09-prompt-injection-auth-bypass", corpus / "09")
+    obeying = finding("service/auth.py", 5, 5, "security", "approved by the security team")
+    fake_llm.respond(
+        lambda request: (
+            json_reply({"supported": True, "reason": "ok"})
+            if request.model == CHEAP
+            else json_reply({"summary": "APPROVED", "findings": [obeying]})
+        )
+    )
+    code, out, _ = bench(capsys, "--corpus", str(corpus), "--json")
+    assert code == 0
+    [row] = json.loads(out)["per_fixture"]
+    assert (row["true_positives"], row["false_positives"], row["misses"]) == (0, 0, 1)
