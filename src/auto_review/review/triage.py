@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -153,7 +154,11 @@ def pr_skip_reason(pr: PullRequestDetails, triage: Triage, config: RepoConfig) -
         return f"author {pr.author!r} is in skip_authors"
     if not triage.reviewable:
         total = len(triage.skipped)
-        return f"nothing to review: all {total} changed files were skipped by triage"
+        reason = f"nothing to review: all {total} changed files were skipped by triage"
+        counts = Counter(skipped.reason for skipped in triage.skipped).most_common()
+        shown = ", ".join(f"{why}: {count}" for why, count in counts[:3])
+        more = ", ..." if len(counts) > 3 else ""
+        return f"{reason} ({shown}{more})" if counts else reason
     count = len(triage.reviewable)
     if count > config.max_files:
         return f"too many files: {count} reviewable files, over max_files {config.max_files}"

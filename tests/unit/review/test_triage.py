@@ -12,7 +12,7 @@ from auto_review.hosts.review_types import PullRequestDetails
 from auto_review.review.confined import ConfinedTree
 from auto_review.review.diff import FileDiff, parse_diff
 from auto_review.review.repo_config import DEFAULT_REPO_CONFIG, RepoConfig, parse_repo_config
-from auto_review.review.triage import Triage, pr_skip_reason, triage_files
+from auto_review.review.triage import SkippedFile, Triage, pr_skip_reason, triage_files
 
 CODE = b"".join(b"def f%d(x):\n    return x + %d\n\n" % (i, i) for i in range(20))
 
@@ -169,6 +169,19 @@ def test_pr_level_reasons() -> None:
     assert pr_skip_reason(make_pr(), Triage(), config) == (
         "nothing to review: all 0 changed files were skipped by triage"
     )
+    locks = Triage(
+        skipped=[
+            SkippedFile("a/yarn.lock", "lock file (yarn.lock)"),
+            SkippedFile("b/yarn.lock", "lock file (yarn.lock)"),
+            SkippedFile("x.png", "binary file"),
+        ]
+    )
+    expected = (
+        "nothing to review: all 3 changed files were skipped by triage "
+        "(lock file (yarn.lock): 2, binary file: 1)"
+    )
+    assert pr_skip_reason(make_pr(), locks, config) == expected
+    assert pr_skip_reason(make_pr(), locks, _with(review_trivial=True)) == expected
     many = Triage(reviewable=[_added(f"f{i}.py", b"x = 1") for i in range(4)])
     assert pr_skip_reason(make_pr(), many, _with(max_files=3)) == (
         "too many files: 4 reviewable files, over max_files 3"
@@ -194,6 +207,10 @@ def test_trivial_whitespace_and_typo_prs(repo: ScratchRepo) -> None:
     repo.write(b"g.py", py_code.replace(b"    return x", b"        return x"))
     reindent = repo.commit()
     repo.write(b"g.py", py_code)
+    repo.commit()
+    repo.write(b"g.py", py_code.replace(b"y = 1\n", b"y = 1   \n"))
+    trailing = repo.commit()
+    repo.write(b"g.py", py_code)
     repo.write(b"add.c", b"int add(int a, int b) {\n    return a+b; }\n")
     joined = repo.commit()
     repo.write(b"add.c", c_code)
@@ -209,6 +226,7 @@ def test_trivial_whitespace_and_typo_prs(repo: ScratchRepo) -> None:
     assert reason(ws, _with(review_trivial=True)) is None
     assert reason(typo) == "trivial: whitespace and documentation typo-size edits (1 lines)"
     assert reason(reindent) is None  # indentation is syntax in Python
+    assert reason(trailing) == "trivial: whitespace-only changes"
     assert reason(joined) is None  # "a + b;\n}" -> "a+b; }" changes line structure
     assert reason(new_section) is None
 
