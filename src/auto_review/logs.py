@@ -22,7 +22,7 @@ from typing import IO, Any
 REDACTED = "[REDACTED]"
 
 # userinfo in URLs: scheme://user:pass@host or scheme://token@host
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)[^\s/@]+@")
+_URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]{0,31}://)[^\s/@]+@")
 # common credential carriers in free text, e.g. an echoed header
 _AUTH_HEADER = re.compile(
     r"(?i)\b(authorization|x-api-key)(\"?\s*[:=]\s*\"?)(bearer |token |basic )?[^\s\",]+"

@@ -61,3 +61,13 @@ def test_json_lines_drop_terminal_colour_copies() -> None:
     configure_logging("json", "info", [], stream=stream)
     logging.getLogger("uvicorn.error").info("started", extra={"color_message": "\x1b[36mstarted"})
     assert "color_message" not in json.loads(stream.getvalue())
+
+
+def test_userinfo_redacted_when_the_scheme_is_glued_to_preceding_text() -> None:
+    # The scheme match starts only at the beginning of a run of scheme characters (which
+    # keeps long runs linear); a URL glued to a word is still caught as one longer scheme.
+    redactor = Redactor()
+    assert redactor("see:xhttps://bot:canary-pass@forge.example/") == (
+        "see:xhttps://[REDACTED]@forge.example/"
+    )
+    assert "canary" not in redactor("(git+https://canary@h)")
