@@ -24,7 +24,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from prometheus_client.registry import Collector
@@ -44,6 +44,9 @@ from auto_review.review.jobs import ReviewRunner
 from auto_review.store.base import IntakeStore, StoreError
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 
+if TYPE_CHECKING:
+    from auto_review.review.runner import PipelineRunner
+
 log = logging.getLogger(__name__)
 
 EXIT_STARTUP = 2
@@ -57,8 +60,9 @@ class GatewayStartupError(RuntimeError):
 
 
 NO_PIPELINE_NOTE = (
-    "the review pipeline is not part of this version: accepted jobs stay queued in the "
-    "state store and are processed by a version that has it"
+    "no LLM is configured (AR_LLM_BASE_URL, AR_LLM_REASONING_MODEL): the review pipeline "
+    "does not run and accepted jobs stay queued in the state store until a start with an "
+    "LLM processes them"
 )
 
 
@@ -261,9 +265,16 @@ async def serve_async(
     forge_hosts: Mapping[HostKind, ReviewHost] = (
         hosts if hosts is not None else hosts_from_settings(settings)
     )
+    own_runner: PipelineRunner | None = None
     try:
+        if runner is None:
+            # The review pipeline runs whenever an LLM is configured; its forge clients are
+            # the gateway's own, and git reads the proxy from this process's environment.
+            from auto_review.review.runner import build_runner
+
+            runner = own_runner = build_runner(settings, forge_hosts)
         metrics = GatewayMetrics()
-        for collector in collectors:
+        for collector in (*collectors, *(own_runner.collectors if own_runner else ())):
             metrics.registry.register(collector)
         background: list[BackgroundService] = []
         if runner is not None:
@@ -301,6 +312,8 @@ async def serve_async(
         with _quiet_reraised_signals(server):
             await server.serve(sockets=[listener])
     finally:
+        if own_runner is not None:
+            await own_runner.aclose()
         if own_hosts:
             for host in forge_hosts.values():
                 with contextlib.suppress(Exception):

@@ -8,7 +8,10 @@ Order matters:
    check fails, with one line naming it.
 4. Start the egress bridge (127.0.0.1 inside -> the launcher's proxy socket) and point
    the HTTP clients and git at it through the proxy environment variables.
-5. Serve on the listening socket the launcher bound on the host (fd 3).
+5. Serve on the listening socket the launcher bound on the host (fd 3). When an LLM is
+   configured, ``serve`` builds the review pipeline's runner at this point, after step 4:
+   the forge and LLM clients and every git child take the bridge's proxy from the
+   environment, so a review's clone leaves the container only through the egress proxy.
 """
 
 from __future__ import annotations
@@ -157,6 +160,7 @@ def main() -> int:
     from auto_review.isolation.egress_metrics import EgressMetricsCollector
 
     try:
+        # runner None: serve builds the review pipeline when the LLM is configured.
         return serve(
             settings,
             None,
