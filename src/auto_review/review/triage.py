@@ -80,6 +80,9 @@ BUILTIN_RULES: tuple[tuple[str, str], ...] = (
     *((name, "generated file (by name)") for name in GENERATED_NAMES),
 )
 
+_LOCK_NAMES = frozenset(LOCK_FILES)
+# Every generated-name pattern is "*" plus a literal suffix.
+_GENERATED_SUFFIXES = tuple((name[1:], name) for name in reversed(GENERATED_NAMES))
 _GO_GENERATED = re.compile(r"^// Code generated .* DO NOT EDIT\.$")
 _DOC_SUFFIXES = (".md", ".markdown", ".rst", ".txt", ".adoc", ".asciidoc")
 # Files where leading whitespace is syntax: re-indenting is a code change there.
@@ -126,7 +129,7 @@ def file_skip_reason(
     path_reason, forced = _path_rule(file_diff.path, config.ignore)
     if path_reason is not None:
         return path_reason
-    if not file_diff.changed_lines():
+    if not any(raw[:1] == b"+" for hunk in file_diff.hunks for raw in hunk.lines):
         if file_diff.status is FileStatus.RENAMED and not file_diff.hunks:
             return "renamed without changes"
         if file_diff.mode_changed and not file_diff.hunks:
@@ -194,11 +197,7 @@ def trivial_reason(files: list[FileDiff]) -> str | None:
 
 def _path_rule(path: str, repo_patterns: tuple[str, ...]) -> tuple[str | None, bool]:
     """(skip reason, re-included by a ``!`` pattern): the last matching pattern decides."""
-    reason: str | None = None
-    forced = False
-    for pattern, why in BUILTIN_RULES:
-        if compile_ignore_pattern(pattern).matches(path):
-            reason, forced = f"{why} ({pattern})", False
+    reason, forced = _builtin_reason(path), False
     for source in repo_patterns:
         compiled = compile_ignore_pattern(source)
         if compiled.matches(path):
@@ -207,6 +206,21 @@ def _path_rule(path: str, repo_patterns: tuple[str, ...]) -> tuple[str | None, b
             else:
                 reason, forced = f"ignored by {CONFIG_FILE_NAME} pattern {source!r}", False
     return reason, forced
+
+
+def _builtin_reason(path: str) -> str | None:
+    """BUILTIN_RULES by set and suffix lookups (the same result as matching each pattern,
+    the last rule winning: generated names, then vendored directories, then lock files)."""
+    *directories, name = path.split("/")
+    for suffix, pattern in _GENERATED_SUFFIXES:
+        if name.endswith(suffix):
+            return f"generated file (by name) ({pattern})"
+    for directory in reversed(VENDORED_DIRS):
+        if directory[:-1] in directories:
+            return f"vendored code ({directory})"
+    if name in _LOCK_NAMES:
+        return f"lock file ({name})"
+    return None
 
 
 def _generated_marker(file_diff: FileDiff, tree: ConfinedTree | None) -> str | None:
@@ -238,7 +252,9 @@ def _first_lines(file_diff: FileDiff, tree: ConfinedTree | None) -> Iterator[tup
         if hunk.new_start > MARKER_LINES:
             break
         for line in hunk.iter_lines():
-            if line.new_line is not None and line.new_line <= MARKER_LINES:
+            if line.new_line is not None:
+                if line.new_line > MARKER_LINES:
+                    break
                 text = line.text.decode("utf-8", "replace")
                 shown[line.new_line] = (text, line.kind is LineKind.ADDED)
     if len(shown) < MARKER_LINES and tree is not None:

@@ -9,10 +9,23 @@ import pytest
 from tests.unit.review.diff_oracle import ScratchRepo
 
 from auto_review.hosts.review_types import PullRequestDetails
+from auto_review.review import triage as triage_module
 from auto_review.review.confined import ConfinedTree
 from auto_review.review.diff import FileDiff, parse_diff
-from auto_review.review.repo_config import DEFAULT_REPO_CONFIG, RepoConfig, parse_repo_config
-from auto_review.review.triage import SkippedFile, Triage, pr_skip_reason, triage_files
+from auto_review.review.repo_config import (
+    DEFAULT_REPO_CONFIG,
+    RepoConfig,
+    compile_ignore_pattern,
+    parse_repo_config,
+)
+from auto_review.review.triage import (
+    BUILTIN_RULES,
+    LOCK_FILES,
+    SkippedFile,
+    Triage,
+    pr_skip_reason,
+    triage_files,
+)
 
 CODE = b"".join(b"def f%d(x):\n    return x + %d\n\n" % (i, i) for i in range(20))
 
@@ -92,6 +105,18 @@ def test_builtin_rules_on_a_real_diff(repo: ScratchRepo) -> None:
         "gen/models.go": "generated file (marker 'Code generated ... DO NOT EDIT.')",
         "gen/schema.ts": "generated file (marker '@generated')",
     }
+
+
+def test_builtin_lookup_agrees_with_the_patterns() -> None:
+    # The fast lookups give what matching BUILTIN_RULES as gitignore patterns gives.
+    names = [*LOCK_FILES, "x.min.js", ".min.js", "a.pb.go", "m_pb2.py", "ok.py", "vendor"]
+    dirs = ["", "src/", "vendor/", "a/node_modules/b/", "third_party/vendor/", "vendors/"]
+    for path in (d + n for d in dirs for n in names):
+        expected = None
+        for pattern, why in BUILTIN_RULES:
+            if compile_ignore_pattern(pattern).matches(path):
+                expected = f"{why} ({pattern})"
+        assert triage_module._builtin_reason(path) == expected, path
 
 
 def test_mode_change_only(repo: ScratchRepo) -> None:
