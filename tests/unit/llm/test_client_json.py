@@ -215,3 +215,19 @@ def test_a_schema_that_is_not_a_schema_is_a_caller_error(fake: FakeLlm) -> None:
             ),
         )
     assert fake.chat_requests() == []
+
+
+def test_text_answer_cut_off_is_still_returned(fake: FakeLlm) -> None:
+    fake.script(CHEAP_MODEL, [truncated_reply("The function leaks the file handle when")])
+    answer = run(make_client(fake), lambda c: c.complete_text(Tier.CHEAP, MESSAGES))
+    assert answer.text == "The function leaks the file handle when"
+
+
+@pytest.mark.parametrize(
+    ("reply", "words"),
+    [(text_reply("   "), "empty answer"), (refusal_reply("No."), "declined")],
+)
+def test_text_answer_empty_or_declined_is_invalid(fake: FakeLlm, reply, words: str) -> None:
+    fake.script(CHEAP_MODEL, [reply])
+    with pytest.raises(LlmInvalidAnswer, match=words):
+        run(make_client(fake), lambda c: c.complete_text(Tier.CHEAP, MESSAGES))

@@ -3,14 +3,21 @@ per model; fixed modes never step down."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from tests.support.fake_llm import (
+    Answer,
     FakeLlm,
+    RecordedRequest,
     check_recorded_traffic,
     error_reply,
     json_reply,
     refuse_json_schema,
 )
+from tests.support.prometheus_text import sample_value
 from tests.unit.llm.helpers import (
     CHEAP_MODEL,
     GOOD,
@@ -21,6 +28,7 @@ from tests.unit.llm.helpers import (
     run,
 )
 
+from auto_review.llm.accounting import LlmMetrics
 from auto_review.llm.api import LlmRefused, Tier
 from auto_review.llm.response_format import FormatMode, refuses_response_format
 
@@ -156,3 +164,35 @@ def test_format_refusal_detection(
     status: int, text: str, param: str | None, expected: bool
 ) -> None:
     assert refuses_response_format(status, text, param) is expected
+
+
+def test_concurrent_refusals_step_down_one_rung(fake: FakeLlm) -> None:
+    registry = CollectorRegistry()
+    both_in_flight = threading.Barrier(2, timeout=5)
+
+    def responder(request: RecordedRequest) -> Answer:
+        if request.response_format_type == "json_schema":
+            both_in_flight.wait()  # both calls see the refusal before either steps down
+            return refuse_json_schema()
+        return json_reply(GOOD)
+
+    fake.respond(responder)
+    client = make_client(fake, metrics=LlmMetrics(registry))
+
+    async def go(c):
+        calls = [
+            c.complete_json(Tier.CHEAP, MESSAGES, schema=SCHEMA, schema_name="v") for _ in (1, 2)
+        ]
+        return await asyncio.gather(*calls)
+
+    answers = run(client, go)
+    assert [a.data for a in answers] == [GOOD, GOOD]
+    assert client.format_mode(Tier.CHEAP) is FormatMode.JSON_OBJECT  # not PROMPT
+    assert sorted(str(r.response_format_type) for r in fake.chat_requests()) == [
+        "json_object",
+        "json_object",
+        "json_schema",
+        "json_schema",
+    ]
+    text = generate_latest(registry).decode()
+    assert sample_value(text, "auto_review_llm_format_fallbacks_total", to_mode="json_object") == 1
