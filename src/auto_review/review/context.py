@@ -260,23 +260,25 @@ def build_question_messages(
 # identifiers: db_password, getSecretKey) and whole short words, counted with str.count and a
 # set lookup rather than one large regular expression, which is several times slower.
 _SECURITY_SUBSTRINGS = (
-    "password", "passwd", "secret", "token", "api_key", "apikey", "api-key", "private_key",
-    "privatekey", "credential", "subprocess", "popen", "child_process", "getruntime",
-    "pickle", "unserialize", "deserializ", "objectinputstream", "yaml.load", "shell=true",
-    "shell = true", "verify=false", "verify = false", "insecureskipverify",
-    "rejectunauthorized", "innerhtml", "document.write", "v-html", "mark_safe", "strcpy",
-    "strcat", "sprintf", "memcpy", "alloca", "chmod", "chown", "setuid", "sudo", "csrf",
-    "permission", "authoriz", "authentic", "execute", "raw_sql", "sendfile", "send_file",
-    "path.join", "realpath", "symlink", "../",
+    b"password", b"passwd", b"secret", b"token", b"api_key", b"apikey", b"api-key",
+    b"private_key", b"privatekey", b"credential", b"subprocess", b"popen", b"child_process",
+    b"getruntime", b"pickle", b"unserialize", b"deserializ", b"objectinputstream",
+    b"yaml.load", b"shell=true", b"shell = true", b"verify=false", b"verify = false",
+    b"insecureskipverify", b"rejectunauthorized", b"innerhtml", b"document.write", b"v-html",
+    b"mark_safe", b"strcpy", b"strcat", b"sprintf", b"memcpy", b"alloca", b"chmod", b"chown",
+    b"setuid", b"sudo", b"csrf", b"permission", b"authoriz", b"authentic", b"execute",
+    b"raw_sql", b"sendfile", b"send_file", b"path.join", b"realpath", b"symlink", b"../",
 )  # fmt: skip
 _SECURITY_WORDS = frozenset(
-    ("eval", "exec", "system", "spawn", "open", "md5", "sha1", "ecb", "random", "auth",
-     "login", "session", "cookie", "cors", "gets", "unsafe", "cert", "marshal")
+    (b"eval", b"exec", b"system", b"spawn", b"open", b"md5", b"sha1", b"ecb", b"random",
+     b"auth", b"login", b"session", b"cookie", b"cors", b"gets", b"unsafe", b"cert",
+     b"marshal")
 )  # fmt: skip
+_SQL_VERBS = (b"select", b"insert", b"delete", b"update")
 _SQL = re.compile(
-    r"\b(?:select\b[^\n]{0,120}?\bfrom|insert\s+into|delete\s+from|update\b[^\n]{0,120}?\bset)\b"
+    rb"\b(?:select\b[^\n]{0,120}?\bfrom|insert\s+into|delete\s+from|update\b[^\n]{0,120}?\bset)\b"
 )
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(rb"[a-z0-9]+")
 MAX_RANKED_CHARS = 64 * 1024  # a huge hunk is ranked by its head
 _TEST_PATH = re.compile(
     r"(?:^|/)(?:tests?|__tests__|spec|specs|testdata|fixtures)/|(?:^|/)test_[^/]*$"
@@ -386,10 +388,12 @@ def _hunk_tokens(hunk: Hunk) -> int:
 
 
 def _security_hits(raw: bytes) -> int:
-    text = raw.decode("utf-8", "replace").lower()
+    text = raw.lower()  # bytes: ASCII folding, no decoding
     hits = sum(text.count(needle) for needle in _SECURITY_SUBSTRINGS)
     hits += sum(1 for word in _WORD.findall(text) if word in _SECURITY_WORDS)
-    return hits + len(_SQL.findall(text))
+    if any(verb in text for verb in _SQL_VERBS):
+        hits += len(_SQL.findall(text))
+    return hits
 
 
 def _kind_rank(path: str) -> int:
