@@ -29,12 +29,6 @@ from tests.unit.llm.helpers import (
 from auto_review.llm.api import LlmInvalidAnswer, Tier, Usage
 
 
-@pytest.fixture
-def fake():
-    with FakeLlm() as server:
-        yield server
-
-
 def test_valid_answer_is_returned_with_model_and_usage(fake: FakeLlm) -> None:
     fake.script(CHEAP_MODEL, [json_reply(GOOD, usage=(321, 17))])
     answer = ask_json(make_client(fake))

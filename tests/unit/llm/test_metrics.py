@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from tests.support.fake_llm import (
     FakeLlm,
+    check_recorded_traffic,
     error_reply,
     json_reply,
     rate_limited,
@@ -61,6 +62,7 @@ def test_tokens_cost_outcomes_and_seconds_per_tier() -> None:
                 await c.complete_json(Tier.CHEAP, MESSAGES, schema=SCHEMA, schema_name="v")
 
         run(client, go)
+        check_recorded_traffic(fake)
     text = exposition(registry)
     requests = "auto_review_llm_requests_total"
     assert sample_value(text, requests, tier="reasoning", outcome="ok") == 1
@@ -101,6 +103,7 @@ def test_refused_unavailable_retries_and_fallbacks_are_counted() -> None:
             await c.complete_json(Tier.REASONING, MESSAGES, schema=SCHEMA, schema_name="v")
 
         run(client, go)
+        check_recorded_traffic(fake)
     text = exposition(registry)
     requests = "auto_review_llm_requests_total"
     assert sample_value(text, requests, tier="cheap", outcome="refused") == 1

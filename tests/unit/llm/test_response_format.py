@@ -33,12 +33,6 @@ from auto_review.llm.api import LlmRefused, Tier
 from auto_review.llm.response_format import FormatMode, refuses_response_format
 
 
-@pytest.fixture
-def fake():
-    with FakeLlm() as server:
-        yield server
-
-
 def two_calls(client, tier: Tier = Tier.CHEAP):
     async def go(c):
         first = await c.complete_json(tier, MESSAGES, schema=SCHEMA, schema_name="verdict")

@@ -36,12 +36,6 @@ from auto_review.llm.api import LlmRefused, LlmUnavailable, Tier
 from auto_review.llm.client import OpenAICompatibleClient
 
 
-@pytest.fixture
-def fake():
-    with FakeLlm() as server:
-        yield server
-
-
 def test_429_waits_as_retry_after_asks(fake: FakeLlm) -> None:
     fake.script(CHEAP_MODEL, [rate_limited(retry_after="7"), json_reply(GOOD)])
     sleep = RecordedSleep()

@@ -14,6 +14,7 @@ from tests.support.failure_texts import failure_texts
 from tests.support.fake_llm import (
     Answer,
     FakeLlm,
+    check_recorded_traffic,
     dropped,
     error_reply,
     json_reply,
@@ -101,6 +102,7 @@ def test_json_call_failures_never_show_the_key(case: str, caplog: pytest.LogCapt
         assert fake.chat_requests(), "the failure path was not exercised"
         # The key did travel, in the header only.
         assert fake.chat_requests()[0].headers["authorization"] == f"Bearer {CANARY_KEY}"
+        check_recorded_traffic(fake)
     for text in texts:
         assert CANARY_KEY not in text
 
