@@ -34,6 +34,7 @@ from tests.support.fake_llm import (
 )
 
 from auto_review.cli import main as cli
+from auto_review.review.evaluation import load_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CORPUS = REPO_ROOT / "bench" / "corpus"
@@ -313,3 +314,31 @@ def test_a_model_obeying_the_injected_pr_scores_a_miss_and_no_unchanged_line_fin
     assert code == 0
     [row] = json.loads(out)["per_fixture"]
     assert (row["true_positives"], row["false_positives"], row["misses"]) == (0, 0, 1)
+
+
+def test_every_label_of_the_corpus_survives_the_pipeline(
+    fake_llm: FakeLlm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An oracle model that reports exactly the labels (found by the fixture's title in the
+    # prompt) must score 1.0 / 1.0 through the real triage, path guard and verification: no
+    # label sits where the pipeline cannot keep a finding.
+    fixtures = load_corpus(CORPUS)
+
+    def oracle(request: RecordedRequest) -> Answer:
+        if request.model == CHEAP:
+            return json_reply({"supported": True, "reason": "the quoted lines show it"})
+        text = "\n".join(m["content"] for m in request.messages)
+        [fixture] = [f for f in fixtures if f.title in text]
+        findings = [
+            finding(e.path, e.start_line, e.end_line, e.category, f"{e.category} in {e.path}")
+            for e in fixture.expected
+        ]
+        return json_reply({"summary": fixture.title, "findings": findings})
+
+    fake_llm.respond(oracle)
+    code, out, _ = bench(capsys, "--corpus", str(CORPUS), "--json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["fixtures"] == len(fixtures)
+    assert document["true_positives"] == sum(len(f.expected) for f in fixtures)
+    assert (document["precision"], document["recall"], document["errors"]) == (1.0, 1.0, 0)

@@ -80,6 +80,13 @@ def test_expected_findings_lie_on_changed_lines(fixture: Fixture) -> None:
         assert expected.end_line <= len(after)
 
 
+def test_python_fixture_code_is_valid_python() -> None:
+    sources = sorted(CORPUS.glob("*/*/**/*.py"))
+    assert len(sources) >= 10
+    for source in sources:
+        compile(source.read_text(encoding="utf-8"), str(source), "exec")
+
+
 def test_check_mode_reports_a_stale_patch(tmp_path: Path) -> None:
     module = regenerate_module()
     fixture = tmp_path / "01-x"
