@@ -14,10 +14,12 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from jsonschema import Draft202012Validator
 
 from auto_review.llm.accounting import (
     LlmMetrics,
@@ -39,7 +41,6 @@ from auto_review.llm.api import (
 )
 from auto_review.llm.json_answer import (
     AnswerProblem,
-    ParsedAnswer,
     SchemaCache,
     check_answer,
     heal_messages,
@@ -65,23 +66,15 @@ TRUNCATED_FINISH = frozenset({"length"})
 DECLINED_FINISH = frozenset({"content_filter"})
 
 
+@dataclass(frozen=True, slots=True)
 class _Judged:
-    """A reply checked against the schema: data, or a problem and what to echo when healing."""
+    """A reply checked against the schema: the data, or the problem and what to echo back
+    in the heal round (None: echo nothing)."""
 
-    __slots__ = ("data", "echo", "healable", "problem")
-
-    def __init__(
-        self,
-        *,
-        data: Any = None,
-        problem: AnswerProblem | None = None,
-        echo: str | None = None,
-        healable: bool = True,
-    ) -> None:
-        self.data = data
-        self.problem = problem
-        self.echo = echo
-        self.healable = healable
+    data: Any = None
+    problem: AnswerProblem | None = None
+    echo: str | None = None
+    healable: bool = True
 
 
 class OpenAICompatibleClient:
@@ -170,7 +163,7 @@ class OpenAICompatibleClient:
             prompt = with_schema_instruction(messages, schema, schema_name)
             reply = await self._ask_json(tier, prompt, schema, schema_name)
             usage = reply.usage
-            first = self._judge(reply, lambda text: check_answer(text, validator))
+            first = self._judge(reply, validator)
             if first.problem is None:
                 outcome = Outcome.OK
                 return JsonAnswer(first.data, reply.model, usage, healed=False)
@@ -185,7 +178,7 @@ class OpenAICompatibleClient:
             healing = heal_messages(prompt, first.echo, first.problem)
             second_reply = await self._ask_json(tier, healing, schema, schema_name)
             usage = add_usage(usage, second_reply.usage)
-            second = self._judge(second_reply, lambda text: check_answer(text, validator))
+            second = self._judge(second_reply, validator)
             if second.problem is None:
                 outcome = Outcome.HEALED
                 return JsonAnswer(second.data, second_reply.model, usage, healed=True)
@@ -238,7 +231,7 @@ class OpenAICompatibleClient:
         self.metrics.count_call(tier, outcome, seconds)
         self.ledger.add(tier, Usage(0, 0), 0.0, calls=1)
 
-    def _judge(self, reply: ChatReply, check: Callable[[str], ParsedAnswer]) -> _Judged:
+    def _judge(self, reply: ChatReply, validator: Draft202012Validator) -> _Judged:
         if reply.refusal is not None and not reply.content:
             declined = AnswerProblem("the model declined to answer", "")
             return _Judged(problem=declined, healable=False)
@@ -254,7 +247,7 @@ class OpenAICompatibleClient:
             )
             return _Judged(problem=cut, echo=None)
         text = reply.content or ""
-        parsed = check(text)
+        parsed = check_answer(text, validator)
         if parsed.problem is not None:
             return _Judged(problem=parsed.problem, echo=text)
         return _Judged(data=parsed.data)
