@@ -109,6 +109,23 @@ def retry_after_seconds(headers: httpx.Headers, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+class _HiddenKey:
+    """The API key, shown as stars by repr and str, so no listing of attributes shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+    __str__ = __repr__
+
+
 class HttpRefused(LlmRefused):
     """A 4xx the client does not retry. ``format_refused``: the server objected to the
     ``response_format`` field (the auto mode steps down on this)."""
@@ -240,7 +257,7 @@ class LlmTransport:
         self.retry = retry
         self._metrics = metrics
         self._sleep = sleep
-        self.__api_key = api_key or None  # name-mangled: kept out of vars() listings by name
+        self._api_key = _HiddenKey(api_key) if api_key else None
         # Redirects are not followed: a redirect must not carry the key to another host.
         self._client = httpx.AsyncClient(
             base_url=self.base_url + "/",
@@ -258,8 +275,8 @@ class LlmTransport:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
-        if self.__api_key:
-            headers["Authorization"] = f"Bearer {self.__api_key}"
+        if self._api_key is not None:
+            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         return headers
 
     async def chat(self, tier: Tier, body: dict[str, Any]) -> ChatReply:

@@ -146,4 +146,5 @@ def test_client_repr_and_state_listing_hide_the_key() -> None:
     )
     assert CANARY_KEY not in repr(client)
     assert CANARY_KEY not in repr(vars(client))
+    assert CANARY_KEY not in repr(vars(client._transport))
     assert CANARY_KEY not in str(client)
