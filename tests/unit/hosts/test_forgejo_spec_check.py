@@ -6,6 +6,7 @@ The GitHub half of these checks lives in test_github_spec_check.py.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -126,3 +127,77 @@ def test_undocumented_success_status_is_caught_but_errors_pass(spec: ApiSpec) ->
 def test_an_empty_recording_is_a_failure(spec: ApiSpec) -> None:
     with pytest.raises(AssertionError, match="no HTTP exchanges"):
         spec.assert_conforms([])
+
+
+def posted(path: str, payload: Any, *, content_type: str = "application/json") -> RecordedExchange:
+    return RecordedExchange(
+        "POST",
+        path,
+        {},
+        {**AUTH, "content-type": content_type},
+        json.dumps(payload).encode(),
+        200,
+        {"id": 1},
+    )
+
+
+def test_request_body_fields_are_checked_against_the_body_parameter(spec: ApiSpec) -> None:
+    good = {
+        "event": "COMMENT",
+        "commit_id": "a" * 40,
+        "body": "summary",
+        "comments": [{"path": "a.py", "body": "x", "new_position": 3, "old_position": 0}],
+    }
+    assert spec.problems([posted("/api/v1/repos/o/r/pulls/1/reviews", good)]) == []
+    bad = copy.deepcopy(good)
+    bad["comments"][0]["new_postion"] = 3  # a misspelling Gitea would silently ignore
+    bad["comments"][0]["old_position"] = "0"
+    bad["event"] = "COMMENTED"
+    bad["draft"] = True
+    problems = spec.problems([posted("/api/v1/repos/o/r/pulls/1/reviews", bad)])
+    where = "POST /repos/{owner}/{repo}/pulls/{index}/reviews: "
+    assert where + "body field /comments/0/new_postion is not in the API description" in problems
+    assert where + "body field /draft is not in the API description" in problems
+    assert any(p.startswith(where + "body at /comments/0/old_position") for p in problems)
+    assert any(p.startswith(where + "body at /event") for p in problems)
+
+
+def test_request_body_media_type_and_presence_are_checked(spec: ApiSpec) -> None:
+    status = {"state": "success", "context": "auto-review"}
+    problems = spec.problems(
+        [posted("/api/v1/repos/o/r/statuses/abc", status, content_type="text/plain")]
+    )
+    assert "request body is not sent as application/json" in problems[0]
+    missing_body = RecordedExchange(
+        "POST", "/api/v1/repos/o/r/pulls/1/reviews", {}, AUTH, b"", 200, {"id": 1}
+    )
+    assert spec.problems([missing_body]) == [
+        "POST /repos/{owner}/{repo}/pulls/{index}/reviews: request body required"
+    ]
+    unexpected = exchange("/api/v1/user", body={"login": "bot"})
+    unexpected.body = b"{}"
+    assert spec.problems([unexpected]) == ["GET /user: unexpected request body"]
+
+
+def test_diff_and_raw_paths_match_their_operations(spec: ApiSpec) -> None:
+    operation, values = spec.match("GET", "/repos/o/r/pulls/7.diff") or (None, None)
+    assert operation is not None
+    assert operation.definition["operationId"] == "repoDownloadPullDiffOrPatch"
+    assert values == {"owner": "o", "repo": "r", "index": "7", "diffType": "diff"}
+    operation, values = spec.match("GET", "/repos/o/r/raw/docs/a%20b/c.md") or (None, None)
+    assert operation is not None and operation.definition["operationId"] == "repoGetRawFile"
+    assert values is not None and values["filepath"] == "docs/a%20b/c.md"
+
+
+def test_raw_responses_need_a_media_type_the_operation_produces(spec: ApiSpec) -> None:
+    diff = exchange("/api/v1/repos/o/r/pulls/7.diff")
+    diff.response_json, diff.response_body = None, b"diff --git a/x b/x\n"
+    diff.response_content_type = "text/plain; charset=utf-8"
+    raw = exchange("/api/v1/repos/o/r/raw/a.txt", query={"ref": ["main"]})
+    raw.response_json, raw.response_content_type = None, "application/octet-stream"
+    assert spec.problems([diff, raw]) == []
+    raw.response_content_type = "text/html"
+    assert spec.problems([raw]) == [
+        "GET /repos/{owner}/{repo}/raw/{filepath} -> 200: response media type text/html is "
+        "not one the operation produces"
+    ]

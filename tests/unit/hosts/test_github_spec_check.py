@@ -4,6 +4,7 @@ addition, issues/list-comments-for-repo)."""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -125,3 +126,71 @@ def test_operations_not_in_the_description_are_caught(spec: ApiSpec) -> None:
         "GET /repos/o/r/pulls: no such operation in the API description"
     ]
     assert "no such operation" in spec.problems([exchange("/app", method="DELETE")])[0]
+
+
+def posted(path: str, payload: Any, status: int = 200) -> RecordedExchange:
+    headers = {**HEADERS, "content-type": "application/json"}
+    return RecordedExchange("POST", path, {}, headers, json.dumps(payload).encode(), status, None)
+
+
+def test_request_body_fields_are_checked_against_the_request_body(spec: ApiSpec) -> None:
+    good = {
+        "commit_id": "a" * 40,
+        "body": "summary",
+        "event": "COMMENT",
+        "comments": [{"path": "a.py", "line": 3, "side": "RIGHT", "body": "x"}],
+    }
+    review = {"id": 1}
+    ok = posted("/repos/o/r/pulls/1/reviews", good)
+    ok.response_json = review
+    assert [p for p in spec.problems([ok]) if "-> 200" not in p] == []
+    bad = copy.deepcopy(good)
+    bad["event"] = "COMMENTED"
+    bad["comments"][0]["new_position"] = 3  # Gitea's field, not GitHub's
+    del bad["comments"][0]["path"]
+    problems = spec.request_problems(posted("/repos/o/r/pulls/1/reviews", bad))
+    where = "POST /repos/{owner}/{repo}/pulls/{pull_number}/reviews: "
+    assert where + "body field /comments/0/new_position is not in the API description" in problems
+    assert any(p.startswith(where + "body at /event") for p in problems)
+    assert any("'path' is a required property" in p for p in problems)
+    status = spec.request_problems(posted("/repos/o/r/statuses/" + "a" * 40, {"context": "x"}))
+    assert any("'state' is a required property" in p for p in status)
+
+
+def test_custom_media_types_are_allowed_where_the_operation_lists_them(spec: ApiSpec) -> None:
+    diff = exchange(
+        "/repos/o/r/pulls/1", headers={**HEADERS, "accept": "application/vnd.github.diff"}
+    )
+    diff.response_content_type = "application/vnd.github.diff; charset=utf-8"
+    diff.response_body = b"diff --git a/x b/x\n"
+    raw = exchange(
+        "/repos/o/r/contents/docs/read%20me.md",
+        query={"ref": ["main"]},
+        headers={**HEADERS, "accept": "application/vnd.github.raw+json"},
+    )
+    raw.response_content_type = "application/vnd.github.raw"
+    assert spec.problems([diff, raw]) == []
+    # the diff media type is not documented for listing comments
+    wrong = exchange(
+        "/repos/o/r/issues/1/comments",
+        headers={**HEADERS, "accept": "application/vnd.github.diff"},
+        body=[],
+    )
+    assert spec.problems([wrong]) == [
+        "GET /repos/{owner}/{repo}/issues/{issue_number}/comments: header 'accept' has the "
+        "wrong form"
+    ]
+    # a diff answered to a request that asked for JSON
+    sneaky = exchange("/repos/o/r/pulls/1")
+    sneaky.response_content_type = "application/vnd.github.diff"
+    assert spec.problems([sneaky]) == [
+        "GET /repos/{owner}/{repo}/pulls/{pull_number} -> 200: non-JSON response "
+        "(application/vnd.github.diff) to a request for application/vnd.github+json"
+    ]
+
+
+def test_multi_segment_path_parameters(spec: ApiSpec) -> None:
+    operation, values = spec.match("GET", "/repos/o/r/contents/a/b/c.txt") or (None, None)
+    assert operation is not None and operation.definition["operationId"] == "repos/get-content"
+    assert values == {"owner": "o", "repo": "r", "path": "a/b/c.txt"}
+    assert spec.match("GET", "/repos/o/r/pulls/1/extra") is None
