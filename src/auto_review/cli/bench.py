@@ -267,12 +267,17 @@ def run(namespace: argparse.Namespace) -> int:
     )
     regressions = compare_to_baseline(summary, baseline, thresholds) if baseline else []
     document = summary_to_json(summary)
+    _print(summary, document, regressions, baseline is not None, namespace.json)
     if namespace.write_baseline is not None:
+        if summary.errors:
+            # Failed reviews lower the scores: such a baseline would hide later regressions.
+            return _fail(
+                f"not writing {namespace.write_baseline}: {summary.errors} review(s) failed"
+            )
         try:
             namespace.write_baseline.write_text(json.dumps(document, indent=2) + "\n")
         except OSError as exc:
             return _fail(f"cannot write {namespace.write_baseline}: {exc.strerror}")
-    _print(summary, document, regressions, baseline is not None, namespace.json)
     if regressions and namespace.fail_on_regression:
         return EXIT_REGRESSION
     return EXIT_OK

@@ -278,6 +278,12 @@ def test_unavailable_server_counts_as_misses(
     assert (document["precision"], document["recall"], document["errors"]) == (1.0, 0.0, 4)
     assert all(f["error"].startswith("LlmUnavailable") for f in document["per_fixture"])
 
+    # such a run is no baseline: it would hide later regressions
+    baseline = tmp_path / "baseline.json"
+    code, _, err = bench(capsys, "--corpus", str(corpus), "--write-baseline", str(baseline))
+    assert code == 2 and "4 review(s) failed" in err
+    assert not baseline.exists()
+
 
 def test_with_tree_lets_the_pipeline_read_code_outside_the_diff(
     corpus: Path, fake_llm: FakeLlm, capsys: pytest.CaptureFixture[str]
