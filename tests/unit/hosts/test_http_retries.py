@@ -20,6 +20,7 @@ from auto_review.hosts.base import (
     HostError,
     HostNotFound,
     HostResponseError,
+    HostResponseTooLarge,
     HostUnavailable,
 )
 from auto_review.hosts.http import (
@@ -338,3 +339,78 @@ def test_backoff_is_bounded_and_grows() -> None:
     assert 2.0 <= policy.backoff(10) <= 4.0
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
+
+
+def test_post_is_repeated_after_503_but_not_after_502_or_504(forge: EchoForge) -> None:
+    forge.fail(503)
+    assert call(forge.url, "POST", expect=(201,)).status_code == 201
+    for status in (502, 504):
+        forge.fail(status)
+        with pytest.raises(HostUnavailable, match=f"HTTP {status}"):
+            call(forge.url, "POST", expect=(201,))
+    assert [e.status for e in forge.exchanges] == [503, 201, 502, 504]
+
+
+def fetch_bytes(url: str, path: str, max_bytes: int, **options: Any) -> tuple[int, bytes]:
+    async def go() -> tuple[int, bytes]:
+        http = ForgeHttp(url, timeout=options.pop("timeout", 2.0), user_agent="test", retry=FAST)
+        try:
+            return await http.request_bytes(
+                "test op", path, max_bytes=max_bytes, headers={"Authorization": CANARY}
+            )
+        finally:
+            await http.aclose()
+
+    return asyncio.run(go())
+
+
+class BytesForge(LoopbackForge):
+    def handle(self, exchange: RecordedExchange) -> Reply:
+        return 200, {"Content-Type": "text/plain"}, b"0123456789" * 10
+
+
+def test_request_bytes_returns_the_body_within_the_cap() -> None:
+    with BytesForge() as forge:
+        assert fetch_bytes(forge.url, "/x", 100) == (200, b"0123456789" * 10)
+        (exchange,) = forge.exchanges
+        assert exchange.headers["accept-encoding"] == "identity"
+
+
+def test_request_bytes_refuses_a_declared_length_over_the_cap(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with BytesForge() as forge, pytest.raises(HostResponseTooLarge) as info:
+        fetch_bytes(forge.url, "/x", 99)
+    assert str(info.value) == "test op: response larger than the cap of 99 bytes"
+    assert len(forge.exchanges) == 1  # not retried
+    assert_secret_free(info.value, caplog)
+
+
+def test_request_bytes_stops_an_endless_chunked_body_at_the_cap() -> None:
+    """No Content-Length, and a body that never ends: reading stops at the cap."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    sent = [0]
+
+    def endless() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            chunk = b"y" * 4096
+            try:
+                while sent[0] < 64 * 1024 * 1024:
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    sent[0] += len(chunk)
+            except OSError:
+                return  # the client hung up: what we want
+
+    thread = threading.Thread(target=endless, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(HostResponseTooLarge):
+            fetch_bytes(f"http://127.0.0.1:{port}", "/x", 100_000)
+    finally:
+        listener.close()
+    thread.join(timeout=5)
+    assert sent[0] < 64 * 1024 * 1024  # the client stopped reading long before the end
