@@ -579,7 +579,11 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, LlmError):
         return "the LLM call failed"
     cause = exc.__cause__ if isinstance(exc, WorkspaceError) else exc
-    if isinstance(cause, GitSizeExceeded):
+    # The workspace reports an oversized checkout by message only (no cause to test).
+    oversized_tree = isinstance(exc, WorkspaceError) and str(exc).startswith(
+        "checked-out tree exceeds"
+    )
+    if isinstance(cause, GitSizeExceeded) or oversized_tree:
         return "the repository is larger than the clone size cap"
     if isinstance(cause, GitTimeout):
         return "fetching the repository took longer than its time limit"
