@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from tests.support.git_env import isolated_git_env
 
 from auto_review.hosts.review_types import PullRequestDetails
 from auto_review.review.findings import Severity
@@ -208,3 +213,61 @@ def test_negated_pattern() -> None:
     for bad in ("!", "/", "a\\"):
         with pytest.raises(ValueError):
             compile_ignore_pattern(bad)
+
+
+def test_adversarial_wildcards_on_a_long_path() -> None:
+    # A backtracking regex takes exponential time here; the automaton answers at once
+    # (a regression would hang until the test timeout).
+    compiled = compile_ignore_pattern("*a*a*a*a*a*a*a*a*a*a*a*a*b")
+    assert not compiled.matches("a" * 4000)
+    assert compiled.matches("a" * 4000 + "b")
+    deep = compile_ignore_pattern("**/a/**/a/**/a/**/a/**/b")
+    assert not deep.matches("/".join(["a"] * 1500))
+    assert deep.matches("/".join(["a"] * 1500) + "/b")
+
+
+_SEGMENT = st.one_of(
+    st.just("**"),
+    st.lists(
+        st.sampled_from(["a", "b", ".", "*", "?", "[ab]", "[!a]", "[a-b]"]), min_size=1, max_size=4
+    ).map("".join),
+)
+_PATTERN = st.builds(
+    lambda lead, segments, trail: lead + "/".join(segments) + trail,
+    st.sampled_from(["", "/"]),
+    st.lists(_SEGMENT, min_size=1, max_size=3),
+    st.sampled_from(["", "/"]),
+)
+_PATH = st.lists(
+    st.text(alphabet="ab.", min_size=1, max_size=3).filter(lambda c: c not in (".", "..")),
+    min_size=1,
+    max_size=4,
+).map("/".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pattern=_PATTERN, paths=st.lists(_PATH, min_size=1, max_size=12, unique=True))
+def test_patterns_agree_with_git_check_ignore(
+    tmp_path_factory: pytest.TempPathFactory, pattern: str, paths: list[str]
+) -> None:
+    """Real git is the oracle: for every path, git check-ignore says whether the one
+    pattern excludes it (itself or through a parent directory)."""
+    assume(pattern.strip("/"))
+    root = tmp_path_factory.mktemp("gitignore")
+    env = isolated_git_env(root, path="/usr/bin:/bin")
+    subprocess.run(["git", "init", "-q"], cwd=root, env=env, check=True)
+    (root / ".gitignore").write_text(pattern + "\n")
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin", "-z"],
+        cwd=root,
+        env=env,
+        input="\0".join(paths) + "\0",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    ignored_by_git = {p for p in result.stdout.split("\0") if p}
+    compiled = compile_ignore_pattern(pattern)
+    ours = {p for p in paths if compiled.matches(p)}
+    assert ours == ignored_by_git, pattern
