@@ -7,6 +7,26 @@ matching requests. :class:`FakeForgejo` speaks the Gitea v1 API subset the clien
 with objects shaped like a real Forgejo's (the pull request is built from a real delivery
 in ``reference/forge/payloads``), token auth, ``since`` filtering and Link pagination.
 Every recorded exchange can be checked with :mod:`tests.support.openapi_check`.
+
+Review state (:class:`ReviewingForge`, shared with the GitHub fake), all in memory::
+
+    fake = FakeForgejo(token, bot_login="review-bot")       # posts are authored by bot_login
+    fake.add_pull_request("acme", "widgets", 7, head_sha=..., base_sha=..., body="...",
+                          labels=("bug",), base_branch="main", diff=git_diff_bytes)
+    fake.set_diff("acme", "widgets", 7, diff)             # changed files come from the diff
+    fake.add_file("acme", "widgets", ref, "path/in/repo", b"bytes")   # served by /raw
+    fake.add_review("acme", "widgets", 7, author="carol", body="", commit_id=sha,
+                    comments=[("app.py", 3, "new", "nit")])           # a review by someone else
+    fake.add_comment("acme", "widgets", 7, author="bob", body="@bot help")
+    fake.posted_reviews("acme", "widgets", 7)   # StoredReview list (what clients posted)
+    fake.statuses(sha)                          # StoredStatus list
+    fake.issue_comments("acme", "widgets", 7)   # StoredComment list (posted and seeded)
+
+Endpoints: ``GET /user``, ``GET /version``, ``GET /repos/{o}/{r}/pulls/{n}`` and ``.diff``,
+``/pulls/{n}/files``, ``GET|POST /pulls/{n}/reviews``, ``/pulls/{n}/reviews/{id}/comments``,
+``GET|POST /issues/{n}/comments``, ``GET /issues/comments``, ``GET /raw/{path}?ref=``,
+``POST /statuses/{sha}``. A review comment on a line the diff does not show on that side is
+answered 422 (see :class:`ReviewingForge`).
 """
 
 from __future__ import annotations
@@ -16,11 +36,11 @@ import json
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from tests.support.reference import load_json, reference_path
@@ -82,7 +102,7 @@ class LoopbackForge:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self) -> LoopbackForge:
+    def start(self) -> Self:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -111,7 +131,7 @@ class LoopbackForge:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> LoopbackForge:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -467,7 +487,7 @@ class ReviewingForge(CommentingForge):
         author: str,
         body: str,
         commit_id: str,
-        comments: list[tuple[str, int, str, str]] = (),  # type: ignore[assignment]
+        comments: Sequence[tuple[str, int, str, str]] = (),
     ) -> int:
         review = self._store_review(owner, repo, number, author, commit_id, body, via_api=False)
         for path, line, side, text in comments:
@@ -741,10 +761,10 @@ class FakeForgejo(ReviewingForge):
         self, owner: str, repo: str, index: str, rest: list[str], method: str, exchange: Any
     ) -> Reply:
         if index.endswith(".diff") and not rest and method == "GET":
-            number = index.removesuffix(".diff")
-            if not number.isdigit() or (owner, repo, int(number)) not in self.pulls:
+            digits = index.removesuffix(".diff")
+            if not digits.isdigit() or (owner, repo, int(digits)) not in self.pulls:
                 return 404, {}, None
-            diff = self.diffs.get((owner, repo, int(number)), b"")
+            diff = self.diffs.get((owner, repo, int(digits)), b"")
             return 200, {"Content-Type": "text/plain; charset=utf-8"}, diff
         if not index.isdigit() or (owner, repo, int(index)) not in self.pulls:
             return 404, {}, None

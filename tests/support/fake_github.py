@@ -9,6 +9,19 @@ Speaks the GitHub App flow and the calls GitHubClient makes:
 - ``GET /repos/{o}/{r}/pulls/{n}`` and ``GET /repos/{o}/{r}/issues/comments`` need an
   unexpired installation token issued for an installation that covers the repository.
 
+Review pipeline endpoints (installation token): ``GET /repos/{o}/{r}/pulls/{n}`` (JSON, or
+the diff with ``Accept: application/vnd.github.diff``), ``/pulls/{n}/files``,
+``GET|POST /pulls/{n}/reviews``, ``GET /pulls/{n}/comments``, ``GET|POST /issues/{n}/comments``,
+``GET /contents/{path}?ref=`` (base64 JSON up to ``contents_inline_limit`` bytes, above it
+``encoding: "none"`` as GitHub does past 1 MB; raw bytes with ``Accept:
+application/vnd.github.raw+json``), ``POST /statuses/{sha}`` (422 above 140 characters of
+description). State and the test API (``add_pull_request``, ``set_diff``, ``add_file``,
+``add_review``, ``posted_reviews``, ``statuses``, ``issue_comments``) come from
+:class:`tests.support.fake_forgejo.ReviewingForge`; posts are authored by
+``{app_slug}[bot]``, and a review comment on a line outside the diff is answered 422
+("Line could not be resolved") as on GitHub. ``revoke_tokens()`` invalidates every issued
+installation token.
+
 Objects are built from GitHub's own example payloads in ``reference/github`` so they carry
 every field the REST description requires. Fault injection and recording come from
 :class:`tests.support.fake_forgejo.LoopbackForge`.

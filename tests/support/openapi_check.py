@@ -55,17 +55,25 @@ CREDENTIAL_QUERY_PARAMS = frozenset({"token", "access_token", "sudo", "private_t
 
 
 class Exchange(Protocol):
-    """What the fakes record for one request/response pair."""
+    """What the fakes record for one request/response pair (read-only here)."""
 
-    method: str
-    path: str
-    query: Mapping[str, list[str]]
-    headers: Mapping[str, str]
-    body: bytes
-    status: int
-    response_json: Any
-    # raw responses (diff, file): their bytes and media type; "" = a JSON response
-    response_content_type: str
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def query(self) -> Mapping[str, list[str]]: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def response_json(self) -> Any: ...
+    # raw responses (diff, file): their media type; "" = a JSON response
+    @property
+    def response_content_type(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)

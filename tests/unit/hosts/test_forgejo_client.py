@@ -66,11 +66,12 @@ def assert_secret_free(exc: BaseException, caplog: pytest.LogCaptureFixture) -> 
 
 
 def test_client_satisfies_the_review_host_protocol(forge: FakeForgejo) -> None:
-    client: ReviewHost = ForgejoClient(forge.url, TOKEN)
+    forgejo = ForgejoClient(forge.url, TOKEN)
+    client: ReviewHost = forgejo  # mypy checks every protocol method's signature here
     assert client.kind is HostKind.FORGEJO
     assert TOKEN not in repr(client)
-    assert TOKEN not in str(vars(client._http))  # not even on the HTTP wrapper
-    assert TOKEN not in str(vars(client)) and TOKEN not in f"{client._token}"
+    assert TOKEN not in str(vars(forgejo._http))  # not even on the HTTP wrapper
+    assert TOKEN not in str(vars(forgejo)) and TOKEN not in f"{forgejo._token}"
 
 
 def test_get_pull_request(forge: FakeForgejo, spec: ApiSpec) -> None:

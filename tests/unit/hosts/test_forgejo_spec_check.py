@@ -142,7 +142,7 @@ def posted(path: str, payload: Any, *, content_type: str = "application/json") -
 
 
 def test_request_body_fields_are_checked_against_the_body_parameter(spec: ApiSpec) -> None:
-    good = {
+    good: dict[str, Any] = {
         "event": "COMMENT",
         "commit_id": "a" * 40,
         "body": "summary",

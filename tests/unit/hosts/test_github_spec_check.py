@@ -134,7 +134,7 @@ def posted(path: str, payload: Any, status: int = 200) -> RecordedExchange:
 
 
 def test_request_body_fields_are_checked_against_the_request_body(spec: ApiSpec) -> None:
-    good = {
+    good: dict[str, Any] = {
         "commit_id": "a" * 40,
         "body": "summary",
         "event": "COMMENT",
