@@ -58,6 +58,7 @@ MAX_QUESTION_TERMS = 20
 MESSAGE_OVERHEAD_TOKENS = 4
 # Shares of the budget the fixed parts may take at most.
 BODY_SHARE, FILES_SHARE, GUIDELINES_SHARE, LEARNINGS_SHARE = 0.15, 0.10, 0.10, 0.05
+QUESTION_SHARE = 0.15
 
 BEGIN_MARKER = "UNTRUSTED-DATA-BEGIN"
 END_MARKER = "UNTRUSTED-DATA-END"
@@ -239,7 +240,10 @@ def build_question_messages(
     )
     parts = [
         "A user asked the question below about this pull request.\n",
-        framer.block("question", _cap(question, MAX_QUESTION_CHARS)),
+        framer.block(
+            "question",
+            _cap_tokens(_cap(question, MAX_QUESTION_CHARS), budget_tokens * QUESTION_SHARE),
+        ),
         framer.block("pull request title", _cap(title, MAX_TITLE_CHARS)),
         *_learnings_parts(framer, learnings, budget_tokens),
     ]
@@ -544,7 +548,12 @@ def _cap(text: str, limit: int) -> str:
 
 
 def _cap_tokens(text: str, tokens: float) -> str:
-    return _cap(text, max(0, int(tokens) * 3 - 60))
+    """At most ``tokens`` by estimate_tokens, whatever the script (cut by UTF-8 bytes)."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= int(tokens) * 3:
+        return text
+    kept = data[: max(0, int(tokens) * 3 - 120)].decode("utf-8", "ignore")  # room for the note
+    return f"{kept}\n[... {len(text) - len(kept)} more characters not shown]"
 
 
 def _messages_tokens(messages: list[ChatMessage]) -> int:
