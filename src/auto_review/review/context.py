@@ -320,8 +320,10 @@ def _fit_diff(
 ) -> tuple[str, _Stats]:
     pieces = _pieces(files, terms)
     longest = sorted((len(f.path.encode()) for f in files), reverse=True)[:MAX_OMITTED_LISTED]
-    # The status line and the omitted-files block, whose size is known only at the end.
-    reserve = 2 * estimate_tokens(framer.block("x", "")) + 60 + sum(n // 3 + 2 for n in longest)
+    # The status line and the omitted-files block, whose size is known only at the end; the
+    # list is capped at a twentieth of the budget, so long hostile file names cannot eat it.
+    listing = min(sum(n // 3 + 2 for n in longest), max(40, budget // 20))
+    reserve = 2 * estimate_tokens(framer.block("x", "")) + 60 + listing
     if budget < reserve:
         raise ContextBudgetError(
             "the token budget is too small for the fixed parts of the prompt "
@@ -341,7 +343,7 @@ def _fit_diff(
     while True:
         chosen.sort(key=lambda p: p.order)
         stats = _stats(pieces, chosen)
-        text = _render(framer, chosen, stats, len(pieces))
+        text = _render(framer, chosen, stats, len(pieces), listing)
         if estimate_tokens(text) <= budget or not chosen:
             return text, stats
         # Estimates are per piece and on the high side, so this is a safety net only.
@@ -503,7 +505,7 @@ def _read_lines(tree: ConfinedTree, path: str, start: int, end: int) -> list[str
     return [_context_line(chunk.start + i, t) for i, t in enumerate(chunk.text.split("\n"))]
 
 
-def _render(framer: Framer, chosen: list[_Piece], stats: _Stats, total: int) -> str:
+def _render(framer: Framer, chosen: list[_Piece], stats: _Stats, total: int, listing: int) -> str:
     if total == 0:
         return "The diff has no reviewable hunks.\n"
     status = f"Diff: {stats.included} of {total} hunks shown"
@@ -518,7 +520,7 @@ def _render(framer: Framer, chosen: list[_Piece], stats: _Stats, total: int) -> 
         more = len(stats.omitted_paths) - MAX_OMITTED_LISTED
         if more > 0:
             listed += f"\n(+{more} more)"
-        out.append(framer.block("files with omitted hunks", listed))
+        out.append(framer.block("files with omitted hunks", _cap_tokens(listed, listing)))
     lines: list[str] = []
     current = -1
     for piece in chosen:
