@@ -65,8 +65,12 @@ class HostResponseError(HostError):
 class HostResponseTooLarge(HostResponseError):
     """A body (diff, file) is larger than the caller's cap; reading stopped at the cap."""
 
-    def __init__(self, operation: str, max_bytes: int, status: int | None = None) -> None:
-        super().__init__(operation, f"response larger than the cap of {max_bytes} bytes", status)
+    def __init__(
+        self, operation: str, max_bytes: int, status: int | None = None, detail: str = ""
+    ) -> None:
+        super().__init__(
+            operation, detail or f"response larger than the cap of {max_bytes} bytes", status
+        )
         self.max_bytes = max_bytes
 
 

@@ -39,8 +39,10 @@ import httpx
 from auto_review.hosts import github_review as shapes
 from auto_review.hosts.base import (
     HostAuthError,
+    HostError,
     HostNotFound,
     HostResponseError,
+    HostResponseTooLarge,
     PullRequestInfo,
     comment_event,
     file_path_in_url,
@@ -244,13 +246,22 @@ class GitHubClient:
         return parse_pull_request_details(operation, repo, number, json_body(operation, response))
 
     async def get_diff(self, repo: RepoRef, number: int, *, max_bytes: int) -> bytes:
-        return await self._repo_bytes(
-            "github get diff",
-            repo,
-            f"/pulls/{int(number)}",
-            accept=DIFF_MEDIA_TYPE,
-            max_bytes=max_bytes,
-        )
+        operation = "github get diff"
+        try:
+            return await self._repo_bytes(
+                operation,
+                repo,
+                f"/pulls/{int(number)}",
+                accept=DIFF_MEDIA_TYPE,
+                max_bytes=max_bytes,
+            )
+        except HostError as exc:
+            if exc.status != 406:
+                raise
+            # GitHub's answer when a diff is past its own limits (300 files, 20,000 lines)
+            raise HostResponseTooLarge(
+                operation, max_bytes, 406, "GitHub will not render a diff this large (HTTP 406)"
+            ) from None
 
     async def list_changed_files(self, repo: RepoRef, number: int) -> list[ChangedFile]:
         return await self._list(

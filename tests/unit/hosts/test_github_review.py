@@ -353,3 +353,16 @@ def test_every_operation_maps_failures_without_leaking_credentials(
     assert_secret_free(info.value, caplog, hub)
     if status == 401:  # one fresh token, then the answer stands
         assert len(hub.tokens) == 2
+
+
+def test_a_diff_github_will_not_render_is_too_large(hub: FakeGitHub) -> None:
+    body = {
+        "message": "Sorry, the diff exceeded the maximum number of files (300).",
+        "documentation_url": "https://docs.github.com/rest",
+    }
+    hub.fail(406, path_contains="/pulls/5", body=body)
+    with pytest.raises(
+        HostResponseTooLarge, match=r"github get diff: .*diff this large \(HTTP 406\)"
+    ):
+        run(hub.url, lambda c: c.get_diff(REPO, 5, max_bytes=1 << 20))
+    assert len(hub.requests_to("/pulls/5")) == 1
