@@ -90,6 +90,7 @@ _INDENT_SYNTAX = (".py", ".pyi", ".yaml", ".yml", ".nim", ".coffee", ".sass", ".
 _INDENT_NAMES = ("Makefile", "GNUmakefile", "makefile")
 TYPO_MAX_LINES = 5
 TYPO_MIN_SIMILARITY = 0.8
+TYPO_MAX_LINE_CHARS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +187,11 @@ def trivial_reason(files: list[FileDiff]) -> str | None:
                 return None
             for old, new in zip(removed, added, strict=True):
                 edited += 1
+                # Long lines are not typo-sized, and SequenceMatcher is quadratic in length.
+                if edited > TYPO_MAX_LINES or max(len(old), len(new)) > TYPO_MAX_LINE_CHARS:
+                    return None
                 similarity = difflib.SequenceMatcher(None, old, new, autojunk=False).ratio()
-                if edited > TYPO_MAX_LINES or similarity < TYPO_MIN_SIMILARITY:
+                if similarity < TYPO_MIN_SIMILARITY:
                     return None
     return f"trivial: whitespace and documentation typo-size edits ({edited} lines)"
 

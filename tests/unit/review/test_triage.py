@@ -254,6 +254,11 @@ def test_trivial_whitespace_and_typo_prs(repo: ScratchRepo) -> None:
     assert reason(trailing) == "trivial: whitespace-only changes"
     assert reason(joined) is None  # "a + b;\n}" -> "a+b; }" changes line structure
     assert reason(new_section) is None
+    repo.write(b"README.md", doc.replace(b"projet", b"p" + b"r" * 60_000 + b"ojet"))
+    repo.commit()
+    repo.write(b"README.md", doc.replace(b"projet", b"p" + b"r" * 60_000 + b"oject"))
+    long_line = repo.commit()
+    assert reason(long_line) is None  # one-character edit, but not on a typo-sized line
 
 
 def _with(**changes: object) -> RepoConfig:
