@@ -251,7 +251,10 @@ def build_question_messages(
     fixed = estimate_tokens(system) + estimate_tokens("".join(parts) + closing)
     fixed += 2 * MESSAGE_OVERHEAD_TOKENS
     # Words of the question, in order of appearance (a long question cannot crowd them out).
-    words = (w.lower().strip(".") for w in re.findall(r"[A-Za-z_][\w.]{3,}", question))
+    words = (
+        w.lower().strip(".")
+        for w in re.findall(r"[A-Za-z_][\w.]{3,}", question[:MAX_QUESTION_CHARS])
+    )
     terms = tuple(dict.fromkeys(words))[:MAX_QUESTION_TERMS]
     diff_text, _ = _fit_diff(framer, files, tree, budget_tokens - fixed, terms=terms)
     user = "".join([*parts, diff_text, closing])
