@@ -662,6 +662,7 @@ class FakeForgejo(ReviewingForge):
         labels: tuple[str, ...] = (),
         base_branch: str = "main",
         diff: bytes | str | None = None,
+        clone_url: str | None = None,  # e.g. a loopback git server; default: the forge's own
     ) -> None:
         pull = copy.deepcopy(self._pull_template)
         html = f"{self.url}/{owner}/{repo}/pulls/{number}"
@@ -691,7 +692,7 @@ class FakeForgejo(ReviewingForge):
             pull[side]["repo"]["name"] = repo
             pull[side]["repo"]["full_name"] = f"{owner}/{repo}"
             pull[side]["repo"]["owner"] = self.user_object(owner, 90)
-            pull[side]["repo"]["clone_url"] = f"{self.url}/{owner}/{repo}.git"
+            pull[side]["repo"]["clone_url"] = clone_url or f"{self.url}/{owner}/{repo}.git"
             pull[side]["repo"]["html_url"] = f"{self.url}/{owner}/{repo}"
         pull["base"]["ref"] = base_branch
         pull["head"]["ref"] = f"feature-{number}"

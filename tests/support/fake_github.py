@@ -165,6 +165,7 @@ class FakeGitHub(ReviewingForge):
         labels: tuple[str, ...] = (),
         base_branch: str = "main",
         diff: bytes | str | None = None,
+        clone_url: str | None = None,  # e.g. a loopback git server; default: the forge's own
     ) -> None:
         pull = copy.deepcopy(self._pull_template)
         label_template = pull["labels"][0] if pull["labels"] else {}
@@ -187,7 +188,7 @@ class FakeGitHub(ReviewingForge):
         pull["head"]["sha"] = head_sha
         pull["base"]["sha"] = base_sha
         pull["base"]["ref"] = base_branch
-        pull["base"]["repo"]["clone_url"] = f"https://github.com/{owner}/{repo}.git"
+        pull["base"]["repo"]["clone_url"] = clone_url or f"https://github.com/{owner}/{repo}.git"
         self.pulls[(owner.lower(), repo.lower(), number)] = pull
         if diff is not None:
             self.set_diff(owner, repo, number, diff)
