@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from auto_review.hosts.review_types import PullRequestDetails
 from auto_review.review.confined import ConfinedTree, ConfinementError
 from auto_review.review.diff import FileDiff, FileStatus, LineKind
-from auto_review.review.repo_config import CONFIG_FILE_NAME, RepoConfig, compile_ignore_pattern
+from auto_review.review.ignore_patterns import compile_ignore_pattern
+from auto_review.review.repo_config import CONFIG_FILE_NAME, RepoConfig
 
 MARKER_LINES = 5
 

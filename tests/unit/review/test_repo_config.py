@@ -11,13 +11,13 @@ from tests.support.git_env import isolated_git_env
 
 from auto_review.hosts.review_types import PullRequestDetails
 from auto_review.review.findings import Severity
+from auto_review.review.ignore_patterns import compile_ignore_pattern
 from auto_review.review.repo_config import (
     DEFAULT_REPO_CONFIG,
     MAX_CONFIG_BYTES,
     MAX_GUIDELINES_CHARS,
     RepoConfig,
     RepoConfigError,
-    compile_ignore_pattern,
     config_ref,
     parse_repo_config,
     repo_config_or_default,

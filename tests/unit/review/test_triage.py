@@ -12,10 +12,10 @@ from auto_review.hosts.review_types import PullRequestDetails
 from auto_review.review import triage as triage_module
 from auto_review.review.confined import ConfinedTree
 from auto_review.review.diff import FileDiff, parse_diff
+from auto_review.review.ignore_patterns import compile_ignore_pattern
 from auto_review.review.repo_config import (
     DEFAULT_REPO_CONFIG,
     RepoConfig,
-    compile_ignore_pattern,
     parse_repo_config,
 )
 from auto_review.review.triage import (
