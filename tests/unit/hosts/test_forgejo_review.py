@@ -156,9 +156,37 @@ def test_changed_files_follow_pages(forge: FakeForgejo, spec: ApiSpec) -> None:
     spec.assert_conforms(forge.exchanges)
 
 
-def test_a_listing_past_the_page_cap_fails_rather_than_truncating(forge: FakeForgejo) -> None:
-    with pytest.raises(HostResponseError, match="longer than 2 pages"):
+def test_a_listing_past_the_page_cap_fails_rather_than_truncating(
+    forge: FakeForgejo, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG), pytest.raises(HostResponseError) as info:
         run(forge.url, lambda c: c.list_changed_files(REPO, 7), page_size=1, max_pages=2)
+    assert str(info.value) == "forgejo list changed files: listing longer than 2 pages"
+    assert_secret_free(info.value, caplog)
+
+
+def test_oversized_diff_and_file_leak_nothing(
+    forge: FakeForgejo, caplog: pytest.LogCaptureFixture
+) -> None:
+    forge.add_file("acme", "widgets", "main", "big.txt", b"z" * 100)
+
+    async def both(client: ForgejoClient) -> list[BaseException]:
+        errors: list[BaseException] = []
+        for call in (
+            client.get_diff(REPO, 7, max_bytes=10),
+            client.get_file(REPO, "big.txt", "main", max_bytes=10),
+        ):
+            try:
+                await call
+            except HostResponseTooLarge as exc:
+                errors.append(exc)
+        return errors
+
+    with caplog.at_level(logging.DEBUG):
+        errors = run(forge.url, both)
+    assert len(errors) == 2
+    for error in errors:
+        assert_secret_free(error, caplog)
 
 
 def test_issue_comments(forge: FakeForgejo, spec: ApiSpec) -> None:

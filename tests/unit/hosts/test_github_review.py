@@ -355,14 +355,24 @@ def test_every_operation_maps_failures_without_leaking_credentials(
         assert len(hub.tokens) == 2
 
 
-def test_a_diff_github_will_not_render_is_too_large(hub: FakeGitHub) -> None:
+def test_a_diff_github_will_not_render_is_too_large(
+    hub: FakeGitHub, caplog: pytest.LogCaptureFixture
+) -> None:
     body = {
         "message": "Sorry, the diff exceeded the maximum number of files (300).",
         "documentation_url": "https://docs.github.com/rest",
     }
     hub.fail(406, path_contains="/pulls/5", body=body)
-    with pytest.raises(
-        HostResponseTooLarge, match=r"github get diff: .*diff this large \(HTTP 406\)"
-    ):
+    with caplog.at_level(logging.DEBUG), pytest.raises(HostResponseTooLarge) as info:
         run(hub.url, lambda c: c.get_diff(REPO, 5, max_bytes=1 << 20))
+    assert str(info.value) == (
+        "github get diff: GitHub will not render a diff this large (HTTP 406)"
+    )
     assert len(hub.requests_to("/pulls/5")) == 1
+    assert_secret_free(info.value, caplog, hub)
+
+
+def test_diff_over_the_cap_leaks_nothing(hub: FakeGitHub, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG), pytest.raises(HostResponseTooLarge) as info:
+        run(hub.url, lambda c: c.get_diff(REPO, 5, max_bytes=10))
+    assert_secret_free(info.value, caplog, hub)
