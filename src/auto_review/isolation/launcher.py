@@ -25,7 +25,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from auto_review.isolation.inner import (
     ENV_REQUIRED_CONTROLS,
     ENV_RUNTIME,
 )
+from auto_review.isolation.inner_path import inner_interpreter_args, inner_python_path
 from auto_review.isolation.secrets_pipe import (
     INNER_FDS,
     settings_document,
@@ -179,8 +179,9 @@ def socket_listening(path: Path) -> bool:
 
 
 def inner_args() -> list[str]:
-    # The interpreter at the same absolute path inside (the bundle binds it there).
-    return [sys.executable, "-m", INNER_MODULE]
+    # The interpreter at the same absolute path inside (the bundle binds it there), without
+    # site: its search path comes explicitly in PYTHONPATH (see inner_path).
+    return inner_interpreter_args(INNER_MODULE)
 
 
 def inner_environment(runtime: str, rootless: bool, required: Sequence[str]) -> dict[str, str]:
@@ -195,9 +196,9 @@ def inner_environment(runtime: str, rootless: bool, required: Sequence[str]) -> 
         ENV_CGROUP_LIMITS: cgroup_limits_expectation(rootless),
         ENV_REQUIRED_CONTROLS: ",".join(required),
     }
-    # An interpreter that finds the package through PYTHONPATH needs it inside too.
-    if os.environ.get("PYTHONPATH"):
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    # The inner interpreter runs without site: this is its whole search path beyond the
+    # standard library (the launcher's PYTHONPATH entries included).
+    env["PYTHONPATH"] = inner_python_path()
     return env
 
 

@@ -20,6 +20,7 @@ from auto_review.isolation.inner import (
     ENV_RUNTIME,
     boundary_facts,
 )
+from auto_review.isolation.inner_path import package_root
 from auto_review.isolation.launcher import (
     LaunchError,
     LaunchStep,
@@ -81,13 +82,18 @@ def test_spawned_runtime_gets_the_descriptors_as_3_and_4(tmp_path: Path):
     assert out.read_text() == repr((port, b"settings"))
 
 
-def test_bundle_environment_holds_facts_not_settings(monkeypatch: pytest.MonkeyPatch):
+def test_bundle_environment_holds_facts_not_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
     monkeypatch.setenv("AR_WEBHOOK_SECRET", SECRET)
-    monkeypatch.setenv("PYTHONPATH", "/opt/site")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     env = inner_environment("runc", rootless=True, required=("landlock",))
     assert not [key for key in env if key.startswith("AR_")]
     assert SECRET not in json.dumps(env)
-    assert env["PYTHONPATH"] == "/opt/site"
+    # The launcher's PYTHONPATH first, then what site would add, the package's root last.
+    search = env["PYTHONPATH"].split(os.pathsep)
+    assert search[0] == str(tmp_path)
+    assert package_root() in search
     facts = boundary_facts(env)
     assert facts.runtime == "runc"
     assert facts.host_namespaces["net"] == os.readlink("/proc/self/ns/net")
