@@ -22,9 +22,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
 import socket
-import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,6 +43,10 @@ from auto_review.isolation.egress_http import (
     upstream_request_head,
 )
 from auto_review.isolation.egress_policy import EgressPolicy, EgressTarget, parse_ip
+from auto_review.isolation.egress_socket import (
+    EgressProxyError,
+    listen_unix,
+)
 from auto_review.isolation.egress_stats import EgressCounters, EgressStats
 from auto_review.isolation.egress_thread import BackgroundLoop
 
@@ -62,8 +64,6 @@ log = logging.getLogger("auto_review.isolation.egress")
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
-# Longest path a sockaddr_un holds, with its terminating NUL.
-MAX_SOCKET_PATH = 107
 RELAY_CHUNK = 64 * 1024
 
 REFUSAL_STATUS = {
@@ -76,10 +76,6 @@ REFUSAL_STATUS = {
     "too-many-connections": 503,
 }
 FAILURE_STATUS = {"resolve-failed": 502, "connect-failed": 502, "upstream-malformed": 502}
-
-
-class EgressProxyError(RuntimeError):
-    """The proxy cannot start: the message names the problem, never a secret."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,23 +127,6 @@ def address_allowed(text: str) -> bool:
         or address.is_link_local
         or address.is_reserved
     )
-
-
-def check_socket_directory(directory: Path) -> None:
-    """The socket's directory must belong to this user and be closed to everyone else."""
-    try:
-        info = directory.lstat()
-    except OSError as exc:
-        raise EgressProxyError(
-            f"egress socket directory {directory} cannot be read: {exc.strerror}"
-        ) from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise EgressProxyError(f"egress socket directory {directory} is not a directory")
-    if info.st_uid != os.geteuid() or info.st_mode & 0o077:
-        raise EgressProxyError(
-            f"egress socket directory {directory} must be owned by uid {os.geteuid()} "
-            "with mode 0700"
-        )
 
 
 class _LogBudget:
@@ -205,33 +184,29 @@ class EgressProxy:
     def socket_path(self) -> Path | None:
         return self._socket_path
 
-    async def start(self, socket_path: Path) -> None:
-        """Listen on ``socket_path`` (mode 0600); its directory must be private (0700)."""
+    async def start(self, socket_path: Path, sock: socket.socket | None = None) -> None:
+        """Listen on ``socket_path`` (mode 0600); its directory must be private (0700).
+
+        ``sock``: that socket already bound and listening (:func:`listen_unix`), adopted.
+        """
         if self._server is not None:
             raise EgressProxyError("egress proxy is already running")
-        if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
-            raise EgressProxyError(
-                f"egress socket path is longer than {MAX_SOCKET_PATH} bytes: {socket_path}"
-            )
-        check_socket_directory(socket_path.parent)
-        with contextlib.suppress(FileNotFoundError):
-            if not stat.S_ISSOCK(socket_path.lstat().st_mode):
-                raise EgressProxyError(f"egress socket path {socket_path} exists and is no socket")
-            socket_path.unlink()  # a socket left by a dead launcher in our private dir
+        if sock is None:
+            sock = listen_unix(socket_path, self.limits.max_connections)
+        self._socket_path = socket_path  # removed by stop() from here on
         try:
             self._server = await asyncio.start_unix_server(
                 self._accept,
-                path=str(socket_path),
+                sock=sock,
                 limit=self.limits.max_head_bytes,
                 backlog=self.limits.max_connections,
             )
-            os.chmod(socket_path, 0o600)
         except OSError as exc:
+            sock.close()
             await self.stop()
             raise EgressProxyError(
                 f"egress proxy cannot listen on {socket_path}: {exc.strerror}"
             ) from None
-        self._socket_path = socket_path
         log.info(
             "egress proxy listening on %s; allowed: %s",
             socket_path,
@@ -575,8 +550,10 @@ class EgressProxyThread:
         *,
         limits: ProxyLimits | None = None,
         resolver: Resolver = system_resolver,
+        sock: socket.socket | None = None,
     ) -> None:
         self.socket_path = socket_path
+        self.sock = sock
         self.proxy = EgressProxy(policy, limits=limits, resolver=resolver)
         self._loop = BackgroundLoop("egress-proxy")
 
@@ -590,7 +567,7 @@ class EgressProxyThread:
 
     def start(self, timeout: float = 10.0) -> None:
         """Listening when this returns; raises :class:`EgressProxyError` otherwise."""
-        self._loop.start(lambda: self.proxy.start(self.socket_path), timeout)
+        self._loop.start(lambda: self.proxy.start(self.socket_path, self.sock), timeout)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close the socket and every connection, end the thread. Idempotent."""
