@@ -40,7 +40,7 @@ from auto_review.hosts.base import ReviewHost
 from auto_review.hosts.events import CommentEvent, HostKind, RepoRef
 from auto_review.isolation.posture import bare_posture, external_posture
 from auto_review.logs import redact
-from auto_review.review.jobs import ReviewRunner
+from auto_review.review.jobs import JobRequest, ReviewRunner
 from auto_review.store.base import IntakeStore, StoreError
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 
@@ -135,7 +135,7 @@ def chat_poller(
     policy = intake_policy(settings)
 
     async def on_comments(comments: list[CommentEvent]) -> None:
-        jobs = []
+        jobs: list[JobRequest] = []
         for comment in comments:
             decision = plan_jobs(comment, policy, source="poller")
             if decision.ignored_reason is not None:
@@ -203,6 +203,19 @@ class FileWatermarkStore:
             self._values = await asyncio.to_thread(self._load)
         self._values[key] = value.isoformat()
         await asyncio.to_thread(self._save, dict(self._values))
+
+
+class WorkerPoolService:
+    """Adapts the pool's start() (which reports the requeued jobs) to a background service."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    async def start(self) -> None:
+        await self.pool.start()
+
+    async def stop(self) -> None:
+        await self.pool.stop()
 
 
 class PollerService:
@@ -278,9 +291,8 @@ async def serve_async(
             metrics.registry.register(collector)
         background: list[BackgroundService] = []
         if runner is not None:
-            background.append(
-                WorkerPool(store, runner, concurrency=settings.workers, observer=metrics)
-            )
+            pool = WorkerPool(store, runner, concurrency=settings.workers, observer=metrics)
+            background.append(WorkerPoolService(pool))
         else:
             # Skipping jobs would lose accepted work; they wait, durable, for a runner.
             log.warning(NO_PIPELINE_NOTE)

@@ -272,12 +272,15 @@ async def review_pull_request(
     expected_head: str | None,
     full: bool,
     dry_run: bool,
+    last_attempt: bool = False,
 ) -> ReviewReport:
     """Review one PR and (unless ``dry_run``) post the review, the status and the history.
 
     ``expected_head``: the head SHA the job was queued for; a PR that moved on is skipped
     (its new head has its own job). ``full``: ignore the last reviewed commit and review
     the whole PR again (findings already posted are still never posted twice).
+    ``last_attempt``: the worker will not retry this job again, so an unavailable forge or
+    LLM also ends the pending status (as ``error``) before the exception propagates.
     """
     host = deps.host_for(repo)
     clock = StageClock()
@@ -332,7 +335,9 @@ async def review_pull_request(
             dry_run=dry_run,
             status_poster=status_poster,
         )
-    except (HostUnavailable, LlmUnavailable):
+    except (HostUnavailable, LlmUnavailable) as exc:
+        if last_attempt:
+            await status_poster.post_quietly(failed_status(_describe(exc), redactor))
         raise
     except HeadMismatch:
         await status_poster.post_quietly(
@@ -564,6 +569,10 @@ def _redacted_draft(draft: ReviewDraft | None, redact: Callable[[str], str]) -> 
 
 def _describe(exc: BaseException) -> str:
     """Fixed text for a failure: shown on the PR and in logs, so never the message."""
+    if isinstance(exc, HostUnavailable):
+        return "the forge stayed unavailable"
+    if isinstance(exc, LlmUnavailable):
+        return "the LLM stayed unavailable"
     if isinstance(exc, HostAuthError):
         return "the forge refused the bot's credentials"
     if isinstance(exc, HostNotFound):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from auto_review.chat.handlers import ChatHandlers, LearningsStore
 from auto_review.hosts.base import HostError
 from auto_review.hosts.events import HostKind
-from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest
+from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest, RetryPolicy
 from auto_review.review.pipeline import (
     PipelineDeps,
     PipelineFailed,
@@ -57,8 +57,10 @@ class PipelineRunner:
         *,
         mention: str = DEFAULT_MENTION,
         closers: tuple[Any, ...] = (),
+        max_attempts: int = RetryPolicy().max_attempts,
     ) -> None:
         self.deps = deps
+        self.max_attempts = max_attempts  # the worker pool's retry cap
         self.chat = ChatHandlers(deps, learnings, mention)
         self._closers = closers  # objects with close() or aclose(), released by aclose()
 
@@ -72,7 +74,7 @@ class PipelineRunner:
         request = job.request
         try:
             if request.kind in (JobKind.REVIEW, JobKind.RE_REVIEW):
-                return await self._review(request)
+                return await self._review(request, last_attempt=job.attempts >= self.max_attempts)
             return await self.chat.handle(request)
         except PipelineFailed as exc:
             log.warning(
@@ -83,7 +85,7 @@ class PipelineRunner:
                 await self._tell(request, f"The review could not be done: {exc}.")
             return JobOutcome.FAILED
 
-    async def _review(self, request: JobRequest) -> JobOutcome:
+    async def _review(self, request: JobRequest, *, last_attempt: bool) -> JobOutcome:
         full = request.kind is JobKind.RE_REVIEW
         report = await review_pull_request(
             self.deps,
@@ -92,6 +94,7 @@ class PipelineRunner:
             expected_head=None if full else (request.head_sha or None),
             full=full,
             dry_run=False,
+            last_attempt=last_attempt,
         )
         _log_report(request, report)
         if report.skipped_reason is not None:

@@ -22,7 +22,7 @@ from tests.unit.review.test_pipeline_fakes import (
 from auto_review.config import Settings
 from auto_review.hosts.base import HostUnavailable
 from auto_review.hosts.review_types import CommitState
-from auto_review.llm.api import LlmRefused, Tier
+from auto_review.llm.api import LlmRefused, LlmUnavailable, Tier
 from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest
 from auto_review.review.runner import PipelineRunner, build_runner, mention_for
 
@@ -169,3 +169,18 @@ def test_build_runner_wires_the_client_the_store_and_the_git_policy(tmp_path: Pa
         assert runner.collectors  # the LLM client's metrics, for /metrics
     finally:
         asyncio.run(runner.aclose())
+
+
+def test_the_last_attempt_ends_the_pending_status(tmp_path: Path, origin: Origin) -> None:
+    host = FakeHost(origin)
+    model = ScriptedModel(errors={Tier.REASONING: LlmUnavailable("reasoning tier: timeout")})
+    runner = runner_for(tmp_path, host, model, MemoryStore())
+    first = job(JobKind.REVIEW, head_sha=origin.head_sha)
+    with pytest.raises(LlmUnavailable):
+        asyncio.run(runner.run(first))
+    assert [s.state for s in host.statuses] == [CommitState.PENDING]  # a retry follows
+    last = Job(id=1, request=first.request, attempts=runner.max_attempts, enqueued_at=0.0)
+    with pytest.raises(LlmUnavailable):
+        asyncio.run(runner.run(last))
+    assert host.statuses[-1].state is CommitState.ERROR
+    assert host.statuses[-1].description == "review failed: the LLM stayed unavailable"
