@@ -419,10 +419,15 @@ async def _review_checked_out(
                 changed = ChangedSinceLastReview(files, since.files)
                 files = new_hunks_only(files, since.files)
                 notes.append(f"Incremental review: changes since {previous[:12]}.")
-            else:
+            elif since is None:
                 notes.append(
                     f"The last reviewed commit {previous[:12]} is no longer available "
                     "(force-push?): the whole pull request was reviewed again."
+                )
+            else:
+                notes.append(
+                    f"The changes since {previous[:12]} exceed the diff budget: the whole "
+                    "pull request was reviewed again."
                 )
 
         learnings = [_learning_text(item) for item in deps.store.learnings(key)]
