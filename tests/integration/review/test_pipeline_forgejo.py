@@ -278,3 +278,24 @@ def test_chat_commands_from_comments(world: World) -> None:
     assert "money is always Decimal" in reasoning_requests(world.llm)[-1].last_user_text
     ApiSpec.gitea().assert_conforms(world.forge.exchanges)
     check_recorded_traffic(world.llm)
+
+
+def test_jobs_queued_without_an_llm_are_reviewed_after_a_restart_with_one(world: World) -> None:
+    world.llm.respond(ModelScript([findings_answer(DOUBLE_DISCOUNT)]))
+    without_llm = {**world.settings(), "AR_LLM_BASE_URL": "", "AR_LLM_REASONING_MODEL": ""}
+    workdir = world.tmp / "gateway"
+    with (
+        running_gateway(workdir, without_llm) as gateway,
+        httpx.Client(base_url=gateway.base_url, timeout=10) as client,
+    ):
+        assert client.get("/info").json()["review_pipeline"].startswith("not available")
+        assert (
+            post_forgejo(client, forgejo_pr_payload(world.repo), "pull_request").status_code == 202
+        )
+    assert "AR_LLM_REASONING_MODEL" in gateway.logs()  # the start-up warning names it
+    assert world.forge.statuses(world.repo.head_sha) == [] and world.llm.requests == []
+
+    with running_gateway(workdir, world.settings()):  # same state directory
+        wait_for(lambda: world.final_statuses(world.repo.head_sha), what="the queued review")
+    [review] = world.forge.posted_reviews("acme", "shop", 1)
+    assert [c.line for c in review.comments] == [5]
