@@ -115,6 +115,8 @@ def settle_merge_base(
     the PR added. The history of both commits is deepened step by step until they meet;
     when they do not meet within the last step, the tip stays the base (False).
     """
+    if pr.base_sha in _parents(workspace, workspace.head_sha):
+        return True  # one commit on top of the base: no history to fetch
     for depth in (0, *depths):
         if depth:
             try:
@@ -143,6 +145,19 @@ def settle_merge_base(
             workspace.merge_base_sha = found
             return True
     return False
+
+
+def _parents(workspace: Workspace, sha: str) -> set[str]:
+    """Parent ids named by a commit object (readable in a shallow clone, whose grafts only
+    hide the parents' own objects)."""
+    try:
+        raw = workspace.runner.run(
+            ["cat-file", "commit", sha], timeout=workspace.limits.diff_timeout
+        ).stdout
+    except GitError:
+        return set()
+    header = raw.split(b"\n\n", 1)[0].decode("ascii", "replace")
+    return {line[7:] for line in header.splitlines() if line.startswith("parent ")}
 
 
 def _merge_base(workspace: Workspace) -> str | None:
