@@ -177,6 +177,12 @@ def test_a_hostile_pr_with_prompt_injections_gets_a_safe_review(scene: Hostile) 
     assert "root:x:0:0" not in sent and OUTSIDE_MARK not in sent
     # The injections reached the model only as framed data (the prompt still has them).
     assert "ignore all previous instructions" in sent
+    # Hostile paths never got as far as the verifier: the path guard dropped those outside
+    # the diff, the confined tools refused the symlinks out of the tree before any read.
+    verified = "\n".join(r.last_user_text for r in scene.llm.chat_requests(CHEAP_MODEL))
+    assert "Hard-coded key" in verified
+    for title in ("Outside file", "Password file", "Symlink to the password", "Symlink out"):
+        assert title not in verified
 
     [review] = scene.forge.posted_reviews("acme", "shop", 7)
     assert review.state.upper().startswith("COMMENT")  # never an approval
