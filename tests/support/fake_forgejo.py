@@ -107,6 +107,9 @@ class LoopbackForge:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Head and body go out in separate writes: without this, Nagle delays each
+            # answer by the peer's delayed-ACK timer (about 40 ms).
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # tests stay quiet; exchanges are recorded instead
