@@ -156,9 +156,14 @@ def forge_pr(tmp_path: Path) -> Iterator[tuple[FakeForgejo, ServedRepo]]:
     repo.push({"calc.py": head})
     forge = FakeForgejo(FORGE_TOKEN, bot_login=BOT).start()
     forge.add_pull_request(
-        "acme", "shop", 1, head_sha=repo.head_sha, base_sha=repo.base_sha, diff=repo.diff()
+        "acme",
+        "shop",
+        1,
+        head_sha=repo.head_sha,
+        base_sha=repo.base_sha,
+        diff=repo.diff(),
+        clone_url=repo.clone_url,
     )
-    forge.pulls[("acme", "shop", 1)]["base"]["repo"]["clone_url"] = repo.clone_url
     try:
         yield forge, repo
     finally:

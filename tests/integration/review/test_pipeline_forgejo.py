@@ -70,10 +70,9 @@ class World:
             head_sha=self.repo.head_sha,
             base_sha=self.repo.base_sha,
             diff=self.repo.diff(),
+            clone_url=self.repo.clone_url,
             **details,  # type: ignore[arg-type]
         )
-        pull = self.forge.pulls[("acme", "shop", self.repo.number)]
-        pull["base"]["repo"]["clone_url"] = self.repo.clone_url
 
     def settings(self, **extra: str) -> dict[str, str]:
         return pipeline_settings(

@@ -85,9 +85,14 @@ def test_a_github_webhook_becomes_a_review_and_a_status(
     tmp_path: Path, hub: FakeGitHub, repo: ServedRepo
 ) -> None:
     hub.add_pull_request(
-        OWNER, NAME, 12, head_sha=repo.head_sha, base_sha=repo.base_sha, diff=repo.diff()
+        OWNER,
+        NAME,
+        12,
+        head_sha=repo.head_sha,
+        base_sha=repo.base_sha,
+        diff=repo.diff(),
+        clone_url=repo.clone_url,
     )
-    hub.pulls[(OWNER.lower(), NAME.lower(), 12)]["base"]["repo"]["clone_url"] = repo.clone_url
     with FakeLlm(api_key=LLM_KEY, models=[REASONING_MODEL, CHEAP_MODEL]) as llm:
         llm.respond(
             ModelScript(
