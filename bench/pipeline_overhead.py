@@ -22,9 +22,11 @@ whose merge base is OLD and head is NEW:
 * context  - ``build_review_messages`` with the default token budget and the confined tree.
 
 Printed per stage: median wall seconds of ``--repeat`` runs; the process's peak RSS after the
-stage (``getrusage``, monotonic: a stage that raises it is the one that needed it); and, in a
-separate traced run, the peak of Python allocations during the stage (``tracemalloc``, which
-slows the run, so its timings are not used). Git's own peak RSS (children) is printed once.
+stage in the first pass (``getrusage``, monotonic: a stage that raises it is the one that
+needed it); and, in a separate traced run, the peak of Python allocations during the stage
+(``tracemalloc``, which slows the run, so its timings are not used). The RSS figures are this process's: git runs in
+child processes. For git's own cost, the same fetch, checkout and diff are then run without the
+workspace, each under GNU time (seconds and peak RSS).
 """
 
 from __future__ import annotations
@@ -254,29 +256,77 @@ def run_pass(pair: ReleasePair, *, traced: bool) -> Pass:
     return record
 
 
+def _plain_git_env(home: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": home,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+    }
+
+
 def diff_bytes(pair: ReleasePair) -> int:
-    out = subprocess.run(
-        [
-            "git",
-            "-C",
-            str(pair.repo),
-            "diff",
-            "--no-color",
-            "--find-renames",
-            "--no-ext-diff",
-            pair.old_sha,
-            pair.new_sha,
-        ],
-        capture_output=True,
-        check=True,
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": "/dev/null",
-            "HOME": str(pair.repo),
-        },
-    ).stdout
-    return len(out)
+    """Size of the diff, counted as it streams (holding it would inflate this process's RSS)."""
+    args = ["diff", "--no-color", "--no-ext-diff", "--find-renames", pair.old_sha, pair.new_sha]
+    size = 0
+    with subprocess.Popen(
+        ["git", "-C", str(pair.repo), *args],
+        stdout=subprocess.PIPE,
+        env=_plain_git_env(str(pair.repo)),
+    ) as proc:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(1 << 20):
+            size += len(chunk)
+    if proc.returncode != 0:
+        raise BenchSetupError(f"git diff failed in {pair.repo} (exit {proc.returncode})")
+    return size
+
+
+def git_alone(pair: ReleasePair) -> list[str]:
+    """The same git work without the workspace, each command under GNU time: git's own
+    seconds and peak RSS (getrusage cannot give them: children spawned from this process
+    inherit its high-water mark)."""
+    timer = shutil.which("time", path="/usr/bin:/bin")
+    if timer is None:
+        return ["git alone: not measured (GNU time is not installed at /usr/bin/time)"]
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="ar-git-alone-") as tmp:
+        env = _plain_git_env(tmp)
+        steps = (
+            ("init", ["init", "--quiet"]),
+            (
+                "fetch",
+                [
+                    "-c",
+                    "protocol.file.allow=always",
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "--depth=1",
+                    pair.repo.as_uri(),
+                    f"+{pair.new_sha}:refs/head",
+                    f"+{pair.old_sha}:refs/base",
+                ],
+            ),
+            ("checkout", ["checkout", "--quiet", "--detach", pair.new_sha]),
+            ("diff", ["diff", "--no-color", "--find-renames", pair.old_sha, pair.new_sha]),
+        )
+        for name, args in steps:
+            result = subprocess.run(
+                [timer, "-f", "%e %M", "git", "-C", tmp, *args],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                check=True,
+            )
+            seconds, kilobytes = result.stderr.strip().splitlines()[-1].split()
+            if name != "init":
+                megabytes = int(kilobytes) / 1024
+                lines.append(
+                    f"git {name} alone: {float(seconds):.2f} s, peak RSS {megabytes:.1f} MB"
+                )
+    return lines
 
 
 def main() -> int:
@@ -324,12 +374,13 @@ def main() -> int:
         values = [p.seconds[stage] for p in timed]
         print(
             f"{stage:<8} {statistics.median(values):>8.3f} {min(values):>7.3f} "
-            f"{max(values):>7.3f}  {timed[-1].rss_mb[stage]:>6.1f} MB  "
+            f"{max(values):>7.3f}  {timed[0].rss_mb[stage]:>6.1f} MB  "
             f"{traced.traced_mb[stage]:>5.1f} MB"
         )
     totals = [sum(p.seconds.values()) for p in timed]
     print(f"{'total':<8} {statistics.median(totals):>8.3f} {min(totals):>7.3f} {max(totals):>7.3f}")
-    print(f"git children peak RSS: {_peak_rss_mb(resource.RUSAGE_CHILDREN):.1f} MB")
+    for line in git_alone(pair):
+        print(line)
     return 0
 
 
