@@ -24,9 +24,9 @@ whose merge base is OLD and head is NEW:
 Printed per stage: median wall seconds of ``--repeat`` runs; the process's peak RSS after the
 stage in the first pass (``getrusage``, monotonic: a stage that raises it is the one that
 needed it); and, in a separate traced run, the peak of Python allocations during the stage
-(``tracemalloc``, which slows the run, so its timings are not used). The RSS figures are this process's: git runs in
-child processes. For git's own cost, the same fetch, checkout and diff are then run without the
-workspace, each under GNU time (seconds and peak RSS).
+(``tracemalloc``, which slows the run, so its timings are not used). The RSS figures are this
+process's: git runs in child processes. For git's own cost, the same fetch, checkout and diff
+are then run without the workspace, each under GNU time (seconds and peak RSS).
 """
 
 from __future__ import annotations
