@@ -134,14 +134,22 @@ def forgejo_pr_payload(
     repo: ServedRepo, *, owner: str = "acme", name: str = "shop", author: str = "alice"
 ) -> dict[str, Any]:
     """A real Gitea ``pull_request`` "synchronized" delivery, pointed at this PR's head."""
+    return forgejo_pr_delivery(
+        owner, name, repo.number, repo.head_sha, repo.base_sha, author=author
+    )
+
+
+def forgejo_pr_delivery(
+    owner: str, name: str, number: int, head_sha: str, base_sha: str, *, author: str = "alice"
+) -> dict[str, Any]:
     path = reference_path("forge", "payloads", "gitea_pull_request_synchronized.json")
     payload = copy.deepcopy(load_json(path))
     _retarget(payload, owner, name)
-    payload["number"] = repo.number
+    payload["number"] = number
     pull = payload["pull_request"]
-    pull["number"] = repo.number
-    pull["head"]["sha"] = repo.head_sha
-    pull["base"]["sha"] = repo.base_sha
+    pull["number"] = number
+    pull["head"]["sha"] = head_sha
+    pull["base"]["sha"] = base_sha
     pull["user"]["login"] = author
     pull["draft"] = False
     return payload
