@@ -2,7 +2,8 @@
 
 A fixture is a directory holding ``pr.patch`` (the PR's unified diff), ``pr.yaml`` (``title``,
 ``body``) and ``expected.yaml`` (a list of ``{file, start_line, end_line, category}``; empty
-for a clean PR). Everything below :func:`load_corpus` is pure: outcomes in, numbers out.
+for a clean PR). Only :func:`load_corpus` and :func:`load_baseline` read files; the rest is
+pure: outcomes in, numbers out.
 
 Matching rule (one produced finding to one expected finding):
 
