@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from tests.unit.review.test_pipeline_fakes import ScriptedModel, finding, review
 
 from auto_review.llm.api import Tier
+from auto_review.review.confined import ConfinedTree
 from auto_review.review.diff import DiffParseError
 from auto_review.review.pipeline import review_patch
 from auto_review.review.repo_config import DEFAULT_REPO_CONFIG, parse_repo_config
@@ -79,3 +81,27 @@ def test_input_that_is_no_diff_is_refused() -> None:
         asyncio.run(
             review_patch(b"diff --cc a.py\n", llm=ScriptedModel(), repo_config=DEFAULT_REPO_CONFIG)
         )
+
+
+def test_a_tree_lends_surrounding_code_to_context_and_verification(tmp_path: Path) -> None:
+    lines = [f"CONSTANT_{n} = {n}" for n in range(1, 40)]
+    lines[19] = "def mean(values):"
+    (tmp_path / "calc.py").write_text("\n".join(lines) + "\n")
+    patch = "\n".join(
+        [
+            "diff --git a/calc.py b/calc.py",
+            "--- a/calc.py",
+            "+++ b/calc.py",
+            "@@ -20 +20 @@",
+            "-def average(values):",
+            "+def mean(values):",
+            "",
+        ]
+    ).encode()
+    model = ScriptedModel([review(finding("calc.py", 20, title="Renamed without callers"))])
+    report = asyncio.run(
+        review_patch(patch, llm=model, repo_config=DEFAULT_REPO_CONFIG, tree=ConfinedTree(tmp_path))
+    )
+    assert len(report.kept) == 1
+    verifier_prompt = next(m for tier, m in model.prompts if tier is Tier.CHEAP)[-1].content
+    assert "CONSTANT_30 = 30" in verifier_prompt  # read from the tree, not in the hunk
