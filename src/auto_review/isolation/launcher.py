@@ -8,10 +8,17 @@ everything made so far is undone (bundle removed, proxy stopped, descriptors clo
 ``stale-cleanup``   bundles, egress sockets and runtime state of dead launchers
 ``state-dir``       the host state directory, made 0700 if missing, must be writable
 ``bind``            the listening socket on the host (AR_GATEWAY_BIND)
-``egress-proxy``    the egress proxy thread on a Unix socket in the runtime dir
-``settings-pipe``   settings and secrets written into a pipe for the inner process
+``egress-proxy``    the egress proxy's Unix socket in the runtime dir, bound and listening
+``settings-pipe``   the pipe that carries settings and secrets to the inner process
 ``bundle``          the per-launch OCI bundle (no secret may be written into it)
 ``runtime``         the embedded runtime (or --oci-runtime) runs the inner gateway
+
+Off the critical path: once the container is started, a launcher thread starts the egress
+proxy's event loop on the bound socket (importing asyncio and the proxy costs about 30 ms)
+while the inner interpreter starts, and only then writes the settings into the pipe. The
+inner gateway reads its settings before anything else, so it never runs without the proxy;
+if the proxy fails, the pipe is closed empty, the inner process exits, and the launcher
+reports step ``egress-proxy``.
 
 The launcher then waits: SIGTERM, SIGINT and SIGHUP go to the inner gateway, and the
 launcher exits with its status. Tests inject a failure at any step with ``fail_at``.
@@ -42,11 +49,7 @@ from auto_review.isolation.inner import (
     ENV_RUNTIME,
 )
 from auto_review.isolation.inner_path import inner_interpreter_args, inner_python_path
-from auto_review.isolation.secrets_pipe import (
-    INNER_FDS,
-    settings_document,
-    write_settings_pipe,
-)
+from auto_review.isolation.secrets_pipe import INNER_FDS, SettingsPipe, settings_document
 from auto_review.isolation.selfcheck import INNER_STATE_DIR, namespace_ids
 from auto_review.logs import redact
 
@@ -55,6 +58,8 @@ log = logging.getLogger("auto_review.isolation.launcher")
 LISTEN_BACKLOG = 2048
 INNER_MODULE = "auto_review.isolation.inner"
 EGRESS_SOCKET_PREFIX = "egress-"
+EGRESS_BACKLOG = 128  # the proxy's connection cap (ProxyLimits.max_connections)
+EGRESS_START_TIMEOUT = 15.0
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -105,15 +110,22 @@ class _Resources:
     listener: socket.socket | None = None
     proxy: Any = None
     egress_socket: Path | None = None
-    settings_fd: int | None = None
+    egress_listener: socket.socket | None = None
+    egress_start: threading.Thread | None = None
+    settings_pipe: SettingsPipe | None = None
     bundle: Any = None
     undo_errors: list[str] = field(default_factory=list)
 
     def release(self) -> None:
-        if self.settings_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.settings_fd)
-            self.settings_fd = None
+        if self.egress_start is not None:
+            # The thread sets proxy; it is bounded by the proxy's own start timeout.
+            self.egress_start.join(EGRESS_START_TIMEOUT + 5)
+            if self.egress_start.is_alive():
+                self.undo_errors.append("egress proxy start did not end")
+            self.egress_start = None
+        if self.settings_pipe is not None:
+            self.settings_pipe.close()
+            self.settings_pipe = None
         if self.listener is not None:
             self.listener.close()
             self.listener = None
@@ -129,6 +141,9 @@ class _Resources:
             except Exception as exc:
                 self.undo_errors.append(f"egress proxy stop: {type(exc).__name__}")
             self.proxy = None
+        if self.egress_listener is not None:
+            self.egress_listener.close()
+            self.egress_listener = None
         if self.egress_socket is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.egress_socket.unlink()
@@ -219,6 +234,8 @@ class Launcher:
         self.runtime_dir = Path()
         self.runtime_path: Path | None = None
         self.runtime_label = "embedded"
+        self.egress_policy: Any = None
+        self.egress_failure: LaunchError | None = None
 
     @contextlib.contextmanager
     def step(self, step: LaunchStep) -> Iterator[None]:
@@ -299,27 +316,65 @@ class Launcher:
                 raise LaunchError(LaunchStep.BIND, detail) from None
             self.resources.listener = listener
 
-    def start_egress_proxy(self) -> None:
+    def bind_egress_socket(self) -> None:
+        """The proxy's socket exists (the bundle binds it) and queues connections from here;
+        its event loop starts in :meth:`start_egress_proxy`, after the container's start."""
         with self.step(LaunchStep.EGRESS_PROXY):
             from auto_review.isolation.egress_policy import EgressPolicy
-            from auto_review.isolation.egress_proxy import EgressProxyThread
+            from auto_review.isolation.egress_socket import listen_unix
 
-            policy = EgressPolicy.from_settings(self.settings)
+            self.egress_policy = EgressPolicy.from_settings(self.settings)
             assert self.resources.listener is not None
             path = self.runtime_dir / egress_socket_name(self.resources.listener)
             # The name follows the bound address, which this launcher now holds: a socket
-            # file of that name belongs to a dead launcher.
-            path.unlink(missing_ok=True)
-            proxy = EgressProxyThread(policy, path)
+            # file of that name belongs to a dead launcher (listen_unix replaces it).
             self.resources.egress_socket = path
-            proxy.start()
-            self.resources.proxy = proxy
-            log.info("egress proxy listening", extra={"allowed": policy.describe()})
+            self.resources.egress_listener = listen_unix(path, EGRESS_BACKLOG)
 
-    def write_settings(self) -> None:
+    def open_settings_pipe(self) -> None:
         with self.step(LaunchStep.SETTINGS_PIPE):
             document = settings_document(self.settings, state_dir=INNER_STATE_DIR)
-            self.resources.settings_fd = write_settings_pipe(document)
+            self.resources.settings_pipe = SettingsPipe(document)
+
+    def start_egress_proxy(self, _inner_pid: int = 0) -> None:
+        """Called once the container started: proxy and settings follow on a thread."""
+        thread = threading.Thread(
+            target=self._start_egress_then_deliver, name="egress-start", daemon=True
+        )
+        self.resources.egress_start = thread
+        thread.start()
+
+    def _start_egress_then_deliver(self) -> None:
+        pipe = self.resources.settings_pipe
+        assert pipe is not None
+        try:
+            from auto_review.isolation.egress_proxy import EgressProxyThread
+
+            assert self.resources.egress_socket is not None
+            proxy = EgressProxyThread(
+                self.egress_policy,
+                self.resources.egress_socket,
+                sock=self.resources.egress_listener,
+            )
+            self.resources.proxy = proxy
+            proxy.start(EGRESS_START_TIMEOUT)
+            log.info("egress proxy listening", extra={"allowed": self.egress_policy.describe()})
+        except Exception as exc:
+            self.egress_failure = LaunchError(LaunchStep.EGRESS_PROXY, describe(exc))
+            pipe.abandon()  # the inner process reads an empty document and exits
+            return
+        try:
+            pipe.deliver()
+        except Exception as exc:
+            self.egress_failure = LaunchError(LaunchStep.SETTINGS_PIPE, describe(exc))
+
+    def finish_egress_start(self) -> None:
+        """Wait for the proxy thread; its failure is this launch's failure."""
+        thread = self.resources.egress_start
+        if thread is not None:
+            thread.join(EGRESS_START_TIMEOUT + 5)
+        if self.egress_failure is not None:
+            raise self.egress_failure
 
     def stage(self) -> None:
         with self.step(LaunchStep.BUNDLE):
@@ -350,13 +405,16 @@ class Launcher:
 
     def run_inner(self) -> int:
         with self.step(LaunchStep.RUNTIME):
-            listener, settings_fd = self.resources.listener, self.resources.settings_fd
-            assert listener is not None and settings_fd is not None
+            listener, pipe = self.resources.listener, self.resources.settings_pipe
+            assert listener is not None and pipe is not None
             bundle = self.resources.bundle
-            fds = [listener.fileno(), settings_fd]
+            fds = [listener.fileno(), pipe.read_fd]
             if self.runtime_path is None:
-                return self._run_embedded(bundle, fds)
-            return self._run_external(bundle, fds)
+                status = self._run_embedded(bundle, fds)
+            else:
+                status = self._run_external(bundle, fds)
+        self.finish_egress_start()
+        return status
 
     def _run_embedded(self, bundle: Any, fds: list[int]) -> int:
         from auto_review.oci import api
@@ -374,6 +432,7 @@ class Launcher:
                 pass_fds=fds,
                 stdio=self.options.stdio,
                 forward_signals=True,
+                on_started=self.start_egress_proxy,
             )
         except OciError as exc:
             raise LaunchError(LaunchStep.RUNTIME, str(exc)) from None
@@ -392,6 +451,7 @@ class Launcher:
         with forwarding_signals() as child:
             # Handlers first: a stop signal right after the spawn reaches the runtime too.
             child.pid = external_runtime.spawn(argv, fds, scrubbed_environment())
+            self.start_egress_proxy(child.pid)
             _, status = os.waitpid(child.pid, 0)
         code = os.waitstatus_to_exitcode(status)
         return 128 - code if code < 0 else code
@@ -490,8 +550,8 @@ def launch(settings: Settings, options: LaunchOptions | None = None) -> int:
         launcher.remove_stale,
         launcher.check_state_dir,
         launcher.bind,
-        launcher.start_egress_proxy,
-        launcher.write_settings,
+        launcher.bind_egress_socket,
+        launcher.open_settings_pipe,
         launcher.stage,
     ]
     try:

@@ -1,10 +1,11 @@
 """Settings, secrets included, reach the inner gateway through an inherited pipe.
 
-The launcher writes one JSON document into a pipe before the container starts and closes
-the write end; the read end becomes descriptor 4 of the inner process (3 is the listening
-socket). The inner process reads it once to end of file and closes it. Nothing of it is
-written to the bundle, the runtime's environment or any command line, so a secret never
-appears in ``config.json``, ``/proc/PID/environ`` or ``/proc/PID/cmdline``.
+The launcher writes one JSON document into a pipe and closes the write end; the read end
+becomes descriptor 4 of the inner process (3 is the listening socket). The launcher may
+start the container first and write the document once the egress proxy listens: the inner
+process blocks on the read until then. It reads once, to end of file, and closes it.
+Nothing of it is written to the bundle, the runtime's environment or any command line, so
+a secret never appears in ``config.json``, ``/proc/PID/environ`` or ``/proc/PID/cmdline``.
 
 The whole settings model travels this way (not only the secret fields): the inner process
 then needs no ``AR_*`` environment at all, and the bundle carries no settings to check.
@@ -49,27 +50,71 @@ def settings_document(settings: Settings, *, state_dir: Path) -> dict[str, Any]:
     return {"version": FORMAT_VERSION, "settings": values}
 
 
+class SettingsPipe:
+    """A pipe whose read end the inner process inherits; the document follows later.
+
+    The launcher hands the read end to the container first and writes the document only
+    once the egress proxy listens, so the inner process, which reads its settings before
+    anything else, never starts serving without the proxy. Both ends are close-on-exec;
+    the pipe is sized up front, so :meth:`deliver` never blocks.
+    """
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self._data = json.dumps(document, separators=(",", ":")).encode()
+        if len(self._data) > MAX_DOCUMENT_BYTES:
+            raise SecretsPipeError(f"settings document too large ({len(self._data)} bytes)")
+        self.read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        self._write_fd: int | None = write_fd
+        try:
+            if len(self._data) >= 65536:
+                fcntl.fcntl(write_fd, _F_SETPIPE_SZ, MAX_DOCUMENT_BYTES)
+        except OSError as exc:
+            self.close()
+            raise SecretsPipeError(f"cannot size the settings pipe: {exc.strerror}") from None
+
+    def deliver(self) -> None:
+        """Write the whole document and close the write end: the reader sees end of file."""
+        write_fd = self._take_write_end()
+        try:
+            written = os.write(write_fd, self._data)
+            if written != len(self._data):
+                raise SecretsPipeError("settings pipe accepted a partial write")
+        except OSError as exc:
+            raise SecretsPipeError(f"cannot write the settings pipe: {exc.strerror}") from None
+        finally:
+            os.close(write_fd)
+            self._data = b""
+
+    def abandon(self) -> None:
+        """Close the write end with nothing written: the reader refuses an empty document."""
+        with contextlib.suppress(SecretsPipeError, OSError):
+            os.close(self._take_write_end())
+        self._data = b""
+
+    def close(self) -> None:
+        """Close whatever is still open. Idempotent."""
+        self.abandon()
+        if self.read_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.read_fd)
+            self.read_fd = -1
+
+    def _take_write_end(self) -> int:
+        write_fd, self._write_fd = self._write_fd, None
+        if write_fd is None:
+            raise SecretsPipeError("settings pipe was already written or abandoned")
+        return write_fd
+
+
 def write_settings_pipe(document: dict[str, Any]) -> int:
     """Write ``document`` into a new pipe and return its read end (close-on-exec)."""
-    data = json.dumps(document, separators=(",", ":")).encode()
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise SecretsPipeError(f"settings document too large ({len(data)} bytes)")
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    pipe = SettingsPipe(document)
     try:
-        if len(data) >= 65536:
-            fcntl.fcntl(write_fd, _F_SETPIPE_SZ, MAX_DOCUMENT_BYTES)
-        written = os.write(write_fd, data)
-        if written != len(data):
-            raise SecretsPipeError("settings pipe accepted a partial write")
-    except OSError as exc:
-        os.close(read_fd)
-        raise SecretsPipeError(f"cannot write the settings pipe: {exc.strerror}") from None
+        pipe.deliver()
     except BaseException:
-        os.close(read_fd)
+        pipe.close()
         raise
-    finally:
-        os.close(write_fd)
-    return read_fd
+    return pipe.read_fd
 
 
 def read_settings_pipe(fd: int = SECRETS_FD) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from auto_review.oci import container, hooks
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 PathLike = str | os.PathLike[str]
@@ -67,9 +67,13 @@ def default_spec(*, rootless: bool = False) -> dict[str, Any]:
 def run(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
         pid_file: PathLike | None = None, preserve_fds: int = 0, detach: bool = False,
         stdio: tuple[int, int, int] | None = None, forward_signals: bool = True,
-        pass_fds: Sequence[int] = ()) -> int:
+        pass_fds: Sequence[int] = (),
+        on_started: Callable[[int], None] | None = None) -> int:
     """create + start; in the foreground, wait and return the container's exit status
-    (128+signal when killed), then delete it. Detached: return 0 once started."""
+    (128+signal when killed), then delete it. Detached: return 0 once started.
+
+    ``on_started(host pid of init)`` runs in the foreground once the container was told to
+    start and before the wait: the caller's remaining set-up overlaps the container's."""
     state_root = container.state_root(root)
     if detach:
         container.create(container_id, bundle, state_root, pid_file=pid_file,
@@ -90,6 +94,8 @@ def run(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
         if forward_signals:
             previous = _forward_signals_to(pid)
         container.send_start(created.sync_fd, already_sent=created.start_sent)
+        if on_started is not None:
+            on_started(pid)
         hooks.run_hooks_warn("poststart", created.record["hooks"]["poststart"],
                              container.public_state(created.record, "running"))
         status = os.waitpid(pid, 0)[1]
