@@ -102,7 +102,9 @@ def test_collector_when_the_proxy_cannot_be_asked() -> None:
 
 def test_proxy_env_sends_everything_through_the_bridge() -> None:
     env = proxy_env("http://127.0.0.1:41234")
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY"):
         assert env[name] == env[name.lower()] == "http://127.0.0.1:41234"
+    # One httpx transport (and TLS trust store) per proxy variable: no catch-all one.
+    assert "ALL_PROXY" not in env and "all_proxy" not in env
     # Nothing is exempt: a loopback forge on the host is not the container's loopback.
     assert env["NO_PROXY"] == env["no_proxy"] == ""
