@@ -64,6 +64,41 @@ def test_injected_failure_at_each_step_undoes_everything(step: LaunchStep, tmp_p
     assert not [t for t in threading.enumerate() if t.name == "egress-proxy" and t.is_alive()]
 
 
+def test_egress_proxy_failing_after_the_container_started_leaves_it_without_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The proxy's event loop starts once the container runs; when it fails, the inner
+    process gets an empty settings pipe and exits without serving, and the launcher names
+    step egress-proxy."""
+    support.require_root()
+    from auto_review.isolation import egress_proxy
+
+    def refuse(self: egress_proxy.EgressProxyThread, timeout: float = 10.0) -> None:
+        raise egress_proxy.EgressProxyError("proxy refused by the test")
+
+    monkeypatch.setattr(egress_proxy.EgressProxyThread, "start", refuse)
+    runtime_dir = tmp_path / "runtime"
+    port = support.free_port()
+    settings = canary_settings(tmp_path, port)
+    inner_err = tmp_path / "inner.err"
+    with open(os.devnull, "rb") as stdin, open(os.devnull, "wb") as stdout, \
+            open(inner_err, "wb") as stderr:  # fmt: skip
+        stdio = (stdin.fileno(), stdout.fileno(), stderr.fileno())
+        with pytest.raises(LaunchError) as caught:
+            launch(settings, LaunchOptions(runtime_dir=runtime_dir, stdio=stdio))
+    message = str(caught.value)
+    assert message == "isolation setup failed at step egress-proxy: proxy refused by the test"
+    said = inner_err.read_text()
+    assert "setup step settings-pipe failed" in said, said
+    for canary in support.CANARIES:
+        assert canary not in message + said
+    assert [
+        p.name for p in runtime_dir.glob("*") if p.name.startswith(("bundle-", "egress-"))
+    ] == []
+    assert port_is_free(port)
+    assert not (settings.state_dir / "state.sqlite3").exists()  # nothing was served
+
+
 def test_a_real_runtime_failure_is_a_step_error_and_removes_the_bundle(tmp_path: Path):
     """The embedded runtime refuses a container whose user namespace cannot be made."""
     support.require_root()
