@@ -285,19 +285,23 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
 
 def _plan_self_join(plan: container_init.LaunchPlan, cgroup: Any) -> None:
     """Let the children join the container's cgroup themselves: the intermediate writes
-    its own v1 `tasks`, the init is cloned into the v2 directory. Neither takes the
-    kernel's global threadgroup lock that writing a pid to cgroup.procs takes, whose
-    first use after a pause waits for an RCU grace period (4-15 ms on this host).
+    its own v1 `tasks` (before it leaves the host's user namespace), the init is cloned
+    into the v2 directory. Neither takes the kernel's global threadgroup lock that writing
+    a pid to cgroup.procs takes, whose first use after a pause waits for an RCU grace
+    period (4-30 ms on this host). A new cgroup namespace is then made by the init, inside
+    the container's cgroups.
 
-    Only as root without best effort (a failure then fails the create, as the parent's
-    write would) and without user or cgroup namespaces: in a user namespace the children
-    lose the right to the host's cgroup files, and a new cgroup namespace must be made
-    inside the v2 cgroup. Otherwise the parent writes the intermediate's pid."""
+    Only as root, with no cgroup or user namespace joined (paths and rights would be
+    another namespace's), and with a new user namespace only when its root is host uid 0:
+    cloning into the v2 directory is checked against that uid. A failed join fails the
+    create, best effort or not: the cgroup was made, so a refused join is no missing
+    delegation but a fault. Otherwise the parent writes the intermediate's pid."""
     ns_plan = plan.ns_plan
     assert ns_plan is not None
     joined = {kind for kind, _ in ns_plan.join}
-    if (os.geteuid() != 0 or cgroup.best_effort or ns_plan.in_user_namespace
-            or ns_plan.new_flags & namespaces.FLAGS["cgroup"] or "cgroup" in joined):
+    if os.geteuid() != 0 or "cgroup" in joined or "user" in joined:
+        return
+    if ns_plan.new_user and not _root_is_host_root(plan.uid_maps):
         return
     v1_directories, v2_directory = cgroup.split_by_version()
     if v2_directory is not None:
@@ -308,6 +312,11 @@ def _plan_self_join(plan: container_init.LaunchPlan, cgroup: Any) -> None:
         plan.cgroup_v2_fd = container_init.high_fd(fd, plan.first_free_fd)
     plan.cgroup_tasks = [os.path.join(path, "tasks") for path in v1_directories]
     plan.cgroup_self_join = True
+    plan.cgroup_ns_in_init = bool(ns_plan.new_flags & namespaces.FLAGS["cgroup"])
+
+
+def _root_is_host_root(uid_maps: list[dict[str, int]]) -> bool:
+    return any(m["containerID"] == 0 and m["hostID"] == 0 and m["size"] > 0 for m in uid_maps)
 
 
 class _Cleanup:

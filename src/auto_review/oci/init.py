@@ -59,8 +59,8 @@ def high_fd(fd: int, minimum: int) -> int:
 class LaunchPlan:
     """Everything the children need, computed in the parent before fork."""
 
-    __slots__ = ("bundle", "cap_masks", "cgroup_dirs", "cgroup_self_join", "cgroup_tasks",
-                 "cgroup_v2_fd", "config", "container_id", "landlock_policy",
+    __slots__ = ("bundle", "cap_masks", "cgroup_dirs", "cgroup_ns_in_init", "cgroup_self_join",
+                 "cgroup_tasks", "cgroup_v2_fd", "config", "container_id", "landlock_policy",
                  "namespace_fds", "ns_plan", "pass_fds", "preserve_fds", "rlimits", "rootfs",
                  "run_mode", "seccomp_filter", "state_dir", "stdio", "sync_with_parent",
                  "uid_maps")
@@ -88,6 +88,9 @@ class LaunchPlan:
         self.cgroup_self_join = False
         self.cgroup_tasks: list[str] = []
         self.cgroup_v2_fd = -1
+        # With a self-join, a new cgroup namespace is made by the init, once it sits in
+        # the container's cgroups (v2 ones included), so that they are its root.
+        self.cgroup_ns_in_init = False
         # SYNC/GO: the parent writes id maps or cgroup.procs while the intermediate waits;
         # skipped when it has neither to do
         self.sync_with_parent = True
@@ -163,8 +166,9 @@ def _intermediate(plan: LaunchPlan, sync_fd: int) -> None:
             os.setresuid(0, 0, 0)
         except OSError as exc:
             raise StepError("become-root", exc.errno or errno.EPERM, "") from exc
-    if ns_plan.new_flags:
-        sc.unshare(ns_plan.new_flags, "unshare")
+    flags = ns_plan.new_flags & ~sc.CLONE_NEWCGROUP if plan.cgroup_ns_in_init else ns_plan.new_flags
+    if flags:
+        sc.unshare(flags, "unshare")
     if sc.clone_sibling(plan.cgroup_v2_fd) == 0:
         init_main(plan, sync_fd)  # never returns
     # the init announces its own pid: its messages then always follow that one
@@ -200,6 +204,8 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
     ns_plan = plan.ns_plan
     assert ns_plan is not None
     os.setsid()
+    if plan.cgroup_ns_in_init:
+        sc.unshare(sc.CLONE_NEWCGROUP, "unshare")
     # our pid as the runtime sees it: the runtime's /proc is still mounted here
     host_pid = int(os.readlink("/proc/self"))
     _send(sync_fd, b"PID %d" % host_pid)
