@@ -21,6 +21,7 @@ The observations are made once per scenario and shared by the small tests below.
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -139,6 +140,13 @@ def observe_running(launcher: support.Launcher, seen: dict[str, Any]) -> None:
     seen["host_ns"] = support.namespaces_of("self")
     seen["inner_parent"] = int(support.proc_status(pid)["PPid"])
     seen["inner_uid_map"] = Path(f"/proc/{pid}/uid_map").read_text().split()
+    seen["inner_cgroups"] = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    # /proc/PID/cgroup read from inside the inner's cgroup namespace: paths from its root
+    inside = subprocess.run(
+        ["nsenter", "-t", str(pid), "-C", "cat", f"/proc/{pid}/cgroup"],
+        capture_output=True, text=True, timeout=10, check=False,
+    )  # fmt: skip
+    seen["inner_cgroups_inside"] = inside.stdout.splitlines()
     seen["launcher_pid"] = launcher.pid
     seen["bundles_running"] = launcher.bundles()
     bundle = launcher.bundles()[0]
@@ -265,6 +273,21 @@ def test_embedded_init_is_the_launchers_own_child(scenarios: Scenarios, name: st
     seen = scenarios.get(name)
     assert seen["inner_parent"] == seen["launcher_pid"]
     assert seen["descendants"] == [seen["inner_pid"]]
+
+
+def test_embedded_root_init_sits_in_its_cgroups_and_is_their_namespace_root(
+    scenarios: Scenarios,
+):
+    """Every hierarchy, v2 included, holds the init in the container's own cgroup (joined
+    by the runtime's children themselves), and its cgroup namespace is rooted there."""
+    seen = scenarios.get("root-embedded")
+    container = seen["bundles_running"][0].name.replace("bundle-", "auto-review-", 1)
+    lines = seen["inner_cgroups"]
+    assert any(line.startswith("0::") for line in lines), lines
+    for line in lines:
+        assert line.split(":", 2)[2].endswith("/" + container), (line, container)
+    assert seen["inner_cgroups_inside"], "nsenter read nothing"
+    assert [line.split(":", 2)[2] for line in seen["inner_cgroups_inside"]] == ["/"] * len(lines)
 
 
 @scenario_names
