@@ -41,7 +41,6 @@ from types import FrameType
 from typing import Any
 
 from auto_review.config import Settings
-from auto_review.isolation import external_runtime
 from auto_review.isolation.inner import (
     ENV_CGROUP_LIMITS,
     ENV_HOST_NAMESPACES,
@@ -251,6 +250,8 @@ class Launcher:
     def resolve_oci_runtime(self) -> None:
         with self.step(LaunchStep.OCI_RUNTIME):
             if self.options.oci_runtime is not None:
+                from auto_review.isolation import external_runtime
+
                 self.runtime_path = external_runtime.resolve_runtime(self.options.oci_runtime)
                 self.runtime_label = external_runtime.runtime_name(self.runtime_path)
 
@@ -278,6 +279,8 @@ class Launcher:
                     path.unlink(missing_ok=True)
             remove_stale_containers(self.embedded_state_root())
             if self.runtime_path is not None:
+                from auto_review.isolation import external_runtime
+
                 external_runtime.remove_stopped_containers(
                     self.runtime_path, self.external_state_root()
                 )
@@ -438,6 +441,8 @@ class Launcher:
             raise LaunchError(LaunchStep.RUNTIME, str(exc)) from None
 
     def _run_external(self, bundle: Any, fds: list[int]) -> int:
+        from auto_review.isolation import external_runtime
+
         assert self.runtime_path is not None
         state_root = self.external_state_root()
         state_root.mkdir(mode=0o700, exist_ok=True)

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -121,6 +120,8 @@ def interpreter_options(args: Sequence[str]) -> list[str]:
 
 def describe_interpreter(args: Sequence[str], env: Mapping[str, str]) -> InterpreterLayout:
     """Ask the inner interpreter (with the inner environment) where its files are."""
+    import subprocess  # only when the plan is not cached: not on every launch's path
+
     if not args or not os.path.isabs(args[0]):
         raise BundleError(
             "interpreter", "process args must start with an absolute interpreter path"
@@ -159,6 +160,8 @@ def describe_interpreter(args: Sequence[str], env: Mapping[str, str]) -> Interpr
 
 def host_git() -> tuple[str, str]:
     """``git`` on the host and its helper directory (``git --exec-path``)."""
+    import subprocess  # only when the plan is not cached: not on every launch's path
+
     git = shutil.which("git", path="/usr/local/bin:/usr/bin:/bin")
     if git is None:
         raise BundleError("git", "git is not installed on the host")
@@ -173,6 +176,8 @@ def host_git() -> tuple[str, str]:
 
 def shared_libraries(executables: Iterable[str]) -> list[str]:
     """Every library ``ldd`` (the dynamic loader) reports for these executables, as named."""
+    import subprocess  # only when the plan is not cached: not on every launch's path
+
     names = list(executables)
     try:
         completed = subprocess.run(
