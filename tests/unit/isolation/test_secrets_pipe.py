@@ -14,6 +14,7 @@ from auto_review.config import Settings
 from auto_review.isolation.secrets_pipe import (
     MAX_DOCUMENT_BYTES,
     SecretsPipeError,
+    SettingsPipe,
     read_settings_pipe,
     settings_document,
     write_settings_pipe,
@@ -109,3 +110,34 @@ def test_secret_variables_are_scrubbed_from_the_initial_environment() -> None:
     assert "AR_WEBHOOK_SECRET" not in names
     assert "AR_STATE_DIR" in names  # only secrets go
     assert counts == "0 True"
+
+
+def test_a_reader_waits_for_a_document_delivered_later(tmp_path: Path) -> None:
+    """The launcher hands the read end to the container first and writes once the egress
+    proxy listens: a reader started before the delivery gets the whole document."""
+    pipe = SettingsPipe(settings_document(sample_settings(tmp_path), state_dir=tmp_path))
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import os, sys; sys.stdout.buffer.write(os.read(0, 1 << 20))"],
+        stdin=pipe.read_fd, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    os.close(pipe.read_fd)
+    pipe.read_fd = -1
+    assert reader.poll() is None  # nothing written yet: it waits
+    pipe.deliver()
+    out, _ = reader.communicate(timeout=30)
+    assert CANARY.encode() in out
+    with pytest.raises(SecretsPipeError, match="already written or abandoned"):
+        pipe.deliver()
+
+
+def test_an_abandoned_pipe_is_refused_by_the_reader(tmp_path: Path) -> None:
+    pipe = SettingsPipe(settings_document(sample_settings(tmp_path), state_dir=tmp_path))
+    pipe.abandon()
+    pipe.abandon()  # idempotent
+    with pytest.raises(SecretsPipeError, match="does not hold a JSON document") as caught:
+        read_settings_pipe(pipe.read_fd)
+    assert CANARY not in str(caught.value)
+    pipe.read_fd = -1  # read_settings_pipe closed it
+    pipe.close()
+    with pytest.raises(SecretsPipeError):
+        pipe.deliver()
