@@ -324,6 +324,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     _spec("readyz_cache_seconds", _number(0), 10.0),
     _spec("http_timeout_seconds", _number(0, 600, above=True), 10.0),
+    _spec("ca_file", _path),
     # Logging
     _spec("log_format", _choice("json", "text"), "json"),
     _spec("log_level", _choice("debug", "info", "warning", "error"), "info"),
@@ -377,6 +378,7 @@ class Settings:
     poll_repos: list[str]
     readyz_cache_seconds: float
     http_timeout_seconds: float
+    ca_file: Path | None
     log_format: str
     log_level: str
 

@@ -35,6 +35,7 @@ from auto_review.hosts.base import ReviewHost
 from auto_review.hosts.events import HostKind
 from auto_review.review.jobs import ReviewRunner
 from auto_review.store.base import IntakeStore
+from auto_review.tls import trust_context
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,9 @@ def build_app(
     own_http = llm_http is None and settings.llm_base_url is not None
     http = llm_http
     if own_http:
-        http = httpx.AsyncClient(timeout=settings.http_timeout_seconds, trust_env=True)
+        http = httpx.AsyncClient(
+            timeout=settings.http_timeout_seconds, trust_env=True, verify=trust_context()
+        )
     probe = ReadinessProbe(
         hosts,
         llm_base_url=settings.llm_base_url,

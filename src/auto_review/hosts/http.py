@@ -40,6 +40,7 @@ from auto_review.hosts.base import (
     HostResponseTooLarge,
     HostUnavailable,
 )
+from auto_review.tls import trust_context
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ class ForgeHttp:
         # No default auth headers: credentials are passed per request so they live in no
         # long-lived object. Redirects are not followed (a redirect must not carry a token).
         self._client = httpx.AsyncClient(
+            verify=trust_context(),
             base_url=self.api_root,
             timeout=httpx.Timeout(timeout),
             headers={"User-Agent": user_agent},

@@ -34,6 +34,7 @@ import httpx
 from auto_review.llm.accounting import LlmMetrics, RetryReason
 from auto_review.llm.api import LlmRefused, LlmUnavailable, Tier, Usage
 from auto_review.llm.response_format import refuses_response_format
+from auto_review.tls import trust_context
 
 log = logging.getLogger("auto_review.llm")
 
@@ -260,6 +261,7 @@ class LlmTransport:
         self._api_key = _HiddenKey(api_key) if api_key else None
         # Redirects are not followed: a redirect must not carry the key to another host.
         self._client = httpx.AsyncClient(
+            verify=trust_context(),
             base_url=self.base_url + "/",
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
             headers={"User-Agent": USER_AGENT},
