@@ -32,6 +32,7 @@ from typing import Any
 from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
 from auto_review.config import Settings, SettingsError, load_settings
 from auto_review.logs import configure_logging, redact
+from auto_review.tls import configure_trust
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -49,6 +50,7 @@ LLM_SETTINGS = (
     "llm_context_tokens",
     "llm_reasoning_price",
     "llm_cheap_price",
+    "ca_file",
     "log_level",
 )
 _CONTROL = re.compile("[\u0000-\u0008\u000b-\u001f\u007f-\u009f]")
@@ -94,6 +96,11 @@ def main(argv: list[str]) -> int:
                 "the review needs an LLM: set AR_LLM_BASE_URL and AR_LLM_REASONING_MODEL"
             )
         configure_logging("text", settings.log_level, settings.secret_values())
+        if settings.ca_file is not None:
+            try:
+                configure_trust(settings.ca_file)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         if namespace.command == "diff":
             return asyncio.run(review_diff(namespace, settings))
         return asyncio.run(review_once(namespace, settings))

@@ -43,6 +43,7 @@ from auto_review.logs import redact
 from auto_review.review.jobs import JobRequest, ReviewRunner
 from auto_review.store.base import IntakeStore, StoreError
 from auto_review.store.sqlite_intake import SqliteIntakeStore
+from auto_review.tls import configure_trust
 
 if TYPE_CHECKING:
     from auto_review.review.runner import PipelineRunner
@@ -272,6 +273,12 @@ async def serve_async(
 ) -> None:
     """The body of :func:`serve`, for callers that own the event loop."""
     posture = dict(posture) if posture is not None else default_posture(settings)
+    if settings.ca_file is not None:
+        try:
+            # Before any client exists: the forge, LLM and readiness clients share it.
+            configure_trust(settings.ca_file)
+        except ValueError as exc:
+            raise GatewayStartupError(str(exc)) from None
     listener = sock if sock is not None else bind_listening_socket(settings)
     store = SqliteIntakeStore.open(settings.state_dir)
     own_hosts = hosts is None

@@ -52,21 +52,23 @@ class WorkspaceSettings:
         )
 
 
-def git_policy_from_environment(environ: Mapping[str, str]) -> GitPolicy:
-    """Proxy and CA bundle for git, from the variables the HTTP clients read as well.
+def git_policy_from_environment(
+    environ: Mapping[str, str], *, ca_file: Path | None = None
+) -> GitPolicy:
+    """Proxy and CA bundle for git, the same the HTTP clients use.
 
-    Inside the container the egress bridge sets ``HTTPS_PROXY``; an operator behind a
-    TLS-intercepting proxy names its CA bundle with ``SSL_CERT_FILE``. Nothing else of the
-    environment reaches git.
+    Inside the container the egress bridge sets ``HTTPS_PROXY``. The CA bundle is
+    ``ca_file`` (``AR_CA_FILE``) when given, else ``SSL_CERT_FILE`` when it names a file,
+    as for the HTTP clients (:mod:`auto_review.tls`). Nothing else of the environment
+    reaches git.
     """
     proxy = environ.get("HTTPS_PROXY") or environ.get("https_proxy") or None
     no_proxy = environ.get("NO_PROXY") or environ.get("no_proxy") or None
-    ca_file = environ.get("SSL_CERT_FILE") or None
-    return GitPolicy(
-        https_proxy=proxy,
-        no_proxy=no_proxy,
-        ca_file=Path(ca_file) if ca_file and Path(ca_file).is_file() else None,
-    )
+    if ca_file is None:
+        from_environment = environ.get("SSL_CERT_FILE") or None
+        if from_environment and Path(from_environment).is_file():
+            ca_file = Path(from_environment)
+    return GitPolicy(https_proxy=proxy, no_proxy=no_proxy, ca_file=ca_file)
 
 
 def credentials_for(url: str, access: GitAccess | None) -> GitCredentials | None:

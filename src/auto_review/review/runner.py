@@ -146,7 +146,7 @@ def llm_configured(settings: Settings) -> bool:
 def workspace_settings(settings: Settings, environ: Mapping[str, str]) -> WorkspaceSettings:
     return WorkspaceSettings(
         parent=Path(settings.state_dir) / WORK_DIR_NAME,
-        policy=git_policy_from_environment(environ),
+        policy=git_policy_from_environment(environ, ca_file=settings.ca_file),
         max_clone_bytes=settings.review_max_clone_bytes,
         max_diff_bytes=settings.review_max_diff_bytes,
     )

@@ -179,7 +179,7 @@ def once_settings(
         "AR_FORGEJO_URL": forge.url,
         "AR_FORGEJO_TOKEN": FORGE_TOKEN,
         "AR_BOT_LOGIN": BOT,
-        "SSL_CERT_FILE": str(repo.server.cert),
+        "AR_CA_FILE": str(repo.server.cert),
         "HTTPS_PROXY": "",
     }
 

@@ -39,6 +39,7 @@ from tests.support.fake_llm import (
     slow,
     text_reply,
 )
+from tests.support.gateway_process import start_gateway
 from tests.support.openapi_check import ApiSpec
 
 CART_BASE = (
@@ -298,3 +299,13 @@ def test_jobs_queued_without_an_llm_are_reviewed_after_a_restart_with_one(world:
         wait_for(lambda: world.final_statuses(world.repo.head_sha), what="the queued review")
     [review] = world.forge.posted_reviews("acme", "shop", 1)
     assert [c.line for c in review.comments] == [5]
+
+
+def test_an_unloadable_ca_file_stops_the_start(world: World) -> None:
+    bogus = world.tmp / "not-a-bundle.pem"
+    bogus.write_text("not a certificate\n")
+    gateway = start_gateway(
+        world.tmp / "bad-ca", {**world.settings(), "AR_CA_FILE": str(bogus)}, wait=False
+    )
+    assert gateway.process.wait(timeout=30) == 2
+    assert "AR_CA_FILE (--ca-file) cannot be loaded" in gateway.logs()

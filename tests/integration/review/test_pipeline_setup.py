@@ -4,7 +4,7 @@ loopback LLM's responder, and a gateway subprocess running the real review pipel
 
 The gateway child is ``tests/support/gateway_process.py`` with runner ``"none"``: it calls
 ``serve(settings, None)``, which builds the pipeline because the LLM is configured. Git in
-the child trusts the loopback server's throwaway CA through ``SSL_CERT_FILE``.
+the child trusts the loopback server's throwaway CA through ``AR_CA_FILE``.
 """
 
 from __future__ import annotations
@@ -278,8 +278,8 @@ def pipeline_settings(
         "AR_BOT_LOGIN": BOT,
         "AR_HTTP_TIMEOUT_SECONDS": "10",
         "AR_LOG_LEVEL": "info",
-        # Only git reads this in the gateway (the forge and LLM fakes are plain http).
-        "SSL_CERT_FILE": str(cert),
+        # The loopback git server's throwaway CA (the forge and LLM fakes are plain http).
+        "AR_CA_FILE": str(cert),
         "HTTPS_PROXY": "",
         "https_proxy": "",
     }

@@ -50,3 +50,10 @@ def test_a_missing_ca_bundle_or_empty_proxy_is_ignored(tmp_path: Path) -> None:
         {"HTTPS_PROXY": "", "SSL_CERT_FILE": str(tmp_path / "missing.pem")}
     )
     assert policy.https_proxy is None and policy.ca_file is None
+
+
+def test_the_ca_file_setting_wins_over_the_environment(tmp_path: Path) -> None:
+    setting, environment = tmp_path / "private-ca.pem", tmp_path / "env.pem"
+    environment.write_text("x")
+    policy = git_policy_from_environment({"SSL_CERT_FILE": str(environment)}, ca_file=setting)
+    assert policy.ca_file == setting
