@@ -14,6 +14,7 @@ must be the commit the forge announced; if the branch moved, the job stops.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -26,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from auto_review.review.confined import ConfinedTree, ConfinementLimits
-from auto_review.review.diff import DiffLimits, FileDiff, iter_file_diffs
+from auto_review.review.diff import DiffLimits, FileDiff, FileStatus, iter_file_diffs
 from auto_review.review.gitenv import (
     NEUTRAL_ATTRIBUTES,
     GitCredentials,
@@ -59,6 +60,11 @@ class WorkspaceLimits:
     diff_timeout: float = 120.0
     max_git_bytes: int = 1024 * 1024 * 1024  # fetched objects
     max_tree_bytes: int = 2 * 1024 * 1024 * 1024  # checked-out files
+    # `git diff` reads every blob it prints whole into memory (an added 1 GB file of zeros
+    # arrives as 1 MB and would cost 1 GB), and rename detection reads both sides. Changed
+    # blobs above this size are kept out of the patch and reported as binary files instead.
+    max_diff_blob_bytes: int = 16 * 1024 * 1024
+    max_oversized_files: int = 1000  # more than this many such files: the diff is refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +119,22 @@ class Workspace:
         return ConfinedTree(self.tree, limits or ConfinementLimits())
 
     @contextmanager
-    def diff(self, limits: DiffLimits | None = None) -> Iterator[Iterator[FileDiff]]:
-        """Stream the PR diff (merge base to head) as parsed files.
+    def diff(
+        self, limits: DiffLimits | None = None, *, since: str | None = None
+    ) -> Iterator[Iterator[FileDiff]]:
+        """Stream the diff from ``since`` (default: the merge base) to the head, parsed.
 
         External diff drivers and textconv are off; rename detection is on, as forges do.
+        Files whose old or new blob is over ``limits.max_diff_blob_bytes`` are left out of
+        git's patch (so git never loads them) and follow the patched files as binary,
+        truncated entries without hunks.
         """
-        if self.merge_base_sha is None:
+        old = since if since is not None else self.merge_base_sha
+        if old is None:
             raise WorkspaceError("the merge base was not fetched; pass merge_base_sha")
+        if not _SHA.match(old):
+            raise WorkspaceError("the diff start must be a full lowercase hex commit id")
+        oversized = self._oversized_changes(old)
         args = [
             "diff",
             "--no-color",
@@ -127,12 +142,91 @@ class Workspace:
             "--no-textconv",
             "--find-renames",
             "--no-relative",
-            self.merge_base_sha,
+            old,
             self.head_sha,
             "--",
+            *(f":(top,exclude,literal){os.fsdecode(change.path)}" for change in oversized),
         ]
         with self.runner.stream(args, timeout=self.limits.diff_timeout) as out:
-            yield iter_file_diffs(out, limits)
+            yield itertools.chain(
+                iter_file_diffs(out, limits), (change.as_file_diff() for change in oversized)
+            )
+
+    def _oversized_changes(self, old: str) -> list[_RawChange]:
+        """Changed paths with a blob over the diff cap, found from object headers only."""
+        raw = self.runner.run(
+            ["diff", "--raw", "-z", "--no-renames", "--no-abbrev", old, self.head_sha, "--"],
+            timeout=self.limits.diff_timeout,
+        ).stdout
+        changes = _parse_raw_diff(raw)
+        blobs = {
+            oid
+            for change in changes
+            for mode, oid in ((change.old_mode, change.old_oid), (change.new_mode, change.new_oid))
+            if mode.startswith(("100", "120")) and oid.strip("0")
+        }
+        if not blobs:
+            return []
+        sizes = self.runner.run(
+            ["cat-file", "--batch-check=%(objectname) %(objectsize)"],
+            timeout=self.limits.diff_timeout,
+            stdin="".join(f"{oid}\n" for oid in sorted(blobs)).encode("ascii"),
+        ).stdout
+        cap = self.limits.max_diff_blob_bytes
+        too_big = set()
+        for line in sizes.decode("ascii", "replace").splitlines():
+            oid, _, size = line.partition(" ")
+            if size.isdigit() and int(size) > cap:
+                too_big.add(oid)
+        oversized = [c for c in changes if c.old_oid in too_big or c.new_oid in too_big]
+        if len(oversized) > self.limits.max_oversized_files:
+            raise WorkspaceError(
+                f"more than {self.limits.max_oversized_files} changed files are over {cap} bytes"
+            )
+        return oversized
+
+
+@dataclass(frozen=True, slots=True)
+class _RawChange:
+    """One record of ``git diff --raw -z --no-renames``."""
+
+    old_mode: str
+    new_mode: str
+    old_oid: str
+    new_oid: str
+    status: str
+    path: bytes
+
+    def as_file_diff(self) -> FileDiff:
+        path = self.path.decode("utf-8", "surrogateescape")
+        added, deleted = self.status == "A", self.status == "D"
+        return FileDiff(
+            old_path=None if added else path,
+            new_path=None if deleted else path,
+            status=(
+                FileStatus.ADDED
+                if added
+                else FileStatus.DELETED
+                if deleted
+                else FileStatus.MODIFIED
+            ),
+            old_mode=None if added else self.old_mode,
+            new_mode=None if deleted else self.new_mode,
+            is_binary=True,
+            truncated=True,
+        )
+
+
+def _parse_raw_diff(raw: bytes) -> list[_RawChange]:
+    fields = raw.split(b"\0")
+    changes = []
+    for header, path in zip(fields[0::2], fields[1::2], strict=False):
+        parts = header.decode("ascii", "replace").lstrip(":").split(" ")
+        if len(parts) != 5:
+            raise WorkspaceError("unexpected output from git diff --raw")
+        old_mode, new_mode, old_oid, new_oid, status = parts
+        changes.append(_RawChange(old_mode, new_mode, old_oid, new_oid, status[:1], path))
+    return changes
 
 
 @contextmanager
