@@ -232,7 +232,10 @@ class ConfinedTree:
             size = os.fstat(handle.fileno()).st_size
             if size > cap:
                 raise ConfinementError(f"the file is {size} bytes, over the {cap}-byte cap")
-            data = handle.read(cap + 1)
+            # Ask for the file's size, not the cap: read(n) allocates n bytes up front.
+            data = handle.read(size + 1)
+            if size < len(data) <= cap:  # it grew since fstat: read on, up to the cap
+                data += handle.read(cap + 1 - len(data))
         if len(data) > cap:
             raise ConfinementError(f"the file is over the {cap}-byte cap")
         return data
@@ -324,7 +327,7 @@ class _Search:
             if self.bytes + st.st_size > limits.max_search_bytes:
                 self.reason = f"byte limit of {limits.max_search_bytes} reached"
                 return
-            data = handle.read(limits.max_file_bytes + 1)
+            data = handle.read(st.st_size + 1)  # read(n) allocates n bytes up front
         self.files += 1
         self.bytes += len(data)
         if len(data) > limits.max_file_bytes or b"\0" in data[:_BINARY_SNIFF]:
