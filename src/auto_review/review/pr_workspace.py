@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from auto_review.hosts.review_types import GitAccess, PullRequestDetails
-from auto_review.review.diff import DiffLimits, FileDiff, iter_file_diffs
+from auto_review.review.diff import DiffLimits, FileDiff
 from auto_review.review.gitenv import GitCredentials, GitError, GitPolicy
 from auto_review.review.workspace import (
     BASE_REF,
@@ -232,16 +232,5 @@ def fetch_commit(workspace: Workspace, url: str, sha: str) -> bool:
 
 def read_diff_between(workspace: Workspace, old_sha: str, max_bytes: int) -> DiffRead:
     """The diff from ``old_sha`` (fetched before) to the head, within the budget (blocking)."""
-    args = [
-        "diff",
-        "--no-color",
-        "--no-ext-diff",
-        "--no-textconv",
-        "--find-renames",
-        "--no-relative",
-        old_sha,
-        workspace.head_sha,
-        "--",
-    ]
-    with workspace.runner.stream(args, timeout=workspace.limits.diff_timeout) as out:
-        return take_within_budget(iter_file_diffs(out, DiffLimits()), max_bytes)
+    with workspace.diff(DiffLimits(), since=old_sha) as files:
+        return take_within_budget(files, max_bytes)
