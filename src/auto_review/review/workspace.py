@@ -38,6 +38,11 @@ from auto_review.review.gitenv import (
     tree_size,
 )
 
+# Given on the command line, git never looks up the per-submodule `ignore` setting in the
+# PR's `.gitmodules`: a hostile one could hide pointer changes, and a bad value in it (e.g.
+# `update = !command`) would make `git diff` fail. Pointer changes stay in the diff.
+IGNORE_NO_SUBMODULES = "--ignore-submodules=none"
+
 HEAD_REF = "refs/auto-review/head"
 BASE_REF = "refs/auto-review/base"
 
@@ -124,10 +129,11 @@ class Workspace:
     ) -> Iterator[Iterator[FileDiff]]:
         """Stream the diff from ``since`` (default: the merge base) to the head, parsed.
 
-        External diff drivers and textconv are off; rename detection is on, as forges do.
-        Files whose old or new blob is over ``limits.max_diff_blob_bytes`` are left out of
-        git's patch (so git never loads them) and follow the patched files as binary,
-        truncated entries without hunks.
+        External diff drivers and textconv are off; rename detection is on, as forges do;
+        submodule pointer changes are shown whatever `.gitmodules` says. Files whose old or
+        new blob is over ``limits.max_diff_blob_bytes`` are left out of git's patch (so git
+        never loads them) and follow the patched files as binary, truncated entries without
+        hunks.
         """
         old = since if since is not None else self.merge_base_sha
         if old is None:
@@ -142,6 +148,7 @@ class Workspace:
             "--no-textconv",
             "--find-renames",
             "--no-relative",
+            IGNORE_NO_SUBMODULES,
             old,
             self.head_sha,
             "--",
@@ -155,7 +162,17 @@ class Workspace:
     def _oversized_changes(self, old: str) -> list[_RawChange]:
         """Changed paths with a blob over the diff cap, found from object headers only."""
         raw = self.runner.run(
-            ["diff", "--raw", "-z", "--no-renames", "--no-abbrev", old, self.head_sha, "--"],
+            [
+                "diff",
+                "--raw",
+                "-z",
+                "--no-renames",
+                "--no-abbrev",
+                IGNORE_NO_SUBMODULES,
+                old,
+                self.head_sha,
+                "--",
+            ],
             timeout=self.limits.diff_timeout,
         ).stdout
         changes = _parse_raw_diff(raw)

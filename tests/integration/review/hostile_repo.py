@@ -118,7 +118,62 @@ def build_hostile_repo(tmp: Path) -> HostileRepo:
     hook.chmod(0o755)
     git(origin, "config", "filter.evil.smudge", f"'{evil}' remote-smudge")
     git(origin, "config", "core.fsmonitor", f"'{evil}' remote-fsmonitor")
+    git(origin, "config", "core.sshCommand", f"'{evil}' remote-ssh")
     return HostileRepo(origin, sub, markers, evil, base, head, outside)
+
+
+COMMITTED_CONFIG_REF = "refs/pull/8/head"
+EMBEDDED_BARE_REPO = "vendor/evil.git"
+
+
+def add_committed_config_commit(repo: HostileRepo) -> str:
+    """A pull request that commits git configuration meant to run the evil script.
+
+    ``.gitmodules`` asks for ``update = !command``; ``.gitconfig`` and ``config`` at the root
+    set ``core.sshCommand``, ``core.fsmonitor`` and a committed hooks directory; and
+    ``vendor/evil.git`` is a bare repository layout whose ``config`` (ssh remote, ssh command,
+    fsmonitor) any git run inside that directory would load. Returns the head commit.
+    """
+    origin, evil = repo.origin, repo.evil_script
+    # The origin's own hooks and fsmonitor are armed: keep them quiet while building.
+    disarmed = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+    git(origin, *disarmed, "checkout", "-qb", "committed-config", repo.base_sha)
+    hostile_core = (
+        "[core]\n"
+        f"\tsshCommand = '{evil}' committed-ssh </dev/null\n"
+        f"\tfsmonitor = '{evil}' committed-fsmonitor </dev/null\n"
+        "\thooksPath = hooks\n"
+    )
+    (origin / ".gitconfig").write_text(hostile_core)
+    (origin / "config").write_text(hostile_core)
+    (origin / "hooks").mkdir()
+    hook = origin / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\n'{evil}' committed-post-checkout </dev/null\n")
+    hook.chmod(0o755)
+    sub_sha = git(repo.submodule_origin, "rev-parse", "HEAD")
+    (origin / ".gitmodules").write_text(
+        '[submodule "sub"]\n'
+        "\tpath = sub\n"
+        f"\turl = {repo.submodule_origin.as_uri()}\n"
+        f"\tupdate = !'{evil}' gitmodules-update\n"
+    )
+    bare = origin / EMBEDDED_BARE_REPO
+    for directory in ("objects", "refs"):
+        (bare / directory).mkdir(parents=True)
+        (bare / directory / ".keep").write_text("")
+    (bare / "HEAD").write_text("ref: refs/heads/main\n")
+    (bare / "config").write_text(
+        hostile_core
+        + "\tbare = true\n"
+        + '[remote "origin"]\n\turl = ssh://example.invalid/evil.git\n'
+    )
+    git(origin, *disarmed, "add", ".")
+    git(origin, *disarmed, "update-index", "--add", "--cacheinfo", f"160000,{sub_sha},sub")
+    git(origin, *disarmed, "commit", "-qm", "committed git configuration")
+    head = git(origin, "rev-parse", "HEAD")
+    git(origin, "update-ref", COMMITTED_CONFIG_REF, head)
+    git(origin, *disarmed, "checkout", "-q", "main")
+    return head
 
 
 def arm_host_config(tmp: Path, repo: HostileRepo) -> dict[str, str]:

@@ -9,15 +9,20 @@ from pathlib import Path
 
 import pytest
 from tests.integration.review.hostile_repo import (
+    COMMITTED_CONFIG_REF,
+    EMBEDDED_BARE_REPO,
     LFS_POINTER,
     HostileRepo,
+    add_committed_config_commit,
     arm_host_config,
     build_hostile_repo,
+    clean_env,
+    git,
 )
 
 from auto_review.review.confined import ConfinementError
 from auto_review.review.diff import FileStatus
-from auto_review.review.gitenv import GitPolicy
+from auto_review.review.gitenv import GitError, GitPolicy, GitRunner
 from auto_review.review.workspace import (
     FetchRequest,
     HeadMismatch,
@@ -196,8 +201,6 @@ def test_git_itself_refuses_file_transport_without_the_switch(
     hostile: HostileRepo, jobs: Path
 ) -> None:
     # Defence in depth: even if URL validation were bypassed, git's protocol policy holds.
-    from auto_review.review.gitenv import GitError, GitRunner
-
     home = jobs / "home"
     home.mkdir()
     runner = GitRunner(home=home, git_dir=jobs / "g")
@@ -231,3 +234,92 @@ def test_permission_repair_before_removal(tmp_path: Path) -> None:
     assert os.stat("/etc").st_mode == etc_mode  # links are not followed
     remove_tree(root)
     assert not root.exists()
+
+
+def test_committed_git_config_and_submodule_update_command_stay_inert(
+    tmp_path: Path, hostile: HostileRepo, jobs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = add_committed_config_commit(hostile)
+    assert hostile.fired() == []
+    armed = arm_host_config(tmp_path, hostile)
+    for key, value in armed.items():
+        monkeypatch.setenv(key, value)
+    request = FetchRequest(
+        url=hostile.url,
+        head_sha=head,
+        head_ref=COMMITTED_CONFIG_REF,
+        merge_base_sha=hostile.base_sha,
+    )
+    with open_workspace(request, parent=jobs, policy=FILE_OK) as ws:
+        tree = ws.tree
+        assert "update = !" in (tree / ".gitmodules").read_text()
+        assert "sshCommand" in (tree / EMBEDDED_BARE_REPO / "config").read_text()
+        assert os.listdir(tree / "sub") == []  # no submodule was fetched or updated
+        with ws.diff() as files:
+            assert ".gitmodules" in {f.path for f in files}
+        ws.runner.run(["status", "--porcelain", "--ignore-submodules=none"], timeout=30)
+        assert ws.confined().read_file(".gitconfig").text.startswith("[core]")
+        assert hostile.fired() == []
+
+        # Even a git command aimed at the committed bare repository itself (the workspace
+        # never does this) keeps its ssh command, fsmonitor and hooks inert: the `-c`
+        # overrides win over its config, and the ssh transport is not allowed at all.
+        embedded = GitRunner(home=ws.job_dir / "home", git_dir=tree / EMBEDDED_BARE_REPO)
+        with pytest.raises(GitError, match="transport 'ssh' not allowed"):
+            embedded.run(["ls-remote", "origin"], timeout=30)
+        with pytest.raises(GitError, match="transport 'ssh' not allowed"):
+            embedded.run(["ls-remote", "ssh://example.invalid/x.git"], timeout=30)
+        assert hostile.fired() == []
+
+        # Control: plain git run inside that directory loads the committed config and runs
+        # its ssh command, so the payload is armed.
+        for key in armed:
+            monkeypatch.delenv(key)
+        subprocess.run(
+            ["git", "ls-remote", "origin"],
+            cwd=tree / EMBEDDED_BARE_REPO,
+            env=clean_env(tmp_path),
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
+        assert "committed-ssh" in hostile.fired()
+    assert os.listdir(jobs) == []
+
+
+def test_control_submodule_update_command_is_armed_but_refused_by_git_from_gitmodules(
+    tmp_path: Path, hostile: HostileRepo
+) -> None:
+    add_committed_config_commit(hostile)
+    clone = tmp_path / "plain-clone"
+    env = clean_env(tmp_path)
+    disarmed = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false")
+    git(tmp_path, *disarmed, "clone", "-q", "-b", "committed-config", hostile.url, str(clone))
+    allow_file = ["git", "-c", "protocol.file.allow=always", *disarmed]
+    # Git itself refuses `update = !command` read from .gitmodules.
+    refused = subprocess.run(
+        [*allow_file, "submodule", "update", "--init"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0
+    assert b"invalid value for 'submodule.sub.update'" in refused.stderr
+    assert hostile.fired() == []
+    # The same command in a fresh clone's own config is run by `git submodule update`: the
+    # payload works, so its absence from the markers elsewhere means it was not run.
+    fresh = tmp_path / "fresh-clone"
+    git(tmp_path, *disarmed, "clone", "-q", "-b", "committed-config", hostile.url, str(fresh))
+    lines = (fresh / ".gitmodules").read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.strip().startswith("update")]
+    (fresh / ".gitmodules").write_text("".join(kept))
+    git(fresh, "config", "submodule.sub.update", f"!'{hostile.evil_script}' config-update")
+    result = subprocess.run(
+        [*allow_file, "submodule", "update", "--init"],
+        cwd=fresh,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert "config-update" in hostile.fired(), result
