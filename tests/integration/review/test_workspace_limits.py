@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from tests.integration.review.hostile_repo import git
 
+from auto_review.review.diff import FileStatus
 from auto_review.review.gitenv import GitPolicy, GitRunner, GitTimeout
 from auto_review.review.workspace import (
     FetchRequest,
@@ -107,3 +108,50 @@ def test_within_caps_the_same_repository_is_fetched(tmp_path: Path) -> None:
     limits = WorkspaceLimits(max_tree_bytes=8 * 1024 * 1024)
     with _open_local_head(origin, head, jobs, limits) as ws:
         assert (ws.tree / "zeros.bin").stat().st_size == 2 * 1024 * 1024
+
+
+def test_diff_leaves_oversized_blobs_out_of_the_patch(tmp_path: Path) -> None:
+    # Zeros compress to almost nothing, so only blob sizes tell how much git diff would load.
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    git(origin, "init", "-q", "-b", "main")
+    (origin / "small.txt").write_text("one\n")
+    (origin / "old-big.bin").write_bytes(bytes(3 * 1024 * 1024))
+    git(origin, "add", ".")
+    git(origin, "commit", "-qm", "base")
+    base = git(origin, "rev-parse", "HEAD")
+    (origin / "small.txt").write_text("one\ntwo\n")
+    git(origin, "mv", "old-big.bin", "moved-big.bin")
+    (origin / "esc\x1b big.bin").write_bytes(bytes(2 * 1024 * 1024) + b"x")
+    git(origin, "add", ".")
+    git(origin, "commit", "-qm", "head")
+    head = git(origin, "rev-parse", "HEAD")
+    jobs = _jobs_dir(tmp_path)
+    limits = WorkspaceLimits(max_diff_blob_bytes=1024 * 1024)
+    request = FetchRequest(url=origin.as_uri(), head_sha=head, merge_base_sha=base)
+    with open_workspace(request, parent=jobs, policy=FILE_OK, limits=limits) as ws:
+        with ws.diff() as files:
+            by_path = {f.path: f for f in files}
+        assert by_path["small.txt"].changed_lines() == {2}  # small files keep their hunks
+        oversized = {path: f for path, f in by_path.items() if path != "small.txt"}
+        # No rename pairing for blobs git never loaded: a deletion and an addition.
+        assert {(p, f.status) for p, f in oversized.items()} == {
+            ("old-big.bin", FileStatus.DELETED),
+            ("moved-big.bin", FileStatus.ADDED),
+            ("esc\x1b big.bin", FileStatus.ADDED),
+        }
+        assert all(f.is_binary and f.truncated and not f.hunks for f in oversized.values())
+
+        with ws.diff(since=head) as files:
+            assert list(files) == []  # `since` moves the start of the range
+        with pytest.raises(WorkspaceError, match="commit id"), ws.diff(since="HEAD~1"):
+            pass
+
+    few = WorkspaceLimits(max_diff_blob_bytes=1024 * 1024, max_oversized_files=2)
+    with (
+        open_workspace(request, parent=jobs, policy=FILE_OK, limits=few) as ws,
+        pytest.raises(WorkspaceError, match="more than 2 changed files"),
+        ws.diff(),
+    ):
+        pass
+    assert os.listdir(jobs) == []
