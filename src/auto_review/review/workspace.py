@@ -46,6 +46,7 @@ IGNORE_NO_SUBMODULES = "--ignore-submodules=none"
 HEAD_REF = "refs/auto-review/head"
 BASE_REF = "refs/auto-review/base"
 
+_MAX_EXCLUDED_PATH_BYTES = 512 * 1024
 _SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _REF = re.compile(r"^refs/[A-Za-z0-9._/-]+$")
 
@@ -190,15 +191,21 @@ class Workspace:
             stdin="".join(f"{oid}\n" for oid in sorted(blobs)).encode("ascii"),
         ).stdout
         cap = self.limits.max_diff_blob_bytes
-        too_big = set()
+        too_big: set[str] = set()
         for line in sizes.decode("ascii", "replace").splitlines():
             oid, _, size = line.partition(" ")
             if size.isdigit() and int(size) > cap:
                 too_big.add(oid)
         oversized = [c for c in changes if c.old_oid in too_big or c.new_oid in too_big]
-        if len(oversized) > self.limits.max_oversized_files:
+        # Each one becomes a pathspec argument: keep the command line far below ARG_MAX.
+        if (
+            len(oversized) > self.limits.max_oversized_files
+            or sum(len(c.path) for c in oversized) > _MAX_EXCLUDED_PATH_BYTES
+        ):
             raise WorkspaceError(
-                f"more than {self.limits.max_oversized_files} changed files are over {cap} bytes"
+                f"too many changed files are over {cap} bytes (at most "
+                f"{self.limits.max_oversized_files}, with paths of {_MAX_EXCLUDED_PATH_BYTES} "
+                "bytes in all)"
             )
         return oversized
 

@@ -150,7 +150,7 @@ def test_diff_leaves_oversized_blobs_out_of_the_patch(tmp_path: Path) -> None:
     few = WorkspaceLimits(max_diff_blob_bytes=1024 * 1024, max_oversized_files=2)
     with (
         open_workspace(request, parent=jobs, policy=FILE_OK, limits=few) as ws,
-        pytest.raises(WorkspaceError, match="more than 2 changed files"),
+        pytest.raises(WorkspaceError, match="too many changed files are over 1048576 bytes"),
         ws.diff(),
     ):
         pass
