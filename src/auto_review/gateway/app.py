@@ -140,7 +140,10 @@ def _secret_bytes(value: Any) -> bytes | None:
 def pipeline_state(runner: ReviewRunner | None) -> str:
     """What /info says about review work: running, or queued until a runner exists."""
     if runner is None:
-        return "not available in this version: accepted jobs stay queued"
+        return (
+            "not available: no LLM is configured, accepted jobs stay queued"
+            " (set AR_LLM_BASE_URL and AR_LLM_REASONING_MODEL to review them)"
+        )
     return "available"
 
 

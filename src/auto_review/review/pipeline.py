@@ -86,7 +86,7 @@ from auto_review.review.repo_config import (
 from auto_review.review.stage_clock import StageClock
 from auto_review.review.triage import SkippedFile, Triage, pr_skip_reason, triage_files
 from auto_review.review.verify import DroppedFinding, verify_findings
-from auto_review.review.workspace import HeadMismatch, WorkspaceError
+from auto_review.review.workspace import HeadMismatch, WorkspaceError, WorkspaceTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -593,11 +593,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, LlmError):
         return "the LLM call failed"
     cause = exc.__cause__ if isinstance(exc, WorkspaceError) else exc
-    # The workspace reports an oversized checkout by message only (no cause to test).
-    oversized_tree = isinstance(exc, WorkspaceError) and str(exc).startswith(
-        "checked-out tree exceeds"
-    )
-    if isinstance(cause, GitSizeExceeded) or oversized_tree:
+    if isinstance(cause, GitSizeExceeded) or isinstance(exc, WorkspaceTooLarge):
         return "the repository is larger than the clone size cap"
     if isinstance(cause, GitTimeout):
         return "fetching the repository took longer than its time limit"

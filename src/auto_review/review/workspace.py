@@ -55,6 +55,11 @@ class WorkspaceError(Exception):
     """The workspace could not be prepared; the message carries no secret."""
 
 
+class WorkspaceTooLarge(WorkspaceError):
+    """The checked-out tree exceeds its cap (fetched objects over theirs raise the
+    underlying ``GitSizeExceeded``, kept as the cause)."""
+
+
 class HeadMismatch(WorkspaceError):
     """The fetched head is not the commit the forge announced (the branch moved)."""
 
@@ -350,7 +355,7 @@ def _prepare(
     except GitError as exc:
         raise WorkspaceError(str(exc)) from exc
     if tree_size(tree, stop_above=limits.max_tree_bytes) > limits.max_tree_bytes:
-        raise WorkspaceError(f"checked-out tree exceeds {limits.max_tree_bytes} bytes")
+        raise WorkspaceTooLarge(f"checked-out tree exceeds {limits.max_tree_bytes} bytes")
     return Workspace(
         job_dir=job_dir,
         tree=tree,
