@@ -3,8 +3,10 @@
 ``stage_bundle`` writes ``<runtime_dir>/bundle-<launcher pid>-<random>/`` (0700) holding
 ``launcher.pid`` (written first, for stale cleanup), ``etc/`` (generated passwd, group,
 hosts, resolv.conf, nsswitch.conf), ``rootfs/`` (mount points only) and ``config.json``,
-every file 0600. The config is checked by the embedded runtime's own schema validator and
-supported-field check before it is written. No secret is ever written: every file is
+every file 0600. With ``ca_file`` (``AR_CA_FILE``) the operator's CA bundle is bound
+read-only (nosuid, nodev, noexec) at ``/etc/auto-review/ca.pem``. The config is checked
+by the embedded runtime's own schema validator and supported-field check before it is
+written. No secret is ever written: every file is
 scanned for the caller's ``forbidden_values`` and the bundle is refused (and removed)
 when one appears.
 
@@ -52,10 +54,12 @@ from auto_review.isolation.seccomp_profile import gateway_seccomp_profile
 from auto_review.isolation.stale import write_marker
 
 __all__ = [
+    "CA_FILE_INSIDE",
     "BundleError",
     "BundleRequest",
     "ResourceLimits",
     "StagedBundle",
+    "ca_file_bind",
     "cgroup_limits_applied",
     "stage_bundle",
 ]
@@ -63,6 +67,7 @@ __all__ = [
 STATE_DIR_INSIDE = "/var/lib/auto_review"
 EGRESS_DIR_INSIDE = "/run/egress"
 EGRESS_SOCKET_INSIDE = "/run/egress/proxy.sock"
+CA_FILE_INSIDE = "/etc/auto-review/ca.pem"  # AR_CA_FILE, bound read-only when set
 LANDLOCK_ANNOTATION = "org.auto-review.landlock"  # as auto_review.oci.landlock reads it
 CGROUP_BEST_EFFORT_ANNOTATION = "org.auto-review.cgroups.best-effort"
 LIMITS_ANNOTATION = "org.auto-review.limits"
@@ -107,6 +112,7 @@ class BundleRequest:
     landlock_mandatory: bool = False  # True: a kernel without Landlock refuses to start
     oci_root: Path | None = None  # the embedded runtime's state root: share its validation cache
     external_runtime: bool = False  # for runc/crun (--oci-runtime): see _cgroup_requested
+    ca_file: Path | None = None  # AR_CA_FILE on the host -> read-only at CA_FILE_INSIDE
 
 
 @dataclass
@@ -317,6 +323,34 @@ def _state_bind(state_dir: Path) -> Bind:
     return Bind(os.path.realpath(state_dir), STATE_DIR_INSIDE, writable=True, executable=False)
 
 
+def ca_file_bind(ca_file: Path) -> Bind:
+    """The operator's CA bundle (``AR_CA_FILE``), read-only at :data:`CA_FILE_INSIDE`.
+
+    It must be a regular file the container's root can read. That root has no
+    capabilities, so the mode bits decide even when the launcher is root: a file readable
+    by host root only through CAP_DAC_OVERRIDE would fail at the first TLS handshake.
+    """
+    source = os.path.realpath(ca_file)
+    with _step("ca-file"):
+        info = os.stat(source)
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleError("ca-file", f"{ca_file} is not a regular file")
+        if not _readable_by_mode(info) or not os.access(source, os.R_OK):
+            raise BundleError(
+                "ca-file", f"{ca_file} is not readable by uid {os.geteuid()} without privileges"
+            )
+    return Bind(source, CA_FILE_INSIDE, executable=False)
+
+
+def _readable_by_mode(info: os.stat_result) -> bool:
+    """Read permission as a process without CAP_DAC_OVERRIDE sees it (owner, group, other)."""
+    if info.st_uid == os.geteuid():
+        return bool(info.st_mode & stat.S_IRUSR)
+    if info.st_gid == os.getegid():
+        return bool(info.st_mode & stat.S_IRGRP)
+    return bool(info.st_mode & stat.S_IROTH)
+
+
 def _check_egress_socket(path: Path) -> None:
     """The socket may be created after staging, but if something is there it must be one."""
     try:
@@ -353,6 +387,8 @@ def stage_bundle(request: BundleRequest, *, forbidden_values: Sequence[str] = ()
                 # Relative to the bundle (runc's rule too): the config's bytes stay the same
                 # from one launch to the next, so the runtime's validation cache holds.
                 etc_binds.append(Bind(f"etc/{name}", f"/etc/{name}", executable=False))
+        if request.ca_file is not None:
+            etc_binds.append(ca_file_bind(Path(request.ca_file)))
         config = build_config(request, read_only, etc_binds, state)
         raw = json.dumps(config, indent=2).encode()
         if any(value in raw for value in forbidden):

@@ -7,6 +7,9 @@ everything made so far is undone (bundle removed, proxy stopped, descriptors clo
 ``runtime-dir``     /run/auto-review (root) or $XDG_RUNTIME_DIR/auto-review, 0700
 ``stale-cleanup``   bundles, egress sockets and runtime state of dead launchers
 ``state-dir``       the host state directory, made 0700 if missing, must be writable
+``ca-file``         AR_CA_FILE (when set) a regular file the container's root can read; it is
+                    bound read-only at /etc/auto-review/ca.pem and the inner gateway gets
+                    that path as its ``ca_file`` (git's http.sslCAInfo too)
 ``bind``            the listening socket on the host (AR_GATEWAY_BIND)
 ``egress-proxy``    the egress proxy's Unix socket in the runtime dir, bound and listening
 ``settings-pipe``   the pipe that carries settings and secrets to the inner process
@@ -67,6 +70,7 @@ class LaunchStep(StrEnum):
     RUNTIME_DIR = "runtime-dir"
     STALE_CLEANUP = "stale-cleanup"
     STATE_DIR = "state-dir"
+    CA_FILE = "ca-file"
     BIND = "bind"
     EGRESS_PROXY = "egress-proxy"
     SETTINGS_PIPE = "settings-pipe"
@@ -308,6 +312,19 @@ class Launcher:
                     LaunchStep.STATE_DIR, f"{state_dir} must be owned by uid {os.geteuid()}"
                 )
 
+    def check_ca_file(self) -> None:
+        """AR_CA_FILE is a host path: checked here, bound into the bundle by :meth:`stage`."""
+        with self.step(LaunchStep.CA_FILE):
+            if self.settings.ca_file is None:
+                return
+            from auto_review.isolation.bundle import ca_file_bind
+            from auto_review.isolation.rootfs import BundleError
+
+            try:
+                ca_file_bind(self.settings.ca_file)
+            except BundleError as exc:
+                raise LaunchError(LaunchStep.CA_FILE, f"AR_CA_FILE: {exc.detail}") from None
+
     def bind(self) -> None:
         with self.step(LaunchStep.BIND):
             host, port = self.settings.bind_host_port
@@ -336,8 +353,18 @@ class Launcher:
 
     def open_settings_pipe(self) -> None:
         with self.step(LaunchStep.SETTINGS_PIPE):
-            document = settings_document(self.settings, state_dir=INNER_STATE_DIR)
+            document = settings_document(
+                self.settings, state_dir=INNER_STATE_DIR, ca_file=self.inner_ca_file()
+            )
             self.resources.settings_pipe = SettingsPipe(document)
+
+    def inner_ca_file(self) -> Path | None:
+        """AR_CA_FILE as the inner gateway sees it (the bundle binds it there)."""
+        if self.settings.ca_file is None:
+            return None
+        from auto_review.isolation.bundle import CA_FILE_INSIDE
+
+        return Path(CA_FILE_INSIDE)
 
     def start_egress_proxy(self, _inner_pid: int = 0) -> None:
         """Called once the container started: proxy and settings follow on a thread."""
@@ -401,6 +428,7 @@ class Launcher:
                 landlock_mandatory="landlock" in self.options.required_controls,
                 oci_root=self.embedded_state_root() if self.runtime_path is None else None,
                 external_runtime=self.runtime_path is not None,
+                ca_file=self.settings.ca_file,
             )
             self.resources.bundle = stage_bundle(
                 request, forbidden_values=self.settings.secret_values()
@@ -554,6 +582,7 @@ def launch(settings: Settings, options: LaunchOptions | None = None) -> int:
         launcher.prepare_runtime_dir,
         launcher.remove_stale,
         launcher.check_state_dir,
+        launcher.check_ca_file,
         launcher.bind,
         launcher.bind_egress_socket,
         launcher.open_settings_pipe,

@@ -36,8 +36,11 @@ class SecretsPipeError(RuntimeError):
     """The settings document cannot be written or read; the message holds no value."""
 
 
-def settings_document(settings: Settings, *, state_dir: Path) -> dict[str, Any]:
-    """Every setting with secrets revealed, the state directory as the container sees it."""
+def settings_document(
+    settings: Settings, *, state_dir: Path, ca_file: Path | None = None
+) -> dict[str, Any]:
+    """Every setting with secrets revealed; the state directory and, when given, the CA
+    file (``AR_CA_FILE``, bound read-only into the bundle) as the container sees them."""
     values: dict[str, Any] = {}
     for name in settings.field_names():
         value = getattr(settings, name)
@@ -47,6 +50,8 @@ def settings_document(settings: Settings, *, state_dir: Path) -> dict[str, Any]:
             value = str(value)
         values[name] = value
     values["state_dir"] = str(state_dir)
+    if ca_file is not None:
+        values["ca_file"] = str(ca_file)
     return {"version": FORMAT_VERSION, "settings": values}
 
 

@@ -198,6 +198,26 @@ def test_oci_runtime_that_does_not_exist(tmp_path: Path, forge: support.Loopback
     assert_refused_at(completed, "oci-runtime")
 
 
+@pytest.mark.parametrize("problem", ["unreadable", "directory", "missing"])
+def test_ca_file_the_container_could_not_read(
+    tmp_path: Path, forge: support.LoopbackHttp, problem: str
+):
+    """AR_CA_FILE is bound into the container: a path that is not a regular file, or one
+    only root's CAP_DAC_OVERRIDE could read, stops startup before anything is made."""
+    support.require_root()
+    ca = tmp_path / "ca.pem"
+    if problem == "unreadable":
+        ca.write_text("-----BEGIN CERTIFICATE-----\n")
+        ca.chmod(0o000)
+    elif problem == "directory":
+        ca.mkdir()
+    settings = support.gateway_settings(forge.url, forge.url, tmp_path / "state", 0)
+    settings["AR_CA_FILE"] = str(ca)
+    completed = run_cli(tmp_path, settings)
+    assert_refused_at(completed, "ca-file")
+    assert "AR_CA_FILE" in completed.stderr
+
+
 def test_no_user_namespaces_left(tmp_path: Path, forge: support.LoopbackHttp):
     """A user namespace whose limit of nested user namespaces is 0: unshare fails."""
     support.require_root()
@@ -245,6 +265,23 @@ def test_rootless_state_dir_it_cannot_write(
     assert_refused_at(completed, "state-dir")
     bundles = list((run_as.runtime_dir / "auto-review").glob("bundle-*"))
     assert bundles == []
+
+
+def test_rootless_ca_file_only_root_can_read(
+    sandbox: support.UserSandbox, forge: support.LoopbackHttp
+):
+    run_as = sandbox.run_as
+    workdir = sandbox.base / "root-ca"
+    workdir.mkdir()
+    run_as.own(workdir)
+    ca = workdir / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    ca.chmod(0o600)  # root's
+    settings = support.gateway_settings(forge.url, forge.url, workdir / "state", 0)
+    settings["AR_CA_FILE"] = str(ca)
+    completed = run_cli(workdir, settings, run_as=run_as)
+    assert_refused_at(completed, "ca-file")
+    assert list((run_as.runtime_dir / "auto-review").glob("bundle-*")) == []
 
 
 def test_malformed_bare_value_is_an_error_not_false(tmp_path: Path, forge: support.LoopbackHttp):

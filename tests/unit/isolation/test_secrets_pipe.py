@@ -141,3 +141,14 @@ def test_an_abandoned_pipe_is_refused_by_the_reader(tmp_path: Path) -> None:
     pipe.close()
     with pytest.raises(SecretsPipeError):
         pipe.deliver()
+
+
+def test_the_ca_file_is_handed_over_as_the_container_sees_it(tmp_path: Path) -> None:
+    settings = sample_settings(tmp_path)
+    settings = Settings(**{**{n: getattr(settings, n) for n in settings.field_names()},
+                           "ca_file": tmp_path / "host-ca.pem"})  # fmt: skip
+    inside = Path("/etc/auto-review/ca.pem")
+    values = settings_document(settings, state_dir=Path("/s"), ca_file=inside)["settings"]
+    assert values["ca_file"] == str(inside)
+    unchanged = settings_document(settings, state_dir=Path("/s"))["settings"]
+    assert unchanged["ca_file"] == str(tmp_path / "host-ca.pem")
