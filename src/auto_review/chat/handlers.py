@@ -30,7 +30,7 @@ from auto_review.hosts.base import (
 )
 from auto_review.llm.api import LlmError, LlmUnavailable, Tier
 from auto_review.logs import Redactor
-from auto_review.review.context import build_question_messages
+from auto_review.review.context import ContextBudgetError, build_question_messages
 from auto_review.review.jobs import JobKind, JobOutcome, JobRequest
 from auto_review.review.mapping import untrusted_text
 from auto_review.review.pipeline import PipelineDeps, repo_key
@@ -159,7 +159,7 @@ class ChatHandlers:
                 answer = await deps.llm.complete_text(QUESTION_TIER, messages)
         except (HostUnavailable, LlmUnavailable):
             raise
-        except (HostError, LlmError, WorkspaceError) as exc:
+        except (HostError, LlmError, WorkspaceError, ContextBudgetError) as exc:
             log.warning(
                 "chat question not answered",
                 extra={"repo": request.repo.full_name, "error_type": type(exc).__name__},
@@ -184,4 +184,6 @@ def _question_failure(exc: BaseException) -> str:
         return "the pull request could not be fetched"
     if isinstance(exc, LlmError):
         return "the model did not give a usable answer"
+    if isinstance(exc, ContextBudgetError):
+        return "the question and the diff do not fit the LLM context budget"
     return "an unexpected error"

@@ -290,7 +290,7 @@ async def review_pull_request(
     try:
         pr = await host.get_pull_request_details(repo, number)
     except (HostNotFound, HostAuthError, HostResponseError) as exc:
-        raise PipelineFailed(_describe(exc)) from None
+        raise PipelineFailed(describe_failure(exc)) from None
 
     def skipped(reason: str) -> ReviewReport:
         return ReviewReport(
@@ -337,7 +337,7 @@ async def review_pull_request(
         )
     except (HostUnavailable, LlmUnavailable) as exc:
         if last_attempt:
-            await status_poster.post_quietly(failed_status(_describe(exc), redactor))
+            await status_poster.post_quietly(failed_status(describe_failure(exc), redactor))
         raise
     except HeadMismatch:
         await status_poster.post_quietly(
@@ -352,7 +352,7 @@ async def review_pull_request(
         DiffParseError,
         ContextBudgetError,
     ) as exc:
-        description = _describe(exc)
+        description = describe_failure(exc)
         log.warning(
             "review failed",
             extra={"repo": repo.full_name, "pr": number, "error_type": type(exc).__name__},
@@ -572,7 +572,7 @@ def _redacted_draft(draft: ReviewDraft | None, redact: Callable[[str], str]) -> 
     )
 
 
-def _describe(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
     """Fixed text for a failure: shown on the PR and in logs, so never the message."""
     if isinstance(exc, HostUnavailable):
         return "the forge stayed unavailable"

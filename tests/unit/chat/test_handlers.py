@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,19 @@ def test_llm_unavailable_propagates_for_a_retry(tmp_path: Path, origin: Origin) 
     with pytest.raises(LlmUnavailable):
         asyncio.run(chat.handle(request(JobKind.CHAT_QUESTION, "?")))
     assert host.issue_comments == []
+
+
+def test_a_question_over_the_context_budget_gets_a_fixed_reply(
+    tmp_path: Path, origin: Origin
+) -> None:
+    host = FakeHost(origin)
+    model = ScriptedModel(text="never asked")
+    chat, store = handlers(tmp_path, host, model)
+    chat = ChatHandlers(dataclasses.replace(chat.deps, context_tokens=10), store)
+    outcome = asyncio.run(chat.handle(request(JobKind.CHAT_QUESTION, "why? " * 400)))
+    assert outcome is JobOutcome.FAILED
+    assert model.prompts == []
+    assert host.issue_comments == [
+        "@alice Sorry, I could not answer: the question and the diff do not fit the LLM"
+        " context budget."
+    ]
