@@ -8,6 +8,12 @@ with objects shaped like a real Forgejo's (the pull request is built from a real
 in ``reference/forge/payloads``), token auth, ``since`` filtering and Link pagination.
 Every recorded exchange can be checked with :mod:`tests.support.openapi_check`.
 
+``start(tls=context)`` serves HTTPS instead (``url`` then says https; the handshake runs in
+the connection's own thread), and ``passthrough`` may take requests the API does not serve
+(git smart HTTP on the same host:port, see :mod:`tests.support.git_http_backend`): it is
+called first with the request handler and returns True when it answered. Such requests
+are not recorded as exchanges.
+
 Review state (:class:`ReviewingForge`, shared with the GitHub fake), all in memory::
 
     fake = FakeForgejo(token, bot_login="review-bot")       # posts are authored by bot_login
@@ -34,9 +40,10 @@ from __future__ import annotations
 import copy
 import json
 import re
+import ssl
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,11 +106,15 @@ class LoopbackForge:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.tls: ssl.SSLContext | None = None
+        # Asked first with each request; True: it answered (e.g. git smart HTTP).
+        self.passthrough: Callable[[BaseHTTPRequestHandler], bool] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self) -> Self:
+    def start(self, *, tls: ssl.SSLContext | None = None) -> Self:
         fake = self
+        self.tls = tls
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -114,7 +125,15 @@ class LoopbackForge:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # tests stay quiet; exchanges are recorded instead
 
+            def setup(self) -> None:
+                if fake.tls is not None:
+                    # Here, not in accept(): a slow handshake holds only this connection.
+                    self.request = fake.tls.wrap_socket(self.request, server_side=True)
+                super().setup()
+
             def _serve(self) -> None:
+                if fake.passthrough is not None and fake.passthrough(self):
+                    return
                 fake._dispatch(self)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
@@ -147,7 +166,8 @@ class LoopbackForge:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     # -- fault injection -----------------------------------------------------------------
 
