@@ -36,6 +36,7 @@ from auto_review.review.mapping import untrusted_text
 from auto_review.review.pipeline import PipelineDeps, repo_key
 from auto_review.review.pr_workspace import pr_workspace, read_pr_diff
 from auto_review.review.workspace import WorkspaceError
+from auto_review.store.sqlite_review import LearningLimitReached
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,20 @@ class ChatHandlers:
                 "That text holds a value that looks like a configured secret; it was not stored.",
                 JobOutcome.FAILED,
             )
-        learning_id = await asyncio.to_thread(
-            self.learnings.add_learning, repo_key(request.repo), text, request.requested_by
-        )
+        try:
+            learning_id = await asyncio.to_thread(
+                self.learnings.add_learning, repo_key(request.repo), text, request.requested_by
+            )
+        except LearningLimitReached:
+            return (
+                f"{request.repo.full_name} already has as many learnings as it may keep; "
+                f"`{self.mention} forget ID` some first.",
+                JobOutcome.FAILED,
+            )
+        except ValueError:
+            return "There is nothing to remember: give the text after the command.", (
+                JobOutcome.FAILED
+            )
         return (
             f"Remembered as learning #{learning_id} for {request.repo.full_name} "
             f"(`{self.mention} forget {learning_id}` removes it):\n\n"

@@ -465,7 +465,10 @@ async def _review_checked_out(
             if planned.draft is not None:
                 await host.post_review(repo, pr.number, planned.draft)
             await status_poster.post(planned.status)
-        deps.store.record_review(key, pr.number, pr.head_sha, planned.new_fingerprints)
+        # An fsync'd write: off the event loop, which serves webhooks meanwhile.
+        await asyncio.to_thread(
+            deps.store.record_review, key, pr.number, pr.head_sha, planned.new_fingerprints
+        )
     return ReviewReport(
         summary=summary,
         kept=result.kept,

@@ -24,6 +24,7 @@ from auto_review.hosts.base import HostAuthError
 from auto_review.hosts.events import HostKind, RepoRef
 from auto_review.llm.api import LlmInvalidAnswer, LlmUnavailable, Tier
 from auto_review.review.jobs import JobKind, JobOutcome, JobRequest
+from auto_review.store.sqlite_review import MAX_LEARNINGS_PER_REPO, ReviewStore
 
 OTHER_REPO = RepoRef(HostKind.FORGEJO, "acme", "other")
 
@@ -173,3 +174,18 @@ def test_a_question_over_the_context_budget_gets_a_fixed_reply(
         "@alice Sorry, I could not answer: the question and the diff do not fit the LLM"
         " context budget."
     ]
+
+
+def test_remember_past_the_per_repository_limit_gets_a_reply(
+    tmp_path: Path, origin: Origin
+) -> None:
+    host = FakeHost(origin)
+    chat, _ = handlers(tmp_path, host)
+    real_store = ReviewStore.open(tmp_path / "review.sqlite3")
+    for index in range(MAX_LEARNINGS_PER_REPO):
+        real_store.add_learning("forgejo|acme/shop", f"learning {index}", "alice")
+    chat = ChatHandlers(chat.deps, real_store)
+    outcome = asyncio.run(chat.handle(request(JobKind.CHAT_REMEMBER, "one more")))
+    assert outcome is JobOutcome.FAILED
+    assert "already has as many learnings" in host.issue_comments[-1]
+    assert len(real_store.learnings("forgejo|acme/shop")) == MAX_LEARNINGS_PER_REPO
