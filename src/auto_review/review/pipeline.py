@@ -166,6 +166,7 @@ async def _find_and_verify(
     *,
     llm: LanguageModel,
     files: Sequence[FileDiff],
+    changed_paths: Sequence[str],
     changed: ChangedLines,
     title: str,
     body: str,
@@ -180,7 +181,7 @@ async def _find_and_verify(
             title=title,
             body=body,
             files=files,
-            changed_paths=[f.path for f in files],
+            changed_paths=changed_paths,
             tree=tree,
             guidelines=config.guidelines,
             learnings=learnings,
@@ -242,6 +243,7 @@ async def review_patch(
     result = await _find_and_verify(
         llm=metered,
         files=triage.reviewable,
+        changed_paths=[f.path for f in parsed.files],  # the skipped ones too, by name
         changed=ChangedLines(triage.reviewable),
         title=title,
         body="",
@@ -435,6 +437,7 @@ async def _review_checked_out(
             result = await _find_and_verify(
                 llm=metered,
                 files=files,
+                changed_paths=[f.path for f in diff.files],
                 changed=changed,
                 title=pr.title,
                 body=pr.body,

@@ -55,6 +55,7 @@ def test_a_patch_is_reviewed_from_its_hunks() -> None:
     prompt = model.reasoning_prompts()[0]
     assert "len(values) - 1" in prompt
     assert "lockfileVersion" not in prompt  # triaged out as a lock file
+    assert "package-lock.json" in prompt  # but still named in the changed-file list
     assert any("package-lock.json" in note for note in report.notes)
     # The verifier saw the code from the hunks (no checkout in patch mode).
     cheap = [m for tier, m in model.prompts if tier is Tier.CHEAP]
