@@ -35,6 +35,7 @@ class BundleError(RuntimeError):
 
 
 QUERY_TIMEOUT = 30
+SHELL = "/bin/sh"  # git's SHELL_PATH
 # Directories too broad to bind whole: a search path naming one of these is refused.
 TOO_BROAD = frozenset(
     ("/", "/etc", "/root", "/home", "/usr", "/var", "/run", "/tmp", "/proc", "/sys", "/dev",  # noqa: S108
@@ -174,6 +175,16 @@ def host_git() -> tuple[str, str]:
     return git, exec_path
 
 
+def host_shell() -> str:
+    """The real file behind ``/bin/sh``: git runs ``!`` credential helpers with it (the
+    workspace's helper hands the forge token to git that way), so it is bound read-only."""
+    shell = os.path.realpath(SHELL)
+    if not os.path.isfile(shell) or not os.access(shell, os.X_OK):
+        raise BundleError("shell", f"{SHELL} is missing on the host: git's credential helper "
+                          "runs with it")  # fmt: skip
+    return shell
+
+
 def shared_libraries(executables: Iterable[str]) -> list[str]:
     """Every library ``ldd`` (the dynamic loader) reports for these executables, as named."""
     import subprocess  # only when the plan is not cached: not on every launch's path
@@ -278,15 +289,18 @@ def read_only_binds(layout: InterpreterLayout) -> tuple[list[Bind], list[str]]:
     """Everything the inner gateway reads or runs from the host, and the host paths whose
     change would change that answer (for the plan cache)."""
     git, git_exec_path = host_git()
+    shell = host_shell()
     executables = [
         os.path.realpath(layout.executable),
         os.path.realpath(git),
         os.path.join(git_exec_path, "git-remote-https"),
+        shell,
     ]
     libraries = shared_libraries(path for path in executables if os.path.exists(path))
     binds = search_path_binds(layout)
     binds += [Bind(os.path.realpath(git), canonical(git)),
-              Bind(os.path.realpath(git_exec_path), canonical(git_exec_path))]  # fmt: skip
+              Bind(os.path.realpath(git_exec_path), canonical(git_exec_path)),
+              Bind(shell, canonical(SHELL))]  # fmt: skip
     binds += library_binds(libraries)
     binds += certificate_binds()
     kept = minimal_binds(binds)
@@ -305,6 +319,7 @@ def read_only_binds(layout: InterpreterLayout) -> tuple[list[Bind], list[str]]:
 # path directory: a package installed or a .pth file added changes its directory).
 
 PLAN_PREFIX = "rootfs-plan-"
+PLAN_VERSION = 2  # raised whenever read_only_binds binds something new: old plans are stale
 
 
 def _plan_key(args: Sequence[str], env: Mapping[str, str]) -> str:
@@ -318,7 +333,7 @@ def _plan_key(args: Sequence[str], env: Mapping[str, str]) -> str:
     )  # fmt: skip
     material = json.dumps(
         {"interpreter": args[0] if args else "", "options": interpreter_options(args),
-         "env": relevant}, sort_keys=True,
+         "env": relevant, "version": PLAN_VERSION}, sort_keys=True,
     )  # fmt: skip
     return hashlib.sha256(material.encode()).hexdigest()
 

@@ -241,9 +241,11 @@ def expected_destinations() -> set[str]:
     python_dirs.add(package_root)  # this process's sys.path has pytest's additions: not used
     python_dirs = _outermost(python_dirs)
     git, exec_path = host_git()
+    shell = os.path.realpath("/bin/sh")  # git runs its credential helper with it
     libraries = shared_libraries(
-        [os.path.realpath(sys.executable), git, os.path.join(exec_path, "git-remote-https")]
-    )
+        [os.path.realpath(sys.executable), git, os.path.join(exec_path, "git-remote-https"),
+         shell]
+    )  # fmt: skip
     libc = next(lib for lib in libraries if os.path.basename(lib).startswith("libc.so"))
     library_dir = os.path.dirname(os.path.realpath(libc))
     outside = {canonical(lib) for lib in libraries
@@ -255,7 +257,7 @@ def expected_destinations() -> set[str]:
     return {
         "/proc", "/dev", "/tmp", "/run/egress/proxy.sock", "/var/lib/auto_review",
         "/etc/passwd", "/etc/group", "/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf",
-        canonical(sys.executable), git, exec_path, library_dir,
+        canonical(sys.executable), git, exec_path, library_dir, canonical("/bin/sh"),
         *python_dirs, *outside, *certificates,
     }  # fmt: skip
 

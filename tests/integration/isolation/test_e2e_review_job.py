@@ -1,0 +1,198 @@
+"""Issue 4's acceptance, end to end: `auto-review gateway` with default settings (the OCI
+container) runs a review job that reaches a loopback HTTPS forge on a private CA and a
+loopback LLM server, through the egress proxy only.
+
+The forge (:mod:`tests.support.https_forge`) serves the Forgejo API and git smart HTTP on
+ONE https host:port with a certificate from a throwaway CA; the operator's ``AR_CA_FILE``
+names that CA. The launcher binds the file read-only at /etc/auto-review/ca.pem and hands
+the inner gateway that path, so its HTTP clients and git (``http.sslCAInfo``) trust it.
+A signed ``pull_request`` webhook then makes the inner gateway fetch the PR, clone it,
+ask the LLM and post a review with an inline comment and a final commit status.
+
+Scenarios: root and an unprivileged user with the embedded runtime and runc, root with
+crun (the same bundle; rootless crun 1.8 refuses this host's hybrid cgroups). The inner network namespace holds only lo: everything it reached
+went through the proxy, whose refusal counters stay at zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.integration.review.test_pipeline_setup import (
+    CHEAP_MODEL,
+    REASONING_MODEL,
+    ModelScript,
+    finding,
+    findings_answer,
+    forgejo_pr_delivery,
+    wait_for,
+)
+from tests.support.fake_llm import FakeLlm, check_recorded_traffic
+from tests.support.gateway_process import forgejo_headers
+from tests.support.https_forge import HttpsForgejo, make_private_ca
+from tests.support.openapi_check import ApiSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import launcher_support as support
+
+BOT = "auto-review-bot"
+CART_BASE = "def total(prices):\n    return sum(prices)\n"
+CART_HEAD = "def total(prices, discount):\n    return sum(prices) - discount - discount\n"
+SCENARIOS = {
+    "root-embedded": (False, None),
+    "rootless-embedded": (True, None),
+    "root-runc": (False, "runc"),
+    "root-crun": (False, "crun"),
+    "rootless-runc": (True, "runc"),
+}
+CA_INSIDE = "/etc/auto-review/ca.pem"
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[support.UserSandbox]:
+    support.require_root()
+    made = support.make_user_sandbox()
+    yield made
+    made.cleanup()
+
+
+def refusals(metrics: str) -> float:
+    return support.metric_value(metrics, "auto_review_egress_refused_total")
+
+
+def run_review_job(workdir: Path, run_as: support.RunAs, runtime: str | None) -> dict[str, Any]:
+    """Start the launcher, deliver one webhook, wait for the final status; what was seen."""
+    workdir.mkdir(parents=True)
+    run_as.own(workdir)
+    tls = make_private_ca(workdir / "tls")  # ca.pem 0644 in a 0755 directory: any user reads it
+    forge = HttpsForgejo.serve(workdir / "served", tls, token=support.CANARY_TOKEN, bot_login=BOT)
+    llm = FakeLlm(api_key=support.CANARY_LLM, models=[REASONING_MODEL, CHEAP_MODEL]).start()
+    llm.respond(ModelScript([findings_answer(
+        finding("shop/cart.py", 2, title="Discount subtracted twice"),
+        summary="A discount parameter is added.",
+    )]))  # fmt: skip
+    repo = forge.create_repository("acme", "shop", {"shop/cart.py": CART_BASE}, number=1)
+    repo.push({"shop/cart.py": CART_HEAD})
+    forge.publish(repo, body="Adds a discount.")
+    settings = support.gateway_settings(
+        forge.url, llm.url, workdir / "state", support.free_port()
+    )
+    settings.update({
+        "AR_CA_FILE": str(tls.ca),
+        "AR_BOT_LOGIN": BOT,
+        "AR_LLM_REASONING_MODEL": REASONING_MODEL,
+        "AR_LLM_CHEAP_MODEL": CHEAP_MODEL,
+        "AR_LLM_TIMEOUT_SECONDS": "10",
+        "AR_HTTP_TIMEOUT_SECONDS": "10",
+    })  # fmt: skip
+    seen: dict[str, Any] = {"ca": str(tls.ca.resolve())}
+    try:
+        launcher = support.start_launcher(
+            workdir / "run", run_as, settings, *(["--oci-runtime", runtime] if runtime else [])
+        )
+        try:
+            [bundle] = launcher.bundles()
+            seen["mounts"] = json.loads((bundle / "config.json").read_text())["mounts"]
+            with launcher.client() as client:
+                seen["info"] = client.get("/info").json()
+                seen["metrics_before"] = client.get("/metrics").text
+                body = json.dumps(
+                    forgejo_pr_delivery("acme", "shop", 1, repo.head_sha, repo.base_sha)
+                ).encode()
+                headers = forgejo_headers(support.CANARY_WEBHOOK, body, "pull_request")
+                answer = client.post("/webhooks/forgejo", content=body, headers=headers)
+                seen["webhook"] = answer.status_code
+                wait_for(
+                    lambda: [s for s in forge.statuses(repo.head_sha) if s.state != "pending"],
+                    timeout=40, what="the job's final commit status",
+                )  # fmt: skip
+                seen["metrics_after"] = wait_for(
+                    lambda: (text := client.get("/metrics").text)
+                    and 'auto_review_jobs_total{outcome="succeeded"} 1.0' in text
+                    and text,
+                    timeout=10, what="the job counted as succeeded",
+                )  # fmt: skip
+        finally:
+            seen["exit"] = launcher.stop()
+        seen["log"] = launcher.logs()
+    finally:
+        forge.stop()
+        llm.stop()
+    seen["head"] = repo.head_sha
+    seen["statuses"] = [(s.state, s.context) for s in forge.statuses(repo.head_sha)]
+    seen["reviews"] = forge.posted_reviews("acme", "shop", 1)
+    seen["exchanges"] = list(forge.exchanges)
+    seen["git_requests"] = list(forge.git.request_lines)
+    seen["git_authorized"] = forge.git.authorized
+    seen["llm_checked"] = check_recorded_traffic(llm)
+    seen["reasoning_prompts"] = [r.last_user_text for r in llm.chat_requests(REASONING_MODEL)]
+    return seen
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_a_webhook_becomes_a_review_through_the_egress_proxy(
+    name: str, sandbox: support.UserSandbox, tmp_path: Path
+) -> None:
+    rootless, runtime = SCENARIOS[name]
+    run_as = sandbox.run_as if rootless else support.root_run_as()
+    # The unprivileged user cannot reach pytest's 0700 temporary directory.
+    workdir = (sandbox.base if rootless else tmp_path) / f"review-{name}"
+    seen = run_review_job(workdir, run_as, runtime)
+
+    # Default settings: the container, the verified posture, the pipeline built inside.
+    assert seen["info"]["runtime_isolation"]["mode"] == "oci"
+    assert seen["info"]["review_pipeline"] == "available"
+    # The CA file is bound read-only at the fixed path, nothing else of the host's /etc.
+    [ca_mount] = [m for m in seen["mounts"] if m["destination"] == CA_INSIDE]
+    assert ca_mount["source"] == seen["ca"]
+    assert {"bind", "ro", "nosuid", "nodev"} <= set(ca_mount["options"])
+
+    # The job: webhook accepted, PR cloned over git smart HTTP on the forge's https port,
+    # the model asked, one review with the inline comment, and the final status.
+    assert seen["webhook"] == 202
+    assert seen["git_authorized"] >= 2, seen["git_requests"]
+    assert any(line.startswith("GET /acme/shop.git/info/refs") for line in seen["git_requests"])
+    assert any(line == "POST /acme/shop.git/git-upload-pack" for line in seen["git_requests"])
+    [prompt] = seen["reasoning_prompts"]
+    assert "sum(prices) - discount - discount" in prompt  # the diff came from the clone
+    [review] = seen["reviews"]
+    assert review.commit_id == seen["head"]
+    assert [(c.path, c.line, c.side) for c in review.comments] == [("shop/cart.py", 2, "new")]
+    assert "Discount subtracted twice" in review.comments[0].body
+    assert seen["statuses"] == [("pending", "auto-review"), ("failure", "auto-review")]
+
+    # Every forge exchange against Gitea's API description; every LLM exchange against
+    # the OpenAI description.
+    ApiSpec.gitea().assert_conforms(seen["exchanges"])
+    assert {e.headers.get("authorization") for e in seen["exchanges"]} == {
+        f"token {support.CANARY_TOKEN}"
+    }
+    assert seen["llm_checked"] >= 2
+
+    # Only the proxy carried it: nothing refused before or after, and it counted tunnels
+    # (the forge over https) and forwards (the plain-http LLM).
+    before, after = seen["metrics_before"], seen["metrics_after"]
+    assert support.metric_value(after, "auto_review_egress_proxy_up") == 1
+    assert refusals(before) == refusals(after) == 0
+    connects = support.metric_value(after, "auto_review_egress_allowed_total", kind="connect")
+    forwards = support.metric_value(after, "auto_review_egress_allowed_total", kind="forward")
+    assert connects > support.metric_value(
+        before, "auto_review_egress_allowed_total", kind="connect"
+    )
+    assert forwards >= 2
+
+    assert seen["exit"] == 0
+    for canary in support.CANARIES:
+        assert canary not in seen["log"]
+    if rootless:
+        assert os.stat(seen["ca"]).st_uid == 0  # root's file, readable by its mode bits
+
+
+pytestmark = pytest.mark.timeout(180)
