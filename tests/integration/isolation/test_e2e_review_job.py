@@ -10,8 +10,10 @@ A signed ``pull_request`` webhook then makes the inner gateway fetch the PR, clo
 ask the LLM and post a review with an inline comment and a final commit status.
 
 Scenarios: root and an unprivileged user with the embedded runtime and runc, root with
-crun (the same bundle; rootless crun 1.8 refuses this host's hybrid cgroups). The inner network namespace holds only lo: everything it reached
-went through the proxy, whose refusal counters stay at zero.
+crun (the same bundle; rootless crun 1.8 refuses this host's hybrid cgroups). The inner
+network namespace holds only lo: everything it reached went through the proxy, whose
+refusal counters stay at zero. Git in the container runs its credential helper with
+/bin/sh, which the bundle binds for that.
 """
 
 from __future__ import annotations
