@@ -1,7 +1,9 @@
 """The review pipeline inside the container: the launcher's inner gateway builds the runner
 when an LLM is configured, and a job runs there, reaching the forge only through the egress
-proxy. (The loopback Forgejo reports an http:// clone URL, which the workspace refuses: the
-job ends with the documented error status, which proves it ran to the clone step inside.)"""
+proxy. (This loopback Forgejo is plain http and reports an http:// clone URL, which the
+workspace refuses: the job ends with the documented error status, which proves it ran to
+the clone step inside. The whole job against an HTTPS forge on a private CA, through
+``AR_CA_FILE``, is tests/integration/isolation/test_e2e_review_job.py.)"""
 
 from __future__ import annotations
 
