@@ -89,7 +89,7 @@ class GitHttpBackend:
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     if handler.headers.get("Transfer-Encoding", "").lower() != "chunked":
         return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         size = int(handler.rfile.readline().split(b";")[0].strip(), 16)
         if size == 0:
