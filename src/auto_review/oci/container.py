@@ -404,7 +404,7 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
     start_early = plan.run_mode and not (config_hooks.get("prestart")
                                          or config_hooks.get("createRuntime"))
     while True:
-        message = os.read(parent_fd, container_init.MAX_MESSAGE)
+        message = _read_message(parent_fd)
         if message == b"SYNC":
             if ns_plan.new_user:
                 linux = config.get("linux") or {}
@@ -446,6 +446,20 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
         return Created(record, directory, init_pid, parent_fd, cleanup.cgroup, start_early)
     os.close(parent_fd)
     return Created(record, directory, init_pid, -1, cleanup.cgroup, False)
+
+
+def _read_message(fd: int) -> bytes:
+    """One message from the child. A child that exits with a message of ours unread (START
+    queued early, then a failing step) makes the kernel report ECONNRESET before the ERR
+    message it sent; reading the error consumes it, and the next read returns that message
+    (or EOF)."""
+    try:
+        return os.read(fd, container_init.MAX_MESSAGE)
+    except ConnectionResetError:
+        try:
+            return os.read(fd, container_init.MAX_MESSAGE)
+        except ConnectionResetError:
+            return b""
 
 
 def _queue_start(fd: int) -> None:
@@ -519,7 +533,7 @@ def send_start(start_fd: int, *, already_sent: bool = False) -> None:
     try:
         if not already_sent:
             os.write(start_fd, b"START")
-        answer = os.read(start_fd, container_init.MAX_MESSAGE)
+        answer = _read_message(start_fd)
     finally:
         os.close(start_fd)
     if answer.startswith(b"ERR "):

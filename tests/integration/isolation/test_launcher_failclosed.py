@@ -37,11 +37,17 @@ def canary_settings(tmp_path: Path, port: int) -> Settings:
 
 
 def port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
+    """No socket listens on ``port``. (Not a bind attempt: another process's outgoing
+    connection may hold the same number as its source port, which says nothing about us.)"""
+    listen_state = "0A"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == listen_state:
+                    return False
     return True
 
 
