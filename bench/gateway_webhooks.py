@@ -31,7 +31,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PAYLOAD = REPO_ROOT.parent / "shared/reference/forge/payloads/gitea_pull_request_opened.json"
+PAYLOAD = REPO_ROOT / "tests/reference/forge/payloads/gitea_pull_request_opened.json"
 SECRET = "bench-webhook-secret-0123456789abcdef0123456789"
 
 

@@ -1,8 +1,8 @@
-"""Locate the shared reference data (real forge payloads, API descriptions, test vectors).
+"""Locate the reference data (real forge payloads, API descriptions, test vectors).
 
-CI clones the repository with the shared folder beside it, so the data lives at
-``../shared/reference`` relative to the repository root. When it is missing, tests that
-need it fail with a message saying where it was expected, rather than passing vacuously.
+The data lives in the repository at ``tests/reference`` (sources and licences in its
+README), so a plain clone tests itself. When a file is missing, tests that need it fail
+with a message naming the path, rather than passing vacuously.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
+REFERENCE_DIR = REPO_ROOT / "tests" / "reference"
 
 
 class ReferenceDataMissing(FileNotFoundError):
-    """The shared reference data is not where the tests expect it."""
+    """The reference data is not where the tests expect it."""
 
 
 def reference_path(*parts: str) -> Path:
@@ -23,8 +23,8 @@ def reference_path(*parts: str) -> Path:
     path = REFERENCE_DIR.joinpath(*parts)
     if not REFERENCE_DIR.is_dir():
         raise ReferenceDataMissing(
-            f"shared reference data not found at {REFERENCE_DIR} "
-            "(expected ../shared/reference beside the repository root; clone it there)"
+            f"reference data not found at {REFERENCE_DIR} "
+            "(expected tests/reference in the repository; restore it from git)"
         )
     if not path.exists():
         raise ReferenceDataMissing(f"reference file or folder missing: {path}")

@@ -36,7 +36,7 @@ from tests.support.rootless import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+REFERENCE = REPO_ROOT / "tests" / "reference"
 LAUNCHER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 STARTUP_TIMEOUT = 30.0
 

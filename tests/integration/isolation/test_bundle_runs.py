@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.reference import reference_path
 from tests.support.rootless import DEBIAN_PYTHON, as_user, make_user_tree, user_env
 
 from auto_review.isolation.bundle import (
@@ -583,7 +584,7 @@ def test_rootless_bundle_maps_only_the_callers_ids_and_is_private(
     assert not any(destination.startswith("/root") for destination in destinations)
 
 
-REFERENCE_SCHEMA = Path("/work/shared/reference/oci/schema")
+REFERENCE_SCHEMA = reference_path("oci", "schema")
 
 
 def reference_errors(config: dict[str, Any]) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.reference import reference_path
 
 import auto_review
 from auto_review.isolation.bundle import (
@@ -26,7 +27,7 @@ from auto_review.isolation.bundle import (
 from auto_review.isolation.rootfs import canonical, host_git, shared_libraries
 from auto_review.isolation.seccomp_profile import gateway_seccomp_profile
 
-REFERENCE = Path("/work/shared/reference/oci")
+REFERENCE = reference_path("oci")
 CANARY = "canary-4b1d6e0a-secret"
 LIMITS = ResourceLimits(memory_bytes=512 * 1024 * 1024, pids=64, nofile=512,
                         tmp_size_bytes=16 * 1024 * 1024)  # fmt: skip

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.reference import reference_path
 
 from auto_review.oci import spec
 from auto_review.oci.default_spec import default_spec
@@ -35,10 +36,7 @@ def test_default_spec_is_valid_and_supported(rootless: bool) -> None:
 
 
 def test_runc_reference_default_spec_names_the_first_unsupported_field() -> None:
-    reference = Path("/work/shared/reference/oci/runc-spec-default.json")
-    if not reference.exists():
-        pytest.fail("reference spec missing: /work/shared/reference/oci/runc-spec-default.json")
-    config = json.loads(reference.read_text())
+    config = json.loads(reference_path("oci", "runc-spec-default.json").read_text())
     with pytest.raises(SpecError, match=r"process\.terminal"):
         spec.check_supported(config)
     config["process"]["terminal"] = False

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from tests.support.reference import reference_path
 
 from auto_review.review.diff import parse_diff
 from auto_review.review.diff_positions import ChangedLines, CommentAnchor, Forge, NotCommentable
 
-REFERENCE = Path("/work/shared/reference")
+REFERENCE = reference_path()
 
 DIFF = (
     b"diff --git a/src/app.py b/src/app.py\n"
