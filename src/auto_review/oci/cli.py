@@ -13,7 +13,7 @@ import sys
 
 from auto_review.oci.errors import OciError
 
-USAGE = """usage: auto-review oci [--root DIR] COMMAND [OPTIONS] [ARGS]
+USAGE = """usage: auto-review oci [--root DIR] [--debug] COMMAND [OPTIONS] [ARGS]
   create [--bundle DIR] [--pid-file F] [--preserve-fds N] ID
   start ID
   run [--bundle DIR] [--pid-file F] [--preserve-fds N] [--detach] ID
@@ -34,7 +34,9 @@ _OPTIONS = {
     "--quiet": ("quiet", False), "-q": ("quiet", False),
     "--rootless": ("rootless", False),
     "--root": ("root", True),
+    "--debug": ("debug", False),
 }
+_GLOBAL = frozenset({"root", "debug"})
 _ALLOWED = {
     "create": {"bundle", "pid_file", "preserve_fds"},
     "run": {"bundle", "pid_file", "preserve_fds", "detach"},
@@ -64,9 +66,9 @@ def _parse(argv: list[str]) -> tuple[str, dict[str, object], list[str]]:
             if name not in _OPTIONS:
                 raise UsageError(f"unknown option {name}")
             destination, takes_value = _OPTIONS[name]
-            if destination == "root" and command:
-                raise UsageError("--root is a global option: put it before the command")
-            if destination != "root" and (not command or destination not in _ALLOWED[command]):
+            if destination in _GLOBAL and command:
+                raise UsageError(f"{name} is a global option: put it before the command")
+            if destination not in _GLOBAL and (not command or destination not in _ALLOWED[command]):
                 raise UsageError(f"option {name} is not valid for {command or 'oci'}")
             if takes_value:
                 if has_inline:
@@ -122,6 +124,10 @@ def _print_list(states: list[dict[str, object]], output_format: str, quiet: bool
 def _dispatch(command: str, options: dict[str, object], args: list[str]) -> int:
     from auto_review.oci import api
 
+    if options.get("debug"):
+        from auto_review.oci.debug import enable_on_stderr
+
+        enable_on_stderr()
     root = options.get("root")
     root_path = str(root) if root is not None else None
     bundle = str(options.get("bundle", "."))

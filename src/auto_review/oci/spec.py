@@ -6,8 +6,11 @@ import) and even ``json`` pulls in ``re``, so a successful validation is remembe
 in ``marshal`` form. The same bytes are never parsed or validated twice; any other bytes
 go through ``json`` and the schema again. The cache lives in the caller's own 0700 state
 root, and an entry is used only when the caller owns it and no one else may write it.
-Every field the runtime does not implement is refused with a ``SpecError`` naming it:
-nothing in a config is silently ignored.
+
+A property the runtime specification does not define is ignored, as the spec requires
+(dropped from the config, with a debug line). A property it defines that this runtime does
+not implement is refused with a ``SpecError`` naming it: ignoring it could weaken the
+container's isolation, so the runtime fails closed.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 
 from auto_review.oci.errors import SpecError
+from auto_review.oci.spec_fields import SPEC_FIELDS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -125,8 +129,33 @@ def _check_tree(value: Any, allowed: Any, field: str) -> None:
             _check_tree(item, allowed[key], f"{field}.{key}" if field else key)
 
 
+def drop_unknown_fields(value: Any, known: Any, field: str = "") -> None:
+    """Remove, in place, every property the runtime spec does not define (the spec says a
+    runtime must ignore them); one debug line names each."""
+    if known is True:
+        return
+    if isinstance(known, list):
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                drop_unknown_fields(item, known[0], f"{field}[{index}]")
+        return
+    if not isinstance(value, dict):
+        return
+    for key in list(value):
+        name = f"{field}.{key}" if field else key
+        if key in known:
+            drop_unknown_fields(value[key], known[key], name)
+        else:
+            del value[key]
+            from auto_review.oci.debug import debug
+
+            debug(f"ignoring unknown field {name}")
+
+
 def check_supported(config: dict[str, Any]) -> None:
-    """Refuse every field or value this runtime does not implement."""
+    """Drop the properties the spec does not define, then refuse every field or value the
+    spec defines and this runtime does not implement."""
+    drop_unknown_fields(config, SPEC_FIELDS)
     for platform in ("solaris", "windows", "vm", "zos", "freebsd"):
         if platform in config:
             raise SpecError(f"unsupported field {platform}")

@@ -74,6 +74,38 @@ def test_unsupported_fields_are_named(edit: Any, named: str) -> None:
     assert named in str(caught.value)
 
 
+def test_unknown_properties_are_ignored_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """The runtime spec: a runtime must not fail on an unknown property, and ignores it."""
+    config = default_spec()
+    config["org.example.future"] = {"x": 1}
+    config["process"]["user"]["futurePolicy"] = "strict"
+    config["mounts"][0]["futureOption"] = True
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "futureMode": "log",
+                                  "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW",
+                                                "futureComment": "x"}]}
+    config["linux"]["resources"] = {"futureController": {}, "memory": {"futureKnob": 1}}
+    expected = copy.deepcopy(config)
+    del expected["org.example.future"]
+    del expected["process"]["user"]["futurePolicy"]
+    del expected["mounts"][0]["futureOption"]
+    del expected["linux"]["seccomp"]["futureMode"]
+    del expected["linux"]["seccomp"]["syscalls"][0]["futureComment"]
+    expected["linux"]["resources"] = {"memory": {}}
+    with caplog.at_level("DEBUG", logger="auto_review.oci"):
+        spec.check_supported(config)
+    assert config == expected
+    logged = {record.getMessage() for record in caplog.records}
+    assert logged == {
+        "ignoring unknown field org.example.future",
+        "ignoring unknown field process.user.futurePolicy",
+        "ignoring unknown field mounts[0].futureOption",
+        "ignoring unknown field linux.seccomp.futureMode",
+        "ignoring unknown field linux.seccomp.syscalls[0].futureComment",
+        "ignoring unknown field linux.resources.futureController",
+        "ignoring unknown field linux.resources.memory.futureKnob",
+    }
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

@@ -1,0 +1,83 @@
+"""Conformance on the points where the embedded runtime used to differ from runc and crun.
+
+Each scenario below is a bundle the established runtimes start on this machine. It runs
+under runc, crun and the embedded runtime (CLI and API) and the normalised probe reports
+must be equal, exactly as in test_conformance.py. A scenario the references refuse must be
+refused by the embedded runtime too, with a line naming the reason. docs/OCI-CONFORMANCE.md
+has the table of these points.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bundles import Scenario, deny_syscalls
+from conftest import EMBEDDED_RUNNERS, REFERENCE_RUNNERS, RUN_TIMEOUT, HostFacts, ProbeRuns
+from test_conformance import assert_same
+
+
+def _unknown_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """Properties the runtime spec does not define, at several depths."""
+    config["org.example.future"] = {"enabled": True}
+    config["process"]["futureSetting"] = 1
+    config["process"]["user"]["futureGroupPolicy"] = "strict"
+    config["root"]["futureVerity"] = "sha256:0"
+    config["mounts"][0]["futureOption"] = ["x"]
+    config["linux"]["futureKnob"] = {"level": 3}
+    config["linux"]["namespaces"][0]["futureFlags"] = 0
+    deny_syscalls(config, ["personality"])
+    config["linux"]["seccomp"]["futureMode"] = "log"
+    config["linux"]["seccomp"]["syscalls"][0]["futureComment"] = "ignored"
+    config["linux"]["resources"]["futureController"] = {"limit": 1}
+    return config
+
+
+GAP_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("gap-unknown-fields", "properties the spec does not define are ignored",
+             _unknown_fields),
+)  # fmt: skip
+SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in GAP_SCENARIOS}
+
+PAIRS = [
+    pytest.param(scenario, subject, reference, id=f"{scenario.name}-{subject}-vs-{reference}")
+    for scenario in GAP_SCENARIOS
+    for subject in EMBEDDED_RUNNERS
+    for reference in REFERENCE_RUNNERS
+]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "runner"),
+    [(scenario, runner) for scenario in GAP_SCENARIOS for runner in REFERENCE_RUNNERS],
+    ids=lambda value: getattr(value, "name", value),
+)
+def test_references_start_the_scenario(probe_runs: ProbeRuns, scenario: Scenario, runner: str):
+    """Each gap is one runc and crun close: they start the bundle on this machine."""
+    probe_runs.report(scenario, runner)
+
+
+@pytest.mark.parametrize(("scenario", "subject", "reference"), PAIRS)
+def test_embedded_matches_references(
+    probe_runs: ProbeRuns, host: HostFacts, scenario: Scenario, subject: str, reference: str
+):
+    assert_same(probe_runs, host, scenario, subject, reference)
+
+
+def test_cli_debug_names_each_ignored_field(probe_runs: ProbeRuns, tmp_path: Path) -> None:
+    bundle = probe_runs.bundle(SCENARIOS_BY_NAME["gap-unknown-fields"])
+    completed = subprocess.run(
+        [sys.executable, "-m", "auto_review.oci", "--root", str(tmp_path), "--debug", "run",
+         "--bundle", str(bundle.path), f"gap-debug-{os.getpid()}"],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    debug_lines = [line for line in completed.stderr.splitlines() if "debug:" in line]
+    assert "auto-review oci: debug: ignoring unknown field org.example.future" in debug_lines
+    assert "auto-review oci: debug: ignoring unknown field linux.seccomp.futureMode" in (
+        debug_lines
+    )
