@@ -49,18 +49,22 @@ _LOCKED_FLAGS = ((os.ST_NOSUID, sc.MS_NOSUID), (os.ST_NODEV, sc.MS_NODEV),
 
 
 class MountOptions:
-    __slots__ = ("bind", "clear", "data", "flags", "propagation", "recursive")
+    __slots__ = ("bind", "clear", "data", "flags", "ignored", "propagation", "recursive")
 
     def __init__(self) -> None:
         self.flags = 0
         self.clear = 0
         self.propagation = 0
         self.data: list[str] = []
+        self.ignored: list[str] = []  # file-system data given to a bind mount
         self.bind = False
         self.recursive = False
 
 
 def parse_options(options: list[str], field: str) -> MountOptions:
+    """Flags, propagation and file-system data of one mount. A bind mount takes no data:
+    `key=value` options on one are set aside in ``ignored`` (as runc and crun ignore them),
+    a word that is no known flag is refused (a typo must not pass unnoticed)."""
     parsed = MountOptions()
     for option in options:
         if option in ("bind", "rbind"):
@@ -75,7 +79,11 @@ def parse_options(options: list[str], field: str) -> MountOptions:
         else:
             parsed.data.append(option)
     if parsed.bind and parsed.data:
-        raise SpecError(f"unsupported field {field}: option {parsed.data[0]!r} on a bind mount")
+        words = [option for option in parsed.data if "=" not in option]
+        if words:
+            raise SpecError(f"unsupported field {field}: unknown option {words[0]!r} "
+                            "on a bind mount")
+        parsed.ignored, parsed.data = parsed.data, []
     return parsed
 
 

@@ -183,12 +183,7 @@ def check_supported(config: dict[str, Any]) -> None:
             "linux.namespaces must include mount (the rootfs needs its own mount namespace)"
         )
     for index, entry in enumerate(config.get("mounts") or []):
-        kind = entry.get("type", "")
-        options = entry.get("options") or []
-        if kind not in SUPPORTED_MOUNT_TYPES and "bind" not in options and "rbind" not in options:
-            raise SpecError(f"unsupported field mounts[{index}].type={kind}")
-        if not os.path.isabs(entry.get("destination", "")):
-            raise SpecError(f"mounts[{index}].destination must be an absolute path")
+        _check_mount(entry, index)
     if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in kinds:
         raise SpecError("linux.uidMappings needs a user namespace")
     if config.get("hostname") and "uts" not in kinds:
@@ -197,6 +192,23 @@ def check_supported(config: dict[str, Any]) -> None:
         raise SpecError("domainname needs a uts namespace")
     for key in linux.get("sysctl") or {}:
         _check_sysctl(key, kinds)
+
+
+def _check_mount(entry: dict[str, Any], index: int) -> None:
+    from auto_review.oci.mounts import parse_options
+
+    kind = entry.get("type", "")
+    options = entry.get("options") or []
+    if kind not in SUPPORTED_MOUNT_TYPES and "bind" not in options and "rbind" not in options:
+        raise SpecError(f"unsupported field mounts[{index}].type={kind}")
+    if not os.path.isabs(entry.get("destination", "")):
+        raise SpecError(f"mounts[{index}].destination must be an absolute path")
+    parsed = parse_options(options, f"mounts[{index}].options")
+    if parsed.ignored:
+        from auto_review.oci.debug import debug
+
+        debug(f"mounts[{index}] ({entry['destination']}): ignoring data options of a bind "
+              f"mount: {','.join(parsed.ignored)}")
 
 
 def _check_sysctl(key: str, kinds: list[str | None]) -> None:

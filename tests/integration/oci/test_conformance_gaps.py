@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bundles import Scenario, deny_syscalls
+from bundles import Scenario, deny_syscalls, set_probe_args
 from conftest import EMBEDDED_RUNNERS, REFERENCE_RUNNERS, RUN_TIMEOUT, HostFacts, ProbeRuns
+from report import mount_flags, path_info
 from test_conformance import assert_same
 
 
@@ -37,9 +38,20 @@ def _unknown_fields(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _bind_data_options(config: dict[str, Any]) -> dict[str, Any]:
+    """A bind mount carrying file-system data options, which do not apply to it."""
+    config["mounts"].append(
+        {"destination": "/mnt", "type": "bind", "source": "/usr/share",
+         "options": ["rbind", "mode=755", "ro", "nosuid", "size=1k"]}
+    )  # fmt: skip
+    return set_probe_args(config, *config["process"]["args"][3:], "--path", "/mnt/doc")
+
+
 GAP_SCENARIOS: tuple[Scenario, ...] = (
     Scenario("gap-unknown-fields", "properties the spec does not define are ignored",
              _unknown_fields),
+    Scenario("gap-bind-data-options", "data options on a bind mount are ignored",
+             _bind_data_options),
 )  # fmt: skip
 SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in GAP_SCENARIOS}
 
@@ -81,3 +93,10 @@ def test_cli_debug_names_each_ignored_field(probe_runs: ProbeRuns, tmp_path: Pat
     assert "auto-review oci: debug: ignoring unknown field linux.seccomp.futureMode" in (
         debug_lines
     )
+
+
+@pytest.mark.parametrize("runner", EMBEDDED_RUNNERS)
+def test_bind_mount_with_data_options_is_made_with_its_flags(probe_runs: ProbeRuns, runner: str):
+    report = probe_runs.report(SCENARIOS_BY_NAME["gap-bind-data-options"], runner)
+    assert {"ro", "nosuid"} <= mount_flags(report, "/mnt")
+    assert path_info(report, "/mnt/doc")["type"] == "dir"

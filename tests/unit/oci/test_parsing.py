@@ -27,9 +27,33 @@ def test_mount_options_split_into_flags_propagation_and_data() -> None:
     assert rbind.bind and rbind.recursive and rbind.flags == sc.MS_RDONLY
 
 
-def test_filesystem_options_on_a_bind_mount_are_refused() -> None:
-    with pytest.raises(SpecError, match=r"mounts\[2\].*size=1m"):
-        mounts.parse_options(["bind", "size=1m"], "mounts[2]")
+def test_data_options_on_a_bind_mount_are_set_aside() -> None:
+    parsed = mounts.parse_options(["rbind", "mode=755", "ro", "size=1m"], "mounts[2]")
+    assert parsed.bind and parsed.flags == sc.MS_RDONLY
+    assert parsed.data == []
+    assert parsed.ignored == ["mode=755", "size=1m"]
+
+
+def test_an_unknown_word_on_a_bind_mount_is_refused() -> None:
+    with pytest.raises(SpecError, match=r"mounts\[2\]: unknown option 'rdonly'"):
+        mounts.parse_options(["bind", "mode=755", "rdonly"], "mounts[2]")
+
+
+def test_ignored_bind_options_are_logged_before_anything_runs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from auto_review.oci import spec
+    from auto_review.oci.default_spec import default_spec
+
+    config = default_spec()
+    config["mounts"].append({"destination": "/data", "source": "/srv", "type": "bind",
+                             "options": ["rbind", "mode=755"]})
+    with caplog.at_level("DEBUG", logger="auto_review.oci"):
+        spec.check_supported(config)
+    assert [record.getMessage() for record in caplog.records] == [
+        "mounts[6] (/data): ignoring data options of a bind mount: mode=755"]
+    config["mounts"][-1]["options"].append("nosuidd")
+    with pytest.raises(SpecError, match=r"unknown option 'nosuidd'"):
+        spec.check_supported(config)
 
 
 def test_secure_join_keeps_symlinks_inside_the_root(tmp_path: Path) -> None:
