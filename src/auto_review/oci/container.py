@@ -213,6 +213,10 @@ def _plan(container_id: str, bundle_dir: str | os.PathLike[str], root: str,
     plan.uid_maps = namespaces.default_mappings(linux.get("uidMappings"), os.geteuid())
     plan.cap_masks = capabilities.parse(process.get("capabilities"))
     plan.rlimits = rlimits.parse(process.get("rlimits"))
+    if linux.get("mountLabel"):
+        from auto_review.oci.mounts import mount_label
+
+        plan.mount_label = mount_label(linux["mountLabel"])
     if linux.get("seccomp") is not None:
         from auto_review.oci.seccomp import SeccompFilter
 

@@ -61,6 +61,7 @@ class LaunchPlan:
 
     __slots__ = ("bundle", "cap_masks", "cgroup_dirs", "cgroup_ns_in_init", "cgroup_self_join",
                  "cgroup_tasks", "cgroup_v2_fd", "config", "container_id", "landlock_policy",
+                 "mount_label",
                  "namespace_fds", "ns_plan", "pass_fds", "preserve_fds", "rlimits", "rootfs",
                  "run_mode", "seccomp_filter", "state_dir", "stdio", "sync_with_parent",
                  "uid_maps")
@@ -82,6 +83,7 @@ class LaunchPlan:
         self.rlimits: list[tuple[str, int, int, int]] = []
         self.seccomp_filter: Any = None
         self.landlock_policy: Any = None
+        self.mount_label: str | None = None  # linux.mountLabel, where SELinux applies it
         self.cgroup_dirs: list[str] = []  # the container's own cgroup directories
         # The children join the cgroup themselves (see join_cgroup_v1): the v1 `tasks`
         # files the intermediate writes, the v2 directory the init is cloned into.
@@ -227,7 +229,8 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
         _expect(sync_fd, b"GO", "hooks")
 
     for index, entry in enumerate(config.get("mounts") or []):
-        mounts.mount_entry(entry, index, rootfs, plan.bundle, plan.cgroup_dirs)
+        mounts.mount_entry(entry, index, rootfs, plan.bundle, plan.cgroup_dirs,
+                           plan.mount_label)
     devices.setup_dev(rootfs, linux.get("devices") or [], bind=ns_plan.in_user_namespace)
     hooks.run_hooks("createContainer", config_hooks.get("createContainer"),
                     plan.hook_state("created", host_pid))

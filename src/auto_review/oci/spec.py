@@ -78,6 +78,7 @@ SUPPORTED_FIELDS: dict[str, Any] = {
             }
         ],
         "rootfsPropagation": True,
+        "mountLabel": True,  # applied where SELinux is enabled (mounts.mount_label)
         "maskedPaths": True,
         "readonlyPaths": True,
         "sysctl": True,

@@ -56,6 +56,31 @@ def test_ignored_bind_options_are_logged_before_anything_runs(
         spec.check_supported(config)
 
 
+def test_mount_label_is_added_as_context_where_runc_adds_it() -> None:
+    label = "system_u:object_r:container_file_t:s0:c1,c2"
+    assert mounts.labelled_data("mode=755", "tmpfs", label) == f'mode=755,context="{label}"'
+    assert mounts.labelled_data(None, "devpts", label) == f'context="{label}"'
+    for kind in ("proc", "sysfs", "mqueue", "cgroup"):
+        assert mounts.labelled_data("x=1", kind, label) == "x=1"
+    assert mounts.labelled_data("mode=755", "tmpfs", None) == "mode=755"
+
+
+def test_mount_label_applies_only_where_selinux_is_enabled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    enforce = tmp_path / "enforce"
+    monkeypatch.setattr(mounts, "SELINUX_ENFORCE", str(enforce))
+    with caplog.at_level("DEBUG", logger="auto_review.oci"):
+        assert mounts.mount_label("l:r:t:s0") is None
+        enforce.write_text("1")
+        assert mounts.mount_label("l:r:t:s0") == "l:r:t:s0"
+    assert [record.getMessage() for record in caplog.records] == [
+        "linux.mountLabel 'l:r:t:s0': SELinux is not enabled on this host, ignored",
+        "linux.mountLabel 'l:r:t:s0': SELinux is enabled, applied as context= to the "
+        "container's file-system mounts",
+    ]
+
+
 def test_secure_join_keeps_symlinks_inside_the_root(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)

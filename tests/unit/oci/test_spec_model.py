@@ -51,7 +51,6 @@ def test_runc_reference_default_spec_names_the_first_unsupported_field() -> None
         (lambda c: c["process"].update(ioPriority={"class": "IOPRIO_CLASS_BE"}),
          "process.ioPriority"),
         (lambda c: c["linux"].update(intelRdt={}), "linux.intelRdt"),
-        (lambda c: c["linux"].update(mountLabel="x"), "linux.mountLabel"),
         (lambda c: c["linux"]["namespaces"].append({"type": "time"}),
          "linux.namespaces[5].type=time"),
         (lambda c: c["mounts"].append({"destination": "/x", "type": "overlay"}),
