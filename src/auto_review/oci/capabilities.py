@@ -1,8 +1,8 @@
 """process.capabilities: names to numbers, and the five sets applied before execve.
 
-Every set is intersected with the bounding set the runtime itself holds (root on this
-kind of host lacks CAP_SYS_RESOURCE, for example): asking for a capability the caller does
-not have drops it instead of failing. An unknown name is an error before anything runs.
+A capability outside the bounding set the runtime itself holds (root on this kind of host
+lacks CAP_SYS_RESOURCE, for example) cannot be granted: asking for one fails before
+anything runs, naming it, as runc and crun fail. An unknown name is an error too.
 """
 
 from __future__ import annotations
@@ -41,6 +41,19 @@ def parse(capabilities: dict[str, Any] | None) -> dict[str, int]:
                 raise StepError("capabilities", errno.EINVAL, name)
             masks[set_name] |= 1 << number
     return masks
+
+
+def check_held(masks: dict[str, int], held: int) -> None:
+    """StepError("capabilities", EPERM, names) when a set asks for a capability outside
+    the bounding set held (the container's processes inherit that bounding set)."""
+    wanted = 0
+    for mask in masks.values():
+        wanted |= mask
+    missing = [NAMES[number] for number in range(len(NAMES)) if wanted >> number & 1
+               and not held >> number & 1]
+    if missing:
+        raise StepError("capabilities", errno.EPERM,
+                        f"{','.join(missing)} (not in the runtime's bounding set)")
 
 
 def last_cap() -> int:

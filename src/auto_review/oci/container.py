@@ -212,6 +212,7 @@ def _plan(container_id: str, bundle_dir: str | os.PathLike[str], root: str,
     plan.ns_plan = namespaces.NamespacePlan(linux.get("namespaces") or [])
     plan.uid_maps = namespaces.default_mappings(linux.get("uidMappings"), os.geteuid())
     plan.cap_masks = capabilities.parse(process.get("capabilities"))
+    capabilities.check_held(plan.cap_masks, capabilities.current_bounding())
     plan.rlimits = rlimits.parse(process.get("rlimits"))
     if linux.get("mountLabel"):
         from auto_review.oci.mounts import mount_label

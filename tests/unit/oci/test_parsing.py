@@ -105,6 +105,17 @@ def test_capability_names_become_masks_and_unknown_names_fail() -> None:
         "capabilities", errno.EINVAL, "CAP_FLY")
 
 
+def test_capabilities_outside_the_held_bounding_set_are_named() -> None:
+    masks = capabilities.parse({"bounding": ["CAP_KILL", "CAP_SYS_RESOURCE"],
+                                "ambient": ["CAP_BPF"]})
+    held = (1 << capabilities.NUMBERS["CAP_KILL"]) | (1 << capabilities.NUMBERS["CAP_CHOWN"])
+    with pytest.raises(StepError) as caught:
+        capabilities.check_held(masks, held)
+    assert (caught.value.step, caught.value.errno) == ("capabilities", errno.EPERM)
+    assert caught.value.path == "CAP_SYS_RESOURCE,CAP_BPF (not in the runtime's bounding set)"
+    capabilities.check_held(capabilities.parse({"effective": ["CAP_KILL"]}), held)
+
+
 def test_capability_table_matches_the_kernel() -> None:
     assert capabilities.last_cap() <= len(capabilities.NAMES) - 1
     assert capabilities.NUMBERS["CAP_SYS_ADMIN"] == 21
