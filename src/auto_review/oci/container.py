@@ -618,9 +618,11 @@ def delete(root: str, container_id: str, *, force: bool, cgroup: Any = None,
         record = read_record(root, container_id)
     directory = os.path.join(root, container_id)
     status = status_of(record, directory)
-    if status == "running" and not force:
+    if status in ("created", "running") and not force:
+        # the runtime spec: deleting a container that is not stopped MUST be an error
+        # (runc and crun delete a created one; see OCI-CONFORMANCE.md)
         raise StateError(f"cannot delete container {container_id} that is not stopped: "
-                         "running (use --force)")
+                         f"{status} (use --force)")
     if status == "creating" and not force:
         raise StateError(f"container {container_id} is being created (use --force)")
     if status in ("created", "running"):

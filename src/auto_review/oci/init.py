@@ -232,8 +232,9 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
         mounts.mount_entry(entry, index, rootfs, plan.bundle, plan.cgroup_dirs,
                            plan.mount_label)
     devices.setup_dev(rootfs, linux.get("devices") or [], bind=ns_plan.in_user_namespace)
+    # still part of the create operation: "creating", as for createRuntime
     hooks.run_hooks("createContainer", config_hooks.get("createContainer"),
-                    plan.hook_state("created", host_pid))
+                    plan.hook_state("creating", host_pid))
 
     mounts.pivot(rootfs)
     mounts.apply_root_propagation(propagation)

@@ -174,10 +174,19 @@ def test_cli_lifecycle_errors_are_one_line(tmp_path: Path, root: Path) -> None:
     assert stopped.returncode == 1 and "does not exist" in stopped.stderr
 
 
-def test_delete_of_a_created_container_kills_its_init(tmp_path: Path, root: Path) -> None:
+def test_delete_of_a_created_container_needs_force(tmp_path: Path, root: Path) -> None:
+    """The runtime spec: deleting a container that is not stopped MUST be an error (runc
+    and crun delete a created one anyway). --force kills the waiting init."""
     bundle = make_bundle(tmp_path, container_config(["/bin/true"]))
     pid = api.create("fresh", bundle, root=root)["pid"]
-    api.delete("fresh", root=root)
+    with pytest.raises(StateError, match="that is not stopped: created"):
+        api.delete("fresh", root=root)
+    assert api.state("fresh", root=root)["status"] == "created"
+    refused = cli(root, "delete", "fresh")
+    assert refused.returncode == 1
+    assert refused.stderr == ("auto-review oci: cannot delete container fresh that is not "
+                              "stopped: created (use --force)\n")
+    api.delete("fresh", root=root, force=True)
     assert not Path(f"/proc/{pid}").exists()
     assert not (root / "fresh").exists()
 
@@ -312,6 +321,11 @@ def test_preserve_fds_passes_exactly_those_fds(tmp_path: Path, root: Path) -> No
     assert "step=preserve-fds errno=EBADF" in refused.stderr
 
 
+# The state's status at each hook: the create operation (prestart, createRuntime,
+# createContainer) is "creating"; startContainer runs before the program: "created".
+SPEC_HOOK_STATUS = {"prestart": "creating", "createRuntime": "creating",
+                    "createContainer": "creating", "startContainer": "created",
+                    "poststart": "running", "poststop": "stopped"}
 HOOK_LOG_SCRIPT = 'read -r state; echo "$0 $state" >> "$1"'
 
 
@@ -358,10 +372,9 @@ def test_hooks_run_in_order_with_the_state_on_stdin(tmp_path: Path, root: Path) 
         validate_state(hook_state)
         assert hook_state["id"] == "hooked"
         assert hook_state["bundle"] == str(bundle)
+        assert hook_state["status"] == SPEC_HOOK_STATUS[name], name
         if name != "poststop":
             assert hook_state["pid"] == state["pid"]
-    assert entries[0][1]["status"] == "creating"
-    assert entries[-1][1]["status"] == "stopped"
 
 
 @pytest.mark.parametrize("phase", ["prestart", "createRuntime", "createContainer"])
@@ -379,6 +392,35 @@ def test_a_failing_create_hook_fails_create_and_leaves_nothing(
     assert "(exit status 3)" in completed.stderr
     assert not (root / "hf").exists()
     assert processes_with_marker(marker) == []
+
+
+def test_a_create_hook_that_outlives_its_timeout_fails_create(tmp_path: Path,
+                                                              root: Path) -> None:
+    config = container_config(["/bin/true"])
+    config["hooks"] = {"createRuntime": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "exec sleep 60"], "timeout": 1}]}
+    bundle = make_bundle(tmp_path, config)
+    marker = f"hooktimeout-{os.getpid()}"
+    started = time.monotonic()
+    completed = cli(root, "create", "--bundle", str(bundle), "ht", env_marker=marker)
+    assert time.monotonic() - started < 30
+    assert completed.returncode == 1
+    assert "step=hook-createRuntime errno=ETIMEDOUT" in completed.stderr
+    assert not (root / "ht").exists()
+    assert processes_with_marker(marker) == []
+
+
+def test_a_poststop_hook_that_times_out_only_warns(tmp_path: Path, root: Path) -> None:
+    config = container_config(["/bin/sleep", "30"])
+    config["hooks"] = {"poststop": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "exec sleep 60"], "timeout": 1}]}
+    bundle = make_bundle(tmp_path, config)
+    assert cli(root, "run", "--detach", "--bundle", str(bundle), "pt").returncode == 0
+    deleted = cli(root, "delete", "--force", "pt")
+    assert deleted.returncode == 0
+    assert "warning: container setup failed: step=hook-poststop errno=ETIMEDOUT" in (
+        deleted.stderr)
+    assert not (root / "pt").exists()
 
 
 def test_a_failing_start_container_hook_fails_start(tmp_path: Path, root: Path) -> None:
@@ -443,7 +485,7 @@ def test_state_root_is_private(tmp_path: Path, root: Path) -> None:
     api.create("private", bundle, root=root)
     assert (root / "private").stat().st_mode & 0o777 == 0o700
     assert (root / "private" / "state.json").stat().st_mode & 0o777 == 0o600
-    api.delete("private", root=root)
+    api.delete("private", root=root, force=True)
     shutil.rmtree(root)
 
 
@@ -467,7 +509,7 @@ def test_joining_a_namespace_by_path(tmp_path: Path, root: Path) -> None:
     assert code == 0, lines
     assert lines == [os.readlink(net_path)]
     assert lines[0] != os.readlink("/proc/self/ns/net")
-    api.delete("holder", root=root)
+    api.delete("holder", root=root, force=True)
 
 
 def test_seccomp_filter_is_loaded_last(tmp_path: Path, root: Path) -> None:
