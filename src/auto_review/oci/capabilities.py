@@ -56,12 +56,19 @@ def check_held(masks: dict[str, int], held: int) -> None:
                         f"{','.join(missing)} (not in the runtime's bounding set)")
 
 
+_last_cap: list[int] = []
+
+
 def last_cap() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as handle:
-            return int(handle.read())
-    except OSError:
-        return len(NAMES) - 1
+    """The kernel's highest capability number, read once: later calls may come after
+    Landlock confined the file system."""
+    if not _last_cap:
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as handle:
+                _last_cap.append(int(handle.read()))
+        except OSError:
+            _last_cap.append(len(NAMES) - 1)
+    return _last_cap[0]
 
 
 def current_bounding() -> int:

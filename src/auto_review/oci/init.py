@@ -381,13 +381,19 @@ def _give_stdio_to_user(user: dict[str, Any]) -> None:
 
 def _become_process_user(process: dict[str, Any], plan: LaunchPlan) -> None:
     """Identity then privileges, in the order that keeps each step possible:
-    bounding drop (needs CAP_SETPCAP), uid change with KEEPCAPS, the remaining sets,
-    then no_new_privs, Landlock and seccomp as the very last steps before execve."""
+    bounding drop (needs CAP_SETPCAP), uid change with KEEPCAPS, the remaining sets.
+    With no_new_privs, no_new_privs, Landlock and seccomp are the very last steps before execve.
+    Without it, loading either needs CAP_SYS_ADMIN, which a non-root user no longer has
+    after the uid change: they come first, while the init is still privileged (as runc
+    loads seccomp before it switches the identity)."""
     user = process.get("user") or {}
     uid, gid = user.get("uid", 0), user.get("gid", 0)
     if "umask" in user:
         os.umask(user["umask"])
     held = capabilities.current_bounding()
+    no_new_privs = bool(process.get("noNewPrivileges"))
+    if not no_new_privs:
+        _confine(plan)
     masks = plan.cap_masks
     capabilities.drop_bounding(masks["bounding"] & held)
     sc.prctl(sc.PR_SET_KEEPCAPS, 1, step="capabilities", path="keepcaps")
@@ -405,9 +411,6 @@ def _become_process_user(process: dict[str, Any], plan: LaunchPlan) -> None:
     except OSError as exc:
         raise StepError("setuid", exc.errno or errno.EPERM, f"{uid}:{gid}") from exc
     sc.prctl(sc.PR_SET_KEEPCAPS, 0, step="capabilities", path="keepcaps")
-    no_new_privs = bool(process.get("noNewPrivileges"))
-    if not no_new_privs:
-        _confine(plan)  # without no_new_privs these need CAP_SYS_ADMIN, still held here
     capabilities.apply_after_setuid(masks, held)
     if no_new_privs:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1, step="no-new-privileges")

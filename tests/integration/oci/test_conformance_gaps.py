@@ -47,6 +47,12 @@ def _bind_data_options(config: dict[str, Any]) -> dict[str, Any]:
     return set_probe_args(config, *config["process"]["args"][3:], "--path", "/mnt/doc")
 
 
+def _user_seccomp_without_no_new_privileges(config: dict[str, Any]) -> dict[str, Any]:
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    config["process"]["noNewPrivileges"] = False
+    return deny_syscalls(config, ["personality"])
+
+
 MOUNT_LABEL = "system_u:object_r:container_file_t:s0:c1,c2"
 
 
@@ -60,6 +66,8 @@ GAP_SCENARIOS: tuple[Scenario, ...] = (
              _unknown_fields),
     Scenario("gap-bind-data-options", "data options on a bind mount are ignored",
              _bind_data_options),
+    Scenario("gap-user-seccomp-privileged", "a non-root user, seccomp, noNewPrivileges false",
+             _user_seccomp_without_no_new_privileges),
     Scenario("gap-mount-label", "linux.mountLabel on a host without SELinux", _mount_label),
 )  # fmt: skip
 SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in GAP_SCENARIOS}
@@ -139,3 +147,14 @@ def test_runc_passes_the_mount_label_to_a_kernel_without_selinux(probe_runs: Pro
     result = probe_runs.result(SCENARIOS_BY_NAME["gap-mount-label"], "runc")
     assert result.returncode != 0
     assert "context=" in result.stderr and "invalid argument" in result.stderr
+
+
+@pytest.mark.parametrize("runner", EMBEDDED_RUNNERS)
+def test_seccomp_applies_to_a_non_root_user_without_no_new_privileges(
+    probe_runs: ProbeRuns, runner: str
+):
+    report = probe_runs.report(SCENARIOS_BY_NAME["gap-user-seccomp-privileged"], runner)
+    assert report["identity"]["uid"] == [1000, 1000, 1000]
+    assert report["security"]["no_new_privs"] is False
+    assert report["security"]["seccomp"] == "filter"
+    assert report["denied_syscall"]["errno"] == "EPERM"

@@ -527,6 +527,30 @@ def test_seccomp_filter_is_loaded_last(tmp_path: Path, root: Path) -> None:
     assert lines[2] == "1"
 
 
+@pytest.mark.parametrize("no_new_privileges", [True, False])
+def test_seccomp_order_depends_on_no_new_privileges(tmp_path: Path, root: Path,
+                                                    no_new_privileges: bool) -> None:
+    """With noNewPrivileges the filter is loaded last, after the identity switch, so a
+    profile denying setresuid and capset still lets the container start. Without it the
+    filter is loaded first, while the init is privileged (as runc does), so the same
+    profile stops the switch to the user."""
+    config = container_config(["/bin/sh", "-c", "id -u; grep Seccomp: /proc/self/status"])
+    config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    config["process"]["noNewPrivileges"] = no_new_privileges
+    config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["setresuid", "setresgid", "capset"],
+                      "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+    bundle = make_bundle(tmp_path, config)
+    if no_new_privileges:
+        code, lines = _run_capture(root, "nnp", bundle)
+        assert (code, lines) == (0, ["1000", "Seccomp:\t2"])
+    else:
+        with pytest.raises(StepError) as caught:
+            _run_capture(root, "privileged", bundle)
+        assert (caught.value.step, caught.value.errno) == ("setuid", 1)
+
+
 def test_landlock_annotation_confines_the_file_system(tmp_path: Path, root: Path) -> None:
     from auto_review.oci import landlock
 
