@@ -269,6 +269,10 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
         raise StateError(f"container {container_id} already exists") from None
     cleanup = _Cleanup(directory, pid_file)
     try:
+        if not run_mode:
+            plan.start_listener = _listen_for_start(directory, plan.first_free_fd)
+            cleanup.fds.append(plan.start_listener)
+        _give_stdio_to_container_root(plan)
         plan.namespace_fds = plan.ns_plan.open_join_paths()  # type: ignore[union-attr]
         cleanup.cgroup = _make_cgroup(container_id, plan.config)
         if cleanup.cgroup is not None and cleanup.cgroup.applied:
@@ -286,6 +290,35 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
         if plan.cgroup_v2_fd >= 0:
             _close_quietly(plan.cgroup_v2_fd)
     return created
+
+
+def _give_stdio_to_container_root(plan: container_init.LaunchPlan) -> None:
+    """With a new user namespace whose root is another host uid, give the container's
+    stdio to that uid, as runc and crun do, so the container's root can reopen its own
+    /dev/stdout. Character devices are left alone (crun 1.8.1 hands the host's /dev/null
+    to the container's uid this way), and so is what the runtime may not chown."""
+    if not plan.ns_plan or not plan.ns_plan.new_user or os.geteuid() != 0:
+        return
+    uid = _host_id_of_root(plan.uid_maps)
+    linux = plan.config.get("linux") or {}
+    gid = _host_id_of_root(namespaces.default_mappings(linux.get("gidMappings"), os.getegid()))
+    if uid is None or gid is None or (uid, gid) == (0, 0):
+        return
+    import stat
+
+    for fd in plan.stdio or (0, 1, 2):
+        try:
+            if not stat.S_ISCHR(os.fstat(fd).st_mode):
+                os.fchown(fd, uid, gid)
+        except OSError:
+            continue  # closed, or not ours to give: the container keeps what it gets
+
+
+def _host_id_of_root(mappings: list[dict[str, int]]) -> int | None:
+    for mapping in mappings:
+        if mapping["containerID"] == 0 and mapping["size"] > 0:
+            return mapping["hostID"]
+    return None
 
 
 def _plan_self_join(plan: container_init.LaunchPlan, cgroup: Any) -> None:
@@ -400,6 +433,9 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
         container_init.intermediate_main(plan, child_fd)  # never returns
     os.close(child_fd)
     cleanup.pids.append(intermediate)
+    if plan.start_listener >= 0:  # the init has its own copy
+        cleanup.fds.remove(plan.start_listener)
+        os.close(plan.start_listener)
     config = plan.config
     ns_plan = plan.ns_plan
     assert ns_plan is not None
@@ -451,6 +487,24 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
         return Created(record, directory, init_pid, parent_fd, cleanup.cgroup, start_early)
     os.close(parent_fd)
     return Created(record, directory, init_pid, -1, cleanup.cgroup, False)
+
+
+def _listen_for_start(directory: str, minimum_fd: int) -> int:
+    """The start socket of a created container, bound here with the runtime's rights; the
+    init inherits the listening descriptor and accepts `start` on it."""
+    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        # by the directory's fd: the full path may exceed sun_path's 108 bytes
+        listener.bind(f"/proc/self/fd/{dir_fd}/{container_init.START_SOCKET}")
+        listener.listen(1)
+    except OSError as exc:
+        listener.close()
+        raise StepError("start-socket", exc.errno or errno.EIO,
+                        os.path.join(directory, container_init.START_SOCKET)) from exc
+    finally:
+        os.close(dir_fd)
+    return container_init.high_fd(listener.detach(), minimum_fd)
 
 
 def _read_message(fd: int) -> bytes:

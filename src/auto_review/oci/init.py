@@ -61,10 +61,9 @@ class LaunchPlan:
 
     __slots__ = ("bundle", "cap_masks", "cgroup_dirs", "cgroup_ns_in_init", "cgroup_self_join",
                  "cgroup_tasks", "cgroup_v2_fd", "config", "container_id", "landlock_policy",
-                 "mount_label",
-                 "namespace_fds", "ns_plan", "pass_fds", "preserve_fds", "rlimits", "rootfs",
-                 "run_mode", "seccomp_filter", "state_dir", "stdio", "sync_with_parent",
-                 "uid_maps")
+                 "mount_label", "namespace_fds", "ns_plan", "pass_fds", "preserve_fds",
+                 "rlimits", "rootfs", "run_mode", "seccomp_filter", "start_listener",
+                 "state_dir", "stdio", "sync_with_parent", "uid_maps")
 
     def __init__(self) -> None:
         self.config: dict[str, Any] = {}
@@ -84,6 +83,9 @@ class LaunchPlan:
         self.seccomp_filter: Any = None
         self.landlock_policy: Any = None
         self.mount_label: str | None = None  # linux.mountLabel, where SELinux applies it
+        # create mode: the start socket, bound by the runtime in the state directory (which
+        # the init may not be able to enter: its root can be an unprivileged host uid)
+        self.start_listener = -1
         self.cgroup_dirs: list[str] = []  # the container's own cgroup directories
         # The children join the cgroup themselves (see join_cgroup_v1): the v1 `tasks`
         # files the intermediate writes, the v2 directory the init is cloned into.
@@ -217,10 +219,6 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
     propagation = linux.get("rootfsPropagation")
     mounts.prepare_rootfs(rootfs, propagation)
 
-    listener = -1
-    if not plan.run_mode:
-        listener = _listen_for_start(plan.state_dir, plan.first_free_fd)
-
     config_hooks = config.get("hooks") or {}
     if config_hooks.get("createContainer") or config_hooks.get("startContainer"):
         import subprocess  # noqa: F401 - the stdlib is out of reach after pivot_root
@@ -264,7 +262,7 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
         start_fd = sync_fd
     else:
         os.close(sync_fd)
-        start_fd = _accept_start(listener, plan.first_free_fd)
+        start_fd = _accept_start(plan.start_listener, plan.first_free_fd)
     message = os.read(start_fd, MAX_MESSAGE)
     if message != b"START":
         os._exit(1)
@@ -287,19 +285,6 @@ def _start_and_exec(plan: LaunchPlan, executable: str, env: dict[str, str],
         os.execve(executable, process["args"], env)  # noqa: S606 - the container process
     except OSError as exc:
         raise StepError("exec", exc.errno or errno.ENOEXEC, executable) from exc
-
-
-def _listen_for_start(state_dir: str, minimum_fd: int) -> int:
-    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-    try:
-        # bind by a relative name: the state directory's path may exceed sun_path's 108 bytes
-        os.chdir(state_dir)
-        listener.bind(START_SOCKET)
-        listener.listen(1)
-    except OSError as exc:
-        raise StepError("start-socket", exc.errno or errno.EIO,
-                        os.path.join(state_dir, START_SOCKET)) from exc
-    return high_fd(listener.detach(), minimum_fd)
 
 
 def _accept_start(listener: int, minimum_fd: int) -> int:

@@ -110,19 +110,23 @@ class Runner:
 
     def _run_command(self, argv: list[str]) -> RunResult:
         with tempfile.TemporaryDirectory(prefix="oci-run-") as scratch:
+            # stdin is an empty file, not /dev/null: crun 1.8.1 fchowns the container's
+            # stdio to the container's root, which with a remapped root would give the
+            # host's /dev/null to an unprivileged uid.
+            in_path = Path(scratch, "in")
             out_path, err_path = Path(scratch, "out"), Path(scratch, "err")
-            out_path.touch()
-            err_path.touch()
+            for path in (in_path, out_path, err_path):
+                path.touch()
             if self.user is not None:
                 # runc fchowns the container's stdio to the container's root: give it files
                 # the unprivileged user owns, not pipes this root process created.
                 os.chmod(scratch, 0o755)  # noqa: S103 - the test user writes in it
-                for path in (out_path, err_path):
+                for path in (in_path, out_path, err_path):
                     os.chown(path, self.user.uid, self.user.gid)
-            with open(out_path, "w") as out, open(err_path, "w") as err:
+            with open(in_path) as stdin, open(out_path, "w") as out, open(err_path, "w") as err:
                 completed = subprocess.run(
                     argv,
-                    stdin=subprocess.DEVNULL,
+                    stdin=stdin,
                     stdout=out,
                     stderr=err,
                     timeout=RUN_TIMEOUT,
@@ -144,7 +148,7 @@ class Runner:
 
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             try:
-                with open(os.devnull) as stdin:
+                with tempfile.TemporaryFile() as stdin:  # as _run_command's stdin
                     returncode = api.run(
                         container_id,
                         bundle_path,

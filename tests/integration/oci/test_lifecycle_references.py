@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,8 +60,11 @@ class Runtime:
 
     def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, PYTHONPATH=str(REPO_SRC))
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            completed = subprocess.run(self.argv(*args), stdin=subprocess.DEVNULL, stdout=out,
+        # stdin is an empty file, never /dev/null: crun 1.8.1 gives the container's stdio to
+        # the container's root, which with a remapped root would chown the host's /dev/null
+        with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile("w+") as out, \
+                tempfile.TemporaryFile("w+") as err:
+            completed = subprocess.run(self.argv(*args), stdin=stdin, stdout=out,
                                        stderr=err, env=env, timeout=60, check=False)
             out.seek(0)
             err.seek(0)
@@ -217,3 +221,46 @@ def test_kill_accepts_each_signal_form(
     assert (logs / "got").read_text() == "USR1\n"
     wait_for(lambda: run.state_of("sig")["status"] == "stopped", "the container to stop")
     assert run("delete", "sig").returncode == 0
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every uid may traverse (pytest's tmp_path sits under a 0700 one)."""
+    path = Path(tempfile.mkdtemp(prefix="oci-remapped-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_create_and_start_with_a_remapped_root(
+    open_dir: Path, runtimes: dict[str, Runtime], runtime: str
+):
+    """Container root is host uid 1000: its init cannot enter the runtime's root-only state
+    directory, which must not matter."""
+    run = runtimes[runtime]
+    tmp_path = open_dir
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    logs.chmod(0o777)  # written by the container's root, host uid 1000
+    config = container_config(["/bin/sh", "-c", "id -u > /logs/uid; cat /proc/self/uid_map "
+                                                "> /logs/map; exec sleep 60"])
+    config["mounts"].append({"destination": "/logs", "type": "bind", "source": str(logs),
+                             "options": ["bind"]})
+    config["linux"]["namespaces"].append({"type": "user"})
+    mapping = [{"containerID": 0, "hostID": 1000, "size": 2000}]
+    config["linux"]["uidMappings"] = mapping
+    config["linux"]["gidMappings"] = mapping
+    bundle = make_bundle(tmp_path, config)
+    (bundle / "rootfs" / "logs").mkdir()
+    created = run("create", "--bundle", str(bundle), "remapped")
+    assert created.returncode == 0, created.stderr
+    assert run.state_of("remapped")["status"] == "created"
+    assert run("start", "remapped").returncode == 0
+    wait_for((logs / "map").exists, "the container's output")
+    wait_for(lambda: (logs / "map").read_text().strip() != "", "the uid map")
+    assert (logs / "uid").read_text() == "0\n"
+    assert (logs / "map").read_text().split() == ["0", "1000", "2000"]
+    assert run.state_of("remapped")["status"] == "running"
+    assert run("delete", "--force", "remapped").returncode == 0
+    assert os.stat("/dev/null").st_uid == 0, "a runtime gave the host's /dev/null away"
