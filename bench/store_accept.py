@@ -29,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from auto_review.hosts.events import HostKind, RepoRef
-from auto_review.review.jobs import JobKind, JobRequest
+from auto_review.core.jobs import JobKind, JobRequest
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.store.base import DeliveryRef
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 

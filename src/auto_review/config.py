@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from auto_review.core.secrets import Secret
+
 MIN_SECRET_LENGTH = 32
 ENV_PREFIX = "AR_"
 
@@ -53,33 +55,6 @@ def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
     home = Path(env.get("HOME", "~")).expanduser()
     base = env.get("XDG_STATE_HOME") or str(home / ".local/state")
     return Path(base) / "auto-review"
-
-
-class SecretStr:
-    """A secret value: shown as stars by repr/str, revealed only by get_secret_value()."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get_secret_value(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "SecretStr('**********')"
-
-    def __str__(self) -> str:
-        return "**********"
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecretStr) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 # ---------------------------------------------------------------- value parsers
@@ -184,18 +159,18 @@ def _url(value: Any) -> str:
 
 
 def _secret(min_length: int = 1) -> Parser:
-    def parse(value: Any) -> SecretStr:
-        text = value.get_secret_value() if isinstance(value, SecretStr) else _text(value)
+    def parse(value: Any) -> Secret:
+        text = value.reveal() if isinstance(value, Secret) else _text(value)
         if len(text) < min_length:
             raise ValueError(f"must be at least {min_length} characters")
-        return SecretStr(text)
+        return Secret(text)
 
     return parse
 
 
-def _pem(value: Any) -> SecretStr:
+def _pem(value: Any) -> Secret:
     secret = _secret()(value)
-    if "-----BEGIN" not in secret.get_secret_value():
+    if "-----BEGIN" not in secret.reveal():
         raise ValueError("must be a PEM private key")
     return secret
 
@@ -350,16 +325,16 @@ class Settings:
     oci_runtime: Path | None
     isolation_require: list[str]
     forgejo_url: str | None
-    forgejo_token: SecretStr | None
-    webhook_secret: SecretStr | None
+    forgejo_token: Secret | None
+    webhook_secret: Secret | None
     github_app_id: str | None
-    github_app_private_key: SecretStr | None
-    github_webhook_secret: SecretStr | None
+    github_app_private_key: Secret | None
+    github_webhook_secret: Secret | None
     github_api_url: str
-    ci_review_token: SecretStr | None
+    ci_review_token: Secret | None
     bot_login: str | None
     llm_base_url: str | None
-    llm_api_key: SecretStr | None
+    llm_api_key: Secret | None
     llm_reasoning_model: str | None
     llm_cheap_model: str | None
     llm_timeout_seconds: float
@@ -414,8 +389,8 @@ class Settings:
         values: list[str] = []
         for name in SECRET_FIELDS:
             value = getattr(self, name)
-            if isinstance(value, SecretStr) and value.get_secret_value():
-                values.append(value.get_secret_value())
+            if isinstance(value, Secret) and value.reveal():
+                values.append(value.reveal())
         return values
 
     def public_view(self) -> dict[str, Any]:

@@ -49,6 +49,7 @@ Every request is recorded as a :class:`RecordedRequest` with the answer it got;
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections import deque
@@ -56,6 +57,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -304,8 +306,16 @@ def _chat_body(answer: Answer, request_model: str, serial: int) -> dict[str, Any
 class FakeLlm:
     """Threaded loopback server answering ``/v1/chat/completions`` and ``/v1/models``."""
 
-    def __init__(self, *, api_key: str | None = None, models: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        models: Iterable[str] = (),
+        certificate: tuple[Path, Path] | None = None,
+    ) -> None:
         self.api_key = api_key
+        # (cert, key): serve HTTPS with that certificate, e.g. one from a private CA.
+        self.certificate = certificate
         self.requests: list[RecordedRequest] = []
         self.model_ids: list[str] = list(models)
         self._scripts: dict[str, deque[Answer]] = {}
@@ -335,6 +345,10 @@ class FakeLlm:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.certificate is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.certificate)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         ).start()
@@ -356,7 +370,8 @@ class FakeLlm:
     def url(self) -> str:
         """The API root, as ``AR_LLM_BASE_URL`` takes it."""
         assert self._server is not None, "server not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        scheme = "https" if self.certificate is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}/v1"
 
     # -- scripting -------------------------------------------------------------------------
 

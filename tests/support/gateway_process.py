@@ -226,7 +226,7 @@ class _FileRecordingRunner:
     async def run(self, job: Any) -> Any:
         import asyncio
 
-        from auto_review.review.jobs import JobOutcome
+        from auto_review.core.jobs import JobOutcome
 
         request = job.request
         record = {
@@ -258,8 +258,9 @@ class _FileRecordingRunner:
 
 def _child_main() -> int:
     from auto_review.config import SettingsError, load_settings
+    from auto_review.core.logs import configure_logging
     from auto_review.gateway.service import serve
-    from auto_review.logs import configure_logging, redact
+    from auto_review.wiring.redaction import install_secrets, redact
 
     try:
         settings = load_settings(environ=os.environ)
@@ -267,7 +268,10 @@ def _child_main() -> int:
         print(f"auto-review gateway: {redact(str(exc))}", file=sys.stderr)
         return 2
     configure_logging(
-        settings.log_format, settings.log_level, settings.secret_values(), stream=sys.stderr
+        settings.log_format,
+        settings.log_level,
+        install_secrets(settings.secret_values()),
+        stream=sys.stderr,
     )
     listener = socket.socket(fileno=int(os.environ["GATEWAY_TEST_FD"]))
     if os.environ.get("GATEWAY_TEST_RUNNER") == "none":

@@ -6,7 +6,9 @@ import io
 import json
 import logging
 
-from auto_review.logs import REDACTED, Redactor, configure_logging, redact
+from auto_review.core.logs import configure_logging
+from auto_review.core.redaction import REDACTED, Redactor
+from auto_review.wiring.redaction import install_secrets, redact
 
 CANARY = "canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9-log"
 
@@ -31,7 +33,7 @@ def test_redactor_removes_secrets_and_url_credentials() -> None:
 
 def test_log_lines_are_json_and_redacted_everywhere() -> None:
     stream = io.StringIO()
-    configure_logging("json", "debug", [CANARY], stream=stream)
+    configure_logging("json", "debug", Redactor([CANARY]), stream=stream)
     log = logging.getLogger("auto_review.test")
     log.info("delivery with %s", CANARY, extra={"detail": {"url": f"https://u:{CANARY}@h"}})
     try:
@@ -49,7 +51,7 @@ def test_log_lines_are_json_and_redacted_everywhere() -> None:
 
 def test_library_loggers_are_routed_through_redaction() -> None:
     stream = io.StringIO()
-    configure_logging("text", "info", [CANARY], stream=stream)
+    configure_logging("text", "info", install_secrets([CANARY]), stream=stream)
     logging.getLogger("uvicorn.error").error("peer sent %s", CANARY)
     assert "peer sent" in stream.getvalue()
     assert CANARY not in stream.getvalue()
@@ -58,7 +60,7 @@ def test_library_loggers_are_routed_through_redaction() -> None:
 
 def test_json_lines_drop_terminal_colour_copies() -> None:
     stream = io.StringIO()
-    configure_logging("json", "info", [], stream=stream)
+    configure_logging("json", "info", stream=stream)
     logging.getLogger("uvicorn.error").info("started", extra={"color_message": "\x1b[36mstarted"})
     assert "color_message" not in json.loads(stream.getvalue())
 

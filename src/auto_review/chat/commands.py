@@ -43,22 +43,6 @@ class ChatCommand:
     argument: str
 
 
-def is_from_bot(author: str, bot_login: str | None) -> bool:
-    """True when a comment's author is the bot itself (so the gateway never answers itself).
-
-    Case-insensitive, and a GitHub App's "[bot]" suffix is ignored on both sides: the
-    operator may configure "auto-review" or "auto-review[bot]" for the same account.
-    Answering our own comment risks a reply loop, so this leans towards "is the bot".
-    """
-    if not bot_login:
-        return False
-    return _login_key(author) == _login_key(bot_login)
-
-
-def _login_key(login: str) -> str:
-    return login.strip().casefold().removesuffix("[bot]")
-
-
 def parse_chat_command(body: str, mention: str = DEFAULT_MENTION) -> ChatCommand | None:
     """The command of the first qualifying mention in `body`, or None when there is none."""
     if not mention:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from auto_review.core.jobs import JobKind, JobOutcome, JobRequest
+from auto_review.core.redaction import Redactor
 from auto_review.hosts.base import (
     HostAuthError,
     HostError,
@@ -29,9 +31,7 @@ from auto_review.hosts.base import (
     ReviewHost,
 )
 from auto_review.llm.api import LlmError, LlmUnavailable, Tier
-from auto_review.logs import Redactor
 from auto_review.review.context import ContextBudgetError, build_question_messages
-from auto_review.review.jobs import JobKind, JobOutcome, JobRequest
 from auto_review.review.mapping import untrusted_text
 from auto_review.review.pipeline import PipelineDeps, repo_key
 from auto_review.review.pr_workspace import pr_workspace, read_pr_diff

@@ -23,7 +23,6 @@ from typing import Any, Protocol
 from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
 from auto_review.config import SettingsError, load_settings
 from auto_review.llm.api import LanguageModel, LlmError, LlmRefused
-from auto_review.logs import install_secrets, redact
 from auto_review.review.evaluation import (
     LINE_TOLERANCE,
     BenchSummary,
@@ -39,6 +38,7 @@ from auto_review.review.evaluation import (
     summary_to_json,
 )
 from auto_review.review.findings import Finding
+from auto_review.wiring.redaction import install_secrets, redact
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -244,9 +244,10 @@ def run(namespace: argparse.Namespace) -> int:
         install_secrets(settings.secret_values())
         fixtures = load_corpus(namespace.corpus or default_corpus())
         baseline = load_baseline(namespace.baseline) if namespace.baseline else None
-        from auto_review.llm.client import client_from_settings
+        # The composition root's client: it trusts AR_CA_FILE like the gateway does.
+        from auto_review.wiring.clients import language_model
 
-        llm = client_from_settings(settings)
+        llm = language_model(settings)
     except (SettingsError, CorpusError, ValueError) as exc:
         return _fail(str(exc))
     try:

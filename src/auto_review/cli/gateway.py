@@ -8,9 +8,10 @@ import sys
 
 from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
 from auto_review.config import Settings, SettingsError, load_settings, validate_for_gateway
+from auto_review.core.logs import configure_logging
+from auto_review.core.posture import BARE_WARNING, bare_posture, external_posture
 from auto_review.isolation.decision import IsolationMode, IsolationRefused, decide_isolation
-from auto_review.isolation.posture import BARE_WARNING, bare_posture, external_posture
-from auto_review.logs import configure_logging, install_secrets, redact
+from auto_review.wiring.redaction import install_secrets, redact
 
 EXIT_CONFIG = 2
 EXIT_ISOLATION = 3
@@ -65,7 +66,9 @@ def run_isolated(settings: Settings) -> int:
     """The outer launcher: the gateway runs inside the OCI container boundary."""
     from auto_review.isolation.launcher import LaunchError, LaunchOptions, launch
 
-    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    redactor = install_secrets(settings.secret_values())
+
+    configure_logging(settings.log_format, settings.log_level, redactor)
     try:
         return launch(
             settings,
@@ -83,7 +86,8 @@ def run_in_process(settings: Settings, mode: IsolationMode) -> int:
     """Serve in this process (bare, or inside an operator's container): no launcher."""
     if mode is IsolationMode.BARE:
         print(BARE_WARNING, file=sys.stderr, flush=True)
-    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    redactor = install_secrets(settings.secret_values())
+    configure_logging(settings.log_format, settings.log_level, redactor)
     posture = bare_posture() if mode is IsolationMode.BARE else external_posture()
     if mode is IsolationMode.BARE:
         log.warning(

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
 from auto_review.config import SettingsError, load_settings
-from auto_review.logs import install_secrets, redact
 from auto_review.store.base import StoreError
 from auto_review.store.sqlite_review import REVIEW_FILE_NAME, ReviewStore, make_repo_key
+from auto_review.wiring.redaction import install_secrets, redact
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1

@@ -16,7 +16,7 @@ from typing import Any
 from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
 from auto_review.config import SettingsError, load_settings
 from auto_review.isolation.decision import IsolationMode, IsolationRefused, decide_isolation
-from auto_review.logs import install_secrets, redact
+from auto_review.wiring.redaction import install_secrets, redact
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1

@@ -25,14 +25,17 @@ import argparse
 import asyncio
 import json
 import re
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
 
 from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
 from auto_review.config import Settings, SettingsError, load_settings
-from auto_review.logs import configure_logging, redact
-from auto_review.tls import configure_trust
+from auto_review.core.logs import configure_logging
+from auto_review.wiring.clients import forge_hosts, language_model
+from auto_review.wiring.redaction import install_secrets, redact
+from auto_review.wiring.tls import TrustError, client_tls_context
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -95,15 +98,14 @@ def main(argv: list[str]) -> int:
             raise UsageError(
                 "the review needs an LLM: set AR_LLM_BASE_URL and AR_LLM_REASONING_MODEL"
             )
-        configure_logging("text", settings.log_level, settings.secret_values())
-        if settings.ca_file is not None:
-            try:
-                configure_trust(settings.ca_file)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from None
+        configure_logging("text", settings.log_level, install_secrets(settings.secret_values()))
+        try:
+            tls = client_tls_context(settings.ca_file)
+        except TrustError as exc:
+            raise UsageError(str(exc)) from None
         if namespace.command == "diff":
-            return asyncio.run(review_diff(namespace, settings))
-        return asyncio.run(review_once(namespace, settings))
+            return asyncio.run(review_diff(namespace, settings, tls))
+        return asyncio.run(review_once(namespace, settings, tls))
     except (SettingsError, UsageError) as exc:
         print(f"auto-review review: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
@@ -112,9 +114,10 @@ def main(argv: list[str]) -> int:
 # ---- review diff --------------------------------------------------------------------------
 
 
-async def review_diff(namespace: argparse.Namespace, settings: Settings) -> int:
+async def review_diff(
+    namespace: argparse.Namespace, settings: Settings, tls: ssl.SSLContext
+) -> int:
     from auto_review.llm.api import LlmError
-    from auto_review.llm.client import client_from_settings
     from auto_review.review.confined import ConfinedTree, ConfinementError
     from auto_review.review.diff import DiffParseError
     from auto_review.review.pipeline import review_patch
@@ -137,7 +140,7 @@ async def review_diff(namespace: argparse.Namespace, settings: Settings) -> int:
             tree = ConfinedTree(namespace.tree)
         except (OSError, ConfinementError) as exc:
             raise UsageError(f"--tree {namespace.tree}: not a directory ({exc})") from None
-    async with client_from_settings(settings) as llm:
+    async with language_model(settings, tls=tls) as llm:
         try:
             report = await review_patch(
                 patch,
@@ -165,20 +168,21 @@ def _read(path: Path, what: str) -> bytes:
 # ---- review once --------------------------------------------------------------------------
 
 
-async def review_once(namespace: argparse.Namespace, settings: Settings) -> int:
-    from auto_review.gateway.service import hosts_from_settings
+async def review_once(
+    namespace: argparse.Namespace, settings: Settings, tls: ssl.SSLContext
+) -> int:
     from auto_review.hosts.base import HostError
     from auto_review.llm.api import LlmError
     from auto_review.review.pipeline import PipelineFailed, review_pull_request
-    from auto_review.review.runner import build_runner
+    from auto_review.wiring.runner import build_runner
 
     repo = parse_repo(namespace.repo)
     if namespace.pr <= 0:
         raise UsageError("--pr must be a positive number")
-    hosts = hosts_from_settings(settings)
+    hosts = forge_hosts(settings, tls=tls)
     if repo.host not in hosts:
         raise UsageError(f"no {repo.host} forge is configured (AR_FORGEJO_* or AR_GITHUB_*)")
-    runner = build_runner(settings, hosts)
+    runner = build_runner(settings, hosts, tls=tls)
     assert runner is not None  # the LLM settings were checked in main()
     try:
         report = await review_pull_request(
@@ -205,7 +209,7 @@ async def review_once(namespace: argparse.Namespace, settings: Settings) -> int:
 
 
 def parse_repo(text: str) -> Any:
-    from auto_review.hosts.events import HostKind, PayloadError, RepoRef
+    from auto_review.core.refs import HostKind, PayloadError, RepoRef
 
     match = _REPO.match(text)
     if match is None:

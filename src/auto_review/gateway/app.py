@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -22,6 +23,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auto_review.config import Settings
+from auto_review.core.jobs import ReviewRunner
+from auto_review.core.refs import HostKind
 from auto_review.gateway.intake import IntakePolicy
 from auto_review.gateway.limits import RateLimiter
 from auto_review.gateway.metrics import GatewayMetrics
@@ -32,10 +35,8 @@ from auto_review.gateway.routes_ci import CiReviewEndpoint
 from auto_review.gateway.routes_ops import healthz, make_info, make_metrics, make_readyz, version
 from auto_review.gateway.routes_webhooks import WebhookEndpoint, forgejo_source, github_source
 from auto_review.hosts.base import ReviewHost
-from auto_review.hosts.events import HostKind
-from auto_review.review.jobs import ReviewRunner
 from auto_review.store.base import IntakeStore
-from auto_review.tls import trust_context
+from auto_review.wiring.clients import readiness_http
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def intake_policy(settings: Settings) -> IntakePolicy:
 
 
 def _secret_bytes(value: Any) -> bytes | None:
-    return value.get_secret_value().encode() if value is not None else None
+    return value.reveal().encode() if value is not None else None
 
 
 def pipeline_state(runner: ReviewRunner | None) -> str:
@@ -157,6 +158,7 @@ def build_app(
     metrics: GatewayMetrics | None = None,
     background: Sequence[BackgroundService] = (),
     llm_http: httpx.AsyncClient | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Starlette:
     """The gateway app for ``settings``.
 
@@ -172,13 +174,11 @@ def build_app(
     own_http = llm_http is None and settings.llm_base_url is not None
     http = llm_http
     if own_http:
-        http = httpx.AsyncClient(
-            timeout=settings.http_timeout_seconds, trust_env=True, verify=trust_context()
-        )
+        http = readiness_http(settings, tls=tls)
     probe = ReadinessProbe(
         hosts,
         llm_base_url=settings.llm_base_url,
-        llm_api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+        llm_api_key=settings.llm_api_key.reveal() if settings.llm_api_key else None,
         http=http,
         cache_seconds=settings.readyz_cache_seconds,
         timeout_seconds=settings.http_timeout_seconds,
@@ -213,7 +213,7 @@ def build_app(
             max_body_bytes=settings.max_body_bytes,
         )
     ci = CiReviewEndpoint(
-        token=settings.ci_review_token.get_secret_value() if settings.ci_review_token else None,
+        token=settings.ci_review_token.reveal() if settings.ci_review_token else None,
         store=store,
         hosts=hosts,
         limiter=limiter,

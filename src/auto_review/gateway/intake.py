@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auto_review.chat.commands import ChatCommand, is_from_bot, parse_chat_command
+from auto_review.chat.commands import ChatCommand, parse_chat_command
+from auto_review.core.jobs import JobKind, JobRequest
+from auto_review.core.refs import is_from_bot
 from auto_review.hosts.events import CommentEvent, IgnoredEvent, PullRequestEvent, WebhookEvent
-from auto_review.review.jobs import JobKind, JobRequest
 
 REVIEWED_ACTIONS = frozenset({"opened", "synchronize", "reopened", "ready_for_review"})
 DEFAULT_MENTION = "@auto-review"

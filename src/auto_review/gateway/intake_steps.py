@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Mapping
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from auto_review.core.jobs import JobRequest
 from auto_review.gateway.limits import (
     BodyIncomplete,
     BodyTooLarge,
@@ -31,7 +32,6 @@ from auto_review.gateway.responses import (
     rate_limited,
     send_reply,
 )
-from auto_review.review.jobs import JobRequest
 from auto_review.store.base import AcceptResult, DeliveryRef, IntakeStore, StoreBusy, StoreError
 
 

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.hosts.base import HostError, ReviewHost
-from auto_review.hosts.events import CommentEvent, HostKind, RepoRef
+from auto_review.hosts.events import CommentEvent
 
 log = logging.getLogger(__name__)
 

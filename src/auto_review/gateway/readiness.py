@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from auto_review.core.refs import HostKind
 from auto_review.hosts.base import HostAuthError, HostError, HostUnavailable, ReviewHost
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class ReadinessProbe:
 
     def __init__(
         self,
-        hosts: Mapping[str, ReviewHost],
+        hosts: Mapping[HostKind, ReviewHost],
         *,
         llm_base_url: str | None,
         llm_api_key: str | None,

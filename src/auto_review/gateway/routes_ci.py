@@ -19,6 +19,8 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from auto_review.core.jobs import JobKind, JobRequest
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.gateway.intake_steps import (
     answer_and_count,
     client_address,
@@ -42,8 +44,6 @@ from auto_review.hosts.base import (
     HostUnavailable,
     ReviewHost,
 )
-from auto_review.hosts.events import HostKind, RepoRef
-from auto_review.review.jobs import JobKind, JobRequest
 from auto_review.store.base import IntakeStore
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from auto_review.core.refs import PayloadError
 from auto_review.gateway.intake import IntakePolicy, plan_jobs
 from auto_review.gateway.intake_steps import (
     answer_and_count,
@@ -51,12 +52,7 @@ from auto_review.gateway.signatures import (
     verify_forgejo_request,
     verify_github_request,
 )
-from auto_review.hosts.events import (
-    PayloadError,
-    WebhookEvent,
-    check_delivery_id,
-    check_event_name,
-)
+from auto_review.hosts.events import WebhookEvent, check_delivery_id, check_event_name
 from auto_review.hosts.forgejo_webhooks import parse_forgejo_event
 from auto_review.hosts.github_webhooks import parse_github_event
 from auto_review.store.base import DeliveryRef, IntakeStore

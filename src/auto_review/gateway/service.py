@@ -30,6 +30,9 @@ import uvicorn
 from prometheus_client.registry import Collector
 
 from auto_review.config import Settings
+from auto_review.core.jobs import JobRequest, ReviewRunner
+from auto_review.core.posture import bare_posture, external_posture
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.gateway.app import BackgroundService, build_app, intake_policy
 from auto_review.gateway.intake import plan_jobs
 from auto_review.gateway.limits import BoundedHttpToolsProtocol
@@ -37,16 +40,15 @@ from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.poller import ChatPoller
 from auto_review.gateway.worker import WorkerPool
 from auto_review.hosts.base import ReviewHost
-from auto_review.hosts.events import CommentEvent, HostKind, RepoRef
-from auto_review.isolation.posture import bare_posture, external_posture
-from auto_review.logs import redact
-from auto_review.review.jobs import JobRequest, ReviewRunner
+from auto_review.hosts.events import CommentEvent
 from auto_review.store.base import IntakeStore, StoreError
 from auto_review.store.sqlite_intake import SqliteIntakeStore
-from auto_review.tls import configure_trust
+from auto_review.wiring.clients import forge_hosts as forge_hosts_from
+from auto_review.wiring.redaction import redact
+from auto_review.wiring.tls import TrustError, client_tls_context
 
 if TYPE_CHECKING:
-    from auto_review.review.runner import PipelineRunner
+    from auto_review.wiring.runner import PipelineRunner
 
 log = logging.getLogger(__name__)
 
@@ -90,28 +92,6 @@ def bind_listening_socket(settings: Settings) -> socket.socket:
         raise GatewayStartupError(
             f"cannot listen on AR_GATEWAY_BIND {host}:{port}: {exc.strerror or exc}"
         ) from None
-
-
-def hosts_from_settings(settings: Settings) -> dict[HostKind, ReviewHost]:
-    """A forge client for every forge whose settings are complete."""
-    hosts: dict[HostKind, ReviewHost] = {}
-    timeout = settings.http_timeout_seconds
-    if settings.forgejo_url and settings.forgejo_token:
-        from auto_review.hosts.forgejo import ForgejoClient
-
-        hosts[HostKind.FORGEJO] = ForgejoClient(
-            settings.forgejo_url, settings.forgejo_token.get_secret_value(), timeout=timeout
-        )
-    if settings.github_app_id and settings.github_app_private_key:
-        from auto_review.hosts.github import GitHubClient
-
-        hosts[HostKind.GITHUB] = GitHubClient(
-            settings.github_app_id,
-            settings.github_app_private_key.get_secret_value(),
-            api_url=settings.github_api_url,
-            timeout=timeout,
-        )
-    return hosts
 
 
 def poll_repo_refs(settings: Settings) -> list[RepoRef]:
@@ -273,26 +253,26 @@ async def serve_async(
 ) -> None:
     """The body of :func:`serve`, for callers that own the event loop."""
     posture = dict(posture) if posture is not None else default_posture(settings)
-    if settings.ca_file is not None:
-        try:
-            # Before any client exists: the forge, LLM and readiness clients share it.
-            configure_trust(settings.ca_file)
-        except ValueError as exc:
-            raise GatewayStartupError(str(exc)) from None
+    try:
+        # Before any client exists: the forge, LLM and readiness clients share it.
+        tls = client_tls_context(settings.ca_file)
+    except TrustError as exc:
+        raise GatewayStartupError(str(exc)) from None
     listener = sock if sock is not None else bind_listening_socket(settings)
     store = SqliteIntakeStore.open(settings.state_dir)
     own_hosts = hosts is None
     forge_hosts: Mapping[HostKind, ReviewHost] = (
-        hosts if hosts is not None else hosts_from_settings(settings)
+        hosts if hosts is not None else forge_hosts_from(settings, tls=tls)
     )
     own_runner: PipelineRunner | None = None
     try:
         if runner is None:
             # The review pipeline runs whenever an LLM is configured; its forge clients are
             # the gateway's own, and git reads the proxy from this process's environment.
-            from auto_review.review.runner import build_runner
+            # Imported here: the pipeline's modules load only when jobs will run.
+            from auto_review.wiring.runner import build_runner
 
-            runner = own_runner = build_runner(settings, forge_hosts)
+            runner = own_runner = build_runner(settings, forge_hosts, tls=tls)
         metrics = GatewayMetrics()
         for collector in (*collectors, *(own_runner.collectors if own_runner else ())):
             metrics.registry.register(collector)
@@ -314,6 +294,7 @@ async def serve_async(
             posture,
             metrics=metrics,
             background=background,
+            tls=tls,
         )
         server = uvicorn.Server(_uvicorn_config(app))
         address = listener.getsockname()

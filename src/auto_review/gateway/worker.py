@@ -20,7 +20,7 @@ from collections.abc import Awaitable
 from enum import StrEnum
 from typing import Protocol
 
-from auto_review.review.jobs import Job, JobKind, JobOutcome, RetryPolicy, ReviewRunner
+from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRetryPolicy, ReviewRunner
 from auto_review.store.base import JobQueue, RequeueResult, StoreClosed, StoreError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class WorkerPool:
         runner: ReviewRunner,
         *,
         concurrency: int,
-        retry: RetryPolicy | None = None,
+        retry: JobRetryPolicy | None = None,
         observer: WorkerObserver | None = None,
         job_timeout_seconds: float | None = 900.0,
         idle_poll_seconds: float = 1.0,
@@ -61,7 +61,7 @@ class WorkerPool:
         self._store = store
         self._runner = runner
         self._concurrency = concurrency
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or JobRetryPolicy()
         self._observer = observer
         self._job_timeout = job_timeout_seconds
         self._idle_poll = idle_poll_seconds

@@ -14,14 +14,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from auto_review.hosts.events import (
-    CommentEvent,
-    HostKind,
-    PayloadError,
-    RepoRef,
-    check_sha,
-    has_prefix,
-)
+from auto_review.core.refs import HostKind, PayloadError, RepoRef, check_sha
+from auto_review.hosts.events import CommentEvent, has_prefix
 from auto_review.hosts.review_types import (
     ChangedFile,
     CommitStatus,
@@ -72,24 +66,6 @@ class HostResponseTooLarge(HostResponseError):
             operation, detail or f"response larger than the cap of {max_bytes} bytes", status
         )
         self.max_bytes = max_bytes
-
-
-class Secret:
-    """A credential held by a client. It prints as ``Secret('***')`` wherever it ends up
-    (repr, str, f-strings, ``vars()`` dumps); ``reveal()`` is the one way to the value."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,9 @@ from typing import Any, TypeVar
 
 import httpx
 
+from auto_review.core.refs import RepoRef
 from auto_review.hosts.base import HostResponseError
-from auto_review.hosts.events import CommentEvent, RepoRef
+from auto_review.hosts.events import CommentEvent
 from auto_review.hosts.http import has_next_page, json_body
 
 T = TypeVar("T")

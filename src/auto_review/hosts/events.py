@@ -15,14 +15,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-
-class PayloadError(ValueError):
-    """A supported event's payload lacks a required field or has a wrong type or value."""
-
-
-class HostKind(StrEnum):
-    FORGEJO = "forgejo"
-    GITHUB = "github"
+from auto_review.core.refs import (
+    MAX_COMMENT_ID,
+    MAX_PR_NUMBER,
+    SHA_RE,
+    HostKind,
+    PayloadError,
+    RepoRef,
+    check_login,
+    check_owner,
+    check_positive_int,
+    check_repo_name,
+    check_sha,
+)
 
 
 class PullRequestAction(StrEnum):
@@ -34,74 +39,7 @@ class PullRequestAction(StrEnum):
     READY_FOR_REVIEW = "ready_for_review"
 
 
-# Owner: GitHub logins and Gitea/Forgejo user/org names (alphanumerics, '_', '.', '-'),
-# never starting with '.' or '-' so a value cannot read as a path part or an option.
-_OWNER_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", re.ASCII)
-# Repository names may start with '.' (".github") but not with '-'; "." and ".." refused.
-_REPO_NAME_RE: Final = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,99}", re.ASCII)
-# Author logins: as owners, plus GitHub App bot accounts ("name[bot]").
-_LOGIN_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}(?:\[bot\])?", re.ASCII)
-# Git object ids: SHA-1 (40) or SHA-256 (64) hex.
-_SHA_RE: Final = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{64})", re.ASCII)
-
 _REVIEWABLE_ACTIONS: Final = frozenset(action.value for action in PullRequestAction)
-
-MAX_PR_NUMBER: Final = 2**31 - 1
-MAX_COMMENT_ID: Final = 2**63 - 1
-
-
-def check_owner(value: str, field: str = "owner") -> str:
-    if not _OWNER_RE.fullmatch(value):
-        raise PayloadError(f"{field} is not a valid account name")
-    return value
-
-
-def check_repo_name(value: str, field: str = "name") -> str:
-    if value in (".", "..") or not _REPO_NAME_RE.fullmatch(value):
-        raise PayloadError(f"{field} is not a valid repository name")
-    return value
-
-
-def check_login(value: str, field: str = "login") -> str:
-    if not _LOGIN_RE.fullmatch(value):
-        raise PayloadError(f"{field} is not a valid login")
-    return value
-
-
-def check_sha(value: str, field: str = "sha") -> str:
-    """Return the object id in lower case; 40 or 64 hex digits, nothing else."""
-    lowered = value.lower()
-    if not _SHA_RE.fullmatch(lowered):
-        raise PayloadError(f"{field} must be 40 or 64 hexadecimal digits")
-    return lowered
-
-
-def check_positive_int(value: object, field: str, maximum: int) -> int:
-    # bool is an int subclass; JSON true must not pass as 1.
-    if type(value) is not int:
-        raise PayloadError(f"{field} must be an integer")
-    if not 0 < value <= maximum:
-        raise PayloadError(f"{field} must be between 1 and {maximum}")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class RepoRef:
-    host: HostKind
-    owner: str
-    name: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.host, HostKind):
-            raise PayloadError("repository host must be a HostKind")
-        if not isinstance(self.owner, str) or not isinstance(self.name, str):
-            raise PayloadError("repository owner and name must be strings")
-        check_owner(self.owner, "repository owner")
-        check_repo_name(self.name, "repository name")
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.owner}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +58,7 @@ class PullRequestEvent:
         if not isinstance(self.action, str) or self.action not in _REVIEWABLE_ACTIONS:
             raise PayloadError("pull request action is not a reviewable action")
         for field, sha in (("head sha", self.head_sha), ("base sha", self.base_sha)):
-            if not isinstance(sha, str) or not _SHA_RE.fullmatch(sha):
+            if not isinstance(sha, str) or not SHA_RE.fullmatch(sha):
                 raise PayloadError(f"{field} must be 40 or 64 lower-case hexadecimal digits")
         if not isinstance(self.author, str):
             raise PayloadError("pull request author must be a string")

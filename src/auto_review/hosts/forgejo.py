@@ -27,6 +27,7 @@ Review pipeline (``{repo}`` = ``/repos/{owner}/{repo}``):
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -34,12 +35,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from auto_review.core.refs import HostKind, RepoRef, check_sha
+from auto_review.core.secrets import Secret
 from auto_review.hosts import forgejo_review as shapes
 from auto_review.hosts.base import (
     HostNotFound,
     HostResponseError,
     PullRequestInfo,
-    Secret,
     comment_event,
     file_path_in_url,
     format_since,
@@ -49,7 +51,7 @@ from auto_review.hosts.base import (
     repo_path,
 )
 from auto_review.hosts.comment_pages import collect_all_pages, collect_comment_pages
-from auto_review.hosts.events import CommentEvent, HostKind, RepoRef, check_sha
+from auto_review.hosts.events import CommentEvent
 from auto_review.hosts.forgejo_webhooks import WIP_TITLE_PREFIXES
 from auto_review.hosts.http import ForgeHttp, RetryPolicy, check_base_url, json_body
 from auto_review.hosts.review_types import (
@@ -100,6 +102,7 @@ class ForgejoClient:
         max_pages: int = 20,
         bot_login: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not token:
             raise ValueError("a Forgejo token is required")
@@ -111,6 +114,7 @@ class ForgejoClient:
             user_agent=USER_AGENT,
             retry=retry,
             transport=transport,
+            tls=tls,
         )
         self._token = Secret(token)
         self.page_size = page_size

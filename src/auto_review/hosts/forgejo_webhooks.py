@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from auto_review.core.refs import HostKind
 from auto_review.hosts.events import (
-    HostKind,
     IgnoredEvent,
     JsonObject,
     PullRequestAction,

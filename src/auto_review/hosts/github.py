@@ -29,6 +29,7 @@ act, so this holds for posts too).
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from auto_review.core.refs import HostKind, RepoRef, check_sha
 from auto_review.hosts import github_review as shapes
 from auto_review.hosts.base import (
     HostAuthError,
@@ -53,7 +55,7 @@ from auto_review.hosts.base import (
     repo_path,
 )
 from auto_review.hosts.comment_pages import collect_all_pages, collect_comment_pages
-from auto_review.hosts.events import CommentEvent, HostKind, RepoRef, check_sha
+from auto_review.hosts.events import CommentEvent
 from auto_review.hosts.github_auth import GITHUB_HEADERS, GitHubAppAuth
 from auto_review.hosts.http import ForgeHttp, RetryPolicy, json_body
 from auto_review.hosts.review_types import (
@@ -94,13 +96,19 @@ class GitHubClient:
         max_pages: int = 10,
         token_refresh_margin: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not 1 <= page_size <= 100:
             raise ValueError("page_size must be between 1 and 100 (GitHub's maximum)")
         if max_pages < 1:
             raise ValueError("max_pages must be positive")
         self._http = ForgeHttp(
-            api_url, timeout=timeout, user_agent=USER_AGENT, retry=retry, transport=transport
+            api_url,
+            timeout=timeout,
+            user_agent=USER_AGENT,
+            retry=retry,
+            transport=transport,
+            tls=tls,
         )
         self.auth = GitHubAppAuth(
             app_id, private_key_pem, self._http, refresh_margin=token_refresh_margin

@@ -27,8 +27,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from auto_review.core.refs import RepoRef
 from auto_review.hosts.base import HostAuthError, HostNotFound, HostResponseError, repo_path
-from auto_review.hosts.events import RepoRef
 from auto_review.hosts.http import ForgeHttp, json_body
 
 JWT_BACKDATE_SECONDS = 60

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -40,7 +41,6 @@ from auto_review.hosts.base import (
     HostResponseTooLarge,
     HostUnavailable,
 )
-from auto_review.tls import trust_context
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,7 @@ class ForgeHttp:
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -167,7 +168,8 @@ class ForgeHttp:
         # No default auth headers: credentials are passed per request so they live in no
         # long-lived object. Redirects are not followed (a redirect must not carry a token).
         self._client = httpx.AsyncClient(
-            verify=trust_context(),
+            # The composition root hands every client the process's one trust store.
+            verify=tls if tls is not None else True,
             base_url=self.api_root,
             timeout=httpx.Timeout(timeout),
             headers={"User-Agent": user_agent},

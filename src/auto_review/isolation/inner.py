@@ -80,7 +80,7 @@ def required_controls(environ: Mapping[str, str]) -> list[str]:
 
 
 def fail(message: str, status: int) -> int:
-    from auto_review.logs import redact
+    from auto_review.wiring.redaction import redact
 
     print(f"auto-review gateway (inner): {redact(message)}", file=sys.stderr, flush=True)
     return status
@@ -124,7 +124,8 @@ def main() -> int:
         return fail(f"setup step settings-pipe failed: {exc}", EXIT_SETUP)
 
     from auto_review.config import SettingsError
-    from auto_review.logs import configure_logging, install_secrets
+    from auto_review.core.logs import configure_logging
+    from auto_review.wiring.redaction import install_secrets
 
     try:
         settings = load_inner_settings(values)
@@ -132,7 +133,8 @@ def main() -> int:
         install_secrets(str(v) for v in values.values() if isinstance(v, str))
         return fail(f"setup step settings failed: {exc}", EXIT_SETUP)
     del values
-    configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    redactor = install_secrets(settings.secret_values())
+    configure_logging(settings.log_format, settings.log_level, redactor)
 
     posture = run_selfcheck(boundary_facts(os.environ), required=required_controls(os.environ))
     try:

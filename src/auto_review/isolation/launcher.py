@@ -53,7 +53,7 @@ from auto_review.isolation.inner import (
 from auto_review.isolation.inner_path import inner_interpreter_args, inner_python_path
 from auto_review.isolation.secrets_pipe import INNER_FDS, SettingsPipe, settings_document
 from auto_review.isolation.selfcheck import INNER_STATE_DIR, namespace_ids
-from auto_review.logs import redact
+from auto_review.wiring.redaction import redact
 
 log = logging.getLogger("auto_review.isolation.launcher")
 

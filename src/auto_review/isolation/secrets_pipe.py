@@ -20,7 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from auto_review.config import SECRET_FIELDS, SecretStr, Settings, env_name
+from auto_review.config import SECRET_FIELDS, Settings, env_name
+from auto_review.core.secrets import Secret
 
 LISTEN_FD = 3
 SECRETS_FD = 4
@@ -44,8 +45,8 @@ def settings_document(
     values: dict[str, Any] = {}
     for name in settings.field_names():
         value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
+        if isinstance(value, Secret):
+            value = value.reveal()
         elif isinstance(value, Path):
             value = str(value)
         values[name] = value

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from jsonschema import Draft202012Validator
@@ -55,9 +56,6 @@ from auto_review.llm.response_format import (
 )
 from auto_review.llm.transport import ChatReply, HttpRefused, LlmTransport, RetryPolicy, Sleep
 
-if TYPE_CHECKING:
-    from auto_review.config import Settings
-
 log = logging.getLogger("auto_review.llm")
 
 # Answers that end like this were cut short by a limit, not finished by the model.
@@ -94,6 +92,7 @@ class OpenAICompatibleClient:
         metrics: LlmMetrics | None = None,
         sleep: Sleep = asyncio.sleep,
         max_retry_after: float = 60.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.models: dict[Tier, str] = {}
         for tier in Tier:
@@ -117,6 +116,7 @@ class OpenAICompatibleClient:
             metrics=self.metrics,
             transport=transport,
             sleep=sleep,
+            tls=tls,
         )
 
     def __repr__(self) -> str:
@@ -317,32 +317,3 @@ class OpenAICompatibleClient:
         self.metrics.count_usage(tier, reply.usage, cost)
         self.ledger.add(tier, reply.usage, cost)
         return reply
-
-
-def client_from_settings(
-    settings: Settings,
-    *,
-    metrics: LlmMetrics | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> OpenAICompatibleClient:
-    """The client the settings describe. The cheap tier uses the reasoning model when
-    ``llm_cheap_model`` is unset."""
-    if not settings.llm_base_url:
-        raise ValueError("AR_LLM_BASE_URL is not set: the review pipeline needs an LLM")
-    if not settings.llm_reasoning_model:
-        raise ValueError("AR_LLM_REASONING_MODEL is not set")
-    api_key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    return OpenAICompatibleClient(
-        settings.llm_base_url,
-        api_key,
-        {
-            Tier.REASONING: settings.llm_reasoning_model,
-            Tier.CHEAP: settings.llm_cheap_model or settings.llm_reasoning_model,
-        },
-        timeout=settings.llm_timeout_seconds,
-        max_retries=settings.llm_max_retries,
-        response_format_mode=settings.llm_response_format,
-        prices={Tier.REASONING: settings.llm_reasoning_price, Tier.CHEAP: settings.llm_cheap_price},
-        transport=transport,
-        metrics=metrics,
-    )

@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,10 +32,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from auto_review.core.secrets import Secret
 from auto_review.llm.accounting import LlmMetrics, RetryReason
 from auto_review.llm.api import LlmRefused, LlmUnavailable, Tier, Usage
 from auto_review.llm.response_format import refuses_response_format
-from auto_review.tls import trust_context
 
 log = logging.getLogger("auto_review.llm")
 
@@ -108,23 +109,6 @@ def retry_after_seconds(headers: httpx.Headers, now: float) -> float | None:
     if when.tzinfo is None:
         return None
     return max(0.0, when.timestamp() - now)
-
-
-class _HiddenKey:
-    """The API key, shown as stars by repr and str, so no listing of attributes shows it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<hidden>"
-
-    __str__ = __repr__
 
 
 class HttpRefused(LlmRefused):
@@ -250,6 +234,7 @@ class LlmTransport:
         metrics: LlmMetrics,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not timeout > 0:
             raise ValueError("LLM timeout must be positive")
@@ -258,10 +243,11 @@ class LlmTransport:
         self.retry = retry
         self._metrics = metrics
         self._sleep = sleep
-        self._api_key = _HiddenKey(api_key) if api_key else None
+        self._api_key = Secret(api_key) if api_key else None
         # Redirects are not followed: a redirect must not carry the key to another host.
         self._client = httpx.AsyncClient(
-            verify=trust_context(),
+            # The composition root hands every client the process's one trust store.
+            verify=tls if tls is not None else True,
             base_url=self.base_url + "/",
             timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
             headers={"User-Agent": USER_AGENT},

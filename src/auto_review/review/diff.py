@@ -204,7 +204,7 @@ def _capped_lines(source: BinaryIO | Iterable[bytes], cap: int) -> Iterator[byte
     """
     read = getattr(source, "read1", None) or getattr(source, "read", None)
     if read is None:
-        for line in source:  # type: ignore[union-attr]
+        for line in source:
             if line.endswith(b"\n"):
                 line = line[:-1]
             yield _TruncatedLine(line[:cap]) if len(line) > cap else line
@@ -564,6 +564,8 @@ def _unquote(data: bytes, parser: _Parser | None = None) -> tuple[bytes, bytes]:
 
 def _split_git_header(rest: bytes, parser: _Parser) -> tuple[bytes | None, bytes | None]:
     """Paths of ``diff --git a/X b/Y``; used when no ---/+++ or rename lines name them."""
+    old: bytes | None
+    new: bytes | None
     if rest.startswith(b'"'):
         old, tail = _unquote(rest, parser)
         tail = tail.lstrip(b" ")

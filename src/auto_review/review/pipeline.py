@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from auto_review.core.redaction import Redactor
+from auto_review.core.refs import HostKind, RepoRef, is_from_bot
 from auto_review.hosts.base import (
     HostAuthError,
     HostError,
@@ -36,7 +38,6 @@ from auto_review.hosts.base import (
     HostUnavailable,
     ReviewHost,
 )
-from auto_review.hosts.events import HostKind, RepoRef
 from auto_review.hosts.review_types import (
     CommitStatus,
     GitAccess,
@@ -52,7 +53,6 @@ from auto_review.llm.api import (
     Tier,
     Usage,
 )
-from auto_review.logs import Redactor
 from auto_review.review.confined import ConfinedTree
 from auto_review.review.context import ContextBudgetError, build_review_messages
 from auto_review.review.diff import DiffParseError, FileDiff, parse_diff
@@ -532,8 +532,6 @@ async def _posted_markers(
     Without a configured bot login every author's markers count: a stranger's marker can
     then only hide a finding, never post one.
     """
-    from auto_review.chat.commands import is_from_bot
-
     def ours(author: str) -> bool:
         return bot_login is None or is_from_bot(author, bot_login)
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from auto_review.hosts.events import RepoRef
-from auto_review.review.jobs import Job, JobOutcome, JobRequest
+from auto_review.core.jobs import Job, JobOutcome, JobRequest
+from auto_review.core.refs import RepoRef
 
 DELIVERY_SOURCES = frozenset({"forgejo", "github"})
 MAX_DELIVERY_ID_CHARS = 200

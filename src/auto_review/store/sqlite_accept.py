@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from auto_review.review.jobs import JobRequest
+from auto_review.core.jobs import JobRequest
 from auto_review.store.base import AcceptResult, DeliveryRef
 
 T = TypeVar("T")

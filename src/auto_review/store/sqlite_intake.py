@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from auto_review.hosts.events import HostKind, RepoRef
-from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest, RetryPolicy
+from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRequest, JobRetryPolicy
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.store.base import (
     AcceptResult,
     DeliveryRef,
@@ -41,7 +41,7 @@ DEFAULT_MAX_PENDING = 4096
 DEFAULT_DELIVERY_RETENTION_SECONDS = 30 * 24 * 3600.0
 MAX_DETAIL_CHARS = 500
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_ATTEMPTS = RetryPolicy().max_attempts
+DEFAULT_MAX_ATTEMPTS = JobRetryPolicy().max_attempts
 Synchronous = Literal["FULL", "NORMAL"]
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from auto_review.hosts.events import HostKind, PayloadError, check_owner, check_repo_name, check_sha
+from auto_review.core.refs import HostKind, PayloadError, check_owner, check_repo_name, check_sha
 from auto_review.store.base import SchemaTooNew, StoreError
 from auto_review.store.schema import Migration
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import launcher_support as support
 from tests.support.fake_forgejo import FakeForgejo
 
-from auto_review.isolation.posture import BARE_WARNING
+from auto_review.core.posture import BARE_WARNING
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.integration.review.smart_http import make_certificate
 from tests.support.fake_llm import (
     Answer,
     FakeLlm,
@@ -348,3 +349,35 @@ def test_every_label_of_the_corpus_survives_the_pipeline(
     assert document["fixtures"] == len(fixtures)
     assert document["true_positives"] == sum(len(f.expected) for f in fixtures)
     assert (document["precision"], document["recall"], document["errors"]) == (1.0, 1.0, 0)
+
+
+def test_bench_trusts_the_private_ca_named_by_ar_ca_file(
+    corpus: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The bench's LLM client comes from the composition root, so AR_CA_FILE reaches it."""
+    cert, key = make_certificate(tmp_path)
+    with FakeLlm(api_key=API_KEY, models=(REASONING, CHEAP), certificate=(cert, key)) as fake:
+        fake.respond(ScriptedReviewer())
+        assert fake.url.startswith("https://")
+        monkeypatch.setenv("AR_LLM_BASE_URL", fake.url)
+        monkeypatch.setenv("AR_LLM_API_KEY", API_KEY)
+        monkeypatch.setenv("AR_LLM_REASONING_MODEL", REASONING)
+        monkeypatch.setenv("AR_LLM_CHEAP_MODEL", CHEAP)
+        monkeypatch.setenv("AR_LLM_MAX_RETRIES", "0")
+        monkeypatch.delenv("AR_CA_FILE", raising=False)
+
+        # The default trust store does not know the private CA: no request gets through.
+        _, out, _ = bench(capsys, "--corpus", str(corpus))
+        assert "failed reviews 4" in out
+        assert out.count("connection failed (ConnectError)") == 4
+        assert fake.chat_requests() == []
+
+        monkeypatch.setenv("AR_CA_FILE", str(cert))
+        code, out, _ = bench(capsys, "--corpus", str(corpus))
+        assert code == 0
+        assert "precision 0.667  recall 0.667  false positives per PR 0.250" in out
+        assert len(fake.chat_requests(REASONING)) == 4
+        assert check_recorded_traffic(fake) > 0

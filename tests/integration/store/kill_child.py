@@ -13,9 +13,9 @@ import asyncio
 import sys
 from pathlib import Path
 
+from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRequest
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.gateway.worker import WorkerPool
-from auto_review.hosts.events import HostKind, RepoRef
-from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest
 from auto_review.store.base import DeliveryRef
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 

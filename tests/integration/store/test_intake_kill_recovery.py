@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from auto_review.core.jobs import RecordingRunner
 from auto_review.gateway.worker import WorkerPool
-from auto_review.review.jobs import RecordingRunner
 from auto_review.store.base import DeliveryRef, JobStatus
 from auto_review.store.sqlite_intake import STATE_FILE_NAME, SqliteIntakeStore
 

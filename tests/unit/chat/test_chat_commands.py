@@ -11,9 +11,9 @@ from auto_review.chat.commands import (
     MAX_REMEMBER_CHARS,
     ChatCommand,
     ChatCommandKind,
-    is_from_bot,
     parse_chat_command,
 )
+from auto_review.core.refs import is_from_bot
 
 HELP = ChatCommandKind.HELP
 

@@ -20,10 +20,10 @@ from tests.unit.review.test_pipeline_fakes import (
 
 from auto_review.chat.commands import parse_chat_command
 from auto_review.chat.handlers import ChatHandlers, help_text
+from auto_review.core.jobs import JobKind, JobOutcome, JobRequest
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.hosts.base import HostAuthError
-from auto_review.hosts.events import HostKind, RepoRef
 from auto_review.llm.api import LlmInvalidAnswer, LlmUnavailable, Tier
-from auto_review.review.jobs import JobKind, JobOutcome, JobRequest
 from auto_review.store.sqlite_review import MAX_LEARNINGS_PER_REPO, ReviewStore
 
 OTHER_REPO = RepoRef(HostKind.FORGEJO, "acme", "other")

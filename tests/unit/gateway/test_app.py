@@ -14,11 +14,11 @@ from tests.support.prometheus_text import sample_value
 from tests.support.reference import reference_path
 
 from auto_review.config import load_settings
+from auto_review.core.posture import bare_posture
 from auto_review.gateway.app import GatewayApp, build_app
 from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.routes_ci import CiRequestInvalid, bearer_matches, parse_ci_request
 from auto_review.gateway.signatures import SignatureMissing
-from auto_review.isolation.posture import bare_posture
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 
 SECRET = "unit-webhook-secret-0123456789abcdef0123"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from auto_review.config import load_settings
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.service import (
     FileWatermarkStore,
@@ -17,10 +18,9 @@ from auto_review.gateway.service import (
     bind_listening_socket,
     chat_poller,
     default_posture,
-    hosts_from_settings,
     poll_repo_refs,
 )
-from auto_review.hosts.events import HostKind, RepoRef
+from auto_review.wiring.clients import forge_hosts
 
 
 def settings(tmp_path: Path, **env: str):
@@ -53,11 +53,11 @@ def test_bind_on_a_free_port(tmp_path: Path) -> None:
 
 
 def test_hosts_are_built_only_from_complete_settings(tmp_path: Path) -> None:
-    assert hosts_from_settings(settings(tmp_path)) == {}
+    assert forge_hosts(settings(tmp_path)) == {}
     only_url = settings(tmp_path, AR_FORGEJO_URL="http://127.0.0.1:9")
-    assert hosts_from_settings(only_url) == {}
+    assert forge_hosts(only_url) == {}
     complete = settings(tmp_path, AR_FORGEJO_URL="http://127.0.0.1:9", AR_FORGEJO_TOKEN="t" * 40)
-    hosts = hosts_from_settings(complete)
+    hosts = forge_hosts(complete)
     assert set(hosts) == {HostKind.FORGEJO}
     asyncio.run(hosts[HostKind.FORGEJO].aclose())
 

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from auto_review.core.jobs import JobKind
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.gateway.intake import IntakePolicy, plan_jobs
-from auto_review.hosts.events import (
-    CommentEvent,
-    HostKind,
-    IgnoredEvent,
-    PullRequestEvent,
-    RepoRef,
-)
-from auto_review.review.jobs import JobKind
+from auto_review.hosts.events import CommentEvent, IgnoredEvent, PullRequestEvent
 
 REPO = RepoRef(HostKind.FORGEJO, "acme", "widgets")
 HEAD = "a" * 40

@@ -13,9 +13,10 @@ import pytest
 from tests.support.fake_forgejo import FakeForgejo
 from tests.support.fake_github import FakeGitHub, generate_app_key
 
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.gateway.poller import ChatPoller, InMemoryWatermarkStore, watermark_key
 from auto_review.hosts.base import ReviewHost
-from auto_review.hosts.events import CommentEvent, HostKind, RepoRef
+from auto_review.hosts.events import CommentEvent
 from auto_review.hosts.forgejo import ForgejoClient
 from auto_review.hosts.github import GitHubClient
 from auto_review.hosts.http import RetryPolicy

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from auto_review.core.refs import HostKind
 from auto_review.gateway.readiness import ReadinessProbe
 from auto_review.hosts.base import HostAuthError, HostUnavailable
-from auto_review.hosts.events import HostKind
 
 LLM_KEY = "llm-key-canary-0123456789abcdefghijklmnop"
 

@@ -6,15 +6,15 @@ import asyncio
 
 import pytest
 
-from auto_review.hosts.events import HostKind, RepoRef
-from auto_review.review.jobs import (
+from auto_review.core.jobs import (
     Job,
     JobKind,
     JobOutcome,
     JobRequest,
+    JobRetryPolicy,
     RecordingRunner,
-    RetryPolicy,
 )
+from auto_review.core.refs import HostKind, RepoRef
 
 REPO = RepoRef(HostKind.GITHUB, "octo", "hello.world")
 
@@ -60,7 +60,7 @@ def test_malformed_requests_are_refused(changes: dict[str, object], message: str
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:
-    policy = RetryPolicy(max_attempts=6, base_delay_seconds=5, max_delay_seconds=30)
+    policy = JobRetryPolicy(max_attempts=6, base_delay_seconds=5, max_delay_seconds=30)
     assert [policy.delay_after(n) for n in range(1, 6)] == [5, 10, 20, 30, 30]
     assert policy.may_retry(5)
     assert not policy.may_retry(6)

@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from auto_review.gateway.worker import RunResult, WorkerPool
-from auto_review.hosts.events import HostKind, RepoRef
-from auto_review.review.jobs import (
+from auto_review.core.jobs import (
     Job,
     JobKind,
     JobOutcome,
     JobRequest,
+    JobRetryPolicy,
     RecordingRunner,
-    RetryPolicy,
 )
+from auto_review.core.refs import HostKind, RepoRef
+from auto_review.gateway.worker import RunResult, WorkerPool
 from auto_review.store.base import JobStatus, RequeueResult
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 
-NO_DELAY = RetryPolicy(max_attempts=3, base_delay_seconds=0.0)
+NO_DELAY = JobRetryPolicy(max_attempts=3, base_delay_seconds=0.0)
 
 
 def request(pr: int, kind: JobKind = JobKind.REVIEW) -> JobRequest:
@@ -178,7 +178,7 @@ def test_retries_wait_for_the_backoff(store) -> None:
         raise OSError("no route")
 
     runner = ScriptedRunner(explode)
-    slow = RetryPolicy(max_attempts=3, base_delay_seconds=60.0)
+    slow = JobRetryPolicy(max_attempts=3, base_delay_seconds=60.0)
 
     async def scenario() -> None:
         await store.accept(None, [request(1)])
@@ -222,7 +222,7 @@ def test_a_runner_answering_nonsense_counts_as_an_error(store) -> None:
     async def scenario() -> None:
         await store.accept(None, [request(1)])
         pool = WorkerPool(
-            store, ScriptedRunner(nonsense), concurrency=1, retry=RetryPolicy(max_attempts=1)
+            store, ScriptedRunner(nonsense), concurrency=1, retry=JobRetryPolicy(max_attempts=1)
         )
         await pool.start()
         await eventually(lambda: store.counts()[JobStatus.FAILED] == 1)
@@ -243,7 +243,7 @@ def test_a_job_over_its_time_limit_is_an_error(store) -> None:
             store,
             ScriptedRunner(forever),
             concurrency=1,
-            retry=RetryPolicy(max_attempts=1),
+            retry=JobRetryPolicy(max_attempts=1),
             job_timeout_seconds=0.1,
         )
         await pool.start()
@@ -385,4 +385,4 @@ def test_pool_settings_are_validated(store) -> None:
     with pytest.raises(ValueError, match="timeout"):
         WorkerPool(store, RecordingRunner(), concurrency=1, job_timeout_seconds=0)
     with pytest.raises(ValueError, match="max_attempts"):
-        RetryPolicy(max_attempts=0)
+        JobRetryPolicy(max_attempts=0)

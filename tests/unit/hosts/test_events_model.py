@@ -7,14 +7,12 @@ from typing import Any
 
 import pytest
 
+from auto_review.core.refs import HostKind, PayloadError, RepoRef
 from auto_review.hosts.events import (
     CommentEvent,
-    HostKind,
     JsonObject,
-    PayloadError,
     PullRequestAction,
     PullRequestEvent,
-    RepoRef,
     check_delivery_id,
     describe,
     has_prefix,

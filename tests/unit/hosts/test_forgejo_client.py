@@ -14,6 +14,7 @@ from tests.support.fake_forgejo import FakeForgejo
 from tests.support.openapi_check import ApiSpec
 from tests.support.ports import closed_port
 
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.hosts.base import (
     HostAuthError,
     HostError,
@@ -21,7 +22,6 @@ from auto_review.hosts.base import (
     HostUnavailable,
     ReviewHost,
 )
-from auto_review.hosts.events import HostKind, RepoRef
 from auto_review.hosts.forgejo import ForgejoClient, api_root
 from auto_review.hosts.http import RetryPolicy
 

@@ -15,6 +15,7 @@ from tests.support.fake_forgejo import FakeForgejo
 from tests.support.openapi_check import ApiSpec
 from tests.unit.hosts.conftest import PullDiff
 
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.hosts.base import (
     HostAuthError,
     HostError,
@@ -23,7 +24,6 @@ from auto_review.hosts.base import (
     HostResponseTooLarge,
     HostUnavailable,
 )
-from auto_review.hosts.events import HostKind, RepoRef
 from auto_review.hosts.forgejo import ForgejoClient
 from auto_review.hosts.http import RetryPolicy
 from auto_review.hosts.review_types import (

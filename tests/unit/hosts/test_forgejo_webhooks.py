@@ -9,13 +9,8 @@ from typing import Any
 import pytest
 from tests.support.reference import load_json, reference_json_files
 
-from auto_review.hosts.events import (
-    CommentEvent,
-    HostKind,
-    IgnoredEvent,
-    PayloadError,
-    PullRequestEvent,
-)
+from auto_review.core.refs import HostKind, PayloadError
+from auto_review.hosts.events import CommentEvent, IgnoredEvent, PullRequestEvent
 from auto_review.hosts.forgejo_webhooks import (
     forgejo_delivery_id,
     forgejo_event_name,

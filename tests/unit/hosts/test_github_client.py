@@ -17,8 +17,8 @@ from tests.support.fake_github import FakeGitHub, generate_app_key
 from tests.support.openapi_check import ApiSpec
 from tests.support.ports import closed_port
 
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.hosts.base import HostAuthError, HostNotFound, HostUnavailable, ReviewHost
-from auto_review.hosts.events import HostKind, RepoRef
 from auto_review.hosts.github import GitHubClient
 from auto_review.hosts.github_auth import GitHubAppAuth, load_app_key
 from auto_review.hosts.http import ForgeHttp, RetryPolicy

@@ -16,6 +16,7 @@ from tests.support.fake_github import FakeGitHub, generate_app_key
 from tests.support.openapi_check import ApiSpec
 from tests.unit.hosts.conftest import PullDiff
 
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.hosts.base import (
     HostAuthError,
     HostError,
@@ -23,7 +24,6 @@ from auto_review.hosts.base import (
     HostResponseTooLarge,
     HostUnavailable,
 )
-from auto_review.hosts.events import HostKind, RepoRef
 from auto_review.hosts.github import GitHubClient
 from auto_review.hosts.http import RetryPolicy
 from auto_review.hosts.review_types import (

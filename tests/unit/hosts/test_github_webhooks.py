@@ -9,13 +9,8 @@ from typing import Any
 import pytest
 from tests.support.reference import load_json, reference_json_files, reference_path
 
-from auto_review.hosts.events import (
-    CommentEvent,
-    HostKind,
-    IgnoredEvent,
-    PayloadError,
-    PullRequestEvent,
-)
+from auto_review.core.refs import HostKind, PayloadError
+from auto_review.hosts.events import CommentEvent, IgnoredEvent, PullRequestEvent
 from auto_review.hosts.github_webhooks import (
     github_delivery_id,
     github_event_name,

@@ -19,13 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.support.reference import load_json, reference_json_files, reference_path
 
-from auto_review.hosts.events import (
-    CommentEvent,
-    IgnoredEvent,
-    PayloadError,
-    PullRequestEvent,
-    WebhookEvent,
-)
+from auto_review.core.refs import PayloadError
+from auto_review.hosts.events import CommentEvent, IgnoredEvent, PullRequestEvent, WebhookEvent
 from auto_review.hosts.forgejo_webhooks import parse_forgejo_event
 from auto_review.hosts.github_webhooks import parse_github_event
 

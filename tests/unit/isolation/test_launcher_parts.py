@@ -29,7 +29,7 @@ from auto_review.isolation.launcher import (
     inner_environment,
     scrubbed_environment,
 )
-from auto_review.logs import install_secrets
+from auto_review.wiring.redaction import install_secrets
 
 SECRET = "launcher-parts-secret-0123456789abcdef0123"
 

@@ -24,8 +24,8 @@ from tests.unit.llm.helpers import CHEAP_MODEL, GOOD, REASONING_MODEL, SCHEMA, m
 
 from auto_review.config import load_settings
 from auto_review.llm.api import ChatMessage, Role, Tier
-from auto_review.llm.client import client_from_settings
 from auto_review.llm.response_format import FormatMode
+from auto_review.wiring.clients import language_model
 
 
 def served(shape: str, **options: Any) -> dict[str, Any]:
@@ -148,7 +148,7 @@ def test_client_from_settings_wires_url_key_models_format_and_prices() -> None:
                 "AR_LLM_REASONING_PRICE": "1/2",
             },
         )
-        client = client_from_settings(settings)
+        client = language_model(settings)
         assert client.models == {Tier.REASONING: REASONING_MODEL, Tier.CHEAP: REASONING_MODEL}
         assert client.format_mode(Tier.CHEAP) is FormatMode.JSON_OBJECT
         answer = run(
@@ -166,6 +166,6 @@ def test_client_from_settings_wires_url_key_models_format_and_prices() -> None:
 
 def test_client_from_settings_needs_url_and_model() -> None:
     with pytest.raises(ValueError, match="AR_LLM_BASE_URL"):
-        client_from_settings(load_settings({}, {}))
+        language_model(load_settings({}, {}))
     with pytest.raises(ValueError, match="AR_LLM_REASONING_MODEL"):
-        client_from_settings(load_settings({}, {"AR_LLM_BASE_URL": "http://127.0.0.1:1/v1"}))
+        language_model(load_settings({}, {"AR_LLM_BASE_URL": "http://127.0.0.1:1/v1"}))

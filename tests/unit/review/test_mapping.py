@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from auto_review.core.redaction import REDACTED, Redactor
 from auto_review.hosts.review_types import CommitState, LineSide
 from auto_review.llm.api import ChatMessage, JsonAnswer, TextAnswer, Tier, Usage
-from auto_review.logs import REDACTED, Redactor
 from auto_review.review.diff import parse_diff
 from auto_review.review.diff_positions import ChangedLines
 from auto_review.review.findings import Finding, Severity

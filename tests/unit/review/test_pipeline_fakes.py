@@ -16,8 +16,8 @@ from typing import Any
 
 from tests.support.git_env import isolated_git_env
 
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.hosts.base import HostNotFound
-from auto_review.hosts.events import HostKind, RepoRef
 from auto_review.hosts.review_types import (
     CommitStatus,
     GitAccess,

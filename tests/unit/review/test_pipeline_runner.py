@@ -20,11 +20,11 @@ from tests.unit.review.test_pipeline_fakes import (
 )
 
 from auto_review.config import Settings
+from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRequest
 from auto_review.hosts.base import HostUnavailable
 from auto_review.hosts.review_types import CommitState
 from auto_review.llm.api import LlmRefused, LlmUnavailable, Tier
-from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest
-from auto_review.review.runner import PipelineRunner, build_runner, mention_for
+from auto_review.wiring.runner import PipelineRunner, build_runner, mention_for
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from auto_review.hosts.events import HostKind, RepoRef
-from auto_review.review.jobs import JobKind, JobRequest
+from auto_review.core.jobs import JobKind, JobRequest
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 
 RequestFactory = Callable[..., JobRequest]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from auto_review.hosts.events import HostKind, RepoRef
-from auto_review.review.jobs import JobKind
+from auto_review.core.jobs import JobKind
+from auto_review.core.refs import HostKind, RepoRef
 from auto_review.store.base import (
     AcceptResult,
     DeliveryRef,

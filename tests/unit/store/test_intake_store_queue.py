@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from auto_review.review.jobs import JobOutcome
+from auto_review.core.jobs import JobOutcome
 from auto_review.store.base import DeliveryRef, JobStatus, RequeueResult, StoreError
 
 

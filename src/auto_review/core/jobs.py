@@ -1,4 +1,4 @@
-"""Review jobs: what the gateway queues, and the interface that runs them.
+"""Jobs: what the gateway queues, and the interface that runs them.
 
 A job is born from a verified pull-request event, a chat command, the poller or the CI
 trigger. It is deduplicated by `JobRequest.dedup_key` and executed by a `ReviewRunner`.
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from auto_review.hosts.events import RepoRef
+from auto_review.core.refs import RepoRef
 
 
 class JobKind(StrEnum):
@@ -81,7 +81,7 @@ class ReviewRunner(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class JobRetryPolicy:
     """Bounded retries for jobs whose runner raised (or that a crash interrupted)."""
 
     max_attempts: int = 3
@@ -100,7 +100,8 @@ class RetryPolicy:
     def delay_after(self, attempts: int) -> float:
         """Exponential backoff: base, 2*base, 4*base, ... capped."""
         exponent = max(attempts - 1, 0)
-        return min(self.base_delay_seconds * (2**exponent), self.max_delay_seconds)
+        delay: float = self.base_delay_seconds * 2.0**exponent
+        return min(delay, self.max_delay_seconds)
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""The gateway's job runner: every queued job kind, run through the review pipeline.
+"""The job runner every command uses: each queued job kind, run through the review pipeline.
 
 ``REVIEW`` reviews the head the job was queued for (incrementally after an earlier
 review); ``RE_REVIEW`` (the chat command) reviews the whole PR at its current head; the
@@ -14,14 +14,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from auto_review.chat.handlers import ChatHandlers, LearningsStore
+from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRequest, JobRetryPolicy
+from auto_review.core.refs import HostKind
 from auto_review.hosts.base import HostError
-from auto_review.hosts.events import HostKind
-from auto_review.review.jobs import Job, JobKind, JobOutcome, JobRequest, RetryPolicy
 from auto_review.review.pipeline import (
     PipelineDeps,
     PipelineFailed,
@@ -30,6 +31,7 @@ from auto_review.review.pipeline import (
 )
 from auto_review.review.pr_workspace import WorkspaceSettings, git_policy_from_environment
 from auto_review.review.workspace import remove_tree
+from auto_review.wiring.clients import language_model, llm_configured
 
 if TYPE_CHECKING:
     from auto_review.config import Settings
@@ -48,7 +50,7 @@ def mention_for(bot_login: str | None) -> str:
 
 
 class PipelineRunner:
-    """Implements :class:`auto_review.review.jobs.ReviewRunner` for every :class:`JobKind`."""
+    """Implements :class:`auto_review.core.jobs.ReviewRunner` for every :class:`JobKind`."""
 
     def __init__(
         self,
@@ -57,7 +59,7 @@ class PipelineRunner:
         *,
         mention: str = DEFAULT_MENTION,
         closers: tuple[Any, ...] = (),
-        max_attempts: int = RetryPolicy().max_attempts,
+        max_attempts: int = JobRetryPolicy().max_attempts,
     ) -> None:
         self.deps = deps
         self.max_attempts = max_attempts  # the worker pool's retry cap
@@ -139,10 +141,6 @@ def _log_report(request: JobRequest, report: ReviewReport) -> None:
     )
 
 
-def llm_configured(settings: Settings) -> bool:
-    return bool(settings.llm_base_url and settings.llm_reasoning_model)
-
-
 def workspace_settings(settings: Settings, environ: Mapping[str, str]) -> WorkspaceSettings:
     return WorkspaceSettings(
         parent=Path(settings.state_dir) / WORK_DIR_NAME,
@@ -166,18 +164,18 @@ def build_runner(
     hosts: Mapping[HostKind, ReviewHost],
     *,
     environ: Mapping[str, str] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> PipelineRunner | None:
     """The runner the settings describe, or None when no LLM is configured (jobs then wait
     in the queue). Git's proxy and CA bundle come from ``environ`` (default: os.environ)."""
     if not llm_configured(settings):
         return None
-    from auto_review.llm.client import client_from_settings
     from auto_review.store.sqlite_review import ReviewStore
 
     workspace = workspace_settings(settings, os.environ if environ is None else environ)
     workspace.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     clear_stale_work(workspace.parent)
-    llm = client_from_settings(settings)
+    llm = language_model(settings, tls=tls)
     store = ReviewStore.open(Path(settings.state_dir) / REVIEW_STORE_FILE_NAME)
     deps = PipelineDeps(
         hosts=hosts,
