@@ -16,6 +16,10 @@ each hierarchy, a relative one from the calling process's own cgroup in that hie
 and without one the container id is used as a relative path. ``..`` components and
 systemd-style ``slice:prefix:name`` paths are refused.
 
+``blockIO``, ``network`` and ``memory.disableOOMKiller`` are parsed and written by
+``cgroup_blkio_net`` (v1 ``blkio``, ``net_cls``, ``net_prio``, ``memory.oom_control``; v2
+``io``).
+
 Device rules (``devices``) go to a v1 devices hierarchy when one is mounted, otherwise to a
 BPF program on the v2 cgroup (see ``cgroup_devices``). A caller that is not root skips
 them and says so in ``skipped``: neither form is open to it, and a container in a user
@@ -44,6 +48,7 @@ import errno
 import os
 import time
 
+from auto_review.oci import cgroup_blkio_net
 from auto_review.oci.errors import SpecError, StepError
 
 # No re here and cgroup_devices (ctypes) only when device rules are asked for: this module
@@ -56,7 +61,7 @@ if TYPE_CHECKING:
 
 BEST_EFFORT_ANNOTATION = "org.auto-review.cgroups.best-effort"
 SUPPORTED_RESOURCES: frozenset[str] = frozenset(
-    {"pids", "memory", "hugepageLimits", "devices", "cpu"}
+    {"pids", "memory", "hugepageLimits", "devices", "cpu", "blockIO", "network"}
 )
 
 _UNLIMITED = -1
@@ -66,6 +71,7 @@ _UINT64_MAX = (1 << 64) - 1
 # always hierarchical, and checkBeforeUpdate only concerns updates of a running container.
 _MEMORY_NO_OPS = frozenset({"useHierarchy", "checkBeforeUpdate"})
 _MEMORY_LIMITS = ("limit", "swap", "reservation")
+_MEMORY_FLAGS = ("disableOOMKiller",)
 # v1 reports "no limit" as the largest page-aligned counter value.
 _V1_UNLIMITED_FLOOR = 1 << 62
 # The kernel's bounds: shares outside them are clamped silently, so they are refused here;
@@ -217,9 +223,14 @@ def _requested(resources: dict[str, object]) -> list[Setting]:
     if memory is not None:
         if not isinstance(memory, dict):
             raise SpecError("linux.resources.memory: must be an object")
-        for field in sorted(set(memory) - set(_MEMORY_LIMITS) - _MEMORY_NO_OPS):
+        for field in sorted(set(memory) - set(_MEMORY_LIMITS) - _MEMORY_NO_OPS
+                            - set(_MEMORY_FLAGS)):
             if memory[field] not in (None, False):
                 raise SpecError(f"linux.resources.memory.{field}: not supported")
+        if memory.get("disableOOMKiller") not in (None, False):
+            if memory["disableOOMKiller"] is not True:
+                raise SpecError("linux.resources.memory.disableOOMKiller: must be a boolean")
+            wanted.append(("memory", "disableOOMKiller", 1))
         values = {name: _int64(memory.get(name, 0), f"memory.{name}") for name in _MEMORY_LIMITS}
         if values["swap"] > 0 and values["limit"] <= 0:
             # A bounded memory+swap total under unbounded memory is a contradiction.
@@ -247,6 +258,10 @@ def _requested(resources: dict[str, object]) -> list[Setting]:
     cpu = resources.get("cpu")
     if cpu is not None:
         wanted += _cpu_requested(cpu)
+    if resources.get("blockIO") is not None:
+        wanted += cgroup_blkio_net.blkio_requested(resources["blockIO"])
+    if resources.get("network") is not None:
+        wanted += cgroup_blkio_net.network_requested(resources["network"])
     return wanted
 
 
@@ -377,10 +392,16 @@ def _choose(controller: str, hierarchies: list[_Hierarchy]) -> _Hierarchy:
             if hierarchy.version == "v2" or "devices" in hierarchy.controllers:
                 return hierarchy
     for version in ("v2", "v1"):
+        name = _version_name(version, controller)
         for hierarchy in hierarchies:
-            if hierarchy.version == version and controller in hierarchy.controllers:
+            if hierarchy.version == version and name in hierarchy.controllers:
                 return hierarchy
     raise StepError("cgroup", errno.ENOENT, f"no mounted cgroup hierarchy offers {controller}")
+
+
+def _version_name(version: str, controller: str) -> str:
+    """The controller's name on a cgroup version: v1 blkio is v2 io."""
+    return "io" if version == "v2" and controller == "blkio" else controller
 
 
 def _setting_file(version: str, controller: str, name: str) -> str:
@@ -421,6 +442,15 @@ def _controller_writes(
     """(file, text) to write for one controller's settings, in order."""
     if version == "v2" and controller == "cpu":
         return _v2_cpu_writes(settings)
+    if controller == "blkio":
+        return cgroup_blkio_net.blkio_writes(version, settings)
+    if controller in ("net_cls", "net_prio"):
+        return cgroup_blkio_net.network_writes(controller, settings)
+    if controller == "memory" and "disableOOMKiller" in settings:
+        settings = dict(settings)
+        del settings["disableOOMKiller"]
+        return [*_controller_writes(version, controller, settings, memory),
+                cgroup_blkio_net.oom_killer_write(version)]
     return [
         (
             _setting_file(version, controller, name),
@@ -570,7 +600,8 @@ class Cgroup:
                 directories[id(hierarchy)] = self._make_directory(hierarchy, absolute, parts)
             directory = directories[id(hierarchy)]
             if hierarchy.version == "v2" and controller != "devices":
-                self._enable_v2_controller(hierarchy, directory, controller)
+                self._enable_v2_controller(hierarchy, directory,
+                                           _version_name("v2", controller))
             self._controllers[controller] = (hierarchy.version, directory)
         for hierarchy, file_name, text in writes:
             _write(os.path.join(directories[id(hierarchy)], file_name), text)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bundles import Scenario, add_namespace, deny_syscalls, set_probe_args
+from bundles import Scenario, add_cgroup_mount, add_namespace, deny_syscalls, set_probe_args
 from conftest import EMBEDDED_RUNNERS, REFERENCE_RUNNERS, RUN_TIMEOUT, HostFacts, ProbeRuns
 from report import mount_flags, path_info
 from test_conformance import differences, flatten, outcome
@@ -64,6 +64,30 @@ def _remapped_root(config: dict[str, Any]) -> dict[str, Any]:
     return deny_syscalls(config, ["personality"])
 
 
+BLOCK_DEVICE = os.stat("/").st_dev  # the root file system's disk: throttles need a real one
+CGROUP_READS = ("/sys/fs/cgroup/blkio/blkio.throttle.read_bps_device",
+                "/sys/fs/cgroup/blkio/blkio.throttle.write_iops_device",
+                "/sys/fs/cgroup/memory/memory.oom_control")
+
+
+def _block_io_and_oom(config: dict[str, Any]) -> dict[str, Any]:
+    device = {"major": os.major(BLOCK_DEVICE), "minor": 0}
+    config["linux"]["resources"]["blockIO"] = {
+        "throttleReadBpsDevice": [{**device, "rate": 1048576}],
+        "throttleWriteIOPSDevice": [{**device, "rate": 100}],
+    }
+    config["linux"]["resources"]["memory"] = {"limit": 64 << 20, "disableOOMKiller": True}
+    add_cgroup_mount(config)
+    reads = [arg for path in CGROUP_READS for arg in ("--read", path)]
+    return set_probe_args(config, *config["process"]["args"][3:], *reads)
+
+
+def _network_classes(config: dict[str, Any]) -> dict[str, Any]:
+    config["linux"]["resources"]["network"] = {
+        "classID": 0x100001, "priorities": [{"name": "lo", "priority": 5}]}
+    return config
+
+
 MOUNT_LABEL = "system_u:object_r:container_file_t:s0:c1,c2"
 
 
@@ -81,12 +105,16 @@ GAP_SCENARIOS: tuple[Scenario, ...] = (
              _user_seccomp_without_no_new_privileges),
     Scenario("gap-remapped-root", "container root is host uid 1000 (0 -> 1000, size 2000)",
              _remapped_root),
+    Scenario("gap-blockio-oom", "blkio throttles and disableOOMKiller, cgroup mounted",
+             _block_io_and_oom),
+    Scenario("gap-network-classes", "net_cls class id and net_prio priorities",
+             _network_classes),
     Scenario("gap-mount-label", "linux.mountLabel on a host without SELinux", _mount_label),
 )  # fmt: skip
 SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in GAP_SCENARIOS}
 # References that do not start a scenario on this machine (each pinned down by a test
 # below); the embedded runtime is compared with the others.
-REFERENCE_FAILS = {"gap-mount-label": {"runc"}}
+REFERENCE_FAILS = {"gap-mount-label": {"runc"}, "gap-network-classes": {"runc", "crun"}}
 
 
 def _references(scenario: Scenario) -> list[str]:
@@ -216,3 +244,24 @@ def test_remapped_root_runs_as_the_mapped_host_ids(probe_runs: ProbeRuns, runner
     report = probe_runs.report(SCENARIOS_BY_NAME["gap-remapped-root"], runner)
     assert report["identity"]["uid"] == [0, 0, 0]
     assert [" ".join(line.split()) for line in report["identity"]["uid_map"]] == ["0 1000 2000"]
+
+
+@pytest.mark.parametrize("runner", EMBEDDED_RUNNERS)
+def test_block_io_throttles_and_oom_switch_reach_the_cgroup(probe_runs: ProbeRuns, runner: str):
+    reads = probe_runs.report(SCENARIOS_BY_NAME["gap-blockio-oom"], runner)["reads"]
+    device = f"{os.major(BLOCK_DEVICE)}:0"
+    assert reads[CGROUP_READS[0]].split() == [device, "1048576"]
+    assert reads[CGROUP_READS[1]].split() == [device, "100"]
+    assert "oom_kill_disable 1" in reads[CGROUP_READS[2]]
+
+
+@pytest.mark.parametrize("runner", [*REFERENCE_RUNNERS, *EMBEDDED_RUNNERS])
+def test_network_classes_without_net_cls_fail_everywhere(probe_runs: ProbeRuns, runner: str):
+    """This host mounts no net_cls or net_prio hierarchy: runc and crun fail, and so does
+    the embedded runtime, naming the missing controller."""
+    assert "net_cls" not in Path("/proc/self/mountinfo").read_text()
+    result = probe_runs.result(SCENARIOS_BY_NAME["gap-network-classes"], runner)
+    assert result.returncode != 0
+    if runner in EMBEDDED_RUNNERS:
+        assert ("step=cgroup errno=ENOENT (No such file or directory) path=no mounted cgroup "
+                "hierarchy offers net_cls") in result.stderr

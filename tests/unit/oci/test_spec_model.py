@@ -61,8 +61,8 @@ def test_runc_reference_default_spec_names_the_first_unsupported_field() -> None
         (lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW",
                                               "listenerPath": "/x"}),
          "linux.seccomp.listenerPath"),
-        (lambda c: c["linux"].update(resources={"blockIO": {"weight": 10}}),
-         "linux.resources.blockIO"),
+        (lambda c: c["linux"].update(resources={"rdma": {"mlx5_1": {"hcaHandles": 3}}}),
+         "linux.resources.rdma"),
     ],
 )
 def test_unsupported_fields_are_named(edit: Any, named: str) -> None:
