@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
 
 def run_isolated(settings: Settings) -> int:
     """The outer launcher: the gateway runs inside the OCI container boundary."""
-    from auto_review.isolation.launcher import LaunchError, LaunchOptions, launch
+    from auto_review.isolation.outer.launcher import LaunchError, LaunchOptions, launch
 
     redactor = install_secrets(settings.secret_values())
 

@@ -67,7 +67,7 @@ def doctor(namespace: argparse.Namespace) -> int:
         problem = True
         decision = None
     if decision is not None and decision.mode is IsolationMode.OCI:
-        from auto_review.isolation.host_probe import host_checks
+        from auto_review.isolation.outer.host_probe import host_checks
 
         checks = host_checks(settings.oci_runtime)
         report["host_checks"] = {

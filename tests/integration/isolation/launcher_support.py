@@ -49,9 +49,9 @@ CANARIES = (CANARY_WEBHOOK, CANARY_TOKEN, CANARY_CI, CANARY_LLM)
 # What the gateway imports, including what uvicorn loads by name at start-up.
 GATEWAY_IMPORTS = (
     "auto_review.cli.main", "auto_review.cli.gateway", "auto_review.cli.ops",
-    "auto_review.isolation.launcher", "auto_review.isolation.inner",
-    "auto_review.isolation.bundle", "auto_review.isolation.egress_proxy",
-    "auto_review.isolation.egress_metrics", "auto_review.isolation.host_probe",
+    "auto_review.isolation.outer.launcher", "auto_review.isolation.inner.entry",
+    "auto_review.isolation.outer.bundle", "auto_review.isolation.egress.proxy",
+    "auto_review.isolation.egress.metrics", "auto_review.isolation.outer.host_probe",
     "auto_review.gateway.service", "auto_review.gateway.app", "auto_review.hosts.forgejo",
     "auto_review.hosts.github", "auto_review.oci.api", "auto_review.oci.landlock",
     "uvicorn.lifespan.on", "uvicorn.loops.uvloop", "uvicorn.protocols.http.httptools_impl",
@@ -331,7 +331,7 @@ def inner_pid(launcher: Launcher, timeout: float = 10.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for pid in descendants(launcher.pid):
-            if "auto_review.isolation.inner" in cmdline(pid):
+            if "auto_review.isolation.inner.entry" in cmdline(pid):
                 return pid
         time.sleep(0.05)
     raise AssertionError("no inner gateway process among the launcher's descendants")

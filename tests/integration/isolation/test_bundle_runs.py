@@ -29,13 +29,13 @@ import pytest
 from tests.support.reference import reference_path
 from tests.support.rootless import DEBIAN_PYTHON, as_user, make_user_tree, user_env
 
-from auto_review.isolation.bundle import (
+from auto_review.isolation.outer.bundle import (
     BundleRequest,
     ResourceLimits,
     cgroup_limits_applied,
     stage_bundle,
 )
-from auto_review.isolation.stale import MARKER_NAME, remove_stale_bundles
+from auto_review.isolation.outer.stale import MARKER_NAME, remove_stale_bundles
 
 CANARY = "canary-secret-7f3a9c1e"
 LIMITS = ResourceLimits(memory_bytes=768 * 1024 * 1024, pids=200, nofile=1024,
@@ -453,7 +453,7 @@ class UserSetup:
     site: Path  # world-readable copy of auto_review and its third-party modules
 
 
-SITE_IMPORTS = ("auto_review.isolation.bundle", "auto_review.oci.api", "uvloop", "httpx",
+SITE_IMPORTS = ("auto_review.isolation.outer.bundle", "auto_review.oci.api", "uvloop", "httpx",
                 "certifi", "jsonschema", "referencing", "referencing.jsonschema")  # fmt: skip
 
 # Runs as the test user under Debian's python3: stage, run (embedded API or runc), report,
@@ -461,7 +461,7 @@ SITE_IMPORTS = ("auto_review.isolation.bundle", "auto_review.oci.api", "uvloop",
 ROOTLESS_DRIVER = r"""
 import json, os, subprocess, sys
 from pathlib import Path
-from auto_review.isolation.bundle import BundleRequest, ResourceLimits, stage_bundle
+from auto_review.isolation.outer.bundle import BundleRequest, ResourceLimits, stage_bundle
 from auto_review.oci import api
 home, site, egress, probe = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 runner = sys.argv[7]

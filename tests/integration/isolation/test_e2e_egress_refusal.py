@@ -28,7 +28,7 @@ import launcher_support as support
 PROBE = r"""
 import errno, hashlib, json, socket, sys
 from auto_review.isolation.secrets_pipe import read_settings_pipe
-from auto_review.isolation.egress_bridge import EgressBridgeThread, fetch_egress_stats
+from auto_review.isolation.egress.bridge import EgressBridgeThread, fetch_egress_stats
 forge_port, other_port, host_ip, token_digest, other_host = sys.argv[1:6]
 values = read_settings_pipe(4)
 report = {"token_matches":
@@ -88,7 +88,7 @@ DRIVER = r"""
 import sys
 from pathlib import Path
 from auto_review.config import load_settings
-from auto_review.isolation.launcher import LaunchOptions, launch
+from auto_review.isolation.outer.launcher import LaunchOptions, launch
 env_file, runtime, probe = sys.argv[1], sys.argv[2], sys.argv[3:]
 settings = load_settings(env_file=Path(env_file), environ={})
 options = LaunchOptions(oci_runtime=Path(runtime) if runtime else None, inner_command=probe)

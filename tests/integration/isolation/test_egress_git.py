@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from auto_review.isolation.egress_bridge import EgressBridgeThread
-from auto_review.isolation.egress_policy import EgressPolicy, EgressTarget
-from auto_review.isolation.egress_proxy import EgressProxyThread
+from auto_review.isolation.egress.bridge import EgressBridgeThread
+from auto_review.isolation.egress.policy import EgressPolicy, EgressTarget
+from auto_review.isolation.egress.proxy import EgressProxyThread
 from auto_review.review.gitenv import GitCredentials, GitPolicy
 from auto_review.review.workspace import FetchRequest, open_workspace
 

@@ -31,8 +31,8 @@ OUTER = r"""
 import json, subprocess, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from auto_review.isolation.egress_policy import EgressPolicy, EgressTarget
-from auto_review.isolation.egress_proxy import EgressProxyThread
+from auto_review.isolation.egress.policy import EgressPolicy, EgressTarget
+from auto_review.isolation.egress.proxy import EgressProxyThread
 
 src, inner, forge_port, bystander_port, rootless = sys.argv[1:6]
 directory = Path(tempfile.mkdtemp(prefix="eg-"))
@@ -59,7 +59,7 @@ INNER = r"""
 import errno, json, socket, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from auto_review.isolation.egress_bridge import EgressBridgeThread, fetch_egress_stats
+from auto_review.isolation.egress.bridge import EgressBridgeThread, fetch_egress_stats
 
 sock, forge_port, bystander_port = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 result = {"interfaces": sorted(name for _, name in socket.if_nameindex())}

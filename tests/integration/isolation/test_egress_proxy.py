@@ -30,14 +30,14 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from auto_review.config import Settings
-from auto_review.isolation.egress_bridge import (
+from auto_review.isolation.egress.bridge import (
     EgressBridgeError,
     EgressBridgeThread,
     fetch_egress_stats,
 )
-from auto_review.isolation.egress_metrics import EgressMetricsCollector
-from auto_review.isolation.egress_policy import EgressPolicy, EgressTarget
-from auto_review.isolation.egress_proxy import (
+from auto_review.isolation.egress.metrics import EgressMetricsCollector
+from auto_review.isolation.egress.policy import EgressPolicy, EgressTarget
+from auto_review.isolation.egress.proxy import (
     EgressProxyError,
     EgressProxyThread,
     ProxyLimits,

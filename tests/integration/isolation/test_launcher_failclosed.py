@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import launcher_support as support
 
 from auto_review.config import Settings, load_settings
-from auto_review.isolation.launcher import LaunchError, LaunchOptions, LaunchStep, launch
+from auto_review.isolation.outer.launcher import LaunchError, LaunchOptions, LaunchStep, launch
 
 EXIT_ISOLATION = 3
 
@@ -77,7 +77,7 @@ def test_egress_proxy_failing_after_the_container_started_leaves_it_without_sett
     process gets an empty settings pipe and exits without serving, and the launcher names
     step egress-proxy."""
     support.require_root()
-    from auto_review.isolation import egress_proxy
+    from auto_review.isolation.egress import proxy as egress_proxy
 
     def refuse(self: egress_proxy.EgressProxyThread, timeout: float = 10.0) -> None:
         raise egress_proxy.EgressProxyError("proxy refused by the test")
@@ -114,7 +114,7 @@ def test_a_real_runtime_failure_is_a_step_error_and_removes_the_bundle(tmp_path:
         "import sys, json\n"
         "from pathlib import Path\n"
         "from auto_review.config import load_settings\n"
-        "from auto_review.isolation.launcher import LaunchError, LaunchOptions, launch\n"
+        "from auto_review.isolation.outer.launcher import LaunchError, LaunchOptions, launch\n"
         "settings = load_settings(environ=json.loads(sys.argv[2]))\n"
         "try:\n"
         "    launch(settings, LaunchOptions(runtime_dir=Path(sys.argv[1])))\n"
@@ -312,7 +312,7 @@ def test_gateway_refuses_when_its_boundary_check_fails(tmp_path: Path, forge: su
     script = (
         "import os, sys\n"
         "os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4)\n"
-        "from auto_review.isolation.inner import main\n"
+        "from auto_review.isolation.inner.entry import main\n"
         "sys.exit(main())\n"
     )
     completed = subprocess.run(

@@ -17,15 +17,15 @@ import pytest
 from tests.support.reference import reference_path
 
 import auto_review
-from auto_review.isolation.bundle import (
+from auto_review.isolation.outer.bundle import (
     BundleError,
     BundleRequest,
     ResourceLimits,
     StagedBundle,
     stage_bundle,
 )
-from auto_review.isolation.rootfs import canonical, host_git, shared_libraries
-from auto_review.isolation.seccomp_profile import gateway_seccomp_profile
+from auto_review.isolation.outer.rootfs import canonical, host_git, shared_libraries
+from auto_review.isolation.outer.seccomp_profile import gateway_seccomp_profile
 
 REFERENCE = reference_path("oci")
 CANARY = "canary-4b1d6e0a-secret"
@@ -71,7 +71,7 @@ def make_request(tmp_path: Path, egress: Path, **changes: Any) -> BundleRequest:
         "runtime_dir": tmp_path / "run",
         "state_dir": tmp_path / "state",
         "egress_socket": egress,
-        "inner_args": [sys.executable, "-m", "auto_review.isolation.inner"],
+        "inner_args": [sys.executable, "-m", "auto_review.isolation.inner.entry"],
         "inner_env": {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
         "rootless": False,
         "preserve_fds": 2,
@@ -371,7 +371,7 @@ def test_config_bytes_repeat_and_share_the_runtimes_validation_cache(
 def test_rootfs_plan_is_cached_until_a_source_changes(
     tmp_path: Path, egress_socket: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from auto_review.isolation import rootfs
+    from auto_review.isolation.outer import rootfs
 
     site = tmp_path / "site"
     (site / "extra").mkdir(parents=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from auto_review.isolation.bundle import (
+from auto_review.isolation.outer.bundle import (
     CA_FILE_INSIDE,
     BundleError,
     BundleRequest,
@@ -38,7 +38,7 @@ def make_request(tmp_path: Path, egress: Path, **changes: Any) -> BundleRequest:
         runtime_dir=tmp_path / "run",
         state_dir=tmp_path / "state",
         egress_socket=egress,
-        inner_args=[sys.executable, "-m", "auto_review.isolation.inner"],
+        inner_args=[sys.executable, "-m", "auto_review.isolation.inner.entry"],
         inner_env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
         rootless=False,
         preserve_fds=2,

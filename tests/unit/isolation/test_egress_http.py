@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from auto_review.isolation.egress_http import (
+from auto_review.isolation.egress.http import (
     STATS_PATH,
     Refusal,
     body_framing,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from auto_review.config import Settings
-from auto_review.isolation.egress_policy import (
+from auto_review.isolation.egress.policy import (
     EgressPolicy,
     EgressTarget,
     PolicyError,

@@ -8,9 +8,9 @@ import pytest
 from prometheus_client import generate_latest
 
 from auto_review.gateway.metrics import GatewayMetrics
-from auto_review.isolation.egress_bridge import EgressBridgeError, proxy_env
-from auto_review.isolation.egress_metrics import EgressMetricsCollector
-from auto_review.isolation.egress_stats import (
+from auto_review.isolation.egress.bridge import EgressBridgeError, proxy_env
+from auto_review.isolation.egress.metrics import EgressMetricsCollector
+from auto_review.isolation.egress.stats import (
     FAILURE_REASONS,
     REFUSAL_REASONS,
     EgressCounters,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from auto_review.isolation.inner_path import (
+from auto_review.isolation.outer.inner_path import (
     INNER_INTERPRETER_OPTIONS,
     explicit_search_path,
     inner_interpreter_args,
@@ -57,11 +57,11 @@ def test_package_root_is_always_on_the_path(tmp_path: Path):
 
 
 def test_hermetic_inner_interpreter_imports_the_gateway_without_site(tmp_path: Path):
-    args = inner_interpreter_args("auto_review.isolation.inner")
+    args = inner_interpreter_args("auto_review.isolation.inner.entry")
     assert args[0] == sys.executable
     assert args[1:3] == list(INNER_INTERPRETER_OPTIONS)
     probe = (
-        "import sys, auto_review.gateway.service, auto_review.isolation.inner; "
+        "import sys, auto_review.gateway.service, auto_review.isolation.inner.entry; "
         "print('site' in sys.modules, sys.flags.no_site, sys.flags.safe_path)"
     )
     completed = subprocess.run(

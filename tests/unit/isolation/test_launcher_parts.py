@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from auto_review.isolation import external_runtime
-from auto_review.isolation.external_runtime import ExternalRuntimeError
-from auto_review.isolation.inner import (
+from auto_review.isolation.inner.entry import (
     ENV_CGROUP_LIMITS,
     ENV_HOST_NAMESPACES,
     ENV_RUNTIME,
     boundary_facts,
 )
-from auto_review.isolation.inner_path import package_root
-from auto_review.isolation.launcher import (
+from auto_review.isolation.outer import external_runtime
+from auto_review.isolation.outer.external_runtime import ExternalRuntimeError
+from auto_review.isolation.outer.inner_path import package_root
+from auto_review.isolation.outer.launcher import (
     LaunchError,
     LaunchStep,
     egress_socket_name,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import auto_review
-from auto_review.isolation.rootfs import (
+from auto_review.isolation.outer.rootfs import (
     Bind,
     BundleError,
     canonical,

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from auto_review.isolation.seccomp_profile import (
+from auto_review.isolation.outer.seccomp_profile import (
     ALLOWED_SYSCALLS,
     CLONE_NAMESPACE_FLAGS,
     DENIED_SYSCALLS,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from auto_review.isolation.selfcheck import (
+from auto_review.isolation.inner.selfcheck import (
     BoundaryFacts,
     BoundaryNotVerified,
     CheckResult,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from auto_review.isolation.stale import (
+from auto_review.isolation.outer.stale import (
     MARKER_NAME,
     launcher_alive,
     process_start_time,

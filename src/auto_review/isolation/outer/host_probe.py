@@ -13,8 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from auto_review.isolation.external_runtime import KNOWN_RUNTIMES, is_hybrid_cgroup_host
-from auto_review.isolation.launcher import cgroup_limits_expectation
+from auto_review.isolation.outer.external_runtime import KNOWN_RUNTIMES, is_hybrid_cgroup_host
+from auto_review.isolation.outer.launcher import cgroup_limits_expectation
 
 _CLONE_NEWUSER = 0x10000000
 

@@ -48,10 +48,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auto_review.isolation import rootfs
-from auto_review.isolation.rootfs import Bind, BundleError
-from auto_review.isolation.seccomp_profile import gateway_seccomp_profile
-from auto_review.isolation.stale import write_marker
+from auto_review.isolation.outer import rootfs
+from auto_review.isolation.outer.rootfs import Bind, BundleError
+from auto_review.isolation.outer.seccomp_profile import gateway_seccomp_profile
+from auto_review.isolation.outer.stale import write_marker
 
 __all__ = [
     "CA_FILE_INSIDE",

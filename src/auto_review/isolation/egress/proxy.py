@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from auto_review.isolation.egress_http import (
+from auto_review.isolation.egress.http import (
     STATS_PATH,
     Head,
     ProxyRequest,
@@ -42,13 +42,13 @@ from auto_review.isolation.egress_http import (
     simple_response,
     upstream_request_head,
 )
-from auto_review.isolation.egress_policy import EgressPolicy, EgressTarget, parse_ip
-from auto_review.isolation.egress_socket import (
+from auto_review.isolation.egress.loop import BackgroundLoop
+from auto_review.isolation.egress.policy import EgressPolicy, EgressTarget, parse_ip
+from auto_review.isolation.egress.stats import EgressCounters, EgressStats
+from auto_review.isolation.egress.unix_socket import (
     EgressProxyError,
     listen_unix,
 )
-from auto_review.isolation.egress_stats import EgressCounters, EgressStats
-from auto_review.isolation.egress_thread import BackgroundLoop
 
 __all__ = [
     "STATS_PATH",

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from auto_review.isolation.egress_policy import (
+from auto_review.isolation.egress.policy import (
     DEFAULT_PORTS,
     PolicyError,
     format_authority,

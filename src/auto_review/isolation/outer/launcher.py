@@ -44,21 +44,21 @@ from types import FrameType
 from typing import Any
 
 from auto_review.config import Settings
-from auto_review.isolation.inner import (
+from auto_review.isolation.inner.entry import (
     ENV_CGROUP_LIMITS,
     ENV_HOST_NAMESPACES,
     ENV_REQUIRED_CONTROLS,
     ENV_RUNTIME,
 )
-from auto_review.isolation.inner_path import inner_interpreter_args, inner_python_path
+from auto_review.isolation.inner.selfcheck import INNER_STATE_DIR, namespace_ids
+from auto_review.isolation.outer.inner_path import inner_interpreter_args, inner_python_path
 from auto_review.isolation.secrets_pipe import INNER_FDS, SettingsPipe, settings_document
-from auto_review.isolation.selfcheck import INNER_STATE_DIR, namespace_ids
 from auto_review.wiring.redaction import redact
 
-log = logging.getLogger("auto_review.isolation.launcher")
+log = logging.getLogger("auto_review.isolation.outer.launcher")
 
 LISTEN_BACKLOG = 2048
-INNER_MODULE = "auto_review.isolation.inner"
+INNER_MODULE = "auto_review.isolation.inner.entry"
 EGRESS_SOCKET_PREFIX = "egress-"
 EGRESS_BACKLOG = 128  # the proxy's connection cap (ProxyLimits.max_connections)
 EGRESS_START_TIMEOUT = 15.0
@@ -254,7 +254,7 @@ class Launcher:
     def resolve_oci_runtime(self) -> None:
         with self.step(LaunchStep.OCI_RUNTIME):
             if self.options.oci_runtime is not None:
-                from auto_review.isolation import external_runtime
+                from auto_review.isolation.outer import external_runtime
 
                 self.runtime_path = external_runtime.resolve_runtime(self.options.oci_runtime)
                 self.runtime_label = external_runtime.runtime_name(self.runtime_path)
@@ -273,7 +273,7 @@ class Launcher:
 
     def remove_stale(self) -> None:
         with self.step(LaunchStep.STALE_CLEANUP):
-            from auto_review.isolation.stale import remove_stale_bundles
+            from auto_review.isolation.outer.stale import remove_stale_bundles
 
             removed = remove_stale_bundles(self.runtime_dir, oci_root=self.embedded_state_root())
             for path in removed:
@@ -283,7 +283,7 @@ class Launcher:
                     path.unlink(missing_ok=True)
             remove_stale_containers(self.embedded_state_root())
             if self.runtime_path is not None:
-                from auto_review.isolation import external_runtime
+                from auto_review.isolation.outer import external_runtime
 
                 external_runtime.remove_stopped_containers(
                     self.runtime_path, self.external_state_root()
@@ -317,8 +317,8 @@ class Launcher:
         with self.step(LaunchStep.CA_FILE):
             if self.settings.ca_file is None:
                 return
-            from auto_review.isolation.bundle import ca_file_bind
-            from auto_review.isolation.rootfs import BundleError
+            from auto_review.isolation.outer.bundle import ca_file_bind
+            from auto_review.isolation.outer.rootfs import BundleError
 
             try:
                 ca_file_bind(self.settings.ca_file)
@@ -340,8 +340,8 @@ class Launcher:
         """The proxy's socket exists (the bundle binds it) and queues connections from here;
         its event loop starts in :meth:`start_egress_proxy`, after the container's start."""
         with self.step(LaunchStep.EGRESS_PROXY):
-            from auto_review.isolation.egress_policy import EgressPolicy
-            from auto_review.isolation.egress_socket import listen_unix
+            from auto_review.isolation.egress.policy import EgressPolicy
+            from auto_review.isolation.egress.unix_socket import listen_unix
 
             self.egress_policy = EgressPolicy.from_settings(self.settings)
             assert self.resources.listener is not None
@@ -362,7 +362,7 @@ class Launcher:
         """AR_CA_FILE as the inner gateway sees it (the bundle binds it there)."""
         if self.settings.ca_file is None:
             return None
-        from auto_review.isolation.bundle import CA_FILE_INSIDE
+        from auto_review.isolation.outer.bundle import CA_FILE_INSIDE
 
         return Path(CA_FILE_INSIDE)
 
@@ -378,7 +378,7 @@ class Launcher:
         pipe = self.resources.settings_pipe
         assert pipe is not None
         try:
-            from auto_review.isolation.egress_proxy import EgressProxyThread
+            from auto_review.isolation.egress.proxy import EgressProxyThread
 
             assert self.resources.egress_socket is not None
             proxy = EgressProxyThread(
@@ -408,7 +408,11 @@ class Launcher:
 
     def stage(self) -> None:
         with self.step(LaunchStep.BUNDLE):
-            from auto_review.isolation.bundle import BundleRequest, ResourceLimits, stage_bundle
+            from auto_review.isolation.outer.bundle import (
+                BundleRequest,
+                ResourceLimits,
+                stage_bundle,
+            )
 
             assert self.resources.egress_socket is not None
             request = BundleRequest(
@@ -469,7 +473,7 @@ class Launcher:
             raise LaunchError(LaunchStep.RUNTIME, str(exc)) from None
 
     def _run_external(self, bundle: Any, fds: list[int]) -> int:
-        from auto_review.isolation import external_runtime
+        from auto_review.isolation.outer import external_runtime
 
         assert self.runtime_path is not None
         state_root = self.external_state_root()

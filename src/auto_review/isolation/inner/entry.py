@@ -1,4 +1,6 @@
-"""The inner gateway: what runs inside the container (``python -m auto_review.isolation.inner``).
+"""The inner gateway: what runs inside the container.
+
+Started as ``python -m auto_review.isolation.inner.entry``.
 
 Order matters:
 1. Ask the kernel for SIGKILL when the parent dies (the launcher, or the external runtime
@@ -27,18 +29,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from auto_review.isolation.secrets_pipe import (
-    LISTEN_FD,
-    SECRETS_FD,
-    SecretsPipeError,
-    read_settings_pipe,
-)
-from auto_review.isolation.selfcheck import (
+from auto_review.isolation.inner.selfcheck import (
     INNER_STATE_DIR,
     BoundaryFacts,
     BoundaryNotVerified,
     require_verified,
     run_selfcheck,
+)
+from auto_review.isolation.secrets_pipe import (
+    LISTEN_FD,
+    SECRETS_FD,
+    SecretsPipeError,
+    read_settings_pipe,
 )
 
 # Non-secret facts the launcher puts in process.env of the bundle.
@@ -52,7 +54,7 @@ EXIT_SETUP = 2
 EXIT_BOUNDARY = 4
 _PR_SET_PDEATHSIG = 1
 
-log = logging.getLogger("auto_review.isolation.inner")
+log = logging.getLogger("auto_review.isolation.inner.entry")
 
 
 def set_parent_death_signal(number: int = signal.SIGKILL) -> None:
@@ -97,7 +99,7 @@ def load_inner_settings(values: Mapping[str, Any]) -> Any:
 
 def start_egress_bridge() -> Any:
     """Start the bridge and export the proxy variables httpx and git read."""
-    from auto_review.isolation.egress_bridge import EgressBridgeThread
+    from auto_review.isolation.egress.bridge import EgressBridgeThread
 
     bridge = EgressBridgeThread(EGRESS_SOCKET_INSIDE)
     bridge.start()
@@ -151,7 +153,7 @@ def main() -> int:
         listener = socket.socket(fileno=LISTEN_FD)
     except OSError as exc:
         return fail(f"setup step listen-socket (fd {LISTEN_FD}) failed: {exc.strerror}", EXIT_SETUP)
-    from auto_review.isolation.egress_bridge import EgressBridgeError
+    from auto_review.isolation.egress.bridge import EgressBridgeError
 
     try:
         bridge = start_egress_bridge()
@@ -159,7 +161,7 @@ def main() -> int:
         return fail(f"setup step egress-bridge failed: {exc}", EXIT_SETUP)
 
     from auto_review.gateway.service import serve
-    from auto_review.isolation.egress_metrics import EgressMetricsCollector
+    from auto_review.isolation.egress.metrics import EgressMetricsCollector
 
     try:
         # runner None: serve builds the review pipeline when the LLM is configured.

@@ -15,9 +15,9 @@ import socket
 from collections.abc import Coroutine
 from pathlib import Path
 
-from auto_review.isolation.egress_http import STATS_PATH
-from auto_review.isolation.egress_stats import EgressStats
-from auto_review.isolation.egress_thread import BackgroundLoop
+from auto_review.isolation.egress.http import STATS_PATH
+from auto_review.isolation.egress.loop import BackgroundLoop
+from auto_review.isolation.egress.stats import EgressStats
 
 CONTAINER_SOCKET = Path("/run/egress/proxy.sock")
 BRIDGE_HOST = "127.0.0.1"

@@ -20,12 +20,12 @@ from pathlib import Path
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from auto_review.isolation.egress_bridge import (
+from auto_review.isolation.egress.bridge import (
     CONTAINER_SOCKET,
     EgressBridgeError,
     fetch_egress_stats,
 )
-from auto_review.isolation.egress_stats import EgressStats
+from auto_review.isolation.egress.stats import EgressStats
 
 log = logging.getLogger("auto_review.isolation.egress")
 
