@@ -210,6 +210,13 @@ def _plan(container_id: str, bundle_dir: str | os.PathLike[str], root: str,
     plan.pass_fds = tuple(pass_fds)
     plan.stdio = stdio
     plan.ns_plan = namespaces.NamespacePlan(linux.get("namespaces") or [])
+    if not plan.ns_plan.own_mount_namespace and os.path.realpath(plan.rootfs) == "/":
+        from auto_review.oci.mounts import shared_root_is_safe
+
+        if not shared_root_is_safe():
+            raise SpecError("root.path / without a mount namespace would stack a second / "
+                            "on this mount namespace: add a mount namespace, or run the "
+                            "runtime in a private one (unshare -m --propagation private)")
     plan.uid_maps = namespaces.default_mappings(linux.get("uidMappings"), os.geteuid())
     plan.cap_masks = capabilities.parse(process.get("capabilities"))
     capabilities.check_held(plan.cap_masks, capabilities.current_bounding())
@@ -268,6 +275,8 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
     except FileExistsError:
         raise StateError(f"container {container_id} already exists") from None
     cleanup = _Cleanup(directory, pid_file)
+    if not plan.ns_plan.own_mount_namespace:  # type: ignore[union-attr]
+        cleanup.shared_rootfs = plan.rootfs
     try:
         if not run_mode:
             plan.start_listener = _listen_for_start(directory, plan.first_free_fd)
@@ -367,6 +376,7 @@ class _Cleanup:
         self.cgroup: Any = None
         self.pids: list[int] = []
         self.fds: list[int] = []
+        self.shared_rootfs = ""  # a rootfs mounted in the runtime's own mount namespace
 
     def run(self) -> None:
         for fd in self.fds:
@@ -377,6 +387,8 @@ class _Cleanup:
             except OSError:
                 pass
             _reap(pid)
+        if self.shared_rootfs:
+            _detach_shared_rootfs(self.shared_rootfs)
         if self.cgroup is not None:
             try:  # noqa: SIM105 - contextlib costs an import on the run path
                 self.cgroup.destroy()
@@ -388,6 +400,15 @@ class _Cleanup:
             except OSError:
                 pass
         remove_state_dir(self.directory)
+
+
+def _detach_shared_rootfs(rootfs: str) -> None:
+    """Take a container's mounts out of the runtime's mount namespace; never "/" (allowed
+    only in a private namespace, where it is left to that namespace)."""
+    if rootfs and os.path.realpath(rootfs) != "/":
+        from auto_review.oci.mounts import detach_shared_rootfs
+
+        detach_shared_rootfs(rootfs)
 
 
 def _close_quietly(fd: int) -> None:
@@ -543,6 +564,8 @@ def _record(plan: container_init.LaunchPlan, init_pid: int, cgroup: Any) -> dict
         "cgroup_paths": cgroup.created_paths() if cgroup is not None else [],
         "cgroup_applied": cgroup.applied if cgroup is not None else False,
         "cgroup_reason": cgroup.reason if cgroup is not None else "no linux.resources",
+        # no mount namespace: the container's mounts are in ours, delete detaches them
+        "shared_mounts": not plan.ns_plan.own_mount_namespace,  # type: ignore[union-attr]
         "hooks": {phase: (config.get("hooks") or {}).get(phase) or []
                   for phase in ("poststart", "poststop")},
     }
@@ -690,6 +713,8 @@ def delete(root: str, container_id: str, *, force: bool, cgroup: Any = None,
             os.waitpid(record["pid"], os.WNOHANG)  # our own zombie, if we made it
         except ChildProcessError:
             pass
+    if record.get("shared_mounts"):
+        _detach_shared_rootfs(record.get("rootfs", ""))
     if cgroup is not None:
         cgroup.destroy()
     else:

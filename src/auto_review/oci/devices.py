@@ -44,6 +44,8 @@ def _fail(step: str, exc: OSError, path: str) -> StepError:
 def create_device(rootfs: str, path: str, kind: str, major: int, minor: int, mode: int,
                   uid: int | None, gid: int | None, *, bind: bool) -> None:
     target = secure_join(rootfs, path)
+    if _same_node(target, kind, major, minor, mode, uid, gid):
+        return  # already there (a rootfs sharing the host's /dev): never replace it
     try:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if os.path.lexists(target):
@@ -66,6 +68,18 @@ def create_device(rootfs: str, path: str, kind: str, major: int, minor: int, mod
         raise _fail("device", exc, path) from exc
 
 
+def _same_node(target: str, kind: str, major: int, minor: int, mode: int,
+               uid: int | None, gid: int | None) -> bool:
+    try:
+        info = os.lstat(target)
+    except OSError:
+        return False
+    return (stat.S_IFMT(info.st_mode) == _TYPE_BITS[kind]
+            and (kind == "p" or info.st_rdev == os.makedev(major, minor))
+            and stat.S_IMODE(info.st_mode) == mode & 0o7777
+            and uid in (None, info.st_uid) and gid in (None, info.st_gid))
+
+
 def setup_dev(rootfs: str, devices: list[dict[str, Any]], *, bind: bool) -> None:
     """Create the default devices, then linux.devices (which may override them)."""
     wanted = {d["path"] for d in devices}
@@ -80,7 +94,9 @@ def setup_dev(rootfs: str, devices: list[dict[str, Any]], *, bind: bool) -> None
                       device.get("minor", 0), device.get("fileMode", 0o666),
                       device.get("uid"), device.get("gid"), bind=bind)
     for source, link in DEFAULT_LINKS:
-        target = secure_join(rootfs, link)
+        # the link itself is never followed: an existing one is kept as it is
+        target = os.path.join(secure_join(rootfs, os.path.dirname(link)),
+                              os.path.basename(link))
         try:
             if not os.path.lexists(target):
                 os.symlink(source, target)

@@ -217,7 +217,8 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
         namespaces.bring_up_loopback()
     rootfs = plan.rootfs
     propagation = linux.get("rootfsPropagation")
-    mounts.prepare_rootfs(rootfs, propagation)
+    own_mounts = ns_plan.own_mount_namespace
+    mounts.prepare_rootfs(rootfs, propagation, change_root_propagation=own_mounts)
 
     config_hooks = config.get("hooks") or {}
     if config_hooks.get("createContainer") or config_hooks.get("startContainer"):
@@ -234,8 +235,11 @@ def _init(plan: LaunchPlan, sync_fd: int) -> None:
     hooks.run_hooks("createContainer", config_hooks.get("createContainer"),
                     plan.hook_state("creating", host_pid))
 
-    mounts.pivot(rootfs)
-    mounts.apply_root_propagation(propagation)
+    if own_mounts:
+        mounts.pivot(rootfs)
+        mounts.apply_root_propagation(propagation)
+    else:  # the runtime's mount namespace: pivot_root would move its root, chroot as runc
+        mounts.enter_chroot(rootfs)
     for key, value in (linux.get("sysctl") or {}).items():
         _write_sysctl(key, value)
     for path in linux.get("readonlyPaths") or []:

@@ -175,10 +175,16 @@ def bind_remount(path: str, flags: int, clear: int, step: str, shown: str) -> No
              step=step, path=shown)
 
 
-def prepare_rootfs(rootfs: str, propagation: str | None) -> None:
-    """Stop mount events reaching the host, then make the rootfs a mount point of its own."""
-    root_flag = sc.MS_PRIVATE if propagation == "private" else sc.MS_SLAVE
-    sc.mount(None, "/", None, sc.MS_REC | root_flag, step="rootfs-propagation", path="/")
+def prepare_rootfs(rootfs: str, propagation: str | None, *,
+                   change_root_propagation: bool = True) -> None:
+    """Stop mount events reaching the host, then make the rootfs a mount point of its own.
+
+    Without a mount namespace of its own the container shares the runtime's: its "/" is
+    left as it is (it is the caller's), and everything the container mounts sits on the
+    rootfs bind, which `delete` detaches (see ``detach_shared_rootfs``)."""
+    if change_root_propagation:
+        root_flag = sc.MS_PRIVATE if propagation == "private" else sc.MS_SLAVE
+        sc.mount(None, "/", None, sc.MS_REC | root_flag, step="rootfs-propagation", path="/")
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC, step="rootfs-bind", path=rootfs)
 
 
@@ -237,6 +243,64 @@ def pivot(rootfs: str) -> None:
     sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC, step="pivot_root", path="/")
     sc.umount2(".", sc.MNT_DETACH, step="pivot_root", path="old root")
     os.chdir("/")
+
+
+def enter_chroot(rootfs: str) -> None:
+    """The root change without a mount namespace of its own: chroot, as runc does."""
+    try:
+        os.chdir(rootfs)
+        os.chroot(".")
+        os.chdir("/")
+    except OSError as exc:
+        raise StepError("chroot", exc.errno or errno.EIO, rootfs) from exc
+
+
+def detach_shared_rootfs(rootfs: str) -> None:
+    """Remove a container's mounts from the runtime's own mount namespace: they all sit on
+    the rootfs bind, so detaching it takes them all. Only a bind the runtime made (the
+    rootfs is a mount point whose root is the rootfs itself) is touched."""
+    if not _is_mount_point(rootfs):
+        return
+    import contextlib
+
+    # already gone, or in another mount namespace: nothing of ours to remove
+    with contextlib.suppress(StepError):
+        sc.umount2(rootfs, sc.MNT_DETACH, step="rootfs-unmount", path=rootfs)
+
+
+def _is_mount_point(path: str) -> bool:
+    """From mountinfo: os.path.ismount misses a bind of a directory on its own file system."""
+    try:
+        with open("/proc/self/mountinfo") as handle:
+            return any(_unescape_mountinfo(line.split()[4]) == path for line in handle)
+    except OSError:
+        return False
+
+
+def shared_root_is_safe() -> bool:
+    """Whether a container without a mount namespace may use "/" as its rootfs: only when
+    the caller sits in a mount namespace other than init's (its "/" is another mount, with
+    another id) and that "/" is private, so the rootfs bind (a second "/") stays in it.
+    Elsewhere it would stack on the host's "/" and break every later user namespace."""
+    own, init = _root_mount("/proc/self/mountinfo"), _root_mount("/proc/1/mountinfo")
+    if own is None or init is None or own[0] == init[0]:
+        return False
+    optional = own[6:own.index("-")]
+    return not any(tag.startswith(("shared:", "master:")) for tag in optional)
+
+
+def _root_mount(mountinfo: str) -> list[str] | None:
+    """The fields of the topmost mount at "/" in a mountinfo file, None if unreadable."""
+    found = None
+    try:
+        with open(mountinfo) as handle:
+            for line in handle:
+                fields = line.split()
+                if fields[4] == "/":
+                    found = fields
+    except OSError:
+        return None
+    return found
 
 
 def apply_root_propagation(propagation: str | None) -> None:

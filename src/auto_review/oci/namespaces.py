@@ -53,6 +53,11 @@ class NamespacePlan:
                     self.new_flags |= FLAGS[kind]
 
     @property
+    def own_mount_namespace(self) -> bool:
+        """False when the container shares the runtime's mount namespace."""
+        return bool(self.new_flags & FLAGS["mount"]) or any(k == "mount" for k, _ in self.join)
+
+    @property
     def in_user_namespace(self) -> bool:
         return self.new_user or any(kind == "user" for kind, _ in self.join)
 

@@ -179,10 +179,6 @@ def check_supported(config: dict[str, Any]) -> None:
             raise SpecError(f"unsupported field linux.namespaces[{index}].type={kind}")
         if kinds.count(kind) > 1:
             raise SpecError(f"linux.namespaces: {kind} appears twice")
-    if "mount" not in kinds:
-        raise SpecError(
-            "linux.namespaces must include mount (the rootfs needs its own mount namespace)"
-        )
     for index, entry in enumerate(config.get("mounts") or []):
         _check_mount(entry, index)
     if (linux.get("uidMappings") or linux.get("gidMappings")) and "user" not in kinds:

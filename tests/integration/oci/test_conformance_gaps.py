@@ -9,6 +9,7 @@ has the table of these points.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,10 +17,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bundles import Scenario, add_cgroup_mount, add_namespace, deny_syscalls, set_probe_args
-from conftest import EMBEDDED_RUNNERS, REFERENCE_RUNNERS, RUN_TIMEOUT, HostFacts, ProbeRuns
+from bundles import (
+    Scenario,
+    add_cgroup_mount,
+    add_namespace,
+    deny_syscalls,
+    remove_namespace,
+    set_probe_args,
+)
+from conftest import (
+    API_RUN_SNIPPET,
+    EMBEDDED_RUNNERS,
+    REFERENCE_RUNNERS,
+    RUN_TIMEOUT,
+    HostFacts,
+    ProbeRuns,
+    Runner,
+    RunResult,
+    crun_command,
+    embedded_cli_command,
+    runc_command,
+)
 from report import mount_flags, path_info
 from test_conformance import differences, flatten, outcome
+
+from auto_review.oci.default_spec import default_spec
 
 
 def _unknown_fields(config: dict[str, Any]) -> dict[str, Any]:
@@ -265,3 +287,152 @@ def test_network_classes_without_net_cls_fail_everywhere(probe_runs: ProbeRuns, 
     if runner in EMBEDDED_RUNNERS:
         assert ("step=cgroup errno=ENOENT (No such file or directory) path=no mounted cgroup "
                 "hierarchy offers net_cls") in result.stderr
+
+
+
+# ---------------------------------------------------------------- no mount namespace
+# Without a mount namespace a runtime mounts in its caller's namespace (runc even binds the
+# rootfs onto itself there). Every runtime therefore runs inside
+# `unshare -m --propagation private`, so nothing reaches this machine's mount table.
+
+PRIVATE_MOUNTS = ["unshare", "--mount", "--propagation", "private"]
+
+
+def _no_mount_namespace(config: dict[str, Any]) -> dict[str, Any]:
+    # runc refuses maskedPaths and readonlyPaths without a private mount namespace
+    # ("unable to restrict sys entries"); the scenario leaves them out for every runtime.
+    config["linux"].pop("maskedPaths")
+    config["linux"].pop("readonlyPaths")
+    # runc and crun leave the root writable without a mount namespace whatever
+    # root.readonly says; the embedded runtime honours it (a test below), so the compared
+    # scenario asks for a writable root.
+    config["root"]["readonly"] = False
+    return remove_namespace(deny_syscalls(config, ["personality"]), "mount")
+
+
+NO_MOUNT_NAMESPACE = Scenario("gap-no-mount-namespace", "the runtime's mount namespace",
+                              _no_mount_namespace)
+
+
+def _private(command: Any) -> Any:
+    return lambda state, bundle, container_id: [*PRIVATE_MOUNTS,
+                                                *command(state, bundle, container_id)]
+
+
+def _api_command(state: Path, bundle: Path, container_id: str) -> list[str]:
+    return [sys.executable, "-c", API_RUN_SNIPPET, container_id, str(bundle), str(state)]
+
+
+@pytest.fixture(scope="module")
+def no_mount_namespace_runs(probe_runs: ProbeRuns, tmp_path_factory: pytest.TempPathFactory
+                            ) -> dict[str, RunResult]:
+    state = tmp_path_factory.mktemp("no-mount-ns")
+    runners = {
+        "runc": Runner("runc", state / "runc", _private(runc_command)),
+        "crun": Runner("crun", state / "crun", crun_command),  # already in its own one
+        "embedded-cli": Runner("embedded-cli", state / "cli",
+                               _private(embedded_cli_command(sys.executable))),
+        "embedded-api": Runner("embedded-api", state / "api", _private(_api_command)),
+    }
+    bundle = probe_runs.bundle(NO_MOUNT_NAMESPACE)
+    before = Path("/proc/self/mountinfo").read_text()
+    results = {name: runner.run(bundle, f"nomntns-{name}-{os.getpid()}")
+               for name, runner in runners.items()}
+    assert Path("/proc/self/mountinfo").read_text() == before, "a mount reached the host"
+    return results
+
+
+@pytest.mark.parametrize("reference", REFERENCE_RUNNERS)
+@pytest.mark.parametrize("subject", EMBEDDED_RUNNERS)
+def test_without_a_mount_namespace_embedded_matches_references(
+    no_mount_namespace_runs: dict[str, RunResult], host: HostFacts, subject: str,
+    reference: str
+):
+    expected = outcome(no_mount_namespace_runs[reference], host, NO_MOUNT_NAMESPACE)
+    assert "failed" not in expected, no_mount_namespace_runs[reference].stderr
+    actual = outcome(no_mount_namespace_runs[subject], host, NO_MOUNT_NAMESPACE)
+    assert "failed" not in actual, no_mount_namespace_runs[subject].stderr
+    disputed = _disputes(no_mount_namespace_runs, host)
+    assert disputed == NO_MOUNT_NAMESPACE_DISPUTES
+    diff = [line for line in differences(actual, expected)
+            if line.split(": ", 1)[0] not in disputed]
+    assert not diff, f"{subject} != {reference}:\n  " + "\n  ".join(diff[:60])
+
+
+# crun does not bind the rootfs onto itself: "/" is no mount point in its container.
+NO_MOUNT_NAMESPACE_DISPUTES = {"/mounts///asked_super_options", "/mounts///flags",
+                               "/mounts///type"}
+
+
+def _disputes(runs: dict[str, RunResult], host: HostFacts) -> set[str]:
+    views = [flatten(outcome(runs[name], host, NO_MOUNT_NAMESPACE)) for name in REFERENCE_RUNNERS]
+    return {key for key in set().union(*views)
+            if len({repr(view.get(key)) for view in views}) > 1}
+
+
+@pytest.mark.parametrize("runner", ["runc", "embedded-cli"])
+def test_without_a_mount_namespace_root_readonly(tmp_path: Path, runner: str) -> None:
+    """The embedded runtime keeps root.readonly without a mount namespace (the rootfs is
+    its own bind, remounted read-only); runc silently leaves the root writable."""
+    bundle = tmp_path / "bundle"
+    (bundle / "rootfs").mkdir(parents=True)
+    config = default_spec()
+    config["process"]["args"] = ["/usr/bin/touch", "/written"]
+    config["mounts"] = [{"destination": "/proc", "type": "proc", "source": "proc"},
+                        {"destination": "/usr", "type": "bind", "source": "/usr",
+                         "options": ["rbind", "ro"]},
+                        {"destination": "/etc/ld.so.cache", "type": "bind",
+                         "source": "/etc/ld.so.cache", "options": ["bind", "ro"]}]
+    for link in ("bin", "lib", "lib64"):
+        (bundle / "rootfs" / link).symlink_to(f"usr/{link}")
+    for directory in ("etc", "proc", "usr"):
+        (bundle / "rootfs" / directory).mkdir()
+    (bundle / "rootfs" / "etc" / "ld.so.cache").touch()
+    config["linux"].pop("maskedPaths")
+    config["linux"].pop("readonlyPaths")
+    config["linux"]["namespaces"] = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}]
+    (bundle / "config.json").write_text(json.dumps(config))
+    state = str(tmp_path / "state")
+    command = (["runc", "--root", state] if runner == "runc" else
+               [sys.executable, "-m", "auto_review.oci", "--root", state])
+    before = Path("/proc/self/mountinfo").read_text()
+    with open(tmp_path / "in", "w+") as stdin:
+        completed = subprocess.run(
+            [*PRIVATE_MOUNTS, *command, "run", "--bundle", str(bundle), f"ro-{runner}"],
+            stdin=stdin, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+    assert Path("/proc/self/mountinfo").read_text() == before
+    if runner == "runc":
+        assert completed.returncode == 0, completed.stderr
+        assert (bundle / "rootfs" / "written").exists()
+    else:
+        assert completed.returncode == 1
+        assert "Read-only file system" in completed.stderr
+        assert not (bundle / "rootfs" / "written").exists()
+
+
+def test_root_slash_without_a_mount_namespace_needs_a_private_one(tmp_path: Path) -> None:
+    """A rootfs of / with no mount namespace would stack a second / on this machine's
+    mount table (after which no user namespace can be created until `umount -l /`): the
+    runtime refuses it outside a private mount namespace and runs it inside one."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    config = default_spec()
+    config["root"] = {"path": "/", "readonly": False}  # "/" stays the caller's own
+    config["process"]["args"] = ["/bin/true"]
+    config["mounts"] = []
+    config["linux"].pop("maskedPaths")
+    config["linux"].pop("readonlyPaths")
+    config["linux"]["namespaces"] = [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}]
+    (bundle / "config.json").write_text(json.dumps(config))
+    before = Path("/proc/self/mountinfo").read_text()
+    command = [sys.executable, "-m", "auto_review.oci", "--root", str(tmp_path / "state"),
+               "run", "--bundle", str(bundle), f"slash-{os.getpid()}"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                             check=False)
+    assert refused.returncode == 1
+    assert "root.path / without a mount namespace would stack a second /" in refused.stderr
+    assert Path("/proc/self/mountinfo").read_text() == before
+    private = subprocess.run([*PRIVATE_MOUNTS, *command], capture_output=True, text=True,
+                             timeout=RUN_TIMEOUT, check=False)
+    assert private.returncode == 0, private.stderr
+    assert Path("/proc/self/mountinfo").read_text() == before

@@ -81,6 +81,24 @@ def test_mount_label_applies_only_where_selinux_is_enabled(
     ]
 
 
+def test_existing_device_nodes_and_links_are_kept(tmp_path: Path) -> None:
+    """A rootfs that shares the host's /dev (root "/", no /dev mount) must not have its
+    nodes replaced or its links followed."""
+    from auto_review.oci import devices
+
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    os.mknod(dev / "null", 0o20666, os.makedev(1, 3))
+    os.chmod(dev / "null", 0o666)  # noqa: S103 - the mode /dev/null has
+    (dev / "stdin").symlink_to("/proc/self/fd/0")
+    before = {name: os.lstat(dev / name) for name in ("null", "stdin")}
+    devices.setup_dev(str(tmp_path), [], bind=False)
+    for name, info in before.items():
+        assert os.lstat(dev / name).st_ino == info.st_ino, name
+    assert sorted(p.name for p in dev.iterdir() if " " in p.name) == []
+    assert os.readlink(dev / "stdout") == "/proc/self/fd/1"
+
+
 def test_secure_join_keeps_symlinks_inside_the_root(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)

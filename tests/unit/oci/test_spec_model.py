@@ -109,7 +109,6 @@ def test_unknown_properties_are_ignored_and_logged(caplog: pytest.LogCaptureFixt
     ("edit", "message"),
     [
         (lambda c: c["process"].update(terminal=True), "process.terminal"),
-        (lambda c: c["linux"].update(namespaces=[{"type": "pid"}]), "must include mount"),
         (lambda c: c["linux"].update(namespaces=[{"type": "mount"}, {"type": "mount"}]),
          "appears twice"),
         (lambda c: c["linux"].update(sysctl={"kernel.panic": "1"}), "not a namespaced"),
