@@ -49,8 +49,37 @@ _POSITIONALS = {"create": (1, 1), "run": (1, 1), "start": (1, 1), "state": (1, 1
                 "kill": (1, 2), "delete": (1, 1), "list": (0, 0), "spec": (0, 0)}
 
 
+_HELP = {
+    "create": "create the container and leave it waiting for start",
+    "start": "run the created container's program",
+    "run": "create and start; in the foreground, wait and exit with its status",
+    "state": "print the container's state as JSON",
+    "kill": "send a signal (default TERM; a name with or without SIG, or a number)",
+    "delete": "remove a stopped container (--force: kill it first, in any state)",
+    "list": "list the containers under the state root",
+    "spec": "write a default config.json into the bundle (never overwrites)",
+}
+_HELP_WORDS = ("-h", "--help")
+
+
 class UsageError(OciError):
     pass
+
+
+class HelpRequested(Exception):
+    """-h/--help was given: print the usage of this command (or of all) and exit 0."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(command)
+        self.command = command
+
+
+def command_usage(command: str) -> str:
+    """The usage text of one command: its line of USAGE and what it does."""
+    line = next(entry.strip() for entry in USAGE.splitlines()[1:]
+                if entry.split()[0] == command)
+    return (f"usage: auto-review oci [--root DIR] [--debug] {line}\n\n"
+            f"{_HELP[command]}")
 
 
 def _parse(argv: list[str]) -> tuple[str, dict[str, object], list[str]]:
@@ -62,6 +91,8 @@ def _parse(argv: list[str]) -> tuple[str, dict[str, object], list[str]]:
         word = argv[index]
         index += 1
         name, has_inline, inline = word.partition("=")
+        if word in _HELP_WORDS:
+            raise HelpRequested(command)
         if word.startswith("-") and word != "-":
             if name not in _OPTIONS:
                 raise UsageError(f"unknown option {name}")
@@ -167,12 +198,15 @@ def _dispatch(command: str, options: dict[str, object], args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv or argv[0] == "help":
         print(USAGE)
         return 0 if argv else 1
     try:
         command, options, args = _parse(argv)
         return _dispatch(command, options, args)
+    except HelpRequested as request:
+        print(command_usage(request.command) if request.command else USAGE)
+        return 0
     except OciError as exc:
         print(f"auto-review oci: {exc}", file=sys.stderr)
         return 1
