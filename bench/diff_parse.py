@@ -33,7 +33,7 @@ from typing import BinaryIO
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
-from auto_review.review.diff import DiffLimits, iter_file_diffs, parse_diff  # noqa: E402
+from auto_review.review.diff.model import DiffLimits, iter_file_diffs, parse_diff  # noqa: E402
 
 
 def write_diff(out: BinaryIO, target_bytes: int) -> int:
@@ -157,7 +157,7 @@ def main() -> None:
         print(f"diff: {size_mb:.1f} MB at {path.name}")
         probe = (
             f"import sys; sys.path.insert(0, {str(REPO_ROOT / 'src')!r}); "
-            "import auto_review.review.diff; "
+            "import auto_review.review.diff.model; "
             "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
         )
         baseline = subprocess.run(

@@ -50,12 +50,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
-from auto_review.review.context import build_review_messages  # noqa: E402
-from auto_review.review.diff_positions import ChangedLines  # noqa: E402
-from auto_review.review.gitenv import GitPolicy  # noqa: E402
-from auto_review.review.repo_config import DEFAULT_REPO_CONFIG  # noqa: E402
-from auto_review.review.triage import triage_files  # noqa: E402
-from auto_review.review.workspace import FetchRequest, open_workspace  # noqa: E402
+from auto_review.review.diff.positions import ChangedLines  # noqa: E402
+from auto_review.review.policy.repo_config import DEFAULT_REPO_CONFIG  # noqa: E402
+from auto_review.review.policy.triage import triage_files  # noqa: E402
+from auto_review.review.stages.context import build_review_messages  # noqa: E402
+from auto_review.review.workspace.checkout import FetchRequest, open_workspace  # noqa: E402
+from auto_review.review.workspace.gitenv import GitPolicy  # noqa: E402
 
 STAGES = ("clone", "diff", "triage", "guard", "context")
 CONTEXT_TOKENS = 16000  # the default of AR_LLM_CONTEXT_TOKENS

@@ -2,9 +2,10 @@
 
 Layers, highest first (a module may import its own package and any package below it):
 
-    cli -> isolation -> gateway -> wiring -> chat -> review -> hosts | llm | store -> core
+    cli -> isolation -> gateway -> wiring -> chat | bench -> review -> hosts | llm | store -> core
 
-``hosts``, ``llm`` and ``store`` are peers that do not import each other. ``oci`` (the
+``chat`` and ``bench`` (the corpus scoring behind ``auto-review bench run``) are peers, as
+are ``hosts``, ``llm`` and ``store``: peers do not import each other. ``oci`` (the
 embedded runtime) imports nothing of the project; ``core`` imports nothing but itself.
 ``config`` (the settings model) is imported only by ``cli``, ``isolation``, ``gateway``
 and ``wiring``. Every import counts, function-level and ``TYPE_CHECKING`` ones included,
@@ -28,6 +29,7 @@ LAYERS: dict[str, int] = {
     "gateway": 6,
     "wiring": 5,
     "chat": 4,
+    "bench": 4,
     "review": 3,
     "hosts": 2,
     "llm": 2,

@@ -31,11 +31,11 @@ from auto_review.hosts.base import (
     ReviewHost,
 )
 from auto_review.llm.api import LlmError, LlmUnavailable, Tier
-from auto_review.review.context import ContextBudgetError, build_question_messages
 from auto_review.review.mapping import untrusted_text
 from auto_review.review.pipeline import PipelineDeps, repo_key
-from auto_review.review.pr_workspace import pr_workspace, read_pr_diff
-from auto_review.review.workspace import WorkspaceError
+from auto_review.review.stages.context import ContextBudgetError, build_question_messages
+from auto_review.review.workspace.checkout import WorkspaceError
+from auto_review.review.workspace.pull_request import pr_workspace, read_pr_diff
 from auto_review.store.sqlite_review import LearningLimitReached
 
 log = logging.getLogger(__name__)

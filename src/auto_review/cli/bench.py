@@ -3,7 +3,7 @@
 Each fixture's ``pr.patch`` goes through :func:`auto_review.review.pipeline.review_patch`
 with the LLM the ``AR_LLM_*`` settings describe and the default repository config, one
 fixture at a time (so stage latencies are not inflated by each other). The findings kept are
-matched against ``expected.yaml`` (rule: :mod:`auto_review.review.evaluation`).
+matched against ``expected.yaml`` (rule: :mod:`auto_review.bench.evaluation`).
 
 Exit status: 0 done; 1 a regression against ``--baseline`` with ``--fail-on-regression``;
 2 bad usage, settings, corpus or baseline, or the LLM server refused the requests.
@@ -20,10 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
-from auto_review.config import SettingsError, load_settings
-from auto_review.llm.api import LanguageModel, LlmError, LlmRefused
-from auto_review.review.evaluation import (
+from auto_review.bench.evaluation import (
     LINE_TOLERANCE,
     BenchSummary,
     CorpusError,
@@ -37,7 +34,10 @@ from auto_review.review.evaluation import (
     summarize,
     summary_to_json,
 )
-from auto_review.review.findings import Finding
+from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
+from auto_review.config import SettingsError, load_settings
+from auto_review.llm.api import LanguageModel, LlmError, LlmRefused
+from auto_review.review.stages.findings import Finding
 from auto_review.wiring.redaction import install_secrets, redact
 
 EXIT_OK = 0
@@ -81,9 +81,9 @@ class BenchAborted(Exception):
 def pipeline_reviewer(llm: LanguageModel, *, budget_tokens: int, with_tree: bool) -> Reviewer:
     """Reviews a fixture the way ``auto-review review diff`` reviews a local patch: no tree,
     unless ``with_tree`` lends the fixture's after/ tree, as a PR checkout would be."""
-    from auto_review.review.confined import ConfinedTree
     from auto_review.review.pipeline import review_patch
-    from auto_review.review.repo_config import DEFAULT_REPO_CONFIG
+    from auto_review.review.policy.repo_config import DEFAULT_REPO_CONFIG
+    from auto_review.review.workspace.confined import ConfinedTree
 
     async def review(fixture: Fixture) -> ReportLike:
         tree = ConfinedTree(fixture.directory / "after") if with_tree else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from auto_review.review.repo_config import (
+from auto_review.review.policy.repo_config import (
     CONFIG_FILE_NAME,
     MAX_CONFIG_BYTES,
     RepoConfigError,

@@ -118,14 +118,14 @@ async def review_diff(
     namespace: argparse.Namespace, settings: Settings, tls: ssl.SSLContext
 ) -> int:
     from auto_review.llm.api import LlmError
-    from auto_review.review.confined import ConfinedTree, ConfinementError
-    from auto_review.review.diff import DiffParseError
+    from auto_review.review.diff.model import DiffParseError
     from auto_review.review.pipeline import review_patch
-    from auto_review.review.repo_config import (
+    from auto_review.review.policy.repo_config import (
         DEFAULT_REPO_CONFIG,
         RepoConfigError,
         parse_repo_config,
     )
+    from auto_review.review.workspace.confined import ConfinedTree, ConfinementError
 
     patch = _read(namespace.patch, "patch")
     config = DEFAULT_REPO_CONFIG

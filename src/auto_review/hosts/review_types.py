@@ -130,7 +130,8 @@ class GitAccess:
     """How to fetch from the forge with git: basic-auth user and token for the clone host.
 
     The token goes to git only through the credential helper of
-    :mod:`auto_review.review.gitenv`, never on argv or in a URL. ``token`` is hidden from repr.
+    :mod:`auto_review.review.workspace.gitenv`, never on argv or in a URL. ``token`` is
+    hidden from repr.
     """
 
     username: str

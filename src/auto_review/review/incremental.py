@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
-from auto_review.review.diff import FileDiff
-from auto_review.review.diff_positions import ChangedLines, CommentAnchor, NotCommentable
+from auto_review.review.diff.model import FileDiff
+from auto_review.review.diff.positions import ChangedLines, CommentAnchor, NotCommentable
 
 
 class ChangedSinceLastReview(ChangedLines):

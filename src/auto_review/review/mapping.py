@@ -39,8 +39,8 @@ from auto_review.hosts.review_types import (
     LineSide,
     ReviewDraft,
 )
-from auto_review.review.diff_positions import ChangedLines, NotCommentable
-from auto_review.review.findings import Finding, Severity
+from auto_review.review.diff.positions import ChangedLines, NotCommentable
+from auto_review.review.stages.findings import Finding, Severity
 
 STATUS_CONTEXT = "auto-review"
 BLOCKING_SEVERITY = Severity.HIGH  # at or above: the status is "failure"

@@ -53,12 +53,8 @@ from auto_review.llm.api import (
     Tier,
     Usage,
 )
-from auto_review.review.confined import ConfinedTree
-from auto_review.review.context import ContextBudgetError, build_review_messages
-from auto_review.review.diff import DiffParseError, FileDiff, parse_diff
-from auto_review.review.diff_positions import ChangedLines
-from auto_review.review.findings import FINDINGS_SCHEMA, Finding, parse_model_review
-from auto_review.review.gitenv import GitError, GitSizeExceeded, GitTimeout
+from auto_review.review.diff.model import DiffParseError, FileDiff, parse_diff
+from auto_review.review.diff.positions import ChangedLines
 from auto_review.review.incremental import ChangedSinceLastReview, new_hunks_only
 from auto_review.review.mapping import (
     PlannedReview,
@@ -68,25 +64,29 @@ from auto_review.review.mapping import (
     plan_review,
     skipped_status,
 )
-from auto_review.review.metered_model import MeteredModel
-from auto_review.review.pr_workspace import (
-    WorkspaceSettings,
-    fetch_commit,
-    pr_workspace,
-    read_diff_between,
-    read_pr_diff,
-)
-from auto_review.review.repo_config import (
+from auto_review.review.policy.repo_config import (
     CONFIG_FILE_NAME,
     MAX_CONFIG_BYTES,
     RepoConfig,
     config_ref,
     repo_config_or_default,
 )
+from auto_review.review.policy.triage import SkippedFile, Triage, pr_skip_reason, triage_files
 from auto_review.review.stage_clock import StageClock
-from auto_review.review.triage import SkippedFile, Triage, pr_skip_reason, triage_files
-from auto_review.review.verify import DroppedFinding, verify_findings
-from auto_review.review.workspace import HeadMismatch, WorkspaceError, WorkspaceTooLarge
+from auto_review.review.stages.context import ContextBudgetError, build_review_messages
+from auto_review.review.stages.findings import FINDINGS_SCHEMA, Finding, parse_model_review
+from auto_review.review.stages.metered_model import MeteredModel
+from auto_review.review.stages.verify import DroppedFinding, verify_findings
+from auto_review.review.workspace.checkout import HeadMismatch, WorkspaceError, WorkspaceTooLarge
+from auto_review.review.workspace.confined import ConfinedTree
+from auto_review.review.workspace.gitenv import GitError, GitSizeExceeded, GitTimeout
+from auto_review.review.workspace.pull_request import (
+    WorkspaceSettings,
+    fetch_commit,
+    pr_workspace,
+    read_diff_between,
+    read_pr_diff,
+)
 
 log = logging.getLogger(__name__)
 

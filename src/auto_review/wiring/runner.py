@@ -29,8 +29,8 @@ from auto_review.review.pipeline import (
     ReviewReport,
     review_pull_request,
 )
-from auto_review.review.pr_workspace import WorkspaceSettings, git_policy_from_environment
-from auto_review.review.workspace import remove_tree
+from auto_review.review.workspace.checkout import remove_tree
+from auto_review.review.workspace.pull_request import WorkspaceSettings, git_policy_from_environment
 from auto_review.wiring.clients import language_model, llm_configured
 
 if TYPE_CHECKING:

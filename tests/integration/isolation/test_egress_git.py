@@ -24,8 +24,8 @@ import pytest
 from auto_review.isolation.egress.bridge import EgressBridgeThread
 from auto_review.isolation.egress.policy import EgressPolicy, EgressTarget
 from auto_review.isolation.egress.proxy import EgressProxyThread
-from auto_review.review.gitenv import GitCredentials, GitPolicy
-from auto_review.review.workspace import FetchRequest, open_workspace
+from auto_review.review.workspace.checkout import FetchRequest, open_workspace
+from auto_review.review.workspace.gitenv import GitCredentials, GitPolicy
 
 CANARY = "canary-git-4c1d9e7b2a6f0e3d"
 USER = "x-access-token"

@@ -34,8 +34,8 @@ from tests.support.fake_llm import (
     slow,
 )
 
+from auto_review.bench.evaluation import load_corpus
 from auto_review.cli import main as cli
-from auto_review.review.evaluation import load_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CORPUS = REPO_ROOT / "bench" / "corpus"

@@ -16,8 +16,8 @@ from tests.integration.review.smart_http import (
     write_argv_logger,
 )
 
-from auto_review.review.gitenv import GitCredentials, GitError, GitPolicy, GitRunner
-from auto_review.review.workspace import FetchRequest, WorkspaceError, open_workspace
+from auto_review.review.workspace.checkout import FetchRequest, WorkspaceError, open_workspace
+from auto_review.review.workspace.gitenv import GitCredentials, GitError, GitPolicy, GitRunner
 
 TOKEN = "tok-7f3a9c2e-SECRET-do-not-leak"
 

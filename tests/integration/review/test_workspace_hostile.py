@@ -20,15 +20,15 @@ from tests.integration.review.hostile_repo import (
     git,
 )
 
-from auto_review.review.confined import ConfinementError
-from auto_review.review.diff import FileStatus
-from auto_review.review.gitenv import GitError, GitPolicy, GitRunner
-from auto_review.review.workspace import (
+from auto_review.review.diff.model import FileStatus
+from auto_review.review.workspace.checkout import (
     FetchRequest,
     HeadMismatch,
     WorkspaceError,
     open_workspace,
 )
+from auto_review.review.workspace.confined import ConfinementError
+from auto_review.review.workspace.gitenv import GitError, GitPolicy, GitRunner
 
 FILE_OK = GitPolicy(allow_file_protocol=True)
 
@@ -219,7 +219,7 @@ def test_invalid_request_fields_are_refused() -> None:
 
 
 def test_permission_repair_before_removal(tmp_path: Path) -> None:
-    from auto_review.review.workspace import make_directories_writable, remove_tree
+    from auto_review.review.workspace.checkout import make_directories_writable, remove_tree
 
     root = tmp_path / "job"
     (root / "a" / "b").mkdir(parents=True)

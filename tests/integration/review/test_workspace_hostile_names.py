@@ -21,9 +21,14 @@ import pytest
 from tests.integration.review.hostile_repo import clean_env, git
 from tests.integration.review.smart_http import SmartHttpServer, make_certificate
 
-from auto_review.review.confined import ConfinedTree, ConfinementError
-from auto_review.review.gitenv import GitCredentials, GitPolicy
-from auto_review.review.workspace import FetchRequest, Workspace, WorkspaceError, open_workspace
+from auto_review.review.workspace.checkout import (
+    FetchRequest,
+    Workspace,
+    WorkspaceError,
+    open_workspace,
+)
+from auto_review.review.workspace.confined import ConfinedTree, ConfinementError
+from auto_review.review.workspace.gitenv import GitCredentials, GitPolicy
 
 FILE_OK = GitPolicy(allow_file_protocol=True)
 TOKEN = "tok-names-5b1e-SECRET-never-printed"

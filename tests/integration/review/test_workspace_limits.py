@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from tests.integration.review.hostile_repo import git
 
-from auto_review.review.diff import FileStatus
-from auto_review.review.gitenv import GitPolicy, GitRunner, GitTimeout
-from auto_review.review.workspace import (
+from auto_review.review.diff.model import FileStatus
+from auto_review.review.workspace.checkout import (
     FetchRequest,
     Workspace,
     WorkspaceError,
     WorkspaceLimits,
     open_workspace,
 )
+from auto_review.review.workspace.gitenv import GitPolicy, GitRunner, GitTimeout
 
 FILE_OK = GitPolicy(allow_file_protocol=True)
 

@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 from tests.integration.review.hostile_repo import clean_env, git
 
-from auto_review.review.confined import ConfinementError, ConfinementLimits
-from auto_review.review.diff import FileStatus
-from auto_review.review.gitenv import GitPolicy
-from auto_review.review.workspace import (
+from auto_review.review.diff.model import FileStatus
+from auto_review.review.workspace.checkout import (
     FetchRequest,
     WorkspaceError,
     WorkspaceLimits,
     open_workspace,
 )
+from auto_review.review.workspace.confined import ConfinementError, ConfinementLimits
+from auto_review.review.workspace.gitenv import GitPolicy
 
 FILE_OK = GitPolicy(allow_file_protocol=True)
 MIB = 1024 * 1024

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from auto_review.cli.main import main
-from auto_review.review.repo_config import MAX_CONFIG_BYTES
+from auto_review.review.policy.repo_config import MAX_CONFIG_BYTES
 
 VALID = "ignore: ['docs/**']\nseverity_floor: high\nmax_files: 20\n"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.support.git_env import isolated_git_env
 
-from auto_review.review.diff import FileDiff
+from auto_review.review.diff.model import FileDiff
 
 
 class ApplyMismatch(AssertionError):

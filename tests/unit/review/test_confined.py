@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from auto_review.review.confined import ConfinedTree, ConfinementError, ConfinementLimits
+from auto_review.review.workspace.confined import ConfinedTree, ConfinementError, ConfinementLimits
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from types import ModuleType
 
 import pytest
 
-from auto_review.review.diff import parse_diff
-from auto_review.review.evaluation import Fixture, load_corpus
+from auto_review.bench.evaluation import Fixture, load_corpus
+from auto_review.review.diff.model import parse_diff
 
 CORPUS = Path(__file__).resolve().parents[3] / "bench" / "corpus"
 BUG_CLASSES = {

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from tests.unit.review.diff_oracle import ScratchRepo, apply_file_diff
 
-from auto_review.review.diff import (
+from auto_review.review.diff.model import (
     DiffLimits,
     DiffLine,
     DiffParseError,
@@ -261,7 +261,7 @@ def test_files_are_yielded_before_the_input_is_exhausted() -> None:
 
 @pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1 << 20])
 def test_chunked_reading_gives_the_same_lines(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    from auto_review.review import diff as diff_module
+    from auto_review.review.diff import model as diff_module
 
     # 59 added lines, some over the 100-byte cap, then one without a final newline.
     body = b"".join(

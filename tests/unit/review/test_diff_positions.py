@@ -7,8 +7,8 @@ import json
 import pytest
 from tests.support.reference import reference_path
 
-from auto_review.review.diff import parse_diff
-from auto_review.review.diff_positions import ChangedLines, CommentAnchor, Forge, NotCommentable
+from auto_review.review.diff.model import parse_diff
+from auto_review.review.diff.positions import ChangedLines, CommentAnchor, Forge, NotCommentable
 
 REFERENCE = reference_path()
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.unit.review.diff_oracle import ScratchRepo, apply_file_diff
 
-from auto_review.review.diff import FileStatus, parse_diff
+from auto_review.review.diff.model import FileStatus, parse_diff
 
 PATHS = [
     b"plain.txt",
@@ -229,7 +229,7 @@ FRAGMENTS = [
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=30))
 @settings(max_examples=400, deadline=None, derandomize=True)
 def test_any_input_parses_or_fails_with_a_diff_parse_error(lines: list[bytes]) -> None:
-    from auto_review.review.diff import DiffParseError
+    from auto_review.review.diff.model import DiffParseError
 
     try:
         parsed = parse_diff(b"\n".join(lines))

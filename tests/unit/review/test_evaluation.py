@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from auto_review.review.evaluation import (
+from auto_review.bench.evaluation import (
     BASELINE_FORMAT,
     Baseline,
     CorpusError,
@@ -27,7 +27,7 @@ from auto_review.review.evaluation import (
     summarize,
     summary_to_json,
 )
-from auto_review.review.findings import Finding, Severity
+from auto_review.review.stages.findings import Finding, Severity
 
 
 def found(path: str, start: int, end: int, category: str) -> Finding:

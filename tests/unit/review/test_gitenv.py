@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from auto_review.review.gitenv import (
+from auto_review.review.workspace.gitenv import (
     CREDENTIAL_HELPER,
     GitCredentials,
     GitError,

@@ -13,9 +13,8 @@ from hypothesis import strategies as st
 from auto_review.core.redaction import REDACTED, Redactor
 from auto_review.hosts.review_types import CommitState, LineSide
 from auto_review.llm.api import ChatMessage, JsonAnswer, TextAnswer, Tier, Usage
-from auto_review.review.diff import parse_diff
-from auto_review.review.diff_positions import ChangedLines
-from auto_review.review.findings import Finding, Severity
+from auto_review.review.diff.model import parse_diff
+from auto_review.review.diff.positions import ChangedLines
 from auto_review.review.mapping import (
     MAX_COMMENT_CHARS,
     MAX_LISTED_FINDINGS,
@@ -28,7 +27,8 @@ from auto_review.review.mapping import (
     plan_review,
     skipped_status,
 )
-from auto_review.review.verify import verify_findings
+from auto_review.review.stages.findings import Finding, Severity
+from auto_review.review.stages.verify import verify_findings
 
 SHA = "c" * 40
 SECRET = "sk-live-0123456789abcdef"

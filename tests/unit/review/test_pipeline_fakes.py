@@ -28,9 +28,9 @@ from auto_review.hosts.review_types import (
     ReviewDraft,
 )
 from auto_review.llm.api import ChatMessage, JsonAnswer, TextAnswer, Tier, Usage
-from auto_review.review.gitenv import GitPolicy
 from auto_review.review.pipeline import PipelineDeps
-from auto_review.review.pr_workspace import WorkspaceSettings
+from auto_review.review.workspace.gitenv import GitPolicy
+from auto_review.review.workspace.pull_request import WorkspaceSettings
 
 REPO = RepoRef(HostKind.FORGEJO, "acme", "shop")
 SECRET = "canary-forge-token-0123456789abcdef0123"

@@ -9,10 +9,10 @@ import pytest
 from tests.unit.review.test_pipeline_fakes import ScriptedModel, finding, review
 
 from auto_review.llm.api import Tier
-from auto_review.review.confined import ConfinedTree
-from auto_review.review.diff import DiffParseError
+from auto_review.review.diff.model import DiffParseError
 from auto_review.review.pipeline import review_patch
-from auto_review.review.repo_config import DEFAULT_REPO_CONFIG, parse_repo_config
+from auto_review.review.policy.repo_config import DEFAULT_REPO_CONFIG, parse_repo_config
+from auto_review.review.workspace.confined import ConfinedTree
 
 PATCH = "\n".join(
     [

@@ -24,9 +24,9 @@ from tests.unit.review.test_pipeline_fakes import (
 from auto_review.hosts.base import HostAuthError, HostUnavailable
 from auto_review.hosts.review_types import CommitState, PostedReviewComment
 from auto_review.llm.api import LlmInvalidAnswer, LlmRefused, LlmUnavailable, Tier
-from auto_review.review.findings import Finding, Severity
 from auto_review.review.mapping import marker
 from auto_review.review.pipeline import PipelineFailed, ReviewReport, review_pull_request
+from auto_review.review.stages.findings import Finding, Severity
 
 HEAD_APP = (
     "def total(items):\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from auto_review.hosts.review_types import GitAccess
-from auto_review.review.pr_workspace import credentials_for, git_policy_from_environment
+from auto_review.review.workspace.pull_request import credentials_for, git_policy_from_environment
 
 ACCESS = GitAccess("bot", "tok-1234567890")
 

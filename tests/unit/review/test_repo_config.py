@@ -10,9 +10,8 @@ from hypothesis import strategies as st
 from tests.support.git_env import isolated_git_env
 
 from auto_review.hosts.review_types import PullRequestDetails
-from auto_review.review.findings import Severity
-from auto_review.review.ignore_patterns import compile_ignore_pattern
-from auto_review.review.repo_config import (
+from auto_review.review.policy.ignore_patterns import compile_ignore_pattern
+from auto_review.review.policy.repo_config import (
     DEFAULT_REPO_CONFIG,
     MAX_CONFIG_BYTES,
     MAX_GUIDELINES_CHARS,
@@ -22,6 +21,7 @@ from auto_review.review.repo_config import (
     parse_repo_config,
     repo_config_or_default,
 )
+from auto_review.review.stages.findings import Severity
 
 FULL = """\
 version: 1

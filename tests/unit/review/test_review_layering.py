@@ -8,7 +8,13 @@ from pathlib import Path
 
 import auto_review.review as review_package
 
-MODULES = ["diff.py", "diff_positions.py", "gitenv.py", "workspace.py", "confined.py"]
+MODULES = [
+    "diff/model.py",
+    "diff/positions.py",
+    "workspace/gitenv.py",
+    "workspace/checkout.py",
+    "workspace/confined.py",
+]
 FORBIDDEN = ("auto_review.gateway", "auto_review.cli", "auto_review.hosts")
 
 

@@ -9,16 +9,15 @@ import pytest
 from tests.unit.review.diff_oracle import ScratchRepo
 
 from auto_review.hosts.review_types import PullRequestDetails
-from auto_review.review import triage as triage_module
-from auto_review.review.confined import ConfinedTree
-from auto_review.review.diff import FileDiff, parse_diff
-from auto_review.review.ignore_patterns import compile_ignore_pattern
-from auto_review.review.repo_config import (
+from auto_review.review.diff.model import FileDiff, parse_diff
+from auto_review.review.policy import triage as triage_module
+from auto_review.review.policy.ignore_patterns import compile_ignore_pattern
+from auto_review.review.policy.repo_config import (
     DEFAULT_REPO_CONFIG,
     RepoConfig,
     parse_repo_config,
 )
-from auto_review.review.triage import (
+from auto_review.review.policy.triage import (
     BUILTIN_RULES,
     LOCK_FILES,
     SkippedFile,
@@ -26,6 +25,7 @@ from auto_review.review.triage import (
     pr_skip_reason,
     triage_files,
 )
+from auto_review.review.workspace.confined import ConfinedTree
 
 CODE = b"".join(b"def f%d(x):\n    return x + %d\n\n" % (i, i) for i in range(20))
 

@@ -21,16 +21,16 @@ from auto_review.llm.api import (
     Tier,
     Usage,
 )
-from auto_review.review.confined import ConfinedTree
-from auto_review.review.diff import parse_diff
-from auto_review.review.diff_positions import ChangedLines
-from auto_review.review.findings import VERDICT_SCHEMA, Finding, Severity
-from auto_review.review.verify import (
+from auto_review.review.diff.model import parse_diff
+from auto_review.review.diff.positions import ChangedLines
+from auto_review.review.stages.findings import VERDICT_SCHEMA, Finding, Severity
+from auto_review.review.stages.verify import (
     MAX_GUARD_SPAN,
     DropReason,
     Verification,
     verify_findings,
 )
+from auto_review.review.workspace.confined import ConfinedTree
 
 Script = Callable[[Sequence[ChatMessage]], Any]
 

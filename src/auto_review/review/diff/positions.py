@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from auto_review.review.diff import FileDiff
+from auto_review.review.diff.model import FileDiff
 
 
 class Forge(StrEnum):

@@ -41,9 +41,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from auto_review.llm.api import ChatMessage, Role
-from auto_review.review.confined import ConfinedTree, ConfinementError
-from auto_review.review.diff import FileDiff, FileStatus, Hunk
-from auto_review.review.findings import CATEGORIES, FINDINGS_SCHEMA, Severity
+from auto_review.review.diff.model import FileDiff, FileStatus, Hunk
+from auto_review.review.stages.findings import CATEGORIES, FINDINGS_SCHEMA, Severity
+from auto_review.review.workspace.confined import ConfinedTree, ConfinementError
 
 SURROUNDING_LINES = 15
 MAX_LINE_CHARS = 400

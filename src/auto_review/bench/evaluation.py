@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from auto_review.review.findings import CATEGORIES, Finding
+from auto_review.review.stages.findings import CATEGORIES, Finding
 
 LINE_TOLERANCE = 3
 CATEGORY_FAMILY: Mapping[str, str] = {

@@ -27,10 +27,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from auto_review.hosts.review_types import PullRequestDetails
-from auto_review.review.confined import ConfinedTree, ConfinementError
-from auto_review.review.diff import FileDiff, FileStatus, LineKind
-from auto_review.review.ignore_patterns import compile_ignore_pattern
-from auto_review.review.repo_config import CONFIG_FILE_NAME, RepoConfig
+from auto_review.review.diff.model import FileDiff, FileStatus, LineKind
+from auto_review.review.policy.ignore_patterns import compile_ignore_pattern
+from auto_review.review.policy.repo_config import CONFIG_FILE_NAME, RepoConfig
+from auto_review.review.workspace.confined import ConfinedTree, ConfinementError
 
 MARKER_LINES = 5
 

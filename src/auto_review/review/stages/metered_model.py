@@ -1,7 +1,7 @@
 """A LanguageModel wrapper that adds up the tokens one job used, per tier.
 
 The client keeps process-wide totals for /metrics; a review report needs the figures of
-its own job, including the verifier's calls made inside :mod:`auto_review.review.verify`.
+its own job, including the verifier's calls made inside :mod:`auto_review.review.stages.verify`.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from auto_review.hosts.review_types import PullRequestDetails
-from auto_review.review.findings import Severity
-from auto_review.review.ignore_patterns import compile_ignore_pattern
+from auto_review.review.policy.ignore_patterns import compile_ignore_pattern
+from auto_review.review.stages.findings import Severity
 
 CONFIG_FILE_NAME = ".auto_review.yaml"
 MAX_CONFIG_BYTES = 64 * 1024

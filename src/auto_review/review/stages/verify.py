@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from auto_review.llm.api import ChatMessage, LanguageModel, LlmInvalidAnswer, Role, Tier
-from auto_review.review.confined import ConfinedTree, ConfinementError
-from auto_review.review.diff import FileDiff, LineKind
-from auto_review.review.diff_positions import ChangedLines
-from auto_review.review.findings import VERDICT_SCHEMA, Finding, Severity
+from auto_review.review.diff.model import FileDiff, LineKind
+from auto_review.review.diff.positions import ChangedLines
+from auto_review.review.stages.findings import VERDICT_SCHEMA, Finding, Severity
+from auto_review.review.workspace.confined import ConfinedTree, ConfinementError
 
 DEFAULT_CONCURRENCY = 4
 CONTEXT_LINES = 12  # lines shown before and after the finding's range

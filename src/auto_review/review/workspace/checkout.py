@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from auto_review.review.confined import ConfinedTree, ConfinementLimits
-from auto_review.review.diff import DiffLimits, FileDiff, FileStatus, iter_file_diffs
-from auto_review.review.gitenv import (
+from auto_review.review.diff.model import DiffLimits, FileDiff, FileStatus, iter_file_diffs
+from auto_review.review.workspace.confined import ConfinedTree, ConfinementLimits
+from auto_review.review.workspace.gitenv import (
     NEUTRAL_ATTRIBUTES,
     GitCredentials,
     GitError,

@@ -1,6 +1,6 @@
 """A pull request's hermetic workspace for one job, and the diffs read from it.
 
-Wraps :mod:`auto_review.review.workspace` for the pipeline and the chat handlers: the
+Wraps :mod:`auto_review.review.workspace.checkout` for the pipeline and the chat handlers: the
 git policy comes from the process environment (proxy, CA bundle), the credentials from
 the forge, the size cap from the settings; git runs in a worker thread so the event loop
 keeps serving. Diffs are read with a byte budget, whole files at a time, so a capped diff
@@ -18,9 +18,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from auto_review.hosts.review_types import GitAccess, PullRequestDetails
-from auto_review.review.diff import DiffLimits, FileDiff
-from auto_review.review.gitenv import GitCredentials, GitError, GitPolicy
-from auto_review.review.workspace import (
+from auto_review.review.diff.model import DiffLimits, FileDiff
+from auto_review.review.workspace.checkout import (
     BASE_REF,
     HEAD_REF,
     FetchRequest,
@@ -28,6 +27,7 @@ from auto_review.review.workspace import (
     WorkspaceLimits,
     open_workspace,
 )
+from auto_review.review.workspace.gitenv import GitCredentials, GitError, GitPolicy
 
 PREVIOUS_REF = "refs/auto-review/previous"
 # History depths fetched, one after the other, to find where the PR branched off its base.
