@@ -215,6 +215,18 @@ class LoopbackForge:
                 if path_contains in e.path and (method is None or e.method == method)
             ]
 
+    def wait_for_requests(
+        self, path_contains: str, count: int, method: str | None = None, timeout: float = 15.0
+    ) -> list[RecordedExchange]:
+        """Block until at least ``count`` recorded exchanges match; the positive signal a
+        test waits on before it checks that nothing else happened."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.requests_to(path_contains, method)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
+
     def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
         split = urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)

@@ -12,12 +12,14 @@ Run as a script, this file is the child: ``python gateway_process.py`` with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from auto_review.store.sqlite_intake import STATE_FILE_NAME
 
 STARTUP_TIMEOUT_SECONDS = 30.0
 
@@ -95,6 +99,36 @@ class GatewayProcess:
             return []
         lines = self.jobs_path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line]
+
+    def queued_jobs(self, **fields: object) -> list[dict[str, Any]]:
+        """Job rows in the gateway's state store matching ``fields`` (column = value).
+
+        The gateway commits every accepted job before it answers 2xx, so once a response
+        is in hand this is final for that request: a test that checks that nothing was
+        queued reads it instead of waiting for a runner that might still be on its way.
+        """
+        path = self.state_dir / STATE_FILE_NAME
+        if not path.exists():
+            return []
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            db.row_factory = sqlite3.Row
+            rows = [dict(row) for row in db.execute("SELECT * FROM jobs ORDER BY id")]
+        return [row for row in rows if all(row.get(k) == v for k, v in fields.items())]
+
+    def wait_until_idle(self, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Block until no job row is pending or running, and return the rows.
+
+        Past this point no runner can record anything more, so a test may then check that
+        nothing was run twice or run at all."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.queued_jobs()
+            busy = [row for row in rows if row["status"] in ("pending", "running")]
+            if not busy:
+                return rows
+            if time.monotonic() > deadline:
+                raise AssertionError(f"jobs still busy after {timeout}s: {busy}")
+            time.sleep(0.02)
 
     def finished_jobs(self) -> list[dict[str, Any]]:
         path = done_path(self.jobs_path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -52,7 +51,11 @@ def test_polled_comments_become_jobs_and_meet_webhook_dedup(
             response = post_forgejo(client, body, "issue_comment")
             assert response.status_code == 200, response.text
             assert response.json() == {"status": "duplicate", "duplicate": "job"}
-            time.sleep(1.0)  # several more poll rounds
+            # Several more poll rounds see the same comment again; each round reads the
+            # comment list, so the forge's request log says when they have happened.
+            rounds = len(forge.requests_to("/issues/comments"))
+            forge.wait_for_requests("/issues/comments", rounds + 3)
+            assert len(process.wait_until_idle()) == 1
             assert len(process.recorded_jobs()) == 1
             assert metric_value(client, "auto_review_jobs_accepted_total", source="poller") == 1
             assert (

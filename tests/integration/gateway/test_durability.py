@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 
 import httpx
@@ -43,7 +42,7 @@ def test_job_accepted_before_a_crash_runs_after_restart(tmp_path: Path, forge: F
         with httpx.Client(base_url=second.base_url) as client:
             again = post_forgejo(client, body, "pull_request", delivery=delivery)
         assert again.status_code == 200 and again.json()["duplicate"] == "delivery"
-        time.sleep(0.3)
+        assert len(second.wait_until_idle()) == 1  # one job row, run to its end
         assert len(second.recorded_jobs()) == 2
     finally:
         stop_and_check(second)

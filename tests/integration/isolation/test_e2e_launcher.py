@@ -173,9 +173,11 @@ def observe_graceful_stop(
             response = client.get("/readyz")
             answer["status"] = response.status_code
 
+    pings = len(forge.requests_to("/api/v1/user"))
     thread = threading.Thread(target=slow_request)
     thread.start()
-    time.sleep(0.5)
+    # The forge has the readiness ping (and holds it 1.5 s): the request is in flight.
+    assert len(forge.wait_for_requests("/api/v1/user", pings + 1)) > pings
     descendants = support.descendants(launcher.pid)
     launcher.process.send_signal(signal.SIGTERM)
     seen["stop_status"] = launcher.process.wait(timeout=40)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,8 +53,7 @@ def test_inner_dies_with_a_killed_launcher_and_the_next_start_cleans_up(
         first.process.send_signal(signal.SIGKILL)
         first.process.wait(timeout=10)
         assert support.wait_gone(inner, timeout=10), "the inner gateway outlived its launcher"
-        time.sleep(0.2)
-        assert [pid for pid in family if support.pid_alive(pid)] == []
+        assert all(support.wait_gone(pid, timeout=10) for pid in family)
         assert bundles[0].exists()  # nobody cleaned up: the launcher was killed
 
         # Another port: the dead launcher's socket has a name no new launcher reuses.
