@@ -6,8 +6,9 @@ for root and $XDG_RUNTIME_DIR/auto-review-oci otherwise.
 
 from __future__ import annotations
 
-import _signal
+import contextlib
 import os
+import signal
 
 from auto_review.oci import container, hooks
 
@@ -17,9 +18,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 PathLike = str | os.PathLike[str]
-# _signal, not signal: the latter imports enum, a cost on every `run`
-FORWARDED_SIGNALS = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM,
-                     _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM, _signal.SIGWINCH)
+FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGWINCH)
 
 
 def create(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
@@ -105,7 +105,7 @@ def run(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
         raise
     finally:
         for number, handler in previous.items():
-            _signal.signal(number, handler)
+            signal.signal(number, handler)
     container.delete(state_root, container_id, force=True, cgroup=created.cgroup,
                      record=created.record)
     code = os.waitstatus_to_exitcode(status)
@@ -117,17 +117,15 @@ def _forward_signals_to(pid: int) -> dict[int, Any]:
     previous handlers. Only the main thread may set handlers: elsewhere nothing is relayed."""
 
     def forward(number: int, _frame: object) -> None:
-        try:  # noqa: SIM105 - contextlib costs an import on the run path
+        with contextlib.suppress(ProcessLookupError):  # gone: its exit status will tell
             os.kill(pid, number)
-        except ProcessLookupError:
-            pass  # already gone: its exit status will tell
 
     previous: dict[int, Any] = {}
     try:
         for number in FORWARDED_SIGNALS:
-            previous[number] = _signal.signal(number, forward)
+            previous[number] = signal.signal(number, forward)
     except ValueError:  # not the main thread
         for number, handler in previous.items():
-            _signal.signal(number, handler)
+            signal.signal(number, handler)
         return {}
     return previous

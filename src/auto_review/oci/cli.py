@@ -219,18 +219,12 @@ def main(argv: list[str]) -> int:
 
 
 def exit_process(code: int) -> None:
-    """End the process with code, skipping the interpreter's teardown (milliseconds on
-    every `run`) when nothing needs it: no atexit handler is registered, no profiler or
-    tracer is active (coverage and cProfile write their results after main returns) and
-    stdio flushes."""
-    import atexit
+    """End the process with code. The interpreter's final garbage collection walks every
+    object the interpreter's start-up made (about 9 ms with a `site` that imports much, as
+    pyenv's here); the runtime leaves nothing that needs collecting, so every object is
+    frozen first (gc.freeze: collections ignore them) and the exit stays the normal one:
+    atexit handlers run, stdio is flushed, profilers and tracers write their results."""
+    import gc
 
-    if atexit._ncallbacks() or sys.getprofile() is not None or sys.gettrace() is not None:
-        sys.exit(code)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            sys.exit(code)  # let the interpreter report it as it always does
-    os._exit(code)
+    gc.freeze()
+    sys.exit(code)

@@ -11,18 +11,19 @@ without state.json is a create in progress (or one killed mid-way): "creating".
 
 from __future__ import annotations
 
-import _socket
+import contextlib
 import errno
+import json
 import os
+import socket
 import time
 
-from auto_review.oci import capabilities, hooks, namespaces, rlimits
-from auto_review.oci import init as container_init
+from auto_review.oci import capabilities, container_init, hooks, namespaces, rlimits
 from auto_review.oci.errors import OciError, SpecError, StateError, StepError
 from auto_review.oci.spec import load_bundle
 
-# Only cheap modules on this path (it is part of every `run`): no json, re, typing,
-# pathlib, socket, signal or contextlib, whose imports cost more than creating namespaces.
+# Only what every `run` needs is imported here (no re, typing or pathlib): see
+# OCI-RUNTIME.md, Speed.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -62,8 +63,6 @@ def _container_dir(root: str, container_id: str) -> str:
 
 
 def read_record(root: str, container_id: str) -> dict[str, Any]:
-    import json
-
     directory = _container_dir(root, container_id)
     try:
         with open(os.path.join(directory, STATE_FILE), "rb") as handle:
@@ -76,40 +75,11 @@ def read_record(root: str, container_id: str) -> dict[str, Any]:
         raise StateError(f"container {container_id}: unreadable state: {exc}") from exc
 
 
-def to_json(value: Any) -> str:
-    """JSON text for the plain values of a state record, without importing json."""
-    if isinstance(value, str):
-        return _encode_string(value)
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{_encode_string(str(key))}:{to_json(item)}"
-                              for key, item in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(to_json(item) for item in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def _needs_escape(char: str) -> bool:
-    # control characters, and lone surrogates from undecodable file names
-    return char < " " or char == "\x7f" or "\ud800" <= char <= "\udfff"
-
-
-def _encode_string(text: str) -> str:
-    text = text.replace("\\", "\\\\").replace('"', '\\"')
-    if any(_needs_escape(char) for char in text):
-        text = "".join(f"\\u{ord(char):04x}" if _needs_escape(char) else char
-                       for char in text)
-    return f'"{text}"'
-
-
 def _write_json_atomic(path: str, document: Any) -> None:
     temporary = path + ".tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, to_json(document).encode())
+        os.write(fd, json.dumps(document).encode())
     finally:
         os.close(fd)
     os.replace(temporary, path)
@@ -382,23 +352,18 @@ class _Cleanup:
         for fd in self.fds:
             _close_quietly(fd)
         for pid in self.pids:
-            try:  # noqa: SIM105 - contextlib costs an import on the run path
+            with contextlib.suppress(OSError):
                 os.kill(pid, SIGKILL)
-            except OSError:
-                pass
             _reap(pid)
         if self.shared_rootfs:
             _detach_shared_rootfs(self.shared_rootfs)
         if self.cgroup is not None:
-            try:  # noqa: SIM105 - contextlib costs an import on the run path
+            # never let a cleanup error hide the error that made us clean up
+            with contextlib.suppress(OciError):
                 self.cgroup.destroy()
-            except OciError:
-                pass  # never let a cleanup error hide the error that made us clean up
         if self.pid_file is not None:
-            try:  # noqa: SIM105 - contextlib costs an import on the run path
+            with contextlib.suppress(OSError):
                 os.unlink(self.pid_file)
-            except OSError:
-                pass
         remove_state_dir(self.directory)
 
 
@@ -412,10 +377,8 @@ def _detach_shared_rootfs(rootfs: str) -> None:
 
 
 def _close_quietly(fd: int) -> None:
-    try:  # noqa: SIM105 - contextlib costs an import on the run path
+    with contextlib.suppress(OSError):
         os.close(fd)
-    except OSError:
-        pass
 
 
 def _reap(pid: int) -> int | None:
@@ -431,20 +394,16 @@ def remove_state_dir(directory: str) -> None:
     except FileNotFoundError:
         return
     for name in names:
-        try:  # noqa: SIM105 - contextlib costs an import on the run path
+        with contextlib.suppress(OSError):
             os.unlink(os.path.join(directory, name))
-        except OSError:
-            pass
-    try:  # noqa: SIM105 - contextlib costs an import on the run path
+    with contextlib.suppress(FileNotFoundError):
         os.rmdir(directory)
-    except FileNotFoundError:
-        pass
 
 
 def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
            pid_file: str | os.PathLike[str] | None) -> Created:
     minimum_fd = plan.first_free_fd
-    parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     parent_fd = container_init.high_fd(parent_sock.detach(), minimum_fd)
     child_fd = container_init.high_fd(child_sock.detach(), minimum_fd)
     cleanup.fds.append(parent_fd)
@@ -513,7 +472,7 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
 def _listen_for_start(directory: str, minimum_fd: int) -> int:
     """The start socket of a created container, bound here with the runtime's rights; the
     init inherits the listening descriptor and accepts `start` on it."""
-    listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         # by the directory's fd: the full path may exceed sun_path's 108 bytes
@@ -543,10 +502,8 @@ def _read_message(fd: int) -> bytes:
 
 
 def _queue_start(fd: int) -> None:
-    try:  # noqa: SIM105 - contextlib costs an import on the run path
+    with contextlib.suppress(OSError):  # the init is gone: the next read says why
         os.write(fd, b"START")
-    except OSError:
-        pass  # the init is gone: the next read says why
 
 
 def _record(plan: container_init.LaunchPlan, init_pid: int, cgroup: Any) -> dict[str, Any]:
@@ -629,7 +586,7 @@ def start(root: str, container_id: str) -> None:
     if status != "created":
         raise StateError(f"cannot start container {container_id} in state {status}")
     dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         # by the directory's fd: the full path may exceed sun_path's 108 bytes
         connection.connect(f"/proc/self/fd/{dir_fd}/{container_init.START_SOCKET}")
@@ -703,16 +660,12 @@ def delete(root: str, container_id: str, *, force: bool, cgroup: Any = None,
     if status == "creating" and not force:
         raise StateError(f"container {container_id} is being created (use --force)")
     if status in ("created", "running"):
-        try:  # noqa: SIM105 - contextlib costs an import on the run path
+        with contextlib.suppress(ProcessLookupError):
             os.kill(record["pid"], SIGKILL)
-        except ProcessLookupError:
-            pass
         _wait_gone(record["pid"], record.get("pid_start", 0))
     elif record.get("pid"):
-        try:  # noqa: SIM105 - contextlib costs an import on the run path
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(record["pid"], os.WNOHANG)  # our own zombie, if we made it
-        except ChildProcessError:
-            pass
     if record.get("shared_mounts"):
         _detach_shared_rootfs(record.get("rootfs", ""))
     if cgroup is not None:

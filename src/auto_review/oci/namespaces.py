@@ -132,11 +132,11 @@ _IFF_UP = 0x1
 
 def bring_up_loopback() -> None:
     """Set `lo` up in a new network namespace (it starts down), as runc and crun do."""
-    import _socket
     import fcntl
+    import socket
     import struct
 
-    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         request = struct.pack("16sh22x", b"lo", 0)
         flags = struct.unpack("16sh22x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))[1]

@@ -328,12 +328,10 @@ _CACHE_HEADER = 12  # kernel flags, seccomp syscall number, rule count: 3 x uint
 
 
 def _sha256_hex(data: bytes) -> str:
-    # The builtin module avoids hashlib's OpenSSL start-up cost on the CLI path.
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython 3.11
-    except ImportError:
-        from hashlib import sha256
-    return str(sha256(data).hexdigest())
+    # a strong hash: the entry is a compiled filter loaded as it is, never compared again
+    from hashlib import sha256
+
+    return sha256(data).hexdigest()
 
 
 def _cache_key(linux_seccomp: Any) -> str | None:

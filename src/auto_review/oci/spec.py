@@ -2,9 +2,10 @@
 
 Validation against the runtime-spec JSON schema needs ``jsonschema`` (about 100 ms to
 import) and even ``json`` pulls in ``re``, so a successful validation is remembered in
-``<state root>/.validated/<sha256 of the config bytes>``: the file holds the parsed config
-in ``marshal`` form. The same bytes are never parsed or validated twice; any other bytes
-go through ``json`` and the schema again. The cache lives in the caller's own 0700 state
+``<state root>/.validated/<crc32>-<length of the config bytes>``: the file holds those
+bytes and the parsed config in ``marshal`` form, and counts only for exactly those bytes.
+The same bytes are never parsed or validated twice; any other bytes go through ``json``
+and the schema again. The cache lives in the caller's own 0700 state
 root, and an entry is used only when the caller owns it and no one else may write it.
 
 A property the runtime specification does not define is ignored, as the spec requires
@@ -232,12 +233,13 @@ def _check_sysctl(key: str, kinds: list[str | None]) -> None:
         raise SpecError(f"linux.sysctl.{key} needs a {needed} namespace")
 
 
-def _digest(data: bytes) -> str:
-    try:
-        from _sha256 import sha256  # the builtin module: no OpenSSL load
-    except ImportError:  # pragma: no cover - interpreters built without it
-        from hashlib import sha256
-    return sha256(data).hexdigest()
+def _cache_name(raw: bytes) -> str:
+    """The cache entry's name: a CRC (zlib is built in, no OpenSSL load on every run) and
+    the length. Not collision-proof, and need not be: an entry holds the exact bytes it
+    was made from and counts only when they are equal (a collision is only a miss)."""
+    import zlib
+
+    return f"{zlib.crc32(raw):08x}-{len(raw)}"
 
 
 def schema_validator(entry: str = "config-schema.json") -> Any:
@@ -269,7 +271,7 @@ def validate_against_schema(document: Any, entry: str = "config-schema.json") ->
         raise SpecError(f"config.json invalid at {where}: {first.message[:200]}")
 
 
-def _cached(path: str | None) -> dict[str, Any] | None:
+def _cached(path: str | None, raw: bytes) -> dict[str, Any] | None:
     if path is None:
         return None
     import marshal
@@ -284,15 +286,17 @@ def _cached(path: str | None) -> dict[str, Any] | None:
         if info.st_uid != os.geteuid() or info.st_mode & 0o022:
             return None  # only an entry we wrote ourselves counts
         data = os.read(fd, info.st_size + 1)  # entries are replaced whole, never grown
-        config = marshal.loads(data)  # noqa: S302 - our own 0600 entry in our state root
+        entry = marshal.loads(data)  # noqa: S302 - our own 0600 entry in our state root
     except (OSError, ValueError, EOFError, TypeError):
         return None  # a short or damaged entry is a miss: the config is validated again
     finally:
         os.close(fd)
-    return config if isinstance(config, dict) else None
+    if not (isinstance(entry, tuple) and len(entry) == 2 and entry[0] == raw):
+        return None  # other bytes under the same name
+    return entry[1] if isinstance(entry[1], dict) else None
 
 
-def _remember(path: str, config: dict[str, Any]) -> None:
+def _remember(path: str, raw: bytes, config: dict[str, Any]) -> None:
     import marshal
 
     try:
@@ -300,7 +304,7 @@ def _remember(path: str, config: dict[str, Any]) -> None:
         temporary = f"{path}.{os.getpid()}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with open(fd, "wb") as handle:
-            handle.write(marshal.dumps(config))
+            handle.write(marshal.dumps((raw, config)))
         os.replace(temporary, path)
     except OSError:
         pass  # the cache only saves time
@@ -308,8 +312,8 @@ def _remember(path: str, config: dict[str, Any]) -> None:
 
 def parse_and_validate(raw: bytes, cache_dir: str | None) -> dict[str, Any]:
     """The config's JSON object, schema-validated (or known valid from the cache)."""
-    cache_path = os.path.join(cache_dir, _digest(raw)) if cache_dir is not None else None
-    config = _cached(cache_path)
+    cache_path = os.path.join(cache_dir, _cache_name(raw)) if cache_dir is not None else None
+    config = _cached(cache_path, raw)
     if config is not None:
         return config
     import json
@@ -322,7 +326,7 @@ def parse_and_validate(raw: bytes, cache_dir: str | None) -> dict[str, Any]:
         raise SpecError("config.json must hold a JSON object")
     validate_against_schema(config)
     if cache_path is not None:
-        _remember(cache_path, config)
+        _remember(cache_path, raw, config)
     return config
 
 

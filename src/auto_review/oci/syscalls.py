@@ -6,6 +6,7 @@ container set-up names the step that failed. libc is loaded once, lazily, per pr
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 
@@ -255,7 +256,5 @@ def mark_cloexec_from(first_fd: int) -> None:
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
             if fd >= first_fd:
-                try:  # noqa: SIM105 - contextlib costs an import on the run path
+                with contextlib.suppress(OSError):  # closed meanwhile (the listing's own fd)
                     os.set_inheritable(fd, False)
-                except OSError:
-                    pass  # closed meanwhile (the listing's own fd)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from auto_review.oci.container_init import join_cgroup_v1
 from auto_review.oci.errors import StepError
-from auto_review.oci.init import join_cgroup_v1
 
 
 def test_a_missing_tasks_file_is_a_cgroup_step_error(tmp_path: Path) -> None:

@@ -150,7 +150,10 @@ def test_cache_holds_the_parsed_config_and_ignores_junk(tmp_path: Path) -> None:
     assert entry.stat().st_mode & 0o777 == 0o600
     forged = _config()
     forged["hostname"] = "forged"
-    entry.write_bytes(marshal.dumps(forged))
+    raw = (bundle / "config.json").read_bytes()
+    entry.write_bytes(marshal.dumps((b"other bytes", forged)))  # made from other bytes
+    assert spec.load_bundle(bundle, str(cache)).config == first.config
+    entry.write_bytes(marshal.dumps((raw, forged)))
     assert spec.load_bundle(bundle, str(cache)).config["hostname"] == "forged"  # ours: trusted
     entry.chmod(0o666)
     assert spec.load_bundle(bundle, str(cache)).config == first.config

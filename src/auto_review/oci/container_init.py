@@ -17,11 +17,12 @@ starter reads EOF when execve worked.
 
 from __future__ import annotations
 
-import _signal
-import _socket
+import contextlib
 import errno
 import fcntl
 import os
+import signal
+import socket
 import stat
 
 from auto_review.oci import capabilities, devices, hooks, mounts, namespaces, rlimits
@@ -125,10 +126,8 @@ def _expect(fd: int, wanted: bytes, step: str) -> None:
 
 
 def _send_quietly(fd: int, message: bytes) -> None:
-    try:  # noqa: SIM105 - contextlib costs an import on the run path
+    with contextlib.suppress(OSError):  # the parent is gone; nobody is left to tell
         os.write(fd, message)
-    except OSError:
-        pass  # the parent is gone; nobody is left to tell
 
 
 def _child_exit(sync_fd: int, body: Any) -> None:
@@ -283,8 +282,8 @@ def _start_and_exec(plan: LaunchPlan, executable: str, env: dict[str, str],
     _prepare_fds(plan.stdio, plan.preserve_fds, plan.pass_fds)
     _give_stdio_to_user(process.get("user") or {})
     _become_process_user(process, plan)
-    for number in (_signal.SIGPIPE, _signal.SIGXFSZ):
-        _signal.signal(number, _signal.SIG_DFL)  # Python ignores them; execve would keep that
+    for number in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(number, signal.SIG_DFL)  # Python ignores them; execve would keep that
     try:
         os.execve(executable, process["args"], env)  # noqa: S606 - the container process
     except OSError as exc:
@@ -292,11 +291,10 @@ def _start_and_exec(plan: LaunchPlan, executable: str, env: dict[str, str],
 
 
 def _accept_start(listener: int, minimum_fd: int) -> int:
-    server = _socket.socket(fileno=listener)
-    connection_fd = server._accept()[0]  # PEP 475: retried after signals
+    server = socket.socket(fileno=listener)
+    connection, _ = server.accept()  # PEP 475: retried after signals; not inheritable
     server.close()
-    os.set_inheritable(connection_fd, False)
-    return high_fd(connection_fd, minimum_fd)
+    return high_fd(connection.detach(), minimum_fd)
 
 
 def _write_sysctl(key: str, value: str) -> None:
