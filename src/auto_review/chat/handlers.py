@@ -28,7 +28,7 @@ from auto_review.hosts.base import (
     HostNotFound,
     HostResponseError,
     HostUnavailable,
-    ReviewHost,
+    PipelineHost,
 )
 from auto_review.llm.api import LlmError, LlmUnavailable, Tier
 from auto_review.review.mapping import untrusted_text
@@ -97,7 +97,7 @@ class ChatHandlers:
         await self.post(host, request, reply)
         return outcome
 
-    async def post(self, host: ReviewHost, request: JobRequest, reply: str) -> None:
+    async def post(self, host: PipelineHost, request: JobRequest, reply: str) -> None:
         text = f"@{request.requested_by} {reply}" if request.requested_by else reply
         await host.post_issue_comment(request.repo, request.pr_number, self._redactor()(text))
 
@@ -148,7 +148,7 @@ class ChatHandlers:
             JobOutcome.FAILED,
         )
 
-    async def _answer(self, host: ReviewHost, request: JobRequest) -> tuple[str, JobOutcome]:
+    async def _answer(self, host: PipelineHost, request: JobRequest) -> tuple[str, JobOutcome]:
         deps = self.deps
         redactor = self._redactor()
         try:

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from auto_review.core.refs import HostKind, RepoRef
-from auto_review.hosts.base import HostError, ReviewHost
+from auto_review.hosts.base import HostError, PullRequestSource
 from auto_review.hosts.events import CommentEvent
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class RepoPollState:
 class ChatPoller:
     def __init__(
         self,
-        hosts: Mapping[HostKind, ReviewHost],
+        hosts: Mapping[HostKind, PullRequestSource],
         repos: Sequence[RepoRef],
         interval: float,
         on_comments: OnComments,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 
 from auto_review.core.refs import HostKind
-from auto_review.hosts.base import HostAuthError, HostError, HostUnavailable, ReviewHost
+from auto_review.hosts.base import ForgeProbe, HostAuthError, HostError, HostUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,11 @@ class ReadinessReport:
 
 
 class ReadinessProbe:
-    """Checks every configured forge (``ReviewHost.ping``) and the LLM (``GET /models``)."""
+    """Checks every configured forge (``ForgeProbe.ping``) and the LLM (``GET /models``)."""
 
     def __init__(
         self,
-        hosts: Mapping[HostKind, ReviewHost],
+        hosts: Mapping[HostKind, ForgeProbe],
         *,
         llm_base_url: str | None,
         llm_api_key: str | None,
@@ -94,7 +94,7 @@ class ReadinessProbe:
         )
         return ReadinessReport(ready=ready, checks=checks, checked_at=time.time())
 
-    async def _probe_host(self, host: ReviewHost) -> str:
+    async def _probe_host(self, host: ForgeProbe) -> str:
         try:
             await asyncio.wait_for(host.ping(), timeout=self._timeout)
         except HostAuthError:

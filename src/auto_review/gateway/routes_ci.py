@@ -42,7 +42,7 @@ from auto_review.hosts.base import (
     HostError,
     HostNotFound,
     HostUnavailable,
-    ReviewHost,
+    PullRequestSource,
 )
 from auto_review.store.base import IntakeStore
 
@@ -116,7 +116,7 @@ class CiReviewEndpoint:
         *,
         token: str | None,
         store: IntakeStore,
-        hosts: Mapping[HostKind, ReviewHost],
+        hosts: Mapping[HostKind, PullRequestSource],
         limiter: RateLimiter,
         metrics: GatewayMetrics,
     ) -> None:

@@ -317,7 +317,7 @@ async def serve_async(
         if own_hosts:
             for host in forge_hosts.values():
                 with contextlib.suppress(Exception):
-                    await host.aclose()  # type: ignore[attr-defined]
+                    await host.aclose()
         await asyncio.to_thread(store.close)
         listener.close()
         log.info("gateway stopped")

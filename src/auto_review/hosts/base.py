@@ -85,8 +85,18 @@ class PullRequestInfo:
     title: str
 
 
-class ReviewHost(Protocol):
-    """One forge, as seen by the gateway."""
+class ForgeProbe(Protocol):
+    """What ``/readyz`` needs of a forge."""
+
+    kind: HostKind
+
+    async def ping(self) -> None:
+        """Cheap reachability and credential check; raises HostUnavailable or HostAuthError."""
+        ...
+
+
+class PullRequestSource(Protocol):
+    """What the gateway's intake (CI trigger, chat poller) needs of a forge."""
 
     kind: HostKind
 
@@ -99,21 +109,17 @@ class ReviewHost(Protocol):
         ``since`` (timezone-aware), oldest first. Comments on plain issues are left out."""
         ...
 
-    async def ping(self) -> None:
-        """Cheap reachability and credential check; raises HostUnavailable or HostAuthError."""
-        ...
 
-    # --- review pipeline: read ---
+class PipelineHost(Protocol):
+    """What the review pipeline and the chat handlers need of a forge."""
+
+    kind: HostKind
+
+    # --- read ---
 
     async def get_pull_request_details(self, repo: RepoRef, number: int) -> PullRequestDetails:
         """Head/base SHA, head ref, author, draft, state, title, body, labels, clone URL."""
         ...
-
-    async def get_diff(self, repo: RepoRef, number: int, *, max_bytes: int) -> bytes:
-        """The PR's unified diff as the forge renders it; HostResponseError above max_bytes."""
-        ...
-
-    async def list_changed_files(self, repo: RepoRef, number: int) -> list[ChangedFile]: ...
 
     async def list_reviews(self, repo: RepoRef, number: int) -> list[PostedReview]: ...
 
@@ -131,7 +137,7 @@ class ReviewHost(Protocol):
         """Basic-auth user and token for fetching ``repo`` over https with git."""
         ...
 
-    # --- review pipeline: write ---
+    # --- write ---
 
     async def post_review(self, repo: RepoRef, number: int, draft: ReviewDraft) -> int:
         """Posts one comment review with inline comments; returns the review id."""
@@ -141,6 +147,22 @@ class ReviewHost(Protocol):
 
     async def post_issue_comment(self, repo: RepoRef, number: int, body: str) -> int:
         """Posts a conversation comment on the PR; returns its id."""
+        ...
+
+
+class ReviewHost(ForgeProbe, PullRequestSource, PipelineHost, Protocol):
+    """One forge client, whole: every part above, the forge's own diff and file list, and
+    the connection pool it owns. The forge clients implement it; each user asks only for
+    the part it needs, so a test double stands in for that part alone."""
+
+    async def get_diff(self, repo: RepoRef, number: int, *, max_bytes: int) -> bytes:
+        """The PR's unified diff as the forge renders it; HostResponseError above max_bytes."""
+        ...
+
+    async def list_changed_files(self, repo: RepoRef, number: int) -> list[ChangedFile]: ...
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
         ...
 
 

@@ -36,7 +36,7 @@ from auto_review.hosts.base import (
     HostNotFound,
     HostResponseError,
     HostUnavailable,
-    ReviewHost,
+    PipelineHost,
 )
 from auto_review.hosts.review_types import (
     CommitStatus,
@@ -132,7 +132,7 @@ class ReviewReport:
 class PipelineDeps:
     """Everything a PR review needs besides the PR: forges, model, history, workspace."""
 
-    hosts: Mapping[HostKind, ReviewHost]
+    hosts: Mapping[HostKind, PipelineHost]
     llm: LanguageModel
     store: ReviewHistory
     workspace: WorkspaceSettings
@@ -140,7 +140,7 @@ class PipelineDeps:
     secrets: tuple[str, ...] = field(default=(), repr=False)  # every configured secret
     bot_login: str | None = None
 
-    def host_for(self, repo: RepoRef) -> ReviewHost:
+    def host_for(self, repo: RepoRef) -> PipelineHost:
         host = self.hosts.get(repo.host)
         if host is None:
             raise PipelineFailed(f"no {repo.host} forge is configured")
@@ -365,7 +365,7 @@ async def review_pull_request(
 
 async def _review_checked_out(
     deps: PipelineDeps,
-    host: ReviewHost,
+    host: PipelineHost,
     repo: RepoRef,
     pr: PullRequestDetails,
     *,
@@ -491,7 +491,7 @@ async def _review_checked_out(
 class _StatusPoster:
     """Posts the commit status of the reviewed head; does nothing in a dry run."""
 
-    def __init__(self, host: ReviewHost, repo: RepoRef, sha: str, dry_run: bool) -> None:
+    def __init__(self, host: PipelineHost, repo: RepoRef, sha: str, dry_run: bool) -> None:
         self.host, self.repo, self.sha, self.dry_run = host, repo, sha, dry_run
 
     async def post(self, status: CommitStatus) -> None:
@@ -507,7 +507,7 @@ class _StatusPoster:
 
 
 async def _read_repo_config(
-    host: ReviewHost, repo: RepoRef, pr: PullRequestDetails
+    host: PipelineHost, repo: RepoRef, pr: PullRequestDetails
 ) -> tuple[RepoConfig, list[str]]:
     """The config at the base commit; an oversized or invalid file gives the defaults and
     notes saying why (failing closed: a broken config never turns reviews off)."""
@@ -525,7 +525,7 @@ async def _read_repo_config(
 
 
 async def _posted_markers(
-    host: ReviewHost, repo: RepoRef, number: int, bot_login: str | None
+    host: PipelineHost, repo: RepoRef, number: int, bot_login: str | None
 ) -> set[str]:
     """Fingerprints in the bot's earlier inline comments and review bodies on the PR.
 

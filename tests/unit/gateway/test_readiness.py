@@ -12,12 +12,12 @@ import pytest
 
 from auto_review.core.refs import HostKind
 from auto_review.gateway.readiness import ReadinessProbe
-from auto_review.hosts.base import HostAuthError, HostUnavailable
+from auto_review.hosts.base import ForgeProbe, HostAuthError, HostUnavailable
 
 LLM_KEY = "llm-key-canary-0123456789abcdefghijklmnop"
 
 
-class ScriptedHost:
+class ScriptedHost(ForgeProbe):
     """A forge whose ping result the test sets; counts pings."""
 
     kind = HostKind.FORGEJO

@@ -16,8 +16,9 @@ from typing import Any
 
 from tests.support.git_env import isolated_git_env
 
+from auto_review.chat.handlers import LearningsStore
 from auto_review.core.refs import HostKind, RepoRef
-from auto_review.hosts.base import HostNotFound
+from auto_review.hosts.base import HostNotFound, PipelineHost
 from auto_review.hosts.review_types import (
     CommitStatus,
     GitAccess,
@@ -27,8 +28,8 @@ from auto_review.hosts.review_types import (
     PullRequestDetails,
     ReviewDraft,
 )
-from auto_review.llm.api import ChatMessage, JsonAnswer, TextAnswer, Tier, Usage
-from auto_review.review.pipeline import PipelineDeps
+from auto_review.llm.api import ChatMessage, JsonAnswer, LanguageModel, TextAnswer, Tier, Usage
+from auto_review.review.pipeline import PipelineDeps, ReviewHistory
 from auto_review.review.workspace.gitenv import GitPolicy
 from auto_review.review.workspace.pull_request import WorkspaceSettings
 
@@ -115,7 +116,7 @@ def make_origin(tmp: Path) -> Origin:
 
 
 @dataclass
-class FakeHost:
+class FakeHost(PipelineHost):
     """A ReviewHost in memory; ``calls`` lists (operation, details) in order."""
 
     origin: Origin
@@ -234,7 +235,7 @@ def finding(
 
 
 @dataclass
-class ScriptedModel:
+class ScriptedModel(LanguageModel):
     """Answers the reasoning tier from ``reviews`` (one per call, the last one repeated),
     the cheap tier with ``supported`` (a verdict for every finding), text with ``text``."""
 
@@ -294,7 +295,7 @@ class Learned:
 
 
 @dataclass
-class MemoryStore:
+class MemoryStore(ReviewHistory, LearningsStore):
     last: dict[tuple[str, int], str] = field(default_factory=dict)
     fingerprints: dict[tuple[str, int], set[str]] = field(default_factory=dict)
     notes: dict[str, list[Learned]] = field(default_factory=dict)

@@ -14,6 +14,7 @@ import pytest
 from auto_review.llm.api import (
     ChatMessage,
     JsonAnswer,
+    LanguageModel,
     LlmInvalidAnswer,
     LlmUnavailable,
     Role,
@@ -35,7 +36,7 @@ from auto_review.review.workspace.confined import ConfinedTree
 Script = Callable[[Sequence[ChatMessage]], Any]
 
 
-class ScriptedModel:
+class ScriptedModel(LanguageModel):
     """An in-process LanguageModel: each complete_json call is answered by ``script``
     (a value is the answer's data, an exception is raised)."""
 
