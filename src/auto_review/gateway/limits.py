@@ -174,6 +174,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._reading_headers and self._header_bytes > self.max_header_bytes:
             self._refuse(_HEADERS_TOO_LARGE)
 
+    # uvicorn's protocol narrows BaseProtocol's BaseTransport to Transport; so does this.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._start_header_timer()

@@ -378,7 +378,9 @@ def comment_event(repo: RepoRef, pr_number: int, item: dict[str, Any]) -> Commen
         return CommentEvent(
             repo=repo,
             pr_number=pr_number,
-            comment_id=item.get("id"),  # type: ignore[arg-type]  # validated by CommentEvent
+            # Untyped JSON goes in as it came: CommentEvent checks each field's type and
+            # value at run time, and the except below turns a wrong one into None.
+            comment_id=item.get("id"),  # type: ignore[arg-type]
             author=user.get("login") if isinstance(user, dict) else None,  # type: ignore[arg-type]
             body=item.get("body"),  # type: ignore[arg-type]
             is_pull_request=True,

@@ -58,6 +58,7 @@ class BackgroundLoop:
         if isinstance(result, BaseException):
             self._thread.join(timeout)
             raise result
+        # outcome holds the start value or the exception; the exception was raised above.
         return result  # type: ignore[return-value]
 
     def call(self, coroutine_factory: Callable[[], Awaitable[T]], timeout: float) -> T:
