@@ -2,6 +2,8 @@
 
 Usage:
     python3 bench/gateway_webhooks.py                 # starts a bare gateway subprocess
+    python3 bench/gateway_webhooks.py --compare       # side by side: HMAC-only app, gateway
+                                                      # at the default log level, at warning
     python3 bench/gateway_webhooks.py --url http://127.0.0.1:8080 --secret S --pid PID
 
 Each request is a real Gitea ``pull_request`` delivery (from the reference payloads) with
@@ -108,7 +110,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_gateway(state_dir: str, port: int) -> subprocess.Popen[bytes]:
+def start_gateway(state_dir: str, port: int, log_level: str = "warning") -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "AR_GATEWAY_BARE": "true",
@@ -120,7 +122,7 @@ def start_gateway(state_dir: str, port: int) -> subprocess.Popen[bytes]:
         "AR_RATE_LIMIT_PER_MINUTE": "100000000",
         "AR_RATE_LIMIT_BURST": "100000000",
         "AR_POLL_INTERVAL_SECONDS": "0",
-        "AR_LOG_LEVEL": "warning",
+        "AR_LOG_LEVEL": log_level,
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "auto_review.cli.main", "gateway"],
@@ -128,6 +130,19 @@ def start_gateway(state_dir: str, port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return wait_listening(process, port)
+
+
+def start_hmac_only(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "bench" / "hmac_only_app.py"), str(port), SECRET],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return wait_listening(process, port)
+
+
+def wait_listening(process: subprocess.Popen[bytes], port: int) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -135,10 +150,10 @@ def start_gateway(state_dir: str, port: int) -> subprocess.Popen[bytes]:
                 return process
         except OSError:
             if process.poll() is not None:
-                raise SystemExit(f"gateway exited early with status {process.returncode}") from None
+                raise SystemExit(f"server exited early with status {process.returncode}") from None
             time.sleep(0.05)
     process.kill()
-    raise SystemExit("gateway did not start listening within 30 s")
+    raise SystemExit("server did not start listening within 30 s")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -153,8 +168,57 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def measure(
+    start: str, requests: int, warmup: int, concurrency: int
+) -> tuple[float, float, float]:
+    """(accepted/s, p99 ms, peak RSS MB) of one freshly started server."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="ar-bench-") as state:
+        if start == "hmac-only":
+            process = start_hmac_only(port)
+        else:
+            process = start_gateway(state, port, log_level=start.removeprefix("gateway-"))
+        try:
+            host = f"127.0.0.1:{port}"
+            asyncio.run(fire("127.0.0.1", port, build_requests(warmup, host, SECRET), concurrency))
+            elapsed, latencies, statuses = asyncio.run(
+                fire("127.0.0.1", port, build_requests(requests, host, SECRET), concurrency)
+            )
+            rss = peak_rss_mb(process.pid)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    if statuses.get(202, 0) != len(latencies):
+        raise SystemExit(f"{start}: not every request was accepted: {statuses}")
+    return len(latencies) / elapsed, percentile(latencies, 0.99) * 1000, rss
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Round-robin over the three servers, ``--rounds`` times, so drift hits them alike."""
+    runs: dict[str, list[tuple[float, float, float]]] = {}
+    names = ("hmac-only", "gateway-info", "gateway-warning")
+    for _ in range(args.rounds):
+        for name in names:
+            runs.setdefault(name, []).append(
+                measure(name, args.requests, args.warmup, args.concurrency)
+            )
+    floor = statistics.median(r[0] for r in runs["hmac-only"])
+    print(f"{'server':<16} {'accepted/s':>10} {'x hmac-only':>11} {'p99 ms':>7} {'RSS MB':>7}")
+    for name in names:
+        rate = statistics.median(r[0] for r in runs[name])
+        p99 = statistics.median(r[1] for r in runs[name])
+        rss = max(r[2] for r in runs[name])
+        print(f"{name:<16} {rate:>10.0f} {rate / floor:>11.2f} {p99:>7.2f} {rss:>7.1f}")
+    print(f"medians of {args.rounds} round(s) of {args.requests} requests, "
+          f"{args.concurrency} connections; gateway-info is the default log level")
+    print("targets: gateway-info >= 0.5x hmac-only, p99 < 25 ms")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", action="store_true", help="HMAC-only app vs the gateway")
+    parser.add_argument("--rounds", type=int, default=3, help="with --compare")
     parser.add_argument("--url", help="gateway base URL (default: start one)")
     parser.add_argument("--secret", default=SECRET)
     parser.add_argument("--pid", type=int, help="gateway pid, for RSS, with --url")
@@ -162,6 +226,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
+    if args.compare:
+        return compare(args)
 
     process = None
     tmp = None
