@@ -238,8 +238,9 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
     if preserve_fds < 0:
         raise OciError("--preserve-fds must be >= 0")
     directory = _container_dir(root, container_id)
-    plan = _plan(container_id, bundle_dir, root, preserve_fds, stdio, run_mode, pass_fds)
+    # before the bundle is loaded: the validation cache inside must not create it 0755
     os.makedirs(root, mode=0o700, exist_ok=True)
+    plan = _plan(container_id, bundle_dir, root, preserve_fds, stdio, run_mode, pass_fds)
     try:
         os.mkdir(directory, 0o700)
     except FileExistsError:

@@ -2,8 +2,10 @@
 
 Validation against the runtime-spec JSON schema needs ``jsonschema`` (about 100 ms to
 import) and even ``json`` pulls in ``re``, so a successful validation is remembered in
-``<state root>/.validated/<crc32>-<length of the config bytes>``: the file holds those
-bytes and the parsed config in ``marshal`` form, and counts only for exactly those bytes.
+``<state root>/.validated/<sha256 of the config bytes>``: the file holds those bytes and
+the parsed config in ``marshal`` form, and counts only for exactly those bytes. A hit is
+found through ``.validated.index/<crc32>-<length>``, a link to the entry, so no
+cryptographic hash (an OpenSSL load) is needed on every run.
 The same bytes are never parsed or validated twice; any other bytes go through ``json``
 and the schema again. The cache lives in the caller's own 0700 state
 root, and an entry is used only when the caller owns it and no one else may write it.
@@ -233,13 +235,21 @@ def _check_sysctl(key: str, kinds: list[str | None]) -> None:
         raise SpecError(f"linux.sysctl.{key} needs a {needed} namespace")
 
 
-def _cache_name(raw: bytes) -> str:
-    """The cache entry's name: a CRC (zlib is built in, no OpenSSL load on every run) and
-    the length. Not collision-proof, and need not be: an entry holds the exact bytes it
-    was made from and counts only when they are equal (a collision is only a miss)."""
+def _index_path(cache_dir: str, raw: bytes) -> str:
+    """Where a hit is looked up: ``<cache dir>.index/<crc32>-<length>``, a link to the
+    entry. zlib is built in (no OpenSSL load on every run); the CRC need not be
+    collision-proof, as an entry counts only for the exact bytes it holds."""
     import zlib
 
-    return f"{zlib.crc32(raw):08x}-{len(raw)}"
+    return os.path.join(f"{cache_dir}.index", f"{zlib.crc32(raw):08x}-{len(raw)}")
+
+
+def _entry_name(raw: bytes) -> str:
+    """The entry's own name, the SHA-256 of the config bytes (computed on a miss only,
+    when the schema validation costs far more)."""
+    from hashlib import sha256
+
+    return sha256(raw).hexdigest()
 
 
 def schema_validator(entry: str = "config-schema.json") -> Any:
@@ -296,24 +306,31 @@ def _cached(path: str | None, raw: bytes) -> dict[str, Any] | None:
     return entry[1] if isinstance(entry[1], dict) else None
 
 
-def _remember(path: str, raw: bytes, config: dict[str, Any]) -> None:
+def _remember(cache_dir: str, raw: bytes, config: dict[str, Any]) -> None:
     import marshal
 
+    index = _index_path(cache_dir, raw)
+    name = _entry_name(raw)
+    path = os.path.join(cache_dir, name)
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        os.makedirs(os.path.dirname(index), mode=0o700, exist_ok=True)
         temporary = f"{path}.{os.getpid()}.tmp"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with open(fd, "wb") as handle:
             handle.write(marshal.dumps((raw, config)))
         os.replace(temporary, path)
+        link = f"{index}.{os.getpid()}.tmp"
+        os.symlink(os.path.join("..", os.path.basename(cache_dir), name), link)
+        os.replace(link, index)
     except OSError:
         pass  # the cache only saves time
 
 
 def parse_and_validate(raw: bytes, cache_dir: str | None) -> dict[str, Any]:
     """The config's JSON object, schema-validated (or known valid from the cache)."""
-    cache_path = os.path.join(cache_dir, _cache_name(raw)) if cache_dir is not None else None
-    config = _cached(cache_path, raw)
+    cache_dir = os.fspath(cache_dir) if cache_dir is not None else None
+    config = _cached(_index_path(cache_dir, raw) if cache_dir is not None else None, raw)
     if config is not None:
         return config
     import json
@@ -325,8 +342,8 @@ def parse_and_validate(raw: bytes, cache_dir: str | None) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise SpecError("config.json must hold a JSON object")
     validate_against_schema(config)
-    if cache_path is not None:
-        _remember(cache_path, raw, config)
+    if cache_dir is not None:
+        _remember(cache_dir, raw, config)
     return config
 
 

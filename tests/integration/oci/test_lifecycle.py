@@ -483,6 +483,8 @@ def test_delete_leaves_no_cgroup_behind(tmp_path: Path, root: Path) -> None:
 def test_state_root_is_private(tmp_path: Path, root: Path) -> None:
     bundle = make_bundle(tmp_path, container_config(["/bin/sleep", "30"]))
     api.create("private", bundle, root=root)
+    assert root.stat().st_mode & 0o777 == 0o700
+    assert (root / ".validated").stat().st_mode & 0o777 == 0o700
     assert (root / "private").stat().st_mode & 0o777 == 0o700
     assert (root / "private" / "state.json").stat().st_mode & 0o777 == 0o600
     api.delete("private", root=root, force=True)
