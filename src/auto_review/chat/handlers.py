@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from auto_review.core.jobs import JobKind, JobOutcome, JobRequest
+from auto_review.core.jobs import WITHHELD_ARGUMENT, JobKind, JobOutcome, JobRequest
 from auto_review.core.redaction import Redactor
 from auto_review.hosts.base import (
     HostAuthError,
@@ -73,6 +73,12 @@ def help_text(mention: str, problem: str = "") -> str:
     return "\n".join(lines)
 
 
+WITHHELD_REPLY = (
+    "That comment holds a value that looks like a configured secret; it was not used. "
+    "Please delete the comment and rotate that secret."
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ChatHandlers:
     deps: PipelineDeps
@@ -83,7 +89,9 @@ class ChatHandlers:
         """Run one chat job and post its reply. HostUnavailable/LlmUnavailable propagate."""
         host = self.deps.host_for(request.repo)
         kind = request.kind
-        if kind is JobKind.CHAT_HELP:
+        if request.argument == WITHHELD_ARGUMENT and kind is not JobKind.CHAT_REMEMBER:
+            reply, outcome = WITHHELD_REPLY, JobOutcome.FAILED
+        elif kind is JobKind.CHAT_HELP:
             problem = _defused(request.argument, self._redactor())
             reply, outcome = help_text(self.mention, problem), JobOutcome.SUCCEEDED
         elif kind is JobKind.CHAT_REMEMBER:
@@ -107,7 +115,9 @@ class ChatHandlers:
     async def _remember(self, request: JobRequest) -> tuple[str, JobOutcome]:
         text = request.argument.strip()
         redactor = self._redactor()
-        if redactor(text) != text:
+        # Intake withholds such text before it is queued; the check here covers a job
+        # queued by an older version or a secret configured since.
+        if request.argument == WITHHELD_ARGUMENT or redactor(text) != text:
             return (
                 "That text holds a value that looks like a configured secret; it was not stored.",
                 JobOutcome.FAILED,

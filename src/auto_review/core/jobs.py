@@ -32,6 +32,11 @@ class JobOutcome(StrEnum):
 
 JOB_SOURCES = frozenset({"webhook", "poller", "ci"})
 
+# What intake stores instead of a chat argument that holds a configured secret: the text
+# itself never reaches the queue, the state files or the logs. The handler answers that
+# nothing was used.
+WITHHELD_ARGUMENT = "\x00withheld: the text held a value that looks like a configured secret"
+
 
 @dataclass(frozen=True, slots=True)
 class JobRequest:

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from auto_review.config import Settings
 from auto_review.core.jobs import ReviewRunner
+from auto_review.core.redaction import Redactor
 from auto_review.core.refs import HostKind
 from auto_review.gateway.intake import IntakePolicy
 from auto_review.gateway.limits import RateLimiter
@@ -131,7 +132,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 def intake_policy(settings: Settings) -> IntakePolicy:
-    return IntakePolicy(bot_login=settings.bot_login)
+    return IntakePolicy(
+        bot_login=settings.bot_login, redactor=Redactor(settings.secret_values())
+    )
 
 
 def _secret_bytes(value: Any) -> bytes | None:

@@ -6,10 +6,11 @@ which comments are commands, and that the bot never answers itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from auto_review.chat.commands import ChatCommand, parse_chat_command
-from auto_review.core.jobs import JobKind, JobRequest
+from auto_review.core.jobs import WITHHELD_ARGUMENT, JobKind, JobRequest
+from auto_review.core.redaction import Redactor
 from auto_review.core.refs import is_from_bot
 from auto_review.hosts.events import CommentEvent, IgnoredEvent, PullRequestEvent, WebhookEvent
 
@@ -33,10 +34,13 @@ class IntakePolicy:
     ``mention``: how a chat command starts, ``@<bot_login>`` when the login is known.
     ``review_drafts``: False (the default) leaves draft PRs alone until they are marked
     ready, which arrives as its own ``ready_for_review`` event.
+    ``redactor``: knows the configured secrets; a chat argument it would change is stored
+    as :data:`~auto_review.core.jobs.WITHHELD_ARGUMENT`, so no secret is kept at rest.
     """
 
     bot_login: str | None = None
     review_drafts: bool = False
+    redactor: Redactor = field(default_factory=Redactor)
 
     @property
     def mention(self) -> str:
@@ -103,7 +107,10 @@ def _plan_comment(event: CommentEvent, policy: IntakePolicy, source: str) -> Int
     command = parse_chat_command(event.body, mention=policy.mention)
     if command is None:
         return ignored("no-command")
-    return IntakeDecision(jobs=(command_job(event, command, source),))
+    job = command_job(event, command, source)
+    if job.argument and policy.redactor(job.argument) != job.argument:
+        job = replace(job, argument=WITHHELD_ARGUMENT)
+    return IntakeDecision(jobs=(job,))
 
 
 def command_job(event: CommentEvent, command: ChatCommand, source: str) -> JobRequest:

@@ -309,3 +309,39 @@ def test_an_unloadable_ca_file_stops_the_start(world: World) -> None:
     )
     assert gateway.process.wait(timeout=30) == 2
     assert "AR_CA_FILE (--ca-file) cannot be loaded" in gateway.logs()
+
+
+def test_a_secret_in_a_chat_comment_is_refused_and_kept_nowhere_at_rest(world: World) -> None:
+    """`remember` and a question holding the configured forge token: both are answered
+    with a refusal, and no file of the state directory holds the token afterwards."""
+    world.llm.respond(ModelScript([findings_answer()], question_answer="unused"))
+    workdir = world.tmp / "gateway"
+    with (
+        running_gateway(workdir, world.settings()) as gateway,
+        httpx.Client(base_url=gateway.base_url, timeout=10) as client,
+    ):
+        for comment_id, body in (
+            (601, f"@{BOT} remember the deploy token is {FORGE_TOKEN}"),
+            (602, f"@{BOT} is {FORGE_TOKEN} still valid?"),
+        ):
+            payload = forgejo_comment_payload(world.repo, comment_id, body)
+            assert post_forgejo(client, payload, "issue_comment").status_code == 202
+
+        def replies() -> list[str]:
+            return [
+                c.body for c in world.forge.issue_comments("acme", "shop", 1) if c.author == BOT
+            ]
+
+        wait_for(lambda: len(replies()) == 2, what="both refusals")
+        state_dir = gateway.state_dir
+    remembered, answered = sorted(replies())
+    assert "it was not stored" in remembered or "it was not stored" in answered
+    assert any("it was not used" in reply for reply in (remembered, answered))
+    assert world.llm.chat_requests() == []  # the question never reached the model
+    holding = [
+        str(path.relative_to(state_dir))
+        for path in state_dir.rglob("*")
+        if path.is_file() and FORGE_TOKEN.encode() in path.read_bytes()
+    ]
+    assert holding == []
+    assert FORGE_TOKEN not in gateway.logs()

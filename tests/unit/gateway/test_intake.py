@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from auto_review.core.jobs import JobKind
+from auto_review.core.jobs import WITHHELD_ARGUMENT, JobKind
+from auto_review.core.redaction import Redactor
 from auto_review.core.refs import HostKind, RepoRef
 from auto_review.gateway.intake import IntakePolicy, plan_jobs
 from auto_review.hosts.events import CommentEvent, IgnoredEvent, PullRequestEvent
@@ -117,3 +118,33 @@ def test_github_app_bot_is_mentioned_without_its_suffix_and_never_answers_itself
     assert job.kind is JobKind.CHAT_HELP
     own = plan_jobs(comment("@auto-review help", author="auto-review[bot]"), policy)
     assert own.ignored_reason == "own-comment"
+
+
+SECRET_CANARY = "canary-forge-token-7Qm2Lp9Xv4Rt8Wz1"
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (f"@review-bot remember the deploy token is {SECRET_CANARY}", JobKind.CHAT_REMEMBER),
+        (f"@review-bot does {SECRET_CANARY} still work?", JobKind.CHAT_QUESTION),
+        (
+            "@review-bot remember clone from https://bot:hunter22@forge.example/x",
+            JobKind.CHAT_REMEMBER,
+        ),
+    ],
+)
+def test_a_chat_argument_holding_a_secret_is_withheld_before_it_is_queued(
+    body: str, kind: JobKind
+) -> None:
+    policy = IntakePolicy(bot_login="review-bot", redactor=Redactor([SECRET_CANARY]))
+    [job] = plan_jobs(comment(body), policy).jobs
+    assert job.kind is kind
+    assert job.argument == WITHHELD_ARGUMENT
+    assert SECRET_CANARY not in repr(job) and "hunter22" not in repr(job)
+
+
+def test_a_chat_argument_without_a_secret_is_kept_as_written() -> None:
+    policy = IntakePolicy(bot_login="review-bot", redactor=Redactor([SECRET_CANARY]))
+    [job] = plan_jobs(comment("@review-bot remember we vendor third_party/"), policy).jobs
+    assert job.argument == "we vendor third_party/"
