@@ -6,6 +6,9 @@ import io
 import json
 import logging
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from auto_review.core.logs import configure_logging
 from auto_review.core.redaction import REDACTED, Redactor
 from auto_review.wiring.redaction import install_secrets, redact
@@ -73,3 +76,23 @@ def test_userinfo_redacted_when_the_scheme_is_glued_to_preceding_text() -> None:
         "see:xhttps://[REDACTED]@forge.example/"
     )
     assert "canary" not in redactor("(git+https://canary@h)")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(list("ab:=@/ .?&Authorization-keyXtoken_1\"'")), max_size=80
+    )
+    | st.text(max_size=80)
+)
+def test_skipping_patterns_that_cannot_match_changes_nothing(text: str) -> None:
+    # The redactor tests for a character each pattern needs before running it; the result
+    # must equal running every pattern unconditionally.
+    from auto_review.core import redaction
+
+    redactor = Redactor([CANARY])
+    expected = redactor._pattern.sub(REDACTED, text) if redactor._pattern else text
+    expected = redaction._URL_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", expected)
+    expected = redaction._QUERY_TOKEN.sub(lambda m: f"{m[1]}{REDACTED}", expected)
+    expected = redaction._AUTH_HEADER.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", expected)
+    assert redactor(text) == expected

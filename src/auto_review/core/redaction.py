@@ -53,9 +53,16 @@ class Redactor:
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
-        text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
-        text = _QUERY_TOKEN.sub(lambda m: f"{m[1]}{REDACTED}", text)
-        return _AUTH_HEADER.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
+        # Each pattern needs one character to match at all ("@", "=", ":" or "="): testing
+        # for it first skips the regex for the short plain values most log fields are.
+        if "@" in text:
+            text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{REDACTED}@", text)
+        has_equals = "=" in text
+        if has_equals:
+            text = _QUERY_TOKEN.sub(lambda m: f"{m[1]}{REDACTED}", text)
+        if has_equals or ":" in text:
+            text = _AUTH_HEADER.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
+        return text
 
     def value(self, value: Any) -> Any:
         """``value`` with every string inside it redacted (dicts, lists and tuples too)."""
