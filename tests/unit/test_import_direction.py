@@ -2,10 +2,13 @@
 
 Layers, highest first (a module may import its own package and any package below it):
 
-    cli -> isolation -> gateway -> wiring -> chat | bench -> review -> hosts | llm | store -> core
+    cli -> isolation -> gateway -> wiring -> chat | bench -> review -> hosts | llm | store
+        -> outbound -> core
 
 ``chat`` and ``bench`` (the corpus scoring behind ``auto-review bench run``) are peers, as
-are ``hosts``, ``llm`` and ``store``: peers do not import each other. ``oci`` (the
+are ``hosts``, ``llm`` and ``store``: peers do not import each other. ``outbound`` (the
+one HTTP stack: retry policy, Retry-After, deadline, size cap, base-URL check) sits below
+``hosts`` and ``llm`` and imports only ``core``. ``oci`` (the
 embedded runtime) imports nothing of the project; ``core`` imports nothing but itself.
 ``config`` (the settings model) is imported only by ``cli``, ``isolation``, ``gateway``
 and ``wiring``. Every import counts, function-level and ``TYPE_CHECKING`` ones included,
@@ -34,6 +37,7 @@ LAYERS: dict[str, int] = {
     "hosts": 2,
     "llm": 2,
     "store": 2,
+    "outbound": 1,
     "core": 0,
 }
 # The settings model sits with the layers allowed to read it.
@@ -140,6 +144,8 @@ def test_the_check_names_a_wrong_import(tmp_path: Path) -> None:
         "oci/api.py": "from auto_review.core import refs\n",
         "review/ok.py": "from auto_review.core.refs import RepoRef\nfrom . import ok\n",
         "chat/rel.py": "from ..review import pipeline\n",
+        "outbound/up.py": "from auto_review.hosts.base import HostError\n",
+        "hosts/ok.py": "from auto_review.outbound.policy import RetryPolicy\n",
         "review/up.py": "from ..chat import commands\n",
     }.items():
         path = tmp_path / name
@@ -150,6 +156,8 @@ def test_the_check_names_a_wrong_import(tmp_path: Path) -> None:
         "llm/client.py:2: from auto_review.config import Settings  "
         "(only cli, isolation, gateway and wiring read the settings model)",
         "oci/api.py:1: from auto_review.core import refs  (oci imports nothing of the project)",
+        "outbound/up.py:1: from auto_review.hosts.base import HostError  "
+        "(outbound is below hosts (or its peer))",
         "review/up.py:1: from ..chat import commands  (review is below chat (or its peer))",
         "store/db.py:1: from auto_review.review.jobs import Job  "
         "(store is below review (or its peer))",
