@@ -53,7 +53,7 @@ from auto_review.hosts.base import (
 from auto_review.hosts.comment_pages import collect_all_pages, collect_comment_pages
 from auto_review.hosts.events import CommentEvent
 from auto_review.hosts.forgejo_webhooks import WIP_TITLE_PREFIXES
-from auto_review.hosts.http import ForgeHttp, RetryPolicy, check_base_url, json_body
+from auto_review.hosts.http import ForgeHttp, json_body
 from auto_review.hosts.review_types import (
     ChangedFile,
     CommitStatus,
@@ -64,6 +64,8 @@ from auto_review.hosts.review_types import (
     PullRequestDetails,
     ReviewDraft,
 )
+from auto_review.outbound.policy import RetryPolicy
+from auto_review.outbound.urls import check_base_url
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,7 +76,9 @@ API_PREFIX = "/api/v1"
 
 def api_root(base_url: str) -> str:
     """``https://forge.example`` or ``https://forge.example/api/v1`` -> the API root."""
-    base = check_base_url(base_url, "AR_FORGEJO_URL")
+    base = check_base_url(
+        base_url, "AR_FORGEJO_URL", credentials_hint="configure the token separately"
+    )
     return base if base.endswith(API_PREFIX) else base + API_PREFIX
 
 

@@ -57,7 +57,7 @@ from auto_review.hosts.base import (
 from auto_review.hosts.comment_pages import collect_all_pages, collect_comment_pages
 from auto_review.hosts.events import CommentEvent
 from auto_review.hosts.github_auth import GITHUB_HEADERS, GitHubAppAuth
-from auto_review.hosts.http import ForgeHttp, RetryPolicy, json_body
+from auto_review.hosts.http import ForgeHttp, json_body
 from auto_review.hosts.review_types import (
     ChangedFile,
     CommitStatus,
@@ -68,6 +68,7 @@ from auto_review.hosts.review_types import (
     PullRequestDetails,
     ReviewDraft,
 )
+from auto_review.outbound.policy import RetryPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -19,7 +19,7 @@ from auto_review.hosts.base import ReviewHost
 from auto_review.hosts.events import CommentEvent
 from auto_review.hosts.forgejo import ForgejoClient
 from auto_review.hosts.github import GitHubClient
-from auto_review.hosts.http import RetryPolicy
+from auto_review.outbound.policy import RetryPolicy
 
 TOKEN = "canary-poller-token-44be0912"
 REPO = RepoRef(HostKind.FORGEJO, "acme", "widgets")

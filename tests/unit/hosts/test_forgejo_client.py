@@ -23,7 +23,7 @@ from auto_review.hosts.base import (
     ReviewHost,
 )
 from auto_review.hosts.forgejo import ForgejoClient, api_root
-from auto_review.hosts.http import RetryPolicy
+from auto_review.outbound.policy import RetryPolicy
 
 TOKEN = "canary-forgejo-token-5d1e8b77a0"
 HEAD = "1f" * 20

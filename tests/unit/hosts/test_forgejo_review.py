@@ -25,7 +25,6 @@ from auto_review.hosts.base import (
     HostUnavailable,
 )
 from auto_review.hosts.forgejo import ForgejoClient
-from auto_review.hosts.http import RetryPolicy
 from auto_review.hosts.review_types import (
     CommitState,
     CommitStatus,
@@ -34,6 +33,7 @@ from auto_review.hosts.review_types import (
     LineSide,
     ReviewDraft,
 )
+from auto_review.outbound.policy import RetryPolicy
 
 TOKEN = "canary-forgejo-review-token-8c2f61d9"
 REPO = RepoRef(HostKind.FORGEJO, "acme", "widgets")

@@ -21,7 +21,8 @@ from auto_review.core.refs import HostKind, RepoRef
 from auto_review.hosts.base import HostAuthError, HostNotFound, HostUnavailable, ReviewHost
 from auto_review.hosts.github import GitHubClient
 from auto_review.hosts.github_auth import GitHubAppAuth, load_app_key
-from auto_review.hosts.http import ForgeHttp, RetryPolicy
+from auto_review.hosts.http import ForgeHttp
+from auto_review.outbound.policy import RetryPolicy
 
 APP_ID = 31337
 PRIVATE_KEY, PUBLIC_KEY = generate_app_key()

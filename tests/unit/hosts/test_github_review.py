@@ -25,7 +25,6 @@ from auto_review.hosts.base import (
     HostUnavailable,
 )
 from auto_review.hosts.github import GitHubClient
-from auto_review.hosts.http import RetryPolicy
 from auto_review.hosts.review_types import (
     CommitState,
     CommitStatus,
@@ -34,6 +33,7 @@ from auto_review.hosts.review_types import (
     LineSide,
     ReviewDraft,
 )
+from auto_review.outbound.policy import RetryPolicy
 
 APP_ID = 4711
 PRIVATE_KEY, PUBLIC_KEY = generate_app_key()

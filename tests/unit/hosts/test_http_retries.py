@@ -23,14 +23,9 @@ from auto_review.hosts.base import (
     HostResponseTooLarge,
     HostUnavailable,
 )
-from auto_review.hosts.http import (
-    ForgeHttp,
-    RetryPolicy,
-    check_base_url,
-    has_next_page,
-    json_body,
-    parse_retry_after,
-)
+from auto_review.hosts.forgejo import api_root
+from auto_review.hosts.http import FORGE_RETRY, ForgeHttp, has_next_page, json_body
+from auto_review.outbound.policy import RetryPolicy
 
 CANARY = "canary-http-secret-93f1c2d7"
 FAST = RetryPolicy(attempts=3, initial_backoff=0.01, max_backoff=0.02, max_retry_after=5)
@@ -293,30 +288,21 @@ def test_invalid_json_is_a_response_error(forge: EchoForge) -> None:
         json_body("test op", response)
 
 
-def test_base_url_checks_never_echo_the_url() -> None:
+def test_forge_url_checks_never_echo_the_url() -> None:
     with pytest.raises(ValueError) as info:
-        check_base_url(f"https://bot:{CANARY}@forge.example", "AR_FORGEJO_URL")
-    assert CANARY not in str(info.value) and "credentials" in str(info.value)
-    with pytest.raises(ValueError):
-        check_base_url("ftp://forge.example", "AR_FORGEJO_URL")
-    with pytest.raises(ValueError):
-        check_base_url(f"https://forge.example/?token={CANARY}", "AR_FORGEJO_URL")
-    assert check_base_url("https://forge.example/", "x") == "https://forge.example"
+        api_root(f"https://bot:{CANARY}@forge.example")
+    assert str(info.value) == (
+        "AR_FORGEJO_URL must not contain credentials; configure the token separately"
+    )
+    with pytest.raises(ValueError, match="forge API URL must not have a query"):
+        ForgeHttp(f"https://forge.example/?token={CANARY}", timeout=1, user_agent="t")
+    assert api_root("https://forge.example/") == "https://forge.example/api/v1"
 
 
 def test_repr_has_no_credentials(forge: EchoForge) -> None:
     http = ForgeHttp(forge.url, timeout=1, user_agent="test")
     assert repr(http) == f"ForgeHttp(api_root={forge.url!r})"
     asyncio.run(http.aclose())
-
-
-def test_parse_retry_after_forms() -> None:
-    now = 1_000_000.0
-    assert parse_retry_after("7", now) == 7.0
-    assert parse_retry_after(None, now) is None
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after(formatdate(now + 30, usegmt=True), now) == pytest.approx(30, abs=1)
-    assert parse_retry_after(formatdate(now - 30, usegmt=True), now) == 0.0
 
 
 def test_has_next_page_reads_link_rel() -> None:
@@ -332,13 +318,9 @@ def test_has_next_page_reads_link_rel() -> None:
     assert not has_next_page(response(None))
 
 
-def test_backoff_is_bounded_and_grows() -> None:
-    policy = RetryPolicy(initial_backoff=1.0, max_backoff=4.0)
-    assert 0.5 <= policy.backoff(1) <= 1.0
-    assert 1.0 <= policy.backoff(2) <= 2.0
-    assert 2.0 <= policy.backoff(10) <= 4.0
-    with pytest.raises(ValueError):
-        RetryPolicy(attempts=0)
+def test_forge_policy_is_four_half_jittered_tries() -> None:
+    assert (FORGE_RETRY.attempts, FORGE_RETRY.jitter, FORGE_RETRY.max_retry_after) == (4, 0.5, 60)
+    assert 0.25 <= FORGE_RETRY.backoff(1) <= 0.5
 
 
 def test_post_is_repeated_after_503_but_not_after_502_or_504(forge: EchoForge) -> None:
