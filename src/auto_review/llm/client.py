@@ -54,7 +54,8 @@ from auto_review.llm.response_format import (
     response_format_field,
     with_schema_instruction,
 )
-from auto_review.llm.transport import ChatReply, HttpRefused, LlmTransport, RetryPolicy, Sleep
+from auto_review.llm.transport import ChatReply, HttpRefused, LlmTransport, llm_retry
+from auto_review.outbound.exchange import Sleep
 
 log = logging.getLogger("auto_review.llm")
 
@@ -112,7 +113,7 @@ class OpenAICompatibleClient:
             base_url,
             api_key,
             timeout=timeout,
-            retry=RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after),
+            retry=llm_retry(max_retries, max_retry_after),
             metrics=self.metrics,
             transport=transport,
             sleep=sleep,

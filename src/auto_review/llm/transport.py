@@ -1,19 +1,23 @@
-"""HTTP to an OpenAI-compatible server: timeouts, bounded retries, error mapping, and a
+"""The LLM server on the shared outbound stack: its retry rules, error mapping, and a
 tolerant reading of the chat-completion envelope.
 
-Retried (up to ``max_retries`` more attempts, exponential backoff with jitter): connection
-failures, timeouts, 408, 409, 429, 5xx, a 200 whose body is no chat completion (a proxy's
-page), and vLLM's ``finish_reason`` "abort"/"error". ``retry-after-ms`` and ``Retry-After``
-(seconds or HTTP date) set the wait when given; a server asking for more than
-``max_retry_after`` seconds fails the call at once with :class:`LlmUnavailable`, so a job
-is retried later instead of holding a worker. Other 4xx fail at once with
-:class:`HttpRefused`.
+:class:`LlmTransport` is the project's :class:`~auto_review.outbound.exchange.HttpClient`
+bound to the server's API root: the retry loop, Retry-After handling (``retry-after-ms``,
+``Retry-After`` in seconds or as an HTTP date), the whole-call deadline per attempt and the
+size-cap reader are :mod:`auto_review.outbound`'s. The LLM's own rules are here.
+
+Retried (up to ``max_retries`` more attempts, exponential backoff with up to 25 % jitter
+off): connection failures, timeouts, 408, 409, 429, 5xx, a 200 whose body is no chat
+completion (a proxy's page) or is over the size cap, and vLLM's ``finish_reason``
+"abort"/"error". A server asking for more than ``max_retry_after`` seconds fails the call
+at once with :class:`LlmUnavailable`, so a job is retried later instead of holding a
+worker. Other 4xx fail at once with :class:`HttpRefused`.
 
 Nothing from the server's error body reaches an exception or a log line: it is only
 matched against fixed words (response_format, context length), and the message says which
-fixed case it was. The API key lives in one private attribute and is put on each request;
-exceptions are raised outside ``except`` blocks so no httpx request (with its headers)
-hangs off them as context.
+fixed case it was. The API key lives in one private :class:`Secret` and is put on each
+request; errors are raised outside ``except`` blocks so no httpx request (with its
+headers) hangs off them as context.
 """
 
 from __future__ import annotations
@@ -21,14 +25,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import ssl
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -36,10 +36,13 @@ from auto_review.core.secrets import Secret
 from auto_review.llm.accounting import LlmMetrics, RetryReason
 from auto_review.llm.api import LlmRefused, LlmUnavailable, Tier, Usage
 from auto_review.llm.response_format import refuses_response_format
+from auto_review.outbound.capped import IDENTITY_ENCODING, read_capped
+from auto_review.outbound.exchange import HttpClient, Sleep
+from auto_review.outbound.policy import RetryPolicy
+from auto_review.outbound.rules import Failure, FailureKind, Retry
 
 log = logging.getLogger("auto_review.llm")
 
-Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -49,66 +52,21 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 # Engine stop reasons (vLLM) that mean the server failed, not the model.
 SERVER_FAILURE_FINISH = frozenset({"abort", "error"})
 USER_AGENT = "auto-review-llm"
+MAX_RETRIES = 10
 
 
-def check_base_url(url: str) -> str:
-    """The server's API root without a trailing slash (e.g. ``http://host:11434/v1``).
-
-    Credentials, queries and fragments are refused: a key in the URL would travel into every
-    message that names the URL.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("LLM base URL must be an http(s) URL with a host")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("LLM base URL must not contain credentials; set the API key instead")
-    if parts.query or parts.fragment:
-        raise ValueError("LLM base URL must not have a query or fragment")
-    return url.rstrip("/")
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    max_retries: int = 2
-    initial_backoff: float = 0.5
-    max_backoff: float = 8.0
-    max_retry_after: float = 60.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.max_retries <= 10:
-            raise ValueError("max_retries must be between 0 and 10")
-        if min(self.initial_backoff, self.max_backoff, self.max_retry_after) < 0:
-            raise ValueError("retry delays must not be negative")
-
-    def backoff(self, retry_number: int) -> float:
-        """Delay before retry ``retry_number`` (from 1): exponential, up to 25 % jitter off."""
-        ceiling = min(self.max_backoff, self.initial_backoff * 2.0 ** (retry_number - 1))
-        return ceiling * random.uniform(0.75, 1.0)
-
-
-def retry_after_seconds(headers: httpx.Headers, now: float) -> float | None:
-    """The wait a response asks for: ``retry-after-ms`` first, then ``Retry-After``."""
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            value = float(millis)
-        except ValueError:
-            value = -1.0
-        if value >= 0 and value == value:  # not negative, not nan
-            return value / 1000.0
-    text = headers.get("retry-after")
-    if text is None:
-        return None
-    text = text.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
+def llm_retry(max_retries: int = 2, max_retry_after: float = 60.0) -> RetryPolicy:
+    """The LLM's policy: ``max_retries`` retries after the first attempt, backoff from
+    0.5 s to 8 s with up to 25 % jitter off, a server's wait up to ``max_retry_after``."""
+    if not 0 <= max_retries <= MAX_RETRIES:
+        raise ValueError(f"max_retries must be between 0 and {MAX_RETRIES}")
+    return RetryPolicy(
+        attempts=max_retries + 1,
+        initial_backoff=0.5,
+        max_backoff=8.0,
+        max_retry_after=max_retry_after,
+        jitter=0.25,
+    )
 
 
 class HttpRefused(LlmRefused):
@@ -213,21 +171,78 @@ def parse_chat_reply(body: bytes, requested_model: str) -> ChatReply:
     )
 
 
-class _Retry(Exception):
-    def __init__(self, reason: RetryReason, detail: str, wait: float | None = None) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-        self.wait = wait
+@dataclass(frozen=True, slots=True)
+class LlmRules(Generic[T]):
+    """The LLM's retry rules for one call (see the module docstring). ``read`` turns a 2xx
+    body into the result, or a Retry when the body is no usable answer."""
+
+    what: str
+    tier: Tier | None
+    timeout: float
+    metrics: LlmMetrics
+    read: Callable[[bytes], T | Retry]
+
+    async def answer(self, response: httpx.Response) -> T | Retry:
+        status = response.status_code
+        if 200 <= status < 300:
+            body = await read_capped(response, MAX_RESPONSE_BYTES)
+            if not body.complete:
+                return Retry("response larger than the size cap", RetryReason.SERVER_ERROR)
+            return self.read(body.data)
+        if status == 429:
+            return Retry("HTTP 429 (rate limited)", RetryReason.RATE_LIMITED, status)
+        if status >= 500 or status in RETRYABLE_STATUSES:
+            return Retry(f"HTTP {status}", RetryReason.SERVER_ERROR, status)
+        # An error body is only matched against fixed words, never needed whole.
+        error_body = await read_capped(response, MAX_ERROR_BODY_BYTES)
+        text, param = _error_details(error_body.data)
+        format_refused = refuses_response_format(status, text, param)
+        raise HttpRefused(
+            f"LLM {self.what}: HTTP {status}, {_refusal_reason(status, text, format_refused)}",
+            status=status,
+            format_refused=format_refused,
+        )
+
+    def failure(self, failure: Failure, attempt: int) -> Retry:
+        kind, error = failure.kind, failure.error
+        if kind is FailureKind.DEADLINE:
+            return Retry(f"no answer within {self.timeout:g} s", RetryReason.TIMEOUT)
+        if kind is FailureKind.TIMEOUT:
+            return Retry(f"timed out ({error})", RetryReason.TIMEOUT)
+        if kind is FailureKind.UNREADABLE:
+            return Retry(f"unreadable response ({error})", RetryReason.SERVER_ERROR)
+        return Retry(f"connection failed ({error})", RetryReason.CONNECT)
+
+    def give_up(self, retry: Retry, attempts: int) -> LlmUnavailable:
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        return LlmUnavailable(f"LLM {self.what}: {retry.detail} after {tries}")
+
+    def too_long(self, retry: Retry, wait: float, limit: float) -> LlmUnavailable:
+        return LlmUnavailable(
+            f"LLM {self.what}: {retry.detail}; the server asks to wait {wait:.0f} s, "
+            f"more than the {limit:.0f} s the client waits"
+        )
+
+    def retrying(self, retry: Retry, attempt: int, attempts: int, delay: float) -> None:
+        if self.tier is not None:
+            self.metrics.count_retry(self.tier, RetryReason(retry.reason))
+        log.warning(
+            "LLM %s: %s; retry %d of %d in %.2f s",
+            self.what,
+            retry.detail,
+            attempt,
+            attempts - 1,
+            delay,
+        )
 
 
-class LlmTransport:
-    """One ``httpx.AsyncClient`` bound to the server's API root."""
+class LlmTransport(HttpClient):
+    """The outbound client bound to the server's API root, with the LLM's rules."""
 
     def __init__(
         self,
         base_url: str,
-        api_key: str | None,
+        api_key: str | Secret | None,
         *,
         timeout: float,
         retry: RetryPolicy,
@@ -238,31 +253,27 @@ class LlmTransport:
     ) -> None:
         if not timeout > 0:
             raise ValueError("LLM timeout must be positive")
-        self.base_url = check_base_url(base_url)
-        self.timeout = float(timeout)
-        self.retry = retry
-        self._metrics = metrics
-        self._sleep = sleep
-        self._api_key = Secret(api_key) if api_key else None
-        # Redirects are not followed: a redirect must not carry the key to another host.
-        self._client = httpx.AsyncClient(
-            # The composition root hands every client the process's one trust store.
-            verify=tls if tls is not None else True,
-            base_url=self.base_url + "/",
-            timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
-            headers={"User-Agent": USER_AGENT},
-            follow_redirects=False,
+        super().__init__(
+            base_url,
+            what="LLM base URL",
+            timeout=timeout,
+            user_agent=USER_AGENT,
+            retry=retry,
+            connect_timeout=min(timeout, 10.0),
+            credentials_hint="set the API key instead",
             transport=transport,
+            tls=tls,
+            sleep=sleep,
         )
+        self._metrics = metrics
+        key = api_key.reveal() if isinstance(api_key, Secret) else api_key
+        self._api_key = Secret(key) if key else None
 
     def __repr__(self) -> str:
         return f"LlmTransport(base_url={self.base_url!r})"
 
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
     def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **IDENTITY_ENCODING}
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         return headers
@@ -271,136 +282,66 @@ class LlmTransport:
         """POST /chat/completions; the first choice of a 2xx answer."""
         model = str(body.get("model", ""))
 
-        def read(response_body: bytes) -> ChatReply:
+        def read(response_body: bytes) -> ChatReply | Retry:
             try:
                 reply = parse_chat_reply(response_body, model)
             except _Malformed as exc:
-                raise _Retry(RetryReason.SERVER_ERROR, f"malformed response ({exc})") from None
+                return Retry(f"malformed response ({exc})", RetryReason.SERVER_ERROR)
             if reply.finish_reason in SERVER_FAILURE_FINISH:
-                raise _Retry(
-                    RetryReason.SERVER_ERROR, f"generation ended with {reply.finish_reason}"
+                return Retry(
+                    f"generation ended with {reply.finish_reason}", RetryReason.SERVER_ERROR
                 )
             return reply
 
-        return await self._call(f"{tier.value} tier", tier, "POST", "chat/completions", body, read)
+        return await self._exchange(
+            f"{tier.value} tier", tier, "POST", "chat/completions", body, read
+        )
 
     async def list_models(self) -> None:
         """GET /models: reachable and the key accepted."""
 
-        def read(response_body: bytes) -> None:
+        def read(response_body: bytes) -> Retry | None:
             try:
                 payload = json.loads(response_body)
             except (ValueError, RecursionError):
                 payload = None
             if not isinstance(payload, dict):
-                raise _Retry(RetryReason.SERVER_ERROR, "malformed model list")
+                return Retry("malformed model list", RetryReason.SERVER_ERROR)
+            return None
 
-        await self._call("ping", None, "GET", "models", None, read)
+        await self._exchange("ping", None, "GET", "models", None, read)
 
-    async def _call(
+    async def _exchange(
         self,
         what: str,
         tier: Tier | None,
         method: str,
         path: str,
         body: dict[str, Any] | None,
-        read: Callable[[bytes], T],
+        read: Callable[[bytes], T | Retry],
     ) -> T:
-        attempts = self.retry.max_retries + 1
-        for attempt in range(1, attempts + 1):
-            retry = await self._attempt(what, method, path, body)
-            if isinstance(retry, bytes):
-                try:
-                    return read(retry)
-                except _Retry as exc:
-                    retry = exc
-            if retry.wait is not None and retry.wait > self.retry.max_retry_after:
-                raise LlmUnavailable(
-                    f"LLM {what}: {retry.detail}; the server asks to wait {retry.wait:.0f} s, "
-                    f"more than the {self.retry.max_retry_after:.0f} s the client waits"
-                )
-            if attempt == attempts:
-                tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
-                raise LlmUnavailable(f"LLM {what}: {retry.detail} after {tries}")
-            wait = retry.wait if retry.wait is not None else self.retry.backoff(attempt)
-            if tier is not None:
-                self._metrics.count_retry(tier, retry.reason)
-            log.warning(
-                "LLM %s: %s; retry %d of %d in %.2f s",
-                what,
-                retry.detail,
-                attempt,
-                attempts - 1,
-                wait,
-            )
-            await self._sleep(wait)
-        raise AssertionError("unreachable")  # the loop returns or raises
-
-    async def _attempt(
-        self, what: str, method: str, path: str, body: dict[str, Any] | None
-    ) -> bytes | _Retry:
-        """One HTTP exchange: the 2xx body, or why to retry. Raises HttpRefused."""
-        failure: _Retry | None = None
-        status = 0
-        data = b""
-        headers = httpx.Headers()
-        try:
-            # Whole-attempt deadline: httpx's timeouts are per phase, and a server that
-            # drips tokens could otherwise hold a call open for ever.
-            async with asyncio.timeout(self.timeout):
-                request = self._client.build_request(
-                    method, path, json=body, headers=self._headers()
-                )
-                response = await self._client.send(request, stream=True)
-                try:
-                    status, headers = response.status_code, response.headers
-                    limit = MAX_RESPONSE_BYTES if status < 300 else MAX_ERROR_BODY_BYTES
-                    data = await _read_capped(response, limit)
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            failure = _Retry(RetryReason.TIMEOUT, f"no answer within {self.timeout:g} s")
-        except httpx.TimeoutException as exc:
-            failure = _Retry(RetryReason.TIMEOUT, f"timed out ({type(exc).__name__})")
-        except _TooLarge:
-            failure = _Retry(RetryReason.SERVER_ERROR, "response larger than the size cap")
-        except httpx.TransportError as exc:
-            failure = _Retry(RetryReason.CONNECT, f"connection failed ({type(exc).__name__})")
-        except httpx.HTTPError as exc:  # e.g. a body that fails its Content-Encoding
-            failure = _Retry(
-                RetryReason.SERVER_ERROR, f"unreadable response ({type(exc).__name__})"
-            )
-        if failure is not None:
-            return failure
-        if 200 <= status < 300:
-            return data
-        if status == 429:
-            wait = retry_after_seconds(headers, time.time())
-            return _Retry(RetryReason.RATE_LIMITED, "HTTP 429 (rate limited)", wait)
-        if status >= 500 or status in RETRYABLE_STATUSES:
-            wait = retry_after_seconds(headers, time.time())
-            return _Retry(RetryReason.SERVER_ERROR, f"HTTP {status}", wait)
-        text, param = _error_details(data)
-        format_refused = refuses_response_format(status, text, param)
-        raise HttpRefused(
-            f"LLM {what}: HTTP {status}, {_refusal_reason(status, text, format_refused)}",
-            status=status,
-            format_refused=format_refused,
+        rules = LlmRules(what, tier, self.timeout, self._metrics, read)
+        return await self.call(
+            rules, method, path, deadline=self.timeout, headers=self._headers(), json=body
         )
 
 
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_capped(response: httpx.Response, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            if limit == MAX_ERROR_BODY_BYTES:  # an error body is only matched, never needed whole
-                break
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+def models_probe(
+    base_url: str,
+    api_key: Secret | None,
+    *,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> LlmTransport:
+    """A transport for readiness checks: ``list_models`` once, no retry, within
+    ``timeout``, its body under the same size cap as every LLM answer."""
+    return LlmTransport(
+        base_url,
+        api_key,
+        timeout=timeout,
+        retry=llm_retry(0),
+        metrics=LlmMetrics(),
+        transport=transport,
+        tls=tls,
+    )
