@@ -12,9 +12,8 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -37,7 +36,10 @@ from auto_review.gateway.routes_ops import healthz, make_info, make_metrics, mak
 from auto_review.gateway.routes_webhooks import WebhookEndpoint, forgejo_source, github_source
 from auto_review.hosts.base import ReviewHost
 from auto_review.store.base import IntakeStore
-from auto_review.wiring.clients import readiness_http
+from auto_review.wiring.clients import readiness_llm
+
+if TYPE_CHECKING:
+    from auto_review.llm.transport import LlmTransport
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +162,7 @@ def build_app(
     *,
     metrics: GatewayMetrics | None = None,
     background: Sequence[BackgroundService] = (),
-    llm_http: httpx.AsyncClient | None = None,
+    llm_models: LlmTransport | None = None,
     tls: ssl.SSLContext | None = None,
 ) -> Starlette:
     """The gateway app for ``settings``.
@@ -168,21 +170,18 @@ def build_app(
     ``runner`` is kept for the worker pool a caller builds into ``background`` (see
     ``service.serve``); the app itself never runs jobs on the request path.
     ``background`` services are started in the lifespan, in order, and stopped in reverse.
-    ``llm_http`` is the client the readiness probe uses for ``GET {llm_base_url}/models``;
-    when omitted and an LLM is configured, the app makes (and closes) its own.
+    ``llm_models`` is the LLM transport the readiness probe uses for
+    ``GET {llm_base_url}/models``; when omitted and an LLM is configured, the app makes
+    (and closes) its own from the settings.
     """
     metrics = metrics or GatewayMetrics()
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     policy = intake_policy(settings)
-    own_http = llm_http is None and settings.llm_base_url is not None
-    http = llm_http
-    if own_http:
-        http = readiness_http(settings, tls=tls)
+    own_llm = llm_models is None
+    llm = llm_models if llm_models is not None else readiness_llm(settings, tls=tls)
     probe = ReadinessProbe(
         hosts,
-        llm_base_url=settings.llm_base_url,
-        llm_api_key=settings.llm_api_key.reveal() if settings.llm_api_key else None,
-        http=http,
+        llm=llm,
         cache_seconds=settings.readyz_cache_seconds,
         timeout_seconds=settings.http_timeout_seconds,
     )
@@ -242,8 +241,8 @@ def build_app(
                         "background service did not stop cleanly",
                         extra={"service": type(service).__name__, "error_type": type(exc).__name__},
                     )
-            if own_http and http is not None:
-                await http.aclose()
+            if own_llm and llm is not None:
+                await llm.aclose()
 
     app = GatewayApp(
         intake_routes,

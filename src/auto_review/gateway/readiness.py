@@ -4,6 +4,11 @@ Probes run at most once per cache period however often ``/readyz`` is asked, and
 concurrent callers share one probe in flight, so a scraper cannot turn readiness checks
 into load on the forge. Results carry fixed words only ("ok", "unreachable", ...), never
 an exception message: those may quote URLs or credentials.
+
+The LLM check is ``GET {base}/models`` through the LLM client's own transport
+(:func:`auto_review.llm.transport.models_probe`, built by ``wiring``): the one outbound HTTP
+stack, its size cap and deadline, with the API key held in a ``Secret`` there. The probe
+holds no key and speaks no HTTP itself.
 """
 
 from __future__ import annotations
@@ -13,11 +18,12 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import httpx
+from typing import Protocol
 
 from auto_review.core.refs import HostKind
 from auto_review.hosts.base import ForgeProbe, HostAuthError, HostError, HostUnavailable
+from auto_review.llm.api import LlmRefused, LlmUnavailable
+from auto_review.llm.transport import HttpRefused
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +32,12 @@ UNREACHABLE = "unreachable"
 AUTH_FAILED = "auth-failed"
 NOT_CONFIGURED = "not-configured"
 ERROR = "error"
+
+
+class ModelLister(Protocol):
+    """What the LLM check needs: ``LlmTransport.list_models`` (reachable, key accepted)."""
+
+    async def list_models(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,22 +51,19 @@ class ReadinessReport:
 
 
 class ReadinessProbe:
-    """Checks every configured forge (``ForgeProbe.ping``) and the LLM (``GET /models``)."""
+    """Checks every configured forge (``ForgeProbe.ping``) and the LLM (``GET /models``;
+    ``llm`` is None when no LLM is configured)."""
 
     def __init__(
         self,
         hosts: Mapping[HostKind, ForgeProbe],
         *,
-        llm_base_url: str | None,
-        llm_api_key: str | None,
-        http: httpx.AsyncClient | None,
+        llm: ModelLister | None,
         cache_seconds: float,
         timeout_seconds: float,
     ) -> None:
         self._hosts = dict(hosts)
-        self._llm_models_url = f"{llm_base_url.rstrip('/')}/models" if llm_base_url else None
-        self._llm_api_key = llm_api_key
-        self._http = http
+        self._llm = llm
         self._cache_seconds = cache_seconds
         self._timeout = timeout_seconds
         self._cached: ReadinessReport | None = None
@@ -109,19 +118,15 @@ class ReadinessProbe:
         return OK
 
     async def _probe_llm(self) -> str:
-        if self._llm_models_url is None:
+        if self._llm is None:
             return NOT_CONFIGURED
-        if self._http is None:
-            return ERROR
-        headers = {"Authorization": f"Bearer {self._llm_api_key}"} if self._llm_api_key else {}
         try:
-            response = await self._http.get(
-                self._llm_models_url, headers=headers, timeout=self._timeout
-            )
-        except httpx.HTTPError:
+            await self._llm.list_models()
+        except HttpRefused as exc:
+            return AUTH_FAILED if exc.status in (401, 403) else UNREACHABLE
+        except (LlmUnavailable, LlmRefused):
             return UNREACHABLE
-        if response.status_code in (401, 403):
-            return AUTH_FAILED
-        if response.is_success:
-            return OK
-        return UNREACHABLE
+        except Exception as exc:  # a probe must never take /readyz down with it
+            log.warning("LLM readiness probe failed", extra={"error_type": type(exc).__name__})
+            return ERROR
+        return OK

@@ -1,4 +1,4 @@
-"""Settings -> the outbound clients: forge hosts, the LLM client, the readiness HTTP client.
+"""Settings -> the outbound clients: forge hosts, the LLM client, the readiness LLM check.
 
 Every client gets the process's one TLS context (:func:`~auto_review.wiring.tls.
 client_tls_context`); callers that build several clients build the context once and pass
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from auto_review.hosts.base import ReviewHost
     from auto_review.llm.accounting import LlmMetrics
     from auto_review.llm.client import OpenAICompatibleClient
+    from auto_review.llm.transport import LlmTransport
 
 
 def settings_tls(settings: Settings, tls: ssl.SSLContext | None) -> ssl.SSLContext:
@@ -93,10 +94,23 @@ def language_model(
     )
 
 
-def readiness_http(settings: Settings, *, tls: ssl.SSLContext | None = None) -> httpx.AsyncClient:
-    """The HTTP client ``/readyz`` uses to reach the LLM server (through the proxy if set)."""
-    import httpx
+def readiness_llm(
+    settings: Settings,
+    *,
+    tls: ssl.SSLContext | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> LlmTransport | None:
+    """The LLM transport ``/readyz`` uses for ``GET {AR_LLM_BASE_URL}/models`` (one try
+    within ``AR_HTTP_TIMEOUT_SECONDS``, through the proxy if set), or None without an LLM.
+    The API key stays in its ``Secret`` until it is put on the request."""
+    if not settings.llm_base_url:
+        return None
+    from auto_review.llm.transport import models_probe
 
-    return httpx.AsyncClient(
-        timeout=settings.http_timeout_seconds, trust_env=True, verify=settings_tls(settings, tls)
+    return models_probe(
+        settings.llm_base_url,
+        settings.llm_api_key,
+        timeout=settings.http_timeout_seconds,
+        transport=transport,
+        tls=settings_tls(settings, tls),
     )

@@ -1,4 +1,5 @@
-"""Readiness probe: forge pings, LLM GET /models over real loopback HTTP, caching."""
+"""Readiness probe: forge pings, LLM GET /models over real loopback HTTP (through the LLM
+transport: size cap, key in a Secret), caching."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from auto_review.core.refs import HostKind
+from auto_review.core.secrets import Secret
 from auto_review.gateway.readiness import ReadinessProbe
 from auto_review.hosts.base import ForgeProbe, HostAuthError, HostUnavailable
+from auto_review.llm.transport import MAX_RESPONSE_BYTES, models_probe
 
 LLM_KEY = "llm-key-canary-0123456789abcdefghijklmnop"
 
@@ -38,18 +40,34 @@ class ScriptedHost(ForgeProbe):
 class LlmServer:
     def __init__(self) -> None:
         self.status = 200
+        self.body = b'{"object":"list","data":[{"id":"m","object":"model"}]}'
+        self.endless = False  # a chunked body that never ends
+        self.sent = 0
         self.requests: list[tuple[str, str | None]] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def do_GET(self) -> None:
                 outer.requests.append((self.path, self.headers.get("Authorization")))
-                body = b'{"object":"list","data":[{"id":"m","object":"model"}]}'
                 self.send_response(outer.status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                if outer.endless:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    chunk = b"x" * 65536
+                    try:
+                        while outer.sent < 8 * MAX_RESPONSE_BYTES:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                            outer.sent += len(chunk)
+                    except OSError:
+                        pass  # the client hung up: what the cap is for
+                    self.close_connection = True
+                    return
+                self.send_header("Content-Length", str(len(outer.body)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(outer.body)
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -75,16 +93,13 @@ def llm() -> Iterator[LlmServer]:
 
 def probe_for(hosts, llm_url, *, cache=10.0, key=LLM_KEY):
     async def make_and_report(times: int = 1):
-        async with httpx.AsyncClient() as http:
-            probe = ReadinessProbe(
-                hosts,
-                llm_base_url=llm_url,
-                llm_api_key=key,
-                http=http,
-                cache_seconds=cache,
-                timeout_seconds=2.0,
-            )
+        llm = models_probe(llm_url, Secret(key), timeout=2.0) if llm_url else None
+        probe = ReadinessProbe(hosts, llm=llm, cache_seconds=cache, timeout_seconds=2.0)
+        try:
             return [await probe.report() for _ in range(times)]
+        finally:
+            if llm is not None:
+                await llm.aclose()
 
     return make_and_report
 
@@ -93,9 +108,7 @@ def forge_only_probe(host: ScriptedHost, *, timeout_seconds: float) -> Readiness
     """A probe of one Forgejo host, with no LLM and its cache turned off."""
     return ReadinessProbe(
         {HostKind.FORGEJO: host},
-        llm_base_url=None,
-        llm_api_key=None,
-        http=None,
+        llm=None,
         cache_seconds=0,
         timeout_seconds=timeout_seconds,
     )
@@ -189,3 +202,31 @@ def test_a_hanging_forge_times_out_as_unreachable() -> None:
 
     report = asyncio.run(scenario())
     assert report.checks["forgejo"] == "unreachable"
+
+
+def test_the_llm_key_is_held_in_a_secret_not_in_the_probe(llm: LlmServer) -> None:
+    transport = models_probe(llm.url, Secret(LLM_KEY), timeout=2.0)
+    probe = ReadinessProbe({}, llm=transport, cache_seconds=0, timeout_seconds=2.0)
+    assert isinstance(transport._api_key, Secret)
+    for text in (repr(vars(transport)), repr(transport), repr(vars(probe))):
+        assert LLM_KEY not in text
+    asyncio.run(transport.aclose())
+
+
+def test_an_endless_llm_answer_is_cut_at_the_cap(llm: LlmServer) -> None:
+    llm.endless = True
+    [report] = asyncio.run(probe_for({HostKind.FORGEJO: ScriptedHost()}, llm.url)())
+    assert report.checks["llm"] == "unreachable" and not report.ready
+    assert llm.sent < 4 * MAX_RESPONSE_BYTES  # reading stopped near the cap
+
+
+def test_an_llm_200_that_is_no_model_list_is_unreachable(llm: LlmServer) -> None:
+    llm.body = b"<html>captive portal</html>"
+    [report] = asyncio.run(probe_for({HostKind.FORGEJO: ScriptedHost()}, llm.url)())
+    assert report.checks["llm"] == "unreachable"
+
+
+def test_llm_not_found_is_unreachable(llm: LlmServer) -> None:
+    llm.status = 404
+    [report] = asyncio.run(probe_for({HostKind.FORGEJO: ScriptedHost()}, llm.url)())
+    assert report.checks["llm"] == "unreachable"

@@ -16,7 +16,7 @@ from tests.integration.review.smart_http import make_certificate
 
 from auto_review.config import load_settings
 from auto_review.core.refs import HostKind
-from auto_review.wiring.clients import forge_hosts, language_model, readiness_http
+from auto_review.wiring.clients import forge_hosts, language_model, readiness_llm
 from auto_review.wiring.tls import TrustError, client_tls_context
 
 
@@ -98,10 +98,11 @@ def test_every_client_the_root_builds_uses_one_context(tmp_path: Path) -> None:
     trusted = client_tls_context(cert)
     forge = forge_hosts(settings, tls=trusted)[HostKind.FORGEJO]
     llm = language_model(settings, tls=trusted)
-    readiness = readiness_http(settings, tls=trusted)
+    readiness = readiness_llm(settings, tls=trusted)
+    assert readiness is not None
     assert _context_of(forge._http._client) is trusted  # type: ignore[attr-defined]
     assert _context_of(llm._transport._client) is trusted
-    assert _context_of(readiness) is trusted
+    assert _context_of(readiness._client) is trusted
 
 
 def test_without_a_context_the_root_reads_ar_ca_file(
@@ -109,13 +110,14 @@ def test_without_a_context_the_root_reads_ar_ca_file(
 ) -> None:
     url, cert = private_ca_server
     environ = {"AR_STATE_DIR": str(tmp_path), "AR_LLM_BASE_URL": url + "v1"}
-    without = readiness_http(load_settings({}, environ))
-    with_ca = readiness_http(load_settings({}, {**environ, "AR_CA_FILE": str(cert)}))
+    without = readiness_llm(load_settings({}, environ))
+    with_ca = readiness_llm(load_settings({}, {**environ, "AR_CA_FILE": str(cert)}))
+    assert without is not None and with_ca is not None
 
     async def get(client: httpx.AsyncClient) -> int:
         async with client:
             return (await client.get(url)).status_code
 
     with pytest.raises(httpx.ConnectError):
-        asyncio.run(get(without))
-    assert asyncio.run(get(with_ca)) == 200
+        asyncio.run(get(without._client))
+    assert asyncio.run(get(with_ca._client)) == 200
