@@ -1,19 +1,18 @@
 """Container lifecycle on the host side: state directory, create, start, kill, delete.
 
 State layout (one directory per container under the state root, all 0700):
-    <root>/<id>/state.json   the record written once the container is created
+    <root>/<id>/state.marshal  the record written once the container is created
     <root>/<id>/start.sock   the init's start socket; present while status is "created"
-    <root>/.validated/<sha>  markers of config.json bytes already schema-validated
+    <root>/.validated/<sha256>  config.json bytes already schema-validated (spec.py)
 Status is derived, never stored: the init's pid alive with the recorded start time means
 "created" while start.sock exists and "running" after; otherwise "stopped". A directory
-without state.json is a create in progress (or one killed mid-way): "creating".
+without a record is a create in progress (or one killed mid-way): "creating".
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import socket
 import time
@@ -29,7 +28,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 OCI_VERSION = "1.3.0"  # the runtime-spec version of the shipped schemas
-STATE_FILE = "state.json"
+# marshal, not JSON: json imports re, which costs more than the rest of a `run`'s imports
+# under an interpreter that has not loaded it; `state` prints the record as JSON.
+STATE_FILE = "state.marshal"
 SIGKILL = 9
 _ID_FIRST = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _ID_CHARS = _ID_FIRST | frozenset("_.+-")
@@ -63,23 +64,38 @@ def _container_dir(root: str, container_id: str) -> str:
 
 
 def read_record(root: str, container_id: str) -> dict[str, Any]:
+    import marshal
+
     directory = _container_dir(root, container_id)
     try:
-        with open(os.path.join(directory, STATE_FILE), "rb") as handle:
-            return json.loads(handle.read())
+        fd = os.open(os.path.join(directory, STATE_FILE), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         if os.path.isdir(directory):
             return {"id": container_id, "pid": 0, "creating": True, "bundle": ""}
         raise StateError(f"container {container_id} does not exist") from None
-    except ValueError as exc:
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise StateError(f"container {container_id}: state record not written by this "
+                             "user")
+        record = marshal.loads(os.read(fd, info.st_size + 1))  # noqa: S302 - checked above
+    except (ValueError, EOFError, TypeError) as exc:
         raise StateError(f"container {container_id}: unreadable state: {exc}") from exc
+    finally:
+        os.close(fd)
+    if not isinstance(record, dict):
+        raise StateError(f"container {container_id}: unreadable state")
+    return record
 
 
-def _write_json_atomic(path: str, document: Any) -> None:
+def write_record(path: str, record: dict[str, Any]) -> None:
+    """Replace the record whole (readers never see a partial one)."""
+    import marshal
+
     temporary = path + ".tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, json.dumps(document).encode())
+        os.write(fd, marshal.dumps(record))
     finally:
         os.close(fd)
     os.replace(temporary, path)
@@ -462,7 +478,7 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
             raise StepError("init", errno.EPIPE, _death_note(init_pid or intermediate))
     if pid_file is not None:
         _write_pid_file(os.fspath(pid_file), init_pid)
-    _write_json_atomic(os.path.join(directory, STATE_FILE), record)
+    write_record(os.path.join(directory, STATE_FILE), record)
     cleanup.fds.remove(parent_fd)
     if plan.run_mode:
         return Created(record, directory, init_pid, parent_fd, cleanup.cgroup, start_early)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from auto_review.oci import api, spec
+from auto_review.oci import api, container, spec
 from auto_review.oci.default_spec import default_spec
 from auto_review.oci.errors import StateError, StepError
 
@@ -228,7 +228,7 @@ def test_run_forwards_signals_to_the_container(tmp_path: Path, root: Path) -> No
         [sys.executable, "-m", "auto_review.oci", "--root", str(root), "run", "--bundle",
          str(bundle), "fwd"], env=env, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
-    while not (root / "fwd" / "state.json").exists():
+    while not (root / "fwd" / container.STATE_FILE).exists():
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.01)
     time.sleep(0.2)  # let the shell install its trap
@@ -462,7 +462,7 @@ def test_delete_leaves_no_cgroup_behind(tmp_path: Path, root: Path) -> None:
     config["linux"]["cgroupsPath"] = f"/ar-oci-lifecycle-{os.getpid()}/cg"
     bundle = make_bundle(tmp_path, config)
     api.create("cg", bundle, root=root)
-    record = json.loads((root / "cg" / "state.json").read_text())
+    record = container.read_record(str(root), "cg")
     paths = record["cgroup_paths"]
     leaves = [path for path in paths if path.endswith("/cg")]
     # a cgroup in every hierarchy, limited or not, each with its parent directory
@@ -486,7 +486,7 @@ def test_state_root_is_private(tmp_path: Path, root: Path) -> None:
     assert root.stat().st_mode & 0o777 == 0o700
     assert (root / ".validated").stat().st_mode & 0o777 == 0o700
     assert (root / "private").stat().st_mode & 0o777 == 0o700
-    assert (root / "private" / "state.json").stat().st_mode & 0o777 == 0o600
+    assert (root / "private" / container.STATE_FILE).stat().st_mode & 0o777 == 0o600
     api.delete("private", root=root, force=True)
     shutil.rmtree(root)
 
@@ -682,7 +682,7 @@ def test_the_init_is_in_the_container_cgroup_of_every_hierarchy(tmp_path: Path, 
     if variant == "cgroup-namespace":
         config["linux"]["namespaces"].append({"type": "cgroup"})
     created = api.create(variant, make_bundle(tmp_path, config), root=root)
-    record = json.loads((root / variant / "state.json").read_text())
+    record = container.read_record(str(root), variant)
     leaves = [path for path in record["cgroup_paths"] if path.endswith(f"/{variant}")]
     assert len(leaves) == len(host_cgroup_mounts()), record["cgroup_paths"]
     for path in leaves:

@@ -236,10 +236,19 @@ def test_default_state_root_for_non_root(monkeypatch: pytest.MonkeyPatch, tmp_pa
         container.state_root(None)
 
 
-def test_state_records_round_trip_through_json(tmp_path: Path) -> None:
+def test_state_records_round_trip(tmp_path: Path) -> None:
     record = {"id": "x", "pid": 12, "ok": True, "none": None, "ratio": 0.5,
               "text": 'quote " backslash \\ tab \t newline \n del \x7f é ✓',
               "odd": "name-\udcff", "nested": {"list": [1, "two", [], {}]}}
     (tmp_path / "x").mkdir()
-    container._write_json_atomic(str(tmp_path / "x" / container.STATE_FILE), record)
+    path = tmp_path / "x" / container.STATE_FILE
+    container.write_record(str(path), record)
+    assert path.stat().st_mode & 0o777 == 0o600
     assert container.read_record(str(tmp_path), "x") == record
+    path.chmod(0o666)  # a record others could have written is not trusted
+    with pytest.raises(OciError, match="not written by this user"):
+        container.read_record(str(tmp_path), "x")
+    path.write_bytes(b"junk")
+    path.chmod(0o600)
+    with pytest.raises(OciError, match="unreadable state"):
+        container.read_record(str(tmp_path), "x")
