@@ -122,8 +122,8 @@ def _forward_signals_to(pid: int) -> dict[int, Any]:
 
     previous: dict[int, Any] = {}
     try:
-        for number in FORWARDED_SIGNALS:
-            previous[number] = signal.signal(number, forward)
+        for forwarded in FORWARDED_SIGNALS:
+            previous[forwarded] = signal.signal(forwarded, forward)
     except ValueError:  # not the main thread
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -359,9 +359,10 @@ def own_cgroup_mounts() -> list[tuple[str, str]]:
     memberships: dict[frozenset[str], str] = {}
     with open("/proc/self/cgroup") as handle:
         for line in handle:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            memberships[frozenset(controllers.split(",")) if controllers else frozenset()] = path
-    found, unified = [], []
+            _, controllers, own = line.rstrip("\n").split(":", 2)
+            memberships[frozenset(controllers.split(",")) if controllers else frozenset()] = own
+    found: list[tuple[str, str]] = []
+    unified: list[tuple[str, str]] = []
     with open("/proc/self/mountinfo") as handle:
         for line in handle:
             fields = line.split()
