@@ -2,13 +2,18 @@
 
 Every setting has an ``AR_*`` environment twin and a command-line flag; flags win over the
 environment, the environment wins over an env file. A missing or malformed setting raises
-:class:`SettingsError` whose message names the setting and never contains its value.
+:class:`SettingsError` whose message names the setting and never contains its value; every
+problem found is reported at once (``SettingsError.problems``, one line each): malformed and
+weak values, placeholders from the documentation, unknown ``AR_*`` names (with the nearest
+known one suggested) and an env file that other users can read or write.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +37,50 @@ DEGRADABLE_CONTROLS = ("landlock", "cgroup-limits", "cgroup-namespace")
 
 
 class SettingsError(ValueError):
-    """A setting is missing or malformed. The message names it and never shows its value."""
+    """Settings are missing or malformed: ``problems`` holds one line per problem, each
+    naming the setting (its ``AR_*`` variable, and its flag where the command has one) and
+    never its value."""
 
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
         self.problem = problem
-        super().__init__(f"setting {env_name(field)} ({flag_name(field)}) {problem}")
+        self.issues: list[tuple[str, str]] = [(field, problem)]
+        self.problems = [describe(field, problem, _flag_of(field, None))]
+        super().__init__(self.problems[0])
+
+    @classmethod
+    def many(
+        cls, issues: list[tuple[str, str]], flags: Mapping[str, str] | None = None
+    ) -> SettingsError:
+        """One error for several problems; ``flags`` maps a field to the flag the command
+        really has (a field without one is named by its variable only)."""
+        error = cls(*issues[0])
+        error.issues = list(issues)
+        error.problems = [describe(f, p, _flag_of(f, flags)) for f, p in issues]
+        error.args = ("\n".join(error.problems),)
+        return error
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+
+def _flag_of(field: str, flags: Mapping[str, str] | None) -> str | None:
+    if flags is None:
+        return flag_name(field) if has_flag(field) else None
+    return flags.get(field)
+
+
+def describe(field: str, problem: str, flag: str | None) -> str:
+    """``setting AR_X (--x) PROBLEM``. ``field`` is a setting's name, an ``AR_*`` name the
+    program does not know, or ``env_file``; ``flag`` the flag to name, if any."""
+    if field == "env_file":
+        return f"--env-file {problem}"
+    if field.startswith(ENV_PREFIX):
+        return f"environment variable {field} {problem}"
+    spec = SETTINGS_BY_NAME.get(field)
+    if spec is not None and spec.secret:
+        return f"setting {env_name(field)} (environment or env file only) {problem}"
+    return f"setting {env_name(field)}{f' ({flag})' if flag else ''} {problem}"
 
 
 def env_name(field: str) -> str:
@@ -46,6 +89,12 @@ def env_name(field: str) -> str:
 
 def flag_name(field: str) -> str:
     return FLAG_ALIASES.get(field, "--" + field.replace("_", "-"))
+
+
+def has_flag(field: str) -> bool:
+    """Secrets have no flag: it would put them on the command line, readable in /proc."""
+    spec = SETTINGS_BY_NAME.get(field)
+    return spec is not None and not spec.secret
 
 
 def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -158,19 +207,63 @@ def _url(value: Any) -> str:
     return str(value).rstrip("/")
 
 
+# Values the documentation and the example files show, and words that mark a placeholder:
+# a secret holding one of them is public. Compared case-insensitively.
+EXAMPLE_SECRET_VALUES = frozenset(
+    {
+        "replace-with-the-bot-token",
+        "replace-with-32-or-more-random-characters-0000",
+    }
+)
+PLACEHOLDER_MARKERS = (
+    "replace-with",
+    "replace_with",
+    "replaceme",
+    "replace-me",
+    "changeme",
+    "change-me",
+    "change_me",
+    "placeholder",
+    "your-token",
+    "your-secret",
+    "your_token",
+    "your_secret",
+)
+_REPEATED = re.compile(r"(.{1,4}?)\1+", re.DOTALL)
+MIN_DISTINCT_CHARACTERS = 8
+
+
+def secret_weakness(text: str, min_length: int) -> str | None:
+    """Why this secret value is unsafe (never quoting it), or None."""
+    if len(text) < min_length:
+        return f"must be at least {min_length} characters"
+    lowered = text.lower()
+    if lowered in EXAMPLE_SECRET_VALUES or any(m in lowered for m in PLACEHOLDER_MARKERS):
+        return "is a placeholder or example value, not a secret"
+    if len(text) > 1 and _REPEATED.fullmatch(text):
+        return "is a repeated pattern, not a secret"
+    if min_length >= MIN_SECRET_LENGTH and len(set(text)) < MIN_DISTINCT_CHARACTERS:
+        return f"has fewer than {MIN_DISTINCT_CHARACTERS} distinct characters, not a secret"
+    return None
+
+
 def _secret(min_length: int = 1) -> Parser:
     def parse(value: Any) -> Secret:
         text = value.reveal() if isinstance(value, Secret) else _text(value)
-        if len(text) < min_length:
-            raise ValueError(f"must be at least {min_length} characters")
+        weakness = secret_weakness(text, min_length)
+        if weakness is not None:
+            strong = min_length >= MIN_SECRET_LENGTH and len(text) >= min_length
+            hint = "; `auto-review secrets generate` makes one" if strong else ""
+            raise ValueError(weakness + hint)
         return Secret(text)
 
     return parse
 
 
 def _pem(value: Any) -> Secret:
-    secret = _secret()(value)
-    if "-----BEGIN" not in secret.reveal():
+    text = value.reveal() if isinstance(value, Secret) else _text(value)
+    secret = Secret(text)
+    if "-----BEGIN" not in text:
         raise ValueError("must be a PEM private key")
     return secret
 
@@ -239,9 +332,23 @@ class SettingSpec:
     default_factory: Callable[[], Any] | None = None
     secret: bool = False
     switch: bool = False  # a flag without a value (store true)
+    help: str = ""  # one line for --help
+    default_doc: str | None = None  # the default as --help shows it, when not str(default)
+    metavar: str = "VALUE"
 
     def default_value(self) -> Any:
         return self.default_factory() if self.default_factory is not None else self.default
+
+    def default_text(self) -> str:
+        if self.default_doc is not None:
+            return self.default_doc
+        if self.default is None:
+            return "unset"
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        if isinstance(self.default, float) and self.default.is_integer():
+            return str(int(self.default))
+        return str(self.default)
 
 
 def _spec(name: str, parse: Parser, default: Any = None, **extra: Any) -> SettingSpec:
@@ -250,59 +357,197 @@ def _spec(name: str, parse: Parser, default: Any = None, **extra: Any) -> Settin
 
 SETTINGS: tuple[SettingSpec, ...] = (
     # Service and isolation
-    _spec("gateway_bind", _bind, "127.0.0.1:8080"),
-    _spec("state_dir", _path, default_factory=default_state_dir),
-    _spec("gateway_bare", _bool, False, switch=True),
-    _spec("gateway_external_isolation", _choice("container")),
-    _spec("oci_runtime", _path),
+    _spec("gateway_bind", _bind, "127.0.0.1:8080", help="listen address", metavar="HOST:PORT"),
+    _spec(
+        "state_dir",
+        _path,
+        default_factory=default_state_dir,
+        help="state directory (SQLite files)",
+        default_doc="/var/lib/auto_review as root, else $XDG_STATE_HOME/auto-review",
+        metavar="DIR",
+    ),
+    _spec(
+        "gateway_bare",
+        _bool,
+        False,
+        switch=True,
+        help="run without the container boundary (explicit opt-out, loudly warned)",
+    ),
+    _spec(
+        "gateway_external_isolation",
+        _choice("container"),
+        help="'container': already inside an operator-owned container",
+        metavar="container",
+    ),
+    _spec("oci_runtime", _path, help="external OCI runtime (runc, crun, youki)", metavar="PATH"),
     _spec(
         "isolation_require",
         _list_of(_CONTROLS, "must be a comma-separated list of: " + ", ".join(DEGRADABLE_CONTROLS)),
         default_factory=list,
+        help="degraded controls to make mandatory: " + ", ".join(DEGRADABLE_CONTROLS),
+        default_doc="none",
+        metavar="LIST",
     ),
     # Forgejo / Gitea
-    _spec("forgejo_url", _url),
-    _spec("forgejo_token", _secret(), secret=True),
-    _spec("webhook_secret", _secret(MIN_SECRET_LENGTH), secret=True),
+    _spec("forgejo_url", _url, help="Forgejo/Gitea base URL", metavar="URL"),
+    _spec("forgejo_token", _secret(), secret=True, help="the bot account's token"),
+    _spec(
+        "webhook_secret",
+        _secret(MIN_SECRET_LENGTH),
+        secret=True,
+        help=f"HMAC secret of Forgejo/Gitea webhooks (>= {MIN_SECRET_LENGTH} characters)",
+    ),
     # GitHub App
-    _spec("github_app_id", _app_id),
-    _spec("github_app_private_key", _pem, secret=True),
-    _spec("github_webhook_secret", _secret(MIN_SECRET_LENGTH), secret=True),
-    _spec("github_api_url", _url, "https://api.github.com"),
+    _spec("github_app_id", _app_id, help="GitHub App id", metavar="ID"),
+    _spec("github_app_private_key", _pem, secret=True, help="the GitHub App's PEM private key"),
+    _spec(
+        "github_webhook_secret",
+        _secret(MIN_SECRET_LENGTH),
+        secret=True,
+        help=f"GitHub webhook secret (>= {MIN_SECRET_LENGTH} characters)",
+    ),
+    _spec(
+        "github_api_url",
+        _url,
+        "https://api.github.com",
+        help="GitHub (Enterprise) API base",
+        metavar="URL",
+    ),
     # CI trigger and chat
-    _spec("ci_review_token", _secret(MIN_SECRET_LENGTH), secret=True),
-    _spec("bot_login", _login),
+    _spec(
+        "ci_review_token",
+        _secret(MIN_SECRET_LENGTH),
+        secret=True,
+        help=f"bearer token of POST /reviews/ci (>= {MIN_SECRET_LENGTH} characters; "
+        "endpoint off when unset)",
+    ),
+    _spec(
+        "bot_login",
+        _login,
+        help="the bot's account name (its own comments are ignored)",
+        metavar="NAME",
+    ),
     # LLM
-    _spec("llm_base_url", _url),
-    _spec("llm_api_key", _secret(), secret=True),
-    _spec("llm_reasoning_model", _text),
-    _spec("llm_cheap_model", _text),
-    _spec("llm_timeout_seconds", _number(0, 3600, above=True), 180.0),
-    _spec("llm_max_retries", _integer(0, 10), 2),
-    _spec("llm_response_format", _choice("auto", "json_schema", "json_object", "prompt"), "auto"),
-    _spec("llm_context_tokens", _integer(1000, 2_000_000), 16000),
-    _spec("llm_reasoning_price", _price),
-    _spec("llm_cheap_price", _price),
+    _spec("llm_base_url", _url, help="OpenAI-compatible endpoint", metavar="URL"),
+    _spec("llm_api_key", _secret(), secret=True, help="API key of the LLM endpoint"),
+    _spec("llm_reasoning_model", _text, help="model of the reasoning tier", metavar="MODEL"),
+    _spec("llm_cheap_model", _text, help="model of the verification tier", metavar="MODEL"),
+    _spec(
+        "llm_timeout_seconds",
+        _number(0, 3600, above=True),
+        180.0,
+        help="timeout of one chat-completion request",
+        metavar="SECONDS",
+    ),
+    _spec(
+        "llm_max_retries",
+        _integer(0, 10),
+        2,
+        help="retries after a timeout, 429 or 5xx",
+        metavar="N",
+    ),
+    _spec(
+        "llm_response_format",
+        _choice("auto", "json_schema", "json_object", "prompt"),
+        "auto",
+        help="structured output: auto, json_schema, json_object or prompt",
+        metavar="FORMAT",
+    ),
+    _spec(
+        "llm_context_tokens",
+        _integer(1000, 2_000_000),
+        16000,
+        help="token budget of a review prompt",
+        metavar="N",
+    ),
+    _spec(
+        "llm_reasoning_price",
+        _price,
+        help="IN/OUT price per million tokens of the reasoning model, for the cost metric",
+        metavar="IN/OUT",
+    ),
+    _spec(
+        "llm_cheap_price",
+        _price,
+        help="IN/OUT price per million tokens of the cheap model",
+        metavar="IN/OUT",
+    ),
     # Review pipeline caps
-    _spec("review_max_diff_bytes", _integer(1024), 20 * 1024 * 1024),
-    _spec("review_max_clone_bytes", _integer(1024 * 1024), 1024 * 1024 * 1024),
+    _spec(
+        "review_max_diff_bytes",
+        _integer(1024),
+        20 * 1024 * 1024,
+        help="largest PR diff read; above it the review is skipped",
+        metavar="BYTES",
+    ),
+    _spec(
+        "review_max_clone_bytes",
+        _integer(1024 * 1024),
+        1024 * 1024 * 1024,
+        help="cap on fetched git objects per job",
+        metavar="BYTES",
+    ),
     # Intake limits and workers
-    _spec("max_body_bytes", _integer(1024, 100 * 1024 * 1024), 5 * 1024 * 1024),
-    _spec("rate_limit_per_minute", _integer(1), 3000),
-    _spec("rate_limit_burst", _integer(1), 500),
-    _spec("workers", _integer(1, 64), 2),
-    _spec("poll_interval_seconds", _number(0), 60.0),
+    _spec(
+        "max_body_bytes",
+        _integer(1024, 100 * 1024 * 1024),
+        5 * 1024 * 1024,
+        help="request body cap (413 above it)",
+        metavar="BYTES",
+    ),
+    _spec(
+        "rate_limit_per_minute",
+        _integer(1),
+        3000,
+        help="sustained requests per minute per source address",
+        metavar="N",
+    ),
+    _spec("rate_limit_burst", _integer(1), 500, help="burst per source address", metavar="N"),
+    _spec("workers", _integer(1, 64), 2, help="concurrent review jobs (1-64)", metavar="N"),
+    _spec(
+        "poll_interval_seconds",
+        _number(0),
+        60.0,
+        help="chat poller interval; 0 turns it off",
+        metavar="SECONDS",
+    ),
     _spec(
         "poll_repos",
         _list_of(_REPO, "must be a comma-separated list of [forgejo:|github:]OWNER/NAME"),
         default_factory=list,
+        help="comma-separated [forgejo:|github:]OWNER/NAME to poll for chat comments",
+        default_doc="none",
+        metavar="LIST",
     ),
-    _spec("readyz_cache_seconds", _number(0), 10.0),
-    _spec("http_timeout_seconds", _number(0, 600, above=True), 10.0),
-    _spec("ca_file", _path),
+    _spec(
+        "readyz_cache_seconds",
+        _number(0),
+        10.0,
+        help="how long a /readyz probe result is reused",
+        metavar="SECONDS",
+    ),
+    _spec(
+        "http_timeout_seconds",
+        _number(0, 600, above=True),
+        10.0,
+        help="timeout of forge and LLM requests",
+        metavar="SECONDS",
+    ),
+    _spec(
+        "ca_file",
+        _path,
+        help="PEM CA bundle for HTTPS to the forge and the LLM (replaces the default store)",
+        metavar="FILE",
+    ),
     # Logging
-    _spec("log_format", _choice("json", "text"), "json"),
-    _spec("log_level", _choice("debug", "info", "warning", "error"), "info"),
+    _spec("log_format", _choice("json", "text"), "json", help="json or text", metavar="FORMAT"),
+    _spec(
+        "log_level",
+        _choice("debug", "info", "warning", "error"),
+        "info",
+        help="debug, info, warning or error",
+        metavar="LEVEL",
+    ),
 )
 SETTINGS_BY_NAME: dict[str, SettingSpec] = {spec.name: spec for spec in SETTINGS}
 SECRET_FIELDS = frozenset(spec.name for spec in SETTINGS if spec.secret)
@@ -358,9 +603,16 @@ class Settings:
     log_level: str
 
     def __init__(self, **values: Any) -> None:
-        for name in values:
-            if name not in SETTINGS_BY_NAME:
-                raise SettingsError(name, "is not a known setting")
+        issues = [
+            (name, "is not a known setting") for name in values if name not in SETTINGS_BY_NAME
+        ]
+        issues += self._assign(values)
+        if issues:
+            raise SettingsError.many(issues)
+
+    def _assign(self, values: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Parse and set every field; the problems found, one per malformed value."""
+        issues: list[tuple[str, str]] = []
         for spec in SETTINGS:
             raw = values.get(spec.name)
             if raw is None:
@@ -369,8 +621,10 @@ class Settings:
                 try:
                     value = spec.parse(raw)
                 except ValueError as exc:
-                    raise SettingsError(spec.name, f"is invalid: {exc}") from None
+                    issues.append((spec.name, f"is invalid: {exc}"))
+                    continue
             object.__setattr__(self, spec.name, value)
+        return issues
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("settings are immutable")
@@ -413,76 +667,225 @@ class Settings:
         return parse_bind(self.gateway_bind)
 
 
-def read_env_file(path: Path) -> dict[str, str]:
+# AR_* variables the program sets for its own children (git's credential helper): not
+# settings, and never an operator's typo.
+INTERNAL_ENV_NAMES = frozenset({"AR_GIT_TOKEN", "AR_GIT_USERNAME", "AR_GIT_HOST"})
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class EnvFile:
+    """An env file's ``KEY=VALUE`` pairs (with line numbers) and the lines it could not read."""
+
+    values: dict[str, str]
+    lines: dict[str, int]
+    bad_lines: list[int]
+    mode: int
+    owner: int
+
+
+def parse_env_file(path: Path) -> EnvFile:
     """Read ``KEY=VALUE`` lines (``#`` comments, optional ``export``, optional quotes)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            data = handle.read()
+        text = data.decode("utf-8")
     except OSError as exc:
-        raise SettingsError("env_file", f"cannot be read: {exc.strerror}") from None
+        raise SettingsError("env_file", f"{path} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError("env_file", f"{path} is not UTF-8 text") from None
     values: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    bad: list[int] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         line = line.removeprefix("export ").strip()
         key, sep, value = line.partition("=")
-        if not sep or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key.strip()):
-            # The line number, not the line: the line may hold a secret.
-            raise SettingsError("env_file", f"line {number} is not KEY=VALUE")
+        key = key.strip()
+        if not sep or not _KEY.fullmatch(key):
+            bad.append(number)  # the line number, not the line: it may hold a secret
+            continue
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
-        values[key.strip()] = value
-    return values
+        values[key] = value
+        lines[key] = number
+    return EnvFile(values, lines, bad, stat.S_IMODE(info.st_mode), info.st_uid)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The ``KEY=VALUE`` pairs of an env file; a malformed line is an error naming its number."""
+    parsed = parse_env_file(path)
+    if parsed.bad_lines:
+        raise SettingsError.many(
+            [("env_file", f"line {n} is not KEY=VALUE") for n in parsed.bad_lines]
+        )
+    return parsed.values
+
+
+def suggest(name: str) -> str:
+    """``; did you mean AR_X?`` for the nearest known setting, or nothing."""
+    known = [env_name(spec.name) for spec in SETTINGS]
+    close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _env_file_problems(
+    path: Path, parsed: EnvFile, *, allow_insecure: bool, warn: Callable[[str], None]
+) -> list[tuple[str, str]]:
+    issues = [("env_file", f"{path} line {n} is not KEY=VALUE") for n in parsed.bad_lines]
+    for key, number in parsed.lines.items():
+        field = key[len(ENV_PREFIX) :].lower() if key.startswith(ENV_PREFIX) else ""
+        if field not in SETTINGS_BY_NAME:
+            issues.append(
+                ("env_file", f"{path} line {number}: {key} is not a known setting{suggest(key)}")
+            )
+    secrets = sorted(
+        key
+        for key, value in parsed.values.items()
+        if value and key[len(ENV_PREFIX) :].lower() in SECRET_FIELDS
+    )
+    unsafe: list[str] = []
+    if parsed.mode & 0o022:
+        unsafe.append("writable by group or others (they could change any setting)")
+    if secrets and parsed.mode & 0o044:
+        unsafe.append(f"readable by group or others and holds {', '.join(secrets)}")
+    if unsafe and allow_insecure:
+        for what in unsafe:
+            warn(
+                f"WARNING: --env-file {path} (mode {parsed.mode:04o}) is {what}; "
+                "accepted only because of --allow-insecure-env-file"
+            )
+    elif unsafe:
+        issues += [
+            (
+                "env_file",
+                f"{path} (mode {parsed.mode:04o}) is {what}: run `chmod 600 {path}` "
+                "(or pass --allow-insecure-env-file)",
+            )
+            for what in unsafe
+        ]
+    return issues
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)
 
 
 def load_settings(
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     env_file: Path | None = None,
+    *,
+    flag_names: Mapping[str, str] | None = None,
+    allow_insecure_env_file: bool = False,
+    warn: Callable[[str], None] = _stderr,
 ) -> Settings:
-    """Build settings: flags (non-None values) > environment > env file > defaults."""
+    """Build settings: flags (non-None values) > environment > env file > defaults.
+
+    Every problem is collected and raised at once as one :class:`SettingsError`: malformed
+    or weak values, ``AR_*`` names (in the environment or the env file) the program does not
+    know, and an env file that others may read (when it holds secrets) or write.
+    ``flag_names`` maps each setting the calling command has a flag for to that flag, so
+    that messages name only real flags (None: every setting's flag).
+    """
     env = dict(os.environ if environ is None else environ)
+    issues: list[tuple[str, str]] = []
+    file_values: dict[str, str] = {}
+    if env_file is not None:
+        parsed = parse_env_file(env_file)
+        file_values = parsed.values
+        issues += _env_file_problems(
+            env_file, parsed, allow_insecure=allow_insecure_env_file, warn=warn
+        )
     layered: dict[str, Any] = {}
-    file_values = read_env_file(env_file) if env_file is not None else {}
-    known = set(SETTINGS_BY_NAME)
     for source in (file_values, env):
         for key, value in source.items():
             if not key.startswith(ENV_PREFIX):
                 continue
             field = key[len(ENV_PREFIX) :].lower()
-            if field in known and value != "":
-                layered[field] = value
+            if field in SETTINGS_BY_NAME and key == env_name(field):
+                if value != "":
+                    layered[field] = value
+            elif source is env and key not in INTERNAL_ENV_NAMES:
+                issues.append((key, f"is not a known setting{suggest(key)}"))
     for field, value in (flags or {}).items():
-        if field not in known:
-            raise SettingsError(field, "is not a known setting")
-        if value is not None:
+        if field not in SETTINGS_BY_NAME:
+            issues.append((field, "is not a known setting"))
+        elif value is not None:
             layered[field] = value
     if "state_dir" not in layered:
         layered["state_dir"] = default_state_dir(env)
-    return Settings(**layered)
+    settings = Settings.__new__(Settings)
+    issues += settings._assign(layered)
+    if issues:
+        raise SettingsError.many(issues, flag_names)
+    return settings
 
 
 def require(settings: Settings, fields: Iterable[str], purpose: str) -> None:
-    """Fail with the first of ``fields`` that is unset, saying what needs it."""
-    for field in fields:
-        if getattr(settings, field) in (None, "", []):
-            raise SettingsError(field, f"is required {purpose}")
+    """Fail naming every one of ``fields`` that is unset, saying what needs it."""
+    missing = [f for f in fields if getattr(settings, f) in (None, "", [])]
+    if missing:
+        raise SettingsError.many([(f, f"is required {purpose}") for f in missing])
 
 
-def validate_for_gateway(settings: Settings) -> None:
-    """The gateway needs at least one forge, each with its webhook secret."""
+def validate_for_gateway(settings: Settings, flag_names: Mapping[str, str] | None = None) -> None:
+    """The gateway needs at least one forge, each with its webhook secret; every missing
+    setting is named at once."""
     forgejo = settings.forgejo_url is not None or settings.webhook_secret is not None
     github = settings.github_app_id is not None or settings.github_webhook_secret is not None
+    issues: list[tuple[str, str]] = []
     if not forgejo and not github:
-        raise SettingsError(
-            "forgejo_url", "is required (or configure the GitHub App with AR_GITHUB_APP_ID)"
+        issues.append(
+            (
+                "forgejo_url",
+                "is required, with AR_FORGEJO_TOKEN and AR_WEBHOOK_SECRET "
+                "(or configure the GitHub App with AR_GITHUB_APP_ID)",
+            )
         )
+    required = []
     if forgejo:
-        require(settings, ("forgejo_url", "forgejo_token", "webhook_secret"), "for Forgejo/Gitea")
+        required += [
+            (f, "for Forgejo/Gitea") for f in ("forgejo_url", "forgejo_token", "webhook_secret")
+        ]
     if github:
-        require(
-            settings,
-            ("github_app_id", "github_app_private_key", "github_webhook_secret"),
-            "for the GitHub App",
+        required += [
+            (f, "for the GitHub App")
+            for f in ("github_app_id", "github_app_private_key", "github_webhook_secret")
+        ]
+    issues += [
+        (field, f"is required {purpose}")
+        for field, purpose in required
+        if getattr(settings, field) in (None, "", [])
+    ]
+    if settings.forgejo_url is not None and _is_example_host(settings.forgejo_url):
+        issues.append(("forgejo_url", "is an example address (example.org); set your forge's URL"))
+    if issues:
+        raise SettingsError.many(issues, flag_names)
+
+
+_EXAMPLE_DOMAINS = ("example.com", "example.org", "example.net")
+
+
+def _is_example_host(url: str) -> bool:
+    """A host under the domains reserved for documentation (RFC 2606)."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return any(host == d or host.endswith("." + d) for d in _EXAMPLE_DOMAINS)
+
+
+def gateway_warnings(settings: Settings) -> list[str]:
+    """Settings the gateway starts with but that will not work as an operator expects."""
+    warnings: list[str] = []
+    if settings.forgejo_url is not None and settings.forgejo_url.startswith("http://"):
+        warnings.append(
+            "warning: AR_FORGEJO_URL is plain http: webhooks and chat work, but reviews fetch "
+            "pull requests over https only and will end with an error status; use the "
+            "forge's https URL (AR_CA_FILE for a private CA)"
         )
+    return warnings

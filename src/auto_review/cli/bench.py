@@ -34,8 +34,12 @@ from auto_review.bench.evaluation import (
     summarize,
     summary_to_json,
 )
-from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
-from auto_review.config import SettingsError, load_settings
+from auto_review.cli.settings_args import (
+    add_settings_arguments,
+    print_settings_error,
+    settings_from_namespace,
+)
+from auto_review.config import SettingsError
 from auto_review.llm.api import LanguageModel, LlmError, LlmRefused
 from auto_review.review.stages.findings import Finding
 from auto_review.wiring.redaction import install_secrets, redact
@@ -187,15 +191,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="auto-review bench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="replay the labelled corpus and print the scores")
-    run.add_argument("--corpus", type=Path, default=None, help="default: bench/corpus")
-    run.add_argument("--baseline", type=Path, help="JSON written by an earlier --write-baseline")
+    run.add_argument(
+        "--corpus", type=Path, default=None, metavar="DIR", help="[default: bench/corpus]"
+    )
+    run.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="FILE",
+        help="JSON written by an earlier --write-baseline [default: none]",
+    )
     run.add_argument(
         "--fail-on-regression",
         action="store_true",
-        help="exit 1 when the run regressed against --baseline",
+        help="exit 1 when the run regressed against --baseline [default: off]",
     )
-    run.add_argument("--write-baseline", type=Path, metavar="FILE", help="save this run's scores")
-    run.add_argument("--json", action="store_true", help="print one JSON document")
+    run.add_argument(
+        "--write-baseline",
+        type=Path,
+        metavar="FILE",
+        help="save this run's scores [default: none]",
+    )
+    run.add_argument("--json", action="store_true", help="print one JSON document [default: text]")
     run.add_argument(
         "--metric-tolerance",
         type=float,
@@ -217,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--with-tree",
         action="store_true",
-        help="let context and verification read each fixture's after/ tree (default: diff only)",
+        help="let context and verification read each fixture's after/ tree [default: diff only]",
     )
     add_settings_arguments(run, LLM_SETTINGS)
     return parser
@@ -240,7 +256,7 @@ def run(namespace: argparse.Namespace) -> int:
     if namespace.line_tolerance < 0:
         return _fail("--line-tolerance must be >= 0")
     try:
-        settings = load_settings(flags_from_namespace(namespace), env_file=namespace.env_file)
+        settings = settings_from_namespace(namespace)
         install_secrets(settings.secret_values())
         fixtures = load_corpus(namespace.corpus or default_corpus())
         baseline = load_baseline(namespace.baseline) if namespace.baseline else None
@@ -248,7 +264,10 @@ def run(namespace: argparse.Namespace) -> int:
         from auto_review.wiring.clients import language_model
 
         llm = language_model(settings)
-    except (SettingsError, CorpusError, ValueError) as exc:
+    except SettingsError as exc:
+        print_settings_error("auto-review bench run", exc)
+        return EXIT_USAGE
+    except (CorpusError, ValueError) as exc:
         return _fail(str(exc))
     try:
         outcomes = asyncio.run(

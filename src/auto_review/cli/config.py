@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"validate a {CONFIG_FILE_NAME} file",
         description="Print OK or each problem; exit 0 valid, 1 invalid, 2 unreadable.",
     )
-    validate.add_argument("--strict", action="store_true", help="unknown keys are errors")
+    validate.add_argument(
+        "--strict", action="store_true", help="unknown keys are errors [default: warnings]"
+    )
     validate.add_argument("file", metavar="FILE", help="the file to check, or - for stdin")
     return parser
 

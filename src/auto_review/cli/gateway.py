@@ -6,8 +6,13 @@ import argparse
 import logging
 import sys
 
-from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
-from auto_review.config import Settings, SettingsError, load_settings, validate_for_gateway
+from auto_review.cli.settings_args import (
+    add_settings_arguments,
+    flag_names_of,
+    print_settings_error,
+    settings_from_namespace,
+)
+from auto_review.config import Settings, SettingsError, gateway_warnings, validate_for_gateway
 from auto_review.core.logs import configure_logging
 from auto_review.core.posture import BARE_WARNING, bare_posture, external_posture
 from auto_review.isolation.decision import IsolationMode, IsolationRefused, decide_isolation
@@ -23,7 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="auto-review gateway",
         description="Run the webhook gateway and chat poller. By default it runs inside the "
-        "embedded OCI container boundary; --bare is the explicit opt-out.",
+        "embedded OCI container boundary; --bare is the explicit opt-out. Every problem with "
+        "the settings is listed at once, one line each, and stops start-up with status 2.",
+        epilog="Needs a forge: AR_FORGEJO_URL, AR_FORGEJO_TOKEN and AR_WEBHOOK_SECRET, or "
+        "AR_GITHUB_APP_ID, AR_GITHUB_APP_PRIVATE_KEY and AR_GITHUB_WEBHOOK_SECRET. "
+        "`auto-review secrets generate` makes the webhook secret and the CI token.",
     )
     add_settings_arguments(parser)
     return parser
@@ -37,11 +46,14 @@ def fail(message: str, status: int) -> int:
 def main(argv: list[str]) -> int:
     namespace = build_parser().parse_args(argv)
     try:
-        settings = load_settings(flags_from_namespace(namespace), env_file=namespace.env_file)
-        validate_for_gateway(settings)
+        settings = settings_from_namespace(namespace)
+        validate_for_gateway(settings, flag_names_of(namespace))
     except SettingsError as exc:
-        return fail(str(exc), EXIT_CONFIG)
+        print_settings_error("auto-review gateway", exc)
+        return EXIT_CONFIG
     install_secrets(settings.secret_values())
+    for warning in gateway_warnings(settings):
+        print(f"auto-review gateway: {warning}", file=sys.stderr)
     from auto_review.isolation.secrets_pipe import scrub_secret_environment
 
     environment_scrubbed = scrub_secret_environment()

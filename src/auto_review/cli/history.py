@@ -17,8 +17,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
-from auto_review.config import SettingsError, load_settings
+from auto_review.cli.settings_args import add_settings_arguments, settings_from_namespace
+from auto_review.config import SettingsError
 from auto_review.store.base import StoreError
 from auto_review.store.sqlite_review import REVIEW_FILE_NAME, ReviewStore, make_repo_key
 from auto_review.wiring.redaction import install_secrets, redact
@@ -53,9 +53,9 @@ def repo_key_argument(value: str) -> str:
 
 def state_dir_of(namespace: argparse.Namespace) -> Path:
     try:
-        settings = load_settings(flags_from_namespace(namespace), env_file=namespace.env_file)
+        settings = settings_from_namespace(namespace)
     except SettingsError as exc:
-        raise CommandError(redact(str(exc))) from None
+        raise CommandError("\n".join(exc.problems)) from None
     install_secrets(settings.secret_values())
     return settings.state_dir
 
@@ -78,11 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     reset = commands.add_parser("reset-pr", help="forget one pull request's review history")
-    reset.add_argument("--repo", required=True, type=repo_key_argument, metavar="[HOST:]OWNER/NAME")
-    reset.add_argument("--pr", required=True, type=_positive_int, metavar="N")
+    reset.add_argument(
+        "--repo",
+        required=True,
+        type=repo_key_argument,
+        metavar="[HOST:]OWNER/NAME",
+        help="the repository; HOST is forgejo (the default) or github (required)",
+    )
+    reset.add_argument(
+        "--pr", required=True, type=_positive_int, metavar="N", help="the pull request (required)"
+    )
     add_state_arguments(reset)
     purge = commands.add_parser("purge", help="forget pull requests not reviewed for D days")
-    purge.add_argument("--older-than-days", required=True, type=_days, metavar="D")
+    purge.add_argument(
+        "--older-than-days",
+        required=True,
+        type=_days,
+        metavar="D",
+        help="forget pull requests not reviewed for D days (required)",
+    )
     add_state_arguments(purge)
     return parser
 
@@ -126,7 +140,8 @@ def guarded(group: str, handler: Handler, namespace: argparse.Namespace) -> int:
     try:
         return handler(namespace)
     except (CommandError, StoreError) as exc:
-        print(f"auto-review {group} {namespace.command}: {redact(str(exc))}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"auto-review {group} {namespace.command}: {redact(line)}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -37,15 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="the learnings stored for a repository")
     listing.add_argument(
-        "--repo", required=True, type=repo_key_argument, metavar="[HOST:]OWNER/NAME"
+        "--repo",
+        required=True,
+        type=repo_key_argument,
+        metavar="[HOST:]OWNER/NAME",
+        help="the repository; HOST is forgejo (the default) or github (required)",
     )
-    listing.add_argument("--json", action="store_true", help="one JSON document")
+    listing.add_argument("--json", action="store_true", help="one JSON document [default: text]")
     add_state_arguments(listing)
     forget = commands.add_parser("forget", help="delete one learning of a repository")
     forget.add_argument(
-        "--repo", required=True, type=repo_key_argument, metavar="[HOST:]OWNER/NAME"
+        "--repo",
+        required=True,
+        type=repo_key_argument,
+        metavar="[HOST:]OWNER/NAME",
+        help="the repository; HOST is forgejo (the default) or github (required)",
     )
-    forget.add_argument("id", type=_learning_id, metavar="ID")
+    forget.add_argument("id", type=_learning_id, metavar="ID", help="the learning's id")
     add_state_arguments(forget)
     return parser
 

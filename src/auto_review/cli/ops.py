@@ -13,10 +13,15 @@ import json
 import sys
 from typing import Any
 
-from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
-from auto_review.config import SettingsError, load_settings
+from auto_review.cli.settings_args import (
+    DOCTOR_SETTINGS,
+    add_settings_arguments,
+    print_settings_error,
+    settings_from_namespace,
+)
+from auto_review.config import SettingsError
 from auto_review.isolation.decision import IsolationMode, IsolationRefused, decide_isolation
-from auto_review.wiring.redaction import install_secrets, redact
+from auto_review.wiring.redaction import install_secrets
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -28,12 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="auto-review ops", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     doctor = commands.add_parser("doctor", help="isolation decision, host checks, live posture")
-    doctor.add_argument("--gateway-url", help="also fetch the running gateway's posture")
-    doctor.add_argument("--json", action="store_true", help="one JSON document")
-    add_settings_arguments(doctor)
+    doctor.add_argument(
+        "--gateway-url",
+        metavar="URL",
+        help="also fetch the running gateway's posture from URL/info [default: none]",
+    )
+    doctor.add_argument("--json", action="store_true", help="one JSON document [default: text]")
+    add_settings_arguments(doctor, DOCTOR_SETTINGS)
     status = commands.add_parser("status", help="a running gateway's readiness and posture")
-    status.add_argument("--gateway-url", required=True)
-    status.add_argument("--json", action="store_true", help="one JSON document")
+    status.add_argument(
+        "--gateway-url", required=True, metavar="URL", help="the gateway's base URL (required)"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON document [default: text]")
     return parser
 
 
@@ -52,10 +63,10 @@ def doctor(namespace: argparse.Namespace) -> int:
     report: dict[str, Any] = {}
     problem = False
     try:
-        settings = load_settings(flags_from_namespace(namespace), env_file=namespace.env_file)
+        settings = settings_from_namespace(namespace)
         install_secrets(settings.secret_values())
     except SettingsError as exc:
-        print(f"auto-review ops doctor: {redact(str(exc))}", file=sys.stderr)
+        print_settings_error("auto-review ops doctor", exc)
         return EXIT_USAGE
     try:
         decision = decide_isolation(

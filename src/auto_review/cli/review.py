@@ -30,8 +30,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from auto_review.cli.settings_args import add_settings_arguments, flags_from_namespace
-from auto_review.config import Settings, SettingsError, load_settings
+from auto_review.cli.settings_args import (
+    REVIEW_ONCE_SETTINGS,
+    add_settings_arguments,
+    print_settings_error,
+    settings_from_namespace,
+)
+from auto_review.config import Settings, SettingsError
 from auto_review.core.logs import configure_logging
 from auto_review.wiring.clients import forge_hosts, language_model
 from auto_review.wiring.redaction import install_secrets, redact
@@ -75,25 +80,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     diff = commands.add_parser("diff", help="review a local unified diff (no forge)")
     diff.add_argument("patch", type=Path, metavar="FILE.patch")
-    diff.add_argument("--config", type=Path, help="a .auto_review.yaml to apply")
-    diff.add_argument("--tree", type=Path, help="a checkout of the patched code, for context")
-    diff.add_argument("--json", action="store_true", help="print one JSON object")
+    diff.add_argument(
+        "--config", type=Path, metavar="FILE", help="a .auto_review.yaml to apply [default: none]"
+    )
+    diff.add_argument(
+        "--tree",
+        type=Path,
+        metavar="DIR",
+        help="a checkout of the patched code, for context [default: none]",
+    )
+    diff.add_argument("--json", action="store_true", help="print one JSON object [default: text]")
     add_settings_arguments(diff, LLM_SETTINGS)
 
     once = commands.add_parser("once", help="review one pull request now")
-    once.add_argument("--repo", required=True, metavar="[HOST:]OWNER/NAME")
-    once.add_argument("--pr", required=True, type=int, metavar="N")
-    once.add_argument("--dry-run", action="store_true", help="post nothing, print the plan")
-    once.add_argument("--full", action="store_true", help="ignore the last reviewed commit")
-    once.add_argument("--json", action="store_true", help="print one JSON object")
-    add_settings_arguments(once)
+    once.add_argument(
+        "--repo",
+        required=True,
+        metavar="[HOST:]OWNER/NAME",
+        help="the repository; HOST is forgejo (the default) or github (required)",
+    )
+    once.add_argument(
+        "--pr", required=True, type=int, metavar="N", help="the pull request number (required)"
+    )
+    once.add_argument(
+        "--dry-run", action="store_true", help="post nothing, print the plan [default: off]"
+    )
+    once.add_argument(
+        "--full", action="store_true", help="ignore the last reviewed commit [default: off]"
+    )
+    once.add_argument("--json", action="store_true", help="print one JSON object [default: text]")
+    add_settings_arguments(once, REVIEW_ONCE_SETTINGS)
     return parser
 
 
 def main(argv: list[str]) -> int:
     namespace = build_parser().parse_args(argv)
     try:
-        settings = load_settings(flags_from_namespace(namespace), env_file=namespace.env_file)
+        settings = settings_from_namespace(namespace)
         if not (settings.llm_base_url and settings.llm_reasoning_model):
             raise UsageError(
                 "the review needs an LLM: set AR_LLM_BASE_URL and AR_LLM_REASONING_MODEL"
@@ -106,8 +129,11 @@ def main(argv: list[str]) -> int:
         if namespace.command == "diff":
             return asyncio.run(review_diff(namespace, settings, tls))
         return asyncio.run(review_once(namespace, settings, tls))
-    except (SettingsError, UsageError) as exc:
-        print(f"auto-review review: {redact(str(exc))}", file=sys.stderr)
+    except SettingsError as exc:
+        print_settings_error(f"auto-review review {namespace.command}", exc)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"auto-review review {namespace.command}: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
 

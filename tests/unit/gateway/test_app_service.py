@@ -56,7 +56,9 @@ def test_hosts_are_built_only_from_complete_settings(tmp_path: Path) -> None:
     assert forge_hosts(settings(tmp_path)) == {}
     only_url = settings(tmp_path, AR_FORGEJO_URL="http://127.0.0.1:9")
     assert forge_hosts(only_url) == {}
-    complete = settings(tmp_path, AR_FORGEJO_URL="http://127.0.0.1:9", AR_FORGEJO_TOKEN="t" * 40)
+    complete = settings(
+        tmp_path, AR_FORGEJO_URL="http://127.0.0.1:9", AR_FORGEJO_TOKEN="tok-" + "9f3a1c7e" * 5
+    )
     hosts = forge_hosts(complete)
     assert set(hosts) == {HostKind.FORGEJO}
     asyncio.run(hosts[HostKind.FORGEJO].aclose())
@@ -94,5 +96,3 @@ def test_watermarks_survive_a_new_store_object(tmp_path: Path) -> None:
     assert asyncio.run(read()) == moment
     path.write_text("{not json")
     assert asyncio.run(read()) is None  # unreadable file: start over, do not crash
-
-
