@@ -20,7 +20,7 @@ from auto_review.review.policy.repo_config import (
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="auto-review config", description=f"Check a repository's {CONFIG_FILE_NAME}."
     )
@@ -47,7 +47,7 @@ def _read(name: str) -> bytes:
 
 def main(argv: list[str]) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: --help exits 0, a usage error 2
         return int(exc.code or 0)
     label = "<stdin>" if args.file == "-" else args.file
