@@ -66,7 +66,7 @@ def test_the_tree_includes_every_group_and_the_oci_runtime() -> None:
     groups = {command[0] for command in COMMANDS}
     assert groups == set(GROUPS)
     assert ("oci", "run") in COMMANDS and ("oci", "spec") in COMMANDS
-    assert ("review", "once") in COMMANDS
+    assert ("review", "once") in COMMANDS and ("secrets", "generate") in COMMANDS
 
 
 def test_top_level_help_exits_zero() -> None:
