@@ -61,6 +61,8 @@ def main(argv: list[str]) -> int:
     except RepoConfigError as exc:
         for problem in exc.problems:
             print(f"{label}: {problem}")
+        for warning in exc.warnings:  # shown with the errors too, not only on success
+            print(f"{label}: warning: {warning}")
         return EXIT_INVALID
     for warning in config.warnings:
         print(f"{label}: warning: {warning}")

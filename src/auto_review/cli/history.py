@@ -7,7 +7,9 @@
 
 ``--repo`` without a host means Forgejo/Gitea (as in ``AR_POLL_REPOS``). The database is
 ``review.sqlite3`` in ``AR_STATE_DIR`` (or ``--state-dir``); these commands may run while
-the gateway runs (SQLite WAL). Exit status: 0 done, 2 bad usage or settings.
+the gateway runs (SQLite WAL). A state directory that does not exist is an error (a wrong
+``AR_STATE_DIR`` most likely); one without a review database yet has nothing to forget.
+Exit status: 0 done, 2 bad usage or settings, or no such state directory.
 """
 
 from __future__ import annotations
@@ -63,7 +65,14 @@ def state_dir_of(namespace: argparse.Namespace) -> Path:
 def open_existing_store(namespace: argparse.Namespace) -> ReviewStore | None:
     """The review store of the configured state directory; None when it was never created
     (nothing to show or forget, and no reason to create it)."""
-    path = state_dir_of(namespace) / REVIEW_FILE_NAME
+    state_dir = state_dir_of(namespace)
+    if not state_dir.is_dir():
+        # Most likely a wrong AR_STATE_DIR or --state-dir: "forgot 0 reviews" would hide it.
+        raise CommandError(
+            f"state directory {state_dir} does not exist (check AR_STATE_DIR or --state-dir); "
+            "nothing was changed"
+        )
+    path = state_dir / REVIEW_FILE_NAME
     if not path.exists():
         return None
     try:
@@ -101,12 +110,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def no_history(namespace: argparse.Namespace) -> int:
+    print(f"no review history in {state_dir_of(namespace)} yet; nothing to forget")
+    return EXIT_OK
+
+
 def reset_pr(namespace: argparse.Namespace) -> int:
     store = open_existing_store(namespace)
-    removed = 0
-    if store is not None:
-        with store:
-            removed = store.reset_pr(namespace.repo, namespace.pr)
+    if store is None:
+        return no_history(namespace)
+    with store:
+        removed = store.reset_pr(namespace.repo, namespace.pr)
     print(
         f"forgot {removed} review{'s' if removed != 1 else ''} of {namespace.repo} "
         f"PR {namespace.pr}; its next review is a full review"
@@ -116,12 +130,12 @@ def reset_pr(namespace: argparse.Namespace) -> int:
 
 def purge(namespace: argparse.Namespace) -> int:
     store = open_existing_store(namespace)
+    if store is None:
+        return no_history(namespace)
     days = namespace.older_than_days
-    prs = reviews = 0
-    if store is not None:
-        with store:
-            result = store.purge(days * SECONDS_PER_DAY)
-            prs, reviews = result.pull_requests, result.reviews
+    with store:
+        result = store.purge(days * SECONDS_PER_DAY)
+        prs, reviews = result.pull_requests, result.reviews
     print(
         f"forgot the history of {prs} pull request{'s' if prs != 1 else ''} "
         f"({reviews} review{'s' if reviews != 1 else ''}) not reviewed for {days:g} days"

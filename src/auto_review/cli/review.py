@@ -154,6 +154,7 @@ async def review_diff(
     from auto_review.review.workspace.confined import ConfinedTree, ConfinementError
 
     patch = _read(namespace.patch, "patch")
+    _require_a_diff(namespace.patch, patch)
     config = DEFAULT_REPO_CONFIG
     if namespace.config is not None:
         try:
@@ -182,6 +183,24 @@ async def review_diff(
             return _failed(str(exc))
     _print_report(report, namespace.json, heading=f"review of {namespace.patch}")
     return EXIT_FINDINGS if report.kept else EXIT_CLEAN
+
+
+def _require_a_diff(path: Path, patch: bytes) -> None:
+    """Empty input, text or random bytes hold no file diff: a usage error, not a clean
+    review ("nothing to review" would read as a patch without findings)."""
+    from auto_review.review.diff.model import DiffParseError, parse_diff
+
+    try:
+        files = parse_diff(patch).files
+    except DiffParseError as exc:
+        raise UsageError(f"{path}: not a unified diff ({exc})") from None
+    if not files:
+        what = (
+            "is empty"
+            if not patch.strip()
+            else "holds no file diff (no ---/+++ or diff --git header)"
+        )
+        raise UsageError(f"{path}: not a unified diff: it {what}")
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -56,6 +56,18 @@ def test_each_problem_on_its_own_line(tmp_path: Path, capsys: pytest.CaptureFixt
     ]
 
 
+def test_unknown_key_warnings_are_shown_with_the_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("max_files: many\nlangauge: de\n")
+    assert main(["config", "validate", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{path}: line 1: max_files must be a whole number, not a string 'many'"
+    assert out[1].startswith(f"{path}: warning: line 2: unknown key 'langauge'")
+    assert len(out) == 2
+
+
 def test_unreadable_and_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "validate", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err

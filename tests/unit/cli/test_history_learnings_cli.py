@@ -112,6 +112,7 @@ def test_learnings_list_and_forget(state_dir: Path) -> None:
 
 
 def test_a_missing_database_is_not_created(state_dir: Path) -> None:
+    state_dir.mkdir()
     listing = run_cli("learnings", "list", "--repo", "acme/widget", state_dir=state_dir)
     assert listing.returncode == 0, listing.stderr
     assert "no learnings stored for forgejo|acme/widget" in listing.stdout
@@ -119,9 +120,31 @@ def test_a_missing_database_is_not_created(state_dir: Path) -> None:
         "history", "reset-pr", "--repo", "acme/widget", "--pr", "1", state_dir=state_dir
     )
     assert reset.returncode == 0
+    assert reset.stdout == f"no review history in {state_dir} yet; nothing to forget\n"
+    purge = run_cli("history", "purge", "--older-than-days", "1", state_dir=state_dir)
+    assert purge.returncode == 0 and "nothing to forget" in purge.stdout
     forget = run_cli("learnings", "forget", "--repo", "acme/widget", "1", state_dir=state_dir)
     assert forget.returncode == 1
     assert not (state_dir / REVIEW_FILE_NAME).exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["history", "reset-pr", "--repo", "acme/widget", "--pr", "1"],
+        ["history", "purge", "--older-than-days", "1"],
+        ["learnings", "list", "--repo", "acme/widget"],
+        ["learnings", "forget", "--repo", "acme/widget", "1"],
+    ],
+)
+def test_a_state_directory_that_does_not_exist_is_an_error(
+    state_dir: Path, args: list[str]
+) -> None:
+    result = run_cli(*args, state_dir=state_dir)
+    assert result.returncode == 2
+    assert f"state directory {state_dir} does not exist" in result.stderr
+    assert "forgot" not in result.stdout and "Traceback" not in result.stderr
+    assert not state_dir.exists()
 
 
 @pytest.mark.parametrize(

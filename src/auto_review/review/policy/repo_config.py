@@ -12,6 +12,7 @@ operator's terminal.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,11 +53,13 @@ DEFAULT_REPO_CONFIG = RepoConfig()
 
 
 class RepoConfigError(ValueError):
-    """The file is not a valid config; ``problems`` holds one line per problem."""
+    """The file is not a valid config; ``problems`` holds one line per problem, and
+    ``warnings`` the unknown keys found meanwhile (not problems unless strict)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], warnings: Sequence[str] = ()) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+        self.warnings = tuple(warnings)
 
 
 def config_ref(pr: PullRequestDetails) -> str:
@@ -100,7 +103,7 @@ def parse_repo_config(text: bytes | str, *, strict: bool = False) -> RepoConfig:
         except _Invalid as exc:
             problems.append(f"line {_line(value_node)}: {exc}")
     if problems:
-        raise RepoConfigError(problems)
+        raise RepoConfigError(problems, warnings)
     values.pop("version", None)
     return RepoConfig(**values, warnings=tuple(warnings))
 
