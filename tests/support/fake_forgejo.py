@@ -31,8 +31,15 @@ Review state (:class:`ReviewingForge`, shared with the GitHub fake), all in memo
 Endpoints: ``GET /user``, ``GET /version``, ``GET /repos/{o}/{r}/pulls/{n}`` and ``.diff``,
 ``/pulls/{n}/files``, ``GET|POST /pulls/{n}/reviews``, ``/pulls/{n}/reviews/{id}/comments``,
 ``GET|POST /issues/{n}/comments``, ``GET /issues/comments``, ``GET /raw/{path}?ref=``,
-``POST /statuses/{sha}``. A review comment on a line the diff does not show on that side is
-answered 422 (see :class:`ReviewingForge`).
+``POST /statuses/{sha}``, ``GET|POST /repos/{o}/{r}/hooks``, ``PATCH|DELETE
+/repos/{o}/{r}/hooks/{id}`` (a hook's secret is stored but never served, as Gitea does) and
+``POST /users/{username}/tokens`` (basic auth with a password given to ``add_password``;
+a token name used twice is answered 400, as Gitea does). A review comment on a line the
+diff does not show on that side is answered 422 (see :class:`ReviewingForge`).
+
+    fake.add_password("bot", "pw")          # the account auth init mints a token for
+    fake.minted_tokens                      # [(username, name, scopes, token)]
+    fake.hooks_of("acme", "widgets")        # StoredHook list (the secret included)
 """
 
 from __future__ import annotations
@@ -633,6 +640,19 @@ class ReviewingForge(CommentingForge):
     review_state = "COMMENT"
 
 
+@dataclass(slots=True)
+class StoredHook:
+    id: int
+    owner: str
+    repo: str
+    type: str
+    config: dict[str, str]
+    events: list[str]
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
 class FakeForgejo(ReviewingForge):
     """The Gitea/Forgejo v1 API subset used by ForgejoClient."""
 
@@ -650,6 +670,53 @@ class FakeForgejo(ReviewingForge):
         )
         assert isinstance(template, dict)
         self._pull_template = template["pull_request"]
+        self.hooks: list[StoredHook] = []
+        self._next_hook_id = 1
+        self.passwords: dict[str, str] = {}
+        self.minted_tokens: list[tuple[str, str, list[str], str]] = []
+
+    def add_password(self, login: str, password: str) -> None:
+        self.passwords[login] = password
+
+    def hooks_of(self, owner: str, repo: str) -> list[StoredHook]:
+        with self._lock:
+            return [h for h in self.hooks if (h.owner, h.repo) == (owner, repo)]
+
+    def add_hook(
+        self,
+        owner: str,
+        repo: str,
+        *,
+        url: str,
+        secret: str = "",
+        events: Sequence[str] = ("push",),
+        active: bool = True,
+    ) -> StoredHook:
+        now = datetime.now(UTC)
+        with self._lock:
+            hook = StoredHook(
+                self._next_hook_id, owner, repo, "gitea",
+                {"url": url, "content_type": "json", "secret": secret},
+                list(events), active, now, now,
+            )  # fmt: skip
+            self._next_hook_id += 1
+            self.hooks.append(hook)
+        return hook
+
+    def hook_object(self, hook: StoredHook) -> dict[str, Any]:
+        # Gitea never serves the secret back.
+        config = {k: v for k, v in hook.config.items() if k != "secret"}
+        return {
+            "id": hook.id,
+            "type": hook.type,
+            "branch_filter": "*",
+            "config": config,
+            "events": list(hook.events),
+            "authorization_header": "",
+            "active": hook.active,
+            "updated_at": iso(hook.updated_at),
+            "created_at": iso(hook.created_at),
+        }
 
     # -- state -----------------------------------------------------------------------------
 
@@ -771,6 +838,9 @@ class FakeForgejo(ReviewingForge):
         path = path[len(self.API) :]
         if exchange.method == "GET" and path == "/version":
             return 200, {}, {"version": "11.0.1+gitea-1.22.0"}
+        token_path = re.fullmatch(r"/users/([^/]+)/tokens", path)
+        if token_path and exchange.method == "POST":
+            return self._create_token(unquote(token_path[1]), exchange)
         auth = exchange.headers.get("authorization", "")
         if auth != f"token {self.token}":
             return 401, {}, {"message": "token is required", "url": f"{self.url}/api/swagger"}
@@ -785,6 +855,8 @@ class FakeForgejo(ReviewingForge):
             return self._raw_file(owner, repo, "/".join(rest[1:]), exchange)
         if method == "GET" and rest == ["issues", "comments"]:
             return self._list_comments(owner, repo, exchange)
+        if rest[0] == "hooks":
+            return self._hooks(owner, repo, rest[1:], method, exchange)
         if method == "POST" and len(rest) == 2 and rest[0] == "statuses":
             return self._create_status(owner, repo, rest[1], exchange)
         if len(rest) >= 2 and rest[0] == "issues" and rest[1].isdigit():
@@ -990,6 +1062,89 @@ class FakeForgejo(ReviewingForge):
             "created_at": iso(status.created_at),
             "updated_at": iso(status.created_at),
         }
+
+    def _hooks(
+        self, owner: str, repo: str, rest: list[str], method: str, exchange: RecordedExchange
+    ) -> Reply:
+        if not rest and method == "GET":
+            return self._paged([self.hook_object(h) for h in self.hooks_of(owner, repo)], exchange)
+        if not rest and method == "POST":
+            body = exchange.json_body()
+            if not isinstance(body, dict) or "type" not in body or "config" not in body:
+                return 422, {}, {"message": "type and config are required"}
+            config = body["config"]
+            if not isinstance(config, dict) or not config.get("url"):
+                return 422, {}, {"message": "config.url is required"}
+            hook = self.add_hook(
+                owner,
+                repo,
+                url=str(config["url"]),
+                secret=str(config.get("secret", "")),
+                events=body.get("events") or ["push"],
+                active=bool(body.get("active", False)),
+            )
+            hook.config["content_type"] = str(config.get("content_type", "json"))
+            return 201, {}, self.hook_object(hook)
+        if len(rest) != 1 or not rest[0].isdigit():
+            return 404, {}, None
+        found = [h for h in self.hooks_of(owner, repo) if h.id == int(rest[0])]
+        if not found:
+            return 404, {}, {"message": "hook not found"}
+        hook = found[0]
+        if method == "DELETE":
+            with self._lock:
+                self.hooks.remove(hook)
+            return 204, {}, None
+        if method == "PATCH":
+            body = exchange.json_body()
+            if not isinstance(body, dict):
+                return 422, {}, {"message": "a JSON object is required"}
+            with self._lock:
+                if isinstance(body.get("config"), dict):
+                    hook.config.update({k: str(v) for k, v in body["config"].items()})
+                if isinstance(body.get("events"), list):
+                    hook.events = [str(e) for e in body["events"]]
+                if "active" in body:
+                    hook.active = bool(body["active"])
+                hook.updated_at = datetime.now(UTC)
+            return 200, {}, self.hook_object(hook)
+        if method == "GET":
+            return 200, {}, self.hook_object(hook)
+        return 405, {}, None
+
+    def _create_token(self, username: str, exchange: RecordedExchange) -> Reply:
+        import base64
+        import secrets as random_secrets
+
+        auth = exchange.headers.get("authorization", "")
+        scheme, _, encoded = auth.partition(" ")
+        try:
+            login, _, password = base64.b64decode(encoded).decode().partition(":")
+        except ValueError:
+            login = password = ""
+        expected = self.passwords.get(username)
+        if scheme != "Basic" or login != username or expected is None or password != expected:
+            return 401, {}, {"message": "user does not exist or password is wrong"}
+        body = exchange.json_body()
+        if not isinstance(body, dict) or not body.get("name"):
+            return 422, {}, {"message": "name is required"}
+        name = str(body["name"])
+        if any(u == username and n == name for u, n, _, _ in self.minted_tokens):
+            return 400, {}, {"message": "access token name has been used already"}
+        scopes = [str(x) for x in body.get("scopes") or []]
+        token = random_secrets.token_hex(20)
+        self.minted_tokens.append((username, name, scopes, token))
+        return (
+            201,
+            {},
+            {
+                "id": len(self.minted_tokens),
+                "name": name,
+                "sha1": token,
+                "token_last_eight": token[-8:],
+                "scopes": scopes,
+            },
+        )
 
     def _list_comments(self, owner: str, repo: str, exchange: RecordedExchange) -> Reply:
         query = exchange.query

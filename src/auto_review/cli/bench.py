@@ -34,6 +34,7 @@ from auto_review.bench.evaluation import (
     summarize,
     summary_to_json,
 )
+from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import (
     add_settings_arguments,
     print_settings_error,
@@ -188,7 +189,7 @@ def default_corpus() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="auto-review bench", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="auto-review bench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="replay the labelled corpus and print the scores")
     run.add_argument(

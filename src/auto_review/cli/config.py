@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from auto_review.cli.parsing import ArgumentParser
 from auto_review.review.policy.repo_config import (
     CONFIG_FILE_NAME,
     MAX_CONFIG_BYTES,
@@ -21,7 +22,7 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="auto-review config", description=f"Check a repository's {CONFIG_FILE_NAME}."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

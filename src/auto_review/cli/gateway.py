@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import (
     add_settings_arguments,
     flag_names_of,
@@ -25,7 +26,7 @@ log = logging.getLogger("auto_review.gateway")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="auto-review gateway",
         description="Run the webhook gateway and chat poller. By default it runs inside the "
         "embedded OCI container boundary; --bare is the explicit opt-out. Every problem with "

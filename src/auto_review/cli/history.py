@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import add_settings_arguments, settings_from_namespace
 from auto_review.config import SettingsError
 from auto_review.store.base import StoreError
@@ -82,9 +83,7 @@ def open_existing_store(namespace: argparse.Namespace) -> ReviewStore | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="auto-review history", description=__doc__.splitlines()[0]
-    )
+    parser = ArgumentParser(prog="auto-review history", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     reset = commands.add_parser("reset-pr", help="forget one pull request's review history")
     reset.add_argument(

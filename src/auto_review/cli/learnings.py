@@ -24,6 +24,7 @@ from auto_review.cli.history import (
     open_existing_store,
     repo_key_argument,
 )
+from auto_review.cli.parsing import ArgumentParser
 from auto_review.store.sqlite_review import Learning
 
 # C0/C1 controls (ESC included), DEL, and bidi overrides/isolates
@@ -31,9 +32,7 @@ _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="auto-review learnings", description=__doc__.splitlines()[0]
-    )
+    parser = ArgumentParser(prog="auto-review learnings", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="the learnings stored for a repository")
     listing.add_argument(

@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import (
     DOCTOR_SETTINGS,
     add_settings_arguments,
@@ -30,7 +31,7 @@ HTTP_TIMEOUT = 5.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="auto-review ops", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="auto-review ops", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     doctor = commands.add_parser("doctor", help="isolation decision, host checks, live posture")
     doctor.add_argument(

@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import (
     REVIEW_ONCE_SETTINGS,
     add_settings_arguments,
@@ -70,7 +71,7 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="auto-review review",
         description="One-shot reviews of a local patch or of a pull request.",
         epilog="Exit status: 0 no finding, 1 findings, 2 usage/settings/input error, "

@@ -26,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from auto_review.cli.parsing import ArgumentParser
 from auto_review.config import MIN_SECRET_LENGTH, SettingsError, parse_env_file, secret_weakness
 
 EXIT_OK = 0
@@ -38,7 +39,7 @@ class Refused(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="auto-review secrets",
         description="Generate strong secrets for auto-review's own settings.",
     )
@@ -122,6 +123,16 @@ def write_env_file(target: Path, template: Path | None, values: dict[str, str]) 
     if not target.exists() and not target.is_symlink():
         create(target, filled([], values))
         return
+    check_writable(target, list(values))
+    lines = target.read_text(encoding="utf-8").splitlines()
+    replace(target, filled(lines, values))
+
+
+def check_writable(target: Path, keys: list[str]) -> None:
+    """Refuse unless ``keys`` may be added to ``target``: absent (it will be created 0600),
+    or a regular 0600 file of this user that sets none of them yet."""
+    if not target.exists() and not target.is_symlink():
+        return
     if target.is_symlink() or not target.is_file():
         raise Refused(f"--env-file {target} is not a regular file")
     try:
@@ -135,14 +146,12 @@ def write_env_file(target: Path, template: Path | None, values: dict[str, str]) 
         )
     if current.owner != os.geteuid():
         raise Refused(f"--env-file {target} belongs to another user")
-    taken = [key for key in values if current.values.get(key)]
+    taken = [key for key in keys if current.values.get(key)]
     if taken:
         raise Refused(
             f"--env-file {target} already sets {', '.join(taken)}; refusing to replace it "
             "(remove the line first to rotate it)"
         )
-    lines = target.read_text(encoding="utf-8").splitlines()
-    replace(target, filled(lines, values))
 
 
 def create(target: Path, lines: list[str]) -> None:

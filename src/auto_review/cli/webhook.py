@@ -1,9 +1,221 @@
-"""`auto-review webhook`: not available in this version."""
+"""`auto-review webhook`: the gateway's webhook on a Forgejo/Gitea repository.
+
+  auto-review webhook register --repo OWNER/NAME --gateway-url URL [--update]
+  auto-review webhook list --repo OWNER/NAME
+  auto-review webhook unregister --repo OWNER/NAME --gateway-url URL
+
+The hook sends ``pull_request`` and ``issue_comment`` events as JSON to
+``URL/webhooks/forgejo``, signed with ``AR_WEBHOOK_SECRET``, with the token of
+``AR_FORGEJO_TOKEN`` (it needs admin rights on the repository). ``register`` is idempotent:
+a hook already sending to that URL is left alone, and one that differs (other events,
+inactive, or another gateway URL ending in ``/webhooks/forgejo``) is reported and changed
+only with ``--update``. The forge never shows a hook's secret, so ``--update`` is also how
+an existing hook gets the current secret. ``unregister`` deletes the hooks sending to
+``URL/webhooks/forgejo`` (none is not an error).
+
+Exit status: 0 done or nothing to do; 1 a hook differs and --update was not given;
+2 bad usage or settings; 3 the forge refused or failed.
+"""
 
 from __future__ import annotations
 
-from auto_review.cli.unimplemented import refuse
+import argparse
+import asyncio
+import re
+import sys
+from typing import Any
+from urllib.parse import urlsplit
+
+from auto_review.cli.parsing import ArgumentParser
+from auto_review.cli.settings_args import (
+    add_settings_arguments,
+    print_settings_error,
+    settings_from_namespace,
+)
+from auto_review.config import Settings, SettingsError
+from auto_review.wiring.redaction import install_secrets, redact
+
+EXIT_OK, EXIT_DIFFERS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+HOOK_PATH = "/webhooks/forgejo"
+SETTINGS = ("forgejo_url", "forgejo_token", "webhook_secret", "ca_file", "http_timeout_seconds")
+_REPO = re.compile(r"^(?:forgejo:)?([A-Za-z0-9_.\-]+)/([A-Za-z0-9_.\-]+)$")
+
+
+class UsageError(Exception):
+    """One line, exit status 2."""
+
+
+def repo_argument(value: str) -> tuple[str, str]:
+    match = _REPO.match(value)
+    if match is None or match[1] in (".", "..") or match[2] in (".", ".."):
+        raise argparse.ArgumentTypeError("must be OWNER/NAME")
+    return match[1], match[2]
+
+
+def gateway_url_argument(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError("must be the gateway's public http(s):// URL")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError("must be a plain URL (no credentials, query or #)")
+    base = value.rstrip("/")
+    return base if base.endswith(HOOK_PATH) else base + HOOK_PATH
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="auto-review webhook",
+        description="Register, list and remove the gateway's webhook on a Forgejo/Gitea "
+        "repository (needs admin rights on it).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    repo_help = "the repository, OWNER/NAME (required)"
+    url_help = (
+        "the gateway's public base URL as the forge reaches it; /webhooks/forgejo is "
+        "appended (required)"
+    )
+    register = commands.add_parser("register", help="add the webhook (idempotent)")
+    register.add_argument("--repo", required=True, type=repo_argument, metavar="OWNER/NAME",
+                          help=repo_help)  # fmt: skip
+    register.add_argument("--gateway-url", required=True, type=gateway_url_argument,
+                          metavar="URL", help=url_help)  # fmt: skip
+    register.add_argument(
+        "--update",
+        action="store_true",
+        help="bring a differing hook in line and set its secret to AR_WEBHOOK_SECRET "
+        "[default: report it, change nothing]",
+    )
+    add_settings_arguments(register, SETTINGS)
+    listing = commands.add_parser("list", help="the repository's webhooks")
+    listing.add_argument("--repo", required=True, type=repo_argument, metavar="OWNER/NAME",
+                         help=repo_help)  # fmt: skip
+    add_settings_arguments(listing, [f for f in SETTINGS if f != "webhook_secret"])
+    unregister = commands.add_parser("unregister", help="remove the gateway's webhook")
+    unregister.add_argument("--repo", required=True, type=repo_argument, metavar="OWNER/NAME",
+                            help=repo_help)  # fmt: skip
+    unregister.add_argument("--gateway-url", required=True, type=gateway_url_argument,
+                            metavar="URL", help=url_help)  # fmt: skip
+    add_settings_arguments(unregister, [f for f in SETTINGS if f != "webhook_secret"])
+    return parser
+
+
+def hook_differences(hook: Any) -> list[str]:
+    from auto_review.hosts.forgejo_admin import HOOK_EVENTS
+
+    found = []
+    if set(hook.events) != set(HOOK_EVENTS):
+        found.append(f"events {', '.join(hook.events) or 'none'} (wanted {', '.join(HOOK_EVENTS)})")
+    if not hook.active:
+        found.append("inactive")
+    if hook.content_type and hook.content_type != "json":
+        found.append(f"content type {hook.content_type}")
+    return found
+
+
+def is_gateway_hook(url: str) -> bool:
+    return urlsplit(url).path.rstrip("/").endswith(HOOK_PATH)
+
+
+async def register(namespace: argparse.Namespace, settings: Settings, admin: Any) -> int:
+    owner, repo = namespace.repo
+    token = _token(settings)
+    if settings.webhook_secret is None:
+        raise UsageError("setting AR_WEBHOOK_SECRET (environment or env file only) is required")
+    secret = settings.webhook_secret.reveal()
+    target = namespace.gateway_url
+    hooks = await admin.list_hooks(owner, repo, token)
+    same = [h for h in hooks if h.url == target]
+    elsewhere = [h for h in hooks if h.url != target and is_gateway_hook(h.url)]
+    if same or elsewhere:
+        hook = (same or elsewhere)[0]
+        problems = hook_differences(hook)
+        if not same:
+            problems.insert(0, f"sends to {hook.url}")
+        if namespace.update:
+            await admin.edit_hook(owner, repo, token, hook.id, url=target, secret=secret)
+            print(f"updated hook {hook.id} of {owner}/{repo}: sends to {target}, secret set")
+            return EXIT_OK
+        if problems:
+            print(
+                f"hook {hook.id} of {owner}/{repo} differs: {'; '.join(problems)}; "
+                "pass --update to change it",
+                file=sys.stderr,
+            )
+            return EXIT_DIFFERS
+        print(
+            f"hook {hook.id} of {owner}/{repo} already sends to {target} (the forge does not "
+            "show its secret: --update sets it to AR_WEBHOOK_SECRET)"
+        )
+        return EXIT_OK
+    hook = await admin.create_hook(owner, repo, token, url=target, secret=secret)
+    print(f"registered hook {hook.id} of {owner}/{repo}: sends to {target}")
+    return EXIT_OK
+
+
+async def list_hooks(namespace: argparse.Namespace, settings: Settings, admin: Any) -> int:
+    owner, repo = namespace.repo
+    hooks = await admin.list_hooks(owner, repo, _token(settings))
+    if not hooks:
+        print(f"no webhooks on {owner}/{repo}")
+    for hook in hooks:
+        mark = "gateway" if is_gateway_hook(hook.url) else "-"
+        state = "active" if hook.active else "inactive"
+        events = ",".join(hook.events) or "-"
+        print(f"{hook.id:>6}  {state:8}  {mark:7}  {events}  {_printable(hook.url)}")
+    return EXIT_OK
+
+
+async def unregister(namespace: argparse.Namespace, settings: Settings, admin: Any) -> int:
+    owner, repo = namespace.repo
+    token = _token(settings)
+    hooks = [
+        h for h in await admin.list_hooks(owner, repo, token) if h.url == namespace.gateway_url
+    ]
+    for hook in hooks:
+        await admin.delete_hook(owner, repo, token, hook.id)
+        print(f"removed hook {hook.id} of {owner}/{repo}")
+    if not hooks:
+        print(f"no hook of {owner}/{repo} sends to {namespace.gateway_url}; nothing to remove")
+    return EXIT_OK
+
+
+def _token(settings: Settings) -> str:
+    if settings.forgejo_token is None:
+        raise UsageError("setting AR_FORGEJO_TOKEN (environment or env file only) is required")
+    return settings.forgejo_token.reveal()
+
+
+def _printable(text: str) -> str:
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", "?", text)
+
+
+async def run(namespace: argparse.Namespace, settings: Settings) -> int:
+    from auto_review.wiring.clients import forgejo_admin
+
+    handlers = {"register": register, "list": list_hooks, "unregister": unregister}
+    async with forgejo_admin(settings) as admin:
+        return await handlers[namespace.command](namespace, settings, admin)
 
 
 def main(argv: list[str]) -> int:
-    return refuse("webhook", argv)
+    namespace = build_parser().parse_args(argv)
+    prefix = f"auto-review webhook {namespace.command}"
+    try:
+        settings = settings_from_namespace(namespace)
+    except SettingsError as exc:
+        print_settings_error(prefix, exc)
+        return EXIT_USAGE
+    install_secrets(settings.secret_values())
+    from auto_review.hosts.base import HostError
+    from auto_review.wiring.tls import TrustError
+
+    try:
+        if settings.forgejo_url is None:
+            raise UsageError("setting AR_FORGEJO_URL (--forgejo-url) is required")
+        return asyncio.run(run(namespace, settings))
+    except (UsageError, TrustError) as exc:
+        print(f"{prefix}: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except HostError as exc:
+        print(f"{prefix}: the forge refused or failed: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from auto_review.config import Settings
     from auto_review.hosts.base import ReviewHost
+    from auto_review.hosts.forgejo_admin import ForgejoAdmin
     from auto_review.llm.accounting import LlmMetrics
     from auto_review.llm.client import OpenAICompatibleClient
     from auto_review.llm.transport import LlmTransport
@@ -112,5 +113,18 @@ def readiness_llm(
         settings.llm_api_key,
         timeout=settings.http_timeout_seconds,
         transport=transport,
+        tls=settings_tls(settings, tls),
+    )
+
+
+def forgejo_admin(settings: Settings, *, tls: ssl.SSLContext | None = None) -> ForgejoAdmin:
+    """The set-up client (webhooks, tokens) of the configured Forgejo/Gitea."""
+    from auto_review.hosts.forgejo_admin import ForgejoAdmin
+
+    if not settings.forgejo_url:
+        raise ValueError("AR_FORGEJO_URL is not set")
+    return ForgejoAdmin(
+        settings.forgejo_url,
+        timeout=settings.http_timeout_seconds,
         tls=settings_tls(settings, tls),
     )

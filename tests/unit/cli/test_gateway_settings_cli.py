@@ -106,3 +106,26 @@ def test_errors_never_name_a_flag_that_does_not_exist(tmp_path: Path) -> None:
     assert CANARY[:8] not in process.stderr
     usage = run_gateway(tmp_path, "--webhook-secret", CANARY)
     assert usage.returncode == 2  # no such flag: a secret is never an argument
+    assert "unrecognized option --webhook-secret; 1 unexpected value (not shown)" in usage.stderr
+    assert CANARY not in usage.stderr + usage.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["gateway", "--webhook-secret=" + CANARY],
+        ["gateway", CANARY],
+        ["review", "once", "--repo", "a/b", "--pr", CANARY],
+        ["auth", "init", "--username", "bot", "--password", CANARY],  # no prefix matching
+        ["webhook", "list", "--repo", "a/b", "--token", CANARY],
+    ],
+)
+def test_usage_errors_never_repeat_a_typed_value(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert CANARY not in captured.out + captured.err
+    assert "error:" in captured.err
