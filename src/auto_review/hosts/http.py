@@ -55,6 +55,9 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # proxy in front of it) says it did not process it. 500/502/504 may come after the forge
 # acted (GitHub answers 502 when its own deadline passed while the work went on).
 NOT_PROCESSED_STATUSES = frozenset({429, 503})
+# An API answer (JSON: a PR, a page of comments) is a few KiB to a few hundred; the cap
+# only stops a broken or hostile server from filling memory.
+MAX_API_ANSWER_BYTES = 8 * 1024 * 1024
 # A capped download gets this much extra time per byte allowed, on top of the deadline.
 MIN_TRANSFER_BYTES_PER_SECOND = 256 * 1024
 # Forge calls: four tries, half-jittered backoff from 0.5 s to 8 s, a server's wait up to 60 s.
@@ -197,21 +200,33 @@ class ForgeHttp(HttpClient):
         expect: tuple[int, ...] = (200,),
     ) -> httpx.Response:
         """Send one logical request, retrying per the policy; return a response whose status
-        is in ``expect`` (body read), or raise a HostError."""
+        is in ``expect`` (body read, at most ``MAX_API_ANSWER_BYTES``: a larger one raises
+        HostResponseTooLarge), or raise a HostError."""
 
-        async def read_all(response: httpx.Response) -> httpx.Response:
-            await response.aread()
-            return response
+        async def read_json_capped(response: httpx.Response) -> httpx.Response:
+            body = await read_capped(response, MAX_API_ANSWER_BYTES)
+            if not body.complete:
+                raise HostResponseTooLarge(operation, MAX_API_ANSWER_BYTES, response.status_code)
+            # The body as read (decoded, within the cap) with the answer's headers, which
+            # pagination reads; the encoding headers no longer describe it.
+            kept = {
+                k: v
+                for k, v in response.headers.items()
+                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+            }
+            return httpx.Response(
+                response.status_code, headers=kept, content=body.data, request=response.request
+            )
 
         method = method.upper()
         may_repeat = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
-        rules = ForgeRules(operation, may_repeat, expect, read_all)
+        rules = ForgeRules(operation, may_repeat, expect, read_json_capped)
         return await self.call(
             rules,
             method,
             path,
             deadline=self.timeout * 2,
-            headers=headers,
+            headers={**dict(headers or {}), **IDENTITY_ENCODING},
             params=params,
             json=json,
         )

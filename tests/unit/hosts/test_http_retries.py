@@ -396,3 +396,52 @@ def test_request_bytes_stops_an_endless_chunked_body_at_the_cap() -> None:
         listener.close()
     thread.join(timeout=5)
     assert sent[0] < 64 * 1024 * 1024  # the client stopped reading long before the end
+
+
+def test_an_endless_json_answer_stops_at_the_api_answer_cap(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """API answers (JSON) are read through the same capped reader: a server that never
+    ends its body is cut off, not held in memory."""
+    from auto_review.hosts import http as forge_http
+
+    monkeypatch.setattr(forge_http, "MAX_API_ANSWER_BYTES", 100_000)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    sent = [0]
+
+    def endless() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            chunk = b"[" * 4096
+            try:
+                while sent[0] < 64 * 1024 * 1024:
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    sent[0] += len(chunk)
+            except OSError:
+                return
+
+    thread = threading.Thread(target=endless, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(HostResponseTooLarge) as info:
+            call(f"http://127.0.0.1:{port}")
+    finally:
+        listener.close()
+    thread.join(timeout=5)
+    assert sent[0] < 64 * 1024 * 1024
+    assert str(info.value) == "test op: response larger than the cap of 100000 bytes"
+    assert_secret_free(info.value, caplog)
+
+
+def test_json_answers_keep_their_paging_headers_and_ask_for_identity(forge: EchoForge) -> None:
+    response = call(forge.url)
+    assert response.json() == {"ok": True}
+    (exchange,) = forge.exchanges
+    assert exchange.headers["accept-encoding"] == "identity"
+    assert response.headers["content-type"].startswith("application/json")
