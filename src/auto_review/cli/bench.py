@@ -36,6 +36,7 @@ from auto_review.bench.evaluation import (
 )
 from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import (
+    LLM_COMMAND_SETTINGS,
     add_settings_arguments,
     print_settings_error,
     settings_from_namespace,
@@ -49,18 +50,6 @@ EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_USAGE = 2
 
-LLM_SETTINGS = (
-    "llm_base_url",
-    "llm_api_key",
-    "llm_reasoning_model",
-    "llm_cheap_model",
-    "llm_timeout_seconds",
-    "llm_max_retries",
-    "llm_response_format",
-    "llm_context_tokens",
-    "llm_reasoning_price",
-    "llm_cheap_price",
-)
 
 
 class ReportLike(Protocol):
@@ -236,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let context and verification read each fixture's after/ tree [default: diff only]",
     )
-    add_settings_arguments(run, LLM_SETTINGS)
+    add_settings_arguments(run, LLM_COMMAND_SETTINGS)
     return parser
 
 

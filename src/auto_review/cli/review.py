@@ -32,6 +32,7 @@ from typing import Any
 
 from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import (
+    LLM_COMMAND_SETTINGS,
     REVIEW_ONCE_SETTINGS,
     add_settings_arguments,
     print_settings_error,
@@ -48,20 +49,6 @@ EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_FAILED = 3
 
-LLM_SETTINGS = (
-    "llm_base_url",
-    "llm_api_key",
-    "llm_reasoning_model",
-    "llm_cheap_model",
-    "llm_timeout_seconds",
-    "llm_max_retries",
-    "llm_response_format",
-    "llm_context_tokens",
-    "llm_reasoning_price",
-    "llm_cheap_price",
-    "ca_file",
-    "log_level",
-)
 _CONTROL = re.compile("[\u0000-\u0008\u000b-\u001f\u007f-\u009f]")
 _REPO = re.compile(r"^(?:(?P<host>forgejo|github):)?(?P<owner>[^/:]+)/(?P<name>[^/:]+)$")
 
@@ -91,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a checkout of the patched code, for context [default: none]",
     )
     diff.add_argument("--json", action="store_true", help="print one JSON object [default: text]")
-    add_settings_arguments(diff, LLM_SETTINGS)
+    add_settings_arguments(diff, LLM_COMMAND_SETTINGS)
 
     once = commands.add_parser("once", help="review one pull request now")
     once.add_argument(

@@ -48,6 +48,9 @@ LLM_SETTINGS = (
     "llm_reasoning_price",
     "llm_cheap_price",
 )
+# A command that talks to the LLM alone (`review diff`, `bench run`): the model, the CA
+# that its server's certificate may need, and the log level. One list, so commands agree.
+LLM_COMMAND_SETTINGS = (*LLM_SETTINGS, "ca_file", "log_level")
 REVIEW_ONCE_SETTINGS = (
     *FORGE_SETTINGS,
     *LLM_SETTINGS,

@@ -381,3 +381,8 @@ def test_bench_trusts_the_private_ca_named_by_ar_ca_file(
         assert "precision 0.667  recall 0.667  false positives per PR 0.250" in out
         assert len(fake.chat_requests(REASONING)) == 4
         assert check_recorded_traffic(fake) > 0
+
+        # The flag, as for every command that talks to the model.
+        monkeypatch.delenv("AR_CA_FILE")
+        code, out, _ = bench(capsys, "--corpus", str(corpus), "--ca-file", str(cert))
+        assert code == 0 and "failed reviews 0" in out
