@@ -169,7 +169,12 @@ def run_cli(
 
 def assert_refused_at(completed: subprocess.CompletedProcess[str], step: str) -> None:
     assert completed.returncode == EXIT_ISOLATION, completed.stderr
-    errors = [line for line in completed.stderr.splitlines() if line.startswith("auto-review")]
+    # Start-up warnings (a plain-http forge URL in these settings) are not errors.
+    errors = [
+        line
+        for line in completed.stderr.splitlines()
+        if line.startswith("auto-review") and not line.startswith("auto-review gateway: warning:")
+    ]
     assert len(errors) == 1, completed.stderr
     assert errors[0].startswith(f"auto-review gateway: isolation setup failed at step {step}:")
     assert "refusing to start" in errors[0]
