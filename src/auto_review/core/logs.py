@@ -46,26 +46,41 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
-        for key, value in list(vars(record).items()):
-            if key not in _STANDARD_ATTRS:
-                setattr(record, key, redact.value(value))
+        fields = vars(record)
+        for key in fields.keys() - _STANDARD_ATTRS:  # the extra fields, found in one step
+            fields[key] = redact.value(fields[key])
         return True
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, extra fields, exception."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # The date and time to the second, formatted once per second rather than per line.
+        self._second = -1
+        self._second_text = ""
+
+    def _timestamp(self, created: float, msecs: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{int(msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._timestamp(record.created, record.msecs),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
+        fields = vars(record)
+        extras = fields.keys() - _STANDARD_ATTRS
+        if extras:
+            for key, value in fields.items():  # in the order the caller gave them
+                if key in extras and not key.startswith("_"):
+                    entry[key] = value
         if record.exc_text:
             entry["exc"] = record.exc_text
         return json.dumps(entry, default=str, ensure_ascii=False)
