@@ -40,6 +40,7 @@ from auto_review.cli.settings_args import (
 )
 from auto_review.config import Settings, SettingsError
 from auto_review.core.logs import configure_logging
+from auto_review.review.diff.paths import display_path, scrub_surrogates
 from auto_review.wiring.clients import forge_hosts, language_model
 from auto_review.wiring.redaction import install_secrets, redact
 from auto_review.wiring.tls import TrustError, client_tls_context
@@ -263,7 +264,13 @@ def _failed(reason: str) -> int:
 
 def _clean(text: str) -> str:
     """Redacted, and no terminal control sequence from model or repository text."""
-    return _CONTROL.sub("", redact(text))
+    return _CONTROL.sub("", redact(scrub_surrogates(text)))
+
+
+def _shown_path(path: str) -> str:
+    """A file name as the review shows it: git's C-style quoting for names that are not
+    UTF-8 or hold control characters (so it prints, and stays one line)."""
+    return _clean(display_path(path))
 
 
 def report_json(report: Any, *, dry_run: bool = False) -> dict[str, Any]:
@@ -289,7 +296,12 @@ def report_json(report: Any, *, dry_run: bool = False) -> dict[str, Any]:
             "commit_sha": draft.commit_sha,
             "body": _clean(draft.body),
             "comments": [
-                {"path": c.path, "line": c.line, "side": str(c.side), "body": _clean(c.body)}
+                {
+                    "path": _shown_path(c.path),
+                    "line": c.line,
+                    "side": str(c.side),
+                    "body": _clean(c.body),
+                }
                 for c in draft.comments
             ],
         },
@@ -304,7 +316,7 @@ def report_json(report: Any, *, dry_run: bool = False) -> dict[str, Any]:
 
 def _finding_json(finding: Any) -> dict[str, Any]:
     return {
-        "path": _clean(finding.path),
+        "path": _shown_path(finding.path),
         "start_line": finding.start_line,
         "end_line": finding.end_line,
         "severity": str(finding.severity),
@@ -327,16 +339,15 @@ def _print_report(report: Any, as_json: bool, *, heading: str, dry_run: bool = F
         for finding in report.kept:
             lines.append(
                 f"  {str(finding.severity).upper():8} {finding.category:15} "
-                f"{_clean(finding.path)}:{finding.end_line}  {_clean(finding.title)}"
+                f"{_shown_path(finding.path)}:{finding.end_line}  {_clean(finding.title)}"
             )
             lines += [f"      {line}" for line in _clean(finding.body).splitlines()]
         if report.dropped:
             lines.append(f"findings dropped: {len(report.dropped)}")
             for dropped in report.dropped:
                 f = dropped.finding
-                lines.append(
-                    f"  {dropped.reason!s:16} {_clean(f.path)}:{f.start_line}  {_clean(f.title)}"
-                )
+                where = f"{_shown_path(f.path)}:{f.start_line}"
+                lines.append(f"  {dropped.reason!s:16} {where}  {_clean(f.title)}")
     planned = report.planned
     if dry_run and planned is not None:
         lines += ["", "would post (dry run):"]
@@ -349,7 +360,7 @@ def _print_report(report: Any, as_json: bool, *, heading: str, dry_run: bool = F
             )
             lines += [f"    | {line}" for line in _clean(planned.draft.body).splitlines()]
             for comment in planned.draft.comments:
-                lines.append(f"  comment on {_clean(comment.path)}:{comment.line}:")
+                lines.append(f"  comment on {_shown_path(comment.path)}:{comment.line}:")
                 lines += [f"    | {line}" for line in _clean(comment.body).splitlines()]
         lines.append(f"  status: {planned.status.state} ({_clean(planned.status.description)})")
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in report.stage_seconds.items())

@@ -2,6 +2,11 @@
 
 Code, not the model, decides every API call. Rules:
 
+* **Paths**: a finding's path is the real changed file's (verification mapped the model's
+  path to it). A file whose name is not valid UTF-8 cannot be named by the forge APIs (paths
+  are JSON strings), so its findings are written into the review body instead, under the
+  name in git's C-style quoting, with their markers; every path shown in text is escaped
+  that way (:func:`auto_review.review.diff.paths.display_path`).
 * **One inline comment per new finding**, on ``LineSide.NEW`` at the finding's ``end_line``
   (``verify_findings`` re-anchors it to the last changed line of its range). When the path
   guard's ``changed`` index is passed, a comment whose line the PR did not change is not
@@ -39,6 +44,7 @@ from auto_review.hosts.review_types import (
     LineSide,
     ReviewDraft,
 )
+from auto_review.review.diff.paths import display_path, is_representable, scrub_surrogates
 from auto_review.review.diff.positions import ChangedLines, NotCommentable
 from auto_review.review.stages.findings import Finding, Severity
 
@@ -54,6 +60,13 @@ MAX_CATEGORY_CHARS = 40
 REDACTION_MARGIN = 8192  # longer than any configured secret (PEM keys included)
 MAX_LISTED_FINDINGS = 30
 TRUNCATION_MARK = "\n\n*(truncated)*"
+# A finding on a file whose name is not UTF-8 cannot be an inline comment (the forge APIs
+# carry paths as JSON strings): it goes in the review body, with its marker.
+MAX_UNANCHORED_CHARS = 1000
+UNANCHORED_HEADING = (
+    "Findings on files whose names are not valid UTF-8 (the forge cannot anchor an inline "
+    "comment to them; names are shown with git's C-style escapes):"
+)
 
 _MARKER_PREFIX = "<!-- auto-review:fp="
 _MARKER_RE = re.compile(r"<!-- auto-review:fp=([0-9a-f]{16}) -->")
@@ -109,8 +122,10 @@ def plan_review(
             body=comment_body(finding, redact),
         )
         for finding in new
+        if is_representable(finding.path)
     )
-    body = summary_body(new, summary, repeated=repeated, redact=redact)
+    in_body = [finding for finding in new if not is_representable(finding.path)]
+    body = summary_body(new, summary, repeated=repeated, redact=redact, in_body=in_body)
     return PlannedReview(
         draft=ReviewDraft(commit_sha=head_sha, body=body, comments=comments),
         status=status,
@@ -135,18 +150,25 @@ def marker(fingerprint: str) -> str:
 # ---- bodies ---------------------------------------------------------------------------
 
 
-def comment_body(finding: Finding, redact: Callable[[str], str]) -> str:
+def comment_body(
+    finding: Finding, redact: Callable[[str], str], limit: int = MAX_COMMENT_CHARS
+) -> str:
     """Marker, a one-line heading (severity, category, title), then the model's body."""
     title = _one_line(untrusted_text(finding.title, redact, MAX_TITLE_CHARS))
     category = _one_line(untrusted_text(finding.category, redact, MAX_CATEGORY_CHARS))
     heading = f"**{finding.severity.value.upper()}** · {category} · {title}"
     head = f"{marker(finding.fingerprint)}\n{heading}\n\n"
-    body = untrusted_text(finding.body, redact, MAX_COMMENT_CHARS - len(head))
+    body = untrusted_text(finding.body, redact, max(0, limit - len(head)))
     return redact(head + body).rstrip()
 
 
 def summary_body(
-    new: Sequence[Finding], summary: str, *, repeated: int, redact: Callable[[str], str]
+    new: Sequence[Finding],
+    summary: str,
+    *,
+    repeated: int,
+    redact: Callable[[str], str],
+    in_body: Sequence[Finding] = (),
 ) -> str:
     counts = Counter(finding.severity for finding in new)
     by_severity = ", ".join(
@@ -163,11 +185,21 @@ def summary_body(
     ordered = sorted(new, key=lambda f: (-f.severity.rank, f.path, f.end_line))
     for finding in ordered[:MAX_LISTED_FINDINGS]:
         title = _one_line(untrusted_text(finding.title, redact, MAX_TITLE_CHARS))
-        path = _one_line(untrusted_text(finding.path, redact, MAX_PATH_CHARS))
+        path = _one_line(untrusted_text(display_path(finding.path), redact, MAX_PATH_CHARS))
         where = _code_span(f"{path}:{finding.end_line}")
         lines.append(f"- **{finding.severity.value}** {where} {title}")
     if len(ordered) > MAX_LISTED_FINDINGS:
         lines.append(f"- … and {len(ordered) - MAX_LISTED_FINDINGS} more")
+    if in_body:
+        lines += ["", UNANCHORED_HEADING]
+        for finding in in_body:
+            path = _one_line(untrusted_text(display_path(finding.path), redact, MAX_PATH_CHARS))
+            lines += [
+                "",
+                f"{_code_span(f'{path}:{finding.end_line}')}",
+                "",
+                comment_body(finding, redact, MAX_UNANCHORED_CHARS),
+            ]
     return redact(_cap("\n".join(lines), MAX_SUMMARY_CHARS))
 
 
@@ -178,7 +210,7 @@ def untrusted_text(text: str, redact: Callable[[str], str], limit: int) -> str:
     grows with length), so a secret cut in half there lies past ``limit`` and goes with the
     final cap.
     """
-    text = redact(text[: limit + REDACTION_MARGIN])
+    text = redact(scrub_surrogates(text[: limit + REDACTION_MARGIN]))
     text = unicodedata.normalize("NFC", text)
     text = _INVISIBLE.sub("", text)
     text = _MENTION.sub("@" + _ZWSP, text)

@@ -54,6 +54,7 @@ from auto_review.llm.api import (
     Usage,
 )
 from auto_review.review.diff.model import DiffParseError, FileDiff, parse_diff
+from auto_review.review.diff.paths import display_path
 from auto_review.review.diff.positions import ChangedLines
 from auto_review.review.incremental import ChangedSinceLastReview, new_hunks_only
 from auto_review.review.mapping import (
@@ -548,7 +549,9 @@ async def _posted_markers(
 def _skip_notes(skipped: Sequence[SkippedFile]) -> list[str]:
     if not skipped:
         return []
-    shown = ", ".join(f"`{s.path}` ({s.reason})" for s in skipped[:MAX_LISTED_SKIPS])
+    shown = ", ".join(
+        f"`{display_path(s.path)}` ({s.reason})" for s in skipped[:MAX_LISTED_SKIPS]
+    )
     more = f" and {len(skipped) - MAX_LISTED_SKIPS} more" if len(skipped) > MAX_LISTED_SKIPS else ""
     return [f"Not reviewed: {shown}{more}."]
 

@@ -302,6 +302,7 @@ def test_hostile_path_and_category_stay_on_their_line() -> None:
     planned = plan([odd])
     assert planned.draft is not None
     assert not any(line.startswith("# Heading") for line in planned.draft.body.splitlines())
-    assert "`` a`b # Heading @\u200bx.py:3 ``" in planned.draft.body
+    # Shown in git's C-style quoting: the newline is an escape, not a line break.
+    assert '`` "a`b\\n# Heading @\u200bx.py":3 ``' in planned.draft.body
     heading = planned.draft.comments[0].body.splitlines()[1]
     assert heading == "**LOW** · bug @\u200bteam <\u200bb> · t"

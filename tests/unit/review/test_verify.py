@@ -284,11 +284,24 @@ def test_hostile_paths_never_reach_the_filesystem(
     tree: ConfinedTree, changed: ChangedLines, tmp_path: Path
 ) -> None:
     model = ScriptedModel(supported)
-    paths = ["/etc/passwd", "../checkout/app.py", "app.py\0", "./app.py", "app.py/..", ""]
+    paths = ["/etc/passwd", "../checkout/app.py", "app.py\0", "/app.py", "app.py/..", "", "."]
     result = run([finding(path=p) for p in paths], model, tree, changed)
     assert result.kept == []
     assert reasons(result) == ["unchanged-line"] * len(paths)
     assert model.calls == []
+
+
+def test_a_path_written_with_dot_components_is_matched_to_the_changed_file(
+    tree: ConfinedTree, changed: ChangedLines
+) -> None:
+    """Issue 14, point 8: "./app.py" is app.py, not an unknown file."""
+    model = ScriptedModel(supported)
+    paths = ["./app.py", "././app.py", ".//app.py", " app.py "]
+    findings = [finding(path=p, title=f"t{i}") for i, p in enumerate(paths)]
+    result = run(findings, model, tree, changed)
+    assert [f.path for f in result.kept] == ["app.py"] * len(paths)
+    assert len(model.calls) == len(paths)
+    assert all("path: app.py\n" in call[1][1].content for call in model.calls)
 
 
 def test_a_changed_symlink_out_of_the_tree_is_unreadable(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from auto_review.review.diff.model import FileDiff
+from auto_review.review.diff.paths import PathIndex
 
 
 class Forge(StrEnum):
@@ -53,9 +54,18 @@ class ChangedLines:
         for file_diff in files:
             if file_diff.new_path is not None and not file_diff.is_binary:
                 self._files[file_diff.new_path] = file_diff
+        self._index: PathIndex | None = None
 
     def paths(self) -> list[str]:
         return sorted(self._files)
+
+    def resolve(self, written: str) -> str | None:
+        """The real path of a changed text file that ``written`` (a model's path) names:
+        ``./`` dropped, escaped names mapped back to their bytes; None when it names no
+        such file, is absolute or holds ``..`` (see :class:`PathIndex`)."""
+        if self._index is None:
+            self._index = PathIndex(self._files)
+        return self._index.resolve(written)
 
     def is_changed(self, path: str, line: int) -> bool:
         file_diff = self._files.get(path)

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 from auto_review.llm.api import ChatMessage, Role
 from auto_review.review.diff.model import FileDiff, FileStatus, Hunk
+from auto_review.review.diff.paths import display_path, path_bytes, scrub_surrogates
 from auto_review.review.stages.findings import CATEGORIES, FINDINGS_SCHEMA, Severity
 from auto_review.review.workspace.confined import ConfinedTree, ConfinementError
 
@@ -95,7 +96,8 @@ class Framer:
         self._token_re = re.compile(re.escape(self.token), re.IGNORECASE)
 
     def neutralise(self, text: str) -> str:
-        text = self._token_re.sub("[boundary token removed]", text)
+        # Lone surrogates (a JSON "\ud800" in a PR body) cannot be sent to the LLM as UTF-8.
+        text = self._token_re.sub("[boundary token removed]", scrub_surrogates(text))
         return _FORGED_MARKER.sub(lambda m: f"untrusted_data_{m.group(1)}(quoted)", text)
 
     def block(self, label: str, text: str) -> str:
@@ -135,7 +137,8 @@ def _review_system(framer: Framer) -> str:
         f"{framer.rules()}\n\n"
         "Answer with one JSON object and nothing else, valid against this JSON schema:\n"
         f"{schema}\n"
-        '- "path": the file path exactly as written after "file:" in the diff.\n'
+        '- "path": the file path exactly as written after "file:" in the diff (a name shown '
+        "in double quotes with backslash escapes is written with those quotes and escapes).\n"
         '- "start_line", "end_line": NEW-file line numbers of lines marked "+" (added by this '
         "pull request), as shown in the gutter of the diff. Never use removed lines, context "
         "lines or lines outside the diff.\n"
@@ -322,7 +325,8 @@ def _fit_diff(
     terms: tuple[str, ...],
 ) -> tuple[str, _Stats]:
     pieces = _pieces(files, terms)
-    longest = sorted((len(f.path.encode()) for f in files), reverse=True)[:MAX_OMITTED_LISTED]
+    shown = (len(display_path(f.path).encode()) for f in files)
+    longest = sorted(shown, reverse=True)[:MAX_OMITTED_LISTED]
     # The status line and the omitted-files block, whose size is known only at the end; the
     # list is capped at a twentieth of the budget, so long hostile file names cannot eat it.
     listing = min(sum(n // 3 + 2 for n in longest), max(40, budget // 20))
@@ -376,7 +380,7 @@ def _pieces(files: Sequence[FileDiff], terms: tuple[str, ...]) -> list[_Piece]:
             security = _security_hits(b"\n".join(changed)[:MAX_RANKED_CHARS])
             mentioned = 0
             if needles:
-                haystack = b"\n".join([file_diff.path.encode("utf-8", "replace"), *hunk.lines])
+                haystack = b"\n".join([path_bytes(file_diff.path), *hunk.lines])
                 haystack = haystack[: 4 * MAX_RANKED_CHARS].lower()
                 mentioned = sum(needle in haystack for needle in needles)
             rank = (mentioned, int(security > 0), kind, min(len(changed), 400), security)
@@ -460,10 +464,10 @@ def _header_tokens(file_diff: FileDiff) -> int:
 
 
 def _show_path(path: str) -> str:
-    """A path on one line: control characters (a newline in a hostile file name) escaped."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
-        return json.dumps(path)
-    return path
+    """A path on one line, as valid UTF-8: git's C-style quoting when the name holds control
+    characters (a newline in a hostile file name), quotes, backslashes or bytes that are not
+    UTF-8 (see :mod:`auto_review.review.diff.paths`)."""
+    return display_path(path)
 
 
 def _add_surroundings(chosen: list[_Piece], tree: ConfinedTree, room: int) -> None:

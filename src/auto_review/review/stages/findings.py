@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from auto_review.review.diff.paths import path_bytes
+
 
 class Severity(StrEnum):
     INFO = "info"
@@ -111,8 +113,11 @@ class Finding:
         """Stable across pushes that move the code: path, category and normalised title,
         not line numbers (a finding that shifts by a few lines is still the same finding)."""
         title = re.sub(r"\s+", " ", self.title.strip().lower())
-        raw = f"{self.path}\0{self.category}\0{title}".encode()
-        return hashlib.sha256(raw).hexdigest()[:16]
+        # The path's own bytes (a name that is not UTF-8 included); model text with lone
+        # surrogates is hashed as their surrogatepass bytes rather than failing. For UTF-8
+        # text both are plain UTF-8, so fingerprints posted before stay the same.
+        text = f"\0{self.category}\0{title}".encode("utf-8", "surrogatepass")
+        return hashlib.sha256(path_bytes(self.path) + text).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)

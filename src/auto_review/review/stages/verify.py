@@ -3,7 +3,10 @@
 Each finding passes three gates, cheapest first:
 
 1. **Severity floor**: below the repository's ``severity_floor`` -> dropped ``below-floor``.
-2. **Path guard**: the finding's path must be a text file the PR changed and at least one
+2. **Path guard**: the model's path is first mapped to a real changed file
+   (``ChangedLines.resolve``: ``./`` dropped, absolute paths and ``..`` refused, a name
+   shown escaped in the prompt mapped back to its bytes), and the finding carries that real
+   path from then on. It must be a text file the PR changed and at least one
    line of its range must be a line the PR added (``ChangedLines``) -> else dropped
    ``unchanged-line``. The guard runs before the model is asked, so no tokens are spent on a
    finding that could never be posted. A kept finding is *re-anchored*: its ``end_line``
@@ -37,6 +40,7 @@ from enum import StrEnum
 
 from auto_review.llm.api import ChatMessage, LanguageModel, LlmInvalidAnswer, Role, Tier
 from auto_review.review.diff.model import FileDiff, LineKind
+from auto_review.review.diff.paths import display_path, scrub_surrogates
 from auto_review.review.diff.positions import ChangedLines
 from auto_review.review.stages.findings import VERDICT_SCHEMA, Finding, Severity
 from auto_review.review.workspace.confined import ConfinedTree, ConfinementError
@@ -104,6 +108,13 @@ async def verify_findings(
         if not finding.severity.at_least(floor):
             outcomes.append(DroppedFinding(finding, DropReason.BELOW_FLOOR))
             continue
+        real_path = changed.resolve(finding.path)
+        if real_path is None:
+            outcomes.append(
+                DroppedFinding(finding, DropReason.UNCHANGED_LINE, "not a changed text file")
+            )
+            continue
+        finding = dataclasses.replace(finding, path=real_path)
         anchor = last_changed_line(changed, finding)
         if anchor is None:
             outcomes.append(DroppedFinding(finding, DropReason.UNCHANGED_LINE))
@@ -244,7 +255,7 @@ def verifier_messages(finding: Finding, code: str, first: int, last: int) -> lis
     """The cheap tier's prompt for one finding: the finding and the code as framed data."""
     finding_text = "\n".join(
         [
-            f"path: {finding.path}",
+            f"path: {display_path(finding.path)}",
             f"lines: {finding.start_line}-{finding.end_line}",
             f"severity: {finding.severity.value}",
             f"category: {finding.category}",
@@ -253,7 +264,7 @@ def verifier_messages(finding: Finding, code: str, first: int, last: int) -> lis
             finding.body,
         ]
     )
-    finding_text = _neutralise(finding_text)
+    finding_text = _neutralise(scrub_surrogates(finding_text))
     code = _neutralise(code)
     token = secrets.token_hex(8)
     while token in finding_text or token in code:  # a 1 in 2**64 chance; still not trusted
