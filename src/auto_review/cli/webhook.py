@@ -1,7 +1,7 @@
 """`auto-review webhook`: the gateway's webhook on a Forgejo/Gitea repository.
 
   auto-review webhook register --repo OWNER/NAME --gateway-url URL [--update]
-  auto-review webhook list --repo OWNER/NAME
+  auto-review webhook list --repo OWNER/NAME | --github
   auto-review webhook unregister --repo OWNER/NAME --gateway-url URL
   auto-review webhook test --repo OWNER/NAME --pr N --gateway-url URL
 
@@ -15,6 +15,12 @@ an existing hook gets the current secret. ``unregister`` deletes the hooks sendi
 ``URL/webhooks/forgejo`` (none is not an error). ``test`` sends the gateway a signed ping
 and a signed pull request event built from the forge's objects for ``--pr`` and reports
 what the gateway did with each (see :mod:`auto_review.cli.webhook_test`).
+
+A GitHub App has one webhook, set in the App's settings: ``list --github`` shows the App
+(``GET /app`` with its JWT) and whether it subscribes to the events the gateway handles.
+Its recent deliveries (``GET /app/hook/deliveries``) are not fetched: that call is not in
+the API subset auto-review checks its GitHub calls against, so the command says where to
+see them instead.
 
 Exit status: 0 done or nothing to do (``test``: the event was accepted or is a duplicate);
 1 a hook differs and --update was not given (``test``: the gateway ignored the event);
@@ -90,10 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
         "[default: report it, change nothing]",
     )
     add_settings_arguments(register, SETTINGS)
-    listing = commands.add_parser("list", help="the repository's webhooks")
-    listing.add_argument("--repo", required=True, type=repo_argument, metavar="OWNER/NAME",
-                         help=repo_help)  # fmt: skip
-    add_settings_arguments(listing, [f for f in SETTINGS if f != "webhook_secret"])
+    listing = commands.add_parser(
+        "list", help="the repository's webhooks, or the GitHub App's webhook (--github)"
+    )
+    listing.add_argument("--repo", type=repo_argument, metavar="OWNER/NAME",
+                         help="the repository, OWNER/NAME (required without --github)")  # fmt: skip
+    listing.add_argument(
+        "--github",
+        action="store_true",
+        help="the GitHub App's webhook (one per App, set in the App's settings) and its "
+        "subscribed events instead [default: a Forgejo/Gitea repository's hooks]",
+    )
+    add_settings_arguments(
+        listing,
+        [f for f in SETTINGS if f != "webhook_secret"]
+        + ["github_app_id", "github_app_private_key", "github_api_url"],
+    )
     unregister = commands.add_parser("unregister", help="remove the gateway's webhook")
     unregister.add_argument("--repo", required=True, type=repo_argument, metavar="OWNER/NAME",
                             help=repo_help)  # fmt: skip
@@ -249,6 +267,58 @@ async def test_hook(namespace: argparse.Namespace, settings: Settings, admin: An
     return EXIT_DIFFERS if event.body.get("status") == "ignored" else EXIT_OK
 
 
+# What the gateway handles from GitHub; the App must subscribe to these.
+GITHUB_EVENTS = ("pull_request", "issue_comment")
+DELIVERIES_NOT_CHECKED = (
+    "deliveries: not fetched: GET /app/hook/deliveries is not among the GitHub API calls "
+    "auto-review checks against GitHub's OpenAPI description "
+    "(tests/reference/github/rest-openapi-subset.json); see them in the App's settings, "
+    "Advanced, Recent Deliveries (each with its answer, and Redeliver)"
+)
+
+
+async def list_github(settings: Settings) -> int:
+    """The App's identity and subscribed events (``GET /app``); its webhook URL and
+    secret are set in the App's settings and not readable through the API used here."""
+    from auto_review.core.refs import HostKind
+    from auto_review.wiring.clients import forge_hosts
+
+    if not (settings.github_app_id and settings.github_app_private_key):
+        raise UsageError(
+            "settings AR_GITHUB_APP_ID (--github-app-id) and AR_GITHUB_APP_PRIVATE_KEY "
+            "(environment or env file only) are required for --github"
+        )
+    from auto_review.hosts.github import GitHubClient
+
+    host = forge_hosts(settings)[HostKind.GITHUB]
+    assert isinstance(host, GitHubClient)
+    try:
+        app = await host.app_info()
+    finally:
+        await host.aclose()
+    slug = _printable(str(app.get("slug", "")))
+    name = _printable(str(app.get("name", slug)))
+    print(f"GitHub App {name} (id {app.get('id')}, slug {slug}): "
+          f"{_printable(str(app.get('html_url', '')))}")  # fmt: skip
+    raw_events = app.get("events")
+    events = [str(e) for e in raw_events] if isinstance(raw_events, list) else []
+    missing = [e for e in GITHUB_EVENTS if e not in events]
+    shown = _printable(", ".join(events) or "none")
+    verdict = f"missing {', '.join(missing)}" if missing else "ok"
+    print(f"  events: {shown} (the gateway needs {', '.join(GITHUB_EVENTS)}: {verdict})")
+    print("  webhook: the App's own, set in its settings (General, Webhook): URL "
+          "GATEWAY/webhooks/github, secret AR_GITHUB_WEBHOOK_SECRET, active")  # fmt: skip
+    print(f"  {DELIVERIES_NOT_CHECKED}")
+    if missing:
+        print(
+            f"the App does not subscribe to {', '.join(missing)}: add the event(s) in its "
+            "settings (Permissions & events)",
+            file=sys.stderr,
+        )
+        return EXIT_DIFFERS
+    return EXIT_OK
+
+
 def _token(settings: Settings) -> str:
     if settings.forgejo_token is None:
         raise UsageError("setting AR_FORGEJO_TOKEN (environment or env file only) is required")
@@ -286,6 +356,12 @@ def main(argv: list[str]) -> int:
     from auto_review.wiring.tls import TrustError
 
     try:
+        if namespace.command == "list" and namespace.github:
+            if namespace.repo is not None:
+                raise UsageError("--github lists the App's webhook: leave out --repo")
+            return asyncio.run(list_github(settings))
+        if namespace.command == "list" and namespace.repo is None:
+            raise UsageError("--repo OWNER/NAME is required (or --github for the GitHub App)")
         if settings.forgejo_url is None:
             raise UsageError("setting AR_FORGEJO_URL (--forgejo-url) is required")
         return asyncio.run(run(namespace, settings))

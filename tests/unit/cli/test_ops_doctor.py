@@ -94,6 +94,7 @@ def test_everything_in_order_is_all_ok(
     assert lines["llm-cheap-model"] == f"[ok] llm-cheap-model: {CHEAP} is listed"
     assert lines["isolation"].startswith("[warn] isolation: bare")
     assert err == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my.env"]  # nothing else written
     ApiSpec.gitea().assert_conforms(forge.exchanges)
 
 
