@@ -674,9 +674,18 @@ class FakeForgejo(ReviewingForge):
         self._next_hook_id = 1
         self.passwords: dict[str, str] = {}
         self.minted_tokens: list[tuple[str, str, list[str], str]] = []
+        # The scopes of ``token`` (None: every scope), as Gitea enforces them per route
+        # category on the routes that report a token's reach.
+        self.token_scopes: set[str] | None = None
 
     def add_password(self, login: str, password: str) -> None:
         self.passwords[login] = password
+
+    def _token_reaches(self, category: str) -> bool:
+        if self.token_scopes is None:
+            return True
+        wanted = {f"read:{category}", f"write:{category}", "all"}
+        return bool(self.token_scopes & wanted)
 
     def hooks_of(self, owner: str, repo: str) -> list[StoredHook]:
         with self._lock:
@@ -846,8 +855,17 @@ class FakeForgejo(ReviewingForge):
             return 401, {}, {"message": "token is required", "url": f"{self.url}/api/swagger"}
         parts = path.strip("/").split("/")
         method = exchange.method
+        category = {"user": "user", "repos/search": "repository",
+                    "repos/issues/search": "issue"}.get("/".join(parts))  # fmt: skip
+        if method == "GET" and category is not None and not self._token_reaches(category):
+            message = f"token does not have at least one of required scope(s): [read:{category}]"
+            return 403, {}, {"message": message, "url": f"{self.url}/api/swagger"}
         if method == "GET" and parts == ["user"]:
             return 200, {}, self.user_object(self.bot_login, 1)
+        if method == "GET" and parts == ["repos", "search"]:
+            return 200, {}, {"ok": True, "data": []}
+        if method == "GET" and parts == ["repos", "issues", "search"]:
+            return 200, {}, []
         if len(parts) < 4 or parts[0] != "repos":
             return 404, {}, None
         owner, repo, rest = parts[1], parts[2], parts[3:]

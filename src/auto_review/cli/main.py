@@ -14,7 +14,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "review": ("auto_review.cli.review", "one-shot reviews of a PR or a local patch"),
     "ops": ("auto_review.cli.ops", "diagnostics: doctor, status"),
     "secrets": ("auto_review.cli.secrets_cmd", "generate a strong webhook secret and CI token"),
-    "webhook": ("auto_review.cli.webhook", "register, list, unregister the Forgejo/Gitea webhook"),
+    "webhook": ("auto_review.cli.webhook", "register, list, unregister, test the forge webhook"),
     "auth": ("auto_review.cli.auth", "mint the bot's Forgejo/Gitea token"),
     "config": ("auto_review.cli.config", "validate a repository's .auto_review.yaml"),
     "history": ("auto_review.cli.history", "review history maintenance"),

@@ -1,15 +1,19 @@
 """`auto-review ops`: diagnostics.
 
-``ops doctor``  the isolation decision for these settings, what the host offers the
-                container boundary, and (with --gateway-url) the posture the running
-                gateway verified from inside.
+``ops doctor``  one [ok]/[warn]/[fail] line per check: the settings, the env file, the
+                secrets, the state directory, git, the forge token and what it reaches,
+                the LLM and its models, the isolation decision and what the host offers
+                the container boundary, and (with --gateway-url) the posture the running
+                gateway verified from inside. Exit 1 when any check fails.
 ``ops status``  a running gateway's /readyz and /info in a few lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -17,12 +21,13 @@ from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import (
     DOCTOR_SETTINGS,
     add_settings_arguments,
-    print_settings_error,
-    settings_from_namespace,
+    flag_names_of,
+    flags_from_namespace,
 )
-from auto_review.config import SettingsError
+from auto_review.config import SECRET_FIELDS, Settings, SettingsError, load_settings
 from auto_review.isolation.decision import IsolationMode, IsolationRefused, decide_isolation
-from auto_review.wiring.redaction import install_secrets
+from auto_review.wiring.checks import FAIL, OK, WARN, Check
+from auto_review.wiring.redaction import install_secrets, redact
 
 EXIT_OK = 0
 EXIT_PROBLEM = 1
@@ -33,7 +38,9 @@ HTTP_TIMEOUT = 5.0
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="auto-review ops", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    doctor = commands.add_parser("doctor", help="isolation decision, host checks, live posture")
+    doctor = commands.add_parser(
+        "doctor", help="check settings, forge, LLM, host and the live posture"
+    )
     doctor.add_argument(
         "--gateway-url",
         metavar="URL",
@@ -61,70 +68,137 @@ def fetch_json(base_url: str, path: str) -> tuple[int, Any]:
 
 
 def doctor(namespace: argparse.Namespace) -> int:
+    """Every check, one ``[ok]``/``[warn]``/``[fail]`` line each; exit 1 on any failure."""
+    checks: list[Check] = []
     report: dict[str, Any] = {}
-    problem = False
+    warnings: list[str] = []
     try:
-        settings = settings_from_namespace(namespace)
-        install_secrets(settings.secret_values())
+        settings: Settings | None = load_settings(
+            flags_from_namespace(namespace),
+            env_file=namespace.env_file,
+            flag_names=flag_names_of(namespace),
+            allow_insecure_env_file=namespace.allow_insecure_env_file,
+            warn=warnings.append,
+        )
     except SettingsError as exc:
-        print_settings_error("auto-review ops doctor", exc)
-        return EXIT_USAGE
+        settings = None
+        checks += [Check("settings", FAIL, redact(line)) for line in exc.problems]
+    if settings is not None:
+        install_secrets(settings.secret_values())
+        checks.append(Check("settings", OK, "every setting is well-formed"))
+    checks.append(env_file_check(namespace, settings, warnings))
+    if settings is not None:
+        from auto_review.wiring.checks import remote_checks, secrets_check, state_dir_check
+
+        checks += [secrets_check(settings), state_dir_check(settings.state_dir)]
+        checks.append(git_check())
+        checks += asyncio.run(remote_checks(settings))
+        checks += isolation_checks(settings, report)
+    else:
+        checks.append(git_check())
+    if namespace.gateway_url:
+        checks += posture_checks(namespace.gateway_url, report)
+    report["checks"] = [
+        {"name": c.name, "level": c.level, "detail": c.detail} for c in checks
+    ]
+    failed = sum(c.level == FAIL for c in checks)
+    if namespace.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        for check in checks:
+            print(f"[{check.level}] {check.name}: {check.detail}")
+        warned = sum(c.level == WARN for c in checks)
+        print(f"{len(checks) - failed - warned} ok, {warned} warn, {failed} fail")
+    return EXIT_PROBLEM if failed else EXIT_OK
+
+
+def env_file_check(
+    namespace: argparse.Namespace, settings: Settings | None, warnings: list[str]
+) -> Check:
+    path = namespace.env_file
+    if path is None:
+        in_env = sorted(
+            key for key in os.environ if key.startswith("AR_") and key[3:].lower() in SECRET_FIELDS
+        )
+        if in_env:
+            return Check("env-file", WARN, f"{', '.join(in_env)} given in the environment: "
+                         "put secrets in an env file (0600) and pass --env-file")  # fmt: skip
+        return Check("env-file", OK, "none given, and no secret in the environment")
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError as exc:
+        return Check("env-file", FAIL, f"{path}: {exc.strerror}")
+    if warnings:
+        return Check("env-file", WARN, f"{path} (mode {mode:04o}) is readable or writable by "
+                     "others; accepted only because of --allow-insecure-env-file")  # fmt: skip
+    if settings is None and mode & 0o066:
+        return Check("env-file", FAIL, f"{path} (mode {mode:04o}): see the settings lines")
+    return Check("env-file", OK, f"{path} (mode {mode:04o}, owner uid {path.stat().st_uid})")
+
+
+def git_check() -> Check:
+    from auto_review.wiring.checks import git_check as check
+
+    return check()
+
+
+def isolation_checks(settings: Settings, report: dict[str, Any]) -> list[Check]:
+    """The isolation decision for these settings and, for the container boundary, what
+    the host kernel offers it."""
+    checks: list[Check] = []
     try:
         decision = decide_isolation(
             sys.platform, settings.gateway_bare, settings.gateway_external_isolation
         )
-        report["decision"] = {"mode": str(decision.mode), "reason": decision.reason}
     except IsolationRefused as exc:
         report["decision"] = {"mode": "refuse", "reason": str(exc)}
-        problem = True
-        decision = None
-    if decision is not None and decision.mode is IsolationMode.OCI:
+        return [Check("isolation", FAIL, str(exc))]
+    report["decision"] = {"mode": str(decision.mode), "reason": decision.reason}
+    if decision.mode is IsolationMode.BARE:
+        checks.append(Check("isolation", WARN, f"bare: {decision.reason}; WARNING: bare mode "
+                            "runs the gateway with no container boundary"))  # fmt: skip
+    elif decision.mode is IsolationMode.EXTERNAL:
+        checks.append(Check("isolation", WARN, f"external: {decision.reason} (not verified "
+                            "by auto-review)"))  # fmt: skip
+    else:
+        checks.append(Check("isolation", OK, f"{decision.mode}: {decision.reason}"))
         from auto_review.isolation.outer.host_probe import host_checks
 
-        checks = host_checks(settings.oci_runtime)
+        found = host_checks(settings.oci_runtime)
         report["host_checks"] = {
             check.name: {"ok": check.ok, "detail": check.detail, "mandatory": check.mandatory}
-            for check in checks
+            for check in found
         }
-        problem |= any(check.mandatory and not check.ok for check in checks)
-    if namespace.gateway_url:
-        try:
-            _, info = fetch_json(namespace.gateway_url, "/info")
-            posture = (info or {}).get("runtime_isolation") or (info or {}).get("isolation")
-            report["gateway_posture"] = posture
-            problem |= not (posture or {}).get("verified", False)
-        except Exception as exc:  # any transport failure is one line, not a traceback
-            report["gateway_posture"] = {"error": f"cannot fetch /info: {type(exc).__name__}"}
-            problem = True
-    if namespace.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
-    else:
-        print_doctor(report)
-    return EXIT_PROBLEM if problem else EXIT_OK
+        required = set(settings.isolation_require)
+        for check in found:
+            needed = check.mandatory or check.name in required
+            level = OK if check.ok else (FAIL if needed else WARN)
+            checks.append(Check(check.name, level, check.detail))
+    return checks
 
 
-def print_doctor(report: dict[str, Any]) -> None:
-    decision = report["decision"]
-    print(f"isolation decision: {decision['mode']} ({decision['reason']})")
-    if decision["mode"] == "bare":
-        print("WARNING: bare mode runs the gateway with no container boundary")
-    for name, check in report.get("host_checks", {}).items():
-        mark = "ok  " if check["ok"] else ("FAIL" if check["mandatory"] else "warn")
-        print(f"  [{mark}] {name}: {check['detail']}")
-    if "gateway_posture" in report:
-        posture = report["gateway_posture"] or {}
-        if "error" in posture:
-            print(f"running gateway: {posture['error']}")
-            return
-        verified = "verified" if posture.get("verified") else "NOT verified"
-        runtime = posture.get("runtime", "")
-        print(f"running gateway: mode {posture.get('mode')} {runtime} {verified}".rstrip())
-        for name, check in (posture.get("checks") or {}).items():
-            degraded = name in (posture.get("degraded") or [])
-            mark = "ok  " if check.get("ok") else ("warn" if degraded else "FAIL")
-            print(f"  [{mark}] {name}: {check.get('detail')}")
-        if posture.get("warning"):
-            print(f"  {posture['warning']}")
+def posture_checks(gateway_url: str, report: dict[str, Any]) -> list[Check]:
+    """The posture the running gateway verified from inside, as ``/info`` reports it."""
+    try:
+        _, info = fetch_json(gateway_url, "/info")
+    except Exception as exc:  # any transport failure is one line, not a traceback
+        report["gateway_posture"] = {"error": f"cannot fetch /info: {type(exc).__name__}"}
+        return [Check("gateway", FAIL, f"cannot fetch {gateway_url}/info: {type(exc).__name__}")]
+    posture = (info or {}).get("runtime_isolation") or (info or {}).get("isolation") or {}
+    report["gateway_posture"] = posture
+    verified = bool(posture.get("verified"))
+    runtime = posture.get("runtime") or ""
+    words = f"mode {posture.get('mode')} {runtime}".rstrip()
+    checks = [
+        Check("gateway", OK if verified else FAIL,
+              f"{words} {'verified' if verified else 'NOT verified'}"
+              + (f"; {posture['warning']}" if posture.get("warning") else ""))
+    ]  # fmt: skip
+    degraded = posture.get("degraded") or []
+    for name, check in (posture.get("checks") or {}).items():
+        level = OK if check.get("ok") else (WARN if name in degraded else FAIL)
+        checks.append(Check(name, level, str(check.get("detail"))))
+    return checks
 
 
 def status(namespace: argparse.Namespace) -> int:

@@ -60,7 +60,19 @@ REVIEW_ONCE_SETTINGS = (
     "ca_file",
     "log_level",
 )
-DOCTOR_SETTINGS = ("gateway_bare", "gateway_external_isolation", "oci_runtime")
+DOCTOR_SETTINGS = (
+    "gateway_bare",
+    "gateway_external_isolation",
+    "oci_runtime",
+    "isolation_require",
+    *FORGE_SETTINGS,
+    "webhook_secret",
+    "github_webhook_secret",
+    "ci_review_token",
+    *LLM_SETTINGS,
+    "state_dir",
+    "ca_file",
+)
 
 _FLAGS_KEY = "_setting_flags"
 

@@ -5,7 +5,9 @@ not the review pipeline. Same HTTP stack as the forge client (:class:`ForgeHttp`
 deadline, error mapping that never quotes a URL, header or body). Credentials are passed
 per call and never kept.
 
-Gitea v1 API: ``GET|POST /repos/{owner}/{repo}/hooks``, ``PATCH|DELETE
+Gitea v1 API: ``GET /user``, ``GET /repos/search``, ``GET /repos/issues/search`` (what
+the token can reach), ``GET /repos/{owner}/{repo}/pulls/{index}`` (for ``webhook test``),
+``GET|POST /repos/{owner}/{repo}/hooks``, ``PATCH|DELETE
 /repos/{owner}/{repo}/hooks/{id}``, ``POST /users/{username}/tokens`` (basic auth with the
 account's password; the answer's ``sha1`` is the token, shown only this once).
 """
@@ -21,7 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
-from auto_review.hosts.base import HostResponseError
+from auto_review.hosts.base import HostAuthError, HostResponseError
 from auto_review.hosts.comment_pages import collect_all_pages
 from auto_review.hosts.forgejo import api_root
 from auto_review.hosts.http import ForgeHttp, json_body
@@ -29,6 +31,14 @@ from auto_review.hosts.http import ForgeHttp, json_body
 USER_AGENT = "auto-review (forgejo set-up)"
 # What the gateway handles: pull request events and (chat) issue comments.
 HOOK_EVENTS = ("pull_request", "issue_comment")
+# What ``token_reach`` asks to learn which scope categories a token holds: Gitea answers
+# 403 on a route whose category the token lacks. A read call cannot tell read from write,
+# and the forge shows no token its own scopes (listing tokens needs the password).
+SCOPE_PROBES = (
+    ("user", "/user"),
+    ("repository", "/repos/search"),
+    ("issue", "/repos/issues/search"),
+)
 # The scopes the bot needs: read pull requests and files, post reviews, comments and
 # statuses, read its own account.
 BOT_TOKEN_SCOPES = ("write:repository", "write:issue", "read:user")
@@ -98,6 +108,53 @@ class ForgejoAdmin:
 
     def _hooks_path(self, owner: str, repo: str) -> str:
         return f"/repos/{_segment(owner)}/{_segment(repo)}/hooks"
+
+    async def current_login(self, token: str) -> str:
+        """The login of the token's account (``GET /user``)."""
+        operation = "forgejo get user"
+        response = await self._http.request(
+            operation, "GET", "/user", headers=self._token_headers(token)
+        )
+        body = json_body(operation, response)
+        if not isinstance(body, dict) or not isinstance(body.get("login"), str):
+            raise HostResponseError(operation, "user object without login", 200)
+        return str(body["login"])
+
+    async def token_reach(self, token: str) -> dict[str, bool]:
+        """For each scope category of :data:`SCOPE_PROBES`: whether a read call in it is
+        allowed (False on 403; other failures raise)."""
+        reach: dict[str, bool] = {}
+        for category, path in SCOPE_PROBES:
+            try:
+                await self._http.request(
+                    f"forgejo probe {category} scope",
+                    "GET",
+                    path,
+                    headers=self._token_headers(token),
+                    params={"limit": 1} if path != "/user" else None,
+                )
+                reach[category] = True
+            except HostAuthError as exc:
+                if exc.status != 403:
+                    raise
+                reach[category] = False
+        return reach
+
+    async def pull_request_json(
+        self, owner: str, repo: str, number: int, token: str
+    ) -> dict[str, Any]:
+        """The forge's own pull request object (``webhook test`` builds its event from it)."""
+        operation = "forgejo get pull request"
+        response = await self._http.request(
+            operation,
+            "GET",
+            f"/repos/{_segment(owner)}/{_segment(repo)}/pulls/{number}",
+            headers=self._token_headers(token),
+        )
+        body = json_body(operation, response)
+        if not isinstance(body, dict):
+            raise HostResponseError(operation, "not a pull request object", 200)
+        return body
 
     async def list_hooks(self, owner: str, repo: str, token: str) -> list[Hook]:
         operation = "forgejo list webhooks"

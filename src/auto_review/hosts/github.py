@@ -239,6 +239,10 @@ class GitHubClient:
         )
 
     async def ping(self) -> None:
+        await self.app_info()
+
+    async def app_info(self) -> dict[str, Any]:
+        """``GET /app`` with the App's JWT: its id, slug, name, events, permissions."""
         operation = "github ping"
         response = await self._http.request(
             operation, "GET", "/app", headers=self.auth.app_headers()
@@ -246,6 +250,7 @@ class GitHubClient:
         body = json_body(operation, response)
         if not isinstance(body, dict) or not isinstance(body.get("id"), int):
             raise HostResponseError(operation, "app object without id", response.status_code)
+        return body
 
     # --- review pipeline: read ---
 

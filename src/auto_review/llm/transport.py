@@ -311,6 +311,25 @@ class LlmTransport(HttpClient):
 
         await self._exchange("ping", None, "GET", "models", None, read)
 
+    async def model_ids(self) -> list[str]:
+        """GET /models: the ids of the models the server lists (``ops doctor``)."""
+
+        def read(response_body: bytes) -> list[str] | Retry:
+            try:
+                payload = json.loads(response_body)
+            except (ValueError, RecursionError):
+                payload = None
+            data = payload.get("data") if isinstance(payload, dict) else None
+            if not isinstance(data, list):
+                return Retry("malformed model list", RetryReason.SERVER_ERROR)
+            return [
+                str(item["id"])
+                for item in data
+                if isinstance(item, dict) and isinstance(item.get("id"), str)
+            ]
+
+        return await self._exchange("models", None, "GET", "models", None, read)
+
     async def _exchange(
         self,
         what: str,

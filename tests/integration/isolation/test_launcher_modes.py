@@ -105,8 +105,8 @@ def test_doctor_reports_decision_host_checks_and_the_live_posture(
     posture = report["gateway_posture"]
     assert posture["verified"] is True
     assert posture["runtime"] == "embedded"
-    assert "running gateway: mode oci embedded verified" in text.stdout
-    assert "[ok  ] seccomp: Seccomp=2" in text.stdout
+    assert "[ok] gateway: mode oci embedded verified" in text.stdout
+    assert "[ok] seccomp: Seccomp=2" in text.stdout
     assert status.returncode == 0, status.stdout
     assert "isolation: oci embedded verified" in status.stdout
     assert "forgejo: ok" in status.stdout
@@ -118,7 +118,7 @@ def test_doctor_fails_for_an_unusable_runtime_and_says_bare_when_bare():
     assert json.loads(bad.stdout)["host_checks"]["runtimes"]["ok"] is False
     bare = ops("doctor", "--bare")
     assert bare.returncode == 0
-    assert "isolation decision: bare" in bare.stdout
+    assert "[warn] isolation: bare" in bare.stdout
     assert "WARNING" in bare.stdout
 
 
