@@ -12,6 +12,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.applications import Starlette
@@ -143,6 +144,14 @@ def _secret_bytes(value: Any) -> bytes | None:
     return value.reveal().encode() if value is not None else None
 
 
+def public_settings(settings: Settings, state_dir_shown: Path | None) -> dict[str, Any]:
+    """``/info``'s settings: the state directory as the operator named it, in every mode."""
+    view = settings.public_view()
+    if state_dir_shown is not None:
+        view["state_dir"] = str(state_dir_shown)
+    return view
+
+
 def pipeline_state(runner: ReviewRunner | None) -> str:
     """What /info says about review work: running, or queued until a runner exists."""
     if runner is None:
@@ -164,6 +173,7 @@ def build_app(
     background: Sequence[BackgroundService] = (),
     llm_models: LlmTransport | None = None,
     tls: ssl.SSLContext | None = None,
+    state_dir_shown: Path | None = None,
 ) -> Starlette:
     """The gateway app for ``settings``.
 
@@ -192,7 +202,7 @@ def build_app(
         Route("/version", version, methods=["GET"]),
         Route(
             "/info",
-            make_info(settings.public_view(), posture, pipeline_state(runner)),
+            make_info(public_settings(settings, state_dir_shown), posture, pipeline_state(runner)),
             methods=["GET"],
         ),
         Route("/metrics", make_metrics(metrics, store.queue_depth), methods=["GET"]),

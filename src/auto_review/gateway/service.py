@@ -220,12 +220,15 @@ def serve(
     posture: Mapping[str, Any] | None = None,
     hosts: Mapping[HostKind, ReviewHost] | None = None,
     collectors: Sequence[Collector] = (),
+    state_dir_shown: Path | None = None,
 ) -> int:
     """Run the gateway until SIGTERM/SIGINT on a uvloop event loop; return the exit status.
 
     A startup failure (bind, state directory, poller settings, missing posture) prints one
     line naming the cause and returns ``EXIT_STARTUP``. ``collectors`` are extra Prometheus
     collectors for ``/metrics`` (the inner gateway adds the egress proxy's counters).
+    ``state_dir_shown``: the state directory as the operator named it, when this process
+    sees it under another path (inside the container): errors and ``/info`` show it.
     """
     import uvloop
 
@@ -233,11 +236,20 @@ def serve(
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop_runner:
             loop_runner.run(
                 serve_async(
-                    settings, runner, sock=sock, posture=posture, hosts=hosts, collectors=collectors
+                    settings,
+                    runner,
+                    sock=sock,
+                    posture=posture,
+                    hosts=hosts,
+                    collectors=collectors,
+                    state_dir_shown=state_dir_shown,
                 )
             )
     except (GatewayStartupError, StoreError) as exc:
-        print(f"auto-review gateway: {redact(str(exc))}", file=sys.stderr, flush=True)
+        text = str(exc)
+        if state_dir_shown is not None:
+            text = text.replace(str(settings.state_dir), str(state_dir_shown))
+        print(f"auto-review gateway: {redact(text)}", file=sys.stderr, flush=True)
         return EXIT_STARTUP
     return 0
 
@@ -250,6 +262,7 @@ async def serve_async(
     posture: Mapping[str, Any] | None = None,
     hosts: Mapping[HostKind, ReviewHost] | None = None,
     collectors: Sequence[Collector] = (),
+    state_dir_shown: Path | None = None,
 ) -> None:
     """The body of :func:`serve`, for callers that own the event loop."""
     posture = dict(posture) if posture is not None else default_posture(settings)
@@ -295,6 +308,7 @@ async def serve_async(
             metrics=metrics,
             background=background,
             tls=tls,
+            state_dir_shown=state_dir_shown,
         )
         server = uvicorn.Server(_uvicorn_config(app))
         address = listener.getsockname()

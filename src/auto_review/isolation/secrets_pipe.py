@@ -37,6 +37,10 @@ class SecretsPipeError(RuntimeError):
     """The settings document cannot be written or read; the message holds no value."""
 
 
+# Not a setting: the key under which read_settings_pipe returns the host's state directory.
+HOST_STATE_DIR_KEY = "_host_state_dir"
+
+
 def settings_document(
     settings: Settings, *, state_dir: Path, ca_file: Path | None = None
 ) -> dict[str, Any]:
@@ -53,7 +57,12 @@ def settings_document(
     values["state_dir"] = str(state_dir)
     if ca_file is not None:
         values["ca_file"] = str(ca_file)
-    return {"version": FORMAT_VERSION, "settings": values}
+    # The operator's own path of the state directory: what /info and errors should show.
+    return {
+        "version": FORMAT_VERSION,
+        "settings": values,
+        "host_state_dir": str(settings.state_dir),
+    }
 
 
 class SettingsPipe:
@@ -151,6 +160,9 @@ def read_settings_pipe(fd: int = SECRETS_FD) -> dict[str, Any]:
     values = document.get("settings")
     if not isinstance(values, dict):
         raise SecretsPipeError("settings pipe document has no settings object")
+    host_state_dir = document.get("host_state_dir")
+    if isinstance(host_state_dir, str):
+        values[HOST_STATE_DIR_KEY] = host_state_dir
     return values
 
 

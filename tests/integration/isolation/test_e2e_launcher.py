@@ -97,6 +97,7 @@ def run_scenario(workdir: Path, run_as: support.RunAs, runtime: str | None) -> d
     settings = support.gateway_settings(forge.url, llm.url, state_dir, port)
     args = ["--oci-runtime", runtime] if runtime else []
     seen: dict[str, Any] = {
+        "state_dir": str(state_dir),
         "rootless": run_as.rootless,
         "runtime": RUNTIME_LABEL[runtime],
         "launcher_uid": run_as.uid,
@@ -252,6 +253,8 @@ def test_info_reports_a_verified_posture(scenarios: Scenarios, name: str):
         assert "cgroup-limits" in posture["degraded"]
     else:
         assert posture["checks"]["cgroup-limits"]["ok"] is True
+    # The state directory as the operator named it, not its mount point in the container.
+    assert seen["info"]["settings"]["state_dir"] == seen["state_dir"]
 
 
 @scenario_names

@@ -11,6 +11,7 @@ import pytest
 
 from auto_review.config import load_settings
 from auto_review.core.refs import HostKind, RepoRef
+from auto_review.gateway.app import public_settings
 from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.service import (
     FileWatermarkStore,
@@ -19,6 +20,7 @@ from auto_review.gateway.service import (
     chat_poller,
     default_posture,
     poll_repo_refs,
+    serve,
 )
 from auto_review.wiring.clients import forge_hosts
 
@@ -96,3 +98,21 @@ def test_watermarks_survive_a_new_store_object(tmp_path: Path) -> None:
     assert asyncio.run(read()) == moment
     path.write_text("{not json")
     assert asyncio.run(read()) is None  # unreadable file: start over, do not crash
+
+
+def test_state_dir_errors_and_info_name_the_operators_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Inside the container the state directory is mounted at another path; what the
+    operator reads (a start-up error, /info) names the directory they configured."""
+    inner = tmp_path / "inner-state"
+    inner.write_text("a file where the state directory should be\n")
+    shown = Path("/srv/operators/auto-review-state")
+    bare = settings(inner, AR_GATEWAY_BARE="true", AR_GATEWAY_BIND="127.0.0.1:0")
+    assert serve(bare, None, state_dir_shown=shown) == 2
+    err = capsys.readouterr().err
+    assert str(shown) in err and str(inner) not in err
+
+    view = public_settings(bare, shown)
+    assert view["state_dir"] == str(shown)
+    assert public_settings(bare, None)["state_dir"] == str(inner)

@@ -12,6 +12,7 @@ import pytest
 
 from auto_review.config import Settings
 from auto_review.isolation.secrets_pipe import (
+    HOST_STATE_DIR_KEY,
     MAX_DOCUMENT_BYTES,
     SecretsPipeError,
     SettingsPipe,
@@ -41,6 +42,8 @@ def test_round_trip_reveals_secrets_and_forces_the_inner_state_dir(tmp_path: Pat
     assert values["forgejo_token"] == CANARY + "-token"
     assert values["state_dir"] == "/var/lib/auto_review"
     assert values["poll_repos"] == ["acme/widgets"]
+    # The operator's own state directory rides along for /info and error messages.
+    assert values.pop(HOST_STATE_DIR_KEY) == str(sample_settings(tmp_path).state_dir)
     # The same settings come back out of the values.
     rebuilt = Settings(**{k: v for k, v in values.items() if v is not None})
     assert rebuilt.secret_values() == sample_settings(tmp_path).secret_values()

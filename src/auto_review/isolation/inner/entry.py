@@ -37,6 +37,7 @@ from auto_review.isolation.inner.selfcheck import (
     run_selfcheck,
 )
 from auto_review.isolation.secrets_pipe import (
+    HOST_STATE_DIR_KEY,
     LISTEN_FD,
     SECRETS_FD,
     SecretsPipeError,
@@ -91,7 +92,11 @@ def fail(message: str, status: int) -> int:
 def load_inner_settings(values: Mapping[str, Any]) -> Any:
     from auto_review.config import load_settings
 
-    flags = {key: value for key, value in values.items() if value is not None}
+    flags = {
+        key: value
+        for key, value in values.items()
+        if value is not None and key != HOST_STATE_DIR_KEY
+    }
     flags["state_dir"] = str(INNER_STATE_DIR)
     # No environment: every setting came through the pipe.
     return load_settings(flags=flags, environ={})
@@ -134,6 +139,9 @@ def main() -> int:
     except SettingsError as exc:
         install_secrets(str(v) for v in values.values() if isinstance(v, str))
         return fail(f"setup step settings failed: {exc}", EXIT_SETUP)
+    # The operator's path of the state directory, for /info and error messages; inside the
+    # container it is mounted at INNER_STATE_DIR.
+    host_state_dir = values.get(HOST_STATE_DIR_KEY)
     del values
     redactor = install_secrets(settings.secret_values())
     configure_logging(settings.log_format, settings.log_level, redactor)
@@ -171,6 +179,7 @@ def main() -> int:
             sock=listener,
             posture=posture,
             collectors=[EgressMetricsCollector.for_socket(EGRESS_SOCKET_INSIDE)],
+            state_dir_shown=Path(host_state_dir) if isinstance(host_state_dir, str) else None,
         )
     finally:
         bridge.stop()
