@@ -7,6 +7,7 @@ built by ``make_bundle`` (also used by the fail-closed and rootless tests).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -221,20 +222,26 @@ def test_run_reports_128_plus_signal(tmp_path: Path, root: Path) -> None:
 
 
 def test_run_forwards_signals_to_the_container(tmp_path: Path, root: Path) -> None:
-    script = "trap 'exit 42' TERM; while :; do sleep 0.05; done"
+    # The shell says "ready" once its trap is installed: the signal is sent only then.
+    script = "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"
     bundle = make_bundle(tmp_path, container_config(["/bin/sh", "-c", script]))
     env = dict(os.environ, PYTHONPATH=str(REPO_SRC))
     process = subprocess.Popen(
         [sys.executable, "-m", "auto_review.oci", "--root", str(root), "run", "--bundle",
-         str(bundle), "fwd"], env=env, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while not (root / "fwd" / container.STATE_FILE).exists():
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.01)
-    time.sleep(0.2)  # let the shell install its trap
-    process.send_signal(15)
-    assert process.wait(timeout=20) == 42
-    assert not (root / "fwd").exists()
+         str(bundle), "fwd"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"ready\n"
+        process.send_signal(15)
+        assert process.wait(timeout=20) == 42
+        assert not (root / "fwd").exists()
+    finally:
+        # A failed run must not leave its container spinning on the machine.
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=20)
+        with contextlib.suppress(Exception):
+            api.delete("fwd", root=root, force=True)
 
 
 def test_container_output_and_identity(tmp_path: Path, root: Path) -> None:
