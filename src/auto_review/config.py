@@ -505,6 +505,27 @@ SETTINGS: tuple[SettingSpec, ...] = (
     _spec("rate_limit_burst", _integer(1), 500, help="burst per source address", metavar="N"),
     _spec("workers", _integer(1, 64), 2, help="concurrent review jobs (1-64)", metavar="N"),
     _spec(
+        "job_retry_horizon_seconds",
+        _number(0),
+        86400.0,
+        help="how long a job that meets transient failures (forge or LLM down) keeps retrying",
+        metavar="SECONDS",
+    ),
+    _spec(
+        "job_retry_base_seconds",
+        _number(0),
+        5.0,
+        help="first retry delay of a job; it doubles per attempt (with jitter)",
+        metavar="SECONDS",
+    ),
+    _spec(
+        "job_retry_max_delay_seconds",
+        _number(0),
+        600.0,
+        help="cap on the delay between two attempts of a job",
+        metavar="SECONDS",
+    ),
+    _spec(
         "poll_interval_seconds",
         _number(0),
         60.0,
@@ -594,6 +615,9 @@ class Settings:
     rate_limit_per_minute: int
     rate_limit_burst: int
     workers: int
+    job_retry_horizon_seconds: float
+    job_retry_base_seconds: float
+    job_retry_max_delay_seconds: float
     poll_interval_seconds: float
     poll_repos: list[str]
     readyz_cache_seconds: float

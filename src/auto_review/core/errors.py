@@ -20,3 +20,22 @@ class TransientError(AutoReviewError):
 
 class PermanentError(AutoReviewError):
     """A failure that retrying cannot fix."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` (or an exception it was raised from) is a :class:`TransientError`.
+
+    Wrappers such as a workspace error raised from a git timeout keep the cause, so the
+    class of the root failure decides. Everything else, unexpected exceptions (bugs)
+    included, is permanent: retrying a bug only repeats it.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TransientError):
+            return True
+        if isinstance(current, PermanentError):
+            return False
+        seen.add(id(current))
+        current = current.__cause__
+    return False

@@ -77,36 +77,70 @@ class Job:
     request: JobRequest
     attempts: int  # attempts started so far, this one included
     enqueued_at: float  # unix seconds
+    final_attempt: bool = False  # set by the worker: a transient failure now ends the job
 
 
 class ReviewRunner(Protocol):
-    """Executes one job. Raising means "try again later" (bounded by the retry policy)."""
+    """Executes one job.
+
+    Returning a :class:`JobOutcome` ends the job. Raising a
+    :class:`~auto_review.core.errors.TransientError` (or an exception raised from one) means
+    "try again later": the worker pool retries with backoff until the retry horizon.
+    Raising anything else is a permanent failure (a bug, most likely): the job fails at
+    once, never retried. ``job.final_attempt`` tells the runner that a transient failure
+    now ends the job, so it should leave a final status behind.
+    """
 
     async def run(self, job: Job) -> JobOutcome: ...
 
 
+DEFAULT_RETRY_HORIZON_SECONDS = 86400.0
+
+
 @dataclass(frozen=True, slots=True)
 class JobRetryPolicy:
-    """Bounded retries for jobs whose runner raised (or that a crash interrupted)."""
+    """How long and how often a job that met a transient failure is tried again.
 
-    max_attempts: int = 3
+    Retries go on, with exponential backoff and jitter, until ``horizon_seconds`` after the
+    job was accepted; the attempt that starts past the horizon is the final one. A job
+    interrupted by ``max_interruptions`` restarts in a row (one that kills the gateway each
+    time) fails instead of crash-looping it.
+    """
+
+    horizon_seconds: float = DEFAULT_RETRY_HORIZON_SECONDS
     base_delay_seconds: float = 5.0
-    max_delay_seconds: float = 300.0
+    max_delay_seconds: float = 600.0
+    jitter: float = 0.5  # the share of each delay drawn at random: delay * [1 - jitter, 1]
+    max_interruptions: int = 3
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if self.horizon_seconds < 0:
+            raise ValueError("the retry horizon must not be negative")
         if self.base_delay_seconds < 0 or self.max_delay_seconds < 0:
             raise ValueError("retry delays must not be negative")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise ValueError("retry jitter must be between 0 and 1")
+        if self.max_interruptions < 1:
+            raise ValueError("max_interruptions must be at least 1")
 
-    def may_retry(self, attempts: int) -> bool:
-        return attempts < self.max_attempts
+    def deadline(self, job: Job) -> float:
+        """Unix time after which a transient failure ends the job."""
+        return job.enqueued_at + self.horizon_seconds
 
-    def delay_after(self, attempts: int) -> float:
-        """Exponential backoff: base, 2*base, 4*base, ... capped."""
-        exponent = max(attempts - 1, 0)
-        delay: float = self.base_delay_seconds * 2.0**exponent
-        return min(delay, self.max_delay_seconds)
+    def is_final(self, job: Job, now: float) -> bool:
+        return now >= self.deadline(job)
+
+    def delay_after(self, attempts: int, draw: float = 1.0) -> float:
+        """Exponential backoff: base, 2*base, 4*base, ... capped, then scaled by the jitter
+        (``draw`` is a random number in [0, 1])."""
+        exponent = min(max(attempts - 1, 0), 62)
+        delay: float = min(self.base_delay_seconds * 2.0**exponent, self.max_delay_seconds)
+        return delay * (1.0 - self.jitter * (1.0 - min(max(draw, 0.0), 1.0)))
+
+    def next_delay(self, job: Job, now: float, draw: float = 1.0) -> float:
+        """The wait before the next attempt, never past the deadline: the attempt that
+        starts at the deadline is the final one."""
+        return max(min(self.delay_after(job.attempts, draw), self.deadline(job) - now), 0.0)
 
 
 @dataclass(slots=True)

@@ -30,7 +30,7 @@ import uvicorn
 from prometheus_client.registry import Collector
 
 from auto_review.config import Settings
-from auto_review.core.jobs import JobRequest, ReviewRunner
+from auto_review.core.jobs import JobRequest, JobRetryPolicy, ReviewRunner
 from auto_review.core.posture import bare_posture, external_posture
 from auto_review.core.refs import HostKind, RepoRef
 from auto_review.gateway.app import BackgroundService, build_app, intake_policy
@@ -291,7 +291,13 @@ async def serve_async(
             metrics.registry.register(collector)
         background: list[BackgroundService] = []
         if runner is not None:
-            pool = WorkerPool(store, runner, concurrency=settings.workers, observer=metrics)
+            pool = WorkerPool(
+                store,
+                runner,
+                concurrency=settings.workers,
+                observer=metrics,
+                retry=retry_policy(settings),
+            )
             background.append(WorkerPoolService(pool))
         else:
             # Skipping jobs would lose accepted work; they wait, durable, for a runner.
@@ -374,3 +380,12 @@ def _quiet_reraised_signals(server: uvicorn.Server) -> Any:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def retry_policy(settings: Settings) -> JobRetryPolicy:
+    """The worker pool's fate for transient failures, from the AR_JOB_RETRY_* settings."""
+    return JobRetryPolicy(
+        horizon_seconds=settings.job_retry_horizon_seconds,
+        base_delay_seconds=settings.job_retry_base_seconds,
+        max_delay_seconds=settings.job_retry_max_delay_seconds,
+    )

@@ -1,9 +1,12 @@
 """The worker pool: a fixed number of asyncio workers take jobs from the queue and run them.
 
-Each worker claims one job at a time, so at most `concurrency` jobs run at once. A runner
-that raises gets its job retried with backoff until the retry policy's attempt cap, then the
-job fails with a detail naming only the exception type (exception messages may carry URLs
-or tokens). Stopping lets running jobs finish (graceful) or cancels them; a cancelled job is
+Each worker claims one job at a time, so at most `concurrency` jobs run at once. What a
+runner raises decides the job's fate (`core.errors`): a transient failure (forge or LLM
+unavailable, a git timeout) is retried with exponential backoff and jitter until the retry
+horizon, the next attempt time stored with the job so it survives restarts; anything else
+(a permanent failure the runner did not turn into an outcome, or a bug) fails the job at
+once. Details and logs name only the exception type (exception messages may carry URLs or
+tokens). Stopping lets running jobs finish (graceful) or cancels them; a cancelled job is
 released back to the queue without spending an attempt.
 
 Outcomes and durations go to a `WorkerObserver` (the gateway's metrics adapter), so this
@@ -14,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import random
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Protocol
 
+from auto_review.core.errors import is_transient
 from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRetryPolicy, ReviewRunner
 from auto_review.store.base import JobQueue, RequeueResult, StoreClosed, StoreError
 
@@ -32,8 +38,9 @@ class RunResult(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
-    RETRYING = "retrying"  # the runner raised; the job is queued again after a delay
-    GAVE_UP = "gave-up"  # the runner raised on the last allowed attempt; the job failed
+    RETRYING = "retrying"  # a transient failure; the job is queued again after a delay
+    GAVE_UP = "gave-up"  # a transient failure past the retry horizon; the job failed
+    ERROR = "error"  # the runner raised something not transient (a bug): failed, no retry
     CANCELLED = "cancelled"  # stop() cancelled the run; the job went back to the queue
 
 
@@ -53,6 +60,8 @@ class WorkerPool:
         job_timeout_seconds: float | None = 900.0,
         idle_poll_seconds: float = 1.0,
         name: str = "worker",
+        wall_clock: Callable[[], float] = time.time,
+        draw: Callable[[], float] = random.random,
     ) -> None:
         if concurrency < 1:
             raise ValueError("worker concurrency must be at least 1")
@@ -66,6 +75,8 @@ class WorkerPool:
         self._job_timeout = job_timeout_seconds
         self._idle_poll = idle_poll_seconds
         self._name = name
+        self._wall_clock = wall_clock  # the store's clock: job times are unix seconds
+        self._draw = draw  # jitter
         self._tasks: list[asyncio.Task[None]] = []
         self._wakeups: list[asyncio.Event] = []
         self._stopping = False
@@ -85,7 +96,7 @@ class WorkerPool:
         if self._tasks:
             raise RuntimeError("worker pool already started")
         requeued = await asyncio.to_thread(
-            self._store.requeue_interrupted, self._retry.max_attempts
+            self._store.requeue_interrupted, self._retry.max_interruptions
         )
         if requeued.requeued or requeued.gave_up:
             log.warning(
@@ -156,6 +167,9 @@ class WorkerPool:
 
     async def _run_one(self, job: Job, worker: str) -> None:
         started = time.monotonic()
+        job = dataclasses.replace(
+            job, final_attempt=self._retry.is_final(job, self._wall_clock())
+        )
         fields = {
             "job_id": job.id,
             "kind": str(job.request.kind),
@@ -194,14 +208,27 @@ class WorkerPool:
     async def _after_error(self, job: Job, exc: Exception, fields: dict[str, object]) -> RunResult:
         # Only the type: exception messages from HTTP clients can contain URLs and tokens.
         error = type(exc).__name__
-        detail = f"{error} on attempt {job.attempts} of {self._retry.max_attempts}"
-        if self._retry.may_retry(job.attempts):
-            delay = self._retry.delay_after(job.attempts)
+        if not is_transient(exc):
+            detail = f"{error} on attempt {job.attempts}: not retried"
+            await self._bookkeep(self._store.give_up(job.id, detail), fields)
+            log.error(
+                "job failed with a permanent error, not retried",
+                extra={**fields, "error_type": error, "where": _where(exc)},
+            )
+            return RunResult.ERROR
+        if not job.final_attempt:
+            delay = self._retry.next_delay(job, self._wall_clock(), self._draw())
+            detail = f"{error} on attempt {job.attempts}: waiting to retry"
             await self._bookkeep(self._store.retry_later(job.id, delay, detail), fields)
-            log.warning("job failed, will retry", extra={**fields, "error": error, "delay": delay})
+            log.warning(
+                "job met a transient failure, will retry",
+                extra={**fields, "error_type": error, "delay": round(delay, 3)},
+            )
             return RunResult.RETRYING
+        hours = self._retry.horizon_seconds / 3600
+        detail = f"{error} on attempt {job.attempts}: still failing after {hours:g} h"
         await self._bookkeep(self._store.give_up(job.id, detail), fields)
-        log.error("job failed on its last attempt", extra={**fields, "error": error})
+        log.error("job gave up at its retry horizon", extra={**fields, "error_type": error})
         return RunResult.GAVE_UP
 
     async def _bookkeep(self, update: Awaitable[bool], fields: dict[str, object]) -> None:
@@ -219,3 +246,14 @@ class WorkerPool:
             self._observer.on_job_finished(job.request.kind, result, time.monotonic() - started)
         except Exception:
             log.exception("job observer failed", extra={"job_id": job.id})
+
+
+def _where(exc: BaseException) -> str:
+    """``file:line`` of the innermost frame that raised: where a bug is, without the
+    message (which may quote a URL or a token)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
+from auto_review.core.errors import PermanentError, TransientError
 from auto_review.core.refs import HostKind, PayloadError, RepoRef, check_sha
 from auto_review.hosts.events import CommentEvent, has_prefix
 from auto_review.hosts.review_types import (
@@ -40,19 +41,19 @@ class HostError(Exception):
         self.status = status
 
 
-class HostUnavailable(HostError):
+class HostUnavailable(HostError, TransientError):
     """Network failure, timeout, 5xx or rate limiting that outlasted the retries."""
 
 
-class HostAuthError(HostError):
+class HostAuthError(HostError, PermanentError):
     """The forge refused the credentials (401/403) or they could not be produced."""
 
 
-class HostNotFound(HostError):
+class HostNotFound(HostError, PermanentError):
     """The repository, pull request or installation does not exist (or is hidden from us)."""
 
 
-class HostResponseError(HostError):
+class HostResponseError(HostError, PermanentError):
     """The forge answered, but not with what its API documents (bad JSON, missing fields)."""
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from auto_review.core.errors import PermanentError, TransientError
+
 
 class Tier(StrEnum):
     REASONING = "reasoning"  # finds problems; the expensive model
@@ -56,15 +58,15 @@ class LlmError(Exception):
     """An LLM call failed; the message names the tier and the failure, never content."""
 
 
-class LlmUnavailable(LlmError):
+class LlmUnavailable(LlmError, TransientError):
     """Transport failure, timeout, 429 or 5xx that outlasted the retries."""
 
 
-class LlmRefused(LlmError):
+class LlmRefused(LlmError, PermanentError):
     """The server refused the request (400/401/403/404): configuration, not load."""
 
 
-class LlmInvalidAnswer(LlmError):
+class LlmInvalidAnswer(LlmError, PermanentError):
     """The answer was not valid JSON for the schema, even after the self-heal round."""
 
 

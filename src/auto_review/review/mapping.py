@@ -245,11 +245,15 @@ def pending_status() -> CommitStatus:
     return _status(CommitState.PENDING, "review in progress")
 
 
-def failed_status(reason: str, redact: Callable[[str], str]) -> CommitStatus:
-    """The review itself could not be done (LLM or forge unavailable after retries, ...)."""
+def failed_status(
+    reason: str, redact: Callable[[str], str], stage: str | None = None
+) -> CommitStatus:
+    """The review itself could not be done (a permanent failure, or a transient one that
+    outlasted the retry horizon). ``stage`` names where it failed."""
+    where = f"review failed at {stage}: " if stage else "review failed: "
     return _status(
         CommitState.ERROR,
-        "review failed: " + _one_line(untrusted_text(reason, redact, MAX_STATUS_DESCRIPTION)),
+        where + _one_line(untrusted_text(reason, redact, MAX_STATUS_DESCRIPTION)),
     )
 
 

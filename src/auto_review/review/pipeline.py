@@ -13,10 +13,14 @@
     -> mapping (dedup against history and the bot's earlier comment markers)
     -> review + final status (not in a dry run) -> history
 
-Errors: :class:`HostUnavailable` and :class:`LlmUnavailable` propagate (the worker retries
-the job later). Anything that retrying cannot fix ends in :class:`PipelineFailed`, after a
-commit status ``error`` whose description is fixed text (never an exception message, which
-may quote the repository or the forge).
+Errors: transient failures (``core.errors.is_transient``: forge or LLM unavailable, a git
+timeout) propagate, and the worker retries the job later; on the job's final attempt the
+pending status is ended as ``error`` first. Anything else, unexpected exceptions (bugs)
+included, ends in :class:`PipelineFailed`, after a commit status ``error`` naming the stage,
+whose description is fixed text (never an exception message, which may quote the
+repository or the forge). A final status that cannot be posted because the forge is
+unavailable raises :class:`OutcomeNotPosted`, a transient error: the job is finished only
+when its outcome is on the forge.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from auto_review.core.errors import TransientError, is_transient
 from auto_review.core.redaction import Redactor
 from auto_review.core.refs import HostKind, RepoRef, is_from_bot
 from auto_review.hosts.base import (
@@ -97,7 +102,18 @@ MAX_LISTED_SKIPS = 20
 
 class PipelineFailed(Exception):
     """The review cannot be done, and retrying will not help. The message is fixed text,
-    safe for a commit status, a log line and the terminal."""
+    safe for a commit status, a log line and the terminal; ``error_type`` names the class
+    of the exception behind it."""
+
+    def __init__(self, message: str, *, error_type: str = "", stage: str = "") -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.stage = stage
+
+
+class OutcomeNotPosted(TransientError):
+    """The review's final status could not be posted (the forge is unavailable): the job
+    must run again, since an outcome that is not on the forge is no outcome."""
 
 
 class ReviewHistory(Protocol):
@@ -286,14 +302,16 @@ async def review_pull_request(
     LLM also ends the pending status (as ``error``) before the exception propagates.
     """
     host = deps.host_for(repo)
-    clock = StageClock()
+    clock = StageClock("details")
     metered = MeteredModel(deps.llm)
     key = repo_key(repo)
     redactor = Redactor(deps.secrets)
     try:
         pr = await host.get_pull_request_details(repo, number)
     except (HostNotFound, HostAuthError, HostResponseError) as exc:
-        raise PipelineFailed(describe_failure(exc)) from None
+        raise PipelineFailed(
+            f"details: {describe_failure(exc)}", error_type=type(exc).__name__, stage="details"
+        ) from None
 
     def skipped(reason: str) -> ReviewReport:
         return ReviewReport(
@@ -315,6 +333,7 @@ async def review_pull_request(
         return skipped("this commit was already reviewed")
 
     status_poster = _StatusPoster(host, repo, pr.head_sha, dry_run)
+    clock.current = "config"
     try:
         config, notes = await _read_repo_config(host, repo, pr)
         if not config.enabled or (pr.draft and config.skip_drafts):
@@ -338,30 +357,35 @@ async def review_pull_request(
             dry_run=dry_run,
             status_poster=status_poster,
         )
-    except (HostUnavailable, LlmUnavailable) as exc:
-        if last_attempt:
-            await status_poster.post_quietly(failed_status(describe_failure(exc), redactor))
+    except PipelineFailed:
         raise
     except HeadMismatch:
-        await status_poster.post_quietly(
+        await status_poster.post_final(
             skipped_status("a newer commit was pushed while fetching", redactor)
         )
         return skipped("the pull request moved on while it was being fetched")
-    except (
-        HostError,
-        LlmError,
-        WorkspaceError,
-        GitError,
-        DiffParseError,
-        ContextBudgetError,
-    ) as exc:
+    except Exception as exc:
+        stage = clock.current
+        if is_transient(exc):
+            if last_attempt:
+                await status_poster.post_final(
+                    failed_status(describe_failure(exc), redactor, stage)
+                )
+            raise
         description = describe_failure(exc)
         log.warning(
             "review failed",
-            extra={"repo": repo.full_name, "pr": number, "error_type": type(exc).__name__},
+            extra={
+                "repo": repo.full_name,
+                "pr": number,
+                "stage": stage,
+                "error_type": type(exc).__name__,
+            },
         )
-        await status_poster.post_quietly(failed_status(description, redactor))
-        raise PipelineFailed(description) from None
+        await status_poster.post_final(failed_status(description, redactor, stage))
+        raise PipelineFailed(
+            f"{stage}: {description}", error_type=type(exc).__name__, stage=stage
+        ) from None
 
 
 async def _review_checked_out(
@@ -451,6 +475,7 @@ async def _review_checked_out(
         else:
             result = _ModelPass("No new changes to review since the last review.", [], [])
 
+    clock.current = "mapping"
     already = deps.store.posted_fingerprints(key, pr.number) | await _posted_markers(
         host, repo, pr.number, deps.bot_login
     )
@@ -499,10 +524,15 @@ class _StatusPoster:
         if not self.dry_run:
             await self.host.post_status(self.repo, self.sha, status)
 
-    async def post_quietly(self, status: CommitStatus) -> None:
-        """For the failure path: a forge that fails here too must not hide the first error."""
+    async def post_final(self, status: CommitStatus) -> None:
+        """For the failure path. A forge that is unavailable here raises OutcomeNotPosted
+        (the job runs again until the outcome is on the forge); one that refuses the post
+        for good is logged, so it does not hide the first error."""
         try:
             await self.post(status)
+        except HostUnavailable as exc:
+            log.warning("final status not posted", extra={"error_type": type(exc).__name__})
+            raise OutcomeNotPosted("the final status could not be posted") from exc
         except HostError as exc:
             log.warning("final status not posted", extra={"error_type": type(exc).__name__})
 
@@ -581,7 +611,7 @@ def _redacted_draft(draft: ReviewDraft | None, redact: Callable[[str], str]) -> 
 
 def describe_failure(exc: BaseException) -> str:
     """Fixed text for a failure: shown on the PR and in logs, so never the message."""
-    if isinstance(exc, HostUnavailable):
+    if isinstance(exc, OutcomeNotPosted | HostUnavailable):
         return "the forge stayed unavailable"
     if isinstance(exc, LlmUnavailable):
         return "the LLM stayed unavailable"
@@ -610,4 +640,4 @@ def describe_failure(exc: BaseException) -> str:
         return "the LLM context budget is too small for the review prompt (AR_LLM_CONTEXT_TOKENS)"
     if isinstance(exc, DiffParseError):
         return "the pull request's diff could not be parsed"
-    return "the review failed"
+    return f"internal error ({type(exc).__name__})"

@@ -13,11 +13,13 @@ STAGES = ("clone", "diff", "triage", "context", "llm", "verify", "post")
 class StageClock:
     """Adds up the time spent in each named stage (a stage may be entered several times)."""
 
-    def __init__(self) -> None:
+    def __init__(self, first: str = "details") -> None:
         self.seconds: dict[str, float] = {}
+        self.current = first  # the stage entered last: where a failure happened
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        self.current = name
         started = time.perf_counter()
         try:
             yield

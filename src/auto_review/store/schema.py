@@ -68,6 +68,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        version=2,
+        name="failure classes: interruptions",
+        statements=(
+            # Restarts that interrupted a running job in a row: the crash-loop guard, now
+            # that transient failures retry until a time horizon instead of an attempt cap.
+            "ALTER TABLE jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0",
+            # The worker's view of waiting jobs: pending rows by due time.
+            "CREATE INDEX jobs_waiting ON jobs (status, not_before) WHERE status = 'pending'",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

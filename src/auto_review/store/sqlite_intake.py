@@ -6,7 +6,8 @@ Job life cycle:
 
     pending --claim--> running --finish--> done | failed
        ^                  |
-       +--retry_later-----+  (runner raised; attempts left; not before a backoff delay)
+       +--retry_later-----+  (transient failure before the retry horizon; not before a
+       |                  |   backoff delay, stored in not_before: survives restarts)
        +--release---------+  (shutdown cancelled the run; the attempt is given back)
        +--requeue_interrupted (startup: the previous process died while it ran)
 """
@@ -41,7 +42,7 @@ DEFAULT_MAX_PENDING = 4096
 DEFAULT_DELIVERY_RETENTION_SECONDS = 30 * 24 * 3600.0
 MAX_DETAIL_CHARS = 500
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_ATTEMPTS = JobRetryPolicy().max_attempts
+DEFAULT_MAX_INTERRUPTIONS = JobRetryPolicy().max_interruptions
 Synchronous = Literal["FULL", "NORMAL"]
 
 
@@ -183,7 +184,8 @@ class SqliteIntakeStore:
         due = self._clock() + max(delay_seconds, 0.0)
         return await self._update_running(
             job_id,
-            "status = 'pending', not_before = ?, detail = ?, claimed_by = NULL",
+            "status = 'pending', not_before = ?, detail = ?, claimed_by = NULL,"
+            " interruptions = 0",
             (due, _clip(detail)),
             work_available=delay_seconds <= 0,
         )
@@ -205,12 +207,14 @@ class SqliteIntakeStore:
             work_available=True,
         )
 
-    def requeue_interrupted(self, max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> RequeueResult:
+    def requeue_interrupted(
+        self, max_interruptions: int = DEFAULT_MAX_INTERRUPTIONS
+    ) -> RequeueResult:
         """At startup: jobs left 'running' by a dead process go back to 'pending'.
 
-        A job that already used `max_attempts` fails instead, so a job that crashes the
-        gateway cannot crash it forever. Refused once this store has handed out claims,
-        because then 'running' jobs belong to live workers.
+        A job interrupted by `max_interruptions` restarts in a row fails instead, so a job
+        that crashes the gateway cannot crash it forever. Refused once this store has
+        handed out claims, because then 'running' jobs belong to live workers.
         """
         if self._claims_handed_out:
             raise StoreError("requeue_interrupted() must run before any job is claimed")
@@ -221,13 +225,15 @@ class SqliteIntakeStore:
             gave_up = connection.execute(
                 "UPDATE jobs SET status = 'failed', outcome = 'error', finished_at = ?,"
                 " claimed_by = NULL,"
-                " detail = 'interrupted by a restart on each of ' || attempts || ' attempts'"
-                " WHERE status = 'running' AND attempts >= ?",
-                (now, max_attempts),
+                " interruptions = interruptions + 1,"
+                " detail = 'interrupted by a restart on each of '"
+                "          || (interruptions + 1) || ' attempts'"
+                " WHERE status = 'running' AND interruptions + 1 >= ?",
+                (now, max_interruptions),
             ).rowcount
             requeued = connection.execute(
                 "UPDATE jobs SET status = 'pending', not_before = ?, claimed_by = NULL,"
-                " detail = 'interrupted by a restart'"
+                " interruptions = interruptions + 1, detail = 'interrupted by a restart'"
                 " WHERE status = 'running'",
                 (now,),
             ).rowcount

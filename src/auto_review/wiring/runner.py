@@ -5,8 +5,9 @@ review); ``RE_REVIEW`` (the chat command) reviews the whole PR at its current he
 chat kinds go to :class:`auto_review.chat.handlers.ChatHandlers`.
 
 Outcomes: a finished review is SUCCEEDED, a deliberate skip SKIPPED, a failure that
-retrying cannot fix FAILED. Forge or LLM unavailability raises, so the worker pool retries
-the job with backoff.
+retrying cannot fix FAILED (after an ``error`` status naming the stage). Transient failures
+(forge or LLM unavailable, a git timeout, a final status that could not be posted) raise,
+so the worker pool retries the job with backoff until the retry horizon.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from auto_review.chat.handlers import ChatHandlers, LearningsStore
-from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRequest, JobRetryPolicy
+from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRequest
 from auto_review.core.refs import HostKind
 from auto_review.hosts.base import HostError
 from auto_review.review.pipeline import (
@@ -59,10 +60,8 @@ class PipelineRunner:
         *,
         mention: str = DEFAULT_MENTION,
         closers: tuple[Any, ...] = (),
-        max_attempts: int = JobRetryPolicy().max_attempts,
     ) -> None:
         self.deps = deps
-        self.max_attempts = max_attempts  # the worker pool's retry cap
         self.chat = ChatHandlers(deps, learnings, mention)
         self._closers = closers  # objects with close() or aclose(), released by aclose()
 
@@ -76,12 +75,17 @@ class PipelineRunner:
         request = job.request
         try:
             if request.kind in (JobKind.REVIEW, JobKind.RE_REVIEW):
-                return await self._review(request, last_attempt=job.attempts >= self.max_attempts)
+                return await self._review(request, last_attempt=job.final_attempt)
             return await self.chat.handle(request)
         except PipelineFailed as exc:
             log.warning(
                 "job failed",
-                extra={"job_id": job.id, "kind": str(request.kind), "reason": str(exc)},
+                extra={
+                    "job_id": job.id,
+                    "kind": str(request.kind),
+                    "reason": str(exc),
+                    "error_type": exc.error_type,
+                },
             )
             if request.kind is JobKind.RE_REVIEW:
                 await self._tell(request, f"The review could not be done: {exc}.")

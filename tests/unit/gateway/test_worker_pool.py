@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from auto_review.core.errors import TransientError
 from auto_review.core.jobs import (
     Job,
     JobKind,
@@ -22,7 +24,11 @@ from auto_review.gateway.worker import RunResult, WorkerPool
 from auto_review.store.base import JobStatus, RequeueResult
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 
-NO_DELAY = JobRetryPolicy(max_attempts=3, base_delay_seconds=0.0)
+NO_DELAY = JobRetryPolicy(base_delay_seconds=0.0)
+
+
+class ForgeDown(TransientError):
+    pass
 
 
 def request(pr: int, kind: JobKind = JobKind.REVIEW) -> JobRequest:
@@ -126,7 +132,9 @@ def test_no_more_jobs_run_at_once_than_the_concurrency(store) -> None:
     assert len(runner.calls) == 10
 
 
-def test_a_raising_runner_is_retried_then_given_up_without_leaking_the_message(store) -> None:
+def test_an_unexpected_exception_fails_the_job_at_once_without_leaking_the_message(
+    store,
+) -> None:
     async def explode(job: Job) -> JobOutcome:
         raise RuntimeError("POST https://bot:hunter2-token@forge.example/api failed")
 
@@ -142,17 +150,86 @@ def test_a_raising_runner_is_retried_then_given_up_without_leaking_the_message(s
 
     asyncio.run(scenario())
     status, outcome, detail, attempts = store.job_status(1)
-    assert (status, outcome, attempts) == (JobStatus.FAILED, "error", 3)
-    assert detail == "RuntimeError on attempt 3 of 3"
+    assert (status, outcome, attempts) == (JobStatus.FAILED, "error", 1)
+    assert detail == "RuntimeError on attempt 1: not retried"
     assert "hunter2" not in detail
-    assert [job.attempts for job in runner.calls] == [1, 2, 3]
-    assert observer.outcomes == [RunResult.RETRYING, RunResult.RETRYING, RunResult.GAVE_UP]
+    assert [job.attempts for job in runner.calls] == [1]
+    assert observer.outcomes == [RunResult.ERROR]
+
+
+def due_time(store: SqliteIntakeStore) -> float:
+    with sqlite3.connect(f"file:{store.path}?mode=ro", uri=True) as connection:
+        row = connection.execute("SELECT status, not_before FROM jobs WHERE id = 1").fetchone()
+    assert row[0] == "pending"
+    return float(row[1])
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_transient_failures_retry_until_the_horizon_then_give_up(tmp_path: Path) -> None:
+    clock = Clock(1_000_000.0)
+    store = SqliteIntakeStore.open(tmp_path / "state", clock=clock)
+    policy = JobRetryPolicy(horizon_seconds=100.0, base_delay_seconds=10.0, jitter=0.0)
+    finals: list[bool] = []
+
+    async def down(job: Job) -> JobOutcome:
+        finals.append(job.final_attempt)
+        clock.now += 1.0  # each attempt takes a second
+        raise ForgeDown("forge down")
+
+    runner = ScriptedRunner(down)
+    observer = Observed()
+
+    async def scenario() -> None:
+        await store.accept(None, [request(1)])
+        pool = WorkerPool(
+            store, runner, concurrency=1, retry=policy, observer=observer,
+            wall_clock=clock, idle_poll_seconds=0.01,
+        )
+        await pool.start()
+        seen = 0
+        while True:
+            await eventually(lambda n=seen: len(runner.calls) > n and pool.in_flight == 0)
+            seen = len(runner.calls)
+            if store.job_status(1)[0] is JobStatus.FAILED:
+                break
+            clock.now = due_time(store)  # time passes until the stored next attempt
+        await pool.stop()
+
+    try:
+        asyncio.run(scenario())
+        status, outcome, detail, attempts = store.job_status(1)
+    finally:
+        store.close()
+    assert (status, outcome) == (JobStatus.FAILED, "error")
+    assert detail.startswith("ForgeDown on attempt")
+    assert "still failing after" in detail
+    assert finals[-1] is True and not any(finals[:-1])  # only the last one is final
+    assert observer.outcomes[-1] is RunResult.GAVE_UP
+    assert set(observer.outcomes[:-1]) == {RunResult.RETRYING}
+    assert attempts == len(runner.calls) >= 4  # 10 s, 20 s, 40 s, then capped at the horizon
+
+
+def test_backoff_has_jitter_and_never_passes_the_horizon() -> None:
+    policy = JobRetryPolicy(horizon_seconds=100.0, base_delay_seconds=10.0, jitter=0.5)
+    job = Job(id=1, request=request(1), attempts=3, enqueued_at=0.0)
+    assert policy.next_delay(job, now=0.0, draw=1.0) == 40.0
+    assert policy.next_delay(job, now=0.0, draw=0.0) == 20.0
+    assert policy.next_delay(job, now=90.0, draw=1.0) == 10.0  # the final try at the horizon
+    assert not policy.is_final(job, 99.9)
+    assert policy.is_final(job, 100.0)
 
 
 def test_a_runner_that_fails_once_succeeds_on_retry(store) -> None:
     async def flaky(job: Job) -> JobOutcome:
         if job.attempts == 1:
-            raise ConnectionError("forge down")
+            raise ForgeDown("forge down")
         return JobOutcome.SUCCEEDED
 
     runner = ScriptedRunner(flaky)
@@ -175,10 +252,10 @@ def test_a_runner_that_fails_once_succeeds_on_retry(store) -> None:
 
 def test_retries_wait_for_the_backoff(store) -> None:
     async def explode(job: Job) -> JobOutcome:
-        raise OSError("no route")
+        raise ForgeDown("no route")
 
     runner = ScriptedRunner(explode)
-    slow = JobRetryPolicy(max_attempts=3, base_delay_seconds=60.0)
+    slow = JobRetryPolicy(base_delay_seconds=60.0)
 
     async def scenario() -> None:
         await store.accept(None, [request(1)])
@@ -222,14 +299,14 @@ def test_a_runner_answering_nonsense_counts_as_an_error(store) -> None:
     async def scenario() -> None:
         await store.accept(None, [request(1)])
         pool = WorkerPool(
-            store, ScriptedRunner(nonsense), concurrency=1, retry=JobRetryPolicy(max_attempts=1)
+            store, ScriptedRunner(nonsense), concurrency=1, retry=NO_DELAY
         )
         await pool.start()
         await eventually(lambda: store.counts()[JobStatus.FAILED] == 1)
         await pool.stop()
 
     asyncio.run(scenario())
-    assert store.job_status(1)[2] == "TypeError on attempt 1 of 1"
+    assert store.job_status(1)[2] == "TypeError on attempt 1: not retried"
 
 
 def test_a_job_over_its_time_limit_is_an_error(store) -> None:
@@ -243,7 +320,7 @@ def test_a_job_over_its_time_limit_is_an_error(store) -> None:
             store,
             ScriptedRunner(forever),
             concurrency=1,
-            retry=JobRetryPolicy(max_attempts=1),
+            retry=NO_DELAY,
             job_timeout_seconds=0.1,
         )
         await pool.start()
@@ -251,7 +328,7 @@ def test_a_job_over_its_time_limit_is_an_error(store) -> None:
         await pool.stop()
 
     asyncio.run(scenario())
-    assert store.job_status(1)[2] == "TimeoutError on attempt 1 of 1"
+    assert store.job_status(1)[2] == "TimeoutError on attempt 1: not retried"
 
 
 def test_graceful_stop_lets_running_jobs_finish_and_starts_no_new_ones(store) -> None:
@@ -384,5 +461,7 @@ def test_pool_settings_are_validated(store) -> None:
         WorkerPool(store, RecordingRunner(), concurrency=0)
     with pytest.raises(ValueError, match="timeout"):
         WorkerPool(store, RecordingRunner(), concurrency=1, job_timeout_seconds=0)
-    with pytest.raises(ValueError, match="max_attempts"):
-        JobRetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError, match="max_interruptions"):
+        JobRetryPolicy(max_interruptions=0)
+    with pytest.raises(ValueError, match="jitter"):
+        JobRetryPolicy(jitter=2.0)

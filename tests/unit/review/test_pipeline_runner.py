@@ -179,8 +179,8 @@ def test_the_last_attempt_ends_the_pending_status(tmp_path: Path, origin: Origin
     with pytest.raises(LlmUnavailable):
         asyncio.run(runner.run(first))
     assert [s.state for s in host.statuses] == [CommitState.PENDING]  # a retry follows
-    last = Job(id=1, request=first.request, attempts=runner.max_attempts, enqueued_at=0.0)
+    last = Job(id=1, request=first.request, attempts=7, enqueued_at=0.0, final_attempt=True)
     with pytest.raises(LlmUnavailable):
         asyncio.run(runner.run(last))
     assert host.statuses[-1].state is CommitState.ERROR
-    assert host.statuses[-1].description == "review failed: the LLM stayed unavailable"
+    assert host.statuses[-1].description == "review failed at llm: the LLM stayed unavailable"

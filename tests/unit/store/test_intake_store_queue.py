@@ -124,7 +124,7 @@ def test_interrupted_jobs_are_requeued_after_a_restart(open_store, make_request)
 
     restarted = open_store()
     assert restarted.counts()[JobStatus.RUNNING] == 2
-    result = restarted.requeue_interrupted(max_attempts=3)
+    result = restarted.requeue_interrupted(max_interruptions=3)
 
     async def drain():
         jobs = []
@@ -143,12 +143,12 @@ def test_a_job_that_keeps_dying_with_the_process_is_given_up(open_store, make_re
     _enqueue(open_store(), [make_request(pr=1)])
     for _ in range(2):
         store = open_store()
-        assert store.requeue_interrupted(max_attempts=2).gave_up == 0
+        assert store.requeue_interrupted(max_interruptions=2).gave_up == 0
         assert asyncio.run(store.claim("w")) is not None
         store.close()  # dies while running
 
     last = open_store()
-    assert last.requeue_interrupted(max_attempts=2) == RequeueResult(requeued=0, gave_up=1)
+    assert last.requeue_interrupted(max_interruptions=2) == RequeueResult(requeued=0, gave_up=1)
     status, outcome, detail, attempts = last.job_status(1)
     assert (status, outcome, attempts) == (JobStatus.FAILED, "error", 2)
     assert "interrupted" in detail
@@ -159,7 +159,7 @@ def test_requeue_is_refused_once_this_store_handed_out_jobs(open_store, make_req
     _enqueue(store, [make_request(pr=1)])
     asyncio.run(store.claim("w"))
     with pytest.raises(StoreError, match="before any job is claimed"):
-        store.requeue_interrupted(max_attempts=3)
+        store.requeue_interrupted(max_interruptions=3)
     assert store.counts()[JobStatus.RUNNING] == 1
 
 

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from auto_review.core.errors import PermanentError, TransientError
+
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 TOKEN_ENV = "AR_GIT_TOKEN"  # noqa: S105 - the name of a variable, not a secret
@@ -104,11 +106,11 @@ class GitError(Exception):
     """A git command failed; the message is redacted (no token, no URL credentials)."""
 
 
-class GitTimeout(GitError):
+class GitTimeout(GitError, TransientError):
     """A git command ran past its time limit and its process group was killed."""
 
 
-class GitSizeExceeded(GitError):
+class GitSizeExceeded(GitError, PermanentError):
     """A watched directory grew past its byte cap; the git process group was killed."""
 
 
