@@ -78,8 +78,14 @@ class LanguageModel(Protocol):
         *,
         schema: Mapping[str, Any],
         schema_name: str,
+        accept: Mapping[str, Any] | None = None,
     ) -> JsonAnswer:
-        """Ask for a JSON object matching ``schema`` (a JSON Schema draft 2020-12 object)."""
+        """Ask for a JSON object matching ``schema`` (a JSON Schema draft 2020-12 object).
+
+        ``accept``: a looser schema an answer must meet to be returned (default: ``schema``
+        itself); the model is still asked for ``schema``. A caller that checks the parts of
+        an answer one by one passes the outer structure here, so one bad part does not void
+        the whole answer or cost a self-heal round."""
         ...
 
     async def complete_text(self, tier: Tier, messages: Sequence[ChatMessage]) -> TextAnswer:

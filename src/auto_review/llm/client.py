@@ -155,8 +155,10 @@ class OpenAICompatibleClient:
         *,
         schema: Mapping[str, Any],
         schema_name: str,
+        accept: Mapping[str, Any] | None = None,
     ) -> JsonAnswer:
-        validator = self._schemas.validator(schema)  # a bad schema is a caller bug: ValueError
+        # A bad schema is a caller bug: ValueError.
+        validator = self._schemas.validator(schema if accept is None else accept)
         started = time.monotonic()
         outcome: Outcome | None = None
         usage = Usage(0, 0)

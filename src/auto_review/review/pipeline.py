@@ -80,7 +80,12 @@ from auto_review.review.policy.repo_config import (
 from auto_review.review.policy.triage import SkippedFile, Triage, pr_skip_reason, triage_files
 from auto_review.review.stage_clock import StageClock
 from auto_review.review.stages.context import ContextBudgetError, build_review_messages
-from auto_review.review.stages.findings import FINDINGS_SCHEMA, Finding, parse_model_review
+from auto_review.review.stages.findings import (
+    FINDINGS_ACCEPT_SCHEMA,
+    FINDINGS_SCHEMA,
+    Finding,
+    parse_model_review,
+)
 from auto_review.review.stages.metered_model import MeteredModel
 from auto_review.review.stages.verify import DroppedFinding, verify_findings
 from auto_review.review.workspace.checkout import HeadMismatch, WorkspaceError, WorkspaceTooLarge
@@ -143,6 +148,8 @@ class ReviewReport:
     head_sha: str | None = None
     notes: tuple[str, ...] = ()
     incremental_since: str | None = None  # the last reviewed commit, when narrowed to it
+    # Findings of the model's answer left out because they did not match the schema.
+    invalid_findings: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +184,20 @@ class _ModelPass:
     summary: str
     kept: list[Finding]
     dropped: list[DroppedFinding]
+    invalid: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def notes(self) -> list[str]:
+        """What the review body says about findings left out as malformed."""
+        if not self.invalid:
+            return []
+        count = sum(self.invalid.values())
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.invalid.items()))
+        noun = "finding" if count == 1 else "findings"
+        return [
+            f"Dropped {count} malformed {noun} from the model's answer ({reasons}); "
+            "the others were checked as usual."
+        ]
 
 
 async def _find_and_verify(
@@ -210,6 +231,7 @@ async def _find_and_verify(
             prompt.messages,
             schema=FINDINGS_SCHEMA,
             schema_name=FINDINGS_SCHEMA_NAME,
+            accept=FINDINGS_ACCEPT_SCHEMA,
         )
         try:
             review = parse_model_review(answer.data)
@@ -225,7 +247,12 @@ async def _find_and_verify(
             floor=config.severity_floor,
             diff_files=files if tree is None else (),
         )
-    return _ModelPass(review.summary, verification.kept, verification.dropped)
+    if review.invalid:
+        log.warning(
+            "malformed findings dropped from the model's answer",
+            extra={"invalid_findings": review.invalid},
+        )
+    return _ModelPass(review.summary, verification.kept, verification.dropped, review.invalid)
 
 
 # ---- local patch ------------------------------------------------------------------------
@@ -276,7 +303,8 @@ async def review_patch(
         dropped=result.dropped,
         stage_seconds=clock.seconds,
         usage=metered.usage,
-        notes=tuple(notes),
+        notes=(*notes, *result.notes),
+        invalid_findings=result.invalid,
     )
 
 
@@ -479,6 +507,7 @@ async def _review_checked_out(
     already = deps.store.posted_fingerprints(key, pr.number) | await _posted_markers(
         host, repo, pr.number, deps.bot_login
     )
+    notes.extend(result.notes)
     summary = _compose_summary(result.summary, notes)
     planned = plan_review(
         kept=result.kept,
@@ -508,6 +537,7 @@ async def _review_checked_out(
         head_sha=pr.head_sha,
         notes=tuple(notes),
         incremental_since=since_sha,
+        invalid_findings=result.invalid,
     )
 
 

@@ -16,9 +16,13 @@ import contextlib
 import logging
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client import Counter
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from auto_review.chat.handlers import ChatHandlers, LearningsStore
 from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRequest
@@ -62,6 +66,7 @@ class PipelineRunner:
         closers: tuple[Any, ...] = (),
     ) -> None:
         self.deps = deps
+        self.review_metrics = ReviewMetrics()
         self.chat = ChatHandlers(deps, learnings, mention)
         self._closers = closers  # objects with close() or aclose(), released by aclose()
 
@@ -69,7 +74,7 @@ class PipelineRunner:
     def collectors(self) -> list[Any]:
         """Prometheus collectors of the runner's parts (the LLM client's metrics)."""
         metrics = getattr(self.deps.llm, "metrics", None)
-        return [metrics] if metrics is not None else []
+        return [self.review_metrics, *([metrics] if metrics is not None else [])]
 
     async def run(self, job: Job) -> JobOutcome:
         request = job.request
@@ -103,6 +108,7 @@ class PipelineRunner:
             last_attempt=last_attempt,
         )
         _log_report(request, report)
+        self.review_metrics.count(report)
         if report.skipped_reason is not None:
             if full:
                 await self._tell(request, f"Not reviewed: {report.skipped_reason}.")
@@ -126,6 +132,26 @@ class PipelineRunner:
                     closer.close()
 
 
+class ReviewMetrics(Collector):
+    """The reviews' own series for /metrics: findings left out of the model's answers."""
+
+    def __init__(self) -> None:
+        self.invalid_findings = Counter(
+            "auto_review_findings_invalid",
+            "Findings of the model's answers left out because they did not match the schema "
+            "(the rest of each answer was used), by reason.",
+            ["reason"],
+            registry=None,
+        )
+
+    def count(self, report: ReviewReport) -> None:
+        for reason, n in report.invalid_findings.items():
+            self.invalid_findings.labels(reason=reason).inc(n)
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self.invalid_findings.collect()
+
+
 def _log_report(request: JobRequest, report: ReviewReport) -> None:
     log.info(
         "review finished",
@@ -136,6 +162,7 @@ def _log_report(request: JobRequest, report: ReviewReport) -> None:
             "skipped": report.skipped_reason,
             "kept": len(report.kept),
             "dropped": len(report.dropped),
+            "invalid_findings": sum(report.invalid_findings.values()),
             "posted": len(report.planned.new_fingerprints) if report.planned else 0,
             "stage_seconds": {k: round(v, 3) for k, v in report.stage_seconds.items()},
             "tokens": {

@@ -56,7 +56,9 @@ def test_the_inner_gateway_runs_review_jobs(tmp_path: Path) -> None:
         forge.stop()
         llm.close()
     assert [s.state for s in forge.statuses(HEAD)] == ["pending", "error"]
-    assert final[-1].description == "review failed: the pull request could not be fetched with git"
+    assert final[-1].description == (
+        "review failed at clone: the pull request could not be fetched with git"
+    )
     paths = [(e.method, e.path) for e in forge.exchanges]
     assert ("GET", "/api/v1/repos/acme/shop/pulls/4") in paths
     assert any(p.endswith("/.auto_review.yaml") for _, p in paths)

@@ -176,7 +176,7 @@ def test_a_webhook_becomes_a_verified_review_with_a_status(world: World) -> None
     [
         pytest.param([text_reply('{"summary": "cut off", "findings": [')], id="malformed-json"),
         pytest.param(
-            [json_reply({"summary": "x", "findings": [{"path": "shop/cart.py"}]})],
+            [json_reply({"summary": "x", "findings": {"path": "shop/cart.py"}})],
             id="schema-violation",
         ),
         pytest.param([rate_limited(retry_after="0"), rate_limited(retry_after="0")], id="429"),
@@ -202,7 +202,35 @@ def test_an_answer_that_stays_invalid_ends_in_an_error_status(world: World) -> N
     final = world.final_statuses(world.repo.head_sha)[-1]
     assert final.state == "error"
     assert final.description == (
-        "review failed: the model's answer did not match the review schema, even after a retry"
+        "review failed at llm: the model's answer did not match the review schema, even after "
+        "a retry"
+    )
+    ApiSpec.gitea().assert_conforms(world.forge.exchanges)
+
+
+def test_an_over_long_finding_is_dropped_and_counted_the_others_are_posted(
+    world: World,
+) -> None:
+    rambling = finding(
+        "shop/cart.py", 4, title="Signature changed without a default", body="x" * 5000
+    )
+    world.llm.respond(ModelScript([findings_answer(DOUBLE_DISCOUNT, rambling)]))
+    with (
+        running_gateway(world.tmp / "gateway", world.settings()) as gateway,
+        httpx.Client(base_url=gateway.base_url, timeout=10) as client,
+    ):
+        answer = post_forgejo(client, forgejo_pr_payload(world.repo), "pull_request")
+        assert answer.status_code == 202, answer.text
+        wait_for(lambda: world.final_statuses(world.repo.head_sha), what="the final status")
+        metrics = client.get("/metrics").text
+    assert len(reasoning_requests(world.llm)) == 1  # no self-heal round for one bad finding
+    [review] = world.forge.posted_reviews("acme", "shop", 1)
+    assert [c.line for c in review.comments] == [5]
+    assert "Dropped 1 malformed finding" in review.body
+    assert "body over 4000 characters: 1" in review.body
+    assert world.final_statuses(world.repo.head_sha)[-1].state == "failure"  # the high one
+    assert (
+        'auto_review_findings_invalid_total{reason="body over 4000 characters"} 1.0' in metrics
     )
     ApiSpec.gitea().assert_conforms(world.forge.exchanges)
 

@@ -232,7 +232,7 @@ def test_a_repository_over_the_clone_cap_ends_in_an_error_status(scene: Hostile)
             what="the final status",
         )
     assert final[-1].state == "error"
-    expected = "review failed: the repository is larger than the clone size cap"
+    expected = "review failed at clone: the repository is larger than the clone size cap"
     assert final[-1].description == expected
     assert scene.llm.chat_requests() == []  # nothing reached the model
     assert scene.forge.posted_reviews("acme", "shop", 7) == []

@@ -235,6 +235,7 @@ class AlwaysSupported:
         *,
         schema: Mapping[str, Any],
         schema_name: str,
+        accept: Mapping[str, Any] | None = None,
     ) -> JsonAnswer:
         return JsonAnswer({"supported": True, "reason": "ok"}, "fake", Usage(1, 1), False)
 

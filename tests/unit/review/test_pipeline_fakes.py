@@ -259,6 +259,7 @@ class ScriptedModel(LanguageModel):
         *,
         schema: Mapping[str, Any],
         schema_name: str,
+        accept: Mapping[str, Any] | None = None,
     ) -> JsonAnswer:
         self.prompts.append((tier, list(messages)))
         if tier in self.errors:

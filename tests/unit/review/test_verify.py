@@ -55,6 +55,7 @@ class ScriptedModel(LanguageModel):
         *,
         schema: Mapping[str, Any],
         schema_name: str,
+        accept: Mapping[str, Any] | None = None,
     ) -> JsonAnswer:
         assert schema is VERDICT_SCHEMA
         self.calls.append((tier, list(messages), schema_name))

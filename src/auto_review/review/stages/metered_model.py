@@ -31,10 +31,16 @@ class MeteredModel:
         *,
         schema: Mapping[str, Any],
         schema_name: str,
+        accept: Mapping[str, Any] | None = None,
     ) -> JsonAnswer:
-        answer = await self._model.complete_json(
-            tier, messages, schema=schema, schema_name=schema_name
-        )
+        if accept is None:
+            answer = await self._model.complete_json(
+                tier, messages, schema=schema, schema_name=schema_name
+            )
+        else:
+            answer = await self._model.complete_json(
+                tier, messages, schema=schema, schema_name=schema_name, accept=accept
+            )
         self._add(tier, answer.usage)
         return answer
 
