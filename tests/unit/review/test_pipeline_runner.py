@@ -184,3 +184,42 @@ def test_the_last_attempt_ends_the_pending_status(tmp_path: Path, origin: Origin
         asyncio.run(runner.run(last))
     assert host.statuses[-1].state is CommitState.ERROR
     assert host.statuses[-1].description == "review failed at llm: the LLM stayed unavailable"
+
+
+def test_an_unexpected_exception_ends_in_one_error_status_and_no_retry(
+    tmp_path: Path, origin: Origin
+) -> None:
+    from auto_review.gateway.worker import RunResult, WorkerPool
+    from auto_review.store.base import JobStatus
+    from auto_review.store.sqlite_intake import SqliteIntakeStore
+
+    host = FakeHost(origin, fail_with={"list_reviews": RuntimeError("bug with a token abc")})
+    model = ScriptedModel(reviews=[review(finding("src/app.py", 2, title="Bug"))])
+    runner = runner_for(tmp_path, host, model, MemoryStore())
+    store = SqliteIntakeStore.open(tmp_path / "state")
+    outcomes: list[RunResult] = []
+
+    class Observer:
+        def on_job_finished(self, kind: JobKind, outcome: RunResult, seconds: float) -> None:
+            outcomes.append(outcome)
+
+    async def scenario() -> None:
+        await store.accept(None, [job(JobKind.REVIEW, head_sha=origin.head_sha).request])
+        pool = WorkerPool(store, runner, concurrency=1, observer=Observer())
+        await pool.start()
+        while not outcomes:
+            await asyncio.sleep(0.01)  # polling for the positive signal: one outcome
+        await pool.stop()
+
+    try:
+        asyncio.run(scenario())
+        row = store.job_status(1)
+    finally:
+        store.close()
+    assert outcomes == [RunResult.FAILED]
+    assert row is not None and (row[0], row[1], row[3]) == (JobStatus.FAILED, "failed", 1)
+    errors = [s for s in host.statuses if s.state is CommitState.ERROR]
+    assert [s.description for s in errors] == [
+        "review failed at mapping: internal error (RuntimeError)"
+    ]
+    assert host.statuses[-1].state is CommitState.ERROR  # nothing after it, no retry
