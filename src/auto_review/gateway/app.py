@@ -205,7 +205,12 @@ def build_app(
             make_info(public_settings(settings, state_dir_shown), posture, pipeline_state(runner)),
             methods=["GET"],
         ),
-        Route("/metrics", make_metrics(metrics, store.queue_depth), methods=["GET"]),
+        Route(
+            "/metrics",
+            # getattr: a store without the overview (a test double) still serves the rest.
+            make_metrics(metrics, store.queue_depth, getattr(store, "job_overview", None)),
+            methods=["GET"],
+        ),
     ]
     webhook_sources = []
     forgejo_secret = _secret_bytes(settings.webhook_secret)

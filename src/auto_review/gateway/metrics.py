@@ -79,6 +79,19 @@ class GatewayMetrics:
             "Jobs waiting to run, read from the store when metrics are scraped.",
             registry=registry,
         )
+        self.jobs_by_state = Gauge(
+            "auto_review_jobs_by_state",
+            "Jobs in the state store by state (queued: due now; waiting-retry: waiting for "
+            "the next attempt after a transient failure), read at scrape time.",
+            ["state"],
+            registry=registry,
+        )
+        self.oldest_waiting_job_age_seconds = Gauge(
+            "auto_review_oldest_waiting_job_age_seconds",
+            "Seconds since the oldest job still waiting to run (queued or waiting-retry) "
+            "was accepted; 0 when none waits.",
+            registry=registry,
+        )
         self.jobs_total = Counter(
             "auto_review_jobs",
             "Jobs finished by the worker pool, by outcome.",

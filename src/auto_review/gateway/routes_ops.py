@@ -65,7 +65,9 @@ def make_info(
 
 
 def make_metrics(
-    metrics: GatewayMetrics, queue_depth: Callable[[], Any]
+    metrics: GatewayMetrics,
+    queue_depth: Callable[[], Any],
+    job_overview: Callable[[], Any] | None = None,
 ) -> Callable[[Request], Any]:
     async def metrics_endpoint(request: Request) -> Response:
         try:
@@ -75,6 +77,14 @@ def make_metrics(
             metrics.queue_depth.set(depth)
         except Exception as exc:  # a failing store must not hide the other figures
             log.warning("queue depth unavailable", extra={"error_type": type(exc).__name__})
+        if job_overview is not None:
+            try:
+                overview = job_overview()
+                for state, count in overview.by_state.items():
+                    metrics.jobs_by_state.labels(state=state).set(count)
+                metrics.oldest_waiting_job_age_seconds.set(overview.oldest_waiting_seconds)
+            except Exception as exc:
+                log.warning("job overview unavailable", extra={"error_type": type(exc).__name__})
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     return metrics_endpoint

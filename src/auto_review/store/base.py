@@ -61,6 +61,17 @@ class AcceptResult:
     duplicate_jobs: int
 
 
+JOB_STATES = ("queued", "running", "waiting-retry", "done", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class JobOverview:
+    """The queue at one moment, for /metrics and operators."""
+
+    by_state: dict[str, int]  # JOB_STATES -> count; waiting-retry: pending, due later
+    oldest_waiting_seconds: float  # age of the oldest pending job (0 when none waits)
+
+
 @dataclass(frozen=True, slots=True)
 class RequeueResult:
     requeued: int  # interrupted jobs put back to pending
@@ -79,6 +90,8 @@ class IntakeStore(Protocol):
     def queue_depth(self) -> int: ...
 
     def counts(self) -> dict[JobStatus, int]: ...
+
+    def job_overview(self) -> JobOverview: ...
 
 
 class JobQueue(Protocol):

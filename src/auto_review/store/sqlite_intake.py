@@ -26,8 +26,10 @@ from typing import Any, Literal
 from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRequest, JobRetryPolicy
 from auto_review.core.refs import HostKind, RepoRef
 from auto_review.store.base import (
+    JOB_STATES,
     AcceptResult,
     DeliveryRef,
+    JobOverview,
     JobStatus,
     NewJobsListener,
     RequeueResult,
@@ -144,6 +146,27 @@ class SqliteIntakeStore:
             rows = self._read.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status")
             found = {JobStatus(status): int(count) for status, count in rows}
         return {status: found.get(status, 0) for status in JobStatus}
+
+    def job_overview(self) -> JobOverview:
+        """Jobs by state (pending split into queued, due now, and waiting-retry, due later)
+        and the age of the oldest pending job, in one read."""
+        now = self._clock()
+        with self._read_lock:
+            rows = self._read.execute(
+                "SELECT CASE WHEN status = 'pending' AND not_before > ? THEN 'waiting-retry'"
+                "            WHEN status = 'pending' THEN 'queued' ELSE status END,"
+                " COUNT(*), MIN(CASE WHEN status = 'pending' THEN enqueued_at END)"
+                " FROM jobs GROUP BY 1",
+                (now,),
+            ).fetchall()
+        by_state = dict.fromkeys(JOB_STATES, 0)
+        oldest: float | None = None
+        for state, count, enqueued in rows:
+            by_state[str(state)] = int(count)
+            if enqueued is not None:
+                oldest = float(enqueued) if oldest is None else min(oldest, float(enqueued))
+        age = max(now - oldest, 0.0) if oldest is not None else 0.0
+        return JobOverview(by_state=by_state, oldest_waiting_seconds=age)
 
     @property
     def write_queue_length(self) -> int:

@@ -94,6 +94,10 @@ def test_jobs_accepted_while_the_forge_is_down_are_reviewed_once_it_is_back(
         row = wait_for_attempts(gateway, PAST_THE_OLD_CAP)
         assert "waiting to retry" in str(row["detail"])
         assert world.forge.posted_reviews("acme", "shop", 1) == []
+        metrics = httpx.get(gateway.base_url + "/metrics", timeout=10).text
+        assert 'auto_review_jobs_by_state{state="failed"} 0.0' in metrics
+        assert "auto_review_oldest_waiting_job_age_seconds" in metrics
+        assert 'auto_review_jobs_total{outcome="retrying"}' in metrics
         world.forge.clear_faults()  # the forge is back
         assert_reviewed_once(world, gateway)
     assert "HostUnavailable" in gateway.logs()

@@ -182,3 +182,29 @@ def test_long_details_are_clipped(open_store, make_request) -> None:
 
     asyncio.run(scenario())
     assert len(store.job_status(1)[2]) == 500
+
+
+def test_job_overview_splits_pending_into_queued_and_waiting_retry(
+    open_store, make_request
+) -> None:
+    from auto_review.store.base import JOB_STATES
+
+    now = [1000.0]
+    store = open_store(clock=lambda: now[0])
+    empty = store.job_overview()
+    assert empty.by_state == dict.fromkeys(JOB_STATES, 0)
+    assert empty.oldest_waiting_seconds == 0.0
+
+    async def scenario() -> None:
+        await store.accept(None, [make_request(pr=1), make_request(pr=2)])
+        now[0] = 1010.0
+        first = await store.claim("w")
+        assert first is not None
+        await store.retry_later(first.id, 60.0, "HostUnavailable on attempt 1")
+
+    asyncio.run(scenario())
+    overview = store.job_overview()
+    assert overview.by_state == {
+        "queued": 1, "running": 0, "waiting-retry": 1, "done": 0, "failed": 0
+    }
+    assert overview.oldest_waiting_seconds == 10.0
