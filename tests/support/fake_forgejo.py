@@ -31,7 +31,8 @@ Review state (:class:`ReviewingForge`, shared with the GitHub fake), all in memo
 Endpoints: ``GET /user``, ``GET /version``, ``GET /repos/{o}/{r}/pulls/{n}`` and ``.diff``,
 ``/pulls/{n}/files``, ``GET|POST /pulls/{n}/reviews``, ``/pulls/{n}/reviews/{id}/comments``,
 ``GET|POST /issues/{n}/comments``, ``GET /issues/comments``, ``GET /raw/{path}?ref=``,
-``POST /statuses/{sha}``, ``GET|POST /repos/{o}/{r}/hooks``, ``PATCH|DELETE
+``POST /statuses/{sha}``, ``GET|POST /repos/{o}/{r}/hooks`` (and ``/orgs/{org}/hooks``),
+``PATCH|DELETE
 /repos/{o}/{r}/hooks/{id}`` (a hook's secret is stored but never served, as Gitea does) and
 ``POST /users/{username}/tokens`` (basic auth with a password given to ``add_password``;
 a token name used twice is answered 400, as Gitea does). A review comment on a line the
@@ -40,6 +41,7 @@ diff does not show on that side is answered 422 (see :class:`ReviewingForge`).
     fake.add_password("bot", "pw")          # the account auth init mints a token for
     fake.minted_tokens                      # [(username, name, scopes, token)]
     fake.hooks_of("acme", "widgets")        # StoredHook list (the secret included)
+    fake.hooks_of("acme", "")               # the organisation's hooks (/orgs/{org}/hooks)
 """
 
 from __future__ import annotations
@@ -866,6 +868,9 @@ class FakeForgejo(ReviewingForge):
             return 200, {}, {"ok": True, "data": []}
         if method == "GET" and parts == ["repos", "issues", "search"]:
             return 200, {}, []
+        if len(parts) >= 3 and parts[0] == "orgs" and parts[2] == "hooks":
+            # An organisation's hooks are kept as hooks of (org, ""): no repository.
+            return self._hooks(parts[1], "", parts[3:], method, exchange)
         if len(parts) < 4 or parts[0] != "repos":
             return 404, {}, None
         owner, repo, rest = parts[1], parts[2], parts[3:]

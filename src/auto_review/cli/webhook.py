@@ -1,8 +1,8 @@
 """`auto-review webhook`: the gateway's webhook on a Forgejo/Gitea repository.
 
-  auto-review webhook register --repo OWNER/NAME --gateway-url URL [--update]
-  auto-review webhook list --repo OWNER/NAME | --github
-  auto-review webhook unregister --repo OWNER/NAME --gateway-url URL
+  auto-review webhook register --repo OWNER/NAME | --org ORG --gateway-url URL [--update]
+  auto-review webhook list --repo OWNER/NAME | --org ORG | --github
+  auto-review webhook unregister --repo OWNER/NAME | --org ORG --gateway-url URL
   auto-review webhook test --repo OWNER/NAME --pr N --gateway-url URL
 
 The hook sends ``pull_request`` and ``issue_comment`` events as JSON to
@@ -33,7 +33,7 @@ import argparse
 import asyncio
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from auto_review.cli.parsing import ArgumentParser
@@ -45,10 +45,15 @@ from auto_review.cli.settings_args import (
 from auto_review.config import Settings, SettingsError
 from auto_review.wiring.redaction import install_secrets, redact
 
+if TYPE_CHECKING:
+    from auto_review.hosts.forgejo_admin import HookOwner
+
 EXIT_OK, EXIT_DIFFERS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 HOOK_PATH = "/webhooks/forgejo"
 SETTINGS = ("forgejo_url", "forgejo_token", "webhook_secret", "ca_file", "http_timeout_seconds")
 _REPO = re.compile(r"^(?:forgejo:)?([A-Za-z0-9_.\-]+)/([A-Za-z0-9_.\-]+)$")
+# Gitea organisation names: alphanumerics, '-', '_', '.', not starting with '.' or '-'.
+_ORG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}")
 
 
 class UsageError(Exception):
@@ -60,6 +65,32 @@ def repo_argument(value: str) -> tuple[str, str]:
     if match is None or match[1] in (".", "..") or match[2] in (".", ".."):
         raise argparse.ArgumentTypeError("must be OWNER/NAME")
     return match[1], match[2]
+
+
+def org_argument(value: str) -> str:
+    if _ORG.fullmatch(value) is None:
+        raise argparse.ArgumentTypeError("must be an organisation name")
+    return value
+
+
+def add_hook_owner_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--repo OWNER/NAME`` or ``--org ORG``: where the hook lives."""
+    either = "one of --repo and --org is required" + ("" if required else " without --github")
+    where = parser.add_mutually_exclusive_group(required=required)
+    where.add_argument("--repo", type=repo_argument, metavar="OWNER/NAME",
+                       help=f"a repository's hook, OWNER/NAME ({either})")  # fmt: skip
+    where.add_argument("--org", type=org_argument, metavar="ORG",
+                       help="the organisation's hook instead: it fires for every repository "
+                       f"of ORG ({either})")  # fmt: skip
+
+
+def hook_owner(namespace: argparse.Namespace) -> HookOwner:
+    from auto_review.hosts.forgejo_admin import HookOwner
+
+    if namespace.org is not None:
+        return HookOwner(namespace.org)
+    owner, repo = namespace.repo
+    return HookOwner(owner, repo)
 
 
 def gateway_url_argument(value: str) -> str:
@@ -85,8 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "appended (required)"
     )
     register = commands.add_parser("register", help="add the webhook (idempotent)")
-    register.add_argument("--repo", required=True, type=repo_argument, metavar="OWNER/NAME",
-                          help=repo_help)  # fmt: skip
+    add_hook_owner_arguments(register, required=True)
     register.add_argument("--gateway-url", required=True, type=gateway_url_argument,
                           metavar="URL", help=url_help)  # fmt: skip
     register.add_argument(
@@ -99,8 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser(
         "list", help="the repository's webhooks, or the GitHub App's webhook (--github)"
     )
-    listing.add_argument("--repo", type=repo_argument, metavar="OWNER/NAME",
-                         help="the repository, OWNER/NAME (required without --github)")  # fmt: skip
+    add_hook_owner_arguments(listing, required=False)
     listing.add_argument(
         "--github",
         action="store_true",
@@ -113,8 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         + ["github_app_id", "github_app_private_key", "github_api_url"],
     )
     unregister = commands.add_parser("unregister", help="remove the gateway's webhook")
-    unregister.add_argument("--repo", required=True, type=repo_argument, metavar="OWNER/NAME",
-                            help=repo_help)  # fmt: skip
+    add_hook_owner_arguments(unregister, required=True)
     unregister.add_argument("--gateway-url", required=True, type=gateway_url_argument,
                             metavar="URL", help=url_help)  # fmt: skip
     add_settings_arguments(unregister, [f for f in SETTINGS if f != "webhook_secret"])
@@ -157,13 +185,13 @@ def is_gateway_hook(url: str) -> bool:
 
 
 async def register(namespace: argparse.Namespace, settings: Settings, admin: Any) -> int:
-    owner, repo = namespace.repo
+    where = hook_owner(namespace)
     token = _token(settings)
     if settings.webhook_secret is None:
         raise UsageError("setting AR_WEBHOOK_SECRET (environment or env file only) is required")
     secret = settings.webhook_secret.reveal()
     target = namespace.gateway_url
-    hooks = await admin.list_hooks(owner, repo, token)
+    hooks = await admin.list_hooks(where, token)
     same = [h for h in hooks if h.url == target]
     elsewhere = [h for h in hooks if h.url != target and is_gateway_hook(h.url)]
     if same or elsewhere:
@@ -172,31 +200,31 @@ async def register(namespace: argparse.Namespace, settings: Settings, admin: Any
         if not same:
             problems.insert(0, f"sends to {hook.url}")
         if namespace.update:
-            await admin.edit_hook(owner, repo, token, hook.id, url=target, secret=secret)
-            print(f"updated hook {hook.id} of {owner}/{repo}: sends to {target}, secret set")
+            await admin.edit_hook(where, token, hook.id, url=target, secret=secret)
+            print(f"updated hook {hook.id} of {where.label}: sends to {target}, secret set")
             return EXIT_OK
         if problems:
             print(
-                f"hook {hook.id} of {owner}/{repo} differs: {'; '.join(problems)}; "
+                f"hook {hook.id} of {where.label} differs: {'; '.join(problems)}; "
                 "pass --update to change it",
                 file=sys.stderr,
             )
             return EXIT_DIFFERS
         print(
-            f"hook {hook.id} of {owner}/{repo} already sends to {target} (the forge does not "
+            f"hook {hook.id} of {where.label} already sends to {target} (the forge does not "
             "show its secret: --update sets it to AR_WEBHOOK_SECRET)"
         )
         return EXIT_OK
-    hook = await admin.create_hook(owner, repo, token, url=target, secret=secret)
-    print(f"registered hook {hook.id} of {owner}/{repo}: sends to {target}")
+    hook = await admin.create_hook(where, token, url=target, secret=secret)
+    print(f"registered hook {hook.id} of {where.label}: sends to {target}")
     return EXIT_OK
 
 
 async def list_hooks(namespace: argparse.Namespace, settings: Settings, admin: Any) -> int:
-    owner, repo = namespace.repo
-    hooks = await admin.list_hooks(owner, repo, _token(settings))
+    where = hook_owner(namespace)
+    hooks = await admin.list_hooks(where, _token(settings))
     if not hooks:
-        print(f"no webhooks on {owner}/{repo}")
+        print(f"no webhooks on {where.label}")
     for hook in hooks:
         mark = "gateway" if is_gateway_hook(hook.url) else "-"
         state = "active" if hook.active else "inactive"
@@ -206,16 +234,14 @@ async def list_hooks(namespace: argparse.Namespace, settings: Settings, admin: A
 
 
 async def unregister(namespace: argparse.Namespace, settings: Settings, admin: Any) -> int:
-    owner, repo = namespace.repo
+    where = hook_owner(namespace)
     token = _token(settings)
-    hooks = [
-        h for h in await admin.list_hooks(owner, repo, token) if h.url == namespace.gateway_url
-    ]
+    hooks = [h for h in await admin.list_hooks(where, token) if h.url == namespace.gateway_url]
     for hook in hooks:
-        await admin.delete_hook(owner, repo, token, hook.id)
-        print(f"removed hook {hook.id} of {owner}/{repo}")
+        await admin.delete_hook(where, token, hook.id)
+        print(f"removed hook {hook.id} of {where.label}")
     if not hooks:
-        print(f"no hook of {owner}/{repo} sends to {namespace.gateway_url}; nothing to remove")
+        print(f"no hook of {where.label} sends to {namespace.gateway_url}; nothing to remove")
     return EXIT_OK
 
 
@@ -357,11 +383,13 @@ def main(argv: list[str]) -> int:
 
     try:
         if namespace.command == "list" and namespace.github:
-            if namespace.repo is not None:
-                raise UsageError("--github lists the App's webhook: leave out --repo")
+            if namespace.repo is not None or namespace.org is not None:
+                raise UsageError("--github lists the App's webhook: leave out --repo and --org")
             return asyncio.run(list_github(settings))
-        if namespace.command == "list" and namespace.repo is None:
-            raise UsageError("--repo OWNER/NAME is required (or --github for the GitHub App)")
+        if namespace.command == "list" and namespace.repo is None and namespace.org is None:
+            raise UsageError(
+                "--repo OWNER/NAME or --org ORG is required (or --github for the GitHub App)"
+            )
         if settings.forgejo_url is None:
             raise UsageError("setting AR_FORGEJO_URL (--forgejo-url) is required")
         return asyncio.run(run(namespace, settings))

@@ -8,8 +8,10 @@ per call and never kept.
 Gitea v1 API: ``GET /user``, ``GET /repos/search``, ``GET /repos/issues/search`` (what
 the token can reach), ``GET /repos/{owner}/{repo}/pulls/{index}`` (for ``webhook test``),
 ``GET|POST /repos/{owner}/{repo}/hooks``, ``PATCH|DELETE
-/repos/{owner}/{repo}/hooks/{id}``, ``POST /users/{username}/tokens`` (basic auth with the
-account's password; the answer's ``sha1`` is the token, shown only this once).
+/repos/{owner}/{repo}/hooks/{id}``, the same under ``/orgs/{org}/hooks`` for an
+organisation's hook (it fires for every repository of the organisation), and
+``POST /users/{username}/tokens`` (basic auth with the account's password; the answer's
+``sha1`` is the token, shown only this once).
 """
 
 from __future__ import annotations
@@ -56,6 +58,24 @@ class Hook:
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
+
+
+@dataclass(frozen=True, slots=True)
+class HookOwner:
+    """Where a webhook lives: one repository, or an organisation (all its repositories)."""
+
+    owner: str
+    repo: str | None = None  # None: the organisation ``owner``
+
+    @property
+    def hooks_path(self) -> str:
+        if self.repo is None:
+            return f"/orgs/{_segment(self.owner)}/hooks"
+        return f"/repos/{_segment(self.owner)}/{_segment(self.repo)}/hooks"
+
+    @property
+    def label(self) -> str:
+        return f"organisation {self.owner}" if self.repo is None else f"{self.owner}/{self.repo}"
 
 
 def _hook(operation: str, item: Any) -> Hook:
@@ -106,9 +126,6 @@ class ForgejoAdmin:
     def _token_headers(token: str) -> dict[str, str]:
         return {"Authorization": f"token {token}", "Accept": "application/json"}
 
-    def _hooks_path(self, owner: str, repo: str) -> str:
-        return f"/repos/{_segment(owner)}/{_segment(repo)}/hooks"
-
     async def current_login(self, token: str) -> str:
         """The login of the token's account (``GET /user``)."""
         operation = "forgejo get user"
@@ -156,14 +173,14 @@ class ForgejoAdmin:
             raise HostResponseError(operation, "not a pull request object", 200)
         return body
 
-    async def list_hooks(self, owner: str, repo: str, token: str) -> list[Hook]:
+    async def list_hooks(self, where: HookOwner, token: str) -> list[Hook]:
         operation = "forgejo list webhooks"
 
         def fetch_page(page: int) -> Awaitable[httpx.Response]:
             return self._http.request(
                 operation,
                 "GET",
-                self._hooks_path(owner, repo),
+                where.hooks_path,
                 headers=self._token_headers(token),
                 params={"page": page, "limit": self.page_size},
             )
@@ -175,9 +192,7 @@ class ForgejoAdmin:
             parse_item=lambda item: _hook(operation, item),
         )
 
-    async def create_hook(
-        self, owner: str, repo: str, token: str, *, url: str, secret: str
-    ) -> Hook:
+    async def create_hook(self, where: HookOwner, token: str, *, url: str, secret: str) -> Hook:
         operation = "forgejo create webhook"
         body = {
             "type": "gitea",  # Forgejo accepts it too; the gateway takes either signature
@@ -188,7 +203,7 @@ class ForgejoAdmin:
         response = await self._http.request(
             operation,
             "POST",
-            self._hooks_path(owner, repo),
+            where.hooks_path,
             headers=self._token_headers(token),
             json=body,
             idempotent=False,
@@ -197,7 +212,7 @@ class ForgejoAdmin:
         return _hook(operation, json_body(operation, response))
 
     async def edit_hook(
-        self, owner: str, repo: str, token: str, hook_id: int, *, url: str, secret: str
+        self, where: HookOwner, token: str, hook_id: int, *, url: str, secret: str
     ) -> Hook:
         operation = "forgejo edit webhook"
         body = {
@@ -208,18 +223,18 @@ class ForgejoAdmin:
         response = await self._http.request(
             operation,
             "PATCH",
-            f"{self._hooks_path(owner, repo)}/{hook_id}",
+            f"{where.hooks_path}/{hook_id}",
             headers=self._token_headers(token),
             json=body,
             idempotent=True,
         )
         return _hook(operation, json_body(operation, response))
 
-    async def delete_hook(self, owner: str, repo: str, token: str, hook_id: int) -> None:
+    async def delete_hook(self, where: HookOwner, token: str, hook_id: int) -> None:
         await self._http.request(
             "forgejo delete webhook",
             "DELETE",
-            f"{self._hooks_path(owner, repo)}/{hook_id}",
+            f"{where.hooks_path}/{hook_id}",
             headers=self._token_headers(token),
             expect=(204,),
         )

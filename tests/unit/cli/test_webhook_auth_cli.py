@@ -193,3 +193,39 @@ def test_auth_init_never_takes_the_password_as_an_argument(
     code, _, err = run(capsys, "auth", "init", "--username", "review-bot")
     assert code == 2 and "--password-stdin" in err
     assert forge.minted_tokens == []
+
+
+def test_the_organisation_hook_is_registered_listed_and_removed(
+    forge: FakeForgejo, spec: ApiSpec, capsys: pytest.CaptureFixture[str]
+) -> None:
+    org = ["--org", "acme", "--gateway-url", GATEWAY]
+    code, out, _ = run(capsys, "webhook", "register", *org)
+    assert code == 0 and out.startswith("registered hook 1 of organisation acme")
+    (hook,) = forge.hooks_of("acme", "")
+    assert hook.config == {"url": HOOK_URL, "content_type": "json", "secret": SECRET}
+    assert forge.hooks_of("acme", "widgets") == []  # not a repository's hook
+    code, out, _ = run(capsys, "webhook", "register", *org)
+    assert code == 0 and "already sends to" in out
+    assert len(forge.hooks_of("acme", "")) == 1
+
+    code, out, _ = run(capsys, "webhook", "list", "--org", "acme")
+    assert code == 0 and HOOK_URL in out and "gateway" in out
+    code, out, _ = run(capsys, "webhook", "unregister", *org)
+    assert code == 0 and out.startswith("removed hook 1 of organisation acme")
+    assert forge.hooks_of("acme", "") == []
+    assert [e.path for e in forge.exchanges if "/hooks" in e.path] and all(
+        e.path.startswith("/api/v1/orgs/acme/hooks") for e in forge.exchanges if "/hooks" in e.path
+    )
+    spec.assert_conforms(forge.exchanges)
+
+
+def test_repo_and_org_are_one_or_the_other(
+    forge: FakeForgejo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["webhook", "register", "--repo", "acme/widgets", "--org", "acme",
+              "--gateway-url", GATEWAY])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    code, _, err = run(capsys, "webhook", "list")
+    assert code == 2 and "--repo OWNER/NAME or --org ORG is required" in err
