@@ -92,7 +92,7 @@ def test_a_refused_key_and_usage_errors_show_no_secret(
     code, _, err = run(capsys, "--github", "--repo", "acme/widgets")
     assert code == 2 and "leave out --repo" in err
     code, _, err = run(capsys)
-    assert code == 2 and "--repo OWNER/NAME is required" in err
+    assert code == 2 and "--repo OWNER/NAME or --org ORG is required" in err
     monkeypatch.delenv("AR_GITHUB_APP_ID")
     code, _, err = run(capsys, "--github")
     assert code == 2 and "AR_GITHUB_APP_ID" in err
