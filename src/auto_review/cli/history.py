@@ -4,25 +4,32 @@
     next review is a full one (findings already on the PR are still recognised by the
     hidden markers in the bot's comments, so none is posted twice).
 ``history purge --older-than-days D``  forget the pull requests not reviewed for D days.
+``history jobs [--state STATE] [--limit N]``  the newest jobs of the queue with their state
+    (queued, waiting-retry, running, done, failed), attempts and last error.
+``history retry JOB``  put a failed job, or one waiting for its next attempt, back in the
+    queue now, with a fresh retry horizon.
 
 ``--repo`` without a host means Forgejo/Gitea (as in ``AR_POLL_REPOS``). The database is
 ``review.sqlite3`` in ``AR_STATE_DIR`` (or ``--state-dir``); these commands may run while
 the gateway runs (SQLite WAL). A state directory that does not exist is an error (a wrong
 ``AR_STATE_DIR`` most likely); one without a review database yet has nothing to forget.
-Exit status: 0 done, 2 bad usage or settings, or no such state directory.
+Exit status: 0 done, 1 no such job (or it is running or done), 2 bad usage or settings,
+or no such state directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import add_settings_arguments, settings_from_namespace
 from auto_review.config import SettingsError
-from auto_review.store.base import StoreError
+from auto_review.store.base import JOB_STATES, JobStatus, StoreError
+from auto_review.store.sqlite_intake import STATE_FILE_NAME, SqliteIntakeStore
 from auto_review.store.sqlite_review import REVIEW_FILE_NAME, ReviewStore, make_repo_key
 from auto_review.wiring.redaction import install_secrets, redact
 
@@ -106,7 +113,80 @@ def build_parser() -> argparse.ArgumentParser:
         help="forget pull requests not reviewed for D days (required)",
     )
     add_state_arguments(purge)
+    jobs = commands.add_parser("jobs", help="list the queue's newest jobs and their state")
+    jobs.add_argument(
+        "--state",
+        choices=[*JOB_STATES, "waiting"],
+        help="only jobs in this state; waiting is waiting-retry [default: every state]",
+    )
+    jobs.add_argument(
+        "--limit", type=_positive_int, default=50, metavar="N", help="at most N jobs [default: 50]"
+    )
+    add_state_arguments(jobs)
+    retry = commands.add_parser(
+        "retry", help="requeue a failed job, or run a waiting one now (fresh retry horizon)"
+    )
+    retry.add_argument("job", type=_positive_int, metavar="JOB", help="the job id (required)")
+    add_state_arguments(retry)
     return parser
+
+
+def open_existing_queue(namespace: argparse.Namespace) -> SqliteIntakeStore | None:
+    """The job queue of the configured state directory; None when it was never created."""
+    state_dir = state_dir_of(namespace)
+    if not state_dir.is_dir():
+        raise CommandError(
+            f"state directory {state_dir} does not exist (check AR_STATE_DIR or --state-dir); "
+            "nothing was changed"
+        )
+    if not (state_dir / STATE_FILE_NAME).exists():
+        return None
+    return SqliteIntakeStore.open(state_dir)
+
+
+def list_jobs(namespace: argparse.Namespace) -> int:
+    queue = open_existing_queue(namespace)
+    if queue is None:
+        print(f"no job queue in {state_dir_of(namespace)} yet")
+        return EXIT_OK
+    state = "waiting-retry" if namespace.state == "waiting" else namespace.state
+    try:
+        listed = queue.list_jobs(state, namespace.limit)
+    finally:
+        queue.close()
+    if not listed:
+        print("no jobs" + (f" in state {state}" if state else ""))
+    now = time.time()
+    for job in listed:
+        when = ""
+        if job.state == "waiting-retry":
+            when = f" next attempt in {max(0.0, job.not_before - now):.0f}s"
+        detail = " ".join(redact(job.detail).split())[:200]
+        print(
+            f"{job.id:>7}  {job.state:13}  {job.kind:13}  {job.repo}#{job.pr_number}"
+            f"  {job.head_sha[:12] or '-':12}  attempts {job.attempts}{when}"
+            + (f"  {detail}" if detail else "")
+        )
+    return EXIT_OK
+
+
+def retry_job(namespace: argparse.Namespace) -> int:
+    queue = open_existing_queue(namespace)
+    if queue is None:
+        print(f"no job queue in {state_dir_of(namespace)} yet", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    try:
+        before = queue.requeue_job(namespace.job)
+    finally:
+        queue.close()
+    if before is None:
+        print(f"no job {namespace.job}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if before in (JobStatus.RUNNING, JobStatus.DONE):
+        print(f"job {namespace.job} is {before}: left as it is", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    print(f"job {namespace.job} ({before}) is queued again; a worker takes it next")
+    return EXIT_OK
 
 
 def no_history(namespace: argparse.Namespace) -> int:
@@ -144,7 +224,13 @@ def purge(namespace: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     namespace = build_parser().parse_args(argv)
-    handler = reset_pr if namespace.command == "reset-pr" else purge
+    handlers: dict[str, Handler] = {
+        "reset-pr": reset_pr,
+        "purge": purge,
+        "jobs": list_jobs,
+        "retry": retry_job,
+    }
+    handler = handlers[namespace.command]
     return guarded("history", handler, namespace)
 
 

@@ -41,6 +41,22 @@ class JobStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class JobListing:
+    """One job as ``auto-review history jobs`` shows it."""
+
+    id: int
+    kind: str
+    repo: str  # host:owner/name
+    pr_number: int
+    head_sha: str
+    state: str  # one of JOB_STATES
+    attempts: int
+    enqueued_at: float
+    not_before: float
+    detail: str  # the last error or outcome note; never a secret (see the worker)
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryRef:
     """One webhook delivery, identified per source (forge delivery ids are per forge)."""
 

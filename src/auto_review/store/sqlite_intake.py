@@ -29,6 +29,7 @@ from auto_review.store.base import (
     JOB_STATES,
     AcceptResult,
     DeliveryRef,
+    JobListing,
     JobOverview,
     JobStatus,
     NewJobsListener,
@@ -291,6 +292,66 @@ class SqliteIntakeStore:
         if row is None:
             return None
         return JobStatus(row[0]), row[1], row[2], int(row[3])
+
+    def list_jobs(self, state: str | None = None, limit: int = 50) -> list[JobListing]:
+        """The newest ``limit`` jobs, optionally only those in ``state`` (JOB_STATES)."""
+        if state is not None and state not in JOB_STATES:
+            raise ValueError(f"state must be one of {', '.join(JOB_STATES)}")
+        now = self._clock()
+        view = (
+            "CASE WHEN status = 'pending' AND not_before > ? THEN 'waiting-retry'"
+            " WHEN status = 'pending' THEN 'queued' ELSE status END"
+        )
+        sql = (
+            f"SELECT id, kind, host, owner, name, pr_number, head_sha, {view} AS state,"  # noqa: S608
+            " attempts, enqueued_at, not_before, detail FROM jobs"
+            + (f" WHERE {view} = ?" if state is not None else "")
+            + " ORDER BY id DESC LIMIT ?"
+        )
+        parameters: tuple[object, ...] = (
+            (now, now, state, limit) if state is not None else (now, limit)
+        )
+        with self._read_lock:
+            rows = self._read.execute(sql, parameters).fetchall()
+        return [
+            JobListing(
+                id=int(row[0]),
+                kind=str(row[1]),
+                repo=f"{row[2]}:{row[3]}/{row[4]}",
+                pr_number=int(row[5]),
+                head_sha=str(row[6]),
+                state=str(row[7]),
+                attempts=int(row[8]),
+                enqueued_at=float(row[9]),
+                not_before=float(row[10]),
+                detail=str(row[11]),
+            )
+            for row in rows
+        ]
+
+    def requeue_job(self, job_id: int) -> JobStatus | None:
+        """Put a failed job, or one waiting for its next attempt, back in the queue now,
+        with a fresh retry horizon. Returns the status it had (None: no such job); a job
+        that is running or done is left alone (its status is returned unchanged)."""
+        now = self._clock()
+        writer = self._writer
+
+        def operation(connection: sqlite3.Connection) -> JobStatus | None:
+            row = connection.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            status = JobStatus(row[0])
+            if status in (JobStatus.FAILED, JobStatus.PENDING):
+                connection.execute(
+                    "UPDATE jobs SET status = 'pending', not_before = ?, enqueued_at = ?,"
+                    " attempts = 0, interruptions = 0, outcome = NULL, finished_at = NULL,"
+                    " claimed_by = NULL, detail = 'requeued by an operator' WHERE id = ?",
+                    (now, now, job_id),
+                )
+                writer.mark_work_available()
+            return status
+
+        return writer.call(operation)
 
     # ---- lifecycle ----------------------------------------------------------------------
 
