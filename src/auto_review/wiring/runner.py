@@ -113,6 +113,10 @@ class PipelineRunner:
             if full:
                 await self._tell(request, f"Not reviewed: {report.skipped_reason}.")
             return JobOutcome.SKIPPED
+        if full:
+            # Whoever asked gets an answer in the conversation, also when the review
+            # found nothing new (then only the commit status would change otherwise).
+            await self._tell(request, re_review_reply(report))
         return JobOutcome.SUCCEEDED
 
     async def _tell(self, request: JobRequest, text: str) -> None:
@@ -150,6 +154,19 @@ class ReviewMetrics(Collector):
 
     def collect(self) -> Iterable[Metric]:
         yield from self.invalid_findings.collect()
+
+
+def re_review_reply(report: ReviewReport) -> str:
+    """The conversation reply to ``@bot re-review`` once the review is done."""
+    head = f"`{report.head_sha[:12]}`" if report.head_sha else "the current head"
+    posted = len(report.planned.new_fingerprints) if report.planned else 0
+    if posted:
+        noun = "finding" if posted == 1 else "findings"
+        return f"Reviewed again at {head}: {posted} new {noun}, in the review above."
+    return (
+        f"Reviewed again at {head}: nothing new to report "
+        "(findings already posted are not repeated)."
+    )
 
 
 def _log_report(request: JobRequest, report: ReviewReport) -> None:

@@ -116,6 +116,7 @@ def test_a_pr_with_non_utf8_names_is_reviewed_and_chat_on_it_is_answered(world: 
         wait_for(lambda: len(replies()) == 1, what="the answer")
         say(602, f"@{BOT} re-review")
         wait_for(lambda: len(world.final_statuses(head)) == 2, what="the re-review's status")
+        wait_for(lambda: len(replies()) == 2, what="the re-review's reply")
     logs = gateway.logs()
 
     assert "UnicodeEncodeError" not in logs and "job failed" not in logs
@@ -134,7 +135,8 @@ def test_a_pr_with_non_utf8_names_is_reviewed_and_chat_on_it_is_answered(world: 
         for name in (ADDED, NEW, BAD, GONE):
             assert display_path(name) in prompt
         assert f"from {display_path(OLD)}" in prompt
-    [answered] = replies()
+    answered, re_reviewed = replies()
+    assert "nothing new to report" in re_reviewed
     assert answered == "@alice The added file runs a shell command from input."
     [question] = [
         r for r in world.llm.chat_requests(REASONING_MODEL) if "added file" in r.last_user_text

@@ -291,11 +291,13 @@ def test_chat_commands_from_comments(world: World) -> None:
         say(503, f"@{BOT} why is the discount there twice?")
         wait_for(lambda: len(replies()) == 3, what="the answer")
         say(504, f"@{BOT} re-review")
-        wait_for(lambda: world.final_statuses(world.repo.head_sha), what="the re-review")
+        wait_for(lambda: len(replies()) == 4, what="the re-review's reply")
         say(505, f"@{BOT} forget 1")
-        wait_for(lambda: len(replies()) == 4, what="the forget reply")
+        wait_for(lambda: len(replies()) == 5, what="the forget reply")
 
-    help_reply, remembered, answered, forgot = replies()
+    help_reply, remembered, answered, reviewed, forgot = replies()
+    assert reviewed.startswith(f"@alice Reviewed again at `{world.repo.head_sha[:12]}`")
+    assert world.final_statuses(world.repo.head_sha)
     assert help_reply.startswith("@alice ") and f"`@{BOT} remember <text>`" in help_reply
     assert "learning #1" in remembered
     assert answered == "@alice It subtracts the discount twice."

@@ -89,6 +89,21 @@ def test_re_review_reviews_an_already_reviewed_head_again(tmp_path: Path, origin
     )
     assert asyncio.run(runner.run(job(JobKind.RE_REVIEW))) is JobOutcome.SUCCEEDED
     assert len(host.posted_reviews) == 1
+    [reply] = host.issue_comments
+    assert reply == (
+        f"@alice Reviewed again at `{origin.head_sha[:12]}`: 1 new finding, in the review above."
+    )
+
+
+def test_a_re_review_that_finds_nothing_new_still_answers(
+    tmp_path: Path, origin: Origin
+) -> None:
+    host = FakeHost(origin)
+    runner = runner_for(tmp_path, host, ScriptedModel([review()]), MemoryStore())
+    assert asyncio.run(runner.run(job(JobKind.RE_REVIEW))) is JobOutcome.SUCCEEDED
+    assert host.posted_reviews == []
+    [reply] = host.issue_comments
+    assert reply.startswith(f"@alice Reviewed again at `{origin.head_sha[:12]}`: nothing new")
 
 
 def test_a_permanent_failure_is_failed_and_explained_to_a_re_review_requester(
