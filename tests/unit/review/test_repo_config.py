@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import assume, given, settings
@@ -271,3 +272,27 @@ def test_patterns_agree_with_git_check_ignore(
     compiled = compile_ignore_pattern(pattern)
     ours = {p for p in paths if compiled.matches(p)}
     assert ours == ignored_by_git, pattern
+
+
+@pytest.mark.parametrize(
+    "pattern", ["a**/**", "a***/**", "a*/**", "*a**/**", "**a/**", "x/a**/**", "a/**", "**/**"]
+)
+def test_a_double_star_inside_a_component_before_a_trailing_double_star(
+    tmp_path: Path, pattern: str
+) -> None:
+    """Found by the property test: git lets "a**/**" match "a" itself, "a*/**" only what is
+    inside. Real git is the oracle here too."""
+    paths = ["a", "ab", "a/x", "ab/x", "b", "x/a", "x/a/y", "xa", "xa/y", "a/b", "a/b/c"]
+    env = isolated_git_env(tmp_path, path="/usr/bin:/bin")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, env=env, check=True)
+    (tmp_path / ".gitignore").write_text(pattern + "\n")
+    result = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin", "-z"],
+        cwd=tmp_path, env=env, input="\0".join(paths) + "\0",
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    compiled = compile_ignore_pattern(pattern)
+    assert {p for p in paths if compiled.matches(p)} == {
+        p for p in result.stdout.split("\0") if p
+    }

@@ -4,6 +4,7 @@ bounded time: both the patterns and the paths come from hostile repositories.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -73,10 +74,22 @@ def compile_ignore_pattern(pattern: str) -> IgnorePattern:
     segments = _parse_segments(pattern)
     if not anchored:
         segments = [None, *segments]
-    if len(segments) > 1 and segments[-1] is None:
-        # A trailing "/**" matches everything inside, not the directory itself.
+    if len(segments) > 1 and segments[-1] is None and not _ends_after_double_star(pattern):
+        # A trailing "/**" matches everything inside, not the directory itself; after a
+        # component holding "**" itself ("a**/**"), git's wildmatch also lets it match the
+        # component alone (checked against git check-ignore by the property test).
         segments[-1:] = [((True, _STAR),), None]
     return IgnorePattern(source, negated, directory_only, tuple(segments))
+
+
+def _ends_after_double_star(pattern: str) -> bool:
+    """True for ``.../abc**/**``: the component before a trailing ``/**`` is plain
+    characters followed by two or more stars. Git's wildmatch then matches that component
+    itself too (``*a**/**`` or ``**a/**`` it does not); checked against git check-ignore."""
+    parts = pattern.split("/")
+    if len(parts) < 2 or parts[-1] != "**":
+        return False
+    return re.fullmatch(r"[^*?\[\\]+\*{2,}", parts[-2]) is not None
 
 
 def _parse_segments(pattern: str) -> list[_Segment]:
