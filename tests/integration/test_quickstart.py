@@ -24,7 +24,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -34,6 +33,7 @@ from tests.support.fake_llm import FakeLlm, RecordedRequest, json_reply
 from tests.support.https_forge import HttpsForgejo, make_private_ca
 from tests.support.openapi_check import ApiSpec
 from tests.support.requirements import needs_root
+from tests.support.waiting import wait_until
 
 import auto_review
 
@@ -194,14 +194,15 @@ def free_port() -> int:
 
 
 def wait_until_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if process.poll() is not None:
             pytest.fail(f"the gateway exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"the gateway did not answer /healthz:\n{log.read_text()}")
+            return False
+
+    try:
+        wait_until(healthy, timeout=30, what="/healthz")
+    except AssertionError:
+        pytest.fail(f"the gateway did not answer /healthz:\n{log.read_text()}")

@@ -113,6 +113,8 @@ class LoopbackForge:
         self.exchanges: list[RecordedExchange] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
+        # Notified after each recorded exchange: what wait_for_requests waits on.
+        self._recorded = threading.Condition()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.tls: ssl.SSLContext | None = None
@@ -229,12 +231,11 @@ class LoopbackForge:
     ) -> list[RecordedExchange]:
         """Block until at least ``count`` recorded exchanges match; the positive signal a
         test waits on before it checks that nothing else happened."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.requests_to(path_contains, method)
-            if len(found) >= count or time.monotonic() > deadline:
-                return found
-            time.sleep(0.02)
+        with self._recorded:
+            self._recorded.wait_for(
+                lambda: len(self.requests_to(path_contains, method)) >= count, timeout
+            )
+        return self.requests_to(path_contains, method)
 
     def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
         split = urlsplit(handler.path)
@@ -249,6 +250,8 @@ class LoopbackForge:
         )
         with self._lock:
             self.exchanges.append(exchange)
+        with self._recorded:
+            self._recorded.notify_all()
         fault = self._take_fault(split.path)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)

@@ -120,15 +120,15 @@ class GatewayProcess:
 
         Past this point no runner can record anything more, so a test may then check that
         nothing was run twice or run at all."""
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = self.queued_jobs()
-            busy = [row for row in rows if row["status"] in ("pending", "running")]
-            if not busy:
-                return rows
-            if time.monotonic() > deadline:
-                raise AssertionError(f"jobs still busy after {timeout}s: {busy}")
-            time.sleep(0.02)
+
+        # Imported here: this file also runs as the gateway child, where tests/ is no package.
+        from tests.support.waiting import wait_until
+
+        def idle() -> bool:
+            return not any(row["status"] in ("pending", "running") for row in self.queued_jobs())
+
+        wait_until(idle, timeout=timeout, what="no job pending or running")
+        return self.queued_jobs()
 
     def finished_jobs(self) -> list[dict[str, Any]]:
         path = done_path(self.jobs_path)

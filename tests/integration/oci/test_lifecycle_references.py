@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 from conftest import HIDE_CGROUP2_SCRIPT, require_root, require_tool
 from test_lifecycle import SPEC_HOOK_STATUS, container_config, make_bundle, validate_state
+from tests.support.waiting import wait_until
 
 RUNTIMES = ("runc", "crun", "embedded")
 REPO_SRC = Path(__file__).resolve().parents[3] / "src"
@@ -92,10 +92,7 @@ def runtimes(tmp_path: Path) -> Iterator[dict[str, Runtime]]:
 
 
 def wait_for(predicate: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+    wait_until(predicate, timeout=WAIT_SECONDS, what=what)
 
 
 def _hooked_bundle(tmp_path: Path, runtime: str) -> tuple[Path, Path]:

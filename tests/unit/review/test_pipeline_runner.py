@@ -214,16 +214,20 @@ def test_an_unexpected_exception_ends_in_one_error_status_and_no_retry(
     store = SqliteIntakeStore.open(tmp_path / "state")
     outcomes: list[RunResult] = []
 
-    class Observer:
-        def on_job_finished(self, kind: JobKind, outcome: RunResult, seconds: float) -> None:
-            outcomes.append(outcome)
-
     async def scenario() -> None:
+        finished = asyncio.Event()
+
+        class Observer:
+            def on_job_finished(
+                self, kind: JobKind, outcome: RunResult, seconds: float
+            ) -> None:
+                outcomes.append(outcome)
+                finished.set()
+
         await store.accept(None, [job(JobKind.REVIEW, head_sha=origin.head_sha).request])
         pool = WorkerPool(store, runner, concurrency=1, observer=Observer())
         await pool.start()
-        while not outcomes:
-            await asyncio.sleep(0.01)  # polling for the positive signal: one outcome
+        await asyncio.wait_for(finished.wait(), timeout=30)
         await pool.stop()
 
     try:
