@@ -26,10 +26,9 @@ from pathlib import Path
 from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import (
     add_settings_arguments,
-    print_settings_error,
-    settings_from_namespace,
+    load_command_settings,
 )
-from auto_review.config import Settings, SettingsError
+from auto_review.config import Settings
 from auto_review.wiring.redaction import install_secrets, redact
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
@@ -109,12 +108,9 @@ def init(namespace: argparse.Namespace) -> int:
     from auto_review.wiring.tls import TrustError
 
     prefix = "auto-review auth init"
-    try:
-        settings = settings_from_namespace(namespace)
-    except SettingsError as exc:
-        print_settings_error(prefix, exc)
+    settings = load_command_settings(namespace, prefix)
+    if settings is None:
         return EXIT_USAGE
-    install_secrets(settings.secret_values())
     try:
         if not _LOGIN.fullmatch(namespace.username):
             raise UsageError("--username must be an account name")

@@ -162,6 +162,20 @@ def flag_names_of(namespace: argparse.Namespace) -> dict[str, str]:
     return dict(getattr(namespace, _FLAGS_KEY, {}))
 
 
+def load_command_settings(namespace: argparse.Namespace, prefix: str) -> Settings | None:
+    """The command's settings with their secrets registered for redaction; None (after one
+    line per problem on stderr) when they do not load."""
+    from auto_review.wiring.redaction import install_secrets
+
+    try:
+        settings = settings_from_namespace(namespace)
+    except SettingsError as exc:
+        print_settings_error(prefix, exc)
+        return None
+    install_secrets(settings.secret_values())
+    return settings
+
+
 def print_settings_error(prefix: str, error: SettingsError) -> None:
     """One line per problem on stderr, redacted (a message never holds a value anyway)."""
     from auto_review.wiring.redaction import redact

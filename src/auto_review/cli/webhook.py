@@ -39,11 +39,10 @@ from urllib.parse import urlsplit
 from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import (
     add_settings_arguments,
-    print_settings_error,
-    settings_from_namespace,
+    load_command_settings,
 )
-from auto_review.config import Settings, SettingsError
-from auto_review.wiring.redaction import install_secrets, redact
+from auto_review.config import Settings
+from auto_review.wiring.redaction import redact
 
 if TYPE_CHECKING:
     from auto_review.hosts.forgejo_admin import HookOwner
@@ -371,12 +370,9 @@ async def run(namespace: argparse.Namespace, settings: Settings) -> int:
 def main(argv: list[str]) -> int:
     namespace = build_parser().parse_args(argv)
     prefix = f"auto-review webhook {namespace.command}"
-    try:
-        settings = settings_from_namespace(namespace)
-    except SettingsError as exc:
-        print_settings_error(prefix, exc)
+    settings = load_command_settings(namespace, prefix)
+    if settings is None:
         return EXIT_USAGE
-    install_secrets(settings.secret_values())
     from auto_review.cli.webhook_test import GatewayUnreachable
     from auto_review.hosts.base import HostError
     from auto_review.wiring.tls import TrustError
