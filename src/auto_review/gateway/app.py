@@ -185,6 +185,7 @@ def build_app(
     (and closes) its own from the settings.
     """
     metrics = metrics or GatewayMetrics()
+    metrics.record_posture(posture)
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     policy = intake_policy(settings)
     own_llm = llm_models is None
@@ -208,7 +209,12 @@ def build_app(
         Route(
             "/metrics",
             # getattr: a store without the overview (a test double) still serves the rest.
-            make_metrics(metrics, store.queue_depth, getattr(store, "job_overview", None)),
+            make_metrics(
+                metrics,
+                store.queue_depth,
+                getattr(store, "job_overview", None),
+                readiness=probe,
+            ),
             methods=["GET"],
         ),
     ]

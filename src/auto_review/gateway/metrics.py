@@ -8,6 +8,9 @@ series count, and nothing a client or a setting supplies can surface in the outp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -104,6 +107,34 @@ class GatewayMetrics:
             buckets=JOB_DURATION_BUCKETS,
             registry=registry,
         )
+        self.ready = Gauge(
+            "auto_review_ready",
+            "1 when the readiness probe (the one /readyz answers with) finds every configured "
+            "forge and the LLM reachable, else 0; probed at scrape time, at most once per "
+            "AR_READYZ_CACHE_SECONDS.",
+            registry=registry,
+        )
+        self.readiness_check_ok = Gauge(
+            "auto_review_readiness_check_ok",
+            "1 when one readiness check passes (or the LLM is not configured), else 0, "
+            "by component (a forge kind or llm).",
+            ["component"],
+            registry=registry,
+        )
+        self.isolation_verified = Gauge(
+            "auto_review_isolation_verified",
+            "1 when the gateway verified its container boundary from inside, 0 in bare or "
+            "external mode, by mode; set once at start.",
+            ["mode"],
+            registry=registry,
+        )
+        self.isolation_degraded = Gauge(
+            "auto_review_isolation_degraded",
+            "1 for each optional control the boundary self-check found not in force "
+            "(landlock, cgroup-limits, cgroup-namespace); set once at start.",
+            ["check"],
+            registry=registry,
+        )
         # Per-request label lookups take a lock inside prometheus_client; the hot path
         # reuses the child counters it already resolved.
         self._request_children: dict[tuple[str, int], Counter] = {}
@@ -119,6 +150,22 @@ class GatewayMetrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric in this registry."""
         return generate_latest(self.registry)
+
+    def record_posture(self, posture: Mapping[str, Any]) -> None:
+        """The isolation posture the gateway started with (verified or not, what degraded)."""
+        verified = posture.get("verified") is True
+        self.isolation_verified.labels(mode=str(posture.get("mode", "unknown"))).set(
+            1 if verified else 0
+        )
+        for check in posture.get("degraded", ()):
+            self.isolation_degraded.labels(check=str(check)).set(1)
+
+    def record_readiness(self, ready: bool, checks: Mapping[str, str]) -> None:
+        """One readiness report: the overall answer and each component's."""
+        self.ready.set(1 if ready else 0)
+        for component, status in checks.items():
+            passed = status == "ok" or (component == "llm" and status == "not-configured")
+            self.readiness_check_ok.labels(component=component).set(1 if passed else 0)
 
     def on_job_finished(self, kind: object, outcome: object, seconds: float) -> None:
         """Worker pool observer hook: one finished (or retried) run of a job."""

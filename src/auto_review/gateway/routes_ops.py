@@ -68,8 +68,13 @@ def make_metrics(
     metrics: GatewayMetrics,
     queue_depth: Callable[[], Any],
     job_overview: Callable[[], Any] | None = None,
+    readiness: ReadinessProbe | None = None,
 ) -> Callable[[Request], Any]:
     async def metrics_endpoint(request: Request) -> Response:
+        if readiness is not None:
+            # The probe's own cache and in-flight sharing bound the load a scraper adds.
+            report = await readiness.report()
+            metrics.record_readiness(report.ready, report.checks)
         try:
             depth = queue_depth()
             if inspect.isawaitable(depth):

@@ -112,6 +112,11 @@ def test_gateway_queues_work_while_forge_and_llm_are_down(gateway_with) -> None:
     assert ready.json()["checks"] == {"forgejo": "unreachable", "llm": "unreachable"}
     assert http.get("/healthz").status_code == 200  # alive, just not ready
     assert_no_canary(ready.text, "/readyz")
+    # /metrics carries the same answer, for the AutoReviewNotReady alert.
+    exposition = http.get("/metrics").text
+    assert "\nauto_review_ready 0.0\n" in exposition
+    assert 'auto_review_readiness_check_ok{component="forgejo"} 0.0' in exposition
+    assert 'auto_review_readiness_check_ok{component="llm"} 0.0' in exposition
     assert process.wait_for_jobs(1)
 
 
