@@ -20,7 +20,15 @@ description). State and the test API (``add_pull_request``, ``set_diff``, ``add_
 :class:`tests.support.fake_forgejo.ReviewingForge`; posts are authored by
 ``{app_slug}[bot]``, and a review comment on a line outside the diff is answered 422
 ("Line could not be resolved") as on GitHub. ``revoke_tokens()`` invalidates every issued
-installation token.
+installation token; ``token_exchanges`` counts every token ever issued, and
+``token_lifetime`` sets how long the next ones live.
+
+Git smart HTTP: ``serve_git(project_root)`` serves ``/<owner>/<repo>.git`` from bare
+repositories under ``project_root`` on the same host:port (start the fake with ``tls=`` for
+https), to user ``x-access-token`` with a live installation token as password; anything
+else is a 401, as on github.com. ``revoke_at_next_git(n)`` revokes every token when each of
+the next ``n`` git requests arrives (that request is refused): a token revoked between the
+API calls and the fetch.
 
 Objects are built from GitHub's own example payloads in ``reference/github`` so they carry
 every field the REST description requires. Fault injection and recording come from
@@ -36,6 +44,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -57,6 +66,7 @@ from tests.support.fake_forgejo import (
     page_of,
     parse_time,
 )
+from tests.support.git_http_backend import GitHttpBackend
 from tests.support.reference import load_json, reference_path
 
 
@@ -116,7 +126,10 @@ class FakeGitHub(ReviewingForge):
         self.public_key_pem = public_key_pem
         self.token_lifetime = token_lifetime
         self.installations: dict[str, int] = {}  # "owner/repo" (lower case) -> installation
-        self.tokens: list[IssuedToken] = []
+        self.tokens: list[IssuedToken] = []  # live ones: revoke_tokens() clears it
+        self.token_exchanges = 0  # every token ever issued
+        self.git: GitHttpBackend | None = None  # see serve_git
+        self._git_revocations = 0
         self.jwt_claims: list[dict[str, Any]] = []
         self.pulls: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._pull_template = _example("pull_request", "opened.payload.json")["pull_request"]
@@ -134,6 +147,27 @@ class FakeGitHub(ReviewingForge):
 
     def revoke_tokens(self) -> None:
         self.tokens.clear()
+
+    def serve_git(self, project_root: Path) -> GitHttpBackend:
+        self.git = GitHttpBackend(
+            project_root, "x-access-token", "", api_prefix=None, accepts=self._git_accepts
+        )
+        self.passthrough = self.git
+        return self.git
+
+    def revoke_at_next_git(self, times: int = 1) -> None:
+        self._git_revocations = times
+
+    def _git_accepts(self, username: str, password: str) -> bool:
+        now = time.time()
+        live = any(t.value == password and t.expires_at > now for t in self.tokens)
+        if not live or username != "x-access-token":
+            return False
+        if self._git_revocations > 0:
+            self._git_revocations -= 1
+            self.revoke_tokens()
+            return False
+        return True
 
     def user_object(self, login: str, user_id: int = 7) -> dict[str, Any]:
         user: dict[str, Any] = copy.deepcopy(self._user_template)
@@ -571,6 +605,7 @@ class FakeGitHub(ReviewingForge):
         expires = time.time() + self.token_lifetime
         token = IssuedToken("ghs_" + secrets.token_hex(18), installation, expires)
         self.tokens.append(token)
+        self.token_exchanges += 1
         return {
             "token": token.value,
             "expires_at": iso(datetime.fromtimestamp(expires, UTC)),

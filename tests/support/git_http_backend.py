@@ -1,10 +1,18 @@
 """Git smart HTTP for a loopback fake forge: real ``git http-backend`` behind Basic auth.
 
 :class:`GitHttpBackend` is a ``passthrough`` for :class:`tests.support.fake_forgejo.
-LoopbackForge`: it answers every request outside the API prefix, so the API and
-``https://host:port/<owner>/<repo>.git`` share one host:port, as on a real Forgejo (an
-egress policy that allows only the forge's host:port then covers the clone too). Request
-lines and header names are recorded (never header values: they hold the token).
+LoopbackForge`: it answers every request outside the API prefix (with ``api_prefix=None``,
+as for the GitHub fake whose API is at the root: every request whose path holds ``.git/``),
+so the API and ``https://host:port/<owner>/<repo>.git`` share one host:port, as on a real
+forge (an egress policy that allows only the forge's host:port then covers the clone too).
+Request lines and header names are recorded (never header values: they hold the token).
+
+Who may fetch: ``username``/``token``, or ``accepts(username, password)`` when given (the
+GitHub fake checks installation tokens with it). A refusal is a 401 with a Basic challenge,
+as on the forges. Faults, for the next matching requests (``path_contains``)::
+
+    backend.fail(503, times=2, path_contains="git-upload-pack")   # an HTTP error answer
+    backend.cut(times=1)      # half the pack in a well-formed HTTP answer: git's early EOF
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -21,18 +30,40 @@ CGI_TIMEOUT = 30
 
 
 @dataclass
+class GitFault:
+    times: int
+    path_contains: str
+    status: int | None  # None: cut the answer short instead
+
+
+@dataclass
 class GitHttpBackend:
     project_root: Path  # holds <owner>/<repo>.git bare repositories
     username: str
     token: str
-    api_prefix: str = "/api/"
+    api_prefix: str | None = "/api/"
+    accepts: Callable[[str, str], bool] | None = None
     request_lines: list[str] = field(default_factory=list)
     authorized: int = 0
     refused: int = 0
+    _faults: list[GitFault] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def fail(self, status: int, *, times: int = 1, path_contains: str = "") -> None:
+        with self._lock:
+            self._faults.append(GitFault(times, path_contains, status))
+
+    def cut(self, *, times: int = 1, path_contains: str = "/git-upload-pack") -> None:
+        with self._lock:
+            self._faults.append(GitFault(times, path_contains, None))
+
+    def serves(self, path: str) -> bool:
+        if self.api_prefix is None:
+            return ".git/" in path
+        return not path.startswith(self.api_prefix)
+
     def __call__(self, handler: BaseHTTPRequestHandler) -> bool:
-        if handler.path.startswith(self.api_prefix):
+        if not self.serves(handler.path):
             return False
         with self._lock:
             self.request_lines.append(f"{handler.command} {handler.path}")
@@ -44,14 +75,34 @@ class GitHttpBackend:
             return True
         with self._lock:
             self.authorized += 1
-        self._run_cgi(handler, body)
+        fault = self._take_fault(handler.path)
+        if fault is not None and fault.status is not None:
+            _reply(handler, fault.status, [("Content-Type", "text/plain")], b"unavailable\n")
+            return True
+        self._run_cgi(handler, body, cut=fault is not None)
         return True
 
-    def _authorized(self, header: str) -> bool:
-        expected = base64.b64encode(f"{self.username}:{self.token}".encode()).decode()
-        return header == f"Basic {expected}"
+    def _take_fault(self, path: str) -> GitFault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.times > 0 and fault.path_contains in path:
+                    fault.times -= 1
+                    return fault
+        return None
 
-    def _run_cgi(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+    def _authorized(self, header: str) -> bool:
+        if not header.startswith("Basic "):
+            return False
+        try:
+            decoded = base64.b64decode(header.removeprefix("Basic "), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return False
+        username, _, password = decoded.partition(":")
+        if self.accepts is not None:
+            return self.accepts(username, password)
+        return (username, password) == (self.username, f"{self.token}")
+
+    def _run_cgi(self, handler: BaseHTTPRequestHandler, body: bytes, *, cut: bool) -> None:
         parts = urlsplit(handler.path)
         env = {
             "PATH": "/usr/bin:/bin",
@@ -83,6 +134,10 @@ class GitHttpBackend:
                 status = int(value.split()[0])
             elif name:
                 headers.append((name, value.strip()))
+        if cut:
+            # The pack stops half-way but the HTTP answer ends cleanly (its length says so),
+            # as when the forge's upload-pack dies mid-transfer: git sees the stream end early.
+            payload = payload[: len(payload) // 2]
         _reply(handler, status, headers, payload)
 
 

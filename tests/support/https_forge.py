@@ -107,6 +107,27 @@ class ForgeRepository:
         return git(self.work, "diff", "--full-index", self.base_sha, self.head_sha) + "\n"
 
 
+def create_repository(
+    project_root: Path, owner: str, name: str, files: Mapping[str, str], *, number: int
+) -> ForgeRepository:
+    """A work repository with ``files`` on ``main`` and a ``feature`` branch, and its bare
+    copy at ``project_root/<owner>/<name>.git`` (what a git backend serves)."""
+    work = project_root.parent / f"work-{owner}-{name}"
+    work.mkdir(parents=True)
+    git(work, "init", "-q", "-b", "main")
+    for path, text in files.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text)
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "base")
+    base = git(work, "rev-parse", "HEAD")
+    git(work, "branch", "feature")
+    bare = project_root / owner / f"{name}.git"
+    bare.parent.mkdir(parents=True, exist_ok=True)
+    git(project_root, "clone", "-q", "--bare", str(work), str(bare))
+    return ForgeRepository(owner, name, work, bare, number, base)
+
+
 class HttpsForgejo(FakeForgejo):
     """FakeForgejo on https with git smart HTTP for ``/<owner>/<repo>.git`` beside the API."""
 
@@ -128,20 +149,7 @@ class HttpsForgejo(FakeForgejo):
     def create_repository(
         self, owner: str, name: str, files: Mapping[str, str], *, number: int
     ) -> ForgeRepository:
-        work = self.project_root.parent / f"work-{owner}-{name}"
-        work.mkdir(parents=True)
-        git(work, "init", "-q", "-b", "main")
-        for path, text in files.items():
-            (work / path).parent.mkdir(parents=True, exist_ok=True)
-            (work / path).write_text(text)
-        git(work, "add", "-A")
-        git(work, "commit", "-qm", "base")
-        base = git(work, "rev-parse", "HEAD")
-        git(work, "branch", "feature")
-        bare = self.project_root / owner / f"{name}.git"
-        bare.parent.mkdir(parents=True, exist_ok=True)
-        git(self.project_root, "clone", "-q", "--bare", str(work), str(bare))
-        return ForgeRepository(owner, name, work, bare, number, base)
+        return create_repository(self.project_root, owner, name, files, number=number)
 
     def publish(self, repo: ForgeRepository, **details: object) -> None:
         """(Re)announce the PR at the repository's head; its clone URL is on this forge."""

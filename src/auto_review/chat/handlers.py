@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from auto_review.core.errors import is_transient
 from auto_review.core.jobs import WITHHELD_ARGUMENT, JobKind, JobOutcome, JobRequest
 from auto_review.core.redaction import Redactor
 from auto_review.hosts.base import (
@@ -35,7 +36,7 @@ from auto_review.review.mapping import untrusted_text
 from auto_review.review.pipeline import PipelineDeps, repo_key
 from auto_review.review.stages.context import ContextBudgetError, build_question_messages
 from auto_review.review.workspace.checkout import WorkspaceError
-from auto_review.review.workspace.pull_request import pr_workspace, read_pr_diff
+from auto_review.review.workspace.pull_request import pr_workspace, read_pr_diff, renewer
 from auto_review.store.sqlite_review import LearningLimitReached
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,8 @@ class ChatHandlers:
             pr = await host.get_pull_request_details(request.repo, request.pr_number)
             access = await host.git_access(request.repo)
             redactor.add([access.token])
-            async with pr_workspace(pr, access, deps.workspace) as workspace:
+            renew = renewer(host, request.repo, redactor.add)
+            async with pr_workspace(pr, access, deps.workspace, renew=renew) as workspace:
                 diff = await asyncio.to_thread(
                     read_pr_diff, workspace, deps.workspace.max_diff_bytes
                 )
@@ -182,6 +184,8 @@ class ChatHandlers:
         except (HostUnavailable, LlmUnavailable):
             raise
         except (HostError, LlmError, WorkspaceError, ContextBudgetError) as exc:
+            if is_transient(exc):
+                raise  # e.g. the forge's git endpoint unreachable: the job runs again
             log.warning(
                 "chat question not answered",
                 extra={"repo": request.repo.full_name, "error_type": type(exc).__name__},

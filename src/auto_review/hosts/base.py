@@ -138,6 +138,11 @@ class PipelineHost(Protocol):
         """Basic-auth user and token for fetching ``repo`` over https with git."""
         ...
 
+    async def renew_git_access(self, repo: RepoRef) -> GitAccess | None:
+        """Git was refused (HTTP 401) the access :meth:`git_access` gave: drop it and mint a
+        new one; None when this forge's credential cannot change (a configured token)."""
+        ...
+
     # --- write ---
 
     async def post_review(self, repo: RepoRef, number: int, draft: ReviewDraft) -> int:

@@ -294,6 +294,9 @@ class ForgejoClient:
         # the forge's logs truthful.
         return GitAccess(username=await self.bot_login(), token=self._token.reveal())
 
+    async def renew_git_access(self, repo: RepoRef) -> GitAccess | None:
+        return None  # the configured token is the only one: asking again changes nothing
+
     async def bot_login(self) -> str:
         """The token owner's login: the configured one, else ``GET /user`` (asked once)."""
         if self._bot_login is None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -98,6 +99,7 @@ class GitHubClient:
         token_refresh_margin: float = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
         tls: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not 1 <= page_size <= 100:
             raise ValueError("page_size must be between 1 and 100 (GitHub's maximum)")
@@ -112,7 +114,7 @@ class GitHubClient:
             tls=tls,
         )
         self.auth = GitHubAppAuth(
-            app_id, private_key_pem, self._http, refresh_margin=token_refresh_margin
+            app_id, private_key_pem, self._http, refresh_margin=token_refresh_margin, clock=clock
         )
         self.page_size = page_size
         self.max_pages = max_pages
@@ -332,6 +334,11 @@ class GitHubClient:
     async def git_access(self, repo: RepoRef) -> GitAccess:
         # GitHub's documented form for installation tokens over https.
         return GitAccess("x-access-token", await self.auth.installation_token(repo))
+
+    async def renew_git_access(self, repo: RepoRef) -> GitAccess | None:
+        # The token was revoked or expired early: the next one is minted, not cached.
+        self.auth.forget_token(repo)
+        return await self.git_access(repo)
 
     # --- review pipeline: write ---
 

@@ -6,8 +6,10 @@
 - ``GET /repos/{owner}/{repo}/installation`` (app JWT) finds the installation for a repo;
   the id is cached per repository.
 - ``POST /app/installations/{id}/access_tokens`` (app JWT) exchanges it for an installation
-  token (valid one hour); the token is cached per installation until
-  ``refresh_margin`` seconds before its ``expires_at``. One exchange at a time per installation.
+  token (valid one hour on github.com); the token is cached per installation and renewed
+  once less than a quarter of its lifetime (``expires_at`` less the time it was received),
+  and at most ``refresh_margin`` seconds, remains: an hour's token lives 55 minutes in the
+  cache, a two-minute one 90 seconds. One exchange at a time per installation.
   If the exchange answers 404 for a cached installation id (the App was reinstalled), the id
   is looked up again once.
 
@@ -34,6 +36,9 @@ from auto_review.hosts.http import ForgeHttp, json_body
 JWT_BACKDATE_SECONDS = 60
 JWT_LIFETIME_SECONDS = 600  # exp - iat; GitHub refuses more than 10 minutes
 JWT_REUSE_MARGIN_SECONDS = 60
+# An installation token is renewed once less than this share of its lifetime remains
+# (bounded by the refresh margin), so short-lived tokens are still reused.
+TOKEN_RENEW_FRACTION = 0.25
 
 GITHUB_HEADERS = {
     "Accept": "application/vnd.github+json",
@@ -56,6 +61,14 @@ def load_app_key(private_key_pem: str) -> RSAPrivateKey:
 class _CachedToken:
     value: str = field(repr=False)
     expires_at: float
+    renew_at: float = 0.0  # when a cached installation token is exchanged for a new one
+
+
+def renew_time(received_at: float, expires_at: float, margin: float) -> float:
+    """When to stop reusing a token received at ``received_at``: a quarter of its lifetime,
+    at most ``margin``, before it expires (at once when it arrived already expired)."""
+    lifetime = max(expires_at - received_at, 0.0)
+    return expires_at - min(margin, lifetime * TOKEN_RENEW_FRACTION)
 
 
 class GitHubAppAuth:
@@ -139,7 +152,7 @@ class GitHubAppAuth:
         lock = self._locks.setdefault(installation, asyncio.Lock())
         async with lock:
             cached = self._tokens.get(installation)
-            if cached is not None and cached.expires_at - self.refresh_margin > self._clock():
+            if cached is not None and cached.renew_at > self._clock():
                 return cached.value
             fresh = await self._exchange(installation)
             self._tokens[installation] = fresh
@@ -172,4 +185,5 @@ class GitHubAppAuth:
             raise HostResponseError(operation, "expires_at is not an ISO 8601 time", 201) from None
         if expiry.tzinfo is None:
             raise HostResponseError(operation, "expires_at has no time zone", 201)
-        return _CachedToken(token, expiry.timestamp())
+        expires = expiry.timestamp()
+        return _CachedToken(token, expires, renew_time(self._clock(), expires, self.refresh_margin))

@@ -92,11 +92,13 @@ from auto_review.review.workspace.checkout import HeadMismatch, WorkspaceError, 
 from auto_review.review.workspace.confined import ConfinedTree
 from auto_review.review.workspace.gitenv import GitError, GitSizeExceeded, GitTimeout
 from auto_review.review.workspace.pull_request import (
+    GitCredentialsRefused,
     WorkspaceSettings,
     fetch_commit,
     pr_workspace,
     read_diff_between,
     read_pr_diff,
+    renewer,
 )
 
 log = logging.getLogger(__name__)
@@ -436,7 +438,11 @@ async def _review_checked_out(
     budget = deps.workspace.max_diff_bytes
     async with contextlib.AsyncExitStack() as stack:
         with clock.stage("clone"):
-            workspace = await stack.enter_async_context(pr_workspace(pr, access, deps.workspace))
+            workspace = await stack.enter_async_context(
+                pr_workspace(
+                    pr, access, deps.workspace, renew=renewer(host, repo, redactor.add)
+                )
+            )
         with clock.stage("diff"):
             diff = await asyncio.to_thread(read_pr_diff, workspace, budget)
         if diff.truncated:
@@ -659,6 +665,10 @@ def describe_failure(exc: BaseException) -> str:
         return "the model's answer did not match the review schema, even after a retry"
     if isinstance(exc, LlmError):
         return "the LLM call failed"
+    if isinstance(exc, GitCredentialsRefused):
+        if exc.renewed:
+            return "git was refused (HTTP 401) the forge credentials, a freshly minted token too"
+        return "git was refused (HTTP 401) the forge credentials"
     cause = exc.__cause__ if isinstance(exc, WorkspaceError) else exc
     if isinstance(cause, GitSizeExceeded) or isinstance(exc, WorkspaceTooLarge):
         return "the repository is larger than the clone size cap"

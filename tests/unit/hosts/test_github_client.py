@@ -20,7 +20,7 @@ from tests.support.ports import closed_port
 from auto_review.core.refs import HostKind, RepoRef
 from auto_review.hosts.base import HostAuthError, HostNotFound, HostUnavailable, ReviewHost
 from auto_review.hosts.github import GitHubClient
-from auto_review.hosts.github_auth import GitHubAppAuth, load_app_key
+from auto_review.hosts.github_auth import GitHubAppAuth, load_app_key, renew_time
 from auto_review.hosts.http import ForgeHttp
 from auto_review.outbound.policy import RetryPolicy
 
@@ -151,16 +151,60 @@ def test_tokens_and_installations_are_cached(hub: FakeGitHub) -> None:
     assert len(hub.requests_to("/pulls/5")) == 7
 
 
-def test_token_near_expiry_is_renewed(hub: FakeGitHub) -> None:
-    hub.token_lifetime = 200  # inside the 300 s refresh margin: every use renews
+class Clock:
+    """The client's clock, moved by the test (the fake's tokens expire in real time)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "last_reuse", "first_renewal"),
+    [
+        (600, 449, 451),  # ten minutes: renewed when a quarter (150 s) remains
+        (120, 89, 91),  # two minutes: reused for 3/4 of its life, not exchanged per call
+        (40, 28, 31),  # expires_at has whole seconds: a second either way is noise
+    ],
+)
+def test_token_is_reused_for_most_of_its_lifetime(
+    hub: FakeGitHub, lifetime: float, last_reuse: float, first_renewal: float
+) -> None:
+    hub.token_lifetime = lifetime
+    clock = Clock()
+    started = clock.now
+    exchanges_seen: list[int] = []
+
+    async def calls(client: GitHubClient) -> None:
+        for offset in (0, 1, last_reuse, first_renewal, first_renewal + 1):
+            clock.now = started + offset
+            await client.get_pull_request(REPO, 5)
+            await client.get_pull_request(REPO, 5)
+            exchanges_seen.append(hub.token_exchanges)
+
+    with_client(hub.url, calls, clock=clock)
+    assert exchanges_seen == [1, 1, 1, 2, 2]
+    assert len(hub.requests_to("widgets/installation")) == 1
+
+
+def test_renewal_time_is_a_quarter_of_the_lifetime_at_most_the_margin() -> None:
+    assert renew_time(1000.0, 1000.0 + 3600, 300) == 1000.0 + 3300  # the margin bounds it
+    assert renew_time(1000.0, 1000.0 + 600, 300) == 1000.0 + 450
+    assert renew_time(1000.0, 1000.0 + 120, 300) == 1000.0 + 90
+    assert renew_time(1000.0, 990.0, 300) == 990.0  # arrived expired: never reused
+
+
+def test_an_already_expired_token_is_not_reused(hub: FakeGitHub) -> None:
+    hub.token_lifetime = -5  # the server's clock is ahead: the token arrives expired
 
     async def twice(client: GitHubClient) -> None:
-        await client.get_pull_request(REPO, 5)
-        await client.get_pull_request(REPO, 5)
+        await client.auth.installation_token(REPO)
+        await client.auth.installation_token(REPO)
 
     with_client(hub.url, twice)
-    assert len(hub.tokens) == 2
-    assert len(hub.requests_to("widgets/installation")) == 1
+    assert hub.token_exchanges == 2
 
 
 def test_revoked_token_is_replaced_once(hub: FakeGitHub) -> None:
@@ -175,14 +219,16 @@ def test_revoked_token_is_replaced_once(hub: FakeGitHub) -> None:
 
 
 def test_reinstalled_app_is_found_again(hub: FakeGitHub) -> None:
-    hub.token_lifetime = 200  # no token stays cached: the next call exchanges again
+    hub.token_lifetime = 120
+    clock = Clock()
 
     async def reinstall_between(client: GitHubClient) -> None:
         await client.get_pull_request(REPO, 5)
         hub.install("acme", "widgets", installation_id=888)  # old id 777 is gone
+        clock.now += 100  # the cached token is due for renewal: the next call exchanges
         await client.get_pull_request(REPO, 5)
 
-    with_client(hub.url, reinstall_between)
+    with_client(hub.url, reinstall_between, clock=clock)
     exchanges = [(e.path, e.status) for e in hub.requests_to("/installation")]
     assert exchanges == [
         ("/repos/acme/widgets/installation", 200),

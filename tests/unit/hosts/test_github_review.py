@@ -189,14 +189,27 @@ def test_concurrent_git_access_shares_one_token_exchange(hub: FakeGitHub) -> Non
 
 
 def test_git_access_renews_a_token_near_expiry(hub: FakeGitHub) -> None:
-    hub.token_lifetime = 120  # below the client's 300 s refresh margin
+    hub.token_lifetime = 120
+    now = [time.time()]
 
     async def sequential(client: GitHubClient) -> list[Any]:
-        return [await client.git_access(REPO), await client.git_access(REPO)]
+        first = await client.git_access(REPO)
+        now[0] += 95  # less than a quarter of its two minutes left
+        return [first, await client.git_access(REPO)]
 
-    first, second = run(hub.url, sequential)
+    first, second = run(hub.url, sequential, clock=lambda: now[0])
     assert first.token != second.token
     assert [t.value for t in hub.tokens] == [first.token, second.token]
+
+
+def test_renewed_git_access_is_a_new_token(hub: FakeGitHub) -> None:
+    async def refused(client: GitHubClient) -> list[Any]:
+        first = await client.git_access(REPO)
+        return [first, await client.renew_git_access(REPO), await client.git_access(REPO)]
+
+    first, renewed, cached = run(hub.url, refused)
+    assert renewed is not None and renewed.token != first.token
+    assert cached == renewed and hub.token_exchanges == 2
 
 
 # --- writes, read back through the listings ------------------------------------------------

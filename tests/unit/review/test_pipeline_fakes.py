@@ -181,6 +181,10 @@ class FakeHost(PipelineHost):
         self._call("git_access")
         return GitAccess("bot", SECRET)
 
+    async def renew_git_access(self, repo: RepoRef) -> GitAccess | None:
+        self._call("renew_git_access")
+        return None
+
     async def list_review_comments(self, repo: RepoRef, number: int) -> list[PostedReviewComment]:
         self._call("list_review_comments")
         posted = [

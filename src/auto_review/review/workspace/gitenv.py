@@ -118,6 +118,53 @@ class GitUnavailable(GitError):
     """No git binary could be found."""
 
 
+class GitNetworkError(GitError, TransientError):
+    """git could not talk to the remote: connection refused or reset, a name that did not
+    resolve, a stream that ended early, or an HTTP 5xx/408/429 answer. Worth retrying."""
+
+
+class GitAuthRefused(GitError, PermanentError):
+    """The remote answered HTTP 401 to the credentials git sent (or asked for some when none
+    were configured). Retrying with the same credentials cannot help."""
+
+
+# What git (LC_ALL=C) prints on stderr, read in this order: the first family that matches
+# decides. A refused ref, a missing repository, a bad certificate or a corrupt repository
+# on the remote are permanent even when the broken stream also looks like a network error;
+# anything git says that matches none of them is a plain GitError, permanent too.
+_AUTH_REFUSED = re.compile(
+    r"Authentication failed for|could not read (?:Username|Password) for", re.IGNORECASE
+)
+_PERMANENT = re.compile(
+    r"repository corruption|is corrupt|bad object|couldn't find remote ref|not our ref"
+    r"|unadvertised object|repository '[^']*' not found|SSL certificate problem"
+    r"|certificate verify|returned error: 4(?!08|29)\d\d|code 4\d\d from proxy after CONNECT",
+    re.IGNORECASE,
+)
+_NETWORK = re.compile(
+    r"Failed to connect|Couldn't connect|Connection refused|Connection reset"
+    r"|Connection timed out|Operation timed out|Could not resolve (?:host|proxy)"
+    r"|early EOF|remote end hung up unexpectedly|unexpected disconnect"
+    r"|bytes of body are still expected|expected flush after|RPC failed"
+    r"|transfer closed with outstanding read data|Empty reply from server"
+    r"|GnuTLS recv error|SSL_read|SSL_ERROR_SYSCALL|TLS connection was non-properly terminated"
+    r"|Recv failure|Send failure|HTTP/2 stream|returned error: (?:5\d\d|408|429)"
+    r"|HTTP (?:5\d\d|408|429)|code (?:5\d\d|408|429) from proxy after CONNECT",
+    re.IGNORECASE,
+)
+
+
+def classify_failure(stderr_text: str, message: str) -> GitError:
+    """The GitError subclass for what git printed (see the patterns above)."""
+    if _AUTH_REFUSED.search(stderr_text):
+        return GitAuthRefused(message)
+    if _PERMANENT.search(stderr_text):
+        return GitError(message)
+    if _NETWORK.search(stderr_text):
+        return GitNetworkError(message)
+    return GitError(message)
+
+
 @dataclass(frozen=True, slots=True)
 class GitCredentials:
     """Basic-auth credentials answered by the credential helper for one https host.
@@ -265,7 +312,7 @@ class GitRunner:
         printable = "".join(ch if ch.isprintable() or ch == "\n" else " " for ch in text)
         lines = [" ".join(line.split()) for line in printable.splitlines()]
         detail = " | ".join(line for line in lines if line)[-1500:]
-        return GitError(f"git {what} failed" + (f": {detail}" if detail else ""))
+        return classify_failure(text, f"git {what} failed" + (f": {detail}" if detail else ""))
 
     def run(
         self,

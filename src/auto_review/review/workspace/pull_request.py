@@ -5,18 +5,26 @@ git policy comes from the process environment (proxy, CA bundle), the credential
 the forge, the size cap from the settings; git runs in a worker thread so the event loop
 keeps serving. Diffs are read with a byte budget, whole files at a time, so a capped diff
 never ends in the middle of a hunk.
+
+Credentials that the forge refuses (HTTP 401 to git) are renewed once when the forge can
+mint new ones (a GitHub App's installation token, revoked or expired since it was handed
+out): the fetch runs again with the fresh token, and a second refusal is final.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from auto_review.core.errors import is_transient
+from auto_review.core.refs import RepoRef
+from auto_review.hosts.base import PipelineHost
 from auto_review.hosts.review_types import GitAccess, PullRequestDetails
 from auto_review.review.diff.model import DiffLimits, FileDiff
 from auto_review.review.workspace.checkout import (
@@ -24,10 +32,13 @@ from auto_review.review.workspace.checkout import (
     HEAD_REF,
     FetchRequest,
     Workspace,
+    WorkspaceError,
     WorkspaceLimits,
     open_workspace,
 )
-from auto_review.review.workspace.gitenv import GitCredentials, GitError, GitPolicy
+from auto_review.review.workspace.gitenv import GitAuthRefused, GitCredentials, GitError, GitPolicy
+
+log = logging.getLogger(__name__)
 
 PREVIOUS_REF = "refs/auto-review/previous"
 # History depths fetched, one after the other, to find where the PR branched off its base.
@@ -80,11 +91,46 @@ def credentials_for(url: str, access: GitAccess | None) -> GitCredentials | None
     return GitCredentials(username=access.username, token=access.token, host=host)
 
 
+class GitCredentialsRefused(WorkspaceError):
+    """The forge answered HTTP 401 to git's credentials; ``renewed``: also to a freshly
+    minted one. The cause is the :class:`GitAuthRefused` of the last fetch."""
+
+    def __init__(self, message: str, *, renewed: bool) -> None:
+        super().__init__(message)
+        self.renewed = renewed
+
+
+RenewAccess = Callable[[], Awaitable[GitAccess | None]]
+
+
+def renewer(
+    host: PipelineHost, repo: RepoRef, remember: Callable[[Iterable[str]], None]
+) -> RenewAccess:
+    """``renew`` for :func:`pr_workspace` from the forge; ``remember`` gets each new token
+    (the job's redactor), so no message of the job can show it."""
+
+    async def renew() -> GitAccess | None:
+        fresh = await host.renew_git_access(repo)
+        if fresh is not None:
+            remember([fresh.token])
+        return fresh
+
+    return renew
+
+
 @contextlib.asynccontextmanager
 async def pr_workspace(
-    pr: PullRequestDetails, access: GitAccess | None, settings: WorkspaceSettings
+    pr: PullRequestDetails,
+    access: GitAccess | None,
+    settings: WorkspaceSettings,
+    *,
+    renew: RenewAccess | None = None,
 ) -> AsyncIterator[Workspace]:
-    """Fetch the PR head (by its ref, verified against the head SHA) and the base commit."""
+    """Fetch the PR head (by its ref, verified against the head SHA) and the base commit.
+
+    When git is refused (401) and ``renew`` gives fresh credentials (None: this forge's
+    cannot change), the fetch runs once more with them.
+    """
     settings.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     request = FetchRequest(
         url=pr.clone_url,
@@ -92,19 +138,41 @@ async def pr_workspace(
         head_ref=pr.head_ref,
         merge_base_sha=pr.base_sha,
     )
-    manager = open_workspace(
-        request,
-        parent=settings.parent,
-        policy=settings.policy,
-        credentials=credentials_for(pr.clone_url, access),
-        limits=settings.limits(),
-    )
-    workspace = await asyncio.to_thread(manager.__enter__)
+    try:
+        manager, workspace = await _fetched(request, access, settings)
+    except GitCredentialsRefused:
+        fresh = await renew() if renew is not None else None
+        if fresh is None:
+            raise
+        log.warning("git was refused the forge credentials (HTTP 401): fetching with new ones")
+        try:
+            manager, workspace = await _fetched(request, fresh, settings)
+        except GitCredentialsRefused as again:
+            raise GitCredentialsRefused(str(again), renewed=True) from again.__cause__
     try:
         await asyncio.to_thread(settle_merge_base, workspace, pr)
         yield workspace
     finally:
         await asyncio.to_thread(manager.__exit__, None, None, None)
+
+
+async def _fetched(
+    request: FetchRequest, access: GitAccess | None, settings: WorkspaceSettings
+) -> tuple[contextlib.AbstractContextManager[Workspace], Workspace]:
+    manager = open_workspace(
+        request,
+        parent=settings.parent,
+        policy=settings.policy,
+        credentials=credentials_for(request.url, access),
+        limits=settings.limits(),
+    )
+    try:
+        workspace = await asyncio.to_thread(manager.__enter__)
+    except WorkspaceError as exc:
+        if isinstance(exc.__cause__, GitAuthRefused):
+            raise GitCredentialsRefused(str(exc), renewed=False) from exc.__cause__
+        raise
+    return manager, workspace
 
 
 def settle_merge_base(
@@ -140,7 +208,9 @@ def settle_merge_base(
                     timeout=workspace.limits.fetch_timeout,
                     watch={workspace.git_dir: workspace.limits.max_git_bytes},
                 )
-            except GitError:
+            except GitError as exc:
+                if is_transient(exc):
+                    raise  # the forge is unreachable: the whole job is worth another try
                 return False
         found = _merge_base(workspace)
         if found is not None:
@@ -204,7 +274,8 @@ def read_pr_diff(workspace: Workspace, max_bytes: int) -> DiffRead:
 
 def fetch_commit(workspace: Workspace, url: str, sha: str) -> bool:
     """Fetch one more commit (depth 1) into the workspace; False when the forge no longer
-    has it (e.g. it was force-pushed away) or refuses to serve it (blocking)."""
+    has it (e.g. it was force-pushed away) or refuses to serve it (blocking). A network
+    failure raises (transient)."""
     if not _SHA.match(sha):
         return False
     try:
@@ -225,7 +296,9 @@ def fetch_commit(workspace: Workspace, url: str, sha: str) -> bool:
             timeout=workspace.limits.fetch_timeout,
             watch={workspace.git_dir: workspace.limits.max_git_bytes},
         )
-    except GitError:
+    except GitError as exc:
+        if is_transient(exc):
+            raise  # unreachable, not gone: a full review now would be the wrong answer
         return False
     return True
 
