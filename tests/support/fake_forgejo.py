@@ -3,7 +3,9 @@
 :class:`LoopbackForge` is the generic part (also used by the GitHub fake): a threaded
 ``http.server`` on an ephemeral port that records every exchange and can be told to fail
 (status codes with optional Retry-After, delays, dropped connections) for the next
-matching requests. :class:`FakeForgejo` speaks the Gitea v1 API subset the clients use,
+matching requests, or (``forge.chaos = RandomFaults(seed=..., rate=0.1)``, see
+:mod:`tests.support.chaos`) fail a random share of the API requests; neither is on unless a
+test asks. :class:`FakeForgejo` speaks the Gitea v1 API subset the clients use,
 with objects shaped like a real Forgejo's (the pull request is built from a real delivery
 in ``reference/forge/payloads``), token auth, ``since`` filtering and Link pagination.
 Every recorded exchange can be checked with :mod:`tests.support.openapi_check`.
@@ -59,6 +61,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
+from tests.support.chaos import LoopbackHttpServer, RandomFaults, reset_connection
 from tests.support.reference import load_json, reference_path
 
 # status, extra headers, body: JSON-able value, None (empty) or bytes (sent as they are, with
@@ -79,6 +82,7 @@ class RecordedExchange:
     response_headers: dict[str, str] = field(default_factory=dict)
     response_body: bytes = b""
     response_content_type: str = ""  # "" = JSON (hand-built exchanges)
+    chaos: str = ""  # the random fault it got (see tests.support.chaos), "" for none
 
     def json_body(self) -> Any:
         """The request body as JSON (the fakes parse what clients post)."""
@@ -120,6 +124,8 @@ class LoopbackForge:
         self.tls: ssl.SSLContext | None = None
         # Asked first with each request; True: it answered (e.g. git smart HTTP).
         self.passthrough: Callable[[BaseHTTPRequestHandler], bool] | None = None
+        # Opt-in random faults on the API requests (not on the passthrough).
+        self.chaos: RandomFaults | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -149,7 +155,7 @@ class LoopbackForge:
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = LoopbackHttpServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         # A short poll interval keeps shutdown() (which waits for the loop to notice) fast.
         self._thread = threading.Thread(
@@ -253,6 +259,8 @@ class LoopbackForge:
         with self._recorded:
             self._recorded.notify_all()
         fault = self._take_fault(split.path)
+        if fault is None and self.chaos is not None and self._inject_chaos(handler, exchange):
+            return
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.drop:
@@ -285,6 +293,39 @@ class LoopbackForge:
             handler.send_header(name, value)
         handler.end_headers()
         handler.wfile.write(data)
+
+    def _inject_chaos(self, handler: BaseHTTPRequestHandler, exchange: RecordedExchange) -> bool:
+        """Fail this request if the random faults say so; True when it was answered."""
+        assert self.chaos is not None
+        kind = self.chaos.draw()
+        if kind is None:
+            return False
+        exchange.chaos = kind
+        if kind == "reset":
+            exchange.status = -1
+            reset_connection(handler)
+            return True
+        if kind == "timeout":
+            exchange.status = -1
+            time.sleep(self.chaos.stall_seconds)  # the client has given up by now
+            handler.close_connection = True
+            return True
+        status = 429 if kind == "429" else self.chaos.error_status()
+        headers = {"Retry-After": self.chaos.retry_after} if kind == "429" else {}
+        data = json.dumps({"message": f"injected fault: HTTP {status}", "url": ""}).encode()
+        exchange.status = status
+        exchange.response_headers = headers
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json;charset=utf-8")
+            handler.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(data)
+        except OSError:
+            handler.close_connection = True
+        return True
 
     def handle(self, exchange: RecordedExchange) -> Reply:
         raise NotImplementedError

@@ -29,14 +29,19 @@ as an integer; ``flat=True`` gives vLLM's older unwrapped form), :func:`rate_lim
 (429 with ``Retry-After`` and/or ``retry-after-ms``), :func:`server_error`,
 :func:`refuse_json_schema` (the 400 servers send when they do not support the
 ``json_schema`` response format), :func:`raw_reply` (any bytes with any status),
-:func:`dropped` (connection closed without an answer). Any answer can wait first:
+:func:`dropped` (connection closed without an answer), :func:`connection_reset` (a TCP
+reset instead of an answer). Any answer can wait first:
 ``slow(answer, seconds)``.
 
 Chat replies come in three shapes (``shape=``): ``"openai"`` (valid against
 ``CreateChatCompletionResponse``), ``"ollama"`` (no ``refusal`` and ``logprobs`` keys,
 ``fp_ollama``, small integer ids, ``finish_reason`` may be null) and ``"vllm"`` (a full
 pydantic dump: nulls for unset fields, ``tool_calls: []``, ``stop_reason``, ``token_ids``,
-``prompt_logprobs``, ``kv_transfer_params``). ``GET /models`` answers the scripted models
+``prompt_logprobs``, ``kv_transfer_params``).
+
+``llm.chaos = RandomFaults(seed=..., rate=0.1)`` (:mod:`tests.support.chaos`) fails that
+share of the chat requests at random (5xx, reset, stall past the client's timeout, 429),
+before any script or responder is asked; off unless set. ``GET /models`` answers the scripted models
 in the ``ListModelsResponse`` shape.
 
 Every request is recorded as a :class:`RecordedRequest` with the answer it got;
@@ -62,6 +67,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from tests.support.chaos import LoopbackHttpServer, RandomFaults, reset_connection
 from tests.support.reference import load_json, reference_path
 
 ANY_MODEL = "*"
@@ -78,6 +84,7 @@ class Answer:
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
     drop: bool = False
+    reset: bool = False  # close with a TCP reset instead of answering
     shape: str = "openai"
     is_chat_completion: bool = False  # a 200 chat reply built by chat_reply()
 
@@ -89,6 +96,7 @@ class RecordedRequest:
     headers: dict[str, str]  # lower-case names
     body: bytes
     answer: Answer | None = None
+    chaos: str = ""  # the random fault it got (see tests.support.chaos), "" for none
 
     @property
     def json(self) -> Any:
@@ -230,6 +238,10 @@ def dropped() -> Answer:
     return Answer(drop=True)
 
 
+def connection_reset() -> Answer:
+    return Answer(reset=True)
+
+
 def slow(answer: Answer, seconds: float) -> Answer:
     return replace(answer, delay=seconds)
 
@@ -323,6 +335,8 @@ class FakeLlm:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._serial = 0
+        # Opt-in random faults on the chat requests, before any script or responder.
+        self.chaos: RandomFaults | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -343,7 +357,7 @@ class FakeLlm:
             def do_POST(self) -> None:
                 fake._serve(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = LoopbackHttpServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         if self.certificate is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -446,12 +460,15 @@ class FakeLlm:
             self._serial += 1
             serial = self._serial
         try:
-            answer = self._choose(request)
+            answer = self._chaos_answer(request) or self._choose(request)
         except Exception as exc:  # a bug in a responder must show, not hang the client
             answer = error_reply(400, f"fake llm responder failed: {exc!r}")
         request.answer = answer
         if answer.delay:
             time.sleep(answer.delay)
+        if answer.reset:
+            reset_connection(handler)
+            return
         if answer.drop:
             handler.close_connection = True
             return
@@ -472,6 +489,22 @@ class FakeLlm:
             handler.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up first (a timeout test)
+
+    def _chaos_answer(self, request: RecordedRequest) -> Answer | None:
+        """A fault in place of the answer when the random faults pick this chat request."""
+        if self.chaos is None or not request.path.endswith("/chat/completions"):
+            return None
+        kind = self.chaos.draw()
+        if kind is None:
+            return None
+        request.chaos = kind
+        if kind == "reset":
+            return connection_reset()
+        if kind == "timeout":  # the client gives up first; then the connection closes
+            return Answer(delay=self.chaos.stall_seconds, drop=True)
+        if kind == "429":
+            return rate_limited(retry_after=self.chaos.retry_after)
+        return server_error(self.chaos.error_status())
 
     def response_body(self, request: RecordedRequest) -> Any:
         """The JSON body the fake sent for ``request`` (rebuilt; ids follow request order)."""

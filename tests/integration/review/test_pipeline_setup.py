@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 from tests.integration.review.smart_http import SmartHttpServer, make_certificate
+from tests.support.fake_forgejo import FakeForgejo
 from tests.support.fake_llm import Answer, FakeLlm, RecordedRequest, json_reply, text_reply
 from tests.support.gateway_process import (
     GatewayProcess,
@@ -118,6 +119,44 @@ def serve_repo(
     cert, key = make_certificate(tmp)
     server = SmartHttpServer(root, username, token, cert, key)
     return ServedRepo(work, bare, server, number, base)
+
+
+def add_pull_request_heads(repo: ServedRepo, count: int, content: str) -> dict[int, str]:
+    """``count`` PR heads on top of the base, each its own commit under refs/pull/N/head
+    that sets shop/cart.py to ``content`` plus a line naming N, written by one
+    ``git fast-import``; returns PR number -> head sha."""
+    stream = bytearray()
+    for number in range(1, count + 1):
+        data = f"{content}# change {number}\n".encode()
+        message = f"change {number}\n".encode()
+        stream += (
+            f"commit refs/pull/{number}/head\nmark :{number}\n"
+            f"committer Dev <dev@example.com> 1767225600 +0000\n"
+            f"data {len(message)}\n"
+        ).encode() + message
+        stream += f"from {repo.base_sha}\nM 100644 inline shop/cart.py\n".encode()
+        stream += f"data {len(data)}\n".encode() + data + b"\n"
+    marks = repo.work.parent / "fast-import.marks"
+    subprocess.run(
+        ["git", "fast-import", "--quiet", f"--export-marks={marks}"],
+        cwd=repo.bare, input=bytes(stream), check=True, capture_output=True,
+        env=isolated_git_env(repo.bare, path="/usr/local/bin:/usr/bin:/bin"),
+    )  # fmt: skip
+    heads = {}
+    for line in marks.read_text().splitlines():
+        mark, sha = line.split()
+        heads[int(mark.removeprefix(":"))] = sha
+    return heads
+
+
+def publish_heads(forge: FakeForgejo, repo: ServedRepo, heads: Mapping[int, str]) -> None:
+    """Announce each PR (number -> head) on the fake forge, cloned from ``repo``."""
+    for number, head in heads.items():
+        diff = git(repo.bare, "diff", "--full-index", repo.base_sha, head) + "\n"
+        forge.add_pull_request(
+            "acme", "shop", number, head_sha=head, base_sha=repo.base_sha, diff=diff,
+            clone_url=repo.clone_url,
+        )  # fmt: skip
 
 
 # ---- webhook payloads --------------------------------------------------------------------

@@ -1,0 +1,147 @@
+"""Chaos: random forge and LLM failures on 10 % of the calls, over 200 reviews.
+
+A real gateway process reviews 200 pull requests (one repository served by real git over
+HTTPS, one head each) against the loopback Forgejo and LLM, both failing a random 10 % of
+their requests (5xx, connection resets, stalls past the client's timeout, 429 with
+Retry-After; tests/support/chaos.py) from a fixed seed. Every job must end with exactly one
+posted outcome: one final commit status and one review with its one comment per head, no
+comment twice, nothing left pending, every job row done. The figures (faults by kind, job
+retries, outcomes) are printed: run with ``pytest -s`` to see them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.integration.review.test_pipeline_forgejo import CART_BASE, CART_HEAD, DOUBLE_DISCOUNT
+from tests.integration.review.test_pipeline_setup import (
+    BOT,
+    CHEAP_MODEL,
+    FORGE_TOKEN,
+    LLM_KEY,
+    REASONING_MODEL,
+    ModelScript,
+    ServedRepo,
+    add_pull_request_heads,
+    findings_answer,
+    forgejo_pr_delivery,
+    pipeline_settings,
+    post_forgejo,
+    publish_heads,
+    running_gateway,
+    serve_repo,
+)
+from tests.support.chaos import RandomFaults
+from tests.support.fake_forgejo import FakeForgejo
+from tests.support.fake_llm import FakeLlm
+from tests.support.gateway_process import GatewayProcess
+from tests.support.prometheus_text import sample_value
+from tests.support.waiting import wait_until
+
+PULL_REQUESTS = 200
+FAULT_RATE = 0.1
+SEED = 14
+CLIENT_TIMEOUT = "1"  # seconds, forge and LLM; a stall outlasts it
+STALL_SECONDS = 1.5
+CHAOS_SETTINGS = {
+    # Most of a job's time is spent waiting out faults (stalls, Retry-After, backoff):
+    # more workers than cores overlap the waits.
+    "AR_WORKERS": "8",
+    "AR_HTTP_TIMEOUT_SECONDS": CLIENT_TIMEOUT,
+    "AR_LLM_TIMEOUT_SECONDS": CLIENT_TIMEOUT,
+    "AR_JOB_RETRY_BASE_SECONDS": "0.2",
+    "AR_JOB_RETRY_MAX_DELAY_SECONDS": "1",
+    "AR_LOG_LEVEL": "warning",  # thousands of info lines would only slow the run
+}
+
+
+def deliver_all(gateway: GatewayProcess, repo: ServedRepo, heads: dict[int, str]) -> None:
+    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+        for number, head in heads.items():
+            payload = forgejo_pr_delivery("acme", "shop", number, head, repo.base_sha)
+            answer = post_forgejo(client, payload, "pull_request")
+            assert answer.status_code == 202, answer.text
+            if number % 10 == 0:  # the forge sends the same event again: the same job
+                again = post_forgejo(client, payload, "pull_request")
+                assert again.json()["duplicate"] == "job"
+
+
+@pytest.mark.timeout(420)
+def test_random_forge_and_llm_failures_end_every_job_with_one_outcome(tmp_path: Path) -> None:
+    repo = serve_repo(
+        tmp_path, {"shop/cart.py": CART_BASE, "README.md": "shop\n"}, username=BOT,
+        token=FORGE_TOKEN,
+    )  # fmt: skip
+    forge = FakeForgejo(FORGE_TOKEN, bot_login=BOT).start()
+    llm = FakeLlm(api_key=LLM_KEY, models=[REASONING_MODEL, CHEAP_MODEL]).start()
+    try:
+        heads = add_pull_request_heads(repo, PULL_REQUESTS, CART_HEAD)
+        publish_heads(forge, repo, heads)
+        llm.respond(ModelScript([findings_answer(DOUBLE_DISCOUNT)]))
+        forge.chaos = RandomFaults(seed=SEED, rate=FAULT_RATE, stall_seconds=STALL_SECONDS)
+        llm.chaos = RandomFaults(seed=SEED + 1, rate=FAULT_RATE, stall_seconds=STALL_SECONDS)
+        settings = pipeline_settings(
+            llm=llm, cert=repo.server.cert, forgejo_url=forge.url, extra=CHAOS_SETTINGS
+        )
+        started = time.monotonic()
+        with running_gateway(tmp_path / "gateway", settings) as gateway:
+            deliver_all(gateway, repo, heads)
+            wanted = set(heads.values())
+            wait_until(
+                lambda: wanted <= {s.sha for s in forge.status_list if s.state != "pending"},
+                timeout=360, what="a final status on every head",
+            )  # fmt: skip
+            rows = gateway.wait_until_idle(timeout=60)
+            metrics = httpx.get(gateway.base_url + "/metrics", timeout=10).text
+        elapsed = time.monotonic() - started
+    finally:
+        forge.stop()
+        llm.stop()
+        repo.server.close()
+
+    report(forge, llm, rows, metrics, elapsed)
+    assert len(rows) == PULL_REQUESTS  # one job per head, the repeated events included
+    assert Counter((row["status"], row["outcome"]) for row in rows) == {
+        ("done", "succeeded"): PULL_REQUESTS
+    }
+    for number, head in heads.items():
+        statuses = forge.statuses(head)
+        finals = [s.state for s in statuses if s.state != "pending"]
+        assert finals == ["failure"], f"PR {number}: final statuses {finals}"
+        assert statuses[-1].state == "failure", f"PR {number}: left pending"
+        [review] = forge.posted_reviews("acme", "shop", number)
+        assert review.commit_id == head
+        assert [(c.path, c.line) for c in review.comments] == [("shop/cart.py", 5)]
+        bodies = [c.body for c in forge.issue_comments("acme", "shop", number)]
+        assert len(bodies) == len(set(bodies)), f"PR {number}: a comment posted twice"
+    # The faults really happened, on both sides, of every kind.
+    assert forge.chaos is not None and llm.chaos is not None
+    for faults in (forge.chaos, llm.chaos):
+        assert set(faults.injected) == {"5xx", "reset", "timeout", "429"}
+    assert sum(int(row["attempts"]) > 1 for row in rows) > 0  # some needed a job retry
+
+
+def report(
+    forge: FakeForgejo, llm: FakeLlm, rows: list[dict[str, object]], metrics: str, elapsed: float
+) -> None:
+    assert forge.chaos is not None and llm.chaos is not None
+    attempts = Counter(int(str(row["attempts"])) for row in rows)
+    retried_jobs = sum(n for a, n in attempts.items() if a > 1)
+    job_retries = sum((a - 1) * n for a, n in attempts.items())
+    outcomes = Counter(str(row["outcome"]) for row in rows)
+    retrying = sample_value(metrics, "auto_review_jobs_total", outcome="retrying")
+    print(
+        f"\nchaos: {len(rows)} jobs in {elapsed:.1f} s\n"
+        f"  forge faults: {forge.chaos.summary()}\n"
+        f"  LLM faults:   {llm.chaos.summary()}\n"
+        f"  job attempts: {dict(sorted(attempts.items()))} "
+        f"({retried_jobs} jobs retried, {job_retries} job retries; metric retrying "
+        f"{retrying:g})\n"
+        f"  outcomes:     {dict(outcomes)}; final statuses "
+        f"{Counter(s.state for s in forge.status_list if s.state != 'pending')}; "
+        f"reviews {len([r for r in forge.reviews if r.via_api])}"
+    )
