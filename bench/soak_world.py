@@ -34,8 +34,8 @@ class PullRequest:
     repo: str
     number: int
     head: str = ""
-    pushed_at: float = 0.0  # wall clock of the last push
     pushes: int = 0
+    history: list[tuple[str, float]] = field(default_factory=list)  # announced heads, pushed at
     stale_pool: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -71,7 +71,7 @@ class SoakForge:
                 pull = PullRequest(repo.name, number)
                 pull.stale_pool = self._old_commits(repo, pull, stale_pool)
                 self.pulls.append(pull)
-                self.push(pull)
+                self.push(pull, announced=False)  # opened before the bot watched
 
     def _create_repository(self, name: str) -> Repository:
         work = self.root / f"work-{name}"
@@ -108,8 +108,9 @@ class SoakForge:
         )  # fmt: skip
         return [line.split()[1] for line in marks.read_text().splitlines()]
 
-    def push(self, pull: PullRequest) -> str:
-        """A real commit on the PR's branch, pushed; the forge then reports the new head."""
+    def push(self, pull: PullRequest, *, announced: bool = True) -> str:
+        """A real commit on the PR's branch, pushed; the forge then reports the new head.
+        ``announced``: a webhook will tell the gateway (the head joins the PR's history)."""
         repo = self.repos[pull.repo]
         with repo.lock:  # one work tree per repository
             git(repo.work, "checkout", "-q", "-B", f"pr-{pull.number}",
@@ -132,7 +133,8 @@ class SoakForge:
         )  # fmt: skip
         with pull.lock:
             pull.head = head
-            pull.pushed_at = time.time()
+            if announced:
+                pull.history.append((head, time.time()))
         return head
 
     def stop(self) -> None:
