@@ -526,6 +526,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         metavar="SECONDS",
     ),
     _spec(
+        "job_timeout_seconds",
+        _number(0, above=True),
+        900.0,
+        help="time limit of one attempt of a job; past it the attempt is stopped and retried",
+        metavar="SECONDS",
+    ),
+    _spec(
         "poll_interval_seconds",
         _number(0),
         60.0,
@@ -618,6 +625,7 @@ class Settings:
     job_retry_horizon_seconds: float
     job_retry_base_seconds: float
     job_retry_max_delay_seconds: float
+    job_timeout_seconds: float
     poll_interval_seconds: float
     poll_repos: list[str]
     readyz_cache_seconds: float

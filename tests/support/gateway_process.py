@@ -168,6 +168,11 @@ def done_path(jobs_path: Path) -> Path:
     return jobs_path.with_name(jobs_path.name + ".done")
 
 
+def concluded_path(jobs_path: Path) -> Path:
+    """Where the recording runner appends the jobs the worker concluded (time limit)."""
+    return jobs_path.with_name(jobs_path.name + ".concluded")
+
+
 def gateway_env(state_dir: Path, settings: Mapping[str, str]) -> dict[str, str]:
     """A clean environment: no AR_* from the caller's shell leaks into the gateway."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("AR_")}
@@ -288,6 +293,10 @@ class _FileRecordingRunner:
         with done_path(self.path).open("a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
         return JobOutcome.SUCCEEDED
+
+    async def conclude(self, job: Any, reason: str) -> None:
+        with concluded_path(self.path).open("a", encoding="utf-8") as out:
+            out.write(json.dumps({"id": job.id, "reason": reason}) + "\n")
 
 
 def _child_main() -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from auto_review.core.errors import TransientError
 from auto_review.core.refs import RepoRef
 
 
@@ -93,6 +94,18 @@ class ReviewRunner(Protocol):
 
     async def run(self, job: Job) -> JobOutcome: ...
 
+    async def conclude(self, job: Job, reason: str) -> None:
+        """Leave the visible end of a job that :meth:`run` did not finish: the worker
+        stopped its final attempt at the time limit. ``reason`` is one fixed line (no
+        secret). For a review, an ``error`` status on its head; for a chat command, a reply.
+        Raises when the forge cannot take it."""
+        ...
+
+
+class JobTimedOut(TransientError):
+    """An attempt ran past the worker's time limit and was stopped. Transient: a slow forge,
+    model or disk may be quicker next time; the final attempt concludes the job instead."""
+
 
 DEFAULT_RETRY_HORIZON_SECONDS = 86400.0
 
@@ -153,7 +166,11 @@ class RecordingRunner:
 
     outcome: JobOutcome = JobOutcome.SUCCEEDED
     jobs: list[Job] = field(default_factory=list)
+    concluded: list[tuple[Job, str]] = field(default_factory=list)
 
     async def run(self, job: Job) -> JobOutcome:
         self.jobs.append(job)
         return self.outcome
+
+    async def conclude(self, job: Job, reason: str) -> None:
+        self.concluded.append((job, reason))

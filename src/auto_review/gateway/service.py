@@ -297,6 +297,7 @@ async def serve_async(
                 concurrency=settings.workers,
                 observer=metrics,
                 retry=retry_policy(settings),
+                job_timeout_seconds=settings.job_timeout_seconds,
             )
             background.append(WorkerPoolService(pool))
         else:

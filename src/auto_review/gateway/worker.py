@@ -5,9 +5,12 @@ runner raises decides the job's fate (`core.errors`): a transient failure (forge
 unavailable, a git timeout) is retried with exponential backoff and jitter until the retry
 horizon, the next attempt time stored with the job so it survives restarts; anything else
 (a permanent failure the runner did not turn into an outcome, or a bug) fails the job at
-once. Details and logs name only the exception type (exception messages may carry URLs or
-tokens). Stopping lets running jobs finish (graceful) or cancels them; a cancelled job is
-released back to the queue without spending an attempt.
+once. An attempt past the time limit is stopped and counts as transient (`JobTimedOut`);
+when that was the final attempt, the runner's `conclude` leaves the visible end (an
+`error` status, a chat reply) before the job fails, so no head stays `pending`. Details
+and logs name only the exception type (exception messages may carry URLs or tokens).
+Stopping lets running jobs finish (graceful) or cancels them; a cancelled job is released
+back to the queue without spending an attempt.
 
 Outcomes and durations go to a `WorkerObserver` (the gateway's metrics adapter), so this
 module does not depend on the metrics registry.
@@ -26,10 +29,20 @@ from enum import StrEnum
 from typing import Protocol
 
 from auto_review.core.errors import is_transient
-from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRetryPolicy, ReviewRunner
+from auto_review.core.jobs import (
+    Job,
+    JobKind,
+    JobOutcome,
+    JobRetryPolicy,
+    JobTimedOut,
+    ReviewRunner,
+)
 from auto_review.store.base import JobQueue, RequeueResult, StoreClosed, StoreError
 
 log = logging.getLogger(__name__)
+
+# How long the runner may take to leave a timed-out job's final status or reply.
+CONCLUDE_TIMEOUT_SECONDS = 60.0
 
 
 class RunResult(StrEnum):
@@ -200,7 +213,13 @@ class WorkerPool:
         if self._job_timeout is None:
             outcome = await self._runner.run(job)
         else:
-            outcome = await asyncio.wait_for(self._runner.run(job), self._job_timeout)
+            try:
+                async with asyncio.timeout(self._job_timeout) as limit:
+                    outcome = await self._runner.run(job)
+            except TimeoutError:
+                if not limit.expired():
+                    raise  # the runner's own TimeoutError, not the job's limit
+                raise JobTimedOut(self.time_limit_reason()) from None
         if not isinstance(outcome, JobOutcome):
             raise TypeError("the review runner returned something other than a JobOutcome")
         return outcome
@@ -227,9 +246,26 @@ class WorkerPool:
             return RunResult.RETRYING
         hours = self._retry.horizon_seconds / 3600
         detail = f"{error} on attempt {job.attempts}: still failing after {hours:g} h"
+        if isinstance(exc, JobTimedOut):
+            await self._conclude(job, fields)
         await self._bookkeep(self._store.give_up(job.id, detail), fields)
         log.error("job gave up at its retry horizon", extra={**fields, "error_type": error})
         return RunResult.GAVE_UP
+
+    def time_limit_reason(self) -> str:
+        return f"it ran past the time limit of {self._job_timeout:g} s (AR_JOB_TIMEOUT_SECONDS)"
+
+    async def _conclude(self, job: Job, fields: dict[str, object]) -> None:
+        """The final attempt was stopped at its time limit: have the runner leave the
+        outcome on the forge. If even that fails, the job still ends (logged)."""
+        try:
+            async with asyncio.timeout(CONCLUDE_TIMEOUT_SECONDS):
+                await self._runner.conclude(job, self.time_limit_reason())
+        except Exception as exc:
+            log.error(
+                "the outcome of a timed-out job could not be posted",
+                extra={**fields, "error_type": type(exc).__name__},
+            )
 
     async def _bookkeep(self, update: Awaitable[bool], fields: dict[str, object]) -> None:
         # Shielded: a cancelled worker must still record what happened to its job. If the

@@ -26,8 +26,10 @@ from prometheus_client.registry import Collector
 
 from auto_review.chat.handlers import ChatHandlers, LearningsStore
 from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRequest
+from auto_review.core.redaction import Redactor
 from auto_review.core.refs import HostKind
 from auto_review.hosts.base import HostError
+from auto_review.review.mapping import failed_status
 from auto_review.review.pipeline import (
     PipelineDeps,
     PipelineFailed,
@@ -95,6 +97,24 @@ class PipelineRunner:
             if request.kind is JobKind.RE_REVIEW:
                 await self._tell(request, f"The review could not be done: {exc}.")
             return JobOutcome.FAILED
+
+    async def conclude(self, job: Job, reason: str) -> None:
+        """The final attempt was stopped at its time limit: an ``error`` status on the
+        reviewed head (the current head for a re-review, which also gets a reply), or the
+        chat command's reply. A forge error propagates to the worker, which logs it."""
+        request = job.request
+        host = self.deps.host_for(request.repo)
+        if request.kind in (JobKind.REVIEW, JobKind.RE_REVIEW):
+            sha = request.head_sha
+            if not sha:
+                details = await host.get_pull_request_details(request.repo, request.pr_number)
+                sha = details.head_sha
+            redactor = Redactor(self.deps.secrets)
+            await host.post_status(request.repo, sha, failed_status(reason, redactor))
+            if request.kind is JobKind.RE_REVIEW:
+                await self._tell(request, f"The review could not be done: {reason}.")
+            return
+        await self.chat.post(host, request, f"Sorry, I could not answer: {reason}.")
 
     async def _review(self, request: JobRequest, *, last_attempt: bool) -> JobOutcome:
         full = request.kind is JobKind.RE_REVIEW

@@ -44,6 +44,9 @@ class SlowRunner:
         await asyncio.sleep(0.01)
         return JobOutcome.SUCCEEDED
 
+    async def conclude(self, job: Job, reason: str) -> None:
+        pass  # no job here is stopped at a time limit
+
 
 async def main(state_dir: Path, count: int, wave: int, workers: bool) -> None:
     store = SqliteIntakeStore.open(state_dir)

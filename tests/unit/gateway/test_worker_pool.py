@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -63,9 +64,17 @@ class ScriptedRunner:
     script: Callable[[Job], Awaitable[JobOutcome]]
     calls: list[Job] = field(default_factory=list)
 
+    concluded: list[tuple[Job, str]] = field(default_factory=list)
+    conclude_error: Exception | None = None
+
     async def run(self, job: Job) -> JobOutcome:
         self.calls.append(job)
         return await self.script(job)
+
+    async def conclude(self, job: Job, reason: str) -> None:
+        self.concluded.append((job, reason))
+        if self.conclude_error is not None:
+            raise self.conclude_error
 
 
 @pytest.fixture
@@ -189,8 +198,13 @@ def test_transient_failures_retry_until_the_horizon_then_give_up(tmp_path: Path)
     async def scenario() -> None:
         await store.accept(None, [request(1)])
         pool = WorkerPool(
-            store, runner, concurrency=1, retry=policy, observer=observer,
-            wall_clock=clock, idle_poll_seconds=0.01,
+            store,
+            runner,
+            concurrency=1,
+            retry=policy,
+            observer=observer,
+            wall_clock=clock,
+            idle_poll_seconds=0.01,
         )
         await pool.start()
         seen = 0
@@ -298,9 +312,7 @@ def test_a_runner_answering_nonsense_counts_as_an_error(store) -> None:
 
     async def scenario() -> None:
         await store.accept(None, [request(1)])
-        pool = WorkerPool(
-            store, ScriptedRunner(nonsense), concurrency=1, retry=NO_DELAY
-        )
+        pool = WorkerPool(store, ScriptedRunner(nonsense), concurrency=1, retry=NO_DELAY)
         await pool.start()
         await eventually(lambda: store.counts()[JobStatus.FAILED] == 1)
         await pool.stop()
@@ -309,26 +321,96 @@ def test_a_runner_answering_nonsense_counts_as_an_error(store) -> None:
     assert store.job_status(1)[2] == "TypeError on attempt 1: not retried"
 
 
-def test_a_job_over_its_time_limit_is_an_error(store) -> None:
-    async def forever(job: Job) -> JobOutcome:
-        await asyncio.sleep(3600)
+def test_an_attempt_over_its_time_limit_is_retried(store) -> None:
+    async def slow_once(job: Job) -> JobOutcome:
+        if job.attempts == 1:
+            await asyncio.sleep(3600)
         return JobOutcome.SUCCEEDED
+
+    runner = ScriptedRunner(slow_once)
+    observer = Observed()
 
     async def scenario() -> None:
         await store.accept(None, [request(1)])
         pool = WorkerPool(
-            store,
-            ScriptedRunner(forever),
-            concurrency=1,
-            retry=NO_DELAY,
+            store, runner, concurrency=1, retry=NO_DELAY, observer=observer,
             job_timeout_seconds=0.1,
-        )
+        )  # fmt: skip
+        await pool.start()
+        await eventually(lambda: store.counts()[JobStatus.DONE] == 1)
+        await pool.stop()
+
+    asyncio.run(scenario())
+    assert [job.attempts for job in runner.calls] == [1, 2]
+    assert observer.outcomes == [RunResult.RETRYING, RunResult.SUCCEEDED]
+    assert runner.concluded == []
+
+
+def test_a_final_attempt_over_its_time_limit_is_concluded_by_the_runner(store) -> None:
+    async def forever(job: Job) -> JobOutcome:
+        await asyncio.sleep(3600)
+        return JobOutcome.SUCCEEDED
+
+    runner = ScriptedRunner(forever)
+    observer = Observed()
+
+    async def scenario() -> None:
+        await store.accept(None, [request(1)])
+        pool = WorkerPool(
+            store, runner, concurrency=1, observer=observer,
+            retry=JobRetryPolicy(horizon_seconds=0.0), job_timeout_seconds=0.1,
+        )  # fmt: skip
+        await pool.start()
+        await eventually(lambda: store.counts()[JobStatus.FAILED] == 1)
+        await pool.stop()
+
+    asyncio.run(scenario())
+    [(job, reason)] = runner.concluded
+    assert job.id == 1 and job.final_attempt
+    assert reason == "it ran past the time limit of 0.1 s (AR_JOB_TIMEOUT_SECONDS)"
+    assert observer.outcomes == [RunResult.GAVE_UP]
+    assert store.job_status(1)[2].startswith("JobTimedOut on attempt 1: still failing")
+
+
+def test_a_conclusion_that_fails_still_ends_the_job(store, caplog) -> None:
+    async def forever(job: Job) -> JobOutcome:
+        await asyncio.sleep(3600)
+        return JobOutcome.SUCCEEDED
+
+    runner = ScriptedRunner(forever, conclude_error=TransientError("the forge is down"))
+
+    async def scenario() -> None:
+        await store.accept(None, [request(1)])
+        pool = WorkerPool(
+            store, runner, concurrency=1,
+            retry=JobRetryPolicy(horizon_seconds=0.0), job_timeout_seconds=0.1,
+        )  # fmt: skip
+        await pool.start()
+        await eventually(lambda: store.counts()[JobStatus.FAILED] == 1)
+        await pool.stop()
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(scenario())
+    assert len(runner.concluded) == 1
+    assert "the outcome of a timed-out job could not be posted" in caplog.text
+
+
+def test_a_timeout_error_of_the_runner_itself_is_not_the_time_limit(store) -> None:
+    async def own_timeout(job: Job) -> JobOutcome:
+        raise TimeoutError("some library gave up")
+
+    runner = ScriptedRunner(own_timeout)
+
+    async def scenario() -> None:
+        await store.accept(None, [request(1)])
+        pool = WorkerPool(store, runner, concurrency=1, retry=NO_DELAY, job_timeout_seconds=60)
         await pool.start()
         await eventually(lambda: store.counts()[JobStatus.FAILED] == 1)
         await pool.stop()
 
     asyncio.run(scenario())
     assert store.job_status(1)[2] == "TimeoutError on attempt 1: not retried"
+    assert runner.concluded == []
 
 
 def test_graceful_stop_lets_running_jobs_finish_and_starts_no_new_ones(store) -> None:

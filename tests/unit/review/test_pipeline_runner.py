@@ -242,3 +242,37 @@ def test_an_unexpected_exception_ends_in_one_error_status_and_no_retry(
         "review failed at mapping: internal error (RuntimeError)"
     ]
     assert host.statuses[-1].state is CommitState.ERROR  # nothing after it, no retry
+
+
+LIMIT = "it ran past the time limit of 900 s (AR_JOB_TIMEOUT_SECONDS)"
+
+
+def test_conclude_leaves_an_error_status_on_the_queued_head(
+    tmp_path: Path, origin: Origin
+) -> None:
+    host = FakeHost(origin)
+    runner = runner_for(tmp_path, host, ScriptedModel(), MemoryStore())
+    asyncio.run(runner.conclude(job(JobKind.REVIEW, head_sha="e" * 40), LIMIT))
+    [(_, (sha, status))] = [c for c in host.calls if c[0] == "post_status"]
+    assert sha == "e" * 40 and status.state is CommitState.ERROR
+    assert status.description == f"review failed: {LIMIT}"
+    assert host.issue_comments == []
+
+
+def test_conclude_of_a_re_review_marks_the_current_head_and_replies(
+    tmp_path: Path, origin: Origin
+) -> None:
+    host = FakeHost(origin)
+    runner = runner_for(tmp_path, host, ScriptedModel(), MemoryStore())
+    asyncio.run(runner.conclude(job(JobKind.RE_REVIEW), LIMIT))
+    [(_, (sha, status))] = [c for c in host.calls if c[0] == "post_status"]
+    assert sha == origin.head_sha and status.state is CommitState.ERROR
+    assert host.issue_comments == [f"@alice The review could not be done: {LIMIT}."]
+
+
+def test_conclude_of_a_chat_question_replies(tmp_path: Path, origin: Origin) -> None:
+    host = FakeHost(origin)
+    runner = runner_for(tmp_path, host, ScriptedModel(), MemoryStore())
+    asyncio.run(runner.conclude(job(JobKind.CHAT_QUESTION, argument="why?"), LIMIT))
+    assert host.statuses == []
+    assert host.issue_comments == [f"@alice Sorry, I could not answer: {LIMIT}."]
