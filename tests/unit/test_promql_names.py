@@ -7,7 +7,7 @@ from tests.support.promql_names import metric_names
 
 def test_names_inside_functions_aggregations_and_ranges() -> None:
     expr = (
-        'histogram_quantile(0.95, sum by (le, tier) '
+        "histogram_quantile(0.95, sum by (le, tier) "
         '(rate(auto_review_llm_request_seconds_bucket{instance=~"$instance"}[$__rate_interval])))'
     )
     assert metric_names(expr) == {"auto_review_llm_request_seconds_bucket"}

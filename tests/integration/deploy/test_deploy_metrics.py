@@ -71,9 +71,7 @@ def exported_names(text: str) -> set[str]:
 
 def alert_expressions() -> dict[str, str]:
     rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text(encoding="utf-8"))
-    return {
-        rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"]
-    }
+    return {rule["alert"]: rule["expr"] for group in rules["groups"] for rule in group["rules"]}
 
 
 def dashboard_expressions() -> dict[str, str]:

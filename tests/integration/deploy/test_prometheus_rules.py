@@ -48,6 +48,9 @@ def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
     (tmp_path / "alerts.yml").write_text(broken, encoding="utf-8")
     result = subprocess.run(
         [promtool(), "check", "rules", "alerts.yml"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
