@@ -1,0 +1,160 @@
+"""The embedded container starts and verifies itself inside the sandbox the systemd unit
+asks for, and fails where docs/DEPLOYMENT.md says an option would break it.
+
+There is no systemd as PID 1 here, so the unit's mount and credential options are
+reproduced with util-linux, as systemd applies them, around the real `auto-review gateway`
+run as an unprivileged user (the unit's `User=`):
+
+- `ProtectSystem=strict`: the root mount and `/usr`, `/etc` read-only; the state and
+  runtime directories (`StateDirectory=`, `RuntimeDirectory=`) stay writable binds;
+- `ProtectHome=yes`: empty, inaccessible `/home` and `/root`;
+- `ProtectProc=invisible`: `/proc` mounted again with `hidepid=invisible`;
+- `PrivateDevices=yes`: a tmpfs `/dev` with only the pseudo-devices and the pty subsystem;
+- `CapabilityBoundingSet=` (empty), `AmbientCapabilities=` (empty), `NoNewPrivileges=yes`,
+  `User=`: `setpriv`.
+
+Not reproduced: the seccomp-based options (`SystemCallFilter=`, `RestrictNamespaces=`,
+`RestrictAddressFamilies=`, `LockPersonality=`...), `PrivateTmp=` (the test user's files
+live in /tmp) and the cgroup options.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "isolation"))
+
+import launcher_support as support
+
+# $1 state/work directory, $2 runtime directory, $3 "tunables" to add ProtectKernelTunables'
+# read-only /proc/sys, then the command. Runs as root in a private mount namespace.
+SANDBOX = r"""
+set -eu
+work="$1"; runtime="$2"; tunables="$3"; shift 3
+mount --make-rprivate /
+# PrivateDevices=yes
+olddev=$(mktemp -d)
+mount --bind /dev "$olddev"
+mount -t tmpfs -o nosuid,noexec,mode=755 tmpfs /dev
+for node in null zero full random urandom tty ptmx; do
+    touch "/dev/$node"; mount --bind "$olddev/$node" "/dev/$node"
+done
+mkdir /dev/pts /dev/shm
+mount --bind "$olddev/pts" /dev/pts
+mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /dev/shm
+umount "$olddev"
+# StateDirectory= and RuntimeDirectory= stay writable under ProtectSystem=strict.
+mount --bind "$work" "$work"
+mount --bind "$runtime" "$runtime"
+# ProtectSystem=strict. The root mount itself is made read-only: a bind stacked over /
+# would leave this process's root below the namespace's, and the kernel refuses a user
+# namespace to a process whose root is not its mount namespace's (as in a chroot).
+mount -o remount,bind,ro /
+for dir in /usr /etc /boot; do
+    if mountpoint -q "$dir"; then mount -o remount,bind,ro "$dir"; fi
+done
+# ProtectHome=yes
+mount -t tmpfs -o ro,mode=000 tmpfs /home
+mount -t tmpfs -o ro,mode=000 tmpfs /root
+# ProtectProc=invisible
+mount -t proc -o nosuid,nodev,noexec,hidepid=invisible proc /proc
+if [ "$tunables" = tunables ]; then
+    # ProtectKernelTunables=yes (the part that matters here)
+    mount --bind /proc/sys /proc/sys
+    mount -o remount,bind,ro /proc/sys
+fi
+exec "$@"
+"""
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[support.UserSandbox]:
+    made = support.make_user_sandbox()
+    yield made
+    made.cleanup()
+
+
+@pytest.fixture
+def services() -> Iterator[support.LoopbackHttp]:
+    server = support.LoopbackHttp()
+    yield server
+    server.close()
+
+
+def launch_in_unit_sandbox(
+    sandbox: support.UserSandbox, services: support.LoopbackHttp, name: str, *, tunables: bool
+) -> support.Launcher:
+    run_as = sandbox.run_as
+    workdir = sandbox.base / name
+    workdir.mkdir()
+    run_as.own(workdir)
+    settings = support.gateway_settings(
+        services.url, services.url, workdir / "state", support.free_port()
+    )
+    env_file = workdir / "gateway.env"
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
+    env_file.chmod(0o600)
+    run_as.own(env_file)
+    identity = [
+        "setpriv", f"--reuid={run_as.uid}", f"--regid={run_as.gid}", "--clear-groups",
+        "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs",
+    ]  # fmt: skip
+    argv = [
+        "unshare", "--mount", "sh", "-c", SANDBOX, "sh",
+        str(workdir), str(run_as.runtime_dir), "tunables" if tunables else "-",
+        *identity, run_as.python, "-m", "auto_review.cli.main", "gateway",
+        "--env-file", str(env_file),
+    ]  # fmt: skip
+    log_path = workdir / "launcher-0.log"
+    with log_path.open("wb") as log:
+        # sh and setpriv exec: the pid is the launcher's.
+        process = subprocess.Popen(
+            argv, env=run_as.env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/"
+        )
+    return support.Launcher(
+        process, run_as, "http://" + settings["AR_GATEWAY_BIND"], log_path, workdir
+    )
+
+
+def test_the_embedded_gateway_verifies_its_boundary_inside_the_units_sandbox(
+    sandbox: support.UserSandbox, services: support.LoopbackHttp
+) -> None:
+    launcher = launch_in_unit_sandbox(sandbox, services, "unit", tunables=False)
+    try:
+        support.wait_healthy(launcher)
+        launcher_status = support.proc_status(launcher.pid)
+        with launcher.client() as client:
+            posture = client.get("/info").json()["runtime_isolation"]
+    finally:
+        status = launcher.stop()
+    # The launcher ran as the unit would make it: unprivileged, no capability at all.
+    assert launcher_status["Uid"].split()[0] == str(sandbox.run_as.uid)
+    assert int(launcher_status["CapBnd"], 16) == 0
+    assert int(launcher_status["CapEff"], 16) == 0
+    assert launcher_status["NoNewPrivs"] == "1"
+    assert posture["mode"] == "oci" and posture["runtime"] == "embedded"
+    assert posture["verified"] is True, posture
+    assert posture["failed"] == []
+    assert posture["checks"]["landlock"]["ok"] is True
+    assert status == 0, launcher.logs()
+
+
+def test_protect_kernel_tunables_stops_the_container(
+    sandbox: support.UserSandbox, services: support.LoopbackHttp
+) -> None:
+    # Why the unit leaves ProtectKernelTunables off: with /proc/sys read-only bound over
+    # itself the kernel refuses the container its own /proc, and the start fails closed.
+    launcher = launch_in_unit_sandbox(sandbox, services, "tunables", tunables=True)
+    try:
+        status = launcher.process.wait(timeout=60)
+    finally:
+        launcher.stop()
+    logs = launcher.logs()
+    assert status == 3, logs
+    assert "isolation setup failed at step runtime" in logs
+    assert "step=mount:proc errno=EPERM" in logs
