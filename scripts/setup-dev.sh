@@ -1,16 +1,48 @@
 #!/usr/bin/env bash
-# Installs everything auto-review and its test suite need on a fresh Debian machine.
+# Sets up a development environment from a clone, on Debian:
+#   - as root, the Debian packages the program and its tests use, installed only when one is
+#     missing (dpkg-query first: no `apt-get update` when everything is there already);
+#   - a virtual environment in .venv (ignored by git) holding auto-review, editable, and the
+#     dev tools, installed from requirements/dev.lock, every file checked against its sha256.
+# The system's Python is left alone. Run it again at will: it only installs what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The rootless tests run as another user: what is installed here must stay readable.
+umask 022
 export DEBIAN_FRONTEND=noninteractive
-if [ "$(id -u)" = 0 ]; then
-  apt-get update -q
-  # git: hermetic clones; runc/crun: OCI conformance; libseccomp2: seccomp filters;
-  # passwd: useradd for rootless tests; util-linux: unshare; iproute2: ip.
-  apt-get install -y -q --no-install-recommends \
-    git runc crun libseccomp2 passwd util-linux iproute2 python3 ca-certificates >/dev/null
+
+# git: hermetic clones; runc/crun: OCI conformance; libseccomp2: seccomp filters;
+# passwd: useradd for rootless tests; util-linux: unshare; iproute2: ip;
+# python3-venv: the virtual environment below.
+debian_packages=(git runc crun libseccomp2 passwd util-linux iproute2 python3 python3-venv
+                 ca-certificates)
+missing=()
+if command -v dpkg-query >/dev/null; then
+  for package in "${debian_packages[@]}"; do
+    status="$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)"
+    [ "$status" = installed ] || missing+=("$package")
+  done
 fi
-python3 -m pip install -q --disable-pip-version-check -e '.[dev]'
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup-dev: installing Debian packages: ${missing[*]}"
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup-dev: warning: Debian packages missing (install them as root): ${missing[*]}" >&2
+  fi
+fi
+
+python="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+# --no-deps: the lock is complete; --no-build-isolation: setuptools and wheel come from the
+# lock too, so building the editable install fetches nothing unchecked.
+.venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
+  -r requirements/dev.lock
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+  -e .
 # Byte-compile the package as a regular (non-editable) install would: the CLI's start-up
 # time matters for `auto-review oci run`, and PYTHONDONTWRITEBYTECODE may be set.
-python3 -m compileall -q src >/dev/null
+.venv/bin/python -m compileall -q src >/dev/null

@@ -56,7 +56,7 @@ GATEWAY_IMPORTS = (
     "auto_review.hosts.github", "auto_review.oci.api", "auto_review.oci.landlock",
     "uvicorn.lifespan.on", "uvicorn.loops.uvloop", "uvicorn.protocols.http.httptools_impl",
     "jsonschema", "referencing", "referencing.jsonschema", "httpx", "certifi", "httpcore",
-    "h11", "anyio", "anyio._backends._asyncio", "sniffio", "idna", "prometheus_client",
+    "h11", "anyio", "anyio._backends._asyncio", "idna", "prometheus_client",
 )  # fmt: skip
 
 

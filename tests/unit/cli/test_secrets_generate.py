@@ -123,7 +123,7 @@ def readme_setup_commands() -> list[str]:
 def test_the_readme_starts_with_exactly_two_setup_commands() -> None:
     first, second = readme_setup_commands()
     assert first.startswith("bash scripts/setup-dev.sh && ")
-    assert second == "bash scripts/setup-dev.sh && python3 -m pytest -q"
+    assert second == "bash scripts/setup-dev.sh && .venv/bin/python -m pytest -q"
 
 
 def test_the_readme_first_run_ends_naming_what_is_left_to_fill_in(tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_the_readme_first_run_ends_naming_what_is_left_to_fill_in(tmp_path: Path
     results = []
     for step in steps:
         argv = shlex.split(step)
-        assert argv[0] == "auto-review"
+        assert argv[0] == ".venv/bin/auto-review"  # the console script setup-dev.sh installs
         results.append(
             subprocess.run(
                 [sys.executable, "-m", "auto_review.cli.main", *argv[1:]],

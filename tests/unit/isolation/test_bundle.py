@@ -234,10 +234,11 @@ def _outermost(paths: set[str]) -> set[str]:
 
 def expected_destinations() -> set[str]:
     """What this host's default interpreter and git need, worked out independently."""
-    python_dirs = {
-        os.path.realpath(sysconfig.get_paths()[key])
-        for key in ("stdlib", "platstdlib", "purelib", "platlib")
-    }
+    # The standard library is the base interpreter's, site-packages this environment's
+    # (a virtual environment's own, whose platstdlib would otherwise name its lib/ dir).
+    base = sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})
+    python_dirs = {os.path.realpath(base[key]) for key in ("stdlib", "platstdlib")}
+    python_dirs |= {os.path.realpath(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}
     package_root = os.path.dirname(os.path.dirname(os.path.realpath(auto_review.__file__)))
     python_dirs.add(package_root)  # this process's sys.path has pytest's additions: not used
     python_dirs = _outermost(python_dirs)
@@ -255,7 +256,10 @@ def expected_destinations() -> set[str]:
     certificates = {path for path in ("/etc/ssl/certs", "/usr/share/ca-certificates",
                                       "/usr/lib/ssl", "/etc/ssl/openssl.cnf", "/etc/ld.so.cache")
                     if os.path.exists(path)}  # fmt: skip
+    in_venv = sys.prefix != sys.base_prefix
+    venv_marker = {canonical(os.path.join(sys.prefix, "pyvenv.cfg"))} if in_venv else set()
     return {
+        *venv_marker,
         "/proc", "/dev", "/tmp", "/run/egress/proxy.sock", "/var/lib/auto_review",
         "/etc/passwd", "/etc/group", "/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf",
         canonical(sys.executable), git, exec_path, library_dir, canonical("/bin/sh"),
