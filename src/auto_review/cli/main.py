@@ -21,6 +21,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "learnings": ("auto_review.cli.learnings", "list and forget stored learnings"),
     "bench": ("auto_review.cli.bench", "replay the labelled review corpus"),
     "oci": ("auto_review.oci.cli", "embedded OCI runtime, runc-style"),
+    "version": ("auto_review.cli.version", "the version; --verbose: commit, Python, install"),
 }
 
 
