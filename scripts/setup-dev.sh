@@ -13,9 +13,9 @@ export DEBIAN_FRONTEND=noninteractive
 
 # git: hermetic clones; runc/crun: OCI conformance; libseccomp2: seccomp filters;
 # passwd: useradd for rootless tests; util-linux: unshare; iproute2: ip;
-# python3-venv: the virtual environment below.
+# python3-venv: the virtual environment below; prometheus: promtool checks the alert rules.
 debian_packages=(git runc crun libseccomp2 passwd util-linux iproute2 python3 python3-venv
-                 ca-certificates)
+                 ca-certificates prometheus)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for package in "${debian_packages[@]}"; do
