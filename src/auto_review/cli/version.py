@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="auto-review version", description="Print the version.")
     parser.add_argument(
         "--verbose", action="store_true",
-        help="also the source commit, the Python running it and how it is installed",
+        help="also the source commit, the Python running it and how it is installed "
+        "[default: the version only]",
     )  # fmt: skip
     return parser
 
