@@ -9,6 +9,7 @@ and a loopback GitHub behind it, must queue exactly the review the snippet asked
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,8 @@ def review_step(snippet: str) -> dict[str, Any]:
 def run_step(
     step: dict[str, Any], context: dict[str, str], workdir: Path
 ) -> subprocess.CompletedProcess[str]:
+    if shutil.which("curl") is None:
+        pytest.fail("curl not found: install Debian's `curl` package (the snippets use it)")
     env = {"PATH": "/usr/bin:/bin"}
     for name, value in step["env"].items():
         env[name] = EXPRESSION.sub(lambda match: context[match.group(1)], str(value))
