@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from starlette.types import Receive
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from auto_review.gateway.coalesced_writes import CoalescedWrites
 
 
 class BodyTooLarge(Exception):
@@ -177,6 +179,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # uvicorn's protocol narrows BaseProtocol's BaseTransport to Transport; so does this.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Each answer leaves in one socket write (head and body together); uvicorn's
+        # flow control keeps the real transport.
+        self.transport = cast(asyncio.Transport, CoalescedWrites(transport, self.loop))
         self._start_header_timer()
 
     def on_message_begin(self) -> None:
