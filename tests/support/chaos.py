@@ -11,8 +11,15 @@ their own, so the tests that do not ask see nothing of this. The kinds:
   timeout), then the connection is closed;
 - ``429``: rate limited, with ``Retry-After: retry_after``.
 
-None of them lets the request act: the fault stands for a proxy or a failing front end
-before the service, so a repeated write never finds its first copy already applied.
+None of these lets the request act: the fault stands for a proxy or a failing front end
+before the service, so a repeated write never finds its first copy already applied. One
+more kind is there only when asked for by name (``kinds=(..., "lost-reply")``), and only
+the forge fake serves it:
+
+- ``lost-reply``: the forge does what was asked, then stalls past the client's timeout
+  and closes without answering; the client cannot know that its write took effect.
+
+``methods=("POST",)`` limits the faults to requests with those methods (the writes).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 KINDS = ("5xx", "reset", "timeout", "429")
+LOST_REPLY = "lost-reply"
 ERROR_STATUSES = (500, 502, 503)
 
 
@@ -43,25 +51,29 @@ class RandomFaults:
         kinds: Sequence[str] = KINDS,
         stall_seconds: float = 2.0,
         retry_after: str = "1",
+        methods: Sequence[str] = (),
     ) -> None:
-        unknown = set(kinds) - set(KINDS)
+        unknown = set(kinds) - {*KINDS, LOST_REPLY}
         if unknown or not kinds:
-            raise ValueError(f"kinds must be a non-empty subset of {KINDS}")
+            raise ValueError(f"kinds must be a non-empty subset of {(*KINDS, LOST_REPLY)}")
         if not 0 <= rate <= 1:
             raise ValueError("rate must be between 0 and 1")
         self.rate = rate
         self.kinds = tuple(kinds)
         self.stall_seconds = stall_seconds
         self.retry_after = retry_after
+        self.methods = frozenset(methods)  # empty: every method may fail
         self.injected: Counter[str] = Counter()
         self.requests = 0
         self._random = random.Random(seed)
         self._lock = threading.Lock()
 
-    def draw(self) -> str | None:
+    def draw(self, method: str) -> str | None:
         """The kind of fault for this request, or None: it is answered as usual."""
         with self._lock:
             self.requests += 1
+            if self.methods and method not in self.methods:
+                return None
             if self._random.random() >= self.rate:
                 return None
             kind = self._random.choice(self.kinds)

@@ -61,7 +61,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-from tests.support.chaos import LoopbackHttpServer, RandomFaults, reset_connection
+from tests.support.chaos import (
+    LOST_REPLY,
+    LoopbackHttpServer,
+    RandomFaults,
+    reset_connection,
+)
 from tests.support.reference import load_json, reference_path
 
 # status, extra headers, body: JSON-able value, None (empty) or bytes (sent as they are, with
@@ -297,7 +302,7 @@ class LoopbackForge:
     def _inject_chaos(self, handler: BaseHTTPRequestHandler, exchange: RecordedExchange) -> bool:
         """Fail this request if the random faults say so; True when it was answered."""
         assert self.chaos is not None
-        kind = self.chaos.draw()
+        kind = self.chaos.draw(exchange.method)
         if kind is None:
             return False
         exchange.chaos = kind
@@ -305,8 +310,14 @@ class LoopbackForge:
             exchange.status = -1
             reset_connection(handler)
             return True
-        if kind == "timeout":
-            exchange.status = -1
+        if kind == LOST_REPLY:
+            try:
+                exchange.status = self.handle(exchange)[0]  # done, but never answered
+            except Exception:
+                exchange.status = 500
+        if kind in ("timeout", LOST_REPLY):
+            if kind == "timeout":
+                exchange.status = -1
             time.sleep(self.chaos.stall_seconds)  # the client has given up by now
             handler.close_connection = True
             return True

@@ -67,7 +67,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from tests.support.chaos import LoopbackHttpServer, RandomFaults, reset_connection
+from tests.support.chaos import LOST_REPLY, LoopbackHttpServer, RandomFaults, reset_connection
 from tests.support.reference import load_json, reference_path
 
 ANY_MODEL = "*"
@@ -494,12 +494,14 @@ class FakeLlm:
         """A fault in place of the answer when the random faults pick this chat request."""
         if self.chaos is None or not request.path.endswith("/chat/completions"):
             return None
-        kind = self.chaos.draw()
+        kind = self.chaos.draw(request.method)
         if kind is None:
             return None
         request.chaos = kind
         if kind == "reset":
             return connection_reset()
+        if kind == LOST_REPLY:
+            raise ValueError("the LLM fake has no state a lost reply could leave behind")
         if kind == "timeout":  # the client gives up first; then the connection closes
             return Answer(delay=self.chaos.stall_seconds, drop=True)
         if kind == "429":

@@ -7,13 +7,18 @@ Retry-After; tests/support/chaos.py) from a fixed seed. Every job must end with 
 posted outcome: one final commit status and one review with its one comment per head, no
 comment twice, nothing left pending, every job row done. The figures (faults by kind, job
 retries, outcomes) are printed: run with ``pytest -s`` to see them.
+
+A second test loses the answer of a third of the forge writes after the forge applied them
+(the ambiguous case a retry must not turn into a duplicate).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -35,7 +40,7 @@ from tests.integration.review.test_pipeline_setup import (
     running_gateway,
     serve_repo,
 )
-from tests.support.chaos import RandomFaults
+from tests.support.chaos import LOST_REPLY, RandomFaults
 from tests.support.fake_forgejo import FakeForgejo
 from tests.support.fake_llm import FakeLlm
 from tests.support.gateway_process import GatewayProcess
@@ -43,6 +48,7 @@ from tests.support.prometheus_text import sample_value
 from tests.support.waiting import wait_until
 
 PULL_REQUESTS = 200
+LOST_REPLY_PULL_REQUESTS = 40
 FAULT_RATE = 0.1
 SEED = 14
 CLIENT_TIMEOUT = "1"  # seconds, forge and LLM; a stall outlasts it
@@ -70,8 +76,20 @@ def deliver_all(gateway: GatewayProcess, repo: ServedRepo, heads: dict[int, str]
                 assert again.json()["duplicate"] == "job"
 
 
-@pytest.mark.timeout(420)
-def test_random_forge_and_llm_failures_end_every_job_with_one_outcome(tmp_path: Path) -> None:
+@dataclass
+class ChaosRun:
+    forge: FakeForgejo
+    llm: FakeLlm
+    heads: dict[int, str]
+    rows: list[dict[str, Any]]
+    metrics: str
+    elapsed: float
+
+
+def run_chaos(
+    tmp_path: Path, count: int, forge_faults: RandomFaults, llm_faults: RandomFaults | None
+) -> ChaosRun:
+    """``count`` PRs through a gateway while the fakes fail as told; until all are idle."""
     repo = serve_repo(
         tmp_path, {"shop/cart.py": CART_BASE, "README.md": "shop\n"}, username=BOT,
         token=FORGE_TOKEN,
@@ -79,11 +97,10 @@ def test_random_forge_and_llm_failures_end_every_job_with_one_outcome(tmp_path: 
     forge = FakeForgejo(FORGE_TOKEN, bot_login=BOT).start()
     llm = FakeLlm(api_key=LLM_KEY, models=[REASONING_MODEL, CHEAP_MODEL]).start()
     try:
-        heads = add_pull_request_heads(repo, PULL_REQUESTS, CART_HEAD)
+        heads = add_pull_request_heads(repo, count, CART_HEAD)
         publish_heads(forge, repo, heads)
         llm.respond(ModelScript([findings_answer(DOUBLE_DISCOUNT)]))
-        forge.chaos = RandomFaults(seed=SEED, rate=FAULT_RATE, stall_seconds=STALL_SECONDS)
-        llm.chaos = RandomFaults(seed=SEED + 1, rate=FAULT_RATE, stall_seconds=STALL_SECONDS)
+        forge.chaos, llm.chaos = forge_faults, llm_faults
         settings = pipeline_settings(
             llm=llm, cert=repo.server.cert, forgejo_url=forge.url, extra=CHAOS_SETTINGS
         )
@@ -102,46 +119,91 @@ def test_random_forge_and_llm_failures_end_every_job_with_one_outcome(tmp_path: 
         forge.stop()
         llm.stop()
         repo.server.close()
+    return ChaosRun(forge, llm, heads, rows, metrics, elapsed)
 
-    report(forge, llm, rows, metrics, elapsed)
-    assert len(rows) == PULL_REQUESTS  # one job per head, the repeated events included
-    assert Counter((row["status"], row["outcome"]) for row in rows) == {
-        ("done", "succeeded"): PULL_REQUESTS
+
+def assert_one_review_each(run: ChaosRun) -> None:
+    """Every job done; on every head one review with its one comment, no comment twice,
+    and the head's last status final."""
+    assert len(run.rows) == len(run.heads)  # one job per head, the repeated events included
+    assert Counter((row["status"], row["outcome"]) for row in run.rows) == {
+        ("done", "succeeded"): len(run.heads)
     }
-    for number, head in heads.items():
-        statuses = forge.statuses(head)
-        finals = [s.state for s in statuses if s.state != "pending"]
-        assert finals == ["failure"], f"PR {number}: final statuses {finals}"
-        assert statuses[-1].state == "failure", f"PR {number}: left pending"
-        [review] = forge.posted_reviews("acme", "shop", number)
+    for number, head in run.heads.items():
+        assert run.forge.statuses(head)[-1].state == "failure", f"PR {number}: left pending"
+        [review] = run.forge.posted_reviews("acme", "shop", number)
         assert review.commit_id == head
         assert [(c.path, c.line) for c in review.comments] == [("shop/cart.py", 5)]
-        bodies = [c.body for c in forge.issue_comments("acme", "shop", number)]
+        bodies = [c.body for c in run.forge.issue_comments("acme", "shop", number)]
         assert len(bodies) == len(set(bodies)), f"PR {number}: a comment posted twice"
+
+
+def final_states(run: ChaosRun, head: str) -> list[str]:
+    return [s.state for s in run.forge.statuses(head) if s.state != "pending"]
+
+
+@pytest.mark.timeout(420)
+def test_random_forge_and_llm_failures_end_every_job_with_one_outcome(tmp_path: Path) -> None:
+    run = run_chaos(
+        tmp_path,
+        PULL_REQUESTS,
+        RandomFaults(seed=SEED, rate=FAULT_RATE, stall_seconds=STALL_SECONDS),
+        RandomFaults(seed=SEED + 1, rate=FAULT_RATE, stall_seconds=STALL_SECONDS),
+    )
+    report(run)
+    assert_one_review_each(run)
+    for number, head in run.heads.items():
+        assert final_states(run, head) == ["failure"], f"PR {number}: {final_states(run, head)}"
     # The faults really happened, on both sides, of every kind.
-    assert forge.chaos is not None and llm.chaos is not None
-    for faults in (forge.chaos, llm.chaos):
-        assert set(faults.injected) == {"5xx", "reset", "timeout", "429"}
-    assert sum(int(row["attempts"]) > 1 for row in rows) > 0  # some needed a job retry
+    for faults in (run.forge.chaos, run.llm.chaos):
+        assert faults is not None and set(faults.injected) == {"5xx", "reset", "timeout", "429"}
+    assert sum(int(row["attempts"]) > 1 for row in run.rows) > 0  # some needed a job retry
 
 
-def report(
-    forge: FakeForgejo, llm: FakeLlm, rows: list[dict[str, object]], metrics: str, elapsed: float
-) -> None:
-    assert forge.chaos is not None and llm.chaos is not None
+@pytest.mark.timeout(300)
+def test_writes_the_forge_did_but_never_answered_are_not_repeated(tmp_path: Path) -> None:
+    """A third of the forge writes take effect, then their answer is lost (the client times
+    out). The job is retried; the rerun finds its review and comments already there and
+    posts none twice. Only the commit status may be posted again, with the same state:
+    the forge keeps the latest per context, so the head still shows one outcome."""
+    lost = RandomFaults(
+        seed=SEED, rate=1 / 3, kinds=(LOST_REPLY,), methods=("POST",),
+        stall_seconds=STALL_SECONDS,
+    )  # fmt: skip
+    run = run_chaos(tmp_path, LOST_REPLY_PULL_REQUESTS, lost, None)
+    lost_reviews = [
+        e for e in run.forge.exchanges
+        if e.chaos == LOST_REPLY and e.path.endswith("/reviews") and e.status == 200
+    ]  # fmt: skip
+    repeated = sum(len(final_states(run, head)) > 1 for head in run.heads.values())
+    print(
+        f"\nlost replies: {len(run.rows)} jobs in {run.elapsed:.1f} s; forge writes "
+        f"{lost.summary()}; review posts whose answer was lost {len(lost_reviews)}; heads "
+        f"with their final status posted again {repeated}; job attempts "
+        f"{dict(sorted(Counter(int(row['attempts']) for row in run.rows).items()))}"
+    )
+    assert lost_reviews, "no review post lost its answer: the case was not exercised"
+    assert_one_review_each(run)
+    for number, head in run.heads.items():
+        assert set(final_states(run, head)) == {"failure"}, f"PR {number}"
+
+
+def report(run: ChaosRun) -> None:
+    forge, llm, rows = run.forge.chaos, run.llm.chaos, run.rows
+    assert forge is not None and llm is not None
     attempts = Counter(int(str(row["attempts"])) for row in rows)
     retried_jobs = sum(n for a, n in attempts.items() if a > 1)
     job_retries = sum((a - 1) * n for a, n in attempts.items())
     outcomes = Counter(str(row["outcome"]) for row in rows)
-    retrying = sample_value(metrics, "auto_review_jobs_total", outcome="retrying")
+    retrying = sample_value(run.metrics, "auto_review_jobs_total", outcome="retrying")
+    statuses = Counter(s.state for s in run.forge.status_list if s.state != "pending")
+    reviews = sum(r.via_api for r in run.forge.reviews)
     print(
-        f"\nchaos: {len(rows)} jobs in {elapsed:.1f} s\n"
-        f"  forge faults: {forge.chaos.summary()}\n"
-        f"  LLM faults:   {llm.chaos.summary()}\n"
+        f"\nchaos: {len(rows)} jobs in {run.elapsed:.1f} s\n"
+        f"  forge faults: {forge.summary()}\n"
+        f"  LLM faults:   {llm.summary()}\n"
         f"  job attempts: {dict(sorted(attempts.items()))} "
         f"({retried_jobs} jobs retried, {job_retries} job retries; metric retrying "
         f"{retrying:g})\n"
-        f"  outcomes:     {dict(outcomes)}; final statuses "
-        f"{Counter(s.state for s in forge.status_list if s.state != 'pending')}; "
-        f"reviews {len([r for r in forge.reviews if r.via_api])}"
+        f"  outcomes:     {dict(outcomes)}; final statuses {dict(statuses)}; reviews {reviews}"
     )
