@@ -33,7 +33,7 @@ def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_check_rules_accepts_the_alerts() -> None:
     result = run_promtool("check", "rules", "alerts.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_each_alert_fires_on_its_failure_and_none_on_a_healthy_gateway() -> None:

@@ -34,6 +34,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import launcher_support as support
+from tests.support.deploy_metrics import CONTAINER_ONLY_PREFIX, exported_names, names_read
 from tests.support.fake_forgejo import FakeForgejo
 
 HEAD = "1" * 40
@@ -234,6 +235,16 @@ def test_forge_and_llm_are_reached_through_the_egress_proxy(scenarios: Scenarios
     assert support.metric_value(metrics, "auto_review_egress_proxy_up") == 1
     allowed = support.metric_value(metrics, "auto_review_egress_allowed_total")
     assert allowed >= 3, [line for line in metrics.splitlines() if "egress" in line]
+
+
+@scenario_names
+def test_deploy_reads_only_egress_series_the_container_exports(scenarios: Scenarios, name: str):
+    """The alert rules and the dashboard in deploy/ read egress series that only the inner
+    gateway exports; they must be in this real scrape (the rest: integration/deploy/)."""
+    seen = scenarios.get(name)
+    read = {n for n in names_read() if n.startswith(CONTAINER_ONLY_PREFIX)}
+    assert "auto_review_egress_refused_total" in read
+    assert read - exported_names(seen["metrics"]) == set()
 
 
 @scenario_names
