@@ -10,6 +10,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from auto_review import __version__
@@ -27,6 +28,17 @@ def run_version(*args: str, python_path: str | None = None) -> list[str]:
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     return completed.stdout.splitlines()
+
+
+def build_isolation_options() -> list[str]:
+    """Build with this environment's setuptools and wheel (setup-dev.sh's .venv has the
+    locked ones); an interpreter without them (or too old) lets pip fetch them to build."""
+    try:
+        usable = int(metadata.version("setuptools").split(".")[0]) >= 68
+        metadata.version("wheel")
+    except metadata.PackageNotFoundError:
+        usable = False
+    return ["--no-build-isolation", "--no-index"] if usable else []
 
 
 def test_plain_version_is_one_line() -> None:
@@ -51,8 +63,8 @@ def test_from_an_installed_wheel_it_names_the_directory_and_the_installer(
     skipped = (".git", ".venv", "tests", "bench", "__pycache__", "build", "*.egg-info", "dist")
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*skipped))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "--no-index", "-w", str(tmp_path / "wheels"), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *build_isolation_options(),
+         "-w", str(tmp_path / "wheels"), str(source)],
         check=True, capture_output=True, timeout=240,
     )  # fmt: skip
     wheel = next((tmp_path / "wheels").glob("auto_review-*.whl"))
