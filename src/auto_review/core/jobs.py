@@ -49,6 +49,10 @@ class JobRequest:
     argument: str
     requested_by: str
     source: str  # "webhook" | "poller" | "ci"
+    # A reopened pull request: an earlier job for the same key that did not end in a posted
+    # review (failed, or skipped, e.g. because the PR was closed) does not make this one a
+    # duplicate. Not stored: it only matters at accept time.
+    redo_unless_reviewed: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.kind, JobKind):

@@ -12,7 +12,13 @@ from auto_review.chat.commands import ChatCommand, parse_chat_command
 from auto_review.core.jobs import WITHHELD_ARGUMENT, JobKind, JobRequest
 from auto_review.core.redaction import Redactor
 from auto_review.core.refs import is_from_bot
-from auto_review.hosts.events import CommentEvent, IgnoredEvent, PullRequestEvent, WebhookEvent
+from auto_review.hosts.events import (
+    CommentEvent,
+    IgnoredEvent,
+    PullRequestAction,
+    PullRequestEvent,
+    WebhookEvent,
+)
 
 REVIEWED_ACTIONS = frozenset({"opened", "synchronize", "reopened", "ready_for_review"})
 DEFAULT_MENTION = "@auto-review"
@@ -95,6 +101,7 @@ def _plan_pull_request(
         argument="",
         requested_by=event.author,
         source=source,
+        redo_unless_reviewed=event.action == PullRequestAction.REOPENED,
     )
     return IntakeDecision(jobs=(request,))
 

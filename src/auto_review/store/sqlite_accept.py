@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from auto_review.core.jobs import JobRequest
 from auto_review.store.base import AcceptResult, DeliveryRef
+from auto_review.store.sqlite_reopen import release_unreviewed_keys
 
 T = TypeVar("T")
 
@@ -32,6 +33,7 @@ class AcceptItem:
     keys: tuple[str, ...]
     rows: tuple[tuple[object, ...], ...]  # jobs columns, see _JOB_INSERT
     received_at: float
+    redo_keys: frozenset[str] = frozenset()  # see sqlite_reopen
 
     @classmethod
     def build(
@@ -42,6 +44,7 @@ class AcceptItem:
             keys=tuple(request.dedup_key for request in jobs),
             rows=tuple(_job_row(request, now) for request in jobs),
             received_at=now,
+            redo_keys=frozenset(r.dedup_key for r in jobs if r.redo_unless_reviewed),
         )
 
 
@@ -59,6 +62,17 @@ def write_accepts(
 ) -> list[AcceptResult]:
     seen_deliveries = _known_deliveries(connection, items)
     seen_keys = _known_job_keys(connection, items)
+    seen_keys -= release_unreviewed_keys(
+        connection,
+        (
+            key
+            for item in items
+            if item.delivery is None
+            or (item.delivery.source, item.delivery.delivery_id) not in seen_deliveries
+            for key in item.redo_keys
+            if key in seen_keys
+        ),
+    )
     results: list[AcceptResult] = []
     new_deliveries: list[tuple[object, ...]] = []
     new_jobs: list[tuple[object, ...]] = []
