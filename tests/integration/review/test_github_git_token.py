@@ -10,8 +10,24 @@ import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from tests.integration.review.test_pipeline_setup import (
+    CHEAP_MODEL,
+    GITHUB_WEBHOOK_SECRET,
+    LLM_KEY,
+    REASONING_MODEL,
+    ModelScript,
+    finding,
+    findings_answer,
+    github_pr_payload,
+    pipeline_settings,
+    post_github,
+    running_gateway,
+    wait_for,
+)
 from tests.support.fake_github import FakeGitHub, generate_app_key
+from tests.support.fake_llm import FakeLlm
 from tests.support.https_forge import ForgeRepository, create_repository, make_private_ca
 
 from auto_review.core.errors import is_transient
@@ -35,6 +51,7 @@ REPO = RepoRef(HostKind.GITHUB, "octo", "widgets")
 class Setup:
     def __init__(self, tmp_path: Path) -> None:
         tls = make_private_ca(tmp_path / "tls")
+        self.tmp = tmp_path
         self.ca = tls.ca
         self.hub = FakeGitHub(APP_ID, PUBLIC).start(tls=tls.server_context())
         self.hub.install("octo", "widgets")
@@ -120,3 +137,42 @@ def test_a_fetch_with_a_live_token_exchanges_it_once(setup: Setup) -> None:
     head, _ = setup.fetch(revoke_before_fetch=False)
     assert head == setup.repo.head_sha
     assert setup.hub.token_exchanges == 1 and setup.git.authorized >= 1
+
+
+def test_a_gateway_review_survives_a_token_revoked_before_its_fetch(setup: Setup) -> None:
+    """The issue's case end to end: a signed App webhook, the API calls with the first
+    token, GitHub revokes it as the clone starts, the review is still posted."""
+    setup.hub.add_pull_request(
+        "octo", "widgets", 3, head_sha=setup.repo.head_sha, base_sha=setup.repo.base_sha,
+        diff=setup.repo.diff(), clone_url=f"{setup.hub.url}/octo/widgets.git",
+    )  # fmt: skip
+    setup.hub.revoke_at_next_git(times=1)
+    with FakeLlm(api_key=LLM_KEY, models=[REASONING_MODEL, CHEAP_MODEL]) as llm:
+        llm.respond(ModelScript([findings_answer(finding("a.py", 1, title="x is now 2"))]))
+        github = {
+            "AR_GITHUB_APP_ID": str(APP_ID),
+            "AR_GITHUB_APP_PRIVATE_KEY": PRIVATE,
+            "AR_GITHUB_WEBHOOK_SECRET": GITHUB_WEBHOOK_SECRET,
+            "AR_GITHUB_API_URL": setup.hub.url,
+            "AR_BOT_LOGIN": setup.hub.bot_login,
+        }
+        settings = pipeline_settings(llm=llm, cert=setup.ca, github=github)
+        with (
+            running_gateway(setup.tmp / "gateway", settings) as gateway,
+            httpx.Client(base_url=gateway.base_url, timeout=10) as client,
+        ):
+            payload = github_pr_payload(setup.repo, owner="octo", name="widgets")  # type: ignore[arg-type]
+            assert post_github(client, payload, "pull_request").status_code == 202
+            wait_for(
+                lambda: [
+                    s for s in setup.hub.statuses(setup.repo.head_sha) if s.state != "pending"
+                ],
+                what="the final status",
+            )
+            logs = gateway.logs()
+    states = [s.state for s in setup.hub.statuses(setup.repo.head_sha)]
+    assert states[0] == "pending" and states[-1] in ("success", "failure")
+    assert len(setup.hub.posted_reviews("octo", "widgets", 3)) == 1
+    assert setup.hub.token_exchanges == 2  # the revoked token and the one minted after the 401
+    assert "fetching with new ones" in logs
+    assert "ghs_" not in logs
