@@ -12,7 +12,8 @@ GitHub fake checks installation tokens with it). A refusal is a 401 with a Basic
 as on the forges. Faults, for the next matching requests (``path_contains``)::
 
     backend.fail(503, times=2, path_contains="git-upload-pack")   # an HTTP error answer
-    backend.cut(times=1)      # half the pack in a well-formed HTTP answer: git's early EOF
+    backend.cut(times=1)      # half the answer in a well-formed HTTP answer: an early end
+    backend.cut(skip=1)       # the same for the second upload-pack POST (v2: the pack)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class GitFault:
     times: int
     path_contains: str
     status: int | None  # None: cut the answer short instead
+    skip: int = 0  # matching requests let through first
 
 
 @dataclass
@@ -53,9 +55,11 @@ class GitHttpBackend:
         with self._lock:
             self._faults.append(GitFault(times, path_contains, status))
 
-    def cut(self, *, times: int = 1, path_contains: str = "/git-upload-pack") -> None:
+    def cut(
+        self, *, times: int = 1, path_contains: str = "/git-upload-pack", skip: int = 0
+    ) -> None:
         with self._lock:
-            self._faults.append(GitFault(times, path_contains, None))
+            self._faults.append(GitFault(times, path_contains, None, skip))
 
     def serves(self, path: str) -> bool:
         if self.api_prefix is None:
@@ -86,6 +90,9 @@ class GitHttpBackend:
         with self._lock:
             for fault in self._faults:
                 if fault.times > 0 and fault.path_contains in path:
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.times -= 1
                     return fault
         return None

@@ -16,6 +16,7 @@ from tests.support.ports import closed_port
 
 from auto_review.core.errors import is_transient
 from auto_review.hosts.review_types import GitAccess, PullRequestDetails
+from auto_review.review.pipeline import describe_failure
 from auto_review.review.workspace.checkout import WorkspaceError
 from auto_review.review.workspace.gitenv import GitAuthRefused, GitNetworkError, GitPolicy
 from auto_review.review.workspace.pull_request import (
@@ -92,7 +93,13 @@ def failure(
 
 @pytest.mark.parametrize(
     "fault",
-    ["503 on the ref advertisement", "502 on upload-pack", "429", "pack cut short"],
+    [
+        "503 on the ref advertisement",
+        "502 on upload-pack",
+        "429",
+        "ref listing cut short",
+        "pack cut short",
+    ],
 )
 def test_network_failures_are_transient(
     forge: HttpsForgejo, repo: ForgeRepository, tmp_path: Path, fault: str
@@ -103,8 +110,10 @@ def test_network_failures_are_transient(
         forge.git.fail(502, path_contains="/git-upload-pack")
     elif fault == "429":
         forge.git.fail(429)
-    else:
+    elif fault == "ref listing cut short":
         forge.git.cut()
+    else:
+        forge.git.cut(skip=1)  # protocol v2: ls-refs first, then the fetch with the pack
     error = failure(forge, tmp_path, details(forge, repo))
     assert isinstance(error.__cause__, GitNetworkError) and is_transient(error)
     assert fetch(forge, tmp_path, details(forge, repo)) == repo.head_sha  # the retry works
@@ -142,6 +151,7 @@ def test_refused_credentials_are_permanent_and_not_renewed_on_forgejo(
     assert isinstance(error, GitCredentialsRefused) and not error.renewed
     assert isinstance(error.__cause__, GitAuthRefused) and not is_transient(error)
     assert "tok-revoked-CANARY" not in str(error)
+    assert describe_failure(error) == "git was refused (HTTP 401) the forge credentials"
     assert forge.git.refused >= 1
 
 
