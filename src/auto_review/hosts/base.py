@@ -138,9 +138,10 @@ class PipelineHost(Protocol):
         """Basic-auth user and token for fetching ``repo`` over https with git."""
         ...
 
-    async def renew_git_access(self, repo: RepoRef) -> GitAccess | None:
-        """Git was refused (HTTP 401) the access :meth:`git_access` gave: drop it and mint a
-        new one; None when this forge's credential cannot change (a configured token)."""
+    async def renew_git_access(self, repo: RepoRef, refused: GitAccess) -> GitAccess | None:
+        """Git was refused (HTTP 401) ``refused``, given by :meth:`git_access`: drop it and
+        mint a new one (or return one minted meanwhile); None when this forge's credential
+        cannot change (a configured token)."""
         ...
 
     # --- write ---

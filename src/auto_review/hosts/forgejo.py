@@ -294,7 +294,7 @@ class ForgejoClient:
         # the forge's logs truthful.
         return GitAccess(username=await self.bot_login(), token=self._token.reveal())
 
-    async def renew_git_access(self, repo: RepoRef) -> GitAccess | None:
+    async def renew_git_access(self, repo: RepoRef, refused: GitAccess) -> GitAccess | None:
         return None  # the configured token is the only one: asking again changes nothing
 
     async def bot_login(self) -> str:

@@ -142,7 +142,7 @@ class GitHubClient:
             except HostAuthError as exc:
                 if exc.status != 401 or fresh_token_tried:
                     raise
-                self.auth.forget_token(repo)
+                self.auth.forget_token(repo, token)
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def _repo_get(
@@ -335,9 +335,10 @@ class GitHubClient:
         # GitHub's documented form for installation tokens over https.
         return GitAccess("x-access-token", await self.auth.installation_token(repo))
 
-    async def renew_git_access(self, repo: RepoRef) -> GitAccess | None:
-        # The token was revoked or expired early: the next one is minted, not cached.
-        self.auth.forget_token(repo)
+    async def renew_git_access(self, repo: RepoRef, refused: GitAccess) -> GitAccess | None:
+        # The token was revoked or expired early: the next one is minted, not cached
+        # (unless another job has minted it already).
+        self.auth.forget_token(repo, refused.token)
         return await self.git_access(repo)
 
     # --- review pipeline: write ---

@@ -158,11 +158,19 @@ class GitHubAppAuth:
             self._tokens[installation] = fresh
             return fresh.value
 
-    def forget_token(self, repo: RepoRef) -> None:
-        """Drop the cached token (and installation) of ``repo``, e.g. after a 401."""
-        installation = self._installations.pop(repo.full_name.lower(), None)
-        if installation is not None:
-            self._tokens.pop(installation, None)
+    def forget_token(self, repo: RepoRef, refused: str | None = None) -> None:
+        """Drop the cached token (and installation) of ``repo``, e.g. after a 401. With
+        ``refused``, only while that is still the cached token: a caller refused at the
+        same time as another one then uses the token the other one minted."""
+        key = repo.full_name.lower()
+        installation = self._installations.get(key)
+        if installation is None:
+            return
+        cached = self._tokens.get(installation)
+        if refused is not None and cached is not None and cached.value != refused:
+            return
+        del self._installations[key]
+        self._tokens.pop(installation, None)
 
     async def _exchange(self, installation: int) -> _CachedToken:
         operation = "github installation token"

@@ -205,11 +205,24 @@ def test_git_access_renews_a_token_near_expiry(hub: FakeGitHub) -> None:
 def test_renewed_git_access_is_a_new_token(hub: FakeGitHub) -> None:
     async def refused(client: GitHubClient) -> list[Any]:
         first = await client.git_access(REPO)
-        return [first, await client.renew_git_access(REPO), await client.git_access(REPO)]
+        renewed = await client.renew_git_access(REPO, first)
+        return [first, renewed, await client.git_access(REPO)]
 
     first, renewed, cached = run(hub.url, refused)
     assert renewed is not None and renewed.token != first.token
     assert cached == renewed and hub.token_exchanges == 2
+
+
+def test_jobs_refused_the_same_token_share_one_renewal(hub: FakeGitHub) -> None:
+    async def together(client: GitHubClient) -> list[Any]:
+        first = await client.git_access(REPO)
+        renewed = await asyncio.gather(*(client.renew_git_access(REPO, first) for _ in range(4)))
+        late = await client.renew_git_access(REPO, first)  # refused long ago: no new token
+        return [first, *renewed, late]
+
+    first, *renewed = run(hub.url, together)
+    assert len({access.token for access in renewed}) == 1
+    assert renewed[0].token != first.token and hub.token_exchanges == 2
 
 
 # --- writes, read back through the listings ------------------------------------------------

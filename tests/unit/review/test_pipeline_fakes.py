@@ -181,7 +181,7 @@ class FakeHost(PipelineHost):
         self._call("git_access")
         return GitAccess("bot", SECRET)
 
-    async def renew_git_access(self, repo: RepoRef) -> GitAccess | None:
+    async def renew_git_access(self, repo: RepoRef, refused: GitAccess) -> GitAccess | None:
         self._call("renew_git_access")
         return None
 

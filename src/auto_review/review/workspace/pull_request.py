@@ -100,7 +100,7 @@ class GitCredentialsRefused(WorkspaceError):
         self.renewed = renewed
 
 
-RenewAccess = Callable[[], Awaitable[GitAccess | None]]
+RenewAccess = Callable[[GitAccess], Awaitable[GitAccess | None]]
 
 
 def renewer(
@@ -109,8 +109,8 @@ def renewer(
     """``renew`` for :func:`pr_workspace` from the forge; ``remember`` gets each new token
     (the job's redactor), so no message of the job can show it."""
 
-    async def renew() -> GitAccess | None:
-        fresh = await host.renew_git_access(repo)
+    async def renew(refused: GitAccess) -> GitAccess | None:
+        fresh = await host.renew_git_access(repo, refused)
         if fresh is not None:
             remember([fresh.token])
         return fresh
@@ -141,7 +141,7 @@ async def pr_workspace(
     try:
         manager, workspace = await _fetched(request, access, settings)
     except GitCredentialsRefused:
-        fresh = await renew() if renew is not None else None
+        fresh = await renew(access) if renew is not None and access is not None else None
         if fresh is None:
             raise
         log.warning("git was refused the forge credentials (HTTP 401): fetching with new ones")
