@@ -6,9 +6,12 @@ permanent. Each transient case is followed by the same fetch succeeding."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.support.https_forge import ForgeRepository, HttpsForgejo, git, make_private_ca
@@ -16,6 +19,9 @@ from tests.support.ports import closed_port
 
 from auto_review.core.errors import is_transient
 from auto_review.hosts.review_types import GitAccess, PullRequestDetails
+from auto_review.isolation.egress.bridge import EgressBridgeThread
+from auto_review.isolation.egress.policy import EgressPolicy, EgressTarget
+from auto_review.isolation.egress.proxy import EgressProxyThread
 from auto_review.review.pipeline import describe_failure
 from auto_review.review.workspace.checkout import WorkspaceError
 from auto_review.review.workspace.gitenv import GitAuthRefused, GitNetworkError, GitPolicy
@@ -66,10 +72,16 @@ def details(
     )
 
 
-def fetch(forge: HttpsForgejo, tmp_path: Path, pr: PullRequestDetails, token: str = TOKEN) -> str:
+def fetch(
+    forge: HttpsForgejo,
+    tmp_path: Path,
+    pr: PullRequestDetails,
+    token: str = TOKEN,
+    policy: GitPolicy | None = None,
+) -> str:
     settings = WorkspaceSettings(
         parent=tmp_path / "work",
-        policy=GitPolicy(ca_file=forge.ca),  # type: ignore[attr-defined]
+        policy=policy or GitPolicy(ca_file=forge.ca),  # type: ignore[attr-defined]
         max_clone_bytes=50_000_000,
         max_diff_bytes=1_000_000,
     )
@@ -82,7 +94,7 @@ def fetch(forge: HttpsForgejo, tmp_path: Path, pr: PullRequestDetails, token: st
 
 
 def failure(
-    forge: HttpsForgejo, tmp_path: Path, pr: PullRequestDetails, **kw: str
+    forge: HttpsForgejo, tmp_path: Path, pr: PullRequestDetails, **kw: Any
 ) -> WorkspaceError:
     with pytest.raises(WorkspaceError) as info:
         fetch(forge, tmp_path, pr, **kw)
@@ -169,3 +181,38 @@ def corrupt_loose_tree(repo: ForgeRepository) -> None:
         raise AssertionError("the head's tree is not a loose object")
     loose.chmod(0o644)
     loose.write_bytes(b"not a zlib stream")
+
+
+def test_through_the_egress_proxy_a_forge_down_is_transient_and_a_refusal_permanent(
+    forge: HttpsForgejo, repo: ForgeRepository, tmp_path: Path
+) -> None:
+    """In container mode git reaches the forge through the egress proxy: a forge that does
+    not answer becomes the proxy's 502 to CONNECT, a host the policy does not name its 403."""
+    down = closed_port()
+    policy = EgressPolicy(
+        (
+            EgressTarget("127.0.0.1", forge.port, "https", "forgejo"),
+            EgressTarget("127.0.0.1", down, "https", "forgejo"),
+        )
+    )
+    sockets = Path(tempfile.mkdtemp(prefix="egress-", dir="/tmp"))  # short: a socket path
+    try:
+        with (
+            EgressProxyThread(policy, sockets / "proxy.sock") as proxy,
+            EgressBridgeThread(sockets / "proxy.sock") as bridge,
+        ):
+            via_proxy = GitPolicy(https_proxy=bridge.proxy_url, ca_file=forge.ca)  # type: ignore[attr-defined]
+            unreachable = f"https://127.0.0.1:{down}/acme/shop.git"
+            not_allowed = f"https://127.0.0.1:{closed_port()}/acme/shop.git"
+            outcomes = {
+                url: failure(forge, tmp_path, details(forge, repo, url=url), policy=via_proxy)
+                for url in (unreachable, not_allowed)
+            }
+            reached = fetch(forge, tmp_path, details(forge, repo), policy=via_proxy)
+            stats = proxy.stats
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
+    assert "response 502" in str(outcomes[unreachable]) and is_transient(outcomes[unreachable])
+    assert "response 403" in str(outcomes[not_allowed])
+    assert not is_transient(outcomes[not_allowed])
+    assert reached == repo.head_sha and stats.refused_total >= 1

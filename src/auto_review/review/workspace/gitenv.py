@@ -138,7 +138,9 @@ _AUTH_REFUSED = re.compile(
 _PERMANENT = re.compile(
     r"repository corruption|is corrupt|bad object|couldn't find remote ref|not our ref"
     r"|unadvertised object|repository '[^']*' not found|SSL certificate problem"
-    r"|certificate verify|returned error: 4(?!08|29)\d\d|code 4\d\d from proxy after CONNECT",
+    r"|certificate verify|returned error: 4(?!08|29)\d\d"
+    r"|code 4(?!08|29)\d\d from proxy after CONNECT"
+    r"|CONNECT tunnel failed, response 4(?!08|29)\d\d",
     re.IGNORECASE,
 )
 _NETWORK = re.compile(
@@ -149,7 +151,8 @@ _NETWORK = re.compile(
     r"|transfer closed with outstanding read data|Empty reply from server"
     r"|GnuTLS recv error|SSL_read|SSL_ERROR_SYSCALL|TLS connection was non-properly terminated"
     r"|Recv failure|Send failure|HTTP/2 stream|returned error: (?:5\d\d|408|429)"
-    r"|HTTP (?:5\d\d|408|429)|code (?:5\d\d|408|429) from proxy after CONNECT",
+    r"|HTTP (?:5\d\d|408|429)|code (?:5\d\d|408|429) from proxy after CONNECT"
+    r"|CONNECT tunnel failed, response (?:5\d\d|408|429)",
     re.IGNORECASE,
 )
 
