@@ -50,7 +50,7 @@ LATENCY_LIMIT_SECONDS = 60.0
 FORGE_TOKEN = "soak-forge-token-0123456789abcdef"
 WEBHOOK_SECRET = "soak-webhook-secret-0123456789abcdef0123"
 LLM_KEY = "soak-llm-key-0123456789abcdef"
-QUEUE_STATES = ("queued", "running", "waiting-retry", "done", "failed")
+QUEUE_STATES = ("queued", "running", "waiting-retry", "done", "failed", "superseded")
 
 
 # ---- the gateway -------------------------------------------------------------------------
@@ -86,7 +86,8 @@ def start_gateway(workdir: Path, settings: dict[str, str]) -> Gateway:
     env_file.chmod(0o600)
     log = workdir / "gateway.log"
     env = {key: value for key, value in os.environ.items() if not key.startswith("AR_")}
-    env["PYTHONPATH"] = str(REPO_ROOT / "src")
+    # The gateway runs this checkout's package unless PYTHONPATH names another.
+    env["PYTHONPATH"] = os.environ.get("PYTHONPATH") or str(REPO_ROOT / "src")
     argv = [sys.executable, "-m", "auto_review.cli.main", "gateway", "--env-file", str(env_file)]
     with log.open("wb") as out:
         process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out,
@@ -289,7 +290,10 @@ class Run:
               f"({spread}); {self.heads.superseded} superseded unreviewed (longest "
               f"{self.heads.worst_superseded_wait:.1f} s as latest); oldest unreviewed latest "
               f"head {waiting:.1f} s")  # fmt: skip
-        print("  queue: " + ", ".join(f"{k} {v:g}" for k, v in queue.items()))
+        states = ", ".join(f"{k} {queue[k]:g}" for k in QUEUE_STATES if k in queue)
+        others = ", ".join(f"{k} {v:.3g}" for k, v in queue.items()
+                           if k not in QUEUE_STATES and v)  # fmt: skip
+        print(f"  queue: jobs {states}" + (f"; {others}" if others else "; other gauges 0"))
         names = ", ".join(
             f"{name}×{count} {rss:.0f} MiB {fds} fds"
             for name, (count, rss, fds) in sorted(figures.by_name.items())
