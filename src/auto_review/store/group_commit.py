@@ -297,8 +297,9 @@ class GroupCommitWriter:
                 commit = self._commits.get(timeout=wait)
             except queue.Empty:
                 assert self._housekeeping is not None
-                self._housekeep(self._housekeeping.operation)
-                next_housekeeping = time.monotonic() + self._housekeeping.interval_seconds
+                done = self._housekeep(self._housekeeping.operation)
+                delay = self._housekeeping.interval_seconds if done else _LOCK_RETRY_SECONDS
+                next_housekeeping = time.monotonic() + delay
                 continue
             if commit is None:
                 return
@@ -326,15 +327,22 @@ class GroupCommitWriter:
             except RuntimeError:
                 self._in_flight = False  # the loop is closed: nobody waits for these results
 
-    def _housekeep(self, operation: Callable[[sqlite3.Connection], None]) -> None:
-        with self._connection_lock:
-            try:
-                self._begin_waiting()
-                operation(self._connection)
-                self._connection.execute("COMMIT")
-            except (sqlite3.Error, StoreError):
-                self._rollback()
-                log.exception("state store housekeeping failed")
+    def _housekeep(self, operation: Callable[[sqlite3.Connection], None]) -> bool:
+        """Run ``operation`` in its own transaction; False (not run) while the connection is
+        taken. A batch holds it until its COMMIT, which only this thread runs: waiting for
+        the lock here would wait forever, so the caller serves the queue and comes back."""
+        if not self._connection_lock.acquire(blocking=False):
+            return False
+        try:
+            self._begin_waiting()
+            operation(self._connection)
+            self._connection.execute("COMMIT")
+        except (sqlite3.Error, StoreError):
+            self._rollback()
+            log.exception("state store housekeeping failed")
+        finally:
+            self._connection_lock.release()
+        return True
 
     # ---- running statements -------------------------------------------------------------
 

@@ -195,6 +195,37 @@ def test_housekeeping_runs_in_its_own_transactions(database: Path) -> None:
     assert rows(database) == ["keep"]
 
 
+def test_housekeeping_due_while_a_batch_awaits_its_commit_does_not_wedge_the_writer(
+    database: Path,
+) -> None:
+    """A batch holds the connection from BEGIN until the commit thread runs its COMMIT; a
+    housekeeping round falling due in between must not wait for that lock on the commit
+    thread (it would wait forever). Housekeeping due all the time makes that overlap
+    happen on nearly every batch; every submission must still finish."""
+    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    sweeps = 0
+
+    def sweep(connection: sqlite3.Connection) -> None:
+        nonlocal sweeps
+        sweeps += 1
+
+    writer = GroupCommitWriter(
+        connection, max_pending=10, housekeeping=Housekeeping(sweep, interval_seconds=0.001)
+    )
+
+    async def scenario() -> None:
+        for n in range(300):
+            await asyncio.wait_for(writer.submit(insert(f"v{n:03}")), timeout=30)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        writer.close()
+        connection.close()
+    assert rows(database) == [f"v{n:03}" for n in range(300)]
+    assert sweeps > 0
+
+
 def test_a_write_lock_held_elsewhere_fails_with_a_clear_error(database: Path) -> None:
     connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
     writer = GroupCommitWriter(connection, max_pending=10, lock_wait_seconds=0.2)
