@@ -88,10 +88,16 @@ from auto_review.review.stages.findings import (
 )
 from auto_review.review.stages.metered_model import MeteredModel
 from auto_review.review.stages.verify import DroppedFinding, verify_findings
-from auto_review.review.workspace.checkout import HeadMismatch, WorkspaceError, WorkspaceTooLarge
+from auto_review.review.workspace.checkout import (
+    HeadMismatch,
+    Workspace,
+    WorkspaceError,
+    WorkspaceTooLarge,
+)
 from auto_review.review.workspace.confined import ConfinedTree
 from auto_review.review.workspace.gitenv import GitError, GitSizeExceeded, GitTimeout
 from auto_review.review.workspace.pull_request import (
+    DiffRead,
     GitCredentialsRefused,
     WorkspaceSettings,
     fetch_commit,
@@ -202,30 +208,36 @@ class _ModelPass:
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class _ModelQuestion:
+    """What the reasoning tier is asked to review, and what its findings are checked
+    against."""
+
+    files: Sequence[FileDiff]  # the hunks shown to the model
+    changed_paths: Sequence[str]  # every changed file by name, skipped ones included
+    changed: ChangedLines  # where a finding may sit
+    title: str
+    body: str
+    tree: ConfinedTree | None  # the code around the change, when there is a checkout
+    config: RepoConfig
+    learnings: Sequence[str]
+    budget_tokens: int
+
+
 async def _find_and_verify(
-    *,
-    llm: LanguageModel,
-    files: Sequence[FileDiff],
-    changed_paths: Sequence[str],
-    changed: ChangedLines,
-    title: str,
-    body: str,
-    tree: ConfinedTree | None,
-    config: RepoConfig,
-    learnings: Sequence[str],
-    budget_tokens: int,
-    clock: StageClock,
+    question: _ModelQuestion, llm: LanguageModel, clock: StageClock
 ) -> _ModelPass:
+    files, tree, config = question.files, question.tree, question.config
     with clock.stage("context"):
         prompt = build_review_messages(
-            title=title,
-            body=body,
+            title=question.title,
+            body=question.body,
             files=files,
-            changed_paths=changed_paths,
+            changed_paths=question.changed_paths,
             tree=tree,
             guidelines=config.guidelines,
-            learnings=learnings,
-            budget_tokens=budget_tokens,
+            learnings=question.learnings,
+            budget_tokens=question.budget_tokens,
         )
     with clock.stage("llm"):
         answer = await llm.complete_json(
@@ -245,7 +257,7 @@ async def _find_and_verify(
             review.findings,
             llm=llm,
             tree=tree,
-            changed=changed,
+            changed=question.changed,
             floor=config.severity_floor,
             diff_files=files if tree is None else (),
         )
@@ -286,10 +298,9 @@ async def review_patch(
     if not triage.reviewable:
         reason = "nothing to review: no reviewable file in the patch"
         return ReviewReport(reason, [], [], clock.seconds, metered.usage, skipped_reason=reason)
-    result = await _find_and_verify(
-        llm=metered,
+    question = _ModelQuestion(
         files=triage.reviewable,
-        changed_paths=[f.path for f in parsed.files],  # the skipped ones too, by name
+        changed_paths=[f.path for f in parsed.files],
         changed=ChangedLines(triage.reviewable),
         title=title,
         body="",
@@ -297,8 +308,8 @@ async def review_patch(
         config=repo_config,
         learnings=learnings,
         budget_tokens=budget_tokens,
-        clock=clock,
     )
+    result = await _find_and_verify(question, metered, clock)
     return ReviewReport(
         summary=result.summary,
         kept=result.kept,
@@ -344,15 +355,7 @@ async def review_pull_request(
         ) from None
 
     def skipped(reason: str) -> ReviewReport:
-        return ReviewReport(
-            reason,
-            [],
-            [],
-            clock.seconds,
-            metered.usage,
-            skipped_reason=reason,
-            head_sha=pr.head_sha,
-        )
+        return _skipped_report(reason, pr, clock, metered)
 
     if pr.state != "open":
         return skipped(f"the pull request is {pr.state}")
@@ -372,21 +375,20 @@ async def review_pull_request(
         access = await host.git_access(repo)
         redactor.add([access.token])
         await status_poster.post(pending_status())
-        return await _review_checked_out(
-            deps,
-            host,
-            repo,
-            pr,
+        review = _PrReview(
+            deps=deps,
+            host=host,
+            repo=repo,
+            pr=pr,
             config=config,
-            notes=notes,
             previous=previous,
-            access=access,
             redactor=redactor,
             clock=clock,
             metered=metered,
-            dry_run=dry_run,
             status_poster=status_poster,
+            notes=notes,
         )
+        return await _review_checked_out(review, access)
     except PipelineFailed:
         raise
     except HeadMismatch:
@@ -418,132 +420,216 @@ async def review_pull_request(
         ) from None
 
 
-async def _review_checked_out(
-    deps: PipelineDeps,
-    host: PipelineHost,
-    repo: RepoRef,
-    pr: PullRequestDetails,
-    *,
-    config: RepoConfig,
-    notes: list[str],
-    previous: str | None,
-    access: GitAccess,
-    redactor: Redactor,
-    clock: StageClock,
-    metered: MeteredModel,
-    dry_run: bool,
-    status_poster: _StatusPoster,
-) -> ReviewReport:
-    key = repo_key(repo)
-    budget = deps.workspace.max_diff_bytes
+@dataclass(slots=True)
+class _PrReview:
+    """What the stages of one pull request's review share once it is past the checks that
+    need no clone: where it is, what it was configured with, and what it has to say."""
+
+    deps: PipelineDeps
+    host: PipelineHost
+    repo: RepoRef
+    pr: PullRequestDetails
+    config: RepoConfig
+    previous: str | None  # the last reviewed commit, None for a full review
+    redactor: Redactor
+    clock: StageClock
+    metered: MeteredModel
+    status_poster: _StatusPoster
+    notes: list[str]  # sentences for the review body, in the order they arose
+
+    @property
+    def key(self) -> str:
+        return repo_key(self.repo)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.status_poster.dry_run
+
+    def skipped(self, reason: str) -> ReviewReport:
+        return _skipped_report(reason, self.pr, self.clock, self.metered)
+
+
+@dataclass(frozen=True, slots=True)
+class _ReviewScope:
+    """The hunks to show the model and the lines findings may sit on."""
+
+    files: list[FileDiff]
+    changed: ChangedLines
+    since_sha: str | None = None  # the last reviewed commit, when narrowed to it
+
+
+async def _review_checked_out(review: _PrReview, access: GitAccess) -> ReviewReport:
+    """Clone, diff, triage, narrow, ask the model; then map, post and record."""
     async with contextlib.AsyncExitStack() as stack:
-        with clock.stage("clone"):
-            workspace = await stack.enter_async_context(
-                pr_workspace(
-                    pr, access, deps.workspace, renew=renewer(host, repo, redactor.add)
-                )
-            )
-        with clock.stage("diff"):
-            diff = await asyncio.to_thread(read_pr_diff, workspace, budget)
-        if diff.truncated:
-            notes.append(f"The diff is larger than {budget} bytes: only its first files were read.")
+        workspace = await _clone(review, access, stack)
+        diff = await _read_diff(review, workspace)
         tree = workspace.confined()
-        with clock.stage("triage"):
-            triage = await asyncio.to_thread(triage_files, diff.files, config, tree=tree)
-            skip = pr_skip_reason(pr, triage, config)
-        if skip is not None:
-            await status_poster.post(skipped_status(skip, redactor))
-            return ReviewReport(
-                skip,
-                [],
-                [],
-                clock.seconds,
-                metered.usage,
-                skipped_reason=skip,
-                head_sha=pr.head_sha,
-            )
-        notes.extend(_skip_notes(triage.skipped))
-
-        files: list[FileDiff] = list(triage.reviewable)
-        changed: ChangedLines = ChangedLines(files)
-        since_sha: str | None = None
-        if previous is not None:
-            with clock.stage("diff"):
-                fetched = await asyncio.to_thread(fetch_commit, workspace, pr.clone_url, previous)
-                since = (
-                    await asyncio.to_thread(read_diff_between, workspace, previous, budget)
-                    if fetched
-                    else None
-                )
-            if since is not None and not since.truncated:
-                since_sha = previous
-                changed = ChangedSinceLastReview(files, since.files)
-                files = new_hunks_only(files, since.files)
-                notes.append(f"Incremental review: changes since {previous[:12]}.")
-            elif since is None:
-                notes.append(
-                    f"The last reviewed commit {previous[:12]} is no longer available "
-                    "(force-push?): the whole pull request was reviewed again."
-                )
-            else:
-                notes.append(
-                    f"The changes since {previous[:12]} exceed the diff budget: the whole "
-                    "pull request was reviewed again."
-                )
-
-        learnings = [_learning_text(item) for item in deps.store.learnings(key)]
-        if files:
-            result = await _find_and_verify(
-                llm=metered,
-                files=files,
-                changed_paths=[f.path for f in diff.files],
-                changed=changed,
-                title=pr.title,
-                body=pr.body,
-                tree=tree,
-                config=config,
-                learnings=learnings,
-                budget_tokens=deps.context_tokens,
-                clock=clock,
-            )
-        else:
-            result = _ModelPass("No new changes to review since the last review.", [], [])
-
-    clock.current = "mapping"
-    already = deps.store.posted_fingerprints(key, pr.number) | await _posted_markers(
-        host, repo, pr.number, deps.bot_login
-    )
-    notes.extend(result.notes)
-    summary = _compose_summary(result.summary, notes)
-    planned = plan_review(
-        kept=result.kept,
-        summary=summary,
-        head_sha=pr.head_sha,
-        already_posted=already,
-        redact=redactor,
-        changed=changed,
-    )
-    planned = replace(planned, draft=_redacted_draft(planned.draft, redactor))
-    if not dry_run:
-        with clock.stage("post"):
-            if planned.draft is not None:
-                await host.post_review(repo, pr.number, planned.draft)
-            await status_poster.post(planned.status)
-        # An fsync'd write: off the event loop, which serves webhooks meanwhile.
-        await asyncio.to_thread(
-            deps.store.record_review, key, pr.number, pr.head_sha, planned.new_fingerprints
-        )
+        triage_or_skip = await _triage(review, diff, tree)
+        if isinstance(triage_or_skip, str):
+            await review.status_poster.post(skipped_status(triage_or_skip, review.redactor))
+            return review.skipped(triage_or_skip)
+        scope = await _narrow_to_new_changes(review, workspace, list(triage_or_skip.reviewable))
+        result = await _model_pass(review, scope, [f.path for f in diff.files], tree)
+    review.notes.extend(result.notes)
+    summary = _compose_summary(result.summary, review.notes)
+    planned = await _plan(review, result.kept, summary, scope.changed)
+    await _post_and_record(review, planned)
     return ReviewReport(
         summary=summary,
         kept=result.kept,
         dropped=result.dropped,
-        stage_seconds=clock.seconds,
-        usage=metered.usage,
+        stage_seconds=review.clock.seconds,
+        usage=review.metered.usage,
         planned=planned,
-        head_sha=pr.head_sha,
-        notes=tuple(notes),
-        incremental_since=since_sha,
+        head_sha=review.pr.head_sha,
+        notes=tuple(review.notes),
+        incremental_since=scope.since_sha,
         invalid_findings=result.invalid,
+    )
+
+
+async def _clone(
+    review: _PrReview, access: GitAccess, stack: contextlib.AsyncExitStack
+) -> Workspace:
+    """The hermetic workspace of the PR head and base commit, removed when `stack` closes."""
+    with review.clock.stage("clone"):
+        renew = renewer(review.host, review.repo, review.redactor.add)
+        return await stack.enter_async_context(
+            pr_workspace(review.pr, access, review.deps.workspace, renew=renew)
+        )
+
+
+async def _read_diff(review: _PrReview, workspace: Workspace) -> DiffRead:
+    budget = review.deps.workspace.max_diff_bytes
+    with review.clock.stage("diff"):
+        diff = await asyncio.to_thread(read_pr_diff, workspace, budget)
+    if diff.truncated:
+        review.notes.append(
+            f"The diff is larger than {budget} bytes: only its first files were read."
+        )
+    return diff
+
+
+async def _triage(review: _PrReview, diff: DiffRead, tree: ConfinedTree) -> Triage | str:
+    """The files worth reviewing, or why the whole pull request is skipped."""
+    with review.clock.stage("triage"):
+        triage = await asyncio.to_thread(triage_files, diff.files, review.config, tree=tree)
+        skip = pr_skip_reason(review.pr, triage, review.config)
+    if skip is not None:
+        return skip
+    review.notes.extend(_skip_notes(triage.skipped))
+    return triage
+
+
+async def _narrow_to_new_changes(
+    review: _PrReview, workspace: Workspace, files: list[FileDiff]
+) -> _ReviewScope:
+    """After an earlier review: only what changed since its commit, when that commit is
+    still there and the changes since fit the diff budget; the whole PR otherwise."""
+    previous = review.previous
+    if previous is None:
+        return _ReviewScope(files, ChangedLines(files))
+    with review.clock.stage("diff"):
+        fetched = await asyncio.to_thread(fetch_commit, workspace, review.pr.clone_url, previous)
+        since = (
+            await asyncio.to_thread(
+                read_diff_between, workspace, previous, review.deps.workspace.max_diff_bytes
+            )
+            if fetched
+            else None
+        )
+    if since is not None and not since.truncated:
+        review.notes.append(f"Incremental review: changes since {previous[:12]}.")
+        return _ReviewScope(
+            new_hunks_only(files, since.files),
+            ChangedSinceLastReview(files, since.files),
+            since_sha=previous,
+        )
+    if since is None:
+        review.notes.append(
+            f"The last reviewed commit {previous[:12]} is no longer available "
+            "(force-push?): the whole pull request was reviewed again."
+        )
+    else:
+        review.notes.append(
+            f"The changes since {previous[:12]} exceed the diff budget: the whole "
+            "pull request was reviewed again."
+        )
+    return _ReviewScope(files, ChangedLines(files))
+
+
+async def _model_pass(
+    review: _PrReview, scope: _ReviewScope, changed_paths: list[str], tree: ConfinedTree
+) -> _ModelPass:
+    """Context, reasoning tier and verification over the scope; nothing new, no model call."""
+    if not scope.files:
+        return _ModelPass("No new changes to review since the last review.", [], [])
+    learnings = [_learning_text(item) for item in review.deps.store.learnings(review.key)]
+    question = _ModelQuestion(
+        files=scope.files,
+        changed_paths=changed_paths,
+        changed=scope.changed,
+        title=review.pr.title,
+        body=review.pr.body,
+        tree=tree,
+        config=review.config,
+        learnings=learnings,
+        budget_tokens=review.deps.context_tokens,
+    )
+    return await _find_and_verify(question, review.metered, review.clock)
+
+
+async def _plan(
+    review: _PrReview, kept: list[Finding], summary: str, changed: ChangedLines
+) -> PlannedReview:
+    """The review draft and final status: findings not posted before, redacted."""
+    review.clock.current = "mapping"
+    pr = review.pr
+    already = review.deps.store.posted_fingerprints(review.key, pr.number) | await (
+        _posted_markers(review.host, review.repo, pr.number, review.deps.bot_login)
+    )
+    planned = plan_review(
+        kept=kept,
+        summary=summary,
+        head_sha=pr.head_sha,
+        already_posted=already,
+        redact=review.redactor,
+        changed=changed,
+    )
+    return replace(planned, draft=_redacted_draft(planned.draft, review.redactor))
+
+
+async def _post_and_record(review: _PrReview, planned: PlannedReview) -> None:
+    """The review and the final status on the forge, then the history row (not in a dry
+    run)."""
+    if review.dry_run:
+        return
+    pr = review.pr
+    with review.clock.stage("post"):
+        if planned.draft is not None:
+            await review.host.post_review(review.repo, pr.number, planned.draft)
+        await review.status_poster.post(planned.status)
+    # An fsync'd write: off the event loop, which serves webhooks meanwhile.
+    await asyncio.to_thread(
+        review.deps.store.record_review,
+        review.key,
+        pr.number,
+        pr.head_sha,
+        planned.new_fingerprints,
+    )
+
+
+def _skipped_report(
+    reason: str, pr: PullRequestDetails, clock: StageClock, metered: MeteredModel
+) -> ReviewReport:
+    return ReviewReport(
+        reason,
+        [],
+        [],
+        clock.seconds,
+        metered.usage,
+        skipped_reason=reason,
+        head_sha=pr.head_sha,
     )
 
 
