@@ -60,7 +60,7 @@ def test_the_scan_finds_a_path_outside_the_repository(tmp_path: Path) -> None:
 def test_reference_data_is_inside_the_repository_with_sources_and_licences() -> None:
     assert REFERENCE_DIR.is_relative_to(REPO_ROOT)
     folders = sorted(p for p in REFERENCE_DIR.iterdir() if p.is_dir())
-    assert [p.name for p in folders] == ["forge", "github", "llm", "oci"]
+    assert [p.name for p in folders] == ["cyclonedx", "forge", "github", "llm", "oci"]
     for folder in folders:
         names = {p.name for p in folder.rglob("*") if p.is_file()}
         assert names & {"SOURCES.md", "README.md"}, f"{folder.name}: no provenance file"

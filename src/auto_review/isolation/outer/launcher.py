@@ -35,6 +35,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,11 @@ log = logging.getLogger("auto_review.isolation.outer.launcher")
 
 LISTEN_BACKLOG = 2048
 INNER_MODULE = "auto_review.isolation.inner.entry"
+FROZEN_REFUSAL = (
+    "the single file cannot stage its own runtime into the container yet: for the embedded "
+    "boundary run the installed package (pipx install), or choose --bare or "
+    "AR_GATEWAY_EXTERNAL_ISOLATION=container explicitly"
+)
 EGRESS_SOCKET_PREFIX = "egress-"
 EGRESS_BACKLOG = 128  # the proxy's connection cap (ProxyLimits.max_connections)
 EGRESS_START_TIMEOUT = 15.0
@@ -408,6 +414,10 @@ class Launcher:
 
     def stage(self) -> None:
         with self.step(LaunchStep.BUNDLE):
+            if getattr(sys, "frozen", False) and not self.options.inner_command:
+                # The bundle binds an interpreter's files at their host paths; a frozen
+                # executable has no such interpreter to bind, so it stops here, closed.
+                raise LaunchError(LaunchStep.BUNDLE, FROZEN_REFUSAL)
             from auto_review.isolation.outer.bundle import (
                 BundleRequest,
                 ResourceLimits,

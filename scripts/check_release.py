@@ -1,0 +1,199 @@
+"""Checks a directory made by scripts/build-release, as a user who downloaded it would:
+
+  .venv/bin/python scripts/check_release.py DIST [--compare OTHER_DIST] [--lock LOCK]
+
+1. ``SHA256SUMS`` lists the executable, the SBOM and the provenance, and each matches;
+2. the SBOM is valid against the CycloneDX 1.6 JSON schema (tests/reference/cyclonedx);
+3. every Python package the SBOM lists has a sha256 the lock file allows for its pinned
+   version, and the provenance names the lock file's current sha256 and the same packages;
+4. the executable runs: ``--help`` prints the usage, ``version --verbose`` names the single
+   file and the commit the provenance records;
+5. ``gateway`` in its default container mode stops closed (exit 3, one line naming step
+   ``bundle``): the single file cannot stage its runtime into the container yet;
+6. with ``--compare``: the other build lists the same packages with the same hashes.
+
+Prints one ``ok`` line per check, or one ``FAILED`` line per problem and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT7
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS = ROOT / "tests" / "reference" / "cyclonedx"
+BOM_SCHEMA = "bom-1.6.SNAPSHOT.schema.json"
+SUMS, SBOM, PROVENANCE = "SHA256SUMS", "sbom.cdx.json", "provenance.json"
+RUN_TIMEOUT = 120
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from release_manifest import lock_hashes, normalize  # noqa: E402
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def artifact_name(dist: Path) -> str:
+    return str(load(dist / PROVENANCE)["artifact"]["name"])
+
+
+def check_sums(dist: Path) -> str:
+    listed: dict[str, str] = {}
+    for line in (dist / SUMS).read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    wanted = {artifact_name(dist), SBOM, PROVENANCE}
+    if set(listed) != wanted:
+        raise CheckFailed(f"{SUMS} lists {sorted(listed)}, not {sorted(wanted)}")
+    for name, digest in listed.items():
+        if sha256(dist / name) != digest:
+            raise CheckFailed(f"{SUMS}: {name} does not match its sha256")
+    return f"{SUMS}: {len(listed)} files match"
+
+
+def schema_validator() -> jsonschema.Draft7Validator:
+    bom = load(SCHEMAS / BOM_SCHEMA)
+    base = bom["$id"].rsplit("/", 1)[0]
+    resources = [
+        (f"{base}/{path.name}", Resource.from_contents(load(path), default_specification=DRAFT7))
+        for path in sorted(SCHEMAS.glob("*.schema.json"))
+    ]
+    return jsonschema.Draft7Validator(bom, registry=Registry().with_resources(resources))
+
+
+def check_sbom_schema(dist: Path) -> str:
+    errors = sorted(schema_validator().iter_errors(load(dist / SBOM)), key=str)
+    if errors:
+        first = errors[0]
+        where = "/".join(str(part) for part in first.absolute_path)
+        raise CheckFailed(f"{SBOM} is not valid CycloneDX 1.6: at /{where}: {first.message}")
+    return f"{SBOM}: valid against the CycloneDX 1.6 JSON schema"
+
+
+def sbom_packages(dist: Path) -> list[tuple[str, str, str]]:
+    """(name, version, sha256) of each Python package the SBOM lists."""
+    found = []
+    for component in load(dist / SBOM)["components"]:
+        if component.get("purl", "").startswith("pkg:pypi/"):
+            digest = next(h["content"] for h in component["hashes"] if h["alg"] == "SHA-256")
+            found.append((component["name"], component["version"], digest))
+    return sorted(found)
+
+
+def check_locked(dist: Path, lock: Path) -> str:
+    allowed = lock_hashes(lock.read_text(encoding="utf-8"))
+    packages = sbom_packages(dist)
+    if not packages:
+        raise CheckFailed(f"{SBOM} lists no Python package")
+    for name, version, digest in packages:
+        if digest not in allowed.get(f"{normalize(name)}=={version}", set()):
+            raise CheckFailed(f"{SBOM}: {name} {version} sha256 {digest} is not in {lock.name}")
+    provenance = load(dist / PROVENANCE)
+    if provenance["lock_file"]["sha256"] != sha256(lock):
+        raise CheckFailed(f"{PROVENANCE}: the lock file's sha256 is not {lock}'s")
+    recorded = sorted((d["name"], d["version"], d["sha256"]) for d in provenance["dependencies"])
+    if recorded != packages:
+        raise CheckFailed(f"{PROVENANCE} and {SBOM} list different packages")
+    return f"{SBOM}: {len(packages)} packages, each with a hash {lock.name} allows"
+
+
+def run(executable: Path, *args: str) -> str:
+    completed = subprocess.run(
+        [str(executable), *args], capture_output=True, text=True, timeout=RUN_TIMEOUT,
+        stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    if completed.returncode != 0:
+        raise CheckFailed(f"{executable.name} {' '.join(args)}: exit {completed.returncode}: "
+                          f"{completed.stderr.strip()[-300:]}")  # fmt: skip
+    return completed.stdout
+
+
+def check_runs(dist: Path) -> str:
+    executable = (dist / artifact_name(dist)).resolve()
+    if not run(executable, "--help").startswith("usage: auto-review"):
+        raise CheckFailed(f"{executable.name} --help printed no usage")
+    provenance = load(dist / PROVENANCE)
+    lines = run(executable, "version", "--verbose").splitlines()
+    expected = [
+        f"auto-review {provenance['version']}",
+        f"commit: {provenance['source']['commit']} (recorded at build)",
+    ]
+    if lines[:2] != expected or f"runs as: single file ({executable})" not in lines:
+        raise CheckFailed(f"{executable.name} version --verbose printed {lines}")
+    return f"{executable.name}: --help and version --verbose ({lines[1]})"
+
+
+def check_refuses_container_mode(dist: Path) -> str:
+    executable = (dist / artifact_name(dist)).resolve()
+    with tempfile.TemporaryDirectory() as work:
+        env_file = Path(work) / "gateway.env"
+        env_file.write_text(
+            "AR_FORGEJO_URL=https://git.acme.internal\nAR_FORGEJO_TOKEN=forge-token-for-the-check\n"
+            f"AR_WEBHOOK_SECRET={secrets.token_urlsafe(32)}\nAR_GATEWAY_BIND=127.0.0.1:0\n"
+            f"AR_STATE_DIR={work}/state\n"
+        )
+        env_file.chmod(0o600)
+        completed = subprocess.run(
+            [str(executable), "gateway", "--env-file", str(env_file)], capture_output=True,
+            text=True, timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL, cwd=work, check=False,
+        )  # fmt: skip
+    wanted = "isolation setup failed at step bundle: the single file cannot stage"
+    if completed.returncode != 3 or wanted not in completed.stderr:
+        raise CheckFailed(f"{executable.name} gateway: exit {completed.returncode}, expected 3 "
+                          f"and {wanted!r}: {completed.stderr.strip()[-300:]}")  # fmt: skip
+    return f"{executable.name} gateway: container mode refused, closed (exit 3, step bundle)"
+
+
+def check_same_dependencies(dist: Path, other: Path) -> str:
+    if sbom_packages(dist) != sbom_packages(other):
+        raise CheckFailed(f"{dist} and {other} list different packages or hashes")
+    return f"{dist.name} and {other.name}: the same {len(sbom_packages(dist))} package hashes"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dist", type=Path)
+    parser.add_argument("--compare", type=Path, help="another build of the same commit")
+    parser.add_argument("--lock", type=Path, default=ROOT / "requirements" / "release.lock")
+    args = parser.parse_args(argv)
+    checks = [
+        lambda: check_sums(args.dist),
+        lambda: check_sbom_schema(args.dist),
+        lambda: check_locked(args.dist, args.lock),
+        lambda: check_runs(args.dist),
+        lambda: check_refuses_container_mode(args.dist),
+    ]
+    if args.compare is not None:
+        checks.append(lambda: check_same_dependencies(args.dist, args.compare))
+    failed = 0
+    for check in checks:
+        try:
+            print(f"check-release: ok: {check()}")
+        except (CheckFailed, OSError, KeyError, ValueError, StopIteration) as exc:
+            failed += 1
+            print(f"check-release: FAILED: {exc}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
