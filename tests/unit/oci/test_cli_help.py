@@ -3,9 +3,9 @@ through the runtime's own entry point and through the `auto-review` dispatcher."
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,9 +48,11 @@ def test_top_level_help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> 
 def test_help_through_each_entry_point(entry: str) -> None:
     """Every oci subcommand, as a user runs it; also the installed console script."""
     commands = [ENTRY_POINTS[entry]]
-    script = shutil.which("auto-review")
-    if entry.endswith("cli.main oci") and script is not None:
-        commands.append([script, "oci"])
+    # The console script of the environment running the tests (setup-dev.sh's .venv), not
+    # whichever `auto-review` PATH finds first (another install's code).
+    script = Path(sys.executable).parent / "auto-review"
+    if entry.endswith("cli.main oci") and script.is_file():
+        commands.append([str(script), "oci"])
     for prefix in commands:
         for command in (*COMMANDS, None):
             argv = [*prefix, command, "--help"] if command else [*prefix, "--help"]
