@@ -42,6 +42,7 @@ import copy
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +118,7 @@ class FakeGitHub(ReviewingForge):
         token_lifetime: float = 3600,
         app_slug: str = "auto-review",
         contents_inline_limit: int = CONTENTS_INLINE_LIMIT,
+        clock: Callable[[], float] = time.time,  # token expiry and JWT times
     ) -> None:
         super().__init__(first_comment_id=2_000_000, first_review_id=3_000_000)
         self.app_slug = app_slug
@@ -125,6 +127,7 @@ class FakeGitHub(ReviewingForge):
         self.app_id = app_id
         self.public_key_pem = public_key_pem
         self.token_lifetime = token_lifetime
+        self.clock = clock
         self.installations: dict[str, int] = {}  # "owner/repo" (lower case) -> installation
         self.tokens: list[IssuedToken] = []  # live ones: revoke_tokens() clears it
         self.token_exchanges = 0  # every token ever issued
@@ -159,7 +162,7 @@ class FakeGitHub(ReviewingForge):
         self._git_revocations = times
 
     def _git_accepts(self, username: str, password: str) -> bool:
-        now = time.time()
+        now = self.clock()
         live = any(t.value == password and t.expires_at > now for t in self.tokens)
         if not live or username != "x-access-token":
             return False
@@ -288,14 +291,19 @@ class FakeGitHub(ReviewingForge):
                 auth.removeprefix("Bearer "),
                 self.public_key_pem,
                 algorithms=["RS256"],
-                options={"require": ["iat", "exp", "iss"]},
+                # The times are checked below against the fake's own clock.
+                options={
+                    "require": ["iat", "exp", "iss"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError:
             return False
-        now = time.time()
+        now = self.clock()
         if str(claims["iss"]) != str(self.app_id):
             return False
-        if claims["exp"] - claims["iat"] > 600 or claims["iat"] > now + 1:
+        if claims["exp"] - claims["iat"] > 600 or claims["iat"] > now + 1 or claims["exp"] <= now:
             return False
         self.jwt_claims.append(claims)
         return True
@@ -306,7 +314,7 @@ class FakeGitHub(ReviewingForge):
             if auth.startswith(scheme):
                 value = auth.removeprefix(scheme)
                 for token in self.tokens:
-                    if token.value == value and token.expires_at > time.time():
+                    if token.value == value and token.expires_at > self.clock():
                         return token.installation_id
         return None
 
@@ -602,7 +610,7 @@ class FakeGitHub(ReviewingForge):
         }
 
     def _issue_token(self, installation: int) -> dict[str, Any]:
-        expires = time.time() + self.token_lifetime
+        expires = self.clock() + self.token_lifetime
         token = IssuedToken("ghs_" + secrets.token_hex(18), installation, expires)
         self.tokens.append(token)
         self.token_exchanges += 1
