@@ -1,7 +1,7 @@
 """Installation-token exchanges per API call, for tokens of different lifetimes.
 
 Usage:
-    python3 bench/github_token_exchanges.py [--calls 3600] [--interval 1.0]
+    .venv/bin/python bench/github_token_exchanges.py [--calls 3600] [--interval 1.0]
 
 Measured on the development machine (3600 calls, one a second):
 
