@@ -7,9 +7,9 @@
   the id is cached per repository.
 - ``POST /app/installations/{id}/access_tokens`` (app JWT) exchanges it for an installation
   token (valid one hour on github.com); the token is cached per installation and renewed
-  once less than a quarter of its lifetime (``expires_at`` less the time it was received),
-  and at most ``refresh_margin`` seconds, remains: an hour's token lives 55 minutes in the
-  cache, a two-minute one 90 seconds. One exchange at a time per installation.
+  when what remains falls below a quarter of its lifetime (``expires_at`` less the time it
+  was received) or ``refresh_margin`` seconds, whichever is shorter: an hour's token lives
+  55 minutes in the cache, a two-minute one 90 seconds. One exchange at a time per installation.
   If the exchange answers 404 for a cached installation id (the App was reinstalled), the id
   is looked up again once.
 
