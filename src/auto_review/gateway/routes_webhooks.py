@@ -138,6 +138,7 @@ class WebhookEndpoint:
         self.max_body_bytes = max_body_bytes
         self._bad_signature = metrics.signature_failures_total
         self._payload_failures = metrics.payload_failures_total.labels(source=source.name)
+        self._jobs_accepted = metrics.jobs_accepted_total.labels(source="webhook")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Raw ASGI: the intake hot path skips routing and middleware layers."""
@@ -237,7 +238,7 @@ class WebhookEndpoint:
             self.metrics.dedup_hits_total.labels(kind="job").inc(result.duplicate_jobs)
         if result.new_jobs == 0:
             return DUPLICATE_JOB
-        self.metrics.jobs_accepted_total.labels(source="webhook").inc(result.new_jobs)
+        self._jobs_accepted.inc(result.new_jobs)
         log.info(
             "webhook accepted",
             extra={

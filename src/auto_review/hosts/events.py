@@ -117,19 +117,32 @@ def describe(value: str) -> str:
     return "(unprintable)"
 
 
-class JsonObject:
-    """Typed access to one JSON object of a payload; failures name the dotted path."""
+_MISSING: Final = object()
 
-    __slots__ = ("_data", "_path")
+
+class JsonObject:
+    """Typed access to one JSON object of a payload; failures name the dotted path.
+
+    A child remembers its parent and key rather than its path: the path is spelled out
+    only for an error message, so reading a valid payload builds no path strings.
+    """
+
+    __slots__ = ("_data", "_key", "_parent")
 
     def __init__(self, data: object, path: str) -> None:
         if not isinstance(data, dict):
             raise PayloadError(f"{path} must be a JSON object")
         self._data: Mapping[object, object] = data
-        self._path = path
+        self._parent: JsonObject | None = None
+        self._key = path
+
+    @property
+    def _path(self) -> str:
+        return self._key if self._parent is None else self._parent._where(self._key)
 
     def _where(self, key: str) -> str:
-        return f"{self._path}.{key}" if self._path else key
+        path = self._path
+        return f"{path}.{key}" if path else key
 
     def has(self, key: str) -> bool:
         return key in self._data
@@ -144,10 +157,19 @@ class JsonObject:
         return self._data[key]
 
     def child(self, key: str) -> JsonObject:
-        return JsonObject(self.required(key), self._where(key))
+        value = self.required(key)
+        if not isinstance(value, dict):
+            raise PayloadError(f"{self._where(key)} must be a JSON object")
+        child = JsonObject.__new__(JsonObject)
+        child._data, child._parent, child._key = value, self, key
+        return child
 
     def text(self, key: str) -> str:
-        value = self.required(key)
+        value = self._data.get(key, _MISSING)
+        if type(value) is str:  # the common case first: one lookup, one check
+            return value
+        if value is _MISSING:
+            raise PayloadError(f"missing field {self._where(key)}")
         if not isinstance(value, str):
             raise PayloadError(f"{self._where(key)} must be a string")
         return value
@@ -160,8 +182,15 @@ class JsonObject:
             raise PayloadError(f"{self._where(key)} must be a string or null")
         return value
 
+    # The checks below run with a short field name first and, only when they refuse,
+    # again with the dotted path, so the message names the path as it always did.
+
     def integer(self, key: str, maximum: int) -> int:
-        return check_positive_int(self.required(key), self._where(key), maximum)
+        value = self.required(key)
+        try:
+            return check_positive_int(value, key, maximum)
+        except PayloadError:
+            return check_positive_int(value, self._where(key), maximum)
 
     def flag(self, key: str, default: bool) -> bool:
         """A boolean that older forge versions omit: absent or null gives `default`."""
@@ -173,10 +202,18 @@ class JsonObject:
         return value
 
     def sha(self, key: str) -> str:
-        return check_sha(self.text(key), self._where(key))
+        value = self.text(key)
+        try:
+            return check_sha(value, key)
+        except PayloadError:
+            return check_sha(value, self._where(key))
 
     def login(self, key: str) -> str:
-        return check_login(self.text(key), self._where(key))
+        value = self.text(key)
+        try:
+            return check_login(value, key)
+        except PayloadError:
+            return check_login(value, self._where(key))
 
 
 def read_repository(payload: JsonObject, host: HostKind) -> RepoRef:

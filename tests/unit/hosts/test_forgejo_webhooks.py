@@ -467,3 +467,29 @@ def test_reference_locator_names_the_missing_place(
         reference.reference_json_files("empty")
     with pytest.raises(reference.ReferenceDataMissing, match="missing"):
         reference.reference_path("nowhere.json")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("pull_request.head.sha", "36b5813"),
+        ("pull_request.base.sha", 12),
+        ("pull_request.number", 0),
+        ("pull_request.user.login", "a b"),
+        ("pull_request.head", "36b5813240a9d2daa29b05046d56a53e18f39a3e"),
+        ("pull_request.title", None),
+    ],
+)
+def test_a_refused_nested_field_is_named_by_its_dotted_path(field: str, value: object) -> None:
+    payload = load("forgejo_pull_request_reopened.json")
+    _set(payload, field, value)
+    with pytest.raises(PayloadError) as caught:
+        parse_forgejo_event("pull_request", payload)
+    assert str(caught.value).startswith(f"{field} "), str(caught.value)
+
+
+def test_a_missing_nested_field_is_named_by_its_dotted_path() -> None:
+    payload = load("forgejo_pull_request_reopened.json")
+    _delete(payload, "pull_request.head.sha")
+    with pytest.raises(PayloadError, match=r"^missing field pull_request\.head\.sha$"):
+        parse_forgejo_event("pull_request", payload)
