@@ -100,7 +100,9 @@ def _parse_segments(pattern: str) -> list[_Segment]:
     while i <= n:
         char = pattern[i] if i < n else "/"
         if char == "/":
-            if raw_segment == "**":
+            if len(raw_segment) >= 2 and raw_segment.strip("*") == "":
+                # A whole component of two or more stars spans components ("***" too), as
+                # in git's wildmatch; stars beside other characters stay within one.
                 segments.append(None)
             elif tokens:
                 segments.append(tuple(tokens))
