@@ -162,7 +162,11 @@ def test_symlink_swap_race_never_escapes(tmp_path: Path) -> None:
     seen_by_tool: set[str] = set()
     seen_by_plain_open: set[str] = set()
     try:
-        for _ in range(3000):
+        # At least 3,000 rounds, and on until the race has shown itself both ways (a busy
+        # machine may schedule the flipper rarely), within a bound.
+        for attempt in range(200_000):
+            if attempt >= 3000 and "SECRET" in seen_by_plain_open and "inside" in seen_by_tool:
+                break
             try:
                 seen_by_tool.add(tree.read_file("d/f.txt").text)
             except ConfinementError:
