@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if args else 2
+    if args[0] == "--isolation-inner" and getattr(sys, "frozen", False):
+        # The single file started as the container's program (isolation/outer/frozen.py).
+        from auto_review.isolation.inner.entry import main as inner_main
+
+        return inner_main()
     if args[0] == "--version":
         from auto_review import __version__
 

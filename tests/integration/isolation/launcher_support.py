@@ -83,6 +83,7 @@ class RunAs:
     python: str
     runtime_dir: Path  # XDG_RUNTIME_DIR for the user; unused for root
     python_path: Path | None  # readable copy of the package for the user
+    program: Path | None = None  # the single file, run instead of `python -m auto_review...`
 
     @property
     def rootless(self) -> bool:
@@ -237,7 +238,10 @@ class Launcher:
         return httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
 
     def bundles(self) -> list[Path]:
-        return sorted(self.run_as.launcher_runtime_dir.glob(f"bundle-{self.pid}-*"))
+        # The single file's bootloader runs the launcher as its child: either pid names it.
+        pids = [self.pid, *children(self.pid)]
+        directory = self.run_as.launcher_runtime_dir
+        return sorted(path for pid in pids for path in directory.glob(f"bundle-{pid}-*"))
 
     def stop(self, timeout: float = 40.0) -> int:
         if self.process.poll() is None:
@@ -260,8 +264,10 @@ def start_launcher(
     env_file.chmod(0o600)
     run_as.own(env_file)
     log_path = workdir / f"launcher-{len(list(workdir.glob('launcher-*.log')))}.log"
-    argv = [run_as.python, "-m", "auto_review.cli.main", "gateway", "--env-file", str(env_file),
-            *args]  # fmt: skip
+    command = [run_as.python, "-m", "auto_review.cli.main"]
+    if run_as.program is not None:
+        command = [str(run_as.program)]
+    argv = [*command, "gateway", "--env-file", str(env_file), *args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             argv, env=run_as.env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,

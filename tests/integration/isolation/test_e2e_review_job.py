@@ -18,8 +18,10 @@ refusal counters stay at zero. Git in the container runs its credential helper w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +56,11 @@ SCENARIOS = {
     "root-crun": (False, "crun"),
     "rootless-runc": (True, "runc"),
 }
+# The single file made by scripts/build-release, when given (.ci/run gives it after the
+# build): the same review, the file itself as the launcher, as root and rootless.
+SINGLE_FILE = os.environ.get("AR_TEST_SINGLE_FILE")
+if SINGLE_FILE:
+    SCENARIOS |= {"root-single-file": (False, None), "rootless-single-file": (True, None)}
 CA_INSIDE = "/etc/auto-review/ca.pem"
 
 
@@ -63,6 +70,15 @@ def sandbox() -> Iterator[support.UserSandbox]:
     made = support.make_user_sandbox()
     yield made
     made.cleanup()
+
+
+def readable_copy(single_file: Path, sandbox: support.UserSandbox) -> Path:
+    """The file where the unprivileged user can run it too (0755 in a 0755 directory)."""
+    copy = sandbox.base / single_file.name
+    if not copy.exists():
+        shutil.copy2(single_file, copy)
+        copy.chmod(0o755)
+    return copy
 
 
 def refusals(metrics: str) -> float:
@@ -144,6 +160,9 @@ def test_a_webhook_becomes_a_review_through_the_egress_proxy(
 ) -> None:
     rootless, runtime = SCENARIOS[name]
     run_as = sandbox.run_as if rootless else support.root_run_as()
+    if name.endswith("single-file"):
+        assert SINGLE_FILE is not None
+        run_as = dataclasses.replace(run_as, program=readable_copy(Path(SINGLE_FILE), sandbox))
     # The unprivileged user cannot reach pytest's 0700 temporary directory.
     workdir = (sandbox.base if rootless else tmp_path) / f"review-{name}"
     seen = run_review_job(workdir, run_as, runtime)
@@ -155,6 +174,14 @@ def test_a_webhook_becomes_a_review_through_the_egress_proxy(
     [ca_mount] = [m for m in seen["mounts"] if m["destination"] == CA_INSIDE]
     assert ca_mount["source"] == seen["ca"]
     assert {"bind", "ro", "nosuid", "nodev"} <= set(ca_mount["options"])
+    if run_as.program is not None:
+        # The file's own runtime, bound read-only: the file and the directory it unpacked
+        # itself into; nothing of the host's Python.
+        sources = [m["source"] for m in seen["mounts"] if m["type"] == "bind"]
+        assert str(run_as.program) in sources
+        [unpacked] = [m for m in seen["mounts"] if "/_MEI" in m["destination"]]
+        assert "ro" in unpacked["options"]
+        assert not [source for source in sources if source.startswith(sys.base_prefix)]
 
     # The job: webhook accepted, PR cloned over git smart HTTP on the forge's https port,
     # the model asked, one review with the inline comment, and the final status.

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,10 +22,7 @@ from auto_review.isolation.outer import external_runtime
 from auto_review.isolation.outer.external_runtime import ExternalRuntimeError
 from auto_review.isolation.outer.inner_path import package_root
 from auto_review.isolation.outer.launcher import (
-    FROZEN_REFUSAL,
-    Launcher,
     LaunchError,
-    LaunchOptions,
     LaunchStep,
     egress_socket_name,
     forwarding_signals,
@@ -132,14 +128,3 @@ def test_a_stop_signal_before_the_runtime_exists_reaches_it_once_it_does():
         process.wait(timeout=10)
     assert process.returncode == -signal.SIGTERM
 
-
-def test_a_frozen_single_file_refuses_to_stage_the_bundle(monkeypatch: pytest.MonkeyPatch):
-    """Frozen (the PyInstaller single file), there is no interpreter on the host to bind:
-    the launcher stops at step bundle with one line saying what to run instead."""
-    monkeypatch.setattr(sys, "frozen", True, raising=False)
-    launcher = Launcher(settings=None, options=LaunchOptions())  # type: ignore[arg-type]
-    with pytest.raises(LaunchError) as raised:
-        launcher.stage()
-    assert raised.value.step == LaunchStep.BUNDLE
-    assert str(raised.value) == f"isolation setup failed at step bundle: {FROZEN_REFUSAL}"
-    assert "--bare" in FROZEN_REFUSAL and "pipx install" in FROZEN_REFUSAL

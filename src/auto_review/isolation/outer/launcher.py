@@ -35,7 +35,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from auto_review.isolation.inner.entry import (
     ENV_RUNTIME,
 )
 from auto_review.isolation.inner.selfcheck import INNER_STATE_DIR, namespace_ids
+from auto_review.isolation.outer import frozen
 from auto_review.isolation.outer.inner_path import inner_interpreter_args, inner_python_path
 from auto_review.isolation.secrets_pipe import INNER_FDS, SettingsPipe, settings_document
 from auto_review.wiring.redaction import redact
@@ -60,11 +60,6 @@ log = logging.getLogger("auto_review.isolation.outer.launcher")
 
 LISTEN_BACKLOG = 2048
 INNER_MODULE = "auto_review.isolation.inner.entry"
-FROZEN_REFUSAL = (
-    "the single file cannot stage its own runtime into the container yet: for the embedded "
-    "boundary run the installed package (pipx install), or choose --bare or "
-    "AR_GATEWAY_EXTERNAL_ISOLATION=container explicitly"
-)
 EGRESS_SOCKET_PREFIX = "egress-"
 EGRESS_BACKLOG = 128  # the proxy's connection cap (ProxyLimits.max_connections)
 EGRESS_START_TIMEOUT = 15.0
@@ -204,7 +199,10 @@ def socket_listening(path: Path) -> bool:
 
 def inner_args() -> list[str]:
     # The interpreter at the same absolute path inside (the bundle binds it there), without
-    # site: its search path comes explicitly in PYTHONPATH (see inner_path).
+    # site: its search path comes explicitly in PYTHONPATH (see inner_path). Frozen: the
+    # single file itself, started from its unpacked runtime (see frozen).
+    if frozen.is_frozen():
+        return frozen.inner_args()
     return inner_interpreter_args(INNER_MODULE)
 
 
@@ -220,6 +218,9 @@ def inner_environment(runtime: str, rootless: bool, required: Sequence[str]) -> 
         ENV_CGROUP_LIMITS: cgroup_limits_expectation(rootless),
         ENV_REQUIRED_CONTROLS: ",".join(required),
     }
+    if frozen.is_frozen():
+        env.update(frozen.inner_variables())
+        return env
     # The inner interpreter runs without site: this is its whole search path beyond the
     # standard library (the launcher's PYTHONPATH entries included).
     env["PYTHONPATH"] = inner_python_path()
@@ -414,10 +415,6 @@ class Launcher:
 
     def stage(self) -> None:
         with self.step(LaunchStep.BUNDLE):
-            if getattr(sys, "frozen", False) and not self.options.inner_command:
-                # The bundle binds an interpreter's files at their host paths; a frozen
-                # executable has no such interpreter to bind, so it stops here, closed.
-                raise LaunchError(LaunchStep.BUNDLE, FROZEN_REFUSAL)
             from auto_review.isolation.outer.bundle import (
                 BundleRequest,
                 ResourceLimits,

@@ -24,6 +24,8 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from auto_review.isolation.outer import frozen
+
 
 class BundleError(RuntimeError):
     """Staging the bundle failed; ``step`` names where. Never carries a secret value."""
@@ -157,6 +159,23 @@ def describe_interpreter(args: Sequence[str], env: Mapping[str, str]) -> Interpr
         package_root=found["package"],
         certifi_bundle=found["certifi"],
     )
+
+
+def is_single_file(args: Sequence[str]) -> bool:
+    """Whether the container runs this process's own single file (see frozen.py)."""
+    return frozen.is_frozen() and list(args) == frozen.inner_args()
+
+
+def frozen_layout(executable: str) -> InterpreterLayout:
+    """The single file's runtime: the file (its modules archive) and its unpacked directory,
+    checked before it is bound."""
+    home = frozen.unpacked_dir()
+    try:
+        frozen.check_unpacked_dir(home)
+    except frozen.UnpackedRuntimeError as exc:
+        raise BundleError("interpreter", str(exc)) from None
+    return InterpreterLayout(executable=executable, search_path=(home,), prefix=home,
+                             base_prefix=home, package_root=home, certifi_bundle=None)  # fmt: skip
 
 
 def host_git() -> tuple[str, str]:
@@ -403,7 +422,9 @@ def plan_read_only_binds(
         cached = _load_plan(path)
         if cached is not None:
             return cached
-    binds, watched = read_only_binds(describe_interpreter(args, env))
+    binds, watched = read_only_binds(
+        frozen_layout(args[0]) if is_single_file(args) else describe_interpreter(args, env)
+    )
     if path is not None:
         _store_plan(path, binds, watched, forbidden)
     return binds

@@ -1,0 +1,80 @@
+"""The single file's unpacked runtime is checked before the bundle binds it: a directory
+of this user's that nobody else can write, else one line naming the path."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from auto_review.isolation.outer import frozen
+from auto_review.isolation.outer.rootfs import BundleError, frozen_layout, is_single_file
+
+
+def private_dir(tmp_path: Path) -> Path:
+    home = tmp_path / "_MEI123"
+    home.mkdir(mode=0o700)
+    return home
+
+
+def test_a_private_directory_of_this_user_is_accepted(tmp_path: Path) -> None:
+    frozen.check_unpacked_dir(str(private_dir(tmp_path)))
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o707, 0o777])
+def test_a_directory_others_can_write_is_refused(tmp_path: Path, mode: int) -> None:
+    home = private_dir(tmp_path)
+    home.chmod(mode)
+    with pytest.raises(frozen.UnpackedRuntimeError) as raised:
+        frozen.check_unpacked_dir(str(home))
+    assert str(raised.value) == (
+        f"unpacked runtime {home} is writable by group or others (mode {mode:04o})"
+    )
+
+
+def test_a_directory_another_user_owns_is_refused(tmp_path: Path) -> None:
+    home = private_dir(tmp_path)
+    with pytest.raises(frozen.UnpackedRuntimeError) as raised:
+        frozen.check_unpacked_dir(str(home), uid=os.geteuid() + 4242)
+    assert str(raised.value) == (
+        f"unpacked runtime {home} is owned by uid {os.geteuid()}, not {os.geteuid() + 4242}"
+    )
+
+
+def test_a_link_or_a_missing_path_is_refused(tmp_path: Path) -> None:
+    home = private_dir(tmp_path)
+    link = tmp_path / "_MEIlink"
+    link.symlink_to(home)
+    with pytest.raises(frozen.UnpackedRuntimeError, match="is not a directory"):
+        frozen.check_unpacked_dir(str(link))
+    with pytest.raises(frozen.UnpackedRuntimeError, match="No such file or directory"):
+        frozen.check_unpacked_dir(str(tmp_path / "gone"))
+
+
+def test_frozen_the_bundle_runs_the_file_from_its_checked_runtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = private_dir(tmp_path)
+    executable = tmp_path / "auto-review-0.1.0-linux-x86_64"
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(home), raising=False)
+    monkeypatch.setattr(sys, "executable", str(executable))
+    args = frozen.inner_args()
+    assert args == [str(executable), frozen.INNER_COMMAND]
+    assert is_single_file(args)
+    assert frozen.inner_variables() == {
+        "_PYI_ARCHIVE_FILE": str(executable),
+        "_PYI_APPLICATION_HOME_DIR": str(home),
+        "_PYI_PARENT_PROCESS_LEVEL": "0",
+    }
+    layout = frozen_layout(args[0])
+    assert (layout.search_path, layout.package_root) == ((str(home),), str(home))
+    home.chmod(0o777)
+    with pytest.raises(BundleError) as raised:
+        frozen_layout(args[0])
+    assert str(raised.value) == (
+        f"bundle staging failed: step=interpreter: unpacked runtime {home} is writable by "
+        "group or others (mode 0777)"
+    )
