@@ -533,6 +533,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         metavar="SECONDS",
     ),
     _spec(
+        "state_retention_days",
+        _number(0, above=True),
+        30.0,
+        help="finished jobs and webhook delivery ids older than this are deleted",
+        metavar="DAYS",
+    ),
+    _spec(
         "poll_interval_seconds",
         _number(0),
         60.0,
@@ -626,6 +633,7 @@ class Settings:
     job_retry_base_seconds: float
     job_retry_max_delay_seconds: float
     job_timeout_seconds: float
+    state_retention_days: float
     poll_interval_seconds: float
     poll_repos: list[str]
     readyz_cache_seconds: float

@@ -141,7 +141,9 @@ def open_existing_queue(namespace: argparse.Namespace) -> SqliteIntakeStore | No
         )
     if not (state_dir / STATE_FILE_NAME).exists():
         return None
-    return SqliteIntakeStore.open(state_dir)
+    # No housekeeping here: deleting by age is the gateway's job, with its configured
+    # retention (a command must not prune with a different one).
+    return SqliteIntakeStore.open(state_dir, housekeeping=False)
 
 
 def list_jobs(namespace: argparse.Namespace) -> int:

@@ -221,6 +221,7 @@ def status(namespace: argparse.Namespace) -> int:
             "degraded": posture.get("degraded", []),
         },
         "review_pipeline": info.get("review_pipeline"),
+        "jobs": info.get("jobs"),
     }
     if namespace.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -235,7 +236,28 @@ def status(namespace: argparse.Namespace) -> int:
             print(f"  degraded: {', '.join(iso['degraded'])}")
         if summary["review_pipeline"]:
             print(f"review pipeline: {summary['review_pipeline']}")
+        for line in job_lines(summary["jobs"]):
+            print(line)
     return EXIT_OK if summary["ready"] else EXIT_PROBLEM
+
+
+def job_lines(jobs: Any) -> list[str]:
+    """The queue as /info reports it, in a few lines (nothing when the gateway does not
+    report it)."""
+    if jobs == "unavailable":
+        return ["jobs: unavailable (the state store did not answer)"]
+    if not isinstance(jobs, dict):
+        return []
+    by_state = jobs.get("by_state") or {}
+    lines = [
+        "jobs: " + ", ".join(f"{state} {count}" for state, count in by_state.items())
+        + f"; oldest waiting {jobs.get('oldest_waiting_seconds', 0):.0f}s"
+    ]
+    ages = jobs.get("oldest_waiting_by_lane") or {}
+    for kind, states in (jobs.get("queue_by_lane") or {}).items():
+        counts = ", ".join(f"{state} {count}" for state, count in states.items())
+        lines.append(f"  {kind}: {counts}; oldest waiting {ages.get(kind, 0):.0f}s")
+    return lines
 
 
 def main(argv: list[str]) -> int:

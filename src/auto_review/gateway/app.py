@@ -197,24 +197,25 @@ def build_app(
         timeout_seconds=settings.http_timeout_seconds,
     )
 
+    # getattr: a store without the overview (a test double) still serves the rest.
+    job_overview = getattr(store, "job_overview", None)
     routes: list[Route] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", make_readyz(probe), methods=["GET"]),
         Route("/version", version, methods=["GET"]),
         Route(
             "/info",
-            make_info(public_settings(settings, state_dir_shown), posture, pipeline_state(runner)),
+            make_info(
+                public_settings(settings, state_dir_shown),
+                posture,
+                pipeline_state(runner),
+                job_overview,
+            ),
             methods=["GET"],
         ),
         Route(
             "/metrics",
-            # getattr: a store without the overview (a test double) still serves the rest.
-            make_metrics(
-                metrics,
-                store.queue_depth,
-                getattr(store, "job_overview", None),
-                readiness=probe,
-            ),
+            make_metrics(metrics, store.queue_depth, job_overview, readiness=probe),
             methods=["GET"],
         ),
     ]

@@ -77,6 +77,12 @@ class GatewayMetrics:
             ["source"],
             registry=registry,
         )
+        self.jobs_superseded_total = Counter(
+            "auto_review_jobs_superseded",
+            "Queued reviews of an older head replaced by the job of a newer head of the same "
+            "pull request, at accept time (never run, no forge call).",
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "auto_review_queue_depth",
             "Jobs waiting to run, read from the store when metrics are scraped.",
@@ -93,6 +99,21 @@ class GatewayMetrics:
             "auto_review_oldest_waiting_job_age_seconds",
             "Seconds since the oldest job still waiting to run (queued or waiting-retry) "
             "was accepted; 0 when none waits.",
+            registry=registry,
+        )
+        self.queue_jobs = Gauge(
+            "auto_review_queue_jobs",
+            "Jobs waiting or running, by kind (chat: commands from comments, re-review "
+            "included, claimed first; review: pushed heads) and state (queued, "
+            "waiting-retry, running), read at scrape time.",
+            ["kind", "state"],
+            registry=registry,
+        )
+        self.oldest_waiting_job_age_by_kind_seconds = Gauge(
+            "auto_review_oldest_waiting_job_age_by_kind_seconds",
+            "Seconds since the oldest job of this kind still waiting to run was accepted; "
+            "0 when none waits.",
+            ["kind"],
             registry=registry,
         )
         self.jobs_total = Counter(

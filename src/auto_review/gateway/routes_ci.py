@@ -229,6 +229,7 @@ class CiReviewEndpoint:
             self.metrics.dedup_hits_total.labels(kind="job").inc()
             return DUPLICATE_JOB
         self.metrics.jobs_accepted_total.labels(source="ci").inc(result.new_jobs)
+        self.metrics.jobs_superseded_total.inc(result.superseded_jobs)
         log.info(
             "ci review accepted",
             extra={"repo": repo.full_name, "pr": ci.pr, "head_sha": ci.head_sha},

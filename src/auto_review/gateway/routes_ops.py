@@ -47,8 +47,13 @@ def make_readyz(probe: ReadinessProbe) -> Callable[[Request], Any]:
 
 
 def make_info(
-    public_settings: Mapping[str, Any], posture: Mapping[str, Any], review_pipeline: str
+    public_settings: Mapping[str, Any],
+    posture: Mapping[str, Any],
+    review_pipeline: str,
+    job_overview: Callable[[], Any] | None = None,
 ) -> Callable[[Request], Any]:
+    """``/info``; with ``job_overview``, also the queue at the moment of the request (the
+    same counts as /metrics), or ``"unavailable"`` when the store cannot say."""
     payload = {
         **version_payload(),
         "isolation": dict(posture),
@@ -59,7 +64,14 @@ def make_info(
     }
 
     async def info(request: Request) -> Response:
-        return json_response(200, payload)
+        if job_overview is None:
+            return json_response(200, payload)
+        try:
+            jobs: Any = job_overview().as_dict()
+        except Exception as exc:  # a failing store must not hide the rest
+            log.warning("job overview unavailable", extra={"error_type": type(exc).__name__})
+            jobs = "unavailable"
+        return json_response(200, {**payload, "jobs": jobs})
 
     return info
 
@@ -88,6 +100,11 @@ def make_metrics(
                 for state, count in overview.by_state.items():
                     metrics.jobs_by_state.labels(state=state).set(count)
                 metrics.oldest_waiting_job_age_seconds.set(overview.oldest_waiting_seconds)
+                for kind, states in overview.queue_by_lane.items():
+                    for state, count in states.items():
+                        metrics.queue_jobs.labels(kind=kind, state=state).set(count)
+                for kind, age in overview.oldest_waiting_by_lane.items():
+                    metrics.oldest_waiting_job_age_by_kind_seconds.labels(kind=kind).set(age)
             except Exception as exc:
                 log.warning("job overview unavailable", extra={"error_type": type(exc).__name__})
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)

@@ -239,6 +239,8 @@ class WebhookEndpoint:
         if result.new_jobs == 0:
             return DUPLICATE_JOB
         self._jobs_accepted.inc(result.new_jobs)
+        if result.superseded_jobs:
+            self.metrics.jobs_superseded_total.inc(result.superseded_jobs)
         log.info(
             "webhook accepted",
             extra={

@@ -132,6 +132,8 @@ def chat_poller(
             metrics.jobs_accepted_total.labels(source="poller").inc(result.new_jobs)
         if result.duplicate_jobs:
             metrics.dedup_hits_total.labels(kind="job").inc(result.duplicate_jobs)
+        if result.superseded_jobs:
+            metrics.jobs_superseded_total.inc(result.superseded_jobs)
 
     try:
         return ChatPoller(
@@ -272,7 +274,9 @@ async def serve_async(
     except TrustError as exc:
         raise GatewayStartupError(str(exc)) from None
     listener = sock if sock is not None else bind_listening_socket(settings)
-    store = SqliteIntakeStore.open(settings.state_dir)
+    store = SqliteIntakeStore.open(
+        settings.state_dir, retention_seconds=settings.state_retention_days * 86400.0
+    )
     own_hosts = hosts is None
     forge_hosts: Mapping[HostKind, ReviewHost] = (
         hosts if hosts is not None else forge_hosts_from(settings, tls=tls)

@@ -473,6 +473,12 @@ async def _review_checked_out(review: _PrReview, access: GitAccess) -> ReviewRep
     review.notes.extend(result.notes)
     summary = _compose_summary(result.summary, review.notes)
     planned = await _plan(review, result.kept, summary, scope.changed)
+    moved = await _moved_on(review)
+    if moved is not None:
+        # A newer head was pushed while this one was reviewed: its own job reviews it, and
+        # findings on an outdated commit are not posted.
+        await review.status_poster.post_final(skipped_status(moved, review.redactor))
+        return review.skipped("the pull request moved on while it was being reviewed")
     await _post_and_record(review, planned)
     return ReviewReport(
         summary=summary,
@@ -597,6 +603,20 @@ async def _plan(
         changed=changed,
     )
     return replace(planned, draft=_redacted_draft(planned.draft, review.redactor))
+
+
+async def _moved_on(review: _PrReview) -> str | None:
+    """Why not to post on the reviewed head any more (the PR moved on to a newer commit,
+    or was closed meanwhile), or None; read from the forge right before posting."""
+    if review.dry_run:
+        return None
+    with review.clock.stage("post"):
+        current = await review.host.get_pull_request_details(review.repo, review.pr.number)
+    if current.head_sha != review.pr.head_sha:
+        return "a newer commit was pushed during the review"
+    if current.state != "open":
+        return f"the pull request was {current.state} during the review"
+    return None
 
 
 async def _post_and_record(review: _PrReview, planned: PlannedReview) -> None:

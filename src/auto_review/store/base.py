@@ -6,7 +6,7 @@ PostgreSQL backend can come in for several gateway replicas.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -54,6 +54,7 @@ class JobListing:
     enqueued_at: float
     not_before: float
     detail: str  # the last error or outcome note; never a secret (see the worker)
+    superseded_by: int | None = None  # the newer job that replaced this one, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +76,19 @@ class AcceptResult:
     duplicate_delivery: bool
     new_jobs: int
     duplicate_jobs: int
+    superseded_jobs: int = 0  # queued reviews of older heads this accept replaced
 
 
-JOB_STATES = ("queued", "running", "waiting-retry", "done", "failed")
+# superseded: a queued review replaced by a newer head's job (status 'done' in the table).
+JOB_STATES = ("queued", "running", "waiting-retry", "done", "failed", "superseded")
+# The queue's two lanes: chat commands (re-review included: someone is waiting for the
+# answer) are claimed before reviews of pushed heads.
+JOB_LANES = ("chat", "review")
+QUEUE_STATES = ("queued", "waiting-retry", "running")
+
+
+def job_lane(kind: str) -> str:
+    return "review" if kind == "review" else "chat"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +97,28 @@ class JobOverview:
 
     by_state: dict[str, int]  # JOB_STATES -> count; waiting-retry: pending, due later
     oldest_waiting_seconds: float  # age of the oldest pending job (0 when none waits)
+    # JOB_LANES -> QUEUE_STATES -> count: what waits or runs, by lane
+    queue_by_lane: dict[str, dict[str, int]] = field(default_factory=dict)
+    # JOB_LANES -> age of the lane's oldest pending job (0 when none waits)
+    oldest_waiting_by_lane: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        """The overview as /info shows it."""
+        return {
+            "by_state": dict(self.by_state),
+            "oldest_waiting_seconds": round(self.oldest_waiting_seconds, 1),
+            "queue_by_lane": {lane: dict(states) for lane, states in self.queue_by_lane.items()},
+            "oldest_waiting_by_lane": {
+                lane: round(age, 1) for lane, age in self.oldest_waiting_by_lane.items()
+            },
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class RequeueResult:
     requeued: int  # interrupted jobs put back to pending
     gave_up: int  # interrupted jobs that had used all their attempts, now failed
+    superseded: int = 0  # interrupted reviews a newer head's job had replaced meanwhile
 
 
 class IntakeStore(Protocol):

@@ -53,6 +53,8 @@ Operation = Callable[[sqlite3.Connection], T]
 
 _LOCK_RETRY_SECONDS = 0.002  # loop side: the connection is busy with a blocking call
 _BUSY_RETRY_SECONDS = 0.005  # another process holds SQLite's write lock
+# Between two housekeeping transactions of a backlog: room for the loop's batches.
+_HOUSEKEEPING_PAUSE_SECONDS = 0.02
 
 
 class BatchHandler(Protocol[ItemT, ResultT]):
@@ -94,9 +96,14 @@ class _Commit:
 
 @dataclass(frozen=True, slots=True)
 class Housekeeping:
-    """A maintenance operation run in its own transaction every `interval_seconds`."""
+    """A maintenance operation run in its own transaction every `interval_seconds`.
 
-    operation: Callable[[sqlite3.Connection], None]
+    An operation that returns True did a bounded share of its work and has more: it runs
+    again as soon as the commits queued meanwhile are done, so a large backlog is worked
+    off in short transactions that never hold the connection for long.
+    """
+
+    operation: Callable[[sqlite3.Connection], bool | None]
     interval_seconds: float
 
 
@@ -297,8 +304,13 @@ class GroupCommitWriter:
                 commit = self._commits.get(timeout=wait)
             except queue.Empty:
                 assert self._housekeeping is not None
-                done = self._housekeep(self._housekeeping.operation)
-                delay = self._housekeeping.interval_seconds if done else _LOCK_RETRY_SECONDS
+                outcome = self._housekeep(self._housekeeping.operation)
+                if outcome is None:  # the connection was taken: serve the queue, come back
+                    delay = _LOCK_RETRY_SECONDS
+                elif outcome:  # more to do: again after a pause for the loop's batches
+                    delay = _HOUSEKEEPING_PAUSE_SECONDS
+                else:
+                    delay = self._housekeeping.interval_seconds
                 next_housekeeping = time.monotonic() + delay
                 continue
             if commit is None:
@@ -327,22 +339,25 @@ class GroupCommitWriter:
             except RuntimeError:
                 self._in_flight = False  # the loop is closed: nobody waits for these results
 
-    def _housekeep(self, operation: Callable[[sqlite3.Connection], None]) -> bool:
-        """Run ``operation`` in its own transaction; False (not run) while the connection is
-        taken. A batch holds it until its COMMIT, which only this thread runs: waiting for
-        the lock here would wait forever, so the caller serves the queue and comes back."""
+    def _housekeep(self, operation: Callable[[sqlite3.Connection], bool | None]) -> bool | None:
+        """Run ``operation`` in its own transaction; True when it has more to do, None (not
+        run) while the connection is taken. A batch holds it until its COMMIT, which only
+        this thread runs: waiting for the lock here would wait forever, so the caller serves
+        the queue and comes back."""
         if not self._connection_lock.acquire(blocking=False):
-            return False
+            return None
+        more: bool | None = False
         try:
             self._begin_waiting()
-            operation(self._connection)
+            more = operation(self._connection)
             self._connection.execute("COMMIT")
         except (sqlite3.Error, StoreError):
             self._rollback()
             log.exception("state store housekeeping failed")
+            more = False
         finally:
             self._connection_lock.release()
-        return True
+        return bool(more)
 
     # ---- running statements -------------------------------------------------------------
 

@@ -79,6 +79,64 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX jobs_waiting ON jobs (status, not_before) WHERE status = 'pending'",
         ),
     ),
+    Migration(
+        version=3,
+        name="scheduling: coalescing, fair claims, retention",
+        statements=(
+            # The job that replaced a queued review of an older head (outcome 'superseded').
+            "ALTER TABLE jobs ADD COLUMN superseded_by INTEGER",
+            # The newest review job accepted for each pull request: a queued review of an
+            # older head is superseded by it at accept time, and a job that comes back to
+            # the queue (retry, restart) behind it is superseded instead of run again.
+            """
+            CREATE TABLE pull_requests (
+                host TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                name TEXT NOT NULL,
+                pr_number INTEGER NOT NULL,
+                latest_job_id INTEGER NOT NULL,
+                latest_head TEXT NOT NULL,
+                PRIMARY KEY (host, owner, name, pr_number)
+            ) WITHOUT ROWID
+            """,
+            # SQLite's bare-column rule: head_sha comes from the row holding MAX(id).
+            """
+            INSERT INTO pull_requests (host, owner, name, pr_number, latest_job_id, latest_head)
+            SELECT host, owner, name, pr_number, MAX(id), head_sha FROM jobs
+            WHERE kind = 'review' GROUP BY host, owner, name, pr_number
+            """,
+            # A backlog left by an older release drains at once: only the newest head of
+            # each pull request stays queued.
+            # (julianday('now') - 2440587.5) * 86400: unix seconds now.
+            """
+            UPDATE jobs SET status = 'done', outcome = 'superseded', claimed_by = NULL,
+                finished_at = (julianday('now') - 2440587.5) * 86400.0,
+                superseded_by = (SELECT p.latest_job_id FROM pull_requests p
+                    WHERE p.host = jobs.host AND p.owner = jobs.owner AND p.name = jobs.name
+                    AND p.pr_number = jobs.pr_number),
+                detail = 'superseded by job ' || (SELECT p.latest_job_id || ' (head '
+                    || substr(p.latest_head, 1, 12) || ')' FROM pull_requests p
+                    WHERE p.host = jobs.host AND p.owner = jobs.owner AND p.name = jobs.name
+                    AND p.pr_number = jobs.pr_number)
+            WHERE status = 'pending' AND kind = 'review' AND id < (
+                SELECT p.latest_job_id FROM pull_requests p
+                WHERE p.host = jobs.host AND p.owner = jobs.owner AND p.name = jobs.name
+                AND p.pr_number = jobs.pr_number)
+            """,
+            # Fair claims: when each repository last had a job claimed (a running count).
+            """
+            CREATE TABLE repo_turns (
+                host TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                name TEXT NOT NULL,
+                served INTEGER NOT NULL,
+                PRIMARY KEY (host, owner, name)
+            ) WITHOUT ROWID
+            """,
+            # Retention: finished jobs by age.
+            "CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -6,17 +6,21 @@ limit), whatever the number of callers. Duplicates are decided in order, so with
 the first accept of a delivery or job key wins, exactly as if they had run one by one.
 Any SQLite error propagates: the group-commit writer then rolls the batch back and retries
 each accept alone, so the error reaches only the caller whose accept caused it.
+
+New review jobs then coalesce (`sqlite_coalesce`): in the same transaction, each pull
+request's newest new review supersedes its queued reviews of older heads.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from auto_review.core.jobs import JobRequest
 from auto_review.store.base import AcceptResult, DeliveryRef
+from auto_review.store.sqlite_coalesce import REVIEW_KIND, NewReview, supersede_older_heads
 from auto_review.store.sqlite_reopen import release_unreviewed_keys
 
 T = TypeVar("T")
@@ -53,6 +57,8 @@ _JOB_INSERT = (
     " argument, requested_by, source, status, attempts, enqueued_at, not_before) VALUES "
 )
 _JOB_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)"
+_JOB_RETURNING = " RETURNING id, dedup_key, kind, host, owner, name, pr_number, head_sha"
+_KIND = 1  # the kind's place in a job row
 _DELIVERY_INSERT = "INSERT INTO deliveries (source, delivery_id, received_at) VALUES "
 _DELIVERY_VALUES = "(?, ?, ?)"
 
@@ -76,29 +82,45 @@ def write_accepts(
     results: list[AcceptResult] = []
     new_deliveries: list[tuple[object, ...]] = []
     new_jobs: list[tuple[object, ...]] = []
+    review_keys: list[list[str]] = []  # per result: the keys of its new review jobs
     for item in items:
         if item.delivery is not None:
             pair = (item.delivery.source, item.delivery.delivery_id)
             if pair in seen_deliveries:
                 results.append(_DUPLICATE_DELIVERY)
+                review_keys.append([])
                 continue
             seen_deliveries.add(pair)
             new_deliveries.append((*pair, item.received_at))
         added = 0
+        reviews: list[str] = []
         for key, row in zip(item.keys, item.rows, strict=True):
             if key in seen_keys:
                 continue
             seen_keys.add(key)
             new_jobs.append(row)
             added += 1
+            if row[_KIND] == REVIEW_KIND:
+                reviews.append(key)
+        review_keys.append(reviews)
         results.append(
             AcceptResult(
                 duplicate_delivery=False, new_jobs=added, duplicate_jobs=len(item.rows) - added
             )
         )
     _insert_rows(connection, _DELIVERY_INSERT, _DELIVERY_VALUES, new_deliveries)
-    _insert_rows(connection, _JOB_INSERT, _JOB_VALUES, new_jobs)
-    return results
+    if not any(review_keys):
+        _insert_rows(connection, _JOB_INSERT, _JOB_VALUES, new_jobs)
+        return results
+    inserted = _insert_returning(connection, new_jobs)
+    now = max(item.received_at for item in items)
+    superseded = supersede_older_heads(connection, inserted, now)
+    return [
+        replace(result, superseded_jobs=sum(superseded.get(key, 0) for key in keys))
+        if keys
+        else result
+        for result, keys in zip(results, review_keys, strict=True)
+    ]
 
 
 def _known_deliveries(
@@ -139,6 +161,29 @@ def _insert_rows(
     for chunk in _chunks(rows):
         parameters = [value for row in chunk for value in row]
         connection.execute(head + ", ".join([values] * len(chunk)), parameters)
+
+
+def _insert_returning(
+    connection: sqlite3.Connection, rows: list[tuple[object, ...]]
+) -> list[NewReview]:
+    """Insert job rows; return the review jobs among them with their new ids."""
+    reviews: list[NewReview] = []
+    for chunk in _chunks(rows):
+        parameters = [value for row in chunk for value in row]
+        returned = connection.execute(
+            _JOB_INSERT + ", ".join([_JOB_VALUES] * len(chunk)) + _JOB_RETURNING, parameters
+        ).fetchall()  # read to the end, so the statement is finished before RELEASE
+        reviews.extend(
+            NewReview(
+                job_id=int(job_id),
+                pr=(str(host), str(owner), str(name), int(number)),
+                head_sha=str(head),
+                dedup_key=str(key),
+            )
+            for job_id, key, kind, host, owner, name, number, head in returned
+            if kind == REVIEW_KIND
+        )
+    return reviews
 
 
 def _chunks(values: Sequence[T]) -> Iterator[Sequence[T]]:

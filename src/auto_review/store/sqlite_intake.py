@@ -5,11 +5,17 @@ callers, durable before any caller hears back); reads use a separate read-only c
 Job life cycle:
 
     pending --claim--> running --finish--> done | failed
-       ^                  |
+       ^  |               |
+       |  +--accept of a newer head--> done (outcome 'superseded')
        +--retry_later-----+  (transient failure before the retry horizon; not before a
        |                  |   backoff delay, stored in not_before: survives restarts)
        +--release---------+  (shutdown cancelled the run; the attempt is given back)
        +--requeue_interrupted (startup: the previous process died while it ran)
+
+A running review that would come back to pending behind a newer head is superseded
+instead (`sqlite_coalesce`). Claims take chat commands first, then reviews, fairly across
+repositories (the least recently served repository first). Housekeeping deletes finished
+jobs and delivery ids older than the retention, in bounded batches.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from typing import Any, Literal
 from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRequest, JobRetryPolicy
 from auto_review.core.refs import HostKind, RepoRef
 from auto_review.store.base import (
+    JOB_LANES,
     JOB_STATES,
+    QUEUE_STATES,
     AcceptResult,
     DeliveryRef,
     JobListing,
@@ -39,10 +47,13 @@ from auto_review.store.base import (
 from auto_review.store.group_commit import GroupCommitWriter, Housekeeping
 from auto_review.store.schema import migrate
 from auto_review.store.sqlite_accept import AcceptItem, write_accepts
+from auto_review.store.sqlite_coalesce import supersede_if_behind
 
 STATE_FILE_NAME = "state.sqlite3"
 DEFAULT_MAX_PENDING = 4096
-DEFAULT_DELIVERY_RETENTION_SECONDS = 30 * 24 * 3600.0
+DEFAULT_RETENTION_SECONDS = 30 * 24 * 3600.0
+MAX_HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
+PRUNE_BATCH_ROWS = 2000  # per table and transaction: each housekeeping step stays short
 MAX_DETAIL_CHARS = 500
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_INTERRUPTIONS = JobRetryPolicy().max_interruptions
@@ -56,17 +67,30 @@ class SqliteIntakeStore:
         *,
         synchronous: Synchronous = "FULL",
         max_pending: int = DEFAULT_MAX_PENDING,
-        delivery_retention_seconds: float = DEFAULT_DELIVERY_RETENTION_SECONDS,
-        housekeeping_interval_seconds: float = 3600.0,
+        retention_seconds: float = DEFAULT_RETENTION_SECONDS,
+        housekeeping: bool = True,
+        housekeeping_interval_seconds: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`retention_seconds`: finished jobs and delivery ids older than this are deleted
+        by housekeeping, every `housekeeping_interval_seconds` (default: a quarter of the
+        retention, at most an hour). `housekeeping=False` (command-line tools that open
+        the state directory next to a gateway) never deletes anything."""
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
+        if retention_seconds <= 0:
+            raise ValueError("the retention must be positive")
+        if housekeeping_interval_seconds is None:
+            housekeeping_interval_seconds = min(
+                retention_seconds / 4, MAX_HOUSEKEEPING_INTERVAL_SECONDS
+            )
         self._path = path
         self._clock = clock
-        self._retention = delivery_retention_seconds
+        self._retention = retention_seconds
         self._listeners: list[NewJobsListener] = []
         self._claims_handed_out = False
+        self._pruned_jobs = 0
+        self._pruned_deliveries = 0
         _create_private_file(path)
         write = _connect(path, synchronous)
         try:
@@ -83,8 +107,10 @@ class SqliteIntakeStore:
             write,
             max_pending=max_pending,
             after_commit=self._notify_listeners,
-            housekeeping=Housekeeping(
-                self._prune_deliveries, interval_seconds=housekeeping_interval_seconds
+            housekeeping=(
+                Housekeeping(self.prune_step, interval_seconds=housekeeping_interval_seconds)
+                if housekeeping
+                else None
             ),
         )
         self._closed = False
@@ -149,25 +175,34 @@ class SqliteIntakeStore:
         return {status: found.get(status, 0) for status in JobStatus}
 
     def job_overview(self) -> JobOverview:
-        """Jobs by state (pending split into queued, due now, and waiting-retry, due later)
-        and the age of the oldest pending job, in one read."""
+        """Jobs by state (pending split into queued, due now, and waiting-retry, due later;
+        done split off superseded), the queue by lane, and the age of the oldest pending
+        job, in one read."""
         now = self._clock()
         with self._read_lock:
             rows = self._read.execute(
-                "SELECT CASE WHEN status = 'pending' AND not_before > ? THEN 'waiting-retry'"
-                "            WHEN status = 'pending' THEN 'queued' ELSE status END,"
+                f"SELECT {_STATE_VIEW},"  # noqa: S608
+                " CASE WHEN kind = 'review' THEN 'review' ELSE 'chat' END,"
                 " COUNT(*), MIN(CASE WHEN status = 'pending' THEN enqueued_at END)"
-                " FROM jobs GROUP BY 1",
+                " FROM jobs GROUP BY 1, 2",
                 (now,),
             ).fetchall()
         by_state = dict.fromkeys(JOB_STATES, 0)
-        oldest: float | None = None
-        for state, count, enqueued in rows:
-            by_state[str(state)] = int(count)
+        queue = {lane: dict.fromkeys(QUEUE_STATES, 0) for lane in JOB_LANES}
+        oldest: dict[str, float] = {}
+        for state, lane, count, enqueued in rows:
+            by_state[str(state)] += int(count)
+            if state in QUEUE_STATES:
+                queue[str(lane)][str(state)] += int(count)
             if enqueued is not None:
-                oldest = float(enqueued) if oldest is None else min(oldest, float(enqueued))
-        age = max(now - oldest, 0.0) if oldest is not None else 0.0
-        return JobOverview(by_state=by_state, oldest_waiting_seconds=age)
+                oldest[lane] = min(oldest.get(lane, float(enqueued)), float(enqueued))
+        ages = {lane: max(now - oldest[lane], 0.0) if lane in oldest else 0.0 for lane in JOB_LANES}
+        return JobOverview(
+            by_state=by_state,
+            oldest_waiting_seconds=max(ages.values()),
+            queue_by_lane=queue,
+            oldest_waiting_by_lane=ages,
+        )
 
     @property
     def write_queue_length(self) -> int:
@@ -176,21 +211,25 @@ class SqliteIntakeStore:
     # ---- worker side --------------------------------------------------------------------
 
     async def claim(self, worker: str) -> Job | None:
-        """Take the oldest due pending job: it becomes 'running' and its attempt is counted."""
+        """Take the next due pending job: it becomes 'running' and its attempt is counted.
+
+        Chat commands (re-review included) go first, then reviews; within each, the
+        repository served least recently goes first (one repository's burst does not
+        starve another), then the job due first. A job waiting for its next attempt is
+        not due before its `not_before`.
+        """
         now = self._clock()
         self._claims_handed_out = True
 
         def operation(connection: sqlite3.Connection) -> Job | None:
-            rows = connection.execute(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1,"
-                " claimed_by = ?, claimed_at = ?"
-                " WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND not_before <= ?"
-                "             ORDER BY not_before, id LIMIT 1)"
-                " RETURNING id, kind, host, owner, name, pr_number, head_sha, comment_id,"
-                " argument, requested_by, source, attempts, enqueued_at",
-                (worker, now, now),
-            ).fetchall()  # read to the end, so the statement is finished before RELEASE
-            return _job_from_row(rows[0]) if rows else None
+            rows = connection.execute(_CLAIM, (worker, now, now)).fetchall()
+            # (read to the end, so the statement is finished before RELEASE)
+            if not rows:
+                return None
+            job = _job_from_row(rows[0])
+            repo = job.request.repo
+            connection.execute(_SERVED, (str(repo.host), repo.owner, repo.name))
+            return job
 
         return await self._writer.submit(operation, bounded=False)
 
@@ -204,14 +243,15 @@ class SqliteIntakeStore:
         )
 
     async def retry_later(self, job_id: int, delay_seconds: float, detail: str) -> bool:
-        """Put a running job back to pending, due after `delay_seconds`."""
+        """Put a running job back to pending, due after `delay_seconds` (a review that a
+        newer head's job replaced meanwhile is superseded instead)."""
         due = self._clock() + max(delay_seconds, 0.0)
         return await self._update_running(
             job_id,
-            "status = 'pending', not_before = ?, detail = ?, claimed_by = NULL,"
-            " interruptions = 0",
+            "status = 'pending', not_before = ?, detail = ?, claimed_by = NULL, interruptions = 0",
             (due, _clip(detail)),
             work_available=delay_seconds <= 0,
+            unless_superseded=True,
         )
 
     async def give_up(self, job_id: int, detail: str) -> bool:
@@ -223,12 +263,14 @@ class SqliteIntakeStore:
         )
 
     async def release(self, job_id: int) -> bool:
-        """Give a running job back (shutdown cancelled it); its attempt is not counted."""
+        """Give a running job back (shutdown cancelled it); its attempt is not counted (a
+        review that a newer head's job replaced meanwhile is superseded instead)."""
         return await self._update_running(
             job_id,
             "status = 'pending', attempts = MAX(attempts - 1, 0), claimed_by = NULL",
             (),
             work_available=True,
+            unless_superseded=True,
         )
 
     def requeue_interrupted(
@@ -246,6 +288,7 @@ class SqliteIntakeStore:
         writer = self._writer
 
         def operation(connection: sqlite3.Connection) -> RequeueResult:
+            superseded = supersede_if_behind(connection, "status = 'running'", (now,))
             gave_up = connection.execute(
                 "UPDATE jobs SET status = 'failed', outcome = 'error', finished_at = ?,"
                 " claimed_by = NULL,"
@@ -263,7 +306,7 @@ class SqliteIntakeStore:
             ).rowcount
             if requeued:
                 writer.mark_work_available()
-            return RequeueResult(requeued=requeued, gave_up=gave_up)
+            return RequeueResult(requeued=requeued, gave_up=gave_up, superseded=superseded)
 
         return writer.call(operation)
 
@@ -298,13 +341,10 @@ class SqliteIntakeStore:
         if state is not None and state not in JOB_STATES:
             raise ValueError(f"state must be one of {', '.join(JOB_STATES)}")
         now = self._clock()
-        view = (
-            "CASE WHEN status = 'pending' AND not_before > ? THEN 'waiting-retry'"
-            " WHEN status = 'pending' THEN 'queued' ELSE status END"
-        )
+        view = _STATE_VIEW
         sql = (
             f"SELECT id, kind, host, owner, name, pr_number, head_sha, {view} AS state,"  # noqa: S608
-            " attempts, enqueued_at, not_before, detail FROM jobs"
+            " attempts, enqueued_at, not_before, detail, superseded_by FROM jobs"
             + (f" WHERE {view} = ?" if state is not None else "")
             + " ORDER BY id DESC LIMIT ?"
         )
@@ -325,6 +365,7 @@ class SqliteIntakeStore:
                 enqueued_at=float(row[9]),
                 not_before=float(row[10]),
                 detail=str(row[11]),
+                superseded_by=None if row[12] is None else int(row[12]),
             )
             for row in rows
         ]
@@ -376,10 +417,16 @@ class SqliteIntakeStore:
         parameters: tuple[object, ...],
         *,
         work_available: bool = False,
+        unless_superseded: bool = False,
     ) -> bool:
         writer = self._writer
+        now = self._clock()
 
         def operation(connection: sqlite3.Connection) -> bool:
+            if unless_superseded and supersede_if_behind(
+                connection, "id = ? AND status = 'running'", (now, job_id)
+            ):
+                return True
             changed = connection.execute(
                 f"UPDATE jobs SET {assignments} WHERE id = ? AND status = 'running'",  # noqa: S608
                 (*parameters, job_id),
@@ -407,10 +454,78 @@ class SqliteIntakeStore:
         for listener in self._listeners:
             listener()
 
-    def _prune_deliveries(self, connection: sqlite3.Connection) -> None:
-        connection.execute(
-            "DELETE FROM deliveries WHERE received_at < ?", (self._clock() - self._retention,)
-        )
+    def prune_step(self, connection: sqlite3.Connection) -> bool:
+        """One housekeeping transaction: delete up to PRUNE_BATCH_ROWS finished jobs and as
+        many delivery ids older than the retention, and the per-PR and per-repository
+        records nothing refers to any more. True when there is more to delete.
+
+        A job key and a delivery id are kept at least the retention after the job finished
+        and after the delivery arrived, so a repeat within the retention is still known.
+        """
+        cutoff = self._clock() - self._retention
+        jobs = connection.execute(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE finished_at < ?"
+            " AND status IN ('done', 'failed') LIMIT ?)",
+            (cutoff, PRUNE_BATCH_ROWS),
+        ).rowcount
+        deliveries = connection.execute(
+            "DELETE FROM deliveries WHERE (source, delivery_id) IN (SELECT source, delivery_id"
+            " FROM deliveries WHERE received_at < ? LIMIT ?)",
+            (cutoff, PRUNE_BATCH_ROWS),
+        ).rowcount
+        if jobs:
+            connection.execute(
+                "DELETE FROM pull_requests WHERE NOT EXISTS"
+                " (SELECT 1 FROM jobs WHERE jobs.id = pull_requests.latest_job_id)"
+            )
+            connection.execute(
+                "DELETE FROM repo_turns WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE"
+                " jobs.host = repo_turns.host AND jobs.owner = repo_turns.owner"
+                " AND jobs.name = repo_turns.name)"
+            )
+        self._pruned_jobs += jobs
+        self._pruned_deliveries += deliveries
+        return jobs >= PRUNE_BATCH_ROWS or deliveries >= PRUNE_BATCH_ROWS
+
+    @property
+    def pruned(self) -> tuple[int, int]:
+        """(jobs, delivery ids) deleted by housekeeping since this store was opened."""
+        return self._pruned_jobs, self._pruned_deliveries
+
+    def prune_now(self) -> tuple[int, int]:
+        """Run housekeeping to the end now (tests, operators); returns what it deleted."""
+        before = self.pruned
+        while self._writer.call(self.prune_step):
+            pass
+        after = self.pruned
+        return after[0] - before[0], after[1] - before[1]
+
+
+# The state an operator sees: pending split by due time, done split off superseded. Its one
+# parameter is the current time.
+_STATE_VIEW = (
+    "CASE WHEN status = 'pending' AND not_before > ? THEN 'waiting-retry'"
+    " WHEN status = 'pending' THEN 'queued'"
+    " WHEN status = 'done' AND outcome = 'superseded' THEN 'superseded' ELSE status END"
+)
+
+# Chat first ("kind = 'review'" sorts false before true), then the repository served least
+# recently (a repository never served first), then the job due first.
+_CLAIM = (
+    "UPDATE jobs SET status = 'running', attempts = attempts + 1, claimed_by = ?, claimed_at = ?"
+    " WHERE id = (SELECT j.id FROM jobs j LEFT JOIN repo_turns t"
+    "             ON t.host = j.host AND t.owner = j.owner AND t.name = j.name"
+    "             WHERE j.status = 'pending' AND j.not_before <= ?"
+    "             ORDER BY j.kind = 'review', COALESCE(t.served, 0), j.not_before, j.id"
+    "             LIMIT 1)"
+    " RETURNING id, kind, host, owner, name, pr_number, head_sha, comment_id,"
+    " argument, requested_by, source, attempts, enqueued_at"
+)
+_SERVED = (
+    "INSERT INTO repo_turns (host, owner, name, served)"
+    " VALUES (?, ?, ?, (SELECT COALESCE(MAX(served), 0) + 1 FROM repo_turns))"
+    " ON CONFLICT (host, owner, name) DO UPDATE SET served = excluded.served"
+)
 
 
 def _connect(path: Path, synchronous: Synchronous = "FULL") -> sqlite3.Connection:

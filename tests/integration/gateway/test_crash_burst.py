@@ -33,6 +33,8 @@ def signed_deliveries(count: int) -> list[tuple[str, bytes, dict[str, str]]]:
         payload = copy.deepcopy(template)
         head = hashlib.sha1(f"burst-{index}-{uuid.uuid4()}".encode()).hexdigest()  # noqa: S324
         payload["pull_request"]["head"]["sha"] = head
+        # One pull request each: heads of one pull request would coalesce into one job.
+        payload["number"] = payload["pull_request"]["number"] = index + 1
         body = json.dumps(payload).encode()
         deliveries.append((head, body, forgejo_headers(WEBHOOK_SECRET, body, "pull_request")))
     return deliveries

@@ -72,7 +72,10 @@ def test_jobs_are_deduplicated_by_host_repo_pr_head_and_kind(open_store, make_re
     results = asyncio.run(scenario())
     assert [r.new_jobs for r in results] == [1, 0, 1, 1, 1, 1, 1]
     assert [r.duplicate_jobs for r in results] == [0, 1, 0, 0, 0, 0, 0]
-    assert store.queue_depth() == 6
+    # The new head c of PR 7 supersedes the queued review of head b (see the coalescing
+    # tests); every other job is its own.
+    assert [r.superseded_jobs for r in results] == [0, 0, 1, 0, 0, 0, 0]
+    assert store.queue_depth() == 5
 
 
 def test_chat_jobs_are_keyed_by_comment(open_store, make_request) -> None:
@@ -237,7 +240,7 @@ def test_close_finishes_writes_already_queued(open_store, make_request) -> None:
 def test_old_deliveries_are_pruned_after_retention(open_store, make_request) -> None:
     now = [1_000_000.0]
     store = open_store(
-        delivery_retention_seconds=60.0,
+        retention_seconds=60.0,
         housekeeping_interval_seconds=0.05,
         clock=lambda: now[0],
     )

@@ -205,6 +205,9 @@ def test_job_overview_splits_pending_into_queued_and_waiting_retry(
     asyncio.run(scenario())
     overview = store.job_overview()
     assert overview.by_state == {
-        "queued": 1, "running": 0, "waiting-retry": 1, "done": 0, "failed": 0
+        "queued": 1, "running": 0, "waiting-retry": 1, "done": 0, "failed": 0, "superseded": 0
     }
     assert overview.oldest_waiting_seconds == 10.0
+    assert overview.queue_by_lane["review"] == {"queued": 1, "waiting-retry": 1, "running": 0}
+    assert overview.queue_by_lane["chat"] == {"queued": 0, "waiting-retry": 0, "running": 0}
+    assert overview.oldest_waiting_by_lane == {"review": 10.0, "chat": 0.0}
