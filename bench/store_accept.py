@@ -14,7 +14,10 @@ Modes:
           accept, standing in for the HTTP request work of the real gateway.
 
 Every accept is one new delivery plus one new review job, committed (fsync'd with FULL)
-before it returns. The state directory is a fresh temporary directory on the disk that
+before it returns. The jobs go round --prs pull requests (default 100,000: every job is
+the first of its pull request); with fewer, each new head supersedes the queued review of
+the pull request's previous head (coalescing), as pushes to busy pull requests do.
+The state directory is a fresh temporary directory on the disk that
 holds --dir (default: the system temp dir). Also printed: the raw fsync cost there, and
 the mean number of accepts per group commit.
 """
@@ -35,13 +38,14 @@ from auto_review.store.base import DeliveryRef
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 
 REPO = RepoRef(HostKind.FORGEJO, "bench", "widget")
+PULL_REQUESTS = [100_000]  # --prs
 
 
 def request(n: int) -> JobRequest:
     return JobRequest(
         kind=JobKind.REVIEW,
         repo=REPO,
-        pr_number=1 + n % 100_000,
+        pr_number=1 + n % PULL_REQUESTS[0],
         head_sha=f"{n:040x}",
         comment_id=None,
         argument="",
@@ -178,9 +182,13 @@ def main() -> None:
         default=0.0,
         help="open loop: busy-wait this long on the event loop before each accept",
     )
+    parser.add_argument(
+        "--prs", type=int, default=100_000, help="pull requests the jobs go round"
+    )
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--no-uvloop", action="store_true", help="use the default event loop")
     options = parser.parse_args()
+    PULL_REQUESTS[0] = max(options.prs, 1)
 
     if not options.no_uvloop:
         try:

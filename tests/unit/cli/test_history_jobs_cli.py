@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 from auto_review.core.jobs import JobKind, JobOutcome, JobRequest
 from auto_review.core.refs import HostKind, RepoRef
 from auto_review.store.base import JobStatus
-from auto_review.store.sqlite_intake import SqliteIntakeStore
+from auto_review.store.sqlite_intake import STATE_FILE_NAME, SqliteIntakeStore
 
 CANARY = "canary-history-jobs-token-5c1f9e2a7b"
 
@@ -122,3 +124,41 @@ def test_a_missing_state_directory_is_an_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     assert run_cli(empty, "jobs").stdout.startswith("no job queue in")
+
+
+def test_superseded_jobs_are_listed_with_the_job_that_replaced_them(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    store = SqliteIntakeStore.open(state_dir)
+    older = request(7)
+    newer = dataclasses.replace(older, head_sha="b" * 40)
+    try:
+        asyncio.run(store.accept(None, [older]))
+        asyncio.run(store.accept(None, [newer]))
+        [replacement] = store.list_jobs("queued")
+    finally:
+        store.close()
+    completed = run_cli(state_dir, "jobs", "--state", "superseded")
+    assert completed.returncode == 0, completed.stderr
+    [line] = completed.stdout.splitlines()
+    assert " superseded " in line and older.head_sha[:12] in line
+    assert f"superseded by job {replacement.id} (head bbbbbbbbbbbb)" in line
+
+
+def test_the_commands_never_prune_the_state(tmp_path: Path) -> None:
+    # Deleting by age is the gateway's job, with its own retention: a command that opens
+    # the state directory must not apply the default one.
+    state_dir = tmp_path / "state"
+    store = SqliteIntakeStore.open(state_dir)
+    try:
+        asyncio.run(store.accept(None, [request(1)]))
+        job = asyncio.run(store.claim("test"))
+        assert job is not None
+        asyncio.run(store.finish(job.id, JobOutcome.SUCCEEDED))
+    finally:
+        store.close()
+    with sqlite3.connect(state_dir / STATE_FILE_NAME) as connection:
+        connection.execute("UPDATE jobs SET finished_at = finished_at - 400 * 86400")
+    assert run_cli(state_dir, "jobs").returncode == 0
+    assert run_cli(state_dir, "retry", str(job.id)).returncode == 1
+    with sqlite3.connect(state_dir / STATE_FILE_NAME) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 1

@@ -226,6 +226,39 @@ def test_housekeeping_due_while_a_batch_awaits_its_commit_does_not_wedge_the_wri
     assert sweeps > 0
 
 
+def test_housekeeping_with_more_to_do_runs_again_without_waiting_its_interval(
+    database: Path,
+) -> None:
+    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    for n in range(5):
+        connection.execute("INSERT INTO item (value) VALUES (?)", (f"tmp-{n}",))
+    steps: list[int] = []
+    finished = threading.Event()
+
+    def one_at_a_time(connection: sqlite3.Connection) -> bool:
+        deleted = connection.execute(
+            "DELETE FROM item WHERE rowid = (SELECT MIN(rowid) FROM item WHERE value LIKE 'tmp-%')"
+        ).rowcount
+        steps.append(deleted)
+        if not deleted:
+            finished.set()
+        return deleted > 0
+
+    # The interval is an hour: only the "more to do" answer can bring the next steps.
+    writer = GroupCommitWriter(
+        connection, max_pending=10, housekeeping=Housekeeping(one_at_a_time, interval_seconds=3600)
+    )
+    try:
+        assert finished.wait(10)
+        # Between two steps the writer still commits other work.
+        writer.call(insert("keep"))
+    finally:
+        writer.close()
+        connection.close()
+    assert steps == [1, 1, 1, 1, 1, 0]
+    assert rows(database) == ["keep"]
+
+
 def test_a_write_lock_held_elsewhere_fails_with_a_clear_error(database: Path) -> None:
     connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
     writer = GroupCommitWriter(connection, max_pending=10, lock_wait_seconds=0.2)
