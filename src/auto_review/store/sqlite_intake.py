@@ -478,10 +478,12 @@ class SqliteIntakeStore:
                 "DELETE FROM pull_requests WHERE NOT EXISTS"
                 " (SELECT 1 FROM jobs WHERE jobs.id = pull_requests.latest_job_id)"
             )
+            # By the pull requests left (a primary-key prefix lookup, not a scan of jobs): a
+            # repository that loses its turn record is simply served next as a new one.
             connection.execute(
-                "DELETE FROM repo_turns WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE"
-                " jobs.host = repo_turns.host AND jobs.owner = repo_turns.owner"
-                " AND jobs.name = repo_turns.name)"
+                "DELETE FROM repo_turns WHERE NOT EXISTS (SELECT 1 FROM pull_requests p WHERE"
+                " p.host = repo_turns.host AND p.owner = repo_turns.owner"
+                " AND p.name = repo_turns.name)"
             )
         self._pruned_jobs += jobs
         self._pruned_deliveries += deliveries
