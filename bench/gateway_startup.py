@@ -1,11 +1,14 @@
 """Gateway start-up time and webhook throughput: bare vs the container boundary.
 
 Usage:
-    python3 bench/gateway_startup.py [--starts 10] [--requests 20000]
+    .venv/bin/python bench/gateway_startup.py [--starts 10] [--requests 20000]
+        [--modes bare,embedded,runc,single-file --single-file dist/auto-review-...]
 
 1. Start-up: the time from spawning ``auto-review gateway`` to the first ``/healthz`` 200,
    in bare mode (``--bare``), with the embedded OCI runtime (the default) and with
-   ``--oci-runtime runc``; the modes take turns, median of ``--starts`` starts each.
+   ``--oci-runtime runc``, and (mode ``single-file``) the single file of
+   ``scripts/build-release`` in its default container mode, its runtime unpacked anew at
+   every start; the modes take turns, median of ``--starts`` starts each.
 2. Throughput: the gateway-foundation webhook load (bench/gateway_webhooks.py's request
    builder and firing code: signed, distinct Gitea ``pull_request`` deliveries over
    keep-alive connections, each verified, parsed, deduplicated and committed) against a
@@ -42,7 +45,9 @@ MODES = {
     "bare": ["--bare"],
     "embedded": [],
     "runc": ["--oci-runtime", "runc"],
+    "single-file": [],  # the --single-file executable instead of this interpreter
 }
+SINGLE_FILE: list[str] = []  # set from --single-file
 READY_TIMEOUT = 60.0
 READY_TARGET_MS = 150.0
 THROUGHPUT_TARGET = 0.90
@@ -80,7 +85,10 @@ def start(
 ) -> tuple[subprocess.Popen[bytes], int, float]:
     """Spawn a gateway; returns it, its port and the seconds until /healthz said 200."""
     port = port or webhooks.free_port()
-    argv = [sys.executable, "-m", "auto_review.cli.main", "gateway", *MODES[mode]]
+    program = [sys.executable, "-m", "auto_review.cli.main"]
+    if mode == "single-file":
+        program = SINGLE_FILE
+    argv = [*program, "gateway", *MODES[mode]]
     started = time.perf_counter()
     process = subprocess.Popen(
         argv,
@@ -160,8 +168,13 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--modes", default="bare,embedded,runc")
+    parser.add_argument("--single-file", type=Path, help="the executable for mode single-file")
     args = parser.parse_args()
     modes = [mode for mode in args.modes.split(",") if mode]
+    if "single-file" in modes:
+        if args.single_file is None:
+            raise SystemExit("mode single-file needs --single-file PATH (scripts/build-release)")
+        SINGLE_FILE.append(str(args.single_file.resolve()))
     if "runc" in modes and shutil.which("runc") is None:
         raise SystemExit("runc is not installed (apt-get install -y runc) or drop it: --modes")
     compileall.compile_dir(str(REPO_ROOT / "src" / "auto_review"), quiet=1)
