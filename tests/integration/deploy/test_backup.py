@@ -66,6 +66,8 @@ def test_online_backup_of_a_busy_gateway_restores_into_a_working_one(
             def deliver(start: int, stop: int) -> None:
                 for n in range(start, stop):
                     payload = copy.deepcopy(template)
+                    # One pull request each: a newer head of the same one would supersede.
+                    payload["number"] = payload["pull_request"]["number"] = 100 + n
                     payload["pull_request"]["head"]["sha"] = f"{n:040x}"
                     assert post_forgejo(client, payload, "pull_request").status_code == 202
 
@@ -111,6 +113,7 @@ def test_online_backup_of_a_busy_gateway_restores_into_a_working_one(
             assert sample_value(metrics, "auto_review_queue_depth") == DELIVERIES
             # The jobs came along: the same head again is a duplicate job.
             payload = copy.deepcopy(template)
+            payload["number"] = payload["pull_request"]["number"] = 100
             payload["pull_request"]["head"]["sha"] = f"{0:040x}"
             again = post_forgejo(client, payload, "pull_request")
             assert again.status_code == 200 and again.json()["duplicate"] == "job"

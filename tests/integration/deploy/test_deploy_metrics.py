@@ -82,6 +82,8 @@ def test_the_dashboard_covers_what_an_operator_watches() -> None:
         "auto_review_jobs_total",
         "auto_review_ready",
         "auto_review_isolation_verified",
+        "auto_review_queue_jobs",
+        "auto_review_oldest_waiting_job_age_by_kind_seconds",
     ):
         assert name in read, name
 
