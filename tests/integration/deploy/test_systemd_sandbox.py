@@ -13,6 +13,10 @@ run as an unprivileged user (the unit's `User=`):
 - `CapabilityBoundingSet=` (empty), `AmbientCapabilities=` (empty), `NoNewPrivileges=yes`,
   `User=`: `setpriv`.
 
+With `AR_TEST_SINGLE_FILE` naming the file `scripts/build-release` made (as `.ci/run` gives
+it), the same sandbox also runs that file as the program, with a private writable `$TMPDIR`
+for its unpacked runtime (the unit's `PrivateTmp=`).
+
 Not reproduced: the seccomp-based options (`SystemCallFilter=`, `RestrictNamespaces=`,
 `RestrictAddressFamilies=`, `LockPersonality=`...), `PrivateTmp=` (the test user's files
 live in /tmp) and the cgroup options.
@@ -20,6 +24,8 @@ live in /tmp) and the cgroup options.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -72,6 +78,12 @@ exec "$@"
 """
 
 
+# The program the unit's ExecStart would name: the installed package's command (here the
+# package run by the Debian interpreter) and, when given, the single file.
+SINGLE_FILE = os.environ.get("AR_TEST_SINGLE_FILE")
+PROGRAMS = ["package", "single-file"] if SINGLE_FILE else ["package"]
+
+
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[support.UserSandbox]:
     made = support.make_user_sandbox()
@@ -86,13 +98,34 @@ def services() -> Iterator[support.LoopbackHttp]:
     server.close()
 
 
+def program_argv(program: str, sandbox: support.UserSandbox, workdir: Path) -> list[str]:
+    if program == "package":
+        return [sandbox.run_as.python, "-m", "auto_review.cli.main"]
+    assert SINGLE_FILE
+    # Where the unprivileged user can run it (0755 in a 0755 directory).
+    copy = sandbox.base / "auto-review"
+    if not copy.exists():
+        shutil.copy(SINGLE_FILE, copy)
+        copy.chmod(0o755)
+    return [str(copy)]
+
+
 def launch_in_unit_sandbox(
-    sandbox: support.UserSandbox, services: support.LoopbackHttp, name: str, *, tunables: bool
+    sandbox: support.UserSandbox,
+    services: support.LoopbackHttp,
+    name: str,
+    *,
+    tunables: bool,
+    program: str = "package",
 ) -> support.Launcher:
     run_as = sandbox.run_as
     workdir = sandbox.base / name
     workdir.mkdir()
     run_as.own(workdir)
+    # PrivateTmp=: a private, writable temporary directory (the single file unpacks there).
+    private_tmp = workdir / "tmp"
+    private_tmp.mkdir(mode=0o700)
+    run_as.own(private_tmp)
     settings = support.gateway_settings(
         services.url, services.url, workdir / "state", support.free_port()
     )
@@ -107,24 +140,32 @@ def launch_in_unit_sandbox(
     argv = [
         "unshare", "--mount", "sh", "-c", SANDBOX, "sh",
         str(workdir), str(run_as.runtime_dir), "tunables" if tunables else "-",
-        *identity, run_as.python, "-m", "auto_review.cli.main", "gateway",
+        *identity, *program_argv(program, sandbox, workdir), "gateway",
         "--env-file", str(env_file),
     ]  # fmt: skip
     log_path = workdir / "launcher-0.log"
     with log_path.open("wb") as log:
         # sh and setpriv exec: the pid is the launcher's.
         process = subprocess.Popen(
-            argv, env=run_as.env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/"
+            argv,
+            env={**run_as.env(), "TMPDIR": str(private_tmp)},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd="/",
         )
     return support.Launcher(
         process, run_as, "http://" + settings["AR_GATEWAY_BIND"], log_path, workdir
     )
 
 
+@pytest.mark.parametrize("program", PROGRAMS)
 def test_the_embedded_gateway_verifies_its_boundary_inside_the_units_sandbox(
-    sandbox: support.UserSandbox, services: support.LoopbackHttp
+    sandbox: support.UserSandbox, services: support.LoopbackHttp, program: str
 ) -> None:
-    launcher = launch_in_unit_sandbox(sandbox, services, "unit", tunables=False)
+    launcher = launch_in_unit_sandbox(
+        sandbox, services, f"unit-{program}", tunables=False, program=program
+    )
     try:
         support.wait_healthy(launcher)
         launcher_status = support.proc_status(launcher.pid)
