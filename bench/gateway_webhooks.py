@@ -10,7 +10,8 @@ Each request is a real Gitea ``pull_request`` delivery (from the reference paylo
 its own delivery id, PR number and head SHA, so every one is verified, parsed, deduplicated
 and committed to the durable queue as a new job. The load comes from this process, the
 gateway runs in another one. Figures: accepted requests per second, p50/p99 latency, and
-the gateway's peak RSS (VmHWM).
+the gateway's peak RSS (VmHWM); with --compare also each server's CPU time per request on
+its main (event-loop) thread and on its other threads (the gateway's commit thread).
 """
 
 from __future__ import annotations
@@ -163,6 +164,32 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time (user + system) of each thread of ``pid``, by "name-tid"."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        found[f"{name}-{tid}"] = (int(fields[11]) + int(fields[12])) / ticks
+    return found
+
+
+def cpu_per_request(
+    pid: int, before: dict[str, float], requests: int
+) -> tuple[float, float]:
+    """(main thread, all other threads) CPU microseconds per request since ``before``."""
+    after = thread_cpu_seconds(pid)
+    main = f"{Path(f'/proc/{pid}/comm').read_text().strip()}-{pid}"
+    used = {name: seconds - before.get(name, 0.0) for name, seconds in after.items()}
+    loop = used.pop(main, 0.0)
+    return loop / requests * 1e6, sum(used.values()) / requests * 1e6
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -170,8 +197,9 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def measure(
     start: str, requests: int, warmup: int, concurrency: int
-) -> tuple[float, float, float]:
-    """(accepted/s, p99 ms, peak RSS MB) of one freshly started server."""
+) -> tuple[float, float, float, float, float]:
+    """(accepted/s, p99 ms, peak RSS MB, main-thread and other threads' CPU us per
+    request) of one freshly started server."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="ar-bench-") as state:
         if start == "hmac-only":
@@ -181,21 +209,30 @@ def measure(
         try:
             host = f"127.0.0.1:{port}"
             asyncio.run(fire("127.0.0.1", port, build_requests(warmup, host, SECRET), concurrency))
+            batch = build_requests(requests, host, SECRET)
+            cpu_before = thread_cpu_seconds(process.pid)
             elapsed, latencies, statuses = asyncio.run(
-                fire("127.0.0.1", port, build_requests(requests, host, SECRET), concurrency)
+                fire("127.0.0.1", port, batch, concurrency)
             )
+            loop_us, others_us = cpu_per_request(process.pid, cpu_before, len(latencies))
             rss = peak_rss_mb(process.pid)
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
     if statuses.get(202, 0) != len(latencies):
         raise SystemExit(f"{start}: not every request was accepted: {statuses}")
-    return len(latencies) / elapsed, percentile(latencies, 0.99) * 1000, rss
+    return (
+        len(latencies) / elapsed,
+        percentile(latencies, 0.99) * 1000,
+        rss,
+        loop_us,
+        others_us,
+    )
 
 
 def compare(args: argparse.Namespace) -> int:
     """Round-robin over the three servers, ``--rounds`` times, so drift hits them alike."""
-    runs: dict[str, list[tuple[float, float, float]]] = {}
+    runs: dict[str, list[tuple[float, float, float, float, float]]] = {}
     names = ("hmac-only", "gateway-info", "gateway-warning")
     for _ in range(args.rounds):
         for name in names:
@@ -203,14 +240,24 @@ def compare(args: argparse.Namespace) -> int:
                 measure(name, args.requests, args.warmup, args.concurrency)
             )
     floor = statistics.median(r[0] for r in runs["hmac-only"])
-    print(f"{'server':<16} {'accepted/s':>10} {'x hmac-only':>11} {'p99 ms':>7} {'RSS MB':>7}")
+    print(
+        f"{'server':<16} {'accepted/s':>10} {'x hmac-only':>11} {'p99 ms':>7} {'RSS MB':>7}"
+        f" {'main us/req':>11} {'other us/req':>12}"
+    )
     for name in names:
         rate = statistics.median(r[0] for r in runs[name])
         p99 = statistics.median(r[1] for r in runs[name])
         rss = max(r[2] for r in runs[name])
-        print(f"{name:<16} {rate:>10.0f} {rate / floor:>11.2f} {p99:>7.2f} {rss:>7.1f}")
+        loop_us = statistics.median(r[3] for r in runs[name])
+        others_us = statistics.median(r[4] for r in runs[name])
+        print(
+            f"{name:<16} {rate:>10.0f} {rate / floor:>11.2f} {p99:>7.2f} {rss:>7.1f}"
+            f" {loop_us:>11.0f} {others_us:>12.0f}"
+        )
     print(f"medians of {args.rounds} round(s) of {args.requests} requests, "
           f"{args.concurrency} connections; gateway-info is the default log level")
+    print("main/other us/req: CPU time of the server's main (event-loop) thread and of its "
+          "other threads (the gateway's commit thread) per request")
     print("targets: gateway-info >= 0.5x hmac-only, p99 < 25 ms")
     return 0
 
