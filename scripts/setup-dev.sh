@@ -13,9 +13,10 @@ export DEBIAN_FRONTEND=noninteractive
 
 # git: hermetic clones; runc/crun: OCI conformance; libseccomp2: seccomp filters;
 # passwd: useradd for rootless tests; util-linux: unshare; iproute2: ip;
-# python3-venv: the virtual environment below; prometheus: promtool checks the alert rules.
+# python3-venv: the virtual environment below; prometheus: promtool checks the alert rules;
+# systemd: systemd-analyze checks the unit; sqlite3: the backup test; curl: the CI snippets.
 debian_packages=(git runc crun libseccomp2 passwd util-linux iproute2 python3 python3-venv
-                 ca-certificates prometheus)
+                 ca-certificates prometheus systemd sqlite3 curl)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for package in "${debian_packages[@]}"; do
@@ -28,6 +29,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup-dev: installing Debian packages: ${missing[*]}"
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    # Only promtool is wanted: where systemd runs, the package also starts a Prometheus server.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+      systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
   else
     echo "setup-dev: warning: Debian packages missing (install them as root): ${missing[*]}" >&2
   fi
