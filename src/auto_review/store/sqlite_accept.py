@@ -115,12 +115,11 @@ def write_accepts(
     inserted = _insert_returning(connection, new_jobs)
     now = max(item.received_at for item in items)
     superseded = supersede_older_heads(connection, inserted, now)
-    return [
-        replace(result, superseded_jobs=sum(superseded.get(key, 0) for key in keys))
-        if keys
-        else result
-        for result, keys in zip(results, review_keys, strict=True)
-    ]
+    for index, keys in enumerate(review_keys):
+        count = sum(superseded.get(key, 0) for key in keys)
+        if count:
+            results[index] = replace(results[index], superseded_jobs=count)
+    return results
 
 
 def _known_deliveries(

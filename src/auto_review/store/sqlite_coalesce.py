@@ -15,7 +15,7 @@ replacement, and a detail saying so; `history jobs` lists it in the state 'super
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 REVIEW_KIND = "review"
@@ -38,12 +38,15 @@ def superseded_detail(job_id: int, head_sha: str) -> str:
     return f"superseded by job {job_id} (head {head_sha[:12]})"
 
 
-_SUPERSEDE_PREVIOUS = (
-    "UPDATE jobs SET status = 'done', outcome = 'superseded', superseded_by = ?,"
-    " finished_at = ?, claimed_by = NULL, detail = ?"
-    " WHERE id = (SELECT latest_job_id FROM pull_requests"
-    "             WHERE host = ? AND owner = ? AND name = ? AND pr_number = ?)"
-    " AND status = 'pending' AND id < ?"
+# The previous newest review job of each given pull request, when it still waits.
+# CROSS JOIN keeps the given list outermost: a primary-key search per pull request, never
+# a scan of pull_requests.
+_PENDING_PREVIOUS = (
+    "WITH given (host, owner, name, pr_number) AS (VALUES {marks})"
+    " SELECT p.host, p.owner, p.name, p.pr_number, p.latest_job_id FROM given g"
+    " CROSS JOIN pull_requests p ON p.host = g.host AND p.owner = g.owner"
+    " AND p.name = g.name AND p.pr_number = g.pr_number"
+    " CROSS JOIN jobs j ON j.id = p.latest_job_id WHERE j.status = 'pending'"
 )
 _SUPERSEDE_ONE = (
     "UPDATE jobs SET status = 'done', outcome = 'superseded', superseded_by = ?,"
@@ -64,32 +67,48 @@ def supersede_older_heads(
     """Record the newest of `reviews` per pull request and supersede the queued older ones.
 
     Returns, for the dedup key of each pull request's newest new job, how many jobs it
-    superseded. A few statements per pull request touched, each a primary-key lookup.
+    superseded. Three statements per batch whatever its size: one lookup of the previous
+    newest jobs still pending, one update of the jobs superseded, one upsert of the newest.
     """
     newest: dict[PrKey, NewReview] = {}
+    replaced: dict[PrKey, list[int]] = {}
     for review in reviews:
         current = newest.get(review.pr)
-        if current is None or review.job_id > current.job_id:
+        if current is None:
             newest[review.pr] = review
-    counts: dict[str, int] = {}
-    for pr, latest in newest.items():
-        detail = superseded_detail(latest.job_id, latest.head_sha)
-        count = connection.execute(
-            _SUPERSEDE_PREVIOUS, (latest.job_id, now, detail, *pr, latest.job_id)
-        ).rowcount
-        older = [
-            (latest.job_id, now, detail, review.job_id)
-            for review in reviews
-            if review.pr == pr and review.job_id < latest.job_id
-        ]
-        if older:
-            count += connection.executemany(_SUPERSEDE_ONE, older).rowcount
-        counts[latest.dedup_key] = count
+            replaced[review.pr] = []
+        elif review.job_id > current.job_id:
+            newest[review.pr] = review
+            replaced[review.pr].append(current.job_id)
+        else:
+            replaced[review.pr].append(review.job_id)
+    for chunk in _chunks(list(newest)):
+        rows = connection.execute(
+            _PENDING_PREVIOUS.format(marks=", ".join(["(?, ?, ?, ?)"] * len(chunk))),
+            [value for pr in chunk for value in pr],
+        ).fetchall()
+        for host, owner, name, number, job_id in rows:
+            replaced[(str(host), str(owner), str(name), int(number))].append(int(job_id))
+    updates = [
+        (latest.job_id, now, superseded_detail(latest.job_id, latest.head_sha), job_id)
+        for pr, latest in newest.items()
+        for job_id in replaced[pr]
+    ]
+    if updates:
+        connection.executemany(_SUPERSEDE_ONE, updates)
     connection.executemany(
         _RECORD_LATEST,
         [(*pr, latest.job_id, latest.head_sha) for pr, latest in newest.items()],
     )
-    return counts
+    return {latest.dedup_key: len(replaced[pr]) for pr, latest in newest.items()}
+
+
+_ROWS_PER_STATEMENT = 200  # 4 parameters each: far below SQLite's limit
+
+
+def _chunks(values: list[PrKey]) -> Iterator[list[PrKey]]:
+    for start in range(0, len(values), _ROWS_PER_STATEMENT):
+        yield values[start : start + _ROWS_PER_STATEMENT]
 
 
 def _latest(column: str) -> str:
