@@ -8,7 +8,9 @@
    version, and the provenance names the lock file's current sha256 and the same packages;
 4. the executable runs: ``--help`` prints the usage, ``version --verbose`` names the single
    file and the commit the provenance records;
-5. with ``--compare``: the other build lists the same packages with the same hashes.
+5. the file's gateway refuses, closed, a runtime it unpacked where others could replace it
+   (``TMPDIR`` writable by all, not sticky): exit 3, one line naming the directory;
+6. with ``--compare``: the other build lists the same packages with the same hashes.
 
 Prints one ``ok`` line per check, or one ``FAILED`` line per problem and exits 1.
 """
@@ -18,8 +20,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import secrets
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +38,7 @@ SCHEMAS = ROOT / "tests" / "reference" / "cyclonedx"
 BOM_SCHEMA = "bom-1.6.SNAPSHOT.schema.json"
 SUMS, SBOM, PROVENANCE = "SHA256SUMS", "sbom.cdx.json", "provenance.json"
 RUN_TIMEOUT = 120
+REFUSAL_TIMEOUT = 60  # the refusal comes within seconds; a gateway that serves does not end
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from release_manifest import lock_hashes, normalize  # noqa: E402
@@ -139,6 +146,46 @@ def check_runs(dist: Path) -> str:
     return f"{executable.name}: --help and version --verbose ({lines[1]})"
 
 
+def check_refuses_an_unsafe_unpack_dir(dist: Path) -> str:
+    executable = (dist / artifact_name(dist)).resolve()
+    with tempfile.TemporaryDirectory() as work:
+        shared = Path(work) / "shared-tmp"
+        shared.mkdir()
+        shared.chmod(0o777)  # on purpose: the unsafe place under test
+        env_file = Path(work) / "gateway.env"
+        env_file.write_text(
+            "AR_FORGEJO_URL=https://git.acme.internal\nAR_FORGEJO_TOKEN=check-release-token\n"
+            f"AR_WEBHOOK_SECRET={secrets.token_urlsafe(32)}\nAR_GATEWAY_BIND=127.0.0.1:0\n"
+            f"AR_STATE_DIR={work}/state\n"
+        )
+        env_file.chmod(0o600)
+        # Its own session: should the gateway start after all, the whole group is stopped.
+        process = subprocess.Popen(
+            [str(executable), "gateway", "--env-file", str(env_file)], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, cwd=work,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(shared)},
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            _out, err = process.communicate(timeout=REFUSAL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.communicate(timeout=RUN_TIMEOUT)
+            raise CheckFailed(f"{executable.name} gateway with TMPDIR={shared} (mode 0777) "
+                              f"started instead of refusing") from None  # fmt: skip
+    completed = subprocess.CompletedProcess(process.args, process.returncode, "", err)
+    lines = completed.stderr.strip().splitlines()
+    step = "auto-review gateway: isolation setup failed at step bundle: "
+    wanted = f"unpacked runtime {shared}/_MEI"
+    refusals = [line for line in lines if line.startswith(step) and wanted in line]
+    if completed.returncode != 3 or len(refusals) != 1:
+        raise CheckFailed(
+            f"{executable.name} gateway with TMPDIR={shared} (mode 0777): exit "
+            f"{completed.returncode}, expected 3 and {wanted!r}: {lines[-3:]}"
+        )
+    return f"{executable.name} gateway: an unpack directory others could replace is refused"
+
+
 def check_same_dependencies(dist: Path, other: Path) -> str:
     if sbom_packages(dist) != sbom_packages(other):
         raise CheckFailed(f"{dist} and {other} list different packages or hashes")
@@ -156,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: check_sbom_schema(args.dist),
         lambda: check_locked(args.dist, args.lock),
         lambda: check_runs(args.dist),
+        lambda: check_refuses_an_unsafe_unpack_dir(args.dist),
     ]
     if args.compare is not None:
         checks.append(lambda: check_same_dependencies(args.dist, args.compare))
@@ -163,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     for check in checks:
         try:
             print(f"check-release: ok: {check()}")
-        except (CheckFailed, OSError, KeyError, ValueError, StopIteration) as exc:
+        except (CheckFailed, OSError, KeyError, ValueError, StopIteration,
+                subprocess.TimeoutExpired) as exc:
             failed += 1
             print(f"check-release: FAILED: {exc}")
     return 1 if failed else 0

@@ -43,6 +43,21 @@ def test_a_directory_another_user_owns_is_refused(tmp_path: Path) -> None:
     )
 
 
+def test_a_parent_others_can_write_without_the_sticky_bit_is_refused(tmp_path: Path) -> None:
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    home = private_dir(parent)
+    parent.chmod(0o777)
+    with pytest.raises(frozen.UnpackedRuntimeError) as raised:
+        frozen.check_unpacked_dir(str(home))
+    assert str(raised.value) == (
+        f"unpacked runtime {home} is in {parent}, which group or others can write without "
+        "the sticky bit (mode 0777)"
+    )
+    parent.chmod(0o1777)  # as /tmp: others may not rename what is not theirs
+    frozen.check_unpacked_dir(str(home))
+
+
 def test_a_link_or_a_missing_path_is_refused(tmp_path: Path) -> None:
     home = private_dir(tmp_path)
     link = tmp_path / "_MEIlink"

@@ -9,7 +9,8 @@ directory, so the inner process starts from it without unpacking again (as the b
 own child process does).
 
 The directory is checked before it is bound: a real directory (not a link), owned by this
-user, writable by nobody else; otherwise the launch stops with one line naming it.
+user, writable by nobody else, in a parent where nobody else can replace it (not writable by
+others, or sticky like /tmp); otherwise the launch stops with one line naming it.
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ def check_unpacked_dir(path: str, uid: int | None = None) -> None:
         raise UnpackedRuntimeError(
             f"unpacked runtime {path} is writable by group or others "
             f"(mode {stat.S_IMODE(info.st_mode):04o})"
+        )
+    # Others who may write the parent could rename the directory away and put their own in
+    # its place, unless the sticky bit (as on /tmp) keeps them to their own entries.
+    parent = os.path.dirname(os.path.abspath(path))
+    above = os.stat(parent)
+    if above.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not above.st_mode & stat.S_ISVTX:
+        raise UnpackedRuntimeError(
+            f"unpacked runtime {path} is in {parent}, which group or others can write "
+            f"without the sticky bit (mode {stat.S_IMODE(above.st_mode):04o})"
         )
 
 
