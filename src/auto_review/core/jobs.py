@@ -31,7 +31,8 @@ class JobOutcome(StrEnum):
     SKIPPED = "skipped"  # nothing to do (e.g. draft PR, head moved on)
 
 
-JOB_SOURCES = frozenset({"webhook", "poller", "ci"})
+# "follow-up": queued by a review that found its PR at a newer head (wiring/runner.py).
+JOB_SOURCES = frozenset({"webhook", "poller", "ci", "follow-up"})
 
 # What intake stores instead of a chat argument that holds a configured secret: the text
 # itself never reaches the queue, the state files or the logs. The handler answers that
@@ -48,7 +49,7 @@ class JobRequest:
     comment_id: int | None
     argument: str
     requested_by: str
-    source: str  # "webhook" | "poller" | "ci"
+    source: str  # "webhook" | "poller" | "ci" | "follow-up"
     # A reopened pull request: an earlier job for the same key that did not end in a posted
     # review (failed, or skipped, e.g. because the PR was closed) does not make this one a
     # duplicate. Not stored: it only matters at accept time.

@@ -289,7 +289,12 @@ async def serve_async(
             # Imported here: the pipeline's modules load only when jobs will run.
             from auto_review.wiring.runner import build_runner
 
-            runner = own_runner = build_runner(settings, forge_hosts, tls=tls)
+            async def follow_up(request: JobRequest) -> bool:
+                return (await store.accept(None, [request])).new_jobs > 0
+
+            runner = own_runner = build_runner(
+                settings, forge_hosts, tls=tls, follow_up=follow_up
+            )
         metrics = GatewayMetrics()
         for collector in (*collectors, *(own_runner.collectors if own_runner else ())):
             metrics.registry.register(collector)

@@ -158,6 +158,8 @@ class ReviewReport:
     incremental_since: str | None = None  # the last reviewed commit, when narrowed to it
     # Findings of the model's answer left out because they did not match the schema.
     invalid_findings: dict[str, int] = field(default_factory=dict)
+    # Skipped because the PR is at another head than the job's: the head it is at.
+    moved_on_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +362,9 @@ async def review_pull_request(
     if pr.state != "open":
         return skipped(f"the pull request is {pr.state}")
     if expected_head and pr.head_sha != expected_head:
-        return skipped("the pull request moved on to a newer commit")
+        return replace(
+            skipped("the pull request moved on to a newer commit"), moved_on_to=pr.head_sha
+        )
     previous = None if full else deps.store.last_reviewed_sha(key, number)
     if previous == pr.head_sha:
         return skipped("this commit was already reviewed")

@@ -4,6 +4,11 @@
 review); ``RE_REVIEW`` (the chat command) reviews the whole PR at its current head; the
 chat kinds go to :class:`auto_review.chat.handlers.ChatHandlers`.
 
+A review skipped because the PR is at another head than the job's asks, through
+``follow_up``, for a review of the head the PR is at: the queue accepts it unless that head
+is queued, running or reviewed already. So a stale delivery that superseded the newest
+head's queued job (coalescing goes by arrival) cannot leave the PR's head unreviewed.
+
 Outcomes: a finished review is SUCCEEDED, a deliberate skip SKIPPED, a failure that
 retrying cannot fix FAILED (after an ``error`` status naming the stage). Transient failures
 (forge or LLM unavailable, a git timeout, a final status that could not be posted) raise,
@@ -16,7 +21,8 @@ import contextlib
 import logging
 import os
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +57,10 @@ WORK_DIR_NAME = "work"
 DEFAULT_MENTION = "@auto-review"
 
 
+# Queues a review request; True when it was queued (not a duplicate).
+FollowUp = Callable[[JobRequest], Awaitable[bool]]
+
+
 def mention_for(bot_login: str | None) -> str:
     """How people address the bot: ``@<login>`` (a GitHub App's "[bot]" suffix dropped)."""
     return f"@{bot_login.removesuffix('[bot]')}" if bot_login else DEFAULT_MENTION
@@ -66,8 +76,10 @@ class PipelineRunner:
         *,
         mention: str = DEFAULT_MENTION,
         closers: tuple[Any, ...] = (),
+        follow_up: FollowUp | None = None,
     ) -> None:
         self.deps = deps
+        self.follow_up = follow_up  # queues the review of a PR's current head (see above)
         self.review_metrics = ReviewMetrics()
         self.chat = ChatHandlers(deps, learnings, mention)
         self._closers = closers  # objects with close() or aclose(), released by aclose()
@@ -130,6 +142,8 @@ class PipelineRunner:
         _log_report(request, report)
         self.review_metrics.count(report)
         if report.skipped_reason is not None:
+            if report.moved_on_to and self.follow_up is not None:
+                await self._follow(request, report.moved_on_to)
             if full:
                 await self._tell(request, f"Not reviewed: {report.skipped_reason}.")
             return JobOutcome.SKIPPED
@@ -138,6 +152,26 @@ class PipelineRunner:
             # found nothing new (then only the commit status would change otherwise).
             await self._tell(request, re_review_reply(report))
         return JobOutcome.SUCCEEDED
+
+    async def _follow(self, request: JobRequest, head_sha: str) -> None:
+        """Queue the review of the head the PR is at; the queue drops it as a duplicate
+        when that head is queued, running or reviewed, and revives a superseded job."""
+        assert self.follow_up is not None
+        follow = replace(
+            request,
+            head_sha=head_sha,
+            comment_id=None,
+            argument="",
+            source="follow-up",
+            redo_unless_reviewed=True,
+        )
+        queued = await self.follow_up(follow)
+        if queued:
+            log.info(
+                "queued the review of the pull request's current head",
+                extra={"repo": request.repo.full_name, "pr": request.pr_number,
+                       "head": head_sha[:12]},
+            )  # fmt: skip
 
     async def _tell(self, request: JobRequest, text: str) -> None:
         """A short reply to whoever asked by chat; a forge failure here is only logged."""
@@ -233,6 +267,7 @@ def build_runner(
     *,
     environ: Mapping[str, str] | None = None,
     tls: ssl.SSLContext | None = None,
+    follow_up: FollowUp | None = None,
 ) -> PipelineRunner | None:
     """The runner the settings describe, or None when no LLM is configured (jobs then wait
     in the queue). Git's proxy and CA bundle come from ``environ`` (default: os.environ)."""
@@ -255,5 +290,9 @@ def build_runner(
         bot_login=settings.bot_login,
     )
     return PipelineRunner(
-        deps, store, mention=mention_for(settings.bot_login), closers=(llm, store)
+        deps,
+        store,
+        mention=mention_for(settings.bot_login),
+        closers=(llm, store),
+        follow_up=follow_up,
     )

@@ -215,3 +215,48 @@ def test_a_burst_of_heads_reviews_only_the_latest_and_starves_no_repository(
     for head in heads[:-1]:
         assert any(head[:12] in line for line in lines)
     assert f"superseded by job {latest['id']} (head {heads[-1][:12]})" in listed
+
+
+def test_a_stale_delivery_after_a_push_does_not_leave_the_head_unreviewed(
+    world: World, held_llm: HeldFirstReview
+) -> None:
+    """Coalescing goes by arrival: a late delivery for an older commit supersedes the
+    queued review of the head the PR is at. Its job then finds the PR at that head, and
+    queues a review of it (a follow-up), so the head is reviewed without another push."""
+    shop = world.repo
+    git(shop.bare, "update-ref", "refs/pull/2/head", shop.head_sha)
+    world.forge.add_pull_request(
+        "acme", "shop", 2, head_sha=shop.head_sha, base_sha=shop.base_sha,
+        diff=shop.diff(), clone_url=shop.clone_url,
+    )  # fmt: skip
+    blocker_head = stale = shop.head_sha
+    latest = shop.push({"shop/cart.py": CART_HEAD + "# revision 1\n"})
+    world.publish_pr()
+
+    settings = world.settings(AR_WORKERS="1", AR_LLM_TIMEOUT_SECONDS="120")
+    with (
+        running_gateway(world.tmp / "gateway", settings) as gateway,
+        httpx.Client(base_url=gateway.base_url, timeout=10) as client,
+    ):
+        blocker = forgejo_pr_delivery("acme", "shop", 2, blocker_head, shop.base_sha)
+        assert post_forgejo(client, blocker, "pull_request").status_code == 202
+        assert held_llm.entered.wait(60), "the first review never reached the LLM"
+        for head in (latest, stale):  # the older commit's delivery arrives last
+            delivery = forgejo_pr_delivery("acme", "shop", 1, head, shop.base_sha)
+            assert post_forgejo(client, delivery, "pull_request").status_code == 202
+        [queued] = [r for r in gateway.queued_jobs(status="pending") if r["pr_number"] == 1]
+        assert queued["head_sha"] == stale  # the push's review was superseded
+
+        held_llm.release.set()
+        rows = gateway.wait_until_idle(timeout=180)
+
+    pr1 = [r for r in rows if r["name"] == "shop" and r["pr_number"] == 1]
+    outcomes = sorted((r["head_sha"] == latest, r["source"], r["outcome"]) for r in pr1)
+    assert outcomes == [
+        (False, "webhook", "skipped"),  # the stale head: the PR had moved on
+        (True, "follow-up", "succeeded"),  # the head the PR is at, queued by that skip
+        (True, "webhook", "superseded"),  # the push's own review, replaced on arrival
+    ]
+    [review] = world.forge.posted_reviews("acme", "shop", 1)
+    assert review.commit_id == latest
+    assert world.forge.statuses(latest)[-1].state == "failure"  # the finding, posted
