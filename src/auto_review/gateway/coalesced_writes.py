@@ -1,10 +1,11 @@
-"""One socket write per response: a transport that holds the writes of one loop step.
+"""One socket write per response: a transport that holds a response head for its body.
 
 uvicorn writes a response's status line and headers, then its body, as two
 ``transport.write`` calls, and uvloop sends each at once: two ``send`` system calls and,
-on loopback, two wake-ups of the client per answer. Webhook answers are small and always
-go out whole within one step of the event loop, so this wrapper appends the writes made
-during a step and sends them together on the next loop iteration (``call_soon``).
+on loopback, two wake-ups of the client per answer. This wrapper holds the first write
+and sends it together with the next one, at once, so an answer leaves in one write with
+no added delay. A held write that no second write follows within the same event-loop
+step (a response without a body) is sent on the next loop iteration (``call_soon``).
 Nothing is reordered or dropped: ``close()`` sends what is held before closing, and a
 transport that is already closing gets writes straight through, as before.
 """
@@ -29,7 +30,8 @@ class CoalescedWrites:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         held = self._held
         if held is not None:
-            held.append(bytes(data))
+            self._held = None
+            self._transport.write(b"".join((*held, data)))
         elif self._transport.is_closing():
             self._transport.write(data)  # the transport decides, as without this wrapper
         else:
@@ -41,7 +43,7 @@ class CoalescedWrites:
             self.write(chunk)
 
     def flush(self) -> None:
-        """Send what this step wrote, as one write."""
+        """Send what is held, if anything."""
         held, self._held = self._held, None
         if held and not self._transport.is_closing():  # a lost connection takes no more
             self._transport.write(held[0] if len(held) == 1 else b"".join(held))
