@@ -13,7 +13,7 @@ run as an unprivileged user (the unit's `User=`):
 - `CapabilityBoundingSet=` (empty), `AmbientCapabilities=` (empty), `NoNewPrivileges=yes`,
   `User=`: `setpriv`.
 
-With `AR_TEST_SINGLE_FILE` naming the file `scripts/build-release` made (as `.ci/run` gives
+With `SINGLE_FILE_UNDER_TEST` naming the file `scripts/build-release` made (as `.ci/run` gives
 it), the same sandbox also runs that file as the program, with a private writable `$TMPDIR`
 for its unpacked runtime (the unit's `PrivateTmp=`).
 
@@ -80,7 +80,7 @@ exec "$@"
 
 # The program the unit's ExecStart would name: the installed package's command (here the
 # package run by the Debian interpreter) and, when given, the single file.
-SINGLE_FILE = os.environ.get("AR_TEST_SINGLE_FILE")
+SINGLE_FILE = os.environ.get("SINGLE_FILE_UNDER_TEST")
 PROGRAMS = ["package", "single-file"] if SINGLE_FILE else ["package"]
 
 

@@ -58,7 +58,7 @@ SCENARIOS = {
 }
 # The single file made by scripts/build-release, when given (.ci/run gives it after the
 # build): the same review, the file itself as the launcher, as root and rootless.
-SINGLE_FILE = os.environ.get("AR_TEST_SINGLE_FILE")
+SINGLE_FILE = os.environ.get("SINGLE_FILE_UNDER_TEST")
 if SINGLE_FILE:
     SCENARIOS |= {"root-single-file": (False, None), "rootless-single-file": (True, None)}
 CA_INSIDE = "/etc/auto-review/ca.pem"
