@@ -20,10 +20,12 @@ from tests.unit.review.test_pipeline_fakes import (
 
 from auto_review.chat.commands import parse_chat_command
 from auto_review.chat.handlers import ChatHandlers, help_text
+from auto_review.core.errors import is_transient
 from auto_review.core.jobs import JobKind, JobOutcome, JobRequest
 from auto_review.core.refs import HostKind, RepoRef
-from auto_review.hosts.base import HostAuthError
+from auto_review.hosts.base import HostAuthError, PullRequestDetails
 from auto_review.llm.api import LlmInvalidAnswer, LlmUnavailable, Tier
+from auto_review.review.workspace.checkout import HeadMismatch
 from auto_review.store.sqlite_review import MAX_LEARNINGS_PER_REPO, ReviewStore
 
 OTHER_REPO = RepoRef(HostKind.FORGEJO, "acme", "other")
@@ -158,6 +160,40 @@ def test_llm_unavailable_propagates_for_a_retry(tmp_path: Path, origin: Origin) 
     with pytest.raises(LlmUnavailable):
         asyncio.run(chat.handle(request(JobKind.CHAT_QUESTION, "?")))
     assert host.issue_comments == []
+
+
+@dataclasses.dataclass
+class PushedDuringFetch(FakeHost):
+    """The forge announces a head, and the branch moves on before git fetches it (once)."""
+
+    pushes: int = 1
+
+    async def get_pull_request_details(self, repo: RepoRef, number: int) -> PullRequestDetails:
+        details = await super().get_pull_request_details(repo, number)
+        if self.pushes:
+            self.pushes -= 1
+            self.origin.push({"app.py": "def total(items):\n    return sum(items) * 3\n"})
+        return details
+
+
+def test_a_branch_that_moves_during_the_fetch_makes_the_question_run_again(
+    tmp_path: Path, origin: Origin
+) -> None:
+    """Not "Sorry, I could not answer": the worker retries, and the retry reads the PR as
+    it is then."""
+    host = PushedDuringFetch(origin)
+    model = ScriptedModel(text="It triples the sum.")
+    chat, _ = handlers(tmp_path, host, model)
+    with pytest.raises(HeadMismatch) as raised:
+        asyncio.run(chat.handle(request(JobKind.CHAT_QUESTION, "what does it do?")))
+    assert is_transient(raised.value)
+    assert host.issue_comments == []
+    assert asyncio.run(chat.handle(request(JobKind.CHAT_QUESTION, "what does it do?"))) is (
+        JobOutcome.SUCCEEDED
+    )
+    [(_, messages)] = model.prompts
+    assert "sum(items) * 3" in "\n".join(m.content for m in messages)
+    assert host.issue_comments == ["@alice It triples the sum."]
 
 
 def test_a_question_over_the_context_budget_gets_a_fixed_reply(

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from auto_review.core.errors import TransientError
 from auto_review.review.diff.model import DiffLimits, FileDiff, FileStatus, iter_file_diffs
 from auto_review.review.workspace.confined import ConfinedTree, ConfinementLimits
 from auto_review.review.workspace.gitenv import (
@@ -60,8 +61,12 @@ class WorkspaceTooLarge(WorkspaceError):
     underlying ``GitSizeExceeded``, kept as the cause)."""
 
 
-class HeadMismatch(WorkspaceError):
-    """The fetched head is not the commit the forge announced (the branch moved)."""
+class HeadMismatch(WorkspaceError, TransientError):
+    """The fetched head is not the commit the forge announced (the branch moved).
+
+    Transient: a review skips the head that moved on (its newer head has a job), and
+    anything else that wants the PR as it is now (a chat question) runs again and fetches
+    the new head."""
 
 
 @dataclass(frozen=True, slots=True)
