@@ -89,6 +89,19 @@ class RandomFaults:
         return f"{sum(self.injected.values())} of {self.requests} requests ({counts})"
 
 
+def stall_until_the_client_gives_up(handler: BaseHTTPRequestHandler, limit: float) -> None:
+    """Answer nothing until the client closes the connection (its timeout), at most
+    ``limit`` seconds: the stall ends on the client's own signal, not after a fixed time."""
+    handler.close_connection = True
+    connection = handler.connection
+    try:
+        connection.settimeout(limit)
+        while connection.recv(4096):
+            pass  # a client waiting for this answer sends nothing more; drain if it does
+    except OSError:
+        pass  # the limit passed, or the client reset the connection
+
+
 def reset_connection(handler: BaseHTTPRequestHandler) -> None:
     """Close the handler's connection with a TCP reset: SO_LINGER 0 turns close into RST."""
     handler.close_connection = True

@@ -66,6 +66,7 @@ from tests.support.chaos import (
     LoopbackHttpServer,
     RandomFaults,
     reset_connection,
+    stall_until_the_client_gives_up,
 )
 from tests.support.reference import load_json, reference_path
 
@@ -318,8 +319,7 @@ class LoopbackForge:
         if kind in ("timeout", LOST_REPLY):
             if kind == "timeout":
                 exchange.status = -1
-            time.sleep(self.chaos.stall_seconds)  # the client has given up by now
-            handler.close_connection = True
+            stall_until_the_client_gives_up(handler, self.chaos.stall_seconds)
             return True
         status = 429 if kind == "429" else self.chaos.error_status()
         headers = {"Retry-After": self.chaos.retry_after} if kind == "429" else {}

@@ -63,7 +63,7 @@ async def main(state_dir: Path, count: int, wave: int, workers: bool) -> None:
         await asyncio.sleep(0.005)
     sys.stdout.write("ALL\n")
     sys.stdout.flush()
-    await asyncio.sleep(3600)  # wait for the SIGKILL
+    await asyncio.Event().wait()  # until the SIGKILL
 
 
 if __name__ == "__main__":

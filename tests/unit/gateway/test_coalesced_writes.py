@@ -53,9 +53,9 @@ def serve_and(check: Any) -> None:
             answer, http=RecordedProtocol, lifespan="off", log_config=None, access_log=False
         )
         server = uvicorn.Server(config)
+        # The socket listens already: a connection made before the server starts waits in
+        # its backlog, so nothing needs to wait for start-up.
         task = asyncio.create_task(server.serve(sockets=[listener]))
-        while not server.started:
-            await asyncio.sleep(0.01)
         try:
             await check(listener.getsockname()[1])
         finally:

@@ -324,7 +324,7 @@ def test_a_runner_answering_nonsense_counts_as_an_error(store) -> None:
 def test_an_attempt_over_its_time_limit_is_retried(store) -> None:
     async def slow_once(job: Job) -> JobOutcome:
         if job.attempts == 1:
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # hangs until cancelled
         return JobOutcome.SUCCEEDED
 
     runner = ScriptedRunner(slow_once)
@@ -348,7 +348,7 @@ def test_an_attempt_over_its_time_limit_is_retried(store) -> None:
 
 def test_a_final_attempt_over_its_time_limit_is_concluded_by_the_runner(store) -> None:
     async def forever(job: Job) -> JobOutcome:
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # hangs until cancelled
         return JobOutcome.SUCCEEDED
 
     runner = ScriptedRunner(forever)
@@ -374,7 +374,7 @@ def test_a_final_attempt_over_its_time_limit_is_concluded_by_the_runner(store) -
 
 def test_a_conclusion_that_fails_still_ends_the_job(store, caplog) -> None:
     async def forever(job: Job) -> JobOutcome:
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # hangs until cancelled
         return JobOutcome.SUCCEEDED
 
     runner = ScriptedRunner(forever, conclude_error=TransientError("the forge is down"))
@@ -441,7 +441,7 @@ def test_graceful_stop_lets_running_jobs_finish_and_starts_no_new_ones(store) ->
 
 def test_stop_cancels_what_outlives_the_grace_period_and_requeues_it(store) -> None:
     async def forever(job: Job) -> JobOutcome:
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # hangs until cancelled
         return JobOutcome.SUCCEEDED
 
     observer = Observed()
@@ -464,7 +464,7 @@ def test_immediate_stop_cancels_at_once(store) -> None:
 
     async def forever(job: Job) -> JobOutcome:
         started.set()
-        await asyncio.sleep(3600)
+        await asyncio.Event().wait()  # hangs until cancelled
         return JobOutcome.SUCCEEDED
 
     async def scenario() -> float:
