@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
-import hmac
 import json
 import random
 import time
@@ -22,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from tests.support.gateway_process import forgejo_headers
 from tests.support.reference import load_json, reference_path
 
 from soak_world import BOT, OWNER, PullRequest, SoakForge
@@ -67,19 +66,6 @@ def comment_delivery(pull: PullRequest, comment_id: int, text: str) -> bytes:
     payload["comment"].update(id=comment_id, body=text)
     payload["comment"]["user"]["login"] = "alice"
     return json.dumps(payload).encode()
-
-
-def signed_headers(secret: str, body: bytes, event: str, delivery: str) -> dict[str, str]:
-    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {
-        "Content-Type": "application/json",
-        "X-Forgejo-Event": event,
-        "X-Gitea-Event": event,
-        "X-Forgejo-Delivery": delivery,
-        "X-Gitea-Delivery": delivery,
-        "X-Forgejo-Signature": signature,
-        "X-Gitea-Signature": signature,
-    }
 
 
 @dataclass
@@ -174,7 +160,7 @@ class Load:
         if kind == "bad-signature":
             pull = self.random.choice(pulls)
             body = pr_delivery(pull, pull.head, self.world.repos[pull.repo].base_sha)
-            headers = signed_headers("not-the-secret-" + "x" * 32, body, "pull_request",
+            headers = forgejo_headers("not-the-secret-" + "x" * 32, body, "pull_request",
                                      str(uuid.uuid4()))  # fmt: skip
             return body, headers, "pull_request"
         if kind == "replay":
@@ -189,4 +175,4 @@ class Load:
         return body, self._headers(body, "issue_comment"), "issue_comment"
 
     def _headers(self, body: bytes, event: str) -> dict[str, str]:
-        return signed_headers(self.secret, body, event, str(uuid.uuid4()))
+        return forgejo_headers(self.secret, body, event, str(uuid.uuid4()))
