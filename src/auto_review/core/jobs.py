@@ -122,7 +122,10 @@ class JobRetryPolicy:
     Retries go on, with exponential backoff and jitter, until ``horizon_seconds`` after the
     job was accepted; the attempt that starts past the horizon is the final one. A job
     interrupted by ``max_interruptions`` restarts in a row (one that kills the gateway each
-    time) fails instead of crash-looping it.
+    time) fails instead of crash-looping it. An attempt stopped at the job time limit when
+    the job has had ``max_timed_out_attempts`` attempts ends it: each such attempt holds a
+    worker for the whole limit, and one that always runs that long would otherwise hold one
+    until the horizon.
     """
 
     horizon_seconds: float = DEFAULT_RETRY_HORIZON_SECONDS
@@ -130,6 +133,7 @@ class JobRetryPolicy:
     max_delay_seconds: float = 600.0
     jitter: float = 0.5  # the share of each delay drawn at random: delay * [1 - jitter, 1]
     max_interruptions: int = 3
+    max_timed_out_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.horizon_seconds < 0:
@@ -140,6 +144,12 @@ class JobRetryPolicy:
             raise ValueError("retry jitter must be between 0 and 1")
         if self.max_interruptions < 1:
             raise ValueError("max_interruptions must be at least 1")
+        if self.max_timed_out_attempts < 1:
+            raise ValueError("max_timed_out_attempts must be at least 1")
+
+    def ends_after_timeout(self, job: Job) -> bool:
+        """An attempt of ``job`` stopped at the time limit ends the job (no retry)."""
+        return job.attempts >= self.max_timed_out_attempts
 
     def deadline(self, job: Job) -> float:
         """Unix time after which a transient failure ends the job."""

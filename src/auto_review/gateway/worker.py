@@ -235,7 +235,9 @@ class WorkerPool:
                 extra={**fields, "error_type": error, "where": _where(exc)},
             )
             return RunResult.ERROR
-        if not job.final_attempt:
+        timed_out = isinstance(exc, JobTimedOut)
+        too_slow = timed_out and self._retry.ends_after_timeout(job)
+        if not job.final_attempt and not too_slow:
             delay = self._retry.next_delay(job, self._wall_clock(), self._draw())
             detail = f"{error} on attempt {job.attempts}: waiting to retry"
             await self._bookkeep(self._store.retry_later(job.id, delay, detail), fields)
@@ -244,12 +246,17 @@ class WorkerPool:
                 extra={**fields, "error_type": error, "delay": round(delay, 3)},
             )
             return RunResult.RETRYING
-        hours = self._retry.horizon_seconds / 3600
-        detail = f"{error} on attempt {job.attempts}: still failing after {hours:g} h"
-        if isinstance(exc, JobTimedOut):
+        if too_slow and not job.final_attempt:
+            detail = f"{error} on attempt {job.attempts}: over the time limit too often"
+            message = "job gave up after too many attempts over the time limit"
+        else:
+            hours = self._retry.horizon_seconds / 3600
+            detail = f"{error} on attempt {job.attempts}: still failing after {hours:g} h"
+            message = "job gave up at its retry horizon"
+        if timed_out:
             await self._conclude(job, fields)
         await self._bookkeep(self._store.give_up(job.id, detail), fields)
-        log.error("job gave up at its retry horizon", extra={**fields, "error_type": error})
+        log.error(message, extra={**fields, "error_type": error})
         return RunResult.GAVE_UP
 
     def time_limit_reason(self) -> str:

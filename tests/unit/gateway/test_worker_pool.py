@@ -372,6 +372,65 @@ def test_a_final_attempt_over_its_time_limit_is_concluded_by_the_runner(store) -
     assert store.job_status(1)[2].startswith("JobTimedOut on attempt 1: still failing")
 
 
+def test_a_job_over_its_time_limit_on_its_third_attempt_ends_within_the_horizon(
+    store, caplog
+) -> None:
+    async def forever(job: Job) -> JobOutcome:
+        await asyncio.Event().wait()  # hangs until cancelled
+        return JobOutcome.SUCCEEDED
+
+    runner = ScriptedRunner(forever)
+    observer = Observed()
+
+    async def scenario() -> None:
+        await store.accept(None, [request(1)])
+        pool = WorkerPool(
+            store, runner, concurrency=1, retry=NO_DELAY, observer=observer,
+            job_timeout_seconds=0.1,
+        )  # fmt: skip
+        await pool.start()
+        await eventually(lambda: store.counts()[JobStatus.FAILED] == 1)
+        await pool.stop()
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(scenario())
+    # The 24 h horizon is far away: the attempts over the limit end the job, not the horizon.
+    assert [job.attempts for job in runner.calls] == [1, 2, 3]
+    assert observer.outcomes == [RunResult.RETRYING, RunResult.RETRYING, RunResult.GAVE_UP]
+    [(job, reason)] = runner.concluded
+    assert job.attempts == 3 and not job.final_attempt
+    assert reason == "it ran past the time limit of 0.1 s (AR_JOB_TIMEOUT_SECONDS)"
+    assert store.job_status(1)[2] == (
+        "JobTimedOut on attempt 3: over the time limit too often"
+    )
+    assert "job gave up after too many attempts over the time limit" in caplog.text
+
+
+def test_other_transient_failures_before_a_timeout_count_as_attempts(store) -> None:
+    async def down_then_slow(job: Job) -> JobOutcome:
+        if job.attempts < 3:
+            raise ForgeDown("the forge is down")
+        await asyncio.Event().wait()  # hangs until cancelled
+        return JobOutcome.SUCCEEDED
+
+    runner = ScriptedRunner(down_then_slow)
+
+    async def scenario() -> None:
+        await store.accept(None, [request(1)])
+        pool = WorkerPool(
+            store, runner, concurrency=1, job_timeout_seconds=0.1,
+            retry=JobRetryPolicy(base_delay_seconds=0.0, max_timed_out_attempts=4),
+        )  # fmt: skip
+        await pool.start()
+        await eventually(lambda: store.counts()[JobStatus.FAILED] == 1)
+        await pool.stop()
+
+    asyncio.run(scenario())
+    # Two outages, then attempts 3 and 4 over the limit: the fourth attempt ends it.
+    assert [job.attempts for job in runner.calls] == [1, 2, 3, 4]
+    assert len(runner.concluded) == 1
+
+
 def test_a_conclusion_that_fails_still_ends_the_job(store, caplog) -> None:
     async def forever(job: Job) -> JobOutcome:
         await asyncio.Event().wait()  # hangs until cancelled
@@ -545,5 +604,7 @@ def test_pool_settings_are_validated(store) -> None:
         WorkerPool(store, RecordingRunner(), concurrency=1, job_timeout_seconds=0)
     with pytest.raises(ValueError, match="max_interruptions"):
         JobRetryPolicy(max_interruptions=0)
+    with pytest.raises(ValueError, match="max_timed_out_attempts"):
+        JobRetryPolicy(max_timed_out_attempts=0)
     with pytest.raises(ValueError, match="jitter"):
         JobRetryPolicy(jitter=2.0)
