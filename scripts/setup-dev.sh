@@ -14,9 +14,11 @@ export DEBIAN_FRONTEND=noninteractive
 # git: hermetic clones; runc/crun: OCI conformance; libseccomp2: seccomp filters;
 # passwd: useradd for rootless tests; util-linux: unshare; iproute2: ip;
 # python3-venv: the virtual environment below; prometheus: promtool checks the alert rules;
-# systemd: systemd-analyze checks the unit; sqlite3: the backup test; curl: the CI snippets.
+# systemd: systemd-analyze checks the unit; sqlite3: the backup test; curl: the CI snippets;
+# postgresql: the server binaries the PostgreSQL store tests start a throwaway cluster with
+# (tests/support/postgres.py), never the Debian-managed cluster.
 debian_packages=(git runc crun libseccomp2 passwd util-linux iproute2 python3 python3-venv
-                 ca-certificates prometheus systemd sqlite3 curl)
+                 ca-certificates prometheus systemd sqlite3 curl postgresql)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for package in "${debian_packages[@]}"; do
@@ -28,10 +30,25 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "setup-dev: installing Debian packages: ${missing[*]}"
     apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    # No service may start during the install (Debian's postgresql would start its own
+    # cluster): policy-rc.d answering 101 is Debian's way to say so, removed right after.
+    own_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod 0755 /usr/sbin/policy-rc.d
+      own_policy=yes
+    fi
+    status=0
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+    [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+    [ "$status" = 0 ] || exit "$status"
     # Only promtool is wanted: where systemd runs, the package also starts a Prometheus server.
     if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
       systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+    # Likewise only the binaries of postgresql: its own cluster must not start at boot.
+    if [[ " ${missing[*]} " == *" postgresql "* ]] && [ -d /run/systemd/system ]; then
+      systemctl disable --now postgresql >/dev/null 2>&1 || true
     fi
   else
     echo "setup-dev: warning: Debian packages missing (install them as root): ${missing[*]}" >&2
