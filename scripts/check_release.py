@@ -2,7 +2,8 @@
 
   .venv/bin/python scripts/check_release.py DIST [--compare OTHER_DIST] [--lock LOCK]
 
-1. ``SHA256SUMS`` lists the executable, the SBOM and the provenance, and each matches;
+1. ``SHA256SUMS`` lists the executable, the wheel, the SBOM and the provenance, and each
+   matches;
 2. the SBOM is valid against the CycloneDX 1.6 JSON schema (tests/reference/cyclonedx);
 3. every Python package the SBOM lists has a sha256 the lock file allows for its pinned
    version, and the provenance names the lock file's current sha256 and the same packages;
@@ -10,7 +11,12 @@
    file and the commit the provenance records;
 5. the file's gateway refuses, closed, a runtime it unpacked where others could replace it
    (``TMPDIR`` writable by all, not sticky): exit 3, one line naming the directory;
-6. with ``--compare``: the other build lists the same packages with the same hashes.
+6. the wheel (``auto_review-<version>-py3-none-any.whl``, what ``uv tool install`` and pipx
+   install) is the one the provenance names, holds the version, the ``auto-review`` command
+   and the build record with the provenance's commit, and every file in it matches its
+   ``RECORD`` hash;
+7. with ``--compare``: the other build lists the same packages with the same hashes, and
+   its wheel is byte for byte the same.
 
 Prints one ``ok`` line per check, or one ``FAILED`` line per problem and exits 1.
 """
@@ -18,6 +24,7 @@ Prints one ``ok`` line per check, or one ``FAILED`` line per problem and exits 1
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -26,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +68,19 @@ def artifact_name(dist: Path) -> str:
     return str(load(dist / PROVENANCE)["artifact"]["name"])
 
 
+def wheel_name(dist: Path) -> str:
+    wheel = load(dist / PROVENANCE).get("wheel")
+    if not isinstance(wheel, dict) or "name" not in wheel:
+        raise CheckFailed(f"{PROVENANCE} names no wheel")
+    return str(wheel["name"])
+
+
 def check_sums(dist: Path) -> str:
     listed: dict[str, str] = {}
     for line in (dist / SUMS).read_text(encoding="utf-8").splitlines():
         digest, _, name = line.partition("  ")
         listed[name] = digest
-    wanted = {artifact_name(dist), SBOM, PROVENANCE}
+    wanted = {artifact_name(dist), wheel_name(dist), SBOM, PROVENANCE}
     if set(listed) != wanted:
         raise CheckFailed(f"{SUMS} lists {sorted(listed)}, not {sorted(wanted)}")
     for name, digest in listed.items():
@@ -186,10 +201,46 @@ def check_refuses_an_unsafe_unpack_dir(dist: Path) -> str:
     return f"{executable.name} gateway: an unpack directory others could replace is refused"
 
 
+def record_digest(data: bytes) -> str:
+    """A wheel RECORD's hash field: sha256=<urlsafe base64, unpadded>."""
+    encoded = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return "sha256=" + encoded.decode()
+
+
+def check_wheel(dist: Path) -> str:
+    provenance = load(dist / PROVENANCE)
+    version, name = provenance["version"], wheel_name(dist)
+    if name != f"auto_review-{version}-py3-none-any.whl":
+        raise CheckFailed(f"{PROVENANCE}: wheel {name!r} is not auto-review {version}'s")
+    wheel = dist / name
+    if sha256(wheel) != provenance["wheel"]["sha256"]:
+        raise CheckFailed(f"{name}: its sha256 is not the one {PROVENANCE} records")
+    info = f"auto_review-{version}.dist-info"
+    with zipfile.ZipFile(wheel) as archive:
+        files = {entry: archive.read(entry) for entry in archive.namelist()}
+    metadata = files.get(f"{info}/METADATA", b"").decode("utf-8", "replace").splitlines()
+    if "Name: auto-review" not in metadata or f"Version: {version}" not in metadata:
+        raise CheckFailed(f"{name}: METADATA does not name auto-review {version}")
+    if f"auto_review-{version}.data/scripts/auto-review" not in files:
+        raise CheckFailed(f"{name}: no auto-review command (scripts/console/auto-review)")
+    recorded = json.loads(files.get("auto_review/build_info.json", b"{}"))
+    if recorded.get("commit") != provenance["source"]["commit"]:
+        raise CheckFailed(f"{name}: its build record names commit {recorded.get('commit')!r}, "
+                          f"not {provenance['source']['commit']}")  # fmt: skip
+    for line in files.get(f"{info}/RECORD", b"").decode().splitlines():
+        path, digest, _size = line.rsplit(",", 2)
+        if digest and (path not in files or record_digest(files[path]) != digest):
+            raise CheckFailed(f"{name}: {path} does not match its RECORD hash")
+    return f"{name}: auto-review {version}, the command and the build record, RECORD matches"
+
+
 def check_same_dependencies(dist: Path, other: Path) -> str:
     if sbom_packages(dist) != sbom_packages(other):
         raise CheckFailed(f"{dist} and {other} list different packages or hashes")
-    return f"{dist.name} and {other.name}: the same {len(sbom_packages(dist))} package hashes"
+    if sha256(dist / wheel_name(dist)) != sha256(other / wheel_name(other)):
+        raise CheckFailed(f"{dist} and {other} hold different wheels")
+    return (f"{dist.name} and {other.name}: the same {len(sbom_packages(dist))} package hashes "
+            "and the same wheel")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: check_sums(args.dist),
         lambda: check_sbom_schema(args.dist),
         lambda: check_locked(args.dist, args.lock),
+        lambda: check_wheel(args.dist),
         lambda: check_runs(args.dist),
         lambda: check_refuses_an_unsafe_unpack_dir(args.dist),
     ]

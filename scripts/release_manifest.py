@@ -2,8 +2,12 @@
 
 Run by ``scripts/build-release`` with the build environment's Python, after PyInstaller:
 
-  python scripts/release_manifest.py --artifact FILE --pip-report REPORT --lock LOCK
-      --build-info BUILD_INFO --out DIR
+  python scripts/release_manifest.py --artifact FILE [--wheel WHEEL] --pip-report REPORT
+      --lock LOCK --build-info BUILD_INFO --out DIR
+
+``SHA256SUMS`` lists the executable, the wheel of auto-review it was made from (the one
+``uv tool install`` or pipx installs), the SBOM and the provenance; the provenance names the
+wheel and its sha256 too.
 
 What the SBOM lists is read back from the built file itself (PyInstaller's archive table of
 contents), not from what was installed for the build: the Python packages whose modules,
@@ -197,6 +201,10 @@ def sbom(
     }
 
 
+def file_record(path: Path) -> dict[str, Any]:
+    return {"name": path.name, "sha256": sha256_file(path), "size": path.stat().st_size}
+
+
 def provenance(
     artifact: Path,
     build_info: Mapping[str, Any],
@@ -204,10 +212,11 @@ def provenance(
     lock_label: str,
     packages: list[Package],
     tools: Mapping[str, str],
+    wheel: Path | None = None,
 ) -> dict[str, Any]:
     return {
-        "artifact": {"name": artifact.name, "sha256": sha256_file(artifact),
-                     "size": artifact.stat().st_size},
+        "artifact": file_record(artifact),
+        **({"wheel": file_record(wheel)} if wheel is not None else {}),
         "source": {key: build_info[key] for key in ("commit", "modified", "commit_time")},
         "version": build_info["version"],
         "lock_file": {"path": lock_label, "sha256": sha256_file(lock)},
@@ -243,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--artifact", type=Path, required=True)
+    parser.add_argument("--wheel", type=Path, help="auto-review's wheel, beside the artifact")
     parser.add_argument("--pip-report", type=Path, required=True)
     parser.add_argument("--lock", type=Path, required=True)
     parser.add_argument("--lock-label", required=True, help="the lock file's repository path")
@@ -267,10 +277,12 @@ def main(argv: list[str] | None = None) -> int:
                     platform.python_version(), tools, epoch)  # fmt: skip
     write_json(args.out / SBOM_NAME, document)
     write_json(args.out / PROVENANCE_NAME,
-               provenance(args.artifact, build_info, args.lock, args.lock_label, packages, tools))
-    (args.out / SUMS_NAME).write_text(
-        sha256sums(args.out, (args.artifact.name, SBOM_NAME, PROVENANCE_NAME)), encoding="utf-8"
-    )
+               provenance(args.artifact, build_info, args.lock, args.lock_label, packages, tools,
+                          args.wheel))  # fmt: skip
+    listed = [args.artifact.name, SBOM_NAME, PROVENANCE_NAME]
+    if args.wheel is not None:
+        listed.append(args.wheel.name)
+    (args.out / SUMS_NAME).write_text(sha256sums(args.out, listed), encoding="utf-8")
     print(f"release_manifest: {len(packages)} packages, {len(contents.binaries)} binaries")
     return 0
 

@@ -14,8 +14,8 @@ How it runs, decided from where the ``auto_review`` package was imported:
   installer its metadata names.
 
 The commit comes from ``build_info.json`` beside the package when the build recorded one
-(``scripts/build-release`` puts it in the single file), else from ``git`` in a checkout
-(``+modified`` when tracked files differ from it), else ``unknown``.
+(``scripts/build-release`` puts it in the single file and in the wheel beside it), else from
+``git`` in a checkout (``+modified`` when tracked files differ from it), else ``unknown``.
 """
 
 from __future__ import annotations
