@@ -16,9 +16,10 @@ export DEBIAN_FRONTEND=noninteractive
 # python3-venv: the virtual environment below; prometheus: promtool checks the alert rules;
 # systemd: systemd-analyze checks the unit; sqlite3: the backup test; curl: the CI snippets;
 # postgresql: the server binaries the PostgreSQL store tests start a throwaway cluster with
-# (tests/support/postgres.py), never the Debian-managed cluster.
+# (tests/support/postgres.py), never the Debian-managed cluster; pipx: the tool-install test
+# installs the wheel with it (uv, the other installer, comes from requirements/dev.lock).
 debian_packages=(git runc crun libseccomp2 passwd util-linux iproute2 python3 python3-venv
-                 ca-certificates prometheus systemd sqlite3 curl postgresql)
+                 ca-certificates prometheus systemd sqlite3 curl postgresql pipx)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for package in "${debian_packages[@]}"; do

@@ -40,6 +40,7 @@ def test_both_locks_pin_every_runtime_dependency_and_dev_pins_the_dev_extra() ->
     assert sorted((runtime | dev) - set(dev_lock)) == [], "run scripts/update-locks"
     assert {"setuptools", "wheel", "pyinstaller"} <= set(release_lock)
     assert {"setuptools", "wheel"} <= set(dev_lock)
+    assert "uv" in dev_lock  # the tool-install tests run `uv tool install`
 
 
 def test_the_developer_environment_has_the_release_versions() -> None:

@@ -82,8 +82,9 @@ class RunAs:
     gid: int
     python: str
     runtime_dir: Path  # XDG_RUNTIME_DIR for the user; unused for root
-    python_path: Path | None  # readable copy of the package for the user
-    program: Path | None = None  # the single file, run instead of `python -m auto_review...`
+    python_path: Path | None  # readable copy of the package for the user; None: the program's own
+    program: Path | None = None  # the single file or an installed command, run instead of
+    # `python -m auto_review...`
 
     @property
     def rootless(self) -> bool:
@@ -95,9 +96,12 @@ class RunAs:
 
     def env(self) -> dict[str, str]:
         if self.rootless:
-            assert self.python_path is not None
-            return user_env(self.runtime_dir, self.python_path, path=LAUNCHER_PATH,
-                            write_bytecode=True)  # fmt: skip
+            assert self.python_path is not None or self.program is not None
+            env = user_env(self.runtime_dir, self.python_path or self.runtime_dir,
+                           path=LAUNCHER_PATH, write_bytecode=True)  # fmt: skip
+            if self.python_path is None:
+                del env["PYTHONPATH"]  # an installed command imports its environment only
+            return env
         return {"PATH": LAUNCHER_PATH, "LANG": "C.UTF-8", "HOME": "/root"}
 
     def popen_identity(self) -> dict[str, Any]:

@@ -10,7 +10,10 @@ A signed ``pull_request`` webhook then makes the inner gateway fetch the PR, clo
 ask the LLM and post a review with an inline comment and a final commit status.
 
 Scenarios: root and an unprivileged user with the embedded runtime and runc, root with
-crun (the same bundle; rootless crun 1.8 refuses this host's hybrid cgroups). The inner
+crun (the same bundle; rootless crun 1.8 refuses this host's hybrid cgroups), and root and
+an unprivileged user running the ``auto-review`` command of the wheel installed with
+``uv tool install`` (:mod:`tests.support.tool_install`; the bundle is staged from that
+tool's own virtual environment). The inner
 network namespace holds only lo: everything it reached went through the proxy, whose
 refusal counters stay at zero. Git in the container runs its credential helper with
 /bin/sh, which the bundle binds for that.
@@ -41,6 +44,7 @@ from tests.support.fake_llm import FakeLlm, check_recorded_traffic
 from tests.support.gateway_process import forgejo_headers
 from tests.support.https_forge import HttpsForgejo, make_private_ca
 from tests.support.openapi_check import ApiSpec
+from tests.support.tool_install import ToolInstall, uv_tool_install, wheel_under_test
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -61,6 +65,7 @@ SCENARIOS = {
 SINGLE_FILE = os.environ.get("SINGLE_FILE_UNDER_TEST")
 if SINGLE_FILE:
     SCENARIOS |= {"root-single-file": (False, None), "rootless-single-file": (True, None)}
+SCENARIOS |= {"root-tool-install": (False, None), "rootless-tool-install": (True, None)}
 CA_INSIDE = "/etc/auto-review/ca.pem"
 
 
@@ -70,6 +75,13 @@ def sandbox() -> Iterator[support.UserSandbox]:
     made = support.make_user_sandbox()
     yield made
     made.cleanup()
+
+
+@pytest.fixture(scope="module")
+def tool(sandbox: support.UserSandbox) -> ToolInstall:
+    """The wheel installed as a tool where the unprivileged user can run it too."""
+    base = sandbox.base / "tool-install"
+    return uv_tool_install(base / "home", wheel_under_test(base / "wheel"))
 
 
 def readable_copy(single_file: Path, sandbox: support.UserSandbox) -> Path:
@@ -156,13 +168,17 @@ def run_review_job(workdir: Path, run_as: support.RunAs, runtime: str | None) ->
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_a_webhook_becomes_a_review_through_the_egress_proxy(
-    name: str, sandbox: support.UserSandbox, tmp_path: Path
+    name: str, sandbox: support.UserSandbox, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     rootless, runtime = SCENARIOS[name]
     run_as = sandbox.run_as if rootless else support.root_run_as()
     if name.endswith("single-file"):
         assert SINGLE_FILE is not None
         run_as = dataclasses.replace(run_as, program=readable_copy(Path(SINGLE_FILE), sandbox))
+    installed: ToolInstall | None = None
+    if name.endswith("tool-install"):
+        installed = request.getfixturevalue("tool")
+        run_as = dataclasses.replace(run_as, program=installed.command, python_path=None)
     # The unprivileged user cannot reach pytest's 0700 temporary directory.
     workdir = (sandbox.base if rootless else tmp_path) / f"review-{name}"
     seen = run_review_job(workdir, run_as, runtime)
@@ -174,7 +190,19 @@ def test_a_webhook_becomes_a_review_through_the_egress_proxy(
     [ca_mount] = [m for m in seen["mounts"] if m["destination"] == CA_INSIDE]
     assert ca_mount["source"] == seen["ca"]
     assert {"bind", "ro", "nosuid", "nodev"} <= set(ca_mount["options"])
-    if run_as.program is not None:
+    sources = [m["source"] for m in seen["mounts"] if m["type"] == "bind"]
+    if installed is not None:
+        # The tool's own environment, bound read-only; not the dev environment or the tree.
+        environment = str(installed.environment)
+        binds = {m["destination"]: m for m in seen["mounts"] if m["type"] == "bind"}
+        [site] = [d for d in binds if d.startswith(environment) and d.endswith("site-packages")]
+        assert binds[site]["source"] == site and "ro" in binds[site]["options"]
+        # The tool's interpreter (Debian's python3, the environment's bin/python links to it).
+        interpreter = binds[f"{environment}/bin/python"]
+        assert interpreter["source"] == os.path.realpath(installed.python)
+        assert "ro" in interpreter["options"]
+        assert not [s for s in sources if s.startswith((sys.prefix, str(support.REPO_ROOT)))]
+    elif run_as.program is not None:
         # The file's own runtime, bound read-only: the file and the directory it unpacked
         # itself into; nothing of the host's Python.
         sources = [m["source"] for m in seen["mounts"] if m["type"] == "bind"]
