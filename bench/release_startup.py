@@ -5,13 +5,13 @@
 Times N runs (after one unmeasured run) of ``--help`` and of ``version --verbose`` for the
 executable in DIST (default ``dist/``, made by ``scripts/build-release``), for
 ``auto-review`` next to this interpreter (the virtual environment's console script; in the
-dev ``.venv`` an editable install, whose import finder costs start-up time), and for the
-release's wheel installed as a tool (``uv tool install``, non-editable, byte-compiled, into a
-temporary directory: :mod:`tests.support.tool_install`; or the installed command PROGRAM),
-and prints the median and the fastest of each in milliseconds, with the file's size. The single
-file unpacks its runtime into a fresh temporary directory on every start (PyInstaller
-one-file), so each of its runs is a cold start of the unpacked files as far as the file
-system is concerned; the page cache is warm after the first run for both.
+dev ``.venv`` an editable install), and for the release's wheel installed as a tool
+(``uv tool install``, non-editable, byte-compiled, into a temporary directory:
+:mod:`tests.support.tool_install`; or the installed command PROGRAM), and prints the median
+and the fastest of each in milliseconds, with the file's size. The single file unpacks its
+runtime into a fresh temporary directory on every start (PyInstaller one-file), so each of
+its runs is a cold start of the unpacked files as far as the file system is concerned; the
+page cache is warm after the first run for all.
 """
 
 from __future__ import annotations
