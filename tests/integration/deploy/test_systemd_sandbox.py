@@ -15,7 +15,9 @@ run as an unprivileged user (the unit's `User=`):
 
 With `SINGLE_FILE_UNDER_TEST` naming the file `scripts/build-release` made (as `.ci/run` gives
 it), the same sandbox also runs that file as the program, with a private writable `$TMPDIR`
-for its unpacked runtime (the unit's `PrivateTmp=`).
+for its unpacked runtime (the unit's `PrivateTmp=`). It also runs the `auto-review` command
+of the wheel installed with `uv tool install` outside any home directory, as
+docs/DEPLOYMENT.md has it (`UV_TOOL_DIR=/opt/auto-review`), with no `PYTHONPATH`.
 
 Not reproduced: the seccomp-based options (`SystemCallFilter=`, `RestrictNamespaces=`,
 `RestrictAddressFamilies=`, `LockPersonality=`...), `PrivateTmp=` (the test user's files
@@ -32,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.tool_install import ToolInstall, uv_tool_install, wheel_under_test
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "isolation"))
 
@@ -79,9 +82,10 @@ exec "$@"
 
 
 # The program the unit's ExecStart would name: the installed package's command (here the
-# package run by the Debian interpreter) and, when given, the single file.
+# package run by the Debian interpreter), the wheel installed as a tool and, when given, the
+# single file.
 SINGLE_FILE = os.environ.get("SINGLE_FILE_UNDER_TEST")
-PROGRAMS = ["package", "single-file"] if SINGLE_FILE else ["package"]
+PROGRAMS = ["package", "tool-install", *(["single-file"] if SINGLE_FILE else [])]
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +95,13 @@ def sandbox() -> Iterator[support.UserSandbox]:
     made.cleanup()
 
 
+@pytest.fixture(scope="module")
+def tool(sandbox: support.UserSandbox) -> ToolInstall:
+    """The wheel installed as a tool where the service user can read it (not under a home)."""
+    base = sandbox.base / "tool-install"
+    return uv_tool_install(base / "opt", wheel_under_test(base / "wheel"))
+
+
 @pytest.fixture
 def services() -> Iterator[support.LoopbackHttp]:
     server = support.LoopbackHttp()
@@ -98,9 +109,14 @@ def services() -> Iterator[support.LoopbackHttp]:
     server.close()
 
 
-def program_argv(program: str, sandbox: support.UserSandbox, workdir: Path) -> list[str]:
+def program_argv(
+    program: str, sandbox: support.UserSandbox, tool: ToolInstall | None
+) -> list[str]:
     if program == "package":
         return [sandbox.run_as.python, "-m", "auto_review.cli.main"]
+    if program == "tool-install":
+        assert tool is not None
+        return [str(tool.command)]
     assert SINGLE_FILE
     # Where the unprivileged user can run it (0755 in a 0755 directory).
     copy = sandbox.base / "auto-review"
@@ -117,6 +133,7 @@ def launch_in_unit_sandbox(
     *,
     tunables: bool,
     program: str = "package",
+    tool: ToolInstall | None = None,
 ) -> support.Launcher:
     run_as = sandbox.run_as
     workdir = sandbox.base / name
@@ -140,15 +157,18 @@ def launch_in_unit_sandbox(
     argv = [
         "unshare", "--mount", "sh", "-c", SANDBOX, "sh",
         str(workdir), str(run_as.runtime_dir), "tunables" if tunables else "-",
-        *identity, *program_argv(program, sandbox, workdir), "gateway",
+        *identity, *program_argv(program, sandbox, tool), "gateway",
         "--env-file", str(env_file),
     ]  # fmt: skip
     log_path = workdir / "launcher-0.log"
+    env = {**run_as.env(), "TMPDIR": str(private_tmp)}
+    if program == "tool-install":
+        del env["PYTHONPATH"]  # the installed command imports its own environment only
     with log_path.open("wb") as log:
         # sh and setpriv exec: the pid is the launcher's.
         process = subprocess.Popen(
             argv,
-            env={**run_as.env(), "TMPDIR": str(private_tmp)},
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -161,14 +181,19 @@ def launch_in_unit_sandbox(
 
 @pytest.mark.parametrize("program", PROGRAMS)
 def test_the_embedded_gateway_verifies_its_boundary_inside_the_units_sandbox(
-    sandbox: support.UserSandbox, services: support.LoopbackHttp, program: str
+    sandbox: support.UserSandbox,
+    services: support.LoopbackHttp,
+    program: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    tool = request.getfixturevalue("tool") if program == "tool-install" else None
     launcher = launch_in_unit_sandbox(
-        sandbox, services, f"unit-{program}", tunables=False, program=program
+        sandbox, services, f"unit-{program}", tunables=False, program=program, tool=tool
     )
     try:
         support.wait_healthy(launcher)
         launcher_status = support.proc_status(launcher.pid)
+        launcher_argv = support.cmdline(launcher.pid)
         with launcher.client() as client:
             posture = client.get("/info").json()["runtime_isolation"]
     finally:
@@ -178,6 +203,8 @@ def test_the_embedded_gateway_verifies_its_boundary_inside_the_units_sandbox(
     assert int(launcher_status["CapBnd"], 16) == 0
     assert int(launcher_status["CapEff"], 16) == 0
     assert launcher_status["NoNewPrivs"] == "1"
+    if tool is not None:  # the tool's interpreter (its shebang) runs the installed command
+        assert launcher_argv[:2] == [f"{tool.environment}/bin/python", str(tool.command)]
     assert posture["mode"] == "oci" and posture["runtime"] == "embedded"
     assert posture["verified"] is True, posture
     assert posture["failed"] == []
