@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from auto_review.core.database_url import DatabaseUrlError, parse_database_url
 from auto_review.core.secrets import Secret
 
 MIN_SECRET_LENGTH = 32
@@ -266,6 +267,15 @@ def _pem(value: Any) -> Secret:
     if "-----BEGIN" not in text:
         raise ValueError("must be a PEM private key")
     return secret
+
+
+def _database_url(value: Any) -> Secret:
+    text = value.reveal() if isinstance(value, Secret) else _text(value)
+    try:
+        parse_database_url(text)
+    except DatabaseUrlError as exc:
+        raise ValueError(str(exc)) from None
+    return Secret(text)
 
 
 def _bind(value: Any) -> str:
@@ -539,6 +549,40 @@ SETTINGS: tuple[SettingSpec, ...] = (
         help="finished jobs and webhook delivery ids older than this are deleted",
         metavar="DAYS",
     ),
+    # PostgreSQL (docs/SCALING.md): unset keeps SQLite in the state directory.
+    _spec(
+        "database_url",
+        _database_url,
+        secret=True,  # it may hold the password: no flag, "set"/"unset" in /info
+        help="postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME: the stores in PostgreSQL",
+        metavar="URL",
+    ),
+    _spec(
+        "database_password_file",
+        _path,
+        help="file holding the database password (instead of one in AR_DATABASE_URL)",
+        metavar="FILE",
+    ),
+    _spec(
+        "database_ca_file",
+        _path,
+        help="PEM CA bundle for the database's TLS certificate (sslmode verify-full)",
+        metavar="FILE",
+    ),
+    _spec(
+        "database_pool_size",
+        _integer(2, 200),
+        10,
+        help="most connections to the database this process opens",
+        metavar="N",
+    ),
+    _spec(
+        "database_statement_timeout_seconds",
+        _number(0, 3600, above=True),
+        30.0,
+        help="longest a database statement may run before it is cancelled",
+        metavar="SECONDS",
+    ),
     _spec(
         "poll_interval_seconds",
         _number(0),
@@ -634,6 +678,11 @@ class Settings:
     job_retry_max_delay_seconds: float
     job_timeout_seconds: float
     state_retention_days: float
+    database_url: Secret | None
+    database_password_file: Path | None
+    database_ca_file: Path | None
+    database_pool_size: int
+    database_statement_timeout_seconds: float
     poll_interval_seconds: float
     poll_repos: list[str]
     readyz_cache_seconds: float
@@ -664,7 +713,7 @@ class Settings:
                     issues.append((spec.name, f"is invalid: {exc}"))
                     continue
             object.__setattr__(self, spec.name, value)
-        return issues
+        return issues + _database_issues(values, getattr(self, "database_url", None))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("settings are immutable")
@@ -685,6 +734,10 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, Secret) and value.reveal():
                 values.append(value.reveal())
+        if self.database_url is not None:
+            password = parse_database_url(self.database_url.reveal()).password
+            if password is not None:
+                values.append(password.reveal())  # also alone: a message may quote it so
         return values
 
     def public_view(self) -> dict[str, Any]:
@@ -705,6 +758,34 @@ class Settings:
     @property
     def bind_host_port(self) -> tuple[str, int]:
         return parse_bind(self.gateway_bind)
+
+
+def _database_issues(values: Mapping[str, Any], url: Secret | None) -> list[tuple[str, str]]:
+    """The database settings that only make sense together."""
+    if url is None:
+        return [
+            (name, "needs AR_DATABASE_URL")
+            for name in ("database_password_file", "database_ca_file")
+            if values.get(name) is not None
+        ]
+    parsed = parse_database_url(url.reveal())
+    issues: list[tuple[str, str]] = []
+    if parsed.password is not None and values.get("database_password_file") is not None:
+        issues.append(
+            ("database_password_file", "is set but AR_DATABASE_URL holds a password too: keep one")
+        )
+    has_ca = values.get("database_ca_file") is not None
+    if has_ca and parsed.sslmode == "disable":
+        issues.append(("database_ca_file", "is set but AR_DATABASE_URL says sslmode=disable"))
+    if not has_ca and parsed.sslmode is None and not parsed.is_loopback:
+        issues.append(
+            (
+                "database_url",
+                "names a database host that is not on loopback: set AR_DATABASE_CA_FILE "
+                "(TLS, verify-full) or add ?sslmode=disable to the URL to send it in clear",
+            )
+        )
+    return issues
 
 
 # AR_* variables the program sets for its own children (git's credential helper): not

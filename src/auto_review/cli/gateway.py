@@ -71,6 +71,14 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
     if decision.mode is IsolationMode.OCI:
+        if settings.database_url is not None:
+            # The container's egress reaches only the forge and the LLM: fail closed.
+            return fail(
+                "AR_DATABASE_URL: the embedded container cannot reach a database yet; run "
+                "the gateway in your own container (AR_GATEWAY_EXTERNAL_ISOLATION=container) "
+                "or unset AR_DATABASE_URL to keep SQLite",
+                EXIT_CONFIG,
+            )
         return run_isolated(settings)
     return run_in_process(settings, decision.mode)
 

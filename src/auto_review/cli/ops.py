@@ -6,6 +6,8 @@
                 the container boundary, and (with --gateway-url) the posture the running
                 gateway verified from inside. Exit 1 when any check fails.
 ``ops status``  a running gateway's /readyz and /info in a few lines.
+``ops migrate`` bring the state database's schema (SQLite in the state directory, or
+                PostgreSQL with AR_DATABASE_URL) to this release's version now.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import (
+    DATABASE_SETTINGS,
     DOCTOR_SETTINGS,
     add_settings_arguments,
     flag_names_of,
@@ -53,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--gateway-url", required=True, metavar="URL", help="the gateway's base URL (required)"
     )
     status.add_argument("--json", action="store_true", help="one JSON document [default: text]")
+    migrate = commands.add_parser(
+        "migrate", help="apply the state database's schema migrations now"
+    )
+    add_settings_arguments(migrate, DATABASE_SETTINGS)
     return parser
 
 
@@ -264,4 +271,30 @@ def main(argv: list[str]) -> int:
     namespace = build_parser().parse_args(argv)
     if namespace.command == "doctor":
         return doctor(namespace)
+    if namespace.command == "migrate":
+        return migrate(namespace)
     return status(namespace)
+
+
+def migrate(namespace: argparse.Namespace) -> int:
+    """Apply the missing migrations; one line saying where and from which version."""
+    from auto_review.cli.settings_args import print_settings_error, settings_from_namespace
+    from auto_review.store.base import StoreError
+    from auto_review.wiring.stores import migrate_schema
+
+    try:
+        settings = settings_from_namespace(namespace)
+    except SettingsError as exc:
+        print_settings_error("auto-review ops migrate", exc)
+        return EXIT_USAGE
+    install_secrets(settings.secret_values())
+    try:
+        report = migrate_schema(settings)
+    except StoreError as exc:
+        print(f"auto-review ops migrate: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_PROBLEM
+    if report.before == report.after:
+        print(f"{report.where}: schema at version {report.after}, nothing to apply")
+    else:
+        print(f"{report.where}: schema migrated from version {report.before} to {report.after}")
+    return EXIT_OK

@@ -60,6 +60,14 @@ REVIEW_ONCE_SETTINGS = (
     "ca_file",
     "log_level",
 )
+# Where the state is: the state directory, or PostgreSQL (`ops migrate`).
+DATABASE_SETTINGS = (
+    "state_dir",
+    "database_url",
+    "database_password_file",
+    "database_ca_file",
+    "database_statement_timeout_seconds",
+)
 DOCTOR_SETTINGS = (
     "gateway_bare",
     "gateway_external_isolation",

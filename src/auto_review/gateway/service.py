@@ -42,9 +42,9 @@ from auto_review.gateway.worker import WorkerPool
 from auto_review.hosts.base import ReviewHost
 from auto_review.hosts.events import CommentEvent
 from auto_review.store.base import IntakeStore, StoreError
-from auto_review.store.sqlite_intake import SqliteIntakeStore
 from auto_review.wiring.clients import forge_hosts as forge_hosts_from
 from auto_review.wiring.redaction import redact
+from auto_review.wiring.stores import open_intake_store
 from auto_review.wiring.tls import TrustError, client_tls_context
 
 if TYPE_CHECKING:
@@ -274,9 +274,7 @@ async def serve_async(
     except TrustError as exc:
         raise GatewayStartupError(str(exc)) from None
     listener = sock if sock is not None else bind_listening_socket(settings)
-    store = SqliteIntakeStore.open(
-        settings.state_dir, retention_seconds=settings.state_retention_days * 86400.0
-    )
+    store = open_intake_store(settings)
     own_hosts = hosts is None
     forge_hosts: Mapping[HostKind, ReviewHost] = (
         hosts if hosts is not None else forge_hosts_from(settings, tls=tls)

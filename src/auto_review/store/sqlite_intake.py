@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from auto_review.core.jobs import Job, JobKind, JobOutcome, JobRequest, JobRetryPolicy
-from auto_review.core.refs import HostKind, RepoRef
+from auto_review.core.jobs import Job, JobOutcome, JobRequest, JobRetryPolicy
+from auto_review.core.refs import RepoRef
 from auto_review.store.base import (
     JOB_LANES,
     JOB_STATES,
@@ -45,6 +45,7 @@ from auto_review.store.base import (
     StoreError,
 )
 from auto_review.store.group_commit import GroupCommitWriter, Housekeeping
+from auto_review.store.rows import clip_detail, job_from_row
 from auto_review.store.schema import migrate
 from auto_review.store.sqlite_accept import AcceptItem, write_accepts
 from auto_review.store.sqlite_coalesce import supersede_if_behind
@@ -54,7 +55,6 @@ DEFAULT_MAX_PENDING = 4096
 DEFAULT_RETENTION_SECONDS = 30 * 24 * 3600.0
 MAX_HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
 PRUNE_BATCH_ROWS = 2000  # per table and transaction: each housekeeping step stays short
-MAX_DETAIL_CHARS = 500
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_INTERRUPTIONS = JobRetryPolicy().max_interruptions
 Synchronous = Literal["FULL", "NORMAL"]
@@ -226,7 +226,7 @@ class SqliteIntakeStore:
             # (read to the end, so the statement is finished before RELEASE)
             if not rows:
                 return None
-            job = _job_from_row(rows[0])
+            job = job_from_row(rows[0])
             repo = job.request.repo
             connection.execute(_SERVED, (str(repo.host), repo.owner, repo.name))
             return job
@@ -239,7 +239,7 @@ class SqliteIntakeStore:
         return await self._update_running(
             job_id,
             "status = ?, outcome = ?, detail = ?, finished_at = ?, claimed_by = NULL",
-            (str(status), str(outcome), _clip(detail), self._clock()),
+            (str(status), str(outcome), clip_detail(detail), self._clock()),
         )
 
     async def retry_later(self, job_id: int, delay_seconds: float, detail: str) -> bool:
@@ -249,7 +249,7 @@ class SqliteIntakeStore:
         return await self._update_running(
             job_id,
             "status = 'pending', not_before = ?, detail = ?, claimed_by = NULL, interruptions = 0",
-            (due, _clip(detail)),
+            (due, clip_detail(detail)),
             work_available=delay_seconds <= 0,
             unless_superseded=True,
         )
@@ -259,7 +259,7 @@ class SqliteIntakeStore:
         return await self._update_running(
             job_id,
             "status = 'failed', outcome = 'error', detail = ?, finished_at = ?, claimed_by = NULL",
-            (_clip(detail), self._clock()),
+            (clip_detail(detail), self._clock()),
         )
 
     async def release(self, job_id: int) -> bool:
@@ -555,41 +555,3 @@ def _create_private_file(path: Path) -> None:
     # SQLite gives the -wal and -shm files the database file's mode, so 0600 here covers all.
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-
-
-def _job_from_row(row: tuple[Any, ...]) -> Job:
-    (
-        job_id,
-        kind,
-        host,
-        owner,
-        name,
-        pr_number,
-        head_sha,
-        comment_id,
-        argument,
-        requested_by,
-        source,
-        attempts,
-        enqueued_at,
-    ) = row
-    request = JobRequest(
-        kind=JobKind(kind),
-        repo=RepoRef(host=HostKind(host), owner=str(owner), name=str(name)),
-        pr_number=int(pr_number),
-        head_sha=str(head_sha),
-        comment_id=None if comment_id is None else int(comment_id),
-        argument=str(argument),
-        requested_by=str(requested_by),
-        source=str(source),
-    )
-    return Job(
-        id=int(job_id),
-        request=request,
-        attempts=int(attempts),
-        enqueued_at=float(enqueued_at),
-    )
-
-
-def _clip(detail: str) -> str:
-    return detail if len(detail) <= MAX_DETAIL_CHARS else detail[: MAX_DETAIL_CHARS - 1] + "…"

@@ -1,18 +1,34 @@
-"""Fixtures for the intake store tests: real SQLite files in temporary state directories."""
+"""Fixtures for the intake store tests: real SQLite files in temporary state directories,
+and real PostgreSQL databases in the run's throwaway cluster (tests/support/postgres.py).
+
+`open_store` is parametrised over both backends: a test that takes it is a contract test,
+run against SQLite and PostgreSQL with the same body. `open_sqlite_store` and
+`open_pg_store` are for what only one backend has (SQLite's group commit and files,
+PostgreSQL's leases and replicas).
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tests.support.postgres import PostgresServer, postgres_server
 
 from auto_review.core.jobs import JobKind, JobRequest
 from auto_review.core.refs import HostKind, RepoRef
+from auto_review.core.secrets import Secret
 from auto_review.store.sqlite_intake import SqliteIntakeStore
 
+__all__ = ["postgres_server"]
+
 RequestFactory = Callable[..., JobRequest]
-StoreFactory = Callable[..., SqliteIntakeStore]
+StoreFactory = Callable[..., Any]
+BACKENDS = ("sqlite", "postgresql")
+_database_numbers = itertools.count(1)
 
 
 def build_request(
@@ -49,7 +65,7 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def open_store(state_dir: Path) -> Iterator[StoreFactory]:
+def open_sqlite_store(state_dir: Path) -> Iterator[StoreFactory]:
     """Opens stores on the same state directory (a reopen is a restart); closes them all."""
     opened: list[SqliteIntakeStore] = []
 
@@ -61,3 +77,60 @@ def open_store(state_dir: Path) -> Iterator[StoreFactory]:
     yield factory
     for store in opened:
         store.close()
+
+
+def pg_connection(server: PostgresServer, database: str, **overrides: Any) -> Any:
+    from auto_review.store.pg_connect import PgConnection
+
+    options: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": server.port,
+        "dbname": database,
+        "user": "postgres",
+        "password": Secret(server.password),
+        "ca_file": None,
+        "pool_size": 4,
+        "statement_timeout_seconds": 30.0,
+    }
+    options.update(overrides)
+    return PgConnection(**options)
+
+
+@pytest.fixture
+def pg_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped after it."""
+    name = postgres_server.create_database(f"store_{os.getpid()}_{next(_database_numbers)}")
+    yield name
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def open_pg_store(postgres_server: PostgresServer, pg_database: str) -> Iterator[StoreFactory]:
+    """Opens stores on the same database (a second one is a restart, or another replica);
+    closes them all. Leases are checked at every claim unless a test says otherwise."""
+    from auto_review.store.pg_intake import PostgresIntakeStore
+
+    opened: list[PostgresIntakeStore] = []
+
+    def factory(**options: Any) -> PostgresIntakeStore:
+        options.setdefault("lease_check_interval_seconds", 0.0)
+        store = PostgresIntakeStore(pg_connection(postgres_server, pg_database), **options)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def open_store(backend: str, request: pytest.FixtureRequest) -> StoreFactory:
+    """The contract tests' store: SQLite or PostgreSQL, the same behaviour expected."""
+    if backend == "sqlite":
+        return request.getfixturevalue("open_sqlite_store")  # type: ignore[no-any-return]
+    return request.getfixturevalue("open_pg_store")  # type: ignore[no-any-return]

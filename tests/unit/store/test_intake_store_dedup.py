@@ -122,9 +122,9 @@ def test_dedup_and_pending_jobs_survive_a_restart(open_store, make_request) -> N
 
 
 def test_delivery_and_jobs_commit_together_or_not_at_all(
-    open_store, make_request, state_dir: Path
+    open_sqlite_store, make_request, state_dir: Path
 ) -> None:
-    store = open_store()
+    store = open_sqlite_store()
     # A real SQLite failure in the middle of an accept: inserting a job for "poison" aborts.
     outside = sqlite3.connect(state_dir / STATE_FILE_NAME)
     outside.execute(
@@ -158,8 +158,8 @@ def test_delivery_and_jobs_commit_together_or_not_at_all(
     assert retried == AcceptResult(duplicate_delivery=False, new_jobs=2, duplicate_jobs=0)
 
 
-def test_concurrent_accepts_share_commits(open_store, make_request) -> None:
-    store = open_store()
+def test_concurrent_accepts_share_commits(open_sqlite_store, make_request) -> None:
+    store = open_sqlite_store()
 
     async def scenario() -> list[AcceptResult]:
         return await asyncio.gather(
@@ -178,9 +178,9 @@ def test_concurrent_accepts_share_commits(open_store, make_request) -> None:
 
 
 def test_a_full_write_queue_answers_busy_and_loses_nothing_it_accepted(
-    open_store, make_request, state_dir: Path
+    open_sqlite_store, make_request, state_dir: Path
 ) -> None:
-    store = open_store(max_pending=8)
+    store = open_sqlite_store(max_pending=8)
     # Another process holding the write lock stalls the writer, so submissions pile up.
     blocker = sqlite3.connect(state_dir / STATE_FILE_NAME, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
@@ -282,8 +282,8 @@ def test_delivery_refs_are_validated() -> None:
         DeliveryRef("github", "x" * 201)
 
 
-def test_duplicates_inside_one_batch_are_decided_in_order(open_store, make_request) -> None:
-    store = open_store()
+def test_duplicates_inside_one_batch_are_decided_in_order(open_sqlite_store, make_request) -> None:
+    store = open_sqlite_store()
     first, second = make_request(pr=1), make_request(pr=2)
 
     async def scenario() -> list[AcceptResult]:

@@ -112,8 +112,8 @@ def test_release_gives_the_attempt_back(open_store, make_request) -> None:
     assert again.attempts == 1
 
 
-def test_interrupted_jobs_are_requeued_after_a_restart(open_store, make_request) -> None:
-    crashed = open_store()
+def test_interrupted_jobs_are_requeued_after_a_restart(open_sqlite_store, make_request) -> None:
+    crashed = open_sqlite_store()
     _enqueue(crashed, [make_request(pr=1), make_request(pr=2), make_request(pr=3)])
 
     async def take_two():
@@ -122,7 +122,7 @@ def test_interrupted_jobs_are_requeued_after_a_restart(open_store, make_request)
     running = asyncio.run(take_two())
     crashed.close()  # the rows stay 'running', as after a SIGKILL
 
-    restarted = open_store()
+    restarted = open_sqlite_store()
     assert restarted.counts()[JobStatus.RUNNING] == 2
     result = restarted.requeue_interrupted(max_interruptions=3)
 
@@ -139,23 +139,27 @@ def test_interrupted_jobs_are_requeued_after_a_restart(open_store, make_request)
     assert attempts == {running[0].id: 2, running[1].id: 2, 3: 1}
 
 
-def test_a_job_that_keeps_dying_with_the_process_is_given_up(open_store, make_request) -> None:
-    _enqueue(open_store(), [make_request(pr=1)])
+def test_a_job_that_keeps_dying_with_the_process_is_given_up(
+    open_sqlite_store, make_request
+) -> None:
+    _enqueue(open_sqlite_store(), [make_request(pr=1)])
     for _ in range(2):
-        store = open_store()
+        store = open_sqlite_store()
         assert store.requeue_interrupted(max_interruptions=2).gave_up == 0
         assert asyncio.run(store.claim("w")) is not None
         store.close()  # dies while running
 
-    last = open_store()
+    last = open_sqlite_store()
     assert last.requeue_interrupted(max_interruptions=2) == RequeueResult(requeued=0, gave_up=1)
     status, outcome, detail, attempts = last.job_status(1)
     assert (status, outcome, attempts) == (JobStatus.FAILED, "error", 2)
     assert "interrupted" in detail
 
 
-def test_requeue_is_refused_once_this_store_handed_out_jobs(open_store, make_request) -> None:
-    store = open_store()
+def test_requeue_is_refused_once_this_store_handed_out_jobs(
+    open_sqlite_store, make_request
+) -> None:
+    store = open_sqlite_store()
     _enqueue(store, [make_request(pr=1)])
     asyncio.run(store.claim("w"))
     with pytest.raises(StoreError, match="before any job is claimed"):
@@ -205,7 +209,12 @@ def test_job_overview_splits_pending_into_queued_and_waiting_retry(
     asyncio.run(scenario())
     overview = store.job_overview()
     assert overview.by_state == {
-        "queued": 1, "running": 0, "waiting-retry": 1, "done": 0, "failed": 0, "superseded": 0
+        "queued": 1,
+        "running": 0,
+        "waiting-retry": 1,
+        "done": 0,
+        "failed": 0,
+        "superseded": 0,
     }
     assert overview.oldest_waiting_seconds == 10.0
     assert overview.queue_by_lane["review"] == {"queued": 1, "waiting-retry": 1, "running": 0}

@@ -82,9 +82,9 @@ def test_coalescing_keeps_pull_requests_repositories_and_chat_apart(
 
 
 def test_heads_accepted_in_one_batch_leave_only_the_last_queued(
-    open_store, make_request
+    open_sqlite_store, make_request
 ) -> None:
-    store = open_store()
+    store = open_sqlite_store()
     _accept(store, make_request(pr=3, sha=HEADS[0]))
 
     async def burst():
@@ -101,8 +101,8 @@ def test_heads_accepted_in_one_batch_leave_only_the_last_queued(
     assert {job.superseded_by for job in superseded} == {pending[0].id}
 
 
-def test_superseding_is_part_of_the_accepts_transaction(open_store, make_request) -> None:
-    store = open_store()
+def test_superseding_is_part_of_the_accepts_transaction(open_sqlite_store, make_request) -> None:
+    store = open_sqlite_store()
     _accept(store, make_request(pr=4, sha=HEADS[0]))
     with sqlite3.connect(store.path) as connection:
         # Refuses the last step of the accept of HEADS[1] (recording the PR's newest job),
@@ -153,14 +153,14 @@ def test_a_running_review_that_finishes_keeps_its_outcome(open_store, make_reque
 
 
 def test_a_restart_supersedes_an_interrupted_review_behind_a_newer_head(
-    open_store, make_request
+    open_sqlite_store, make_request
 ) -> None:
-    store = open_store()
+    store = open_sqlite_store()
     _accept(store, make_request(pr=7, sha=HEADS[0]), make_request(pr=8, sha=HEADS[0]))
     interrupted = _claim_all(store)
     _accept(store, make_request(pr=7, sha=HEADS[1]))
     store.close()
-    restarted = open_store()
+    restarted = open_sqlite_store()
     result = restarted.requeue_interrupted()
     assert (result.superseded, result.requeued) == (1, 1)
     heads = {(j.request.pr_number, j.request.head_sha) for j in _claim_all(restarted)}
@@ -248,11 +248,11 @@ def test_finished_jobs_and_deliveries_are_pruned_after_the_retention(
 
 
 def test_pruning_works_in_bounded_batches(
-    open_store, make_request, monkeypatch: pytest.MonkeyPatch
+    open_sqlite_store, make_request, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_intake, "PRUNE_BATCH_ROWS", 10)
     now = [1_000_000.0]
-    store = open_store(retention_seconds=60.0, housekeeping=False, clock=lambda: now[0])
+    store = open_sqlite_store(retention_seconds=60.0, housekeeping=False, clock=lambda: now[0])
     for n in range(25):
         _accept(store, make_request(pr=n + 1, sha=HEADS[0]), delivery=DeliveryRef("github", str(n)))
     for job in _claim_all(store):
@@ -331,10 +331,10 @@ def _version_2_database(path: Path) -> None:
 
 
 def test_an_old_database_is_migrated_and_its_backlog_coalesced(
-    state_dir: Path, open_store, make_request
+    state_dir: Path, open_sqlite_store, make_request
 ) -> None:
     _version_2_database(state_dir / STATE_FILE_NAME)
-    store = open_store()
+    store = open_sqlite_store()
     with sqlite3.connect(store.path) as connection:
         versions = [v for (v,) in connection.execute("SELECT version FROM schema_migrations")]
     assert versions == [m.version for m in MIGRATIONS]

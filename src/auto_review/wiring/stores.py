@@ -1,0 +1,173 @@
+"""The intake store from the settings: PostgreSQL when ``AR_DATABASE_URL`` is set, else
+SQLite in the state directory.
+
+This is the only place where the database settings become a connection: the URL is split
+(``core/database_url.py``), the password read from the URL or ``AR_DATABASE_PASSWORD_FILE``
+(and registered with the process's redactor), TLS decided (verify-full against
+``AR_DATABASE_CA_FILE``, or off: loopback, or the URL's explicit ``sslmode=disable``), and
+a plain :class:`~auto_review.store.pg_connect.PgConnection` handed to the store. psycopg is
+imported only then: a SQLite deployment never loads it.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing as contextlib_closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from auto_review.config import Settings
+from auto_review.core.database_url import parse_database_url
+from auto_review.core.secrets import Secret
+from auto_review.store.base import StoreError
+from auto_review.store.sqlite_intake import SqliteIntakeStore
+from auto_review.wiring.redaction import install_secrets
+
+if TYPE_CHECKING:
+    from auto_review.store.pg_connect import PgConnection
+    from auto_review.store.pg_intake import PostgresIntakeStore
+
+MAX_PASSWORD_FILE_BYTES = 4096
+
+
+class DatabaseSettingsError(StoreError):
+    """A database setting cannot be used (its file is unreadable, ...): a configuration
+    error, named by its setting, never showing a value."""
+
+
+def uses_postgres(settings: Settings) -> bool:
+    return settings.database_url is not None
+
+
+def database_connection(settings: Settings) -> PgConnection:
+    """The connection the settings describe (AR_DATABASE_URL must be set)."""
+    from auto_review.store.pg_connect import PgConnection
+
+    assert settings.database_url is not None
+    url = parse_database_url(settings.database_url.reveal())
+    password = url.password
+    if settings.database_password_file is not None:
+        password = read_password_file(settings.database_password_file)
+    if password is not None:
+        install_secrets([password.reveal()])
+    ca_file = settings.database_ca_file
+    if ca_file is not None and not ca_file.is_file():
+        raise DatabaseSettingsError(
+            f"setting AR_DATABASE_CA_FILE: {ca_file} is not a readable file"
+        )
+    return PgConnection(
+        host=url.host,
+        port=url.port,
+        dbname=url.dbname,
+        user=url.user,
+        password=password,
+        ca_file=ca_file,
+        pool_size=settings.database_pool_size,
+        statement_timeout_seconds=settings.database_statement_timeout_seconds,
+    )
+
+
+def read_password_file(path: Path) -> Secret:
+    """The first line of the file, without its line end."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_PASSWORD_FILE_BYTES + 1)
+    except OSError as exc:
+        raise DatabaseSettingsError(
+            f"setting AR_DATABASE_PASSWORD_FILE: {path} cannot be read ({exc.strerror})"
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DatabaseSettingsError(
+            f"setting AR_DATABASE_PASSWORD_FILE: {path} is not UTF-8 text"
+        ) from None
+    password = text.splitlines()[0] if text else ""
+    if not password or len(data) > MAX_PASSWORD_FILE_BYTES:
+        raise DatabaseSettingsError(
+            f"setting AR_DATABASE_PASSWORD_FILE: {path} must hold the password on its first line"
+        )
+    return Secret(password)
+
+
+def open_intake_store(
+    settings: Settings, *, housekeeping: bool = True, **options: Any
+) -> SqliteIntakeStore | PostgresIntakeStore:
+    """The intake store and job queue the settings select, schema migrated.
+
+    Raises StoreError (a DatabaseUnavailable when PostgreSQL cannot be reached, SchemaTooNew
+    for a newer release's schema) with a message that names the cause, never a password.
+    """
+    retention = settings.state_retention_days * 86400.0
+    if not uses_postgres(settings):
+        return SqliteIntakeStore.open(
+            settings.state_dir,
+            retention_seconds=retention,
+            housekeeping=housekeeping,
+            **options,
+        )
+    from auto_review.store.pg_intake import PostgresIntakeStore
+
+    return PostgresIntakeStore(
+        database_connection(settings),
+        retention_seconds=retention,
+        housekeeping=housekeeping,
+        **options,
+    )
+
+
+def store_description(settings: Settings) -> str:
+    """Where the state is, for messages and /info: never a password."""
+    if settings.database_url is None:
+        return f"sqlite:{settings.state_dir}"
+    return parse_database_url(settings.database_url.reveal()).display()
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationReport:
+    where: str  # store_description(): never a password
+    before: int  # schema version found (0: none yet)
+    after: int  # schema version now (the latest this release knows)
+
+
+def migrate_schema(settings: Settings) -> MigrationReport:
+    """Bring the selected database's schema to this release's version, now (what
+    `auto-review ops migrate` runs; the gateway does the same when it opens the store).
+
+    PostgreSQL: under the migrations' advisory lock, so it is safe beside running
+    replicas of the same release. Raises StoreError (SchemaTooNew for a newer schema).
+    """
+    where = store_description(settings)
+    if not uses_postgres(settings):
+        from auto_review.store import schema
+        from auto_review.store.sqlite_intake import STATE_FILE_NAME
+
+        before = _sqlite_version(settings.state_dir / STATE_FILE_NAME)
+        open_intake_store(settings, housekeeping=False).close()
+        return MigrationReport(where, before, schema.LATEST_VERSION)
+    import psycopg
+
+    from auto_review.store import pg_schema
+
+    connection = database_connection(settings)
+    with contextlib_closing(connection.connect()) as database:
+        try:
+            before = pg_schema.current_version(database)
+            pg_schema.migrate(database)
+        except psycopg.Error as exc:
+            raise connection.failure("cannot migrate the schema of", exc) from None
+    return MigrationReport(where, before, pg_schema.LATEST_VERSION)
+
+
+def _sqlite_version(path: Path) -> int:
+    import sqlite3
+
+    if not path.exists():
+        return 0
+    try:
+        with contextlib_closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as database:
+            row = database.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            found = row.fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(found[0]) if found else 0

@@ -1,0 +1,102 @@
+"""The composition root turns the database settings into a connection, or a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from auto_review.config import Settings, SettingsError
+from auto_review.store.sqlite_intake import SqliteIntakeStore
+from auto_review.wiring.redaction import redact
+from auto_review.wiring.stores import (
+    DatabaseSettingsError,
+    database_connection,
+    open_intake_store,
+    store_description,
+)
+
+PASSWORD = "CANARY-wiring-db-Pw-1Qa9Zs8Xd7Cf"
+
+
+def test_without_a_database_url_the_store_is_sqlite_in_the_state_directory(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(state_dir=str(tmp_path / "state"))
+    store = open_intake_store(settings, housekeeping=False)
+    try:
+        assert isinstance(store, SqliteIntakeStore)
+        assert store.path.parent == tmp_path / "state"
+    finally:
+        store.close()
+    assert store_description(settings) == f"sqlite:{tmp_path / 'state'}"
+
+
+def test_the_url_becomes_a_connection_and_its_password_a_redacted_secret(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"postgresql://app:{PASSWORD}@127.0.0.1:6543/reviews",
+        database_pool_size="4",
+        database_statement_timeout_seconds="5",
+    )
+    connection = database_connection(settings)
+    assert (connection.host, connection.port, connection.dbname, connection.user) == (
+        "127.0.0.1",
+        6543,
+        "reviews",
+        "app",
+    )
+    assert connection.password is not None and connection.password.reveal() == PASSWORD
+    assert connection.ca_file is None
+    kwargs = connection.connect_kwargs()
+    assert kwargs["sslmode"] == "disable"  # loopback
+    assert "statement_timeout=5000" in kwargs["options"]
+    assert PASSWORD not in repr(connection) and PASSWORD not in connection.display()
+    assert PASSWORD not in redact(f"a message quoting {PASSWORD}")
+    assert store_description(settings) == "postgresql://app@127.0.0.1:6543/reviews"
+
+
+def test_a_ca_file_means_verify_full(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = Settings(
+        database_url="postgresql://app@db.internal/reviews", database_ca_file=str(ca)
+    )
+    kwargs = database_connection(settings).connect_kwargs()
+    assert (kwargs["sslmode"], kwargs["sslrootcert"]) == ("verify-full", str(ca))
+
+
+def test_a_remote_host_in_clear_needs_an_explicit_sslmode() -> None:
+    with pytest.raises(SettingsError, match=r"AR_DATABASE_URL.*not on loopback"):
+        Settings(database_url=f"postgresql://app:{PASSWORD}@db.internal/reviews")
+    explicit = Settings(database_url="postgresql://app@db.internal/reviews?sslmode=disable")
+    assert database_connection(explicit).connect_kwargs()["sslmode"] == "disable"
+
+
+def test_database_side_settings_need_the_url() -> None:
+    with pytest.raises(SettingsError, match=r"AR_DATABASE_CA_FILE.*needs AR_DATABASE_URL"):
+        Settings(database_ca_file="/etc/ca.pem")
+
+
+def test_the_password_file_gives_the_password(tmp_path: Path) -> None:
+    path = tmp_path / "pw"
+    path.write_text(PASSWORD + "\nignored\n")
+    settings = Settings(
+        database_url="postgresql://app@127.0.0.1/reviews", database_password_file=str(path)
+    )
+    password = database_connection(settings).password
+    assert password is not None and password.reveal() == PASSWORD
+
+
+@pytest.mark.parametrize("content", [None, b"", b"\xff\xfe" + PASSWORD.encode()])
+def test_an_unusable_password_file_is_named_never_shown(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    path = tmp_path / "pw"
+    if content is not None:
+        path.write_bytes(content)
+    settings = Settings(
+        database_url="postgresql://app@127.0.0.1/reviews", database_password_file=str(path)
+    )
+    with pytest.raises(DatabaseSettingsError, match="AR_DATABASE_PASSWORD_FILE") as caught:
+        database_connection(settings)
+    assert PASSWORD not in str(caught.value)
