@@ -12,8 +12,9 @@ ask the LLM and post a review with an inline comment and a final commit status.
 Scenarios: root and an unprivileged user with the embedded runtime and runc, root with
 crun (the same bundle; rootless crun 1.8 refuses this host's hybrid cgroups), and root and
 an unprivileged user running the ``auto-review`` command of the wheel installed with
-``uv tool install`` (:mod:`tests.support.tool_install`; the bundle is staged from that
-tool's own virtual environment). The inner
+``uv tool install``, and root running it installed with ``pipx install``
+(:mod:`tests.support.tool_install`; the bundle is staged from that tool's own virtual
+environment). The inner
 network namespace holds only lo: everything it reached went through the proxy, whose
 refusal counters stay at zero. Git in the container runs its credential helper with
 /bin/sh, which the bundle binds for that.
@@ -44,7 +45,12 @@ from tests.support.fake_llm import FakeLlm, check_recorded_traffic
 from tests.support.gateway_process import forgejo_headers
 from tests.support.https_forge import HttpsForgejo, make_private_ca
 from tests.support.openapi_check import ApiSpec
-from tests.support.tool_install import ToolInstall, uv_tool_install, wheel_under_test
+from tests.support.tool_install import (
+    ToolInstall,
+    pipx_install,
+    uv_tool_install,
+    wheel_under_test,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -65,7 +71,8 @@ SCENARIOS = {
 SINGLE_FILE = os.environ.get("SINGLE_FILE_UNDER_TEST")
 if SINGLE_FILE:
     SCENARIOS |= {"root-single-file": (False, None), "rootless-single-file": (True, None)}
-SCENARIOS |= {"root-tool-install": (False, None), "rootless-tool-install": (True, None)}
+SCENARIOS |= {"root-tool-install": (False, None), "rootless-tool-install": (True, None),
+              "root-pipx-install": (False, None)}  # fmt: skip
 CA_INSIDE = "/etc/auto-review/ca.pem"
 
 
@@ -78,10 +85,19 @@ def sandbox() -> Iterator[support.UserSandbox]:
 
 
 @pytest.fixture(scope="module")
-def tool(sandbox: support.UserSandbox) -> ToolInstall:
-    """The wheel installed as a tool where the unprivileged user can run it too."""
-    base = sandbox.base / "tool-install"
-    return uv_tool_install(base / "home", wheel_under_test(base / "wheel"))
+def wheel(sandbox: support.UserSandbox) -> Path:
+    return wheel_under_test(sandbox.base / "wheel")
+
+
+@pytest.fixture(scope="module")
+def tool(sandbox: support.UserSandbox, wheel: Path) -> ToolInstall:
+    """The wheel installed with uv where the unprivileged user can run it too."""
+    return uv_tool_install(sandbox.base / "tool-install", wheel)
+
+
+@pytest.fixture(scope="module")
+def pipx_tool(sandbox: support.UserSandbox, wheel: Path) -> ToolInstall:
+    return pipx_install(sandbox.base / "pipx-install", wheel)
 
 
 def readable_copy(single_file: Path, sandbox: support.UserSandbox) -> Path:
@@ -176,8 +192,8 @@ def test_a_webhook_becomes_a_review_through_the_egress_proxy(
         assert SINGLE_FILE is not None
         run_as = dataclasses.replace(run_as, program=readable_copy(Path(SINGLE_FILE), sandbox))
     installed: ToolInstall | None = None
-    if name.endswith("tool-install"):
-        installed = request.getfixturevalue("tool")
+    if name.endswith(("tool-install", "pipx-install")):
+        installed = request.getfixturevalue("tool" if "tool" in name else "pipx_tool")
         run_as = dataclasses.replace(run_as, program=installed.command, python_path=None)
     # The unprivileged user cannot reach pytest's 0700 temporary directory.
     workdir = (sandbox.base if rootless else tmp_path) / f"review-{name}"
