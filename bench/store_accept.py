@@ -4,6 +4,8 @@ Usage:
     python3 bench/store_accept.py                       # both modes, synchronous=FULL
     python3 bench/store_accept.py --synchronous NORMAL  # compare with NORMAL
     python3 bench/store_accept.py --mode open --rate 1500 --seconds 10
+    python3 bench/store_accept.py --postgres            # PostgresIntakeStore instead, on a
+                                                        # throwaway local cluster
 
 Modes:
   closed  N callers (--concurrency) each call accept() back to back: the most the store
@@ -17,6 +19,10 @@ Every accept is one new delivery plus one new review job, committed (fsync'd wit
 before it returns. The jobs go round --prs pull requests (default 100,000: every job is
 the first of its pull request); with fewer, each new head supersedes the queued review of
 the pull request's previous head (coalescing), as pushes to busy pull requests do.
+With --postgres the store is `PostgresIntakeStore` on a throwaway cluster that
+tests/support/postgres.py starts (Debian's server binaries, fsync on, shared_buffers 16 MB,
+over TCP on loopback with a password), one transaction per accept from a pool of
+--pool-size connections; "accepts per commit" does not apply there.
 The state directory is a fresh temporary directory on the disk that
 holds --dir (default: the system temp dir). Also printed: the raw fsync cost there, and
 the mean number of accepts per group commit.
@@ -30,7 +36,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from auto_review.core.jobs import JobKind, JobRequest
 from auto_review.core.refs import HostKind, RepoRef
@@ -63,7 +72,7 @@ def report(
     label: str,
     latencies: list[float],
     elapsed: float,
-    store: SqliteIntakeStore,
+    store: Any,
     waited_before: float | None,
 ) -> None:
     latencies.sort()
@@ -72,18 +81,20 @@ def report(
     if waited_before is not None and waited_after is not None:
         # On a shared machine, time the loop thread sat waiting for a CPU explains tails.
         starved = f"  [loop thread waited {waited_after - waited_before:.2f} s for a CPU]"
-    batches, operations = store._writer.stats
+    per_commit = ""
+    if isinstance(store, SqliteIntakeStore):
+        batches, operations = store._writer.stats
+        per_commit = f"  ({operations / max(batches, 1):.1f} accepts per commit)"
     print(
         f"{label}: {len(latencies)} accepts in {elapsed:.2f} s = {len(latencies) / elapsed:,.0f}/s"
         f"  p50 {percentile(latencies, 0.50) * 1e3:.2f} ms"
         f"  p99 {percentile(latencies, 0.99) * 1e3:.2f} ms"
         f"  max {latencies[-1] * 1e3:.2f} ms"
-        f"  ({operations / max(batches, 1):.1f} accepts per commit)"
-        f"{starved}"
+        f"{per_commit}{starved}"
     )
 
 
-async def closed_loop(store: SqliteIntakeStore, concurrency: int, count: int) -> None:
+async def closed_loop(store: Any, concurrency: int, count: int) -> None:
     latencies: list[float] = []
     counter = iter(range(count))
 
@@ -101,7 +112,7 @@ async def closed_loop(store: SqliteIntakeStore, concurrency: int, count: int) ->
 
 
 async def open_loop(
-    store: SqliteIntakeStore,
+    store: Any,
     rate: float,
     seconds: float,
     offset: int,
@@ -187,6 +198,10 @@ def main() -> None:
     )
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--no-uvloop", action="store_true", help="use the default event loop")
+    parser.add_argument(
+        "--postgres", action="store_true", help="PostgresIntakeStore on a throwaway cluster"
+    )
+    parser.add_argument("--pool-size", type=int, default=10, help="with --postgres")
     options = parser.parse_args()
     PULL_REQUESTS[0] = max(options.prs, 1)
 
@@ -202,8 +217,7 @@ def main() -> None:
         state_dir = Path(scratch) / "state"
         print(f"state dir {state_dir}; synchronous={options.synchronous}; {os.cpu_count()} CPUs")
         print(fsync_cost(Path(scratch)))
-        store = SqliteIntakeStore.open(state_dir, synchronous=options.synchronous)
-        try:
+        with opened_store(options, state_dir) as store:
             if options.mode in ("closed", "both"):
                 asyncio.run(closed_loop(store, options.concurrency, options.count))
             if options.mode in ("open", "both"):
@@ -217,6 +231,38 @@ def main() -> None:
                     )
                 )
             print(f"jobs pending after the run: {store.queue_depth():,}")
+
+
+@contextmanager
+def opened_store(options: argparse.Namespace, state_dir: Path) -> Iterator[Any]:
+    if not options.postgres:
+        store: Any = SqliteIntakeStore.open(state_dir, synchronous=options.synchronous)
+        try:
+            yield store
+        finally:
+            store.close()
+        return
+    from auto_review.core.secrets import Secret
+    from auto_review.store.pg_connect import PgConnection
+    from auto_review.store.pg_intake import PostgresIntakeStore
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's tests/
+    from tests.support.postgres import running_cluster
+
+    with running_cluster() as server:
+        server.create_database("bench")
+        print(f"PostgreSQL: throwaway cluster on 127.0.0.1:{server.port}, pool {options.pool_size}")
+        connection = PgConnection(
+            host="127.0.0.1",
+            port=server.port,
+            dbname="bench",
+            user="postgres",
+            password=Secret(server.password),
+            ca_file=None,
+            pool_size=options.pool_size,
+        )
+        store = PostgresIntakeStore(connection)
+        try:
+            yield store
         finally:
             store.close()
 

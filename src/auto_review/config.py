@@ -584,6 +584,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         metavar="SECONDS",
     ),
     _spec(
+        "database_lease_seconds",
+        _number(2, 3600),
+        60.0,
+        help="PostgreSQL: how long a running job stays claimed without its worker's renewal",
+        metavar="SECONDS",
+    ),
+    _spec(
         "poll_interval_seconds",
         _number(0),
         60.0,
@@ -683,6 +690,7 @@ class Settings:
     database_ca_file: Path | None
     database_pool_size: int
     database_statement_timeout_seconds: float
+    database_lease_seconds: float
     poll_interval_seconds: float
     poll_repos: list[str]
     readyz_cache_seconds: float

@@ -22,8 +22,8 @@ The same protocols (`IntakeStore`, `JobQueue`) and the same job life cycle as
 
 Every statement is parameterised; connections come from a bounded pool (`pg_connect`),
 each with a statement timeout. The protocol's methods are async for the event loop and
-run their transaction on a thread (`asyncio.to_thread`): psycopg's blocking connections,
-one pool, usable from any event loop.
+run their transaction on one of the store's own threads, as many as the pool has
+connections: psycopg's blocking connections, one pool, usable from any event loop.
 
 Times are the application's clock (Unix seconds), as in SQLite: replicas' clocks must be
 kept in step (NTP), since one replica's lease is checked against another's clock.
@@ -32,6 +32,7 @@ kept in step (NTP), since one replica's lease is checked against another's clock
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -135,6 +136,11 @@ class PostgresIntakeStore:
             except psycopg.Error as exc:
                 raise connection.failure("cannot migrate the schema of", exc) from None
         self._pool = connection.pool()
+        # One thread per pooled connection: the transactions in flight are bounded by the
+        # pool, not by asyncio's default executor (a handful of threads on a small machine).
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=connection.pool_size, thread_name_prefix="pg-store"
+        )
         self._stop = threading.Event()
         self._housekeeping_interval = housekeeping_interval_seconds if housekeeping else None
         self._thread = threading.Thread(
@@ -423,6 +429,7 @@ class PostgresIntakeStore:
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=_CLOSE_WAIT_SECONDS)
         self._stop.set()
         self._thread.join(timeout=_CLOSE_WAIT_SECONDS)
+        self._executor.shutdown(wait=True)
         self._pool.close()
 
     # ---- internals ----------------------------------------------------------------------
@@ -442,7 +449,8 @@ class PostgresIntakeStore:
 
     async def _run_async(self, operation: Callable[[Connection], T]) -> T:
         with self._call():
-            return await asyncio.to_thread(self._transaction, operation)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self._transaction, operation)
 
     def _run(self, operation: Callable[[Connection], T]) -> T:
         with self._call():

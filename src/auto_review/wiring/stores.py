@@ -112,6 +112,7 @@ def open_intake_store(
         database_connection(settings),
         retention_seconds=retention,
         housekeeping=housekeeping,
+        lease_seconds=settings.database_lease_seconds,
         **options,
     )
 
