@@ -31,6 +31,8 @@ LOCK = REPO_ROOT / "requirements" / "release.lock"
 WHEELHOUSE = REPO_ROOT / ".cache" / "wheelhouse"
 TOOL_NAME = "auto-review"
 RUN_TIMEOUT = 300
+# As docs/DEPLOYMENT.md has the operator install it: readable by the service (rootless) user.
+INSTALL_UMASK = 0o022
 
 
 class ToolInstallError(RuntimeError):
@@ -142,6 +144,7 @@ def uv_tool_install(base: Path, wheel: Path, python: str = DEBIAN_PYTHON) -> Too
          str(ensure_wheelhouse(python)), "--constraints", str(LOCK), "--python", python,
          "--compile-bytecode", str(wheel)],
         capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT, check=False,
+        umask=INSTALL_UMASK,
     )  # fmt: skip
     if completed.returncode != 0:
         raise ToolInstallError(f"uv tool install failed: {completed.stderr.strip()[-1000:]}")
@@ -162,6 +165,7 @@ def pipx_install(base: Path, wheel: Path, python: str = DEBIAN_PYTHON) -> ToolIn
     completed = subprocess.run(
         [find_pipx(), "install", "--python", python, str(wheel)],
         capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT, check=False,
+        umask=INSTALL_UMASK,
     )  # fmt: skip
     if completed.returncode != 0:
         raise ToolInstallError(f"pipx install failed: {completed.stderr.strip()[-1000:]}")
