@@ -2,13 +2,16 @@
 
 Usage:
     .venv/bin/python bench/gateway_startup.py [--starts 10] [--requests 20000]
-        [--modes bare,embedded,runc,single-file --single-file dist/auto-review-...]
+        [--modes bare,embedded,runc,single-file,single-file-cold
+         --single-file dist/auto-review-...]
 
 1. Start-up: the time from spawning ``auto-review gateway`` to the first ``/healthz`` 200,
    in bare mode (``--bare``), with the embedded OCI runtime (the default) and with
-   ``--oci-runtime runc``, and (mode ``single-file``) the single file of
-   ``scripts/build-release`` in its default container mode, its runtime unpacked anew at
-   every start; the modes take turns, median of ``--starts`` starts each.
+   ``--oci-runtime runc``, and the single file of ``scripts/build-release`` in its default
+   container mode: ``single-file`` warm (its unpack cache kept between starts: the first
+   start unpacks, the others start from the entry) and ``single-file-cold`` (a new empty
+   ``AR_UNPACK_CACHE`` at every start, so every start unpacks); the modes take turns,
+   median of ``--starts`` starts each.
 2. Throughput: the gateway-foundation webhook load (bench/gateway_webhooks.py's request
    builder and firing code: signed, distinct Gitea ``pull_request`` deliveries over
    keep-alive connections, each verified, parsed, deduplicated and committed) against a
@@ -46,8 +49,10 @@ MODES = {
     "embedded": [],
     "runc": ["--oci-runtime", "runc"],
     "single-file": [],  # the --single-file executable instead of this interpreter
+    "single-file-cold": [],  # the same, with a new empty unpack cache at every start
 }
 SINGLE_FILE: list[str] = []  # set from --single-file
+UNPACK_CACHES = Path(tempfile.gettempdir())  # replaced by a private directory in main()
 READY_TIMEOUT = 60.0
 READY_TARGET_MS = 150.0
 THROUGHPUT_TARGET = 0.90
@@ -86,13 +91,18 @@ def start(
     """Spawn a gateway; returns it, its port and the seconds until /healthz said 200."""
     port = port or webhooks.free_port()
     program = [sys.executable, "-m", "auto_review.cli.main"]
-    if mode == "single-file":
+    env = gateway_env(state_dir, port)
+    if mode.startswith("single-file"):
         program = SINGLE_FILE
+        cache = UNPACK_CACHES / "warm"
+        if mode == "single-file-cold":
+            cache = Path(tempfile.mkdtemp(dir=UNPACK_CACHES)) / "cache"
+        env["AR_UNPACK_CACHE"] = str(cache)
     argv = [*program, "gateway", *MODES[mode]]
     started = time.perf_counter()
     process = subprocess.Popen(
         argv,
-        env=gateway_env(state_dir, port),
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -130,7 +140,7 @@ def measure_startup(modes: list[str], starts: int) -> dict[str, list[float]]:
                 process, _port, seconds = start(mode, states[mode], ports[mode])
                 stop(process)
                 if round_index == 0:
-                    print(f"  {mode:<9} first (cold) start {seconds * 1000:7.1f} ms")
+                    print(f"  {mode:<16} first (cold) start {seconds * 1000:7.1f} ms")
                 else:
                     times[mode].append(seconds)
     finally:
@@ -171,20 +181,25 @@ def main() -> int:
     parser.add_argument("--single-file", type=Path, help="the executable for mode single-file")
     args = parser.parse_args()
     modes = [mode for mode in args.modes.split(",") if mode]
-    if "single-file" in modes:
+    if any(mode.startswith("single-file") for mode in modes):
         if args.single_file is None:
             raise SystemExit("mode single-file needs --single-file PATH (scripts/build-release)")
         SINGLE_FILE.append(str(args.single_file.resolve()))
+    global UNPACK_CACHES
+    UNPACK_CACHES = Path(tempfile.mkdtemp(prefix="ar-bench-unpack-"))
     if "runc" in modes and shutil.which("runc") is None:
         raise SystemExit("runc is not installed (apt-get install -y runc) or drop it: --modes")
     compileall.compile_dir(str(REPO_ROOT / "src" / "auto_review"), quiet=1)
 
-    times = measure_startup(modes, args.starts)
+    try:
+        times = measure_startup(modes, args.starts)
+    finally:
+        shutil.rmtree(UNPACK_CACHES, ignore_errors=True)
     print(f"start-up to /healthz 200, {args.starts} starts each (ms):")
     medians = {}
     for mode, values in times.items():
         medians[mode] = statistics.median(values) * 1000
-        print(f"  {mode:<9} median {medians[mode]:7.1f}   min {min(values) * 1000:7.1f}   "
+        print(f"  {mode:<16} median {medians[mode]:7.1f}   min {min(values) * 1000:7.1f}   "
               f"max {max(values) * 1000:7.1f}")  # fmt: skip
     if "bare" in medians and "embedded" in medians:
         extra = medians["embedded"] - medians["bare"]

@@ -7,15 +7,17 @@
 2. the SBOM is valid against the CycloneDX 1.6 JSON schema (tests/reference/cyclonedx);
 3. every Python package the SBOM lists has a sha256 the lock file allows for its pinned
    version, and the provenance names the lock file's current sha256 and the same packages;
-4. the executable runs: ``--help`` prints the usage, ``version --verbose`` names the single
-   file and the commit the provenance records;
-5. the file's gateway refuses, closed, a runtime it unpacked where others could replace it
-   (``TMPDIR`` writable by all, not sticky): exit 3, one line naming the directory;
-6. the wheel (``auto_review-<version>-py3-none-any.whl``, what ``uv tool install`` and pipx
+4. the SBOM lists every binary the file unpacks (its payload read here) with its sha256;
+5. the executable runs in a new private unpack cache: ``--help`` prints the usage (and
+   unpacks), ``version --verbose`` names the single file and the commit the provenance
+   records; one cache entry is left;
+6. the file refuses, closed, an unpack cache others can write (``AR_UNPACK_CACHE`` mode
+   0777): exit 2, one line naming the directory, nothing unpacked;
+7. the wheel (``auto_review-<version>-py3-none-any.whl``, what ``uv tool install`` and pipx
    install) is the one the provenance names, holds the version, the ``auto-review`` command
    and the build record with the provenance's commit, and every file in it matches its
    ``RECORD`` hash;
-7. with ``--compare``: the other build lists the same packages with the same hashes, and
+8. with ``--compare``: the other build lists the same packages with the same hashes, and
    its wheel is byte for byte the same.
 
 Prints one ``ok`` line per check, or one ``FAILED`` line per problem and exits 1.
@@ -26,12 +28,12 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import io
 import json
 import os
-import secrets
-import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -46,10 +48,10 @@ SCHEMAS = ROOT / "tests" / "reference" / "cyclonedx"
 BOM_SCHEMA = "bom-1.6.SNAPSHOT.schema.json"
 SUMS, SBOM, PROVENANCE = "SHA256SUMS", "sbom.cdx.json", "provenance.json"
 RUN_TIMEOUT = 120
-REFUSAL_TIMEOUT = 60  # the refusal comes within seconds; a gateway that serves does not end
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from release_manifest import lock_hashes, normalize  # noqa: E402
+from single_file import read_payload  # noqa: E402
 
 
 class CheckFailed(Exception):
@@ -135,10 +137,10 @@ def check_locked(dist: Path, lock: Path) -> str:
     return f"{SBOM}: {len(packages)} packages, each with a hash {lock.name} allows"
 
 
-def run(executable: Path, *args: str) -> str:
+def run(executable: Path, *args: str, env: dict[str, str] | None = None) -> str:
     completed = subprocess.run(
         [str(executable), *args], capture_output=True, text=True, timeout=RUN_TIMEOUT,
-        stdin=subprocess.DEVNULL, check=False,
+        stdin=subprocess.DEVNULL, check=False, env=env,
     )  # fmt: skip
     if completed.returncode != 0:
         raise CheckFailed(f"{executable.name} {' '.join(args)}: exit {completed.returncode}: "
@@ -146,59 +148,74 @@ def run(executable: Path, *args: str) -> str:
     return completed.stdout
 
 
+def with_cache(cache: Path) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AR_UNPACK_CACHE": str(cache)}
+
+
+def check_sbom_lists_the_payload(dist: Path) -> str:
+    """Every binary the file unpacks is in the SBOM with its sha256, and nothing else is."""
+    executable = dist / artifact_name(dist)
+    inside = {}
+    with tarfile.open(fileobj=io.BytesIO(read_payload(executable)), mode="r:gz") as packed:
+        for member in packed:
+            handle = packed.extractfile(member) if member.isfile() else None
+            data = handle.read() if handle is not None else b""
+            if data.startswith(b"\x7fELF"):
+                inside[member.name] = hashlib.sha256(data).hexdigest()
+    listed = {
+        component["name"]: component["hashes"][0]["content"]
+        for component in load(dist / SBOM)["components"] if component["type"] == "file"
+    }  # fmt: skip
+    if listed != inside:
+        missing = sorted(set(inside.items()) - set(listed.items()))[:3]
+        extra = sorted(set(listed.items()) - set(inside.items()))[:3]
+        raise CheckFailed(f"{SBOM} does not list the file's binaries: missing {missing}, "
+                          f"not inside {extra}")  # fmt: skip
+    return f"{SBOM}: lists the {len(inside)} binaries the file unpacks, with their sha256"
+
+
 def check_runs(dist: Path) -> str:
+    """In a new private cache: --help unpacks (cold), version --verbose starts from it."""
     executable = (dist / artifact_name(dist)).resolve()
-    if not run(executable, "--help").startswith("usage: auto-review"):
-        raise CheckFailed(f"{executable.name} --help printed no usage")
     provenance = load(dist / PROVENANCE)
-    lines = run(executable, "version", "--verbose").splitlines()
+    with tempfile.TemporaryDirectory() as work:
+        cache = Path(work) / "cache"
+        if not run(executable, "--help", env=with_cache(cache)).startswith("usage: auto-review"):
+            raise CheckFailed(f"{executable.name} --help printed no usage")
+        entries = sorted(path.name for path in cache.iterdir())
+        lines = run(executable, "version", "--verbose", env=with_cache(cache)).splitlines()
     expected = [
         f"auto-review {provenance['version']}",
         f"commit: {provenance['source']['commit']} (recorded at build)",
     ]
     if lines[:2] != expected or f"runs as: single file ({executable})" not in lines:
         raise CheckFailed(f"{executable.name} version --verbose printed {lines}")
-    return f"{executable.name}: --help and version --verbose ({lines[1]})"
+    if len(entries) != 1 or not entries[0].startswith(f"{provenance['version']}-"):
+        raise CheckFailed(f"{executable.name} left {entries} in its unpack cache")
+    return f"{executable.name}: --help and version --verbose ({lines[1]}), unpacked once"
 
 
-def check_refuses_an_unsafe_unpack_dir(dist: Path) -> str:
+def check_refuses_an_unsafe_unpack_cache(dist: Path) -> str:
     executable = (dist / artifact_name(dist)).resolve()
     with tempfile.TemporaryDirectory() as work:
-        shared = Path(work) / "shared-tmp"
+        shared = Path(work) / "shared-cache"
         shared.mkdir()
         shared.chmod(0o777)  # on purpose: the unsafe place under test
-        env_file = Path(work) / "gateway.env"
-        env_file.write_text(
-            "AR_FORGEJO_URL=https://git.acme.internal\nAR_FORGEJO_TOKEN=check-release-token\n"
-            f"AR_WEBHOOK_SECRET={secrets.token_urlsafe(32)}\nAR_GATEWAY_BIND=127.0.0.1:0\n"
-            f"AR_STATE_DIR={work}/state\n"
-        )
-        env_file.chmod(0o600)
-        # Its own session: should the gateway start after all, the whole group is stopped.
-        process = subprocess.Popen(
-            [str(executable), "gateway", "--env-file", str(env_file)], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, cwd=work,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(shared)},
-            start_new_session=True,
+        completed = subprocess.run(
+            [str(executable), "--help"], capture_output=True, text=True, timeout=RUN_TIMEOUT,
+            stdin=subprocess.DEVNULL, check=False, env=with_cache(shared),
         )  # fmt: skip
-        try:
-            _out, err = process.communicate(timeout=REFUSAL_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.communicate(timeout=RUN_TIMEOUT)
-            raise CheckFailed(f"{executable.name} gateway with TMPDIR={shared} (mode 0777) "
-                              f"started instead of refusing") from None  # fmt: skip
-    completed = subprocess.CompletedProcess(process.args, process.returncode, "", err)
+        left = sorted(path.name for path in shared.iterdir())
+    wanted = f"auto-review: unpack cache {shared} is writable by group or others"
     lines = completed.stderr.strip().splitlines()
-    step = "auto-review gateway: isolation setup failed at step bundle: "
-    wanted = f"unpacked runtime {shared}/_MEI"
-    refusals = [line for line in lines if line.startswith(step) and wanted in line]
-    if completed.returncode != 3 or len(refusals) != 1:
+    if completed.returncode != 2 or len(lines) != 1 or not lines[0].startswith(wanted):
         raise CheckFailed(
-            f"{executable.name} gateway with TMPDIR={shared} (mode 0777): exit "
-            f"{completed.returncode}, expected 3 and {wanted!r}: {lines[-3:]}"
+            f"{executable.name} with AR_UNPACK_CACHE={shared} (mode 0777): exit "
+            f"{completed.returncode}, expected 2 and {wanted!r}: {lines[-3:]}"
         )
-    return f"{executable.name} gateway: an unpack directory others could replace is refused"
+    if left or completed.stdout:
+        raise CheckFailed(f"{executable.name} ran or unpacked into {shared} (mode 0777): {left}")
+    return f"{executable.name}: an unpack cache others can write is refused, nothing unpacked"
 
 
 def record_digest(data: bytes) -> str:
@@ -253,9 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         lambda: check_sums(args.dist),
         lambda: check_sbom_schema(args.dist),
         lambda: check_locked(args.dist, args.lock),
-        lambda: check_wheel(args.dist),
+        lambda: check_sbom_lists_the_payload(args.dist),
         lambda: check_runs(args.dist),
-        lambda: check_refuses_an_unsafe_unpack_dir(args.dist),
+        lambda: check_refuses_an_unsafe_unpack_cache(args.dist),
+        lambda: check_wheel(args.dist),
     ]
     if args.compare is not None:
         checks.append(lambda: check_same_dependencies(args.dist, args.compare))

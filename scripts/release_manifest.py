@@ -9,8 +9,9 @@ Run by ``scripts/build-release`` with the build environment's Python, after PyIn
 ``uv tool install`` or pipx installs), the SBOM and the provenance; the provenance names the
 wheel and its sha256 too.
 
-What the SBOM lists is read back from the built file itself (PyInstaller's archive table of
-contents), not from what was installed for the build: the Python packages whose modules,
+What the SBOM lists is read back from the built file itself (its payload unpacked, the
+program's PyInstaller archive table of contents and the files beside it), not from what was
+installed for the build: the Python packages whose modules,
 extension modules or data are inside (name, version, and the sha256 of the wheel pip
 installed, from its ``--report``: a hash the lock file lists), the interpreter, and every
 bundled binary (shared libraries and extension modules) with its own sha256. Nothing in
@@ -22,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import platform
 import re
 import sys
+import tarfile
+import tempfile
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,6 +44,7 @@ SUMS_NAME = "SHA256SUMS"
 BUILD_TOOLS = ("pyinstaller", "pyinstaller-hooks-contrib", "pip", "setuptools", "wheel")
 # A fixed namespace: the SBOM's serial number is derived from the artifact's hash.
 SERIAL_NAMESPACE = uuid.UUID("6f1f3f0e-8a51-4e0c-9a59-3f4c8d2b7a10")
+INTERNAL = "_internal"  # PyInstaller's directory beside the executable
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +80,29 @@ def sha256_file(path: Path) -> str:
 
 
 def read_archive(artifact: Path) -> ArchiveContents:
-    """The table of contents of a PyInstaller one-file executable (needs PyInstaller)."""
+    """What the single file carries: its payload (scripts/single_file.py) unpacked into a
+    temporary directory and read there (``read_program_dir``)."""
+    from single_file import read_payload
+
+    with tempfile.TemporaryDirectory() as work:
+        with tarfile.open(fileobj=io.BytesIO(read_payload(artifact)), mode="r:gz") as packed:
+            packed.extractall(work, filter="data")
+        return read_program_dir(Path(work))
+
+
+def read_program_dir(root: Path) -> ArchiveContents:
+    """PyInstaller's one-directory build: the Python modules in the executable's archive
+    (its table of contents; needs PyInstaller), every binary beside it (ELF files, shared
+    libraries and extension modules, the executable itself) with its sha256, and the
+    top-level directories of its data under ``_internal``."""
     from PyInstaller.archive.readers import (  # type: ignore[import-not-found]
         PKG_ITEM_BINARY,
-        PKG_ITEM_DATA,
         PKG_ITEM_PYZ,
         CArchiveReader,
     )
+    from single_file import PROGRAM
 
-    archive = CArchiveReader(str(artifact))
+    archive = CArchiveReader(str(root / PROGRAM))
     modules: set[str] = set()
     binaries: dict[str, str] = {}
     data_tops: set[str] = set()
@@ -93,8 +112,16 @@ def read_archive(artifact: Path) -> ArchiveContents:
             modules |= {module.split(".")[0] for module in archive.open_embedded_archive(name).toc}
         elif kind == PKG_ITEM_BINARY:
             binaries[name] = hashlib.sha256(archive.extract(name)).hexdigest()
-        elif kind == PKG_ITEM_DATA and "/" in name:
-            data_tops.add(name.split("/")[0])
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue  # a link's target is listed under its own name
+        relative = path.relative_to(root).as_posix()
+        with path.open("rb") as handle:
+            elf = handle.read(4) == b"\x7fELF"
+        if elf:
+            binaries[relative] = sha256_file(path)
+        elif relative.count("/") >= 2 and relative.startswith(f"{INTERNAL}/"):
+            data_tops.add(relative.split("/")[1])
     return ArchiveContents(frozenset(modules), binaries, frozenset(data_tops))
 
 
@@ -120,7 +147,8 @@ def packages_inside(
     (``importlib.metadata.packages_distributions()`` of the build environment).
     """
     tops = set(contents.modules) | set(contents.data_tops)
-    tops |= {name.split("/")[0] for name in contents.binaries if "/" in name}
+    inside = [name.removeprefix(f"{INTERNAL}/") for name in contents.binaries]
+    tops |= {name.split("/")[0] for name in inside if "/" in name}
     names = {normalize(dist) for top in tops for dist in top_level.get(top, ())}
     return sorted((installed[name] for name in names if name in installed),
                   key=lambda package: normalize(package.name))  # fmt: skip
@@ -156,7 +184,8 @@ def sbom(
 ) -> dict[str, Any]:
     artifact_sha = sha256_file(artifact)
     libpython = next(
-        (sha for name, sha in contents.binaries.items() if name.startswith("libpython")), None
+        (sha for name, sha in contents.binaries.items()
+         if name.rsplit("/", 1)[-1].startswith("libpython")), None,
     )
     interpreter: dict[str, Any] = {
         "type": "application", "bom-ref": "interpreter", "name": "cpython",

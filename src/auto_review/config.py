@@ -798,7 +798,11 @@ def _database_issues(values: Mapping[str, Any], url: Secret | None) -> list[tupl
 
 # AR_* variables the program sets for its own children (git's credential helper): not
 # settings, and never an operator's typo.
-INTERNAL_ENV_NAMES = frozenset({"AR_GIT_TOKEN", "AR_GIT_USERNAME", "AR_GIT_HOST"})
+# AR_UNPACK_CACHE is read by the single file's start-up script (docs/RELEASE.md), before
+# this program runs: not a setting either.
+INTERNAL_ENV_NAMES = frozenset(
+    {"AR_GIT_TOKEN", "AR_GIT_USERNAME", "AR_GIT_HOST", "AR_UNPACK_CACHE"}
+)
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

@@ -188,6 +188,16 @@ def test_unknown_env_file_keys_are_refused_and_internal_names_are_not(tmp_path: 
     assert len(lines) == 2
 
 
+def test_the_single_files_unpack_cache_is_tolerated_in_the_environment_only(
+    tmp_path: Path,
+) -> None:
+    # Read by the single file's script before the program runs (docs/RELEASE.md).
+    env_file = write_env(tmp_path / "a.env", {**STRONG, "AR_UNPACK_CACHE": "/var/cache/x"})
+    lines = problems(environ={"AR_UNPACK_CACHE": "/var/cache/auto-review"}, env_file=env_file)
+    assert lines == [f"--env-file {env_file} line {len(STRONG) + 1}: AR_UNPACK_CACHE is not a "
+                     "known setting"]  # fmt: skip
+
+
 # ---- env file permissions -----------------------------------------------------------------
 
 

@@ -48,8 +48,8 @@ def locked(name: str) -> Package:
 
 CONTENTS = ArchiveContents(
     modules=frozenset({"auto_review", "httpx", "json", "yaml"}),
-    binaries={"libpython3.11.so.1.0": "a" * 64,
-              "yaml/_yaml.cpython-311-x86_64-linux-gnu.so": "b" * 64},
+    binaries={"auto-review": "c" * 64, "_internal/libpython3.11.so.1.0": "a" * 64,
+              "_internal/yaml/_yaml.cpython-311-x86_64-linux-gnu.so": "b" * 64},
     data_tops=frozenset({"certifi"}),
 )
 TOP_LEVEL = {"httpx": ["httpx"], "yaml": ["PyYAML"], "certifi": ["certifi"],
@@ -119,7 +119,7 @@ def test_a_written_release_passes_the_checks(tmp_path: Path) -> None:
     assert "2 packages" in check_locked(dist, LOCK)
     document = json.loads((dist / SBOM).read_text())
     names = {component["name"] for component in document["components"]}
-    assert {"cpython", "httpx", "pyyaml", "libpython3.11.so.1.0"} <= names
+    assert {"cpython", "httpx", "pyyaml", "_internal/libpython3.11.so.1.0"} <= names
     again = make_dist(tmp_path / "again", packages)
     assert "the same 2 package hashes and the same wheel" in check_same_dependencies(dist, again)
 

@@ -6,8 +6,9 @@
 
 How it runs, decided from where the ``auto_review`` package was imported:
 
-- ``single file``: a frozen executable (``sys.frozen``: the PyInstaller one-file build of
-  ``scripts/build-release``), its runtime unpacked in ``sys._MEIPASS``;
+- ``single file``: a frozen executable (``sys.frozen``: the PyInstaller build that the
+  single file of ``scripts/build-release`` unpacks into its cache and runs), named by the
+  file's path (``isolation/outer/frozen.py``);
 - ``editable checkout``: the package is a source tree's ``src/auto_review`` (the directory
   above ``src`` holds auto-review's ``pyproject.toml``): an editable install or ``PYTHONPATH``;
 - ``installed package``: anything else (a wheel installed by pip, pipx or uv), with the
@@ -31,6 +32,7 @@ from importlib import metadata
 
 import auto_review
 from auto_review.cli.parsing import ArgumentParser
+from auto_review.isolation.outer.frozen import single_file
 
 BUILD_INFO_NAME = "build_info.json"
 GIT_TIMEOUT_SECONDS = 10
@@ -152,7 +154,7 @@ def main(argv: list[str]) -> int:
     print(f"auto-review {auto_review.__version__}")
     if args.verbose:
         frozen = bool(getattr(sys, "frozen", False))
-        running = describe_running(package_dir(), frozen, sys.executable)
+        running = describe_running(package_dir(), frozen, single_file() if frozen else "")
         for line in verbose_lines(running):
             print(line)
     return 0

@@ -14,10 +14,11 @@ run as an unprivileged user (the unit's `User=`):
   `User=`: `setpriv`.
 
 With `SINGLE_FILE_UNDER_TEST` naming the file `scripts/build-release` made (as `.ci/run` gives
-it), the same sandbox also runs that file as the program, with a private writable `$TMPDIR`
-for its unpacked runtime (the unit's `PrivateTmp=`). It also runs the `auto-review` command
-of the wheel installed with `uv tool install` outside any home directory, as
-docs/DEPLOYMENT.md has it (`UV_TOOL_DIR=/opt/auto-review`), with no `PYTHONPATH`.
+it), the same sandbox also runs that file as the program, with `AR_UNPACK_CACHE` naming a
+writable directory of the user's for its unpacked program (the unit's `CacheDirectory=`).
+It also runs the `auto-review` command of the wheel installed with `uv tool install`
+outside any home directory, as docs/DEPLOYMENT.md has it (`UV_TOOL_DIR=/opt/auto-review`),
+with no `PYTHONPATH`.
 
 Not reproduced: the seccomp-based options (`SystemCallFilter=`, `RestrictNamespaces=`,
 `RestrictAddressFamilies=`, `LockPersonality=`...), `PrivateTmp=` (the test user's files
@@ -40,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "isolation"))
 
 import launcher_support as support
 
-# $1 state/work directory, $2 runtime directory, $3 "tunables" to add ProtectKernelTunables'
-# read-only /proc/sys, then the command. Runs as root in a private mount namespace.
+# $1 state/work directory (the unpack cache is inside it), $2 runtime directory, $3
+# "tunables" to add ProtectKernelTunables' read-only /proc/sys, then the command. Runs as
+# root in a private mount namespace.
 SANDBOX = r"""
 set -eu
 work="$1"; runtime="$2"; tunables="$3"; shift 3
@@ -57,7 +59,8 @@ mkdir /dev/pts /dev/shm
 mount --bind "$olddev/pts" /dev/pts
 mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /dev/shm
 umount "$olddev"
-# StateDirectory= and RuntimeDirectory= stay writable under ProtectSystem=strict.
+# StateDirectory=, CacheDirectory= and RuntimeDirectory= stay writable under
+# ProtectSystem=strict.
 mount --bind "$work" "$work"
 mount --bind "$runtime" "$runtime"
 # ProtectSystem=strict. The root mount itself is made read-only: a bind stacked over /
@@ -139,10 +142,14 @@ def launch_in_unit_sandbox(
     workdir = sandbox.base / name
     workdir.mkdir()
     run_as.own(workdir)
-    # PrivateTmp=: a private, writable temporary directory (the single file unpacks there).
+    # PrivateTmp=: a private, writable temporary directory; CacheDirectory=: the single
+    # file's unpack cache, this user's, 0700.
     private_tmp = workdir / "tmp"
     private_tmp.mkdir(mode=0o700)
     run_as.own(private_tmp)
+    cache = workdir / "cache"
+    cache.mkdir(mode=0o700)
+    run_as.own(cache)
     settings = support.gateway_settings(
         services.url, services.url, workdir / "state", support.free_port()
     )
@@ -161,7 +168,7 @@ def launch_in_unit_sandbox(
         "--env-file", str(env_file),
     ]  # fmt: skip
     log_path = workdir / "launcher-0.log"
-    env = {**run_as.env(), "TMPDIR": str(private_tmp)}
+    env = {**run_as.env(), "TMPDIR": str(private_tmp), "AR_UNPACK_CACHE": str(cache)}
     if program == "tool-install":
         del env["PYTHONPATH"]  # the installed command imports its own environment only
     with log_path.open("wb") as log:

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -85,6 +86,7 @@ class RunAs:
     python_path: Path | None  # readable copy of the package for the user; None: the program's own
     program: Path | None = None  # the single file or an installed command, run instead of
     # `python -m auto_review...`
+    program_env: Mapping[str, str] = field(default_factory=dict)  # e.g. AR_UNPACK_CACHE
 
     @property
     def rootless(self) -> bool:
@@ -101,8 +103,9 @@ class RunAs:
                            path=LAUNCHER_PATH, write_bytecode=True)  # fmt: skip
             if self.python_path is None:
                 del env["PYTHONPATH"]  # an installed command imports its environment only
-            return env
-        return {"PATH": LAUNCHER_PATH, "LANG": "C.UTF-8", "HOME": "/root"}
+        else:
+            env = {"PATH": LAUNCHER_PATH, "LANG": "C.UTF-8", "HOME": "/root"}
+        return {**env, **self.program_env}
 
     def popen_identity(self) -> dict[str, Any]:
         if not self.rootless:

@@ -190,7 +190,13 @@ def test_a_webhook_becomes_a_review_through_the_egress_proxy(
     run_as = sandbox.run_as if rootless else support.root_run_as()
     if name.endswith("single-file"):
         assert SINGLE_FILE is not None
-        run_as = dataclasses.replace(run_as, program=readable_copy(Path(SINGLE_FILE), sandbox))
+        program = readable_copy(Path(SINGLE_FILE), sandbox)
+        # Root names its unpack cache; the user gets the default, ~/.cache/auto-review.
+        cache = tmp_path / "unpack-cache"
+        program_env = {} if rootless else {"AR_UNPACK_CACHE": str(cache)}
+        run_as = dataclasses.replace(run_as, program=program, program_env=program_env)
+        if rootless:
+            cache = Path(run_as.env()["HOME"]) / ".cache" / "auto-review"
     installed: ToolInstall | None = None
     if name.endswith(("tool-install", "pipx-install")):
         installed = request.getfixturevalue("tool" if "tool" in name else "pipx_tool")
@@ -219,12 +225,14 @@ def test_a_webhook_becomes_a_review_through_the_egress_proxy(
         assert "ro" in interpreter["options"]
         assert not [s for s in sources if s.startswith((sys.prefix, str(support.REPO_ROOT)))]
     elif run_as.program is not None:
-        # The file's own runtime, bound read-only: the file and the directory it unpacked
-        # itself into; nothing of the host's Python.
-        sources = [m["source"] for m in seen["mounts"] if m["type"] == "bind"]
-        assert str(run_as.program) in sources
-        [unpacked] = [m for m in seen["mounts"] if "/_MEI" in m["destination"]]
+        # The file's own runtime, bound read-only: the entry it unpacked itself into in its
+        # cache (the program and its _internal directory), at the same path; nothing of the
+        # host's Python, and the file itself is not needed inside.
+        [entry] = [path for path in cache.iterdir() if not path.name.startswith(".")]
+        [unpacked] = [m for m in seen["mounts"] if m["destination"] == str(entry)]
+        assert unpacked["source"] == str(entry)
         assert "ro" in unpacked["options"]
+        assert str(run_as.program) not in sources
         assert not [source for source in sources if source.startswith(sys.base_prefix)]
 
     # The job: webhook accepted, PR cloned over git smart HTTP on the forge's https port,

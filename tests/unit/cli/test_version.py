@@ -91,7 +91,7 @@ def test_a_build_record_beside_the_package_gives_the_commit(tmp_path: Path) -> N
 
 
 def test_a_frozen_executable_is_the_single_file(tmp_path: Path) -> None:
-    package = tmp_path / "_MEI1" / "auto_review"
+    package = tmp_path / "0.1.0-entry" / "_internal" / "auto_review"
     package.mkdir(parents=True)
     (package / "build_info.json").write_text(json.dumps({"commit": "abc123"}))
     running = describe_running(str(package), True, "/opt/auto-review-0.1.0-linux-x86_64")

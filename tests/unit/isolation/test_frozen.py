@@ -1,5 +1,6 @@
-"""The single file's unpacked runtime is checked before the bundle binds it: a directory
-of this user's that nobody else can write, else one line naming the path."""
+"""The single file's unpacked runtime (its cache entry) is checked again before the bundle
+binds it: a directory of this user's that nobody else can write, else one line naming the
+path. The checks the file's own script makes on every start: tests/unit/test_single_file.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from auto_review.isolation.outer.rootfs import BundleError, frozen_layout, is_si
 
 
 def private_dir(tmp_path: Path) -> Path:
-    home = tmp_path / "_MEI123"
+    home = tmp_path / "0.1.0-0123456789abcdef"
     home.mkdir(mode=0o700)
     return home
 
@@ -60,7 +61,7 @@ def test_a_parent_others_can_write_without_the_sticky_bit_is_refused(tmp_path: P
 
 def test_a_link_or_a_missing_path_is_refused(tmp_path: Path) -> None:
     home = private_dir(tmp_path)
-    link = tmp_path / "_MEIlink"
+    link = tmp_path / "entry-link"
     link.symlink_to(home)
     with pytest.raises(frozen.UnpackedRuntimeError, match="is not a directory"):
         frozen.check_unpacked_dir(str(link))
@@ -68,22 +69,21 @@ def test_a_link_or_a_missing_path_is_refused(tmp_path: Path) -> None:
         frozen.check_unpacked_dir(str(tmp_path / "gone"))
 
 
-def test_frozen_the_bundle_runs_the_file_from_its_checked_runtime(
+def test_frozen_the_bundle_runs_the_entrys_program_from_its_checked_runtime(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The single file's script ran the cache entry's executable and named the file.
     home = private_dir(tmp_path)
-    executable = tmp_path / "auto-review-0.1.0-linux-x86_64"
+    executable = home / "auto-review"
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    monkeypatch.setattr(sys, "_MEIPASS", str(home), raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(home / "_internal"), raising=False)
     monkeypatch.setattr(sys, "executable", str(executable))
+    monkeypatch.setenv(frozen.SINGLE_FILE_VARIABLE, "/usr/local/bin/auto-review")
+    assert frozen.single_file() == "/usr/local/bin/auto-review"
+    assert frozen.unpacked_dir() == str(home)
     args = frozen.inner_args()
     assert args == [str(executable), frozen.INNER_COMMAND]
     assert is_single_file(args)
-    assert frozen.inner_variables() == {
-        "_PYI_ARCHIVE_FILE": str(executable),
-        "_PYI_APPLICATION_HOME_DIR": str(home),
-        "_PYI_PARENT_PROCESS_LEVEL": "0",
-    }
     layout = frozen_layout(args[0])
     assert (layout.search_path, layout.package_root) == ((str(home),), str(home))
     home.chmod(0o777)
@@ -93,3 +93,5 @@ def test_frozen_the_bundle_runs_the_file_from_its_checked_runtime(
         f"bundle staging failed: step=interpreter: unpacked runtime {home} is writable by "
         "group or others (mode 0777)"
     )
+    monkeypatch.delenv(frozen.SINGLE_FILE_VARIABLE)
+    assert frozen.single_file() == str(executable)  # the entry's program run directly

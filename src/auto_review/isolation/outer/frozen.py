@@ -1,14 +1,14 @@
-"""The single file (PyInstaller one-file) as the container's program.
+"""The single file's program as the container's program.
 
-Frozen, there is no interpreter on the host to bind: the file's bootloader unpacks the
-runtime (libpython, extension modules, shared libraries, data) into a directory of its own
-(``sys._MEIPASS``, ``_MEI*`` under ``$TMPDIR``, removed when the file exits) and reads the
-Python modules from the file itself. The bundle binds exactly those two, read-only at their
-host paths, and runs the same file inside with the bootloader's own variables naming that
-directory, so the inner process starts from it without unpacking again (as the bootloader's
-own child process does).
+The single file (``scripts/build-release``) is a shell script followed by PyInstaller's
+one-directory build, packed: the script unpacks it once into a private cache entry, checks
+that entry and the directories above it on every start, and runs the program from it
+(docs/RELEASE.md, "The unpack cache"). Frozen, the runtime is that entry: the executable
+beside its ``_internal`` directory (the interpreter, extension modules, shared libraries,
+data). The bundle binds the entry read-only at its host path and runs the same executable
+inside, which starts from it as it is: nothing is unpacked inside the container.
 
-The directory is checked before it is bound: a real directory (not a link), owned by this
+The entry is checked again before it is bound: a real directory (not a link), owned by this
 user, writable by nobody else, in a parent where nobody else can replace it (not writable by
 others, or sticky like /tmp); otherwise the launch stops with one line naming it.
 """
@@ -21,6 +21,8 @@ import sys
 
 # The command-line word that makes the single file run the inner gateway (cli/main.py).
 INNER_COMMAND = "--isolation-inner"
+# Set by the single file's script to the file's own path (for `version --verbose`).
+SINGLE_FILE_VARIABLE = "AUTO_REVIEW_SINGLE_FILE"
 
 
 class UnpackedRuntimeError(RuntimeError):
@@ -32,7 +34,13 @@ def is_frozen() -> bool:
 
 
 def unpacked_dir() -> str:
-    return str(sys._MEIPASS)  # type: ignore[attr-defined]  # set by the bootloader
+    """The cache entry: the directory of the running executable."""
+    return os.path.dirname(os.path.abspath(sys.executable))
+
+
+def single_file() -> str:
+    """The file this program was started from (the entry's executable when run directly)."""
+    return os.environ.get(SINGLE_FILE_VARIABLE) or os.path.abspath(sys.executable)
 
 
 def check_unpacked_dir(path: str, uid: int | None = None) -> None:
@@ -65,17 +73,5 @@ def check_unpacked_dir(path: str, uid: int | None = None) -> None:
 
 
 def inner_args() -> list[str]:
-    """``process.args``: this file, at the same absolute path inside."""
+    """``process.args``: the entry's executable, at the same absolute path inside."""
     return [os.path.abspath(sys.executable), INNER_COMMAND]
-
-
-def inner_variables() -> dict[str, str]:
-    """What the bootloader sets for its own child process (PyInstaller 6): the archive (this
-    file), the unpacked runtime, and that a parent already unpacked it."""
-    home = unpacked_dir()
-    check_unpacked_dir(home)
-    return {
-        "_PYI_ARCHIVE_FILE": os.path.abspath(sys.executable),
-        "_PYI_APPLICATION_HOME_DIR": home,
-        "_PYI_PARENT_PROCESS_LEVEL": "0",
-    }

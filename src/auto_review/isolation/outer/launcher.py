@@ -200,7 +200,7 @@ def socket_listening(path: Path) -> bool:
 def inner_args() -> list[str]:
     # The interpreter at the same absolute path inside (the bundle binds it there), without
     # site: its search path comes explicitly in PYTHONPATH (see inner_path). Frozen: the
-    # single file itself, started from its unpacked runtime (see frozen).
+    # single file's program, started from its unpacked cache entry (see frozen).
     if frozen.is_frozen():
         return frozen.inner_args()
     return inner_interpreter_args(INNER_MODULE)
@@ -219,8 +219,7 @@ def inner_environment(runtime: str, rootless: bool, required: Sequence[str]) -> 
         ENV_REQUIRED_CONTROLS: ",".join(required),
     }
     if frozen.is_frozen():
-        env.update(frozen.inner_variables())
-        return env
+        return env  # the entry's executable finds its runtime beside itself
     # The inner interpreter runs without site: this is its whole search path beyond the
     # standard library (the launcher's PYTHONPATH entries included).
     env["PYTHONPATH"] = inner_python_path()

@@ -167,8 +167,8 @@ def is_single_file(args: Sequence[str]) -> bool:
 
 
 def frozen_layout(executable: str) -> InterpreterLayout:
-    """The single file's runtime: the file (its modules archive) and its unpacked directory,
-    checked before it is bound."""
+    """The single file's runtime: its unpacked cache entry (the executable, its modules
+    archive and ``_internal``), checked before it is bound."""
     home = frozen.unpacked_dir()
     try:
         frozen.check_unpacked_dir(home)
