@@ -513,7 +513,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         metavar="N",
     ),
     _spec("rate_limit_burst", _integer(1), 500, help="burst per source address", metavar="N"),
-    _spec("workers", _integer(1, 64), 2, help="concurrent review jobs (1-64)", metavar="N"),
+    _spec(
+        "workers",
+        _integer(0, 64),
+        2,
+        help="concurrent review jobs (1-64); 0: intake only (needs AR_DATABASE_URL)",
+        metavar="N",
+    ),
     _spec(
         "job_retry_horizon_seconds",
         _number(0),
@@ -721,7 +727,16 @@ class Settings:
                     issues.append((spec.name, f"is invalid: {exc}"))
                     continue
             object.__setattr__(self, spec.name, value)
-        return issues + _database_issues(values, getattr(self, "database_url", None))
+        issues += _database_issues(values, getattr(self, "database_url", None))
+        if getattr(self, "workers", None) == 0 and getattr(self, "database_url", None) is None:
+            issues.append(
+                (
+                    "workers",
+                    "is 0 (intake only), which needs AR_DATABASE_URL: with SQLite no other "
+                    "process runs the jobs",
+                )
+            )
+        return issues
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("settings are immutable")

@@ -84,6 +84,7 @@ class PostgresServer:
     socket_dir: Path
     port: int
     password: str  # the superuser's, for TCP connections
+    options: str = ""  # the server settings pg_ctl passes on (-o)
 
     @property
     def data_dir(self) -> Path:
@@ -141,6 +142,37 @@ class PostgresServer:
 
     def drop_database(self, name: str) -> None:
         self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: connections are cut), keeping its data."""
+        log = self.base / "server.log"
+        _run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+            "pg_ctl stop",
+            log,
+        )
+
+    def start(self) -> None:
+        """Start the stopped server again on the same port and socket; returns when it
+        accepts connections."""
+        log = self.base / "server.log"
+        _run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(log),
+                "-o",
+                self.options,
+                "-w",
+                "-t",
+                str(_START_TIMEOUT_SECONDS),
+                "start",
+            ],
+            "pg_ctl start",
+            log,
+        )
 
     def is_ready(self) -> bool:
         """pg_isready's verdict on the Unix socket."""
@@ -241,11 +273,9 @@ def running_cluster(*, attempts: int = 3) -> Iterator[PostgresServer]:
         try:
             yield server
         finally:
-            _run(
-                [str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "fast", "-w", "stop"],
-                "pg_ctl stop",
-                log,
-            )
+            # (A test may have stopped it already: then there is no pid file.)
+            if (base / "data" / "postmaster.pid").exists():
+                server.stop()
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -286,7 +316,7 @@ def _start(
         except PostgresUnavailable as exc:
             last = exc
             continue
-        server = PostgresServer(bindir, base, socket_dir, port, password)
+        server = PostgresServer(bindir, base, socket_dir, port, password, options)
         if not server.is_ready():
             raise PostgresUnavailable("pg_ctl reported the server started but pg_isready disagrees")
         return server

@@ -297,7 +297,10 @@ async def serve_async(
         for collector in (*collectors, *(own_runner.collectors if own_runner else ())):
             metrics.registry.register(collector)
         background: list[BackgroundService] = []
-        if runner is not None:
+        if settings.workers == 0:
+            # An intake-only replica: other processes on the shared database run the jobs.
+            log.info("intake only (AR_WORKERS=0): accepted jobs are run by other replicas")
+        elif runner is not None:
             pool = WorkerPool(
                 store,
                 runner,

@@ -141,3 +141,30 @@ def test_a_killed_replicas_jobs_are_finished_by_the_other_after_their_leases(
     for job in in_flight:
         assert ran[job["id"]] == 2  # the killed replica's attempt, then this one
     assert sum(attempts == 1 for attempts in ran.values()) == 3
+
+
+def test_an_intake_only_replica_queues_and_another_runs_the_jobs(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    database = postgres_server.create_database("replicas_intake_only")
+    with FakeForgejo(FORGEJO_TOKEN, bot_login=BOT_LOGIN) as forge:
+        settings = settings_for(forge, postgres_server, database)
+        intake = start_gateway(tmp_path / "a", {**settings, "AR_WORKERS": "0"})
+        with httpx.Client(base_url=intake.base_url, timeout=30) as client:
+            for number in range(1, 4):
+                response = post_forgejo(client, pull_request_event(number), "pull_request")
+                assert response.status_code == 202
+        # Committed before the 202s: the rows are there, and nobody runs them yet.
+        assert [row[1] for row in job_rows(postgres_server, database)] == ["pending"] * 3
+        worker = start_gateway(tmp_path / "b", settings)
+        try:
+            wait_until(
+                lambda: [row[1] for row in job_rows(postgres_server, database)] == ["done"] * 3,
+                timeout=60,
+                what="the other replica running the jobs",
+            )
+        finally:
+            stop_all(intake, worker)
+    assert intake.recorded_jobs() == []
+    assert sorted(job["pr"] for job in worker.recorded_jobs()) == [1, 2, 3]
+    assert "intake only (AR_WORKERS=0)" in intake.logs()

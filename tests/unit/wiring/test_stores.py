@@ -100,3 +100,9 @@ def test_an_unusable_password_file_is_named_never_shown(
     with pytest.raises(DatabaseSettingsError, match="AR_DATABASE_PASSWORD_FILE") as caught:
         database_connection(settings)
     assert PASSWORD not in str(caught.value)
+
+
+def test_an_intake_only_replica_needs_a_shared_database() -> None:
+    with pytest.raises(SettingsError, match=r"AR_WORKERS \(--workers\) is 0 \(intake only\)"):
+        Settings(workers="0")
+    assert Settings(workers="0", database_url="postgresql://app@127.0.0.1/db").workers == 0
