@@ -9,18 +9,24 @@ drift hits them alike:
 - crun          Debian's crun, spawned by a helper that lives in a private mount namespace
                 with the hybrid cgroup2 mount hidden (crun 1.8.1 refuses hybrid cgroups)
 - runc          Debian's runc
-- embedded-cli  the `auto-review oci run` console script of this interpreter
-- embedded-cli-debian  the same CLI under Debian's /usr/bin/python3 -s, importing a copy of
-                src/auto_review and of its third-party imports (this interpreter's `site`
-                may be slowed by .pth files; Debian's starts about four times faster)
+- embedded-cli  the `auto-review oci run` console script next to this interpreter: in the
+                development set-up, the editable install (`site` reads its .pth files)
+- embedded-cli-installed  the console script of a normal (non-editable) install: the
+                package's wheel, built from the imported source, installed with pip into a
+                new virtual environment of this interpreter's base Python (--install-python),
+                with copies of the third-party modules the runtime may import
+- embedded-cli-debian  the same installed console script in a virtual environment of
+                Debian's /usr/bin/python3 (built with PGO, unlike pyenv's)
 - embedded-api  auto_review.oci.api.run() called from this running process
 
 Every timed run starts after a pause (--settle-ms, 50 ms), so none inherits the kernel's
 warm cgroup-migration lock from the run before it (see SETTLE_MS).
 
-Prints the median (and p10/p90) wall time per runner and workload and the two target
-ratios: embedded API within 2x of crun, embedded CLI no slower than runc. Run as root:
-    python bench/oci_run.py [--runs 30] [--quick] [--json FILE]
+Prints the median (and p10/p90) wall time and the median CPU time (user + system of the
+runner's processes; less sensitive to other work on the machine) per runner and workload,
+and the target ratios: embedded API within 2x of crun, embedded CLI no slower than runc
+(for each console script). Run as root:
+    python bench/oci_run.py [--runs 30] [--quick] [--json FILE] [--install-python PATH]
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import contextlib
 import ctypes
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -45,18 +52,27 @@ from typing import Any
 # The copy for Debian's python3 is built exactly as the rootless tests build theirs.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.rootless import DEBIAN_PYTHON, copy_site
+from tests.support.rootless import DEBIAN_PYTHON, LIST_SITE_MODULES
 
 WORKLOADS: dict[str, list[str]] = {
     "/bin/true": ["/bin/true"],
     "python3 -c pass": [DEBIAN_PYTHON, "-c", "pass"],
 }
-RUNNERS = ("fork-exec", "crun", "runc", "embedded-cli", "embedded-cli-debian", "embedded-api")
+RUNNERS = (
+    "fork-exec",
+    "crun",
+    "runc",
+    "embedded-cli",
+    "embedded-cli-installed",
+    "embedded-cli-debian",
+    "embedded-api",
+)
 THIRD_PARTY_IMPORTS = ("jsonschema", "referencing", "referencing.jsonschema")
 TARGETS = (  # (subject, reference, maximum ratio, meaning)
     ("embedded-api", "crun", 2.0, "Python API within 2x of crun"),
-    ("embedded-cli", "runc", 1.0, "CLI no slower than runc"),
-    ("embedded-cli-debian", "runc", 1.0, "CLI (Debian python) vs runc"),
+    ("embedded-cli-installed", "runc", 1.0, "installed CLI no slower than runc"),
+    ("embedded-cli-debian", "runc", 1.0, "installed CLI (Debian python) vs runc"),
+    ("embedded-cli", "runc", 1.0, "editable dev CLI vs runc"),
 )
 CLONE_NEWNS = 0x00020000
 MS_REC = 0x4000
@@ -193,11 +209,13 @@ class PrivateMountLauncher:
             status = 1
         os._exit(status)
 
-    def run(self, argv: list[str]) -> None:
+    def run(self, argv: list[str]) -> float:
+        """Run argv in the helper; returns the CPU seconds of the processes it waited for."""
         os.write(self._request, (json.dumps(argv) + "\n").encode())
         reply = json.loads(self._replies.readline() or b'{"status": -1, "stderr": "helper died"}')
         if reply["status"] != 0:
             raise BenchError(f"{argv[0]} exited {reply['status']}: {reply['stderr']}")
+        return float(reply["cpu"])
 
     def close(self) -> None:
         os.close(self._request)
@@ -206,6 +224,7 @@ class PrivateMountLauncher:
 
 
 def _spawn_and_wait(argv: list[str]) -> dict[str, Any]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryFile() as errors, open(os.devnull, "r+b") as null:
         actions = [(os.POSIX_SPAWN_DUP2, null.fileno(), 0), (os.POSIX_SPAWN_DUP2, null.fileno(), 1),
                    (os.POSIX_SPAWN_DUP2, errors.fileno(), 2)]  # fmt: skip
@@ -214,7 +233,9 @@ def _spawn_and_wait(argv: list[str]) -> dict[str, Any]:
         _pid, wait_status = os.waitpid(pid, 0)
         errors.seek(0)
         detail = errors.read().decode(errors="replace").strip()[-500:]
-    return {"status": os.waitstatus_to_exitcode(wait_status), "stderr": detail}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"status": os.waitstatus_to_exitcode(wait_status), "stderr": detail, "cpu": cpu}
 
 
 def _run_command(argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -246,37 +267,119 @@ def embedded_cli_path() -> list[str]:
     return [sys.executable, "-m", "auto_review.cli.main"]
 
 
-def build_debian_python_path(target: Path) -> None:
-    """Copy auto_review and the site-packages modules its allowed imports pull in."""
+def project_root() -> Path:
+    """The project whose auto_review this interpreter imports (PYTHONPATH honoured)."""
     import auto_review
 
-    copy_site(target, THIRD_PARTY_IMPORTS, preloaded="none",
-              source=Path(auto_review.__file__).parent)  # fmt: skip
+    root = Path(auto_review.__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file():
+        raise BenchError(f"{root} holds no pyproject.toml: no package to build and install")
+    return root
+
+
+def _setup_command(argv: list[str]) -> str:
+    completed = subprocess.run(argv, capture_output=True, text=True, check=False,
+                               timeout=600, stdin=subprocess.DEVNULL)  # fmt: skip
+    if completed.returncode != 0:
+        raise BenchError(f"{' '.join(argv[:4])} ... failed: {completed.stderr.strip()[-800:]}")
+    return completed.stdout
+
+
+def build_wheel(scratch: Path) -> Path:
+    """The package's wheel, built by this interpreter's pip from a copy of the project (a
+    build leaves build/ and *.egg-info in the tree it builds)."""
+    source = project_root()
+    copy = scratch / "project"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    copy.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (source / name).is_file():
+            shutil.copy2(source / name, copy / name)
+    shutil.copytree(source / "src", copy / "src", ignore=ignore)
+    shutil.copytree(source / "scripts" / "console", copy / "scripts" / "console", ignore=ignore)
+    wheels = scratch / "wheels"
+    _setup_command([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", "--wheel-dir", str(wheels),
+                    str(copy)])  # fmt: skip
+    found = sorted(wheels.glob("auto_review-*.whl"))
+    if len(found) != 1:
+        raise BenchError(f"expected one auto_review wheel in {wheels}, found {found}")
+    return found[0]
+
+
+def install_in_new_venv(base_python: str, wheel: Path, target: Path) -> list[str]:
+    """A virtual environment made as DEPLOYMENT.md makes one (`python3 -m venv`, with pip),
+    the wheel installed by its own pip (no editable install, no .pth of ours), and copies of
+    the third-party modules the runtime imports (jsonschema, on a validation-cache miss):
+    the index is not needed. Returns the command of its console script."""
+    if not os.access(base_python, os.X_OK):
+        raise BenchError(f"{base_python} is not an executable Python")
+    _setup_command([base_python, "-m", "venv", str(target)])
+    python = str(target / "bin" / "python")
+    _setup_command([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--disable-pip-version-check", str(wheel)])  # fmt: skip
+    site = _setup_command([python, "-c", "import sysconfig; "
+                           "print(sysconfig.get_paths()['purelib'])"]).strip()  # fmt: skip
+    listed = _setup_command([sys.executable, "-c", LIST_SITE_MODULES, "none",
+                             *THIRD_PARTY_IMPORTS])  # fmt: skip
+    ignore = shutil.ignore_patterns("__pycache__")
+    for name, origin in json.loads(listed).items():
+        if name == "auto_review":
+            continue
+        if os.path.isdir(origin):
+            shutil.copytree(origin, Path(site) / name, ignore=ignore)
+        else:
+            shutil.copy2(origin, Path(site) / name)
+    _setup_command([python, "-m", "compileall", "-q", site])
+    script = target / "bin" / "auto-review"
+    if not script.read_text().startswith(f"#!{python}\n"):
+        raise BenchError(f"{script} does not start with #!{python}")
+    return [str(script)]
+
+
+def installed_environment() -> dict[str, str]:
+    """The caller's environment without PYTHON* variables: PYTHONPATH would make the
+    installed command import another copy of the package."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
 
 
 @dataclass
 class Runner:
     name: str
-    once: Callable[[str, Path, list[str], str], None]  # (id, bundle, argv, state root)
+    # (id, bundle, argv, state root) -> the CPU seconds of its processes when they are not
+    # children of this process (crun's, reported by the helper), else None
+    once: Callable[[str, Path, list[str], str], float | None]
     samples: dict[str, list[float]] = field(default_factory=dict)
+    cpu_samples: dict[str, list[float]] = field(default_factory=dict)
     unavailable: str = ""
+    in_process: bool = False  # its CPU time is this process's own
 
 
-def build_runners(wanted: list[str], scratch: Path, stack: contextlib.ExitStack) -> list[Runner]:
+def build_runners(wanted: list[str], scratch: Path, stack: contextlib.ExitStack,
+                  install_python: str) -> list[Runner]:  # fmt: skip
     cli = embedded_cli_path()
-    debian_site = scratch / "debian-site"
-    if "embedded-cli-debian" in wanted:
-        debian_site.mkdir()
-        build_debian_python_path(debian_site)
-    debian_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(debian_site)}
+    installed: dict[str, list[str]] = {}
+    unavailable: dict[str, str] = {}
+    bases = {"embedded-cli-installed": install_python, "embedded-cli-debian": DEBIAN_PYTHON}
+    if any(name in wanted for name in bases):
+        wheel = build_wheel(scratch)
+        for name, base in bases.items():
+            if name not in wanted:
+                continue
+            try:
+                installed[name] = install_in_new_venv(base, wheel, scratch / f"venv-{name}")
+            except BenchError as error:
+                unavailable[name] = str(error)
+    clean_env = installed_environment()
 
     launcher = PrivateMountLauncher() if "crun" in wanted and shutil.which("crun") else None
     if launcher is not None:
         stack.callback(launcher.close)
 
-    def crun(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
+    def crun(container_id: str, bundle: Path, _argv: list[str], state: str) -> float:
         assert launcher is not None
-        launcher.run(["crun", "--root", state, "run", "--bundle", str(bundle), container_id])
+        return launcher.run(["crun", "--root", state, "run", "--bundle", str(bundle),
+                             container_id])  # fmt: skip
 
     def runc(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
         _run_command(["runc", "--root", state, "run", "--bundle", str(bundle), container_id])
@@ -285,9 +388,12 @@ def build_runners(wanted: list[str], scratch: Path, stack: contextlib.ExitStack)
         _run_command([*cli, "oci", "--root", state, "run", "--bundle", str(bundle),
                       container_id])  # fmt: skip
 
-    def embedded_cli_debian(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
-        _run_command([DEBIAN_PYTHON, "-s", "-m", "auto_review.cli.main", "oci", "--root", state,
-                      "run", "--bundle", str(bundle), container_id], env=debian_env)  # fmt: skip
+    def installed_cli(name: str) -> Callable[[str, Path, list[str], str], None]:
+        def run(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
+            _run_command([*installed[name], "oci", "--root", state, "run", "--bundle",
+                          str(bundle), container_id], env=clean_env)  # fmt: skip
+
+        return run
 
     def embedded_api(container_id: str, bundle: Path, _argv: list[str], state: str) -> None:
         from auto_review.oci import api
@@ -302,18 +408,33 @@ def build_runners(wanted: list[str], scratch: Path, stack: contextlib.ExitStack)
     def fork_exec(_id: str, _bundle: Path, argv: list[str], _state: str) -> None:
         _fork_exec(argv)
 
-    table = {"fork-exec": fork_exec, "crun": crun, "runc": runc,
-             "embedded-cli": embedded_cli, "embedded-cli-debian": embedded_cli_debian,
-             "embedded-api": embedded_api}  # fmt: skip
-    runners = [Runner(name, table[name]) for name in wanted]
+    table: dict[str, Callable[[str, Path, list[str], str], float | None]] = {
+        "fork-exec": fork_exec, "crun": crun, "runc": runc, "embedded-cli": embedded_cli,
+        "embedded-cli-installed": installed_cli("embedded-cli-installed"),
+        "embedded-cli-debian": installed_cli("embedded-cli-debian"),
+        "embedded-api": embedded_api,
+    }  # fmt: skip
+    runners = [Runner(name, table[name], in_process=name == "embedded-api") for name in wanted]
     for runner in runners:
         tool = {"crun": "crun", "runc": "runc"}.get(runner.name)
         if tool and shutil.which(tool) is None:
             runner.unavailable = f"{tool} not installed (apt-get install -y {tool})"
+        runner.unavailable = runner.unavailable or unavailable.get(runner.name, "")
     return runners
 
 
 # ---------------------------------------------------------------- timing and report
+
+
+def _cpu_seconds(in_process: bool) -> float:
+    """User + system time of the waited-for children (and of this process, for a runner
+    that works in it)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = children.ru_utime + children.ru_stime
+    if in_process:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        total += own.ru_utime + own.ru_stime
+    return total
 
 
 def measure(runners: list[Runner], bundles: dict[str, Path], runs: int, warmup: int,
@@ -328,15 +449,21 @@ def measure(runners: list[Runner], bundles: dict[str, Path], runs: int, warmup: 
                     continue
                 container_id = f"bench-{runner.name}-{abs(hash(workload)) % 10000}-{index}"
                 time.sleep(settle)  # each run starts cold (see SETTLE_MS)
+                cpu_before = _cpu_seconds(runner.in_process)
                 started = time.perf_counter()
                 try:
-                    runner.once(container_id, bundle, argv, str(state_root / runner.name))
+                    reported_cpu = runner.once(container_id, bundle, argv,
+                                               str(state_root / runner.name))  # fmt: skip
                 except Exception as error:  # a failing runner is reported, not fatal
                     runner.unavailable = f"{type(error).__name__}: {error}"[:300]
                     continue
                 elapsed = time.perf_counter() - started
+                cpu = _cpu_seconds(runner.in_process) - cpu_before
+                if reported_cpu is not None:
+                    cpu = reported_cpu
                 if index >= 0:
                     runner.samples.setdefault(workload, []).append(elapsed * 1000)
+                    runner.cpu_samples.setdefault(workload, []).append(cpu * 1000)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -345,7 +472,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def summarise(runners: list[Runner]) -> dict[str, Any]:
-    medians: dict[str, dict[str, float]] = {}
+    medians: dict[str, dict[str, tuple[float, float]]] = {}  # workload -> runner -> (wall, cpu)
     rows = []
     for runner in runners:
         for workload in WORKLOADS:
@@ -355,34 +482,42 @@ def summarise(runners: list[Runner]) -> dict[str, Any]:
                              "unavailable": runner.unavailable or "no samples"})  # fmt: skip
                 continue
             median = statistics.median(samples)
-            medians.setdefault(workload, {})[runner.name] = median
+            cpu = statistics.median(runner.cpu_samples[workload])
+            medians.setdefault(workload, {})[runner.name] = (median, cpu)
             rows.append({"runner": runner.name, "workload": workload, "runs": len(samples),
                          "median_ms": median, "p10_ms": percentile(samples, 0.1),
-                         "p90_ms": percentile(samples, 0.9)})  # fmt: skip
+                         "p90_ms": percentile(samples, 0.9), "cpu_median_ms": cpu})  # fmt: skip
     ratios = []
     for subject, reference, limit, meaning in TARGETS:
         for workload, by_runner in medians.items():
             if subject in by_runner and reference in by_runner:
-                ratio = by_runner[subject] / by_runner[reference]
+                ratio = by_runner[subject][0] / by_runner[reference][0]
+                cpu_ratio = by_runner[subject][1] / by_runner[reference][1]
                 ratios.append({"target": meaning, "workload": workload, "ratio": ratio,
-                               "limit": limit, "met": ratio <= limit})  # fmt: skip
+                               "cpu_ratio": cpu_ratio, "limit": limit,
+                               "met": ratio <= limit})  # fmt: skip
     return {"rows": rows, "ratios": ratios}
 
 
 def print_report(summary: dict[str, Any], runs: int) -> None:
-    print(f"median wall time per run, {runs} runs each (ms)")
-    print(f"{'runner':<20} {'workload':<16} {'median':>8} {'p10':>8} {'p90':>8}")
+    print(f"per run, {runs} runs each (ms): wall time median, p10, p90; CPU time median")
+    print(f"{'runner':<23} {'workload':<16} {'median':>8} {'p10':>8} {'p90':>8} {'cpu':>8}")
     for row in summary["rows"]:
         if "unavailable" in row:
-            print(f"{row['runner']:<20} {row['workload']:<16} unavailable: {row['unavailable']}")
+            print(f"{row['runner']:<23} {row['workload']:<16} unavailable: {row['unavailable']}")
             continue
-        print(f"{row['runner']:<20} {row['workload']:<16} {row['median_ms']:8.1f} "
-              f"{row['p10_ms']:8.1f} {row['p90_ms']:8.1f}")  # fmt: skip
+        print(f"{row['runner']:<23} {row['workload']:<16} {row['median_ms']:8.1f} "
+              f"{row['p10_ms']:8.1f} {row['p90_ms']:8.1f} "
+              f"{row['cpu_median_ms']:8.1f}")  # fmt: skip
     print()
     for ratio in summary["ratios"]:
         verdict = "met" if ratio["met"] else "NOT met"
-        print(f"{ratio['target']:<32} {ratio['workload']:<16} ratio {ratio['ratio']:5.2f} "
-              f"(limit {ratio['limit']:.1f}): {verdict}")  # fmt: skip
+        print(f"{ratio['target']:<38} {ratio['workload']:<16} ratio {ratio['ratio']:5.2f} "
+              f"(limit {ratio['limit']:.1f}): {verdict}; CPU ratio "
+              f"{ratio['cpu_ratio']:5.2f}")  # fmt: skip
+    print()
+    for line in summary.get("notes", []):
+        print(line)
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -398,6 +533,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--runners", default=",".join(RUNNERS),
                         help=f"comma-separated subset of {','.join(RUNNERS)}")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--install-python", default=sys._base_executable,
+                        help="the base Python of embedded-cli-installed's virtual environment "
+                        f"(default: this interpreter's, {sys._base_executable})")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -423,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     compile_package()
     with contextlib.ExitStack() as stack:
         base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="oci-bench-")))
-        runners = build_runners(wanted, base, stack)
+        runners = build_runners(wanted, base, stack, arguments.install_python)
+        load_before = os.getloadavg()
         bundles = {
             workload: make_bundle(base, f"bundle-{index}", args)
             for index, (workload, args) in enumerate(WORKLOADS.items())
@@ -431,7 +570,17 @@ def main(argv: list[str] | None = None) -> int:
         state_root = base / "state"
         state_root.mkdir()
         measure(runners, bundles, runs, warmup, state_root, arguments.settle_ms / 1000)
+    load_after = os.getloadavg()
     summary = summarise(runners)
+    summary["notes"] = [
+        f"embedded-cli: {' '.join(embedded_cli_path())} (this environment's install)",
+        f"embedded-cli-installed: wheel in a new venv of {arguments.install_python}",
+        f"embedded-cli-debian: wheel in a new venv of {DEBIAN_PYTHON}",
+        "load average (1, 5, 15 min) before the timed runs: "
+        + ", ".join(f"{value:.2f}" for value in load_before)
+        + "; after: "
+        + ", ".join(f"{value:.2f}" for value in load_after),
+    ]
     print_report(summary, runs)
     if arguments.json:
         arguments.json.write_text(json.dumps({"runs": runs, **summary}, indent=2) + "\n")

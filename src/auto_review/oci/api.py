@@ -6,11 +6,9 @@ for root and $XDG_RUNTIME_DIR/auto-review-oci otherwise.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 
-from auto_review.oci import container, hooks
+from auto_review.oci import container, hooks, signal_relay
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -18,8 +16,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 PathLike = str | os.PathLike[str]
-FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
-                     signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM, signal.SIGWINCH)
+FORWARDED_SIGNALS = signal_relay.FORWARDED_SIGNALS
 
 
 def create(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
@@ -85,47 +82,40 @@ def run(container_id: str, bundle: PathLike, *, root: PathLike | None = None,
             container.delete(state_root, container_id, force=True)
             raise
         return 0
-    created = container.create(container_id, bundle, state_root, pid_file=pid_file,
-                               preserve_fds=preserve_fds, stdio=stdio, run_mode=True,
-                               pass_fds=tuple(pass_fds))
-    pid = created.init_pid
-    previous: dict[int, Any] = {}
+    relay: signal_relay.Relay | None = None
+
+    def relay_signals(init_pid: int, runs_hooks: bool) -> None:
+        nonlocal relay
+        relay = signal_relay.start(init_pid, starts_others=runs_hooks or on_started is not None)
+
     try:
-        if forward_signals:
-            previous = _forward_signals_to(pid)
-        container.send_start(created.sync_fd, already_sent=created.start_sent)
-        if on_started is not None:
-            on_started(pid)
-        hooks.run_hooks_warn("poststart", created.record["hooks"]["poststart"],
-                             container.public_state(created.record, "running"))
-        status = os.waitpid(pid, 0)[1]
+        created = container.create(container_id, bundle, state_root, pid_file=pid_file,
+                                   preserve_fds=preserve_fds, stdio=stdio, run_mode=True,
+                                   pass_fds=tuple(pass_fds),
+                                   on_init_pid=relay_signals if forward_signals else None)
+    except BaseException:
+        if relay is not None:
+            relay.close()
+        raise
+    pid = created.init_pid
+    poststart = created.record["hooks"]["poststart"]
+    try:
+        try:
+            container.send_start(created.sync_fd, already_sent=created.start_sent)
+            if on_started is not None:
+                on_started(pid)
+            hooks.run_hooks_warn("poststart", poststart,
+                                 container.public_state(created.record, "running"))
+            status = relay.wait() if relay is not None else os.waitpid(pid, 0)[1]
+        finally:
+            if relay is not None:  # before delete: poststop hooks get the caller's signals
+                relay.close()
     except BaseException:
         container.delete(state_root, container_id, force=True, cgroup=created.cgroup,
                          record=created.record)
         raise
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
     container.delete(state_root, container_id, force=True, cgroup=created.cgroup,
                      record=created.record)
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
-
-def _forward_signals_to(pid: int) -> dict[int, Any]:
-    """Relay the usual terminal and service signals to the container's init; returns the
-    previous handlers. Only the main thread may set handlers: elsewhere nothing is relayed."""
-
-    def forward(number: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):  # gone: its exit status will tell
-            os.kill(pid, number)
-
-    previous: dict[int, Any] = {}
-    try:
-        for forwarded in FORWARDED_SIGNALS:
-            previous[forwarded] = signal.signal(forwarded, forward)
-    except ValueError:  # not the main thread
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        return {}
-    return previous

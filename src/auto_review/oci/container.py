@@ -11,20 +11,21 @@ without a record is a create in progress (or one killed mid-way): "creating".
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import socket
 import time
 
 from auto_review.oci import capabilities, container_init, hooks, namespaces, rlimits
+from auto_review.oci import syscalls as sc
 from auto_review.oci.errors import OciError, SpecError, StateError, StepError
 from auto_review.oci.spec import load_bundle
 
-# Only what every `run` needs is imported here (no re, typing or pathlib): see
-# OCI-RUNTIME.md, Speed.
+# Only what every `run` needs is imported here (no re, typing or pathlib; no socket,
+# signal or contextlib, which bring enum, functools and collections): see OCI-RUNTIME.md,
+# Speed. `create` and `start` import socket for the start socket.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 OCI_VERSION = "1.3.0"  # the runtime-spec version of the shipped schemas
@@ -250,7 +251,12 @@ def _make_cgroup(container_id: str, config: dict[str, Any]) -> Any:
 def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
            pid_file: str | os.PathLike[str] | None, preserve_fds: int,
            stdio: tuple[int, int, int] | None, run_mode: bool,
-           pass_fds: tuple[int, ...] = ()) -> Created:
+           pass_fds: tuple[int, ...] = (),
+           on_init_pid: Callable[[int, bool], None] | None = None) -> Created:
+    """on_init_pid(host pid of the init, whether this process runs hooks before the
+    container exits): called once the init exists and before it can be told to start (run
+    mode queues START early), so that the caller relays signals from the container's
+    first instruction on."""
     if preserve_fds < 0:
         raise OciError("--preserve-fds must be >= 0")
     directory = _container_dir(root, container_id)
@@ -276,7 +282,7 @@ def create(container_id: str, bundle_dir: str | os.PathLike[str], root: str, *,
             _plan_self_join(plan, cleanup.cgroup)
         plan.sync_with_parent = plan.ns_plan.new_user or bool(  # type: ignore[union-attr]
             plan.cgroup_dirs and not plan.cgroup_self_join)
-        created = _spawn(plan, directory, cleanup, pid_file)
+        created = _spawn(plan, directory, cleanup, pid_file, on_init_pid)
     except BaseException:
         cleanup.run()
         raise
@@ -369,18 +375,23 @@ class _Cleanup:
         for fd in self.fds:
             _close_quietly(fd)
         for pid in self.pids:
-            with contextlib.suppress(OSError):
+            try:
                 os.kill(pid, SIGKILL)
+            except OSError:
+                pass
             _reap(pid)
         if self.shared_rootfs:
             _detach_shared_rootfs(self.shared_rootfs)
         if self.cgroup is not None:
-            # never let a cleanup error hide the error that made us clean up
-            with contextlib.suppress(OciError):
+            try:
                 self.cgroup.destroy()
+            except OciError:  # never let a cleanup error hide the one that made us clean up
+                pass
         if self.pid_file is not None:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(self.pid_file)
+            except OSError:
+                pass
         remove_state_dir(self.directory)
 
 
@@ -394,8 +405,10 @@ def _detach_shared_rootfs(rootfs: str) -> None:
 
 
 def _close_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):
+    try:
         os.close(fd)
+    except OSError:
+        pass
 
 
 def _reap(pid: int) -> int | None:
@@ -411,18 +424,23 @@ def remove_state_dir(directory: str) -> None:
     except FileNotFoundError:
         return
     for name in names:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(os.path.join(directory, name))
-    with contextlib.suppress(FileNotFoundError):
+        except OSError:
+            pass
+    try:
         os.rmdir(directory)
+    except FileNotFoundError:
+        pass
 
 
 def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
-           pid_file: str | os.PathLike[str] | None) -> Created:
+           pid_file: str | os.PathLike[str] | None,
+           on_init_pid: Callable[[int, bool], None] | None) -> Created:
     minimum_fd = plan.first_free_fd
-    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    parent_fd = container_init.high_fd(parent_sock.detach(), minimum_fd)
-    child_fd = container_init.high_fd(child_sock.detach(), minimum_fd)
+    parent_end, child_end = sc.socketpair_seqpacket()
+    parent_fd = container_init.high_fd(parent_end, minimum_fd)
+    child_fd = container_init.high_fd(child_end, minimum_fd)
     cleanup.fds.append(parent_fd)
     intermediate = os.fork()
     if intermediate == 0:
@@ -460,6 +478,10 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
             if "oomScoreAdj" in config["process"]:
                 _write_oom_score_adj(init_pid, config["process"]["oomScoreAdj"])
             record = _record(plan, init_pid, cleanup.cgroup)
+            if on_init_pid is not None:
+                on_init_pid(init_pid, bool(config_hooks.get("prestart")
+                                           or config_hooks.get("createRuntime")
+                                           or config_hooks.get("poststart")))
             if start_early:
                 # no hook exchange can follow: queue START now, the init reads it right
                 # after READY instead of waiting for another round trip
@@ -489,6 +511,8 @@ def _spawn(plan: container_init.LaunchPlan, directory: str, cleanup: _Cleanup,
 def _listen_for_start(directory: str, minimum_fd: int) -> int:
     """The start socket of a created container, bound here with the runtime's rights; the
     init inherits the listening descriptor and accepts `start` on it."""
+    import socket  # create only: the init, forked after this, accepts with it
+
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -519,8 +543,10 @@ def _read_message(fd: int) -> bytes:
 
 
 def _queue_start(fd: int) -> None:
-    with contextlib.suppress(OSError):  # the init is gone: the next read says why
+    try:
         os.write(fd, b"START")
+    except OSError:  # the init is gone: the next read says why
+        pass
 
 
 def _record(plan: container_init.LaunchPlan, init_pid: int, cgroup: Any) -> dict[str, Any]:
@@ -602,6 +628,8 @@ def start(root: str, container_id: str) -> None:
     status = status_of(record, directory)
     if status != "created":
         raise StateError(f"cannot start container {container_id} in state {status}")
+    import socket
+
     dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
@@ -677,12 +705,16 @@ def delete(root: str, container_id: str, *, force: bool, cgroup: Any = None,
     if status == "creating" and not force:
         raise StateError(f"container {container_id} is being created (use --force)")
     if status in ("created", "running"):
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(record["pid"], SIGKILL)
+        except ProcessLookupError:
+            pass
         _wait_gone(record["pid"], record.get("pid_start", 0))
     elif record.get("pid"):
-        with contextlib.suppress(ChildProcessError):
+        try:
             os.waitpid(record["pid"], os.WNOHANG)  # our own zombie, if we made it
+        except ChildProcessError:
+            pass
     if record.get("shared_mounts"):
         _detach_shared_rootfs(record.get("rootfs", ""))
     if cgroup is not None:

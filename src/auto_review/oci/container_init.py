@@ -17,12 +17,9 @@ starter reads EOF when execve worked.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
-import signal
-import socket
 import stat
 
 from auto_review.oci import capabilities, devices, hooks, mounts, namespaces, rlimits
@@ -126,8 +123,10 @@ def _expect(fd: int, wanted: bytes, step: str) -> None:
 
 
 def _send_quietly(fd: int, message: bytes) -> None:
-    with contextlib.suppress(OSError):  # the parent is gone; nobody is left to tell
+    try:
         os.write(fd, message)
+    except OSError:  # the parent is gone; nobody is left to tell
+        pass
 
 
 def _child_exit(sync_fd: int, body: Any) -> None:
@@ -282,8 +281,8 @@ def _start_and_exec(plan: LaunchPlan, executable: str, env: dict[str, str],
     _prepare_fds(plan.stdio, plan.preserve_fds, plan.pass_fds)
     _give_stdio_to_user(process.get("user") or {})
     _become_process_user(process, plan)
-    for number in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(number, signal.SIG_DFL)  # Python ignores them; execve would keep that
+    for number in (sc.SIGPIPE, sc.SIGXFSZ):
+        sc.default_signal_action(number)  # Python ignores them; execve would keep that
     try:
         os.execve(executable, process["args"], env)  # noqa: S606 - the container process
     except OSError as exc:
@@ -291,6 +290,8 @@ def _start_and_exec(plan: LaunchPlan, executable: str, env: dict[str, str],
 
 
 def _accept_start(listener: int, minimum_fd: int) -> int:
+    import socket  # loaded already: create imported it before the fork
+
     server = socket.socket(fileno=listener)
     connection, _ = server.accept()  # PEP 475: retried after signals; not inheritable
     server.close()

@@ -133,15 +133,17 @@ _IFF_UP = 0x1
 def bring_up_loopback() -> None:
     """Set `lo` up in a new network namespace (it starts down), as runc and crun do."""
     import fcntl
-    import socket
     import struct
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock = syscalls.inet_dgram_socket()
+    except StepError as exc:
+        raise StepError("network-loopback", exc.errno, "lo") from exc
     try:
         request = struct.pack("16sh22x", b"lo", 0)
-        flags = struct.unpack("16sh22x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | _IFF_UP))
+        flags = struct.unpack("16sh22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sh22x", b"lo", flags | _IFF_UP))
     except OSError as exc:
         raise StepError("network-loopback", exc.errno or errno.EIO, "lo") from exc
     finally:
-        sock.close()
+        os.close(sock)

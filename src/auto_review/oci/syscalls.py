@@ -2,11 +2,16 @@
 
 Every wrapper raises ``StepError(step, errno, path)`` so that a failure anywhere in the
 container set-up names the step that failed. libc is loaded once, lazily, per process.
+
+The sockets and signal masks of `run` are made here too, not through the `socket` and
+`signal` modules: those build their enums at import (`enum`, with `functools` and
+`collections`), about 10 ms of every `auto-review oci run` on a 2-core host (see
+OCI-CONFORMANCE.md, Benchmark). For the same reason no module on that path imports
+`contextlib`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 
@@ -22,7 +27,25 @@ CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 CLONE_PARENT = 0x00008000
 CLONE_INTO_CGROUP = 0x200000000
+# signal numbers (the same on x86_64 and aarch64)
+SIGHUP = 1
+SIGINT = 2
+SIGQUIT = 3
+SIGUSR1 = 10
+SIGUSR2 = 12
+SIGPIPE = 13
+SIGALRM = 14
+SIGTERM = 15
 SIGCHLD = 17
+SIGXFSZ = 25
+SIGWINCH = 28
+
+# sockets
+AF_UNIX = 1
+AF_INET = 2
+SOCK_DGRAM = 2
+SOCK_SEQPACKET = 5
+SOCK_CLOEXEC = os.O_CLOEXEC
 
 # mount flags
 MS_RDONLY = 0x1
@@ -256,5 +279,70 @@ def mark_cloexec_from(first_fd: int) -> None:
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
             if fd >= first_fd:
-                with contextlib.suppress(OSError):  # closed meanwhile (the listing's own fd)
+                try:
                     os.set_inheritable(fd, False)
+                except OSError:  # closed meanwhile (the listing's own fd)
+                    pass
+
+
+# ------------------------------------------------------------------ sockets
+
+
+def socketpair_seqpacket() -> tuple[int, int]:
+    """A connected pair of close-on-exec AF_UNIX SOCK_SEQPACKET sockets (message
+    boundaries kept, as socket.socketpair would make them)."""
+    fds = (ctypes.c_int * 2)()
+    _check(libc().socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), "socketpair")
+    return fds[0], fds[1]
+
+
+def inet_dgram_socket() -> int:
+    """A close-on-exec AF_INET datagram socket: a handle for network interface ioctls."""
+    return _check(libc().socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), "socket", "AF_INET")
+
+
+# ------------------------------------------------------------------ signals
+
+SIG_BLOCK = 0
+SIG_SETMASK = 2
+SIG_DFL = 0
+_SIGSET_BYTES = 128  # glibc's sigset_t (the kernel reads the first 8)
+SIGNALFD_SIGINFO_BYTES = 128  # struct signalfd_siginfo; ssi_signo (u32) comes first
+
+
+def signal_set(numbers: tuple[int, ...] | list[int]) -> ctypes.Array[ctypes.c_char]:
+    mask = ctypes.create_string_buffer(_SIGSET_BYTES)  # zeroed: the empty set
+    for number in numbers:
+        _check(libc().sigaddset(mask, number), "signal-mask", str(number))
+    return mask
+
+
+def signal_is_member(mask: ctypes.Array[ctypes.c_char], number: int) -> bool:
+    return _check(libc().sigismember(mask, number), "signal-mask", str(number)) == 1
+
+
+def block_signals(numbers: tuple[int, ...] | list[int]) -> ctypes.Array[ctypes.c_char]:
+    """Block numbers in this thread; returns the previous mask (for restore_signal_mask)."""
+    previous = ctypes.create_string_buffer(_SIGSET_BYTES)
+    error = libc().pthread_sigmask(SIG_BLOCK, signal_set(numbers), previous)
+    if error:
+        raise StepError("signal-mask", error, "block")
+    return previous
+
+
+def restore_signal_mask(mask: ctypes.Array[ctypes.c_char]) -> None:
+    error = libc().pthread_sigmask(SIG_SETMASK, mask, None)
+    if error:
+        raise StepError("signal-mask", error, "restore")
+
+
+def signalfd(numbers: tuple[int, ...] | list[int]) -> int:
+    """A close-on-exec signalfd(2) that reads the given (blocked) signals."""
+    return _check(libc().signalfd(-1, signal_set(numbers), os.O_CLOEXEC), "signalfd")
+
+
+def default_signal_action(number: int) -> None:
+    """Reset a signal to its default action (Python starts with SIGPIPE and SIGXFSZ
+    ignored, and execve keeps an ignored signal ignored)."""
+    if libc().signal(number, ctypes.c_void_p(SIG_DFL)) == -1:
+        raise StepError("signal-default", ctypes.get_errno() or 22, str(number))

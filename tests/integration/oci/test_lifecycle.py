@@ -221,27 +221,134 @@ def test_run_reports_128_plus_signal(tmp_path: Path, root: Path) -> None:
     thread.join()
 
 
-def test_run_forwards_signals_to_the_container(tmp_path: Path, root: Path) -> None:
-    # The shell says "ready" once its trap is installed: the signal is sent only then.
-    script = "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done"
-    bundle = make_bundle(tmp_path, container_config(["/bin/sh", "-c", script]))
+TRAP_SCRIPT = ("trap 'exit 42' TERM; trap 'exit 43' USR1; echo ready; "
+               "while :; do sleep 0.05; done")
+# A caller of api.run: argv = id, bundle, state root, "thread" (another thread runs while
+# it waits) or "single", then signal numbers to block first. Prints the exit status, then
+# the caller's blocked and pending signals afterwards and whether SIGINT's handler is back.
+RUN_CALLER = """
+import signal, sys, threading
+from auto_review.oci import api
+container_id, bundle, root, mode, *blocked = sys.argv[1:]
+if blocked:
+    signal.pthread_sigmask(signal.SIG_BLOCK, [int(n) for n in blocked])
+if mode == "thread":
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
+status = api.run(container_id, bundle, root=root)
+print(status, sorted(map(int, signal.pthread_sigmask(signal.SIG_BLOCK, []))),
+      sorted(map(int, signal.sigpending())),
+      signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)
+"""
+
+
+def _run_and_signal(command: list[str], root: Path, container_id: str,
+                    signals: list[int]) -> tuple[int, bytes]:
+    """Start command (a foreground run of a container with TRAP_SCRIPT), send it signals
+    once the container's traps are set, and return its exit status and its other output."""
     env = dict(os.environ, PYTHONPATH=str(REPO_SRC))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "auto_review.oci", "--root", str(root), "run", "--bundle",
-         str(bundle), "fwd"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE)  # fmt: skip
     try:
         assert process.stdout is not None
+        # The shell says "ready" once its traps are installed: signals are sent only then.
         assert process.stdout.readline() == b"ready\n"
-        process.send_signal(15)
-        assert process.wait(timeout=20) == 42
-        assert not (root / "fwd").exists()
+        for number in signals:
+            process.send_signal(number)
+        rest, _ = process.communicate(timeout=20)
+        assert not (root / container_id).exists()
+        return process.returncode, rest
     finally:
         # A failed run must not leave its container spinning on the machine.
         if process.poll() is None:
             process.kill()
             process.wait(timeout=20)
         with contextlib.suppress(Exception):
-            api.delete("fwd", root=root, force=True)
+            api.delete(container_id, root=root, force=True)
+
+
+def _cli_run(root: Path, bundle: Path, container_id: str) -> list[str]:
+    return [sys.executable, "-m", "auto_review.oci", "--root", str(root), "run", "--bundle",
+            str(bundle), container_id]
+
+
+def test_run_forwards_signals_to_the_container(tmp_path: Path, root: Path) -> None:
+    # The CLI alone in its process: the signals are read from a signalfd.
+    bundle = make_bundle(tmp_path, container_config(["/bin/sh", "-c", TRAP_SCRIPT]))
+    assert _run_and_signal(_cli_run(root, bundle, "fwd"), root, "fwd", [15]) == (42, b"")
+
+
+def test_run_with_a_poststart_hook_forwards_signals_to_the_container(
+        tmp_path: Path, root: Path) -> None:  # fmt: skip
+    # A hook started while it waits must not inherit blocked signals: Python handlers relay.
+    log = tmp_path / "hooks.log"
+    config = container_config(["/bin/sh", "-c", TRAP_SCRIPT])
+    config["hooks"] = {"poststart": [{"path": "/bin/sh", "args": [
+        "/bin/sh", "-c", 'grep ^SigBlk /proc/self/status >> "$0"', str(log)]}]}
+    bundle = make_bundle(tmp_path, config)
+    assert _run_and_signal(_cli_run(root, bundle, "fwdhook"), root, "fwdhook", [15]) == (42, b"")
+    assert log.read_text() == "SigBlk:\t0000000000000000\n"
+
+
+def test_run_from_a_threaded_caller_forwards_signals_and_restores_handlers(
+        tmp_path: Path, root: Path) -> None:  # fmt: skip
+    bundle = make_bundle(tmp_path, container_config(["/bin/sh", "-c", TRAP_SCRIPT]))
+    command = [sys.executable, "-c", RUN_CALLER, "fwdthread", str(bundle), str(root), "thread"]
+    status, output = _run_and_signal(command, root, "fwdthread", [15])
+    assert (status, output) == (0, b"42 [] [] True\n")
+
+
+def test_run_relays_no_signal_the_caller_blocked_and_restores_its_mask(
+        tmp_path: Path, root: Path) -> None:  # fmt: skip
+    # SIGUSR1 (10) blocked by the caller stays pending for the caller; SIGTERM is relayed.
+    bundle = make_bundle(tmp_path, container_config(["/bin/sh", "-c", TRAP_SCRIPT]))
+    command = [sys.executable, "-c", RUN_CALLER, "fwdmask", str(bundle), str(root), "single",
+               "10"]  # fmt: skip
+    status, output = _run_and_signal(command, root, "fwdmask", [10, 15])
+    assert (status, output) == (0, b"42 [10] [10] True\n")
+
+
+def test_the_container_process_starts_with_no_signal_blocked_or_ignored(
+        tmp_path: Path, root: Path) -> None:  # fmt: skip
+    # Python ignores SIGPIPE and SIGXFSZ, and the CLI blocks the relayed signals while it
+    # waits: none of that may reach the container, nor a poststop hook.
+    log = tmp_path / "poststop.log"
+    config = container_config(["/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"])
+    config["hooks"] = {"poststop": [{"path": "/bin/sh", "args": [
+        "/bin/sh", "-c", 'grep ^SigBlk /proc/self/status >> "$0"', str(log)]}]}
+    bundle = make_bundle(tmp_path, config)
+    completed = cli(root, "run", "--bundle", str(bundle), "sigs")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    assert log.read_text() == "SigBlk:\t0000000000000000\n"
+
+
+# Modules `auto-review oci run` must not import: each costs milliseconds at every start
+# (enum, functools and collections come with socket, signal and contextlib; re with json
+# and typing), and the command is held to runc's start-up time.
+SLOW_IMPORTS = frozenset({"enum", "socket", "signal", "contextlib", "functools",
+                          "collections", "re", "json", "typing", "argparse", "hashlib"})
+CONSOLE_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "console" / "auto-review"
+
+
+def _imported(args: list[str]) -> set[str]:
+    """The modules a fresh interpreter without `site` imports to run args."""
+    completed = subprocess.run(
+        [sys.executable, "-S", "-X", "importtime", *args], capture_output=True, text=True,
+        timeout=60, check=False, env={"PYTHONPATH": str(REPO_SRC), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in completed.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_the_run_command_imports_none_of_the_slow_modules(tmp_path: Path, root: Path) -> None:
+    bundle = make_bundle(tmp_path, container_config(["/bin/true"]))
+    command = [str(CONSOLE_SCRIPT), "oci", "--root", str(root), "run", "--bundle", str(bundle)]
+    # the first run validates config.json (jsonschema, from site-packages), later ones not
+    assert cli(root, "run", "--bundle", str(bundle), "warm").returncode == 0
+    imported = _imported([*command, "timed"]) - _imported(["-c", "pass"])
+    assert "auto_review.oci.container" in imported
+    assert not SLOW_IMPORTS & imported, sorted(SLOW_IMPORTS & imported)
 
 
 def test_container_output_and_identity(tmp_path: Path, root: Path) -> None:
