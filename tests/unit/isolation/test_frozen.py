@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from auto_review.isolation.outer import frozen
-from auto_review.isolation.outer.rootfs import BundleError, frozen_layout, is_single_file
+from auto_review.isolation.outer.rootfs import (
+    BundleError,
+    frozen_layout,
+    is_single_file,
+    plan_read_only_binds,
+)
 
 
 def private_dir(tmp_path: Path) -> Path:
@@ -95,3 +100,24 @@ def test_frozen_the_bundle_runs_the_entrys_program_from_its_checked_runtime(
     )
     monkeypatch.delenv(frozen.SINGLE_FILE_VARIABLE)
     assert frozen.single_file() == str(executable)  # the entry's program run directly
+
+
+def test_the_entry_is_checked_at_every_launch_even_with_a_cached_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    home = private_dir(cache)
+    (home / "auto-review").write_bytes(b"")  # stands in for the entry's executable
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(home / "_internal"), raising=False)
+    monkeypatch.setattr(sys, "executable", str(home / "auto-review"))
+    plans = tmp_path / "plans"
+    plans.mkdir(mode=0o700)
+    args, env = frozen.inner_args(), {"PATH": "/usr/bin:/bin"}
+    binds = plan_read_only_binds(args, env, str(plans))
+    assert [b for b in binds if b.source == str(home)]  # the entry, bound read-only
+    assert len(list(plans.iterdir())) == 1  # the plan is cached
+    cache.chmod(0o777)  # the entry itself unchanged: its plan's fingerprint still holds
+    with pytest.raises(BundleError, match=f"unpacked runtime {home} is in {cache}, which"):
+        plan_read_only_binds(args, env, str(plans))

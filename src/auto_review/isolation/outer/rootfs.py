@@ -417,14 +417,15 @@ def plan_read_only_binds(
 ) -> list[Bind]:
     """``read_only_binds`` for this interpreter and environment, cached in ``cache_dir``
     (never when a ``forbidden`` value would be written)."""
+    # The single file's cache entry is checked at every launch, a cached plan or not: the
+    # plan's fingerprint does not cover the directories above it.
+    layout = frozen_layout(args[0]) if is_single_file(args) else None
     path = os.path.join(cache_dir, PLAN_PREFIX + _plan_key(args, env)) if cache_dir else None
     if path is not None:
         cached = _load_plan(path)
         if cached is not None:
             return cached
-    binds, watched = read_only_binds(
-        frozen_layout(args[0]) if is_single_file(args) else describe_interpreter(args, env)
-    )
+    binds, watched = read_only_binds(layout or describe_interpreter(args, env))
     if path is not None:
         _store_plan(path, binds, watched, forbidden)
     return binds
