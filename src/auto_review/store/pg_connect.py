@@ -94,10 +94,14 @@ class PgConnection:
             f"{what} the PostgreSQL database {self.display()} ({type(exc).__name__}{suffix})"
         )
 
-    def connect(self) -> psycopg.Connection[Any]:
-        """One connection, outside the pool (migrations, checks); autocommit off."""
+    def connect(self, purpose: str = "") -> psycopg.Connection[Any]:
+        """One connection, outside the pool (migrations, LISTEN); autocommit off. A
+        `purpose` is appended to its application_name (seen in pg_stat_activity)."""
+        kwargs = self.connect_kwargs()
+        if purpose:
+            kwargs["application_name"] = f"{self.application_name}-{purpose}"
         try:
-            return psycopg.connect(**self.connect_kwargs())
+            return psycopg.connect(**kwargs)
         except psycopg.Error as exc:
             raise self.failure("cannot connect to", exc) from None
 

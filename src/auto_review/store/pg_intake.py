@@ -16,6 +16,8 @@ The same protocols (`IntakeStore`, `JobQueue`) and the same job life cycle as
   lost the database for longer than the lease) goes back to the queue, counted as an
   interruption (three in a row: it fails), at the next claim of any replica or at
   `requeue_interrupted`.
+- **wake-ups**: a commit that makes jobs claimable sends a NOTIFY (`pg_notify`): the other
+  stores' new-jobs listeners run at once, the workers' polling is the fallback.
 - **finish, retry_later, give_up, release** change a job only while this store holds its
   claim (`claimed_by` starts with this store's token): a worker whose lease expired and
   whose job was claimed elsewhere changes nothing (the call returns False).
@@ -67,6 +69,7 @@ from auto_review.store.base import (
 from auto_review.store.pg_coalesce import NewReview, coalesce, supersede_if_behind
 from auto_review.store.pg_connect import PgConnection
 from auto_review.store.pg_leases import expire_leases
+from auto_review.store.pg_notify import NOTIFY, JobsListener
 from auto_review.store.pg_schema import migrate
 from auto_review.store.rows import clip_detail, job_from_row
 from auto_review.store.sqlite_accept import AcceptItem
@@ -147,6 +150,10 @@ class PostgresIntakeStore:
             target=self._maintenance, name="pg-store-maintenance", daemon=True
         )
         self._thread.start()
+        self._jobs_listener = JobsListener(
+            lambda: connection.connect("listen"), self._notify_listeners, own_payload=self._token
+        )
+        self._jobs_listener.start()
 
     @property
     def connection(self) -> PgConnection:
@@ -296,15 +303,22 @@ class PostgresIntakeStore:
         in a row). Unlike SQLite, 'running' rows with a live lease belong to live workers
         of any replica and are left alone, so this may run at any time."""
         now = self._clock()
-        result = self._run(lambda connection: expire_leases(connection, now, max_interruptions))
+
+        def operation(connection: Connection) -> RequeueResult:
+            result = expire_leases(connection, now, max_interruptions)
+            if result.requeued:
+                connection.execute(NOTIFY, (self._token,))
+            return result
+
+        result = self._run(operation)
         if result.requeued:
             self._notify_listeners()
         return result
 
     def add_new_jobs_listener(self, listener: NewJobsListener) -> None:
         """`listener()` runs after a commit of this store that made jobs claimable, on the
-        thread that committed (keep it quick and thread-safe). Jobs accepted by another
-        replica are found by the workers' polling."""
+        thread that committed, and when another store's commit did (its NOTIFY, on the
+        listening thread): keep it quick and thread-safe."""
         self._listeners.append(listener)
 
     # ---- operators and tests ------------------------------------------------------------
@@ -369,6 +383,7 @@ class PostgresIntakeStore:
                     " detail = 'requeued by an operator' WHERE id = %s",
                     (now, now, job_id),
                 )
+                connection.execute(NOTIFY, (self._token,))
             return status
 
         status = self._run(operation)
@@ -428,6 +443,7 @@ class PostgresIntakeStore:
         with self._idle:
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=_CLOSE_WAIT_SECONDS)
         self._stop.set()
+        self._jobs_listener.stop()
         self._thread.join(timeout=_CLOSE_WAIT_SECONDS)
         self._executor.shutdown(wait=True)
         self._pool.close()
@@ -506,6 +522,8 @@ class PostgresIntakeStore:
                 " WHERE " + held,
                 (*parameters, job_id, token),
             ).rowcount
+            if changed and work_available:
+                connection.execute(NOTIFY, (token,))
             return changed == 1
 
         changed = await self._run_async(operation)
@@ -542,6 +560,8 @@ class PostgresIntakeStore:
                     NewReview(int(job_id), (str(host), str(owner), str(name), int(number)), head)
                 )
         superseded = coalesce(connection, reviews, item.received_at) if reviews else 0
+        if added:
+            connection.execute(NOTIFY, (self._token,))
         return AcceptResult(
             duplicate_delivery=False,
             new_jobs=added,

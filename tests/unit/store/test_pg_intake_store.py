@@ -349,3 +349,17 @@ def test_connection_failures_are_clear_and_never_show_the_password(
     assert f"postgres@127.0.0.1:{overrides.get('port', postgres_server.port)}" in text
     expected = "password authentication failed" if where == "wrong password" else "refused"
     assert expected in text
+
+
+def test_another_replicas_accept_wakes_this_ones_workers(open_pg_store, make_request) -> None:
+    sender, receiver = open_pg_store(), open_pg_store()
+    woken = threading.Event()
+    receiver.add_new_jobs_listener(woken.set)
+    assert receiver._jobs_listener.listening.wait(30)
+    asyncio.run(sender.accept(DeliveryRef("forgejo", "wake"), [make_request(pr=1)]))
+    assert woken.wait(30)  # the NOTIFY of the sender's commit, not the receiver's polling
+    woken.clear()
+    # A duplicate commits nothing new: no wake-up is sent for it; a new job is.
+    asyncio.run(sender.accept(DeliveryRef("forgejo", "wake"), [make_request(pr=1)]))
+    asyncio.run(sender.accept(DeliveryRef("forgejo", "wake-2"), [make_request(pr=2)]))
+    assert woken.wait(30)
