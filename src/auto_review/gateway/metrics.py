@@ -83,6 +83,12 @@ class GatewayMetrics:
             "pull request, at accept time (never run, no forge call).",
             registry=registry,
         )
+        self.poller_leader = Gauge(
+            "auto_review_poller_leader",
+            "1 while this replica runs the chat poller (with PostgreSQL: holds its leader "
+            "lock), else 0.",
+            registry=registry,
+        )
         self.queue_depth = Gauge(
             "auto_review_queue_depth",
             "Jobs waiting to run, read from the store when metrics are scraped.",

@@ -35,6 +35,7 @@ from auto_review.core.posture import bare_posture, external_posture
 from auto_review.core.refs import HostKind, RepoRef
 from auto_review.gateway.app import BackgroundService, build_app, intake_policy
 from auto_review.gateway.intake import plan_jobs
+from auto_review.gateway.leadership import LeaderGatedService
 from auto_review.gateway.limits import BoundedHttpToolsProtocol
 from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.poller import ChatPoller
@@ -43,6 +44,7 @@ from auto_review.hosts.base import ReviewHost
 from auto_review.hosts.events import CommentEvent
 from auto_review.store.base import IntakeStore, StoreError
 from auto_review.wiring.clients import forge_hosts as forge_hosts_from
+from auto_review.wiring.leader import chat_poller_lock
 from auto_review.wiring.redaction import redact
 from auto_review.wiring.stores import open_intake_store
 from auto_review.wiring.tls import TrustError, client_tls_context
@@ -214,6 +216,24 @@ class PollerService:
         await self.poller.stop()
 
 
+def poller_service(
+    settings: Settings, poller: ChatPoller, metrics: GatewayMetrics
+) -> BackgroundService:
+    """The poller as is with SQLite; with PostgreSQL, only while this replica holds the
+    chat poller's leader lock (one replica polls; another takes over when it dies)."""
+    lock = chat_poller_lock(settings)
+    if lock is None:
+        metrics.poller_leader.set(1)
+        return PollerService(poller)
+    return LeaderGatedService(
+        PollerService(poller),
+        lock,
+        name="chat poller",
+        check_interval=max(settings.database_lease_seconds / 3, 1.0),
+        on_change=lambda leading: metrics.poller_leader.set(1 if leading else 0),
+    )
+
+
 def serve(
     settings: Settings,
     runner: ReviewRunner | None = None,
@@ -315,7 +335,7 @@ async def serve_async(
             log.warning(NO_PIPELINE_NOTE)
         poller = chat_poller(settings, store, forge_hosts, metrics)
         if poller is not None:
-            background.append(PollerService(poller))
+            background.append(poller_service(settings, poller, metrics))
         app = build_app(
             settings,
             store,
