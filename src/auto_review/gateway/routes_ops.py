@@ -7,6 +7,7 @@ caller verified; ``/metrics`` labels come from fixed sets.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Mapping
@@ -67,7 +68,9 @@ def make_info(
         if job_overview is None:
             return json_response(200, payload)
         try:
-            jobs: Any = job_overview().as_dict()
+            # On a thread: with PostgreSQL a read is a round trip (and waits for a free
+            # connection while the database is away); the event loop must not.
+            jobs: Any = (await asyncio.to_thread(job_overview)).as_dict()
         except Exception as exc:  # a failing store must not hide the rest
             log.warning("job overview unavailable", extra={"error_type": type(exc).__name__})
             jobs = "unavailable"
@@ -88,7 +91,7 @@ def make_metrics(
             report = await readiness.report()
             metrics.record_readiness(report.ready, report.checks)
         try:
-            depth = queue_depth()
+            depth = await asyncio.to_thread(queue_depth)  # see info(): off the loop
             if inspect.isawaitable(depth):
                 depth = await depth
             metrics.queue_depth.set(depth)
@@ -96,7 +99,7 @@ def make_metrics(
             log.warning("queue depth unavailable", extra={"error_type": type(exc).__name__})
         if job_overview is not None:
             try:
-                overview = job_overview()
+                overview = await asyncio.to_thread(job_overview)
                 for state, count in overview.by_state.items():
                     metrics.jobs_by_state.labels(state=state).set(count)
                 metrics.oldest_waiting_job_age_seconds.set(overview.oldest_waiting_seconds)
