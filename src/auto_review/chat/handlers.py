@@ -37,7 +37,7 @@ from auto_review.review.pipeline import PipelineDeps, repo_key
 from auto_review.review.stages.context import ContextBudgetError, build_question_messages
 from auto_review.review.workspace.checkout import WorkspaceError
 from auto_review.review.workspace.pull_request import pr_workspace, read_pr_diff, renewer
-from auto_review.store.sqlite_review import LearningLimitReached
+from auto_review.store.base import LearningLimitReached
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,9 @@ from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import add_settings_arguments, settings_from_namespace
 from auto_review.config import SettingsError
 from auto_review.store.base import JOB_STATES, JobStatus, StoreError
+from auto_review.store.review_rules import make_repo_key
 from auto_review.store.sqlite_intake import STATE_FILE_NAME, SqliteIntakeStore
-from auto_review.store.sqlite_review import REVIEW_FILE_NAME, ReviewStore, make_repo_key
+from auto_review.store.sqlite_review import REVIEW_FILE_NAME, ReviewStore
 from auto_review.wiring.redaction import install_secrets, redact
 
 EXIT_OK = 0

@@ -25,7 +25,7 @@ from auto_review.cli.history import (
     repo_key_argument,
 )
 from auto_review.cli.parsing import ArgumentParser
-from auto_review.store.sqlite_review import Learning
+from auto_review.store.base import Learning
 
 # C0/C1 controls (ESC included), DEL, and bidi overrides/isolates
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")

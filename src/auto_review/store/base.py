@@ -1,11 +1,13 @@
 """Store interfaces: what the gateway needs from durable state, independent of the backend.
 
-The embedded backend is SQLite (`store.sqlite_intake`); these protocols are the seam where a
-PostgreSQL backend can come in for several gateway replicas.
+Two backends implement each protocol: SQLite in the state directory (`sqlite_intake`,
+`sqlite_review`), the embedded default, and PostgreSQL (`pg_intake`, `pg_review`) for several
+gateway replicas sharing one database.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -159,3 +161,56 @@ class NewJobsListener(Protocol):
     """Called right after a commit that made jobs claimable, on the committing thread."""
 
     def __call__(self) -> None: ...
+
+
+# ---- review history and learnings ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Learning:
+    id: int
+    text: str
+    author: str
+    created_at: float  # seconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    pull_requests: int  # pull requests whose history was forgotten
+    reviews: int
+
+
+class LearningLimitReached(StoreError):
+    """The repository already has the most learnings it may keep; forget some first."""
+
+
+class ReviewHistoryStore(Protocol):
+    """Review history (last reviewed head per pull request, the findings posted) and
+    learnings, keyed by ``host|owner/name``; every method blocks (async callers use a
+    thread). Implemented by `sqlite_review.ReviewStore` and `pg_review.PostgresReviewStore`.
+    """
+
+    def last_reviewed_sha(self, repo_key: str, pr: int) -> str | None: ...
+
+    def record_review(
+        self, repo_key: str, pr: int, head_sha: str, fingerprints: Iterable[str]
+    ) -> None: ...
+
+    def posted_fingerprints(self, repo_key: str, pr: int) -> set[str]: ...
+
+    def claim_fingerprints(self, repo_key: str, pr: int, fingerprints: Iterable[str]) -> set[str]:
+        """Record the fingerprints as posted; return those this call recorded (the others
+        were already there). Two callers racing on one fingerprint: exactly one gets it."""
+        ...
+
+    def reset_pr(self, repo_key: str, pr: int) -> int: ...
+
+    def purge(self, older_than_seconds: float) -> PurgeResult: ...
+
+    def add_learning(self, repo_key: str, text: str, author: str) -> int: ...
+
+    def learnings(self, repo_key: str) -> list[Learning]: ...
+
+    def forget_learning(self, repo_key: str, learning_id: int) -> bool: ...
+
+    def close(self) -> None: ...

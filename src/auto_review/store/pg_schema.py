@@ -1,4 +1,5 @@
-"""PostgreSQL schema of the intake store, as numbered migrations applied once, in order.
+"""PostgreSQL schema of the stores (job queue, review history, learnings), as numbered
+migrations applied once, in order.
 
 Several replicas may start at the same moment: each migration run holds a transaction-level
 advisory lock (`pg_advisory_xact_lock`), so exactly one of them applies the missing
@@ -7,9 +8,10 @@ DDL is transactional: a run that fails leaves the schema as it was. A database w
 `schema_migrations` holds a version this code does not know was written by a newer
 auto-review, and is refused (`SchemaTooNew`).
 
-The tables mirror SQLite's (`schema.py`): times are Unix seconds (double precision) from
-the application's clock, ids come from an identity column (never reused), and a running
-job carries a lease, `locked_until`, that its live worker renews.
+The tables mirror SQLite's (`schema.py`; `sqlite_review.py` for version 2): times are Unix
+seconds (double precision) from the application's clock, ids come from an identity column
+(never reused), and a running job carries a lease, `locked_until`, that its live worker
+renews.
 """
 
 from __future__ import annotations
@@ -105,6 +107,43 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
             # Fair claims: each claim takes the next turn number for its repository.
             "CREATE SEQUENCE repo_turn_numbers",
+        ),
+    ),
+    Migration(
+        version=2,
+        name="review history and learnings",
+        statements=(
+            """
+            CREATE TABLE reviews (
+                id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                repo_key TEXT NOT NULL,
+                pr INTEGER NOT NULL,
+                head_sha TEXT NOT NULL,
+                reviewed_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            "CREATE INDEX reviews_by_pr ON reviews (repo_key, pr, id)",
+            # The primary key is what makes posting exactly-once across replicas: a
+            # fingerprint is claimed by whichever INSERT ... ON CONFLICT DO NOTHING wins.
+            """
+            CREATE TABLE posted_findings (
+                repo_key TEXT NOT NULL,
+                pr INTEGER NOT NULL,
+                fingerprint TEXT NOT NULL,
+                posted_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (repo_key, pr, fingerprint)
+            )
+            """,
+            """
+            CREATE TABLE learnings (
+                id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                repo_key TEXT NOT NULL,
+                text TEXT NOT NULL,
+                author TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            "CREATE INDEX learnings_by_repo ON learnings (repo_key, id)",
         ),
     ),
 )

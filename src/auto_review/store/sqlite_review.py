@@ -20,26 +20,32 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from auto_review.core.refs import HostKind, PayloadError, check_owner, check_repo_name, check_sha
-from auto_review.store.base import SchemaTooNew, StoreError
+from auto_review.store.base import (
+    Learning,
+    LearningLimitReached,
+    PurgeResult,
+    SchemaTooNew,
+    StoreError,
+)
+from auto_review.store.review_rules import (
+    MAX_LEARNINGS_PER_REPO,
+    check_fingerprints,
+    check_head_sha,
+    check_learning_id,
+    check_pr,
+    check_repo_key,
+    clean_learning,
+)
 from auto_review.store.schema import Migration
 
 REVIEW_FILE_NAME: Final = "review.sqlite3"
-MAX_LEARNING_CHARS: Final = 1000
-MAX_AUTHOR_CHARS: Final = 100
-MAX_LEARNINGS_PER_REPO: Final = 200
-MAX_PR_NUMBER: Final = 2**31 - 1
-MAX_SQLITE_INTEGER: Final = 2**63 - 1
-_FINGERPRINT_RE: Final = re.compile(r"[0-9a-f]{16}")
 
 MIGRATIONS: Final = (
     Migration(
@@ -80,43 +86,6 @@ MIGRATIONS: Final = (
     ),
 )
 LATEST_VERSION: Final = MIGRATIONS[-1].version
-
-
-@dataclass(frozen=True, slots=True)
-class Learning:
-    id: int
-    text: str
-    author: str
-    created_at: float  # seconds since the epoch
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeResult:
-    pull_requests: int  # pull requests whose history was forgotten
-    reviews: int
-
-
-class LearningLimitReached(StoreError):
-    """The repository already has MAX_LEARNINGS_PER_REPO learnings; forget some first."""
-
-
-def make_repo_key(host: HostKind | str, owner: str, name: str) -> str:
-    """``host|owner/name`` after the same checks the webhook reader applies."""
-    try:
-        kind = HostKind(host)
-        check_owner(owner, "repository owner")
-        check_repo_name(name, "repository name")
-    except (ValueError, PayloadError) as exc:
-        raise ValueError(str(exc)) from None
-    return f"{kind.value}|{owner}/{name}"
-
-
-def check_repo_key(repo_key: str) -> str:
-    host, sep, full_name = repo_key.partition("|") if isinstance(repo_key, str) else ("", "", "")
-    owner, slash, name = full_name.partition("/")
-    if not sep or not slash:
-        raise ValueError("repo_key must look like host|owner/name")
-    return make_repo_key(host, owner, name)
 
 
 class ReviewStore:
@@ -175,7 +144,7 @@ class ReviewStore:
     # ---- history --------------------------------------------------------------------------
 
     def last_reviewed_sha(self, repo_key: str, pr: int) -> str | None:
-        key, number = check_repo_key(repo_key), _check_pr(pr)
+        key, number = check_repo_key(repo_key), check_pr(pr)
         with self._locked() as db:
             row = db.execute(
                 "SELECT head_sha FROM reviews WHERE repo_key = ? AND pr = ? ORDER BY id DESC"
@@ -188,9 +157,9 @@ class ReviewStore:
         self, repo_key: str, pr: int, head_sha: str, fingerprints: Iterable[str]
     ) -> None:
         """One review of ``head_sha`` done, with the fingerprints it posted (maybe none)."""
-        key, number = check_repo_key(repo_key), _check_pr(pr)
-        sha = _check_sha(head_sha)
-        prints = sorted({_check_fingerprint(f) for f in fingerprints})
+        key, number = check_repo_key(repo_key), check_pr(pr)
+        sha = check_head_sha(head_sha)
+        prints = check_fingerprints(fingerprints)
         now = self._clock()
         with self._transaction() as db:
             db.execute(
@@ -204,7 +173,7 @@ class ReviewStore:
             )
 
     def posted_fingerprints(self, repo_key: str, pr: int) -> set[str]:
-        key, number = check_repo_key(repo_key), _check_pr(pr)
+        key, number = check_repo_key(repo_key), check_pr(pr)
         with self._locked() as db:
             rows = db.execute(
                 "SELECT fingerprint FROM posted_findings WHERE repo_key = ? AND pr = ?",
@@ -212,10 +181,28 @@ class ReviewStore:
             ).fetchall()
         return {str(row[0]) for row in rows}
 
+    def claim_fingerprints(self, repo_key: str, pr: int, fingerprints: Iterable[str]) -> set[str]:
+        """Record the fingerprints as posted; the ones this call recorded (see the protocol,
+        `base.ReviewHistoryStore`)."""
+        key, number = check_repo_key(repo_key), check_pr(pr)
+        prints = check_fingerprints(fingerprints)
+        now = self._clock()
+        claimed: set[str] = set()
+        with self._transaction() as db:
+            for fingerprint in prints:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO posted_findings (repo_key, pr, fingerprint, posted_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (key, number, fingerprint, now),
+                )
+                if cursor.rowcount == 1:
+                    claimed.add(fingerprint)
+        return claimed
+
     def reset_pr(self, repo_key: str, pr: int) -> int:
         """Forget a pull request's history (the next review is a full one); returns how
         many reviews were forgotten."""
-        key, number = check_repo_key(repo_key), _check_pr(pr)
+        key, number = check_repo_key(repo_key), check_pr(pr)
         with self._transaction() as db:
             removed = db.execute(
                 "DELETE FROM reviews WHERE repo_key = ? AND pr = ?", (key, number)
@@ -253,12 +240,7 @@ class ReviewStore:
     def add_learning(self, repo_key: str, text: str, author: str) -> int:
         """Store a learning (whitespace-trimmed, capped at MAX_LEARNING_CHARS); its id."""
         key = check_repo_key(repo_key)
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("a learning needs some text")
-        if not isinstance(author, str) or not author.strip():
-            raise ValueError("a learning needs an author")
-        clean = text.strip()[:MAX_LEARNING_CHARS]
-        who = author.strip()[:MAX_AUTHOR_CHARS]
+        clean, who = clean_learning(text, author)
         with self._transaction() as db:
             (count,) = db.execute(
                 "SELECT COUNT(*) FROM learnings WHERE repo_key = ?", (key,)
@@ -289,9 +271,7 @@ class ReviewStore:
     def forget_learning(self, repo_key: str, learning_id: int) -> bool:
         """Delete one learning of this repository; False when it has no such learning."""
         key = check_repo_key(repo_key)
-        if isinstance(learning_id, bool) or not isinstance(learning_id, int):
-            raise ValueError("a learning id is an integer")
-        if not 1 <= learning_id <= MAX_SQLITE_INTEGER:  # no such id (and SQLite would overflow)
+        if not check_learning_id(learning_id):  # no such id (and SQLite would overflow)
             return False
         with self._transaction() as db:
             removed = db.execute(
@@ -376,25 +356,6 @@ def _create_private_file(path: Path) -> None:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError as exc:
         raise StoreError(f"cannot create the review database {path} ({exc.strerror})") from None
-
-
-def _check_pr(pr: int) -> int:
-    if isinstance(pr, bool) or not isinstance(pr, int) or not 1 <= pr <= MAX_PR_NUMBER:
-        raise ValueError("a pull request number is a positive integer")
-    return pr
-
-
-def _check_sha(sha: str) -> str:
-    try:
-        return check_sha(sha, "head SHA") if isinstance(sha, str) else check_sha("", "head SHA")
-    except PayloadError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _check_fingerprint(fingerprint: str) -> str:
-    if not isinstance(fingerprint, str) or not _FINGERPRINT_RE.fullmatch(fingerprint):
-        raise ValueError("a fingerprint is 16 lowercase hexadecimal digits")
-    return fingerprint
 
 
 def _code(exc: sqlite3.Error) -> str:

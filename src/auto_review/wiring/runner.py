@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REVIEW_STORE_FILE_NAME = "review.sqlite3"
 WORK_DIR_NAME = "work"
 DEFAULT_MENTION = "@auto-review"
 
@@ -273,13 +272,13 @@ def build_runner(
     in the queue). Git's proxy and CA bundle come from ``environ`` (default: os.environ)."""
     if not llm_configured(settings):
         return None
-    from auto_review.store.sqlite_review import ReviewStore
+    from auto_review.wiring.stores import open_review_store
 
     workspace = workspace_settings(settings, os.environ if environ is None else environ)
     workspace.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     clear_stale_work(workspace.parent)
     llm = language_model(settings, tls=tls)
-    store = ReviewStore.open(Path(settings.state_dir) / REVIEW_STORE_FILE_NAME)
+    store = open_review_store(settings)
     deps = PipelineDeps(
         hosts=hosts,
         llm=llm,

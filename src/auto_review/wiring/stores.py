@@ -1,5 +1,6 @@
-"""The intake store from the settings: PostgreSQL when ``AR_DATABASE_URL`` is set, else
-SQLite in the state directory.
+"""The stores from the settings: PostgreSQL when ``AR_DATABASE_URL`` is set, else SQLite in
+the state directory. Both the intake store (job queue) and the review store (history and
+learnings) follow the one setting: a deployment never splits its state between backends.
 
 This is the only place where the database settings become a connection: the URL is split
 (``core/database_url.py``), the password read from the URL or ``AR_DATABASE_PASSWORD_FILE``
@@ -19,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from auto_review.config import Settings
 from auto_review.core.database_url import parse_database_url
 from auto_review.core.secrets import Secret
-from auto_review.store.base import StoreError
+from auto_review.store.base import ReviewHistoryStore, StoreError
 from auto_review.store.sqlite_intake import SqliteIntakeStore
+from auto_review.store.sqlite_review import ReviewStore
 from auto_review.wiring.redaction import install_secrets
 
 if TYPE_CHECKING:
@@ -115,6 +117,17 @@ def open_intake_store(
         lease_seconds=settings.database_lease_seconds,
         **options,
     )
+
+
+def open_review_store(settings: Settings) -> ReviewHistoryStore:
+    """The review history and learnings the settings select, schema migrated: the
+    PostgreSQL database of AR_DATABASE_URL, else ``review.sqlite3`` in the state directory.
+    Raises StoreError as open_intake_store does."""
+    if not uses_postgres(settings):
+        return ReviewStore.open(settings.state_dir)
+    from auto_review.store.pg_review import PostgresReviewStore
+
+    return PostgresReviewStore(database_connection(settings))
 
 
 def store_description(settings: Settings) -> str:

@@ -26,7 +26,8 @@ from auto_review.core.refs import HostKind, RepoRef
 from auto_review.hosts.base import HostAuthError, PullRequestDetails
 from auto_review.llm.api import LlmInvalidAnswer, LlmUnavailable, Tier
 from auto_review.review.workspace.checkout import HeadMismatch
-from auto_review.store.sqlite_review import MAX_LEARNINGS_PER_REPO, ReviewStore
+from auto_review.store.review_rules import MAX_LEARNINGS_PER_REPO
+from auto_review.store.sqlite_review import ReviewStore
 
 OTHER_REPO = RepoRef(HostKind.FORGEJO, "acme", "other")
 

@@ -1,8 +1,9 @@
 """Fixtures for the intake store tests: real SQLite files in temporary state directories,
 and real PostgreSQL databases in the run's throwaway cluster (tests/support/postgres.py).
 
-`open_store` is parametrised over both backends: a test that takes it is a contract test,
-run against SQLite and PostgreSQL with the same body. `open_sqlite_store` and
+`open_store` (the intake store) and `open_review_store` (review history and learnings) are
+parametrised over both backends: a test that takes one is a contract test, run against
+SQLite and PostgreSQL with the same body. `open_sqlite_store` and
 `open_pg_store` are for what only one backend has (SQLite's group commit and files,
 PostgreSQL's leases and replicas).
 """
@@ -134,3 +135,47 @@ def open_store(backend: str, request: pytest.FixtureRequest) -> StoreFactory:
     if backend == "sqlite":
         return request.getfixturevalue("open_sqlite_store")  # type: ignore[no-any-return]
     return request.getfixturevalue("open_pg_store")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def open_sqlite_review_store(tmp_path: Path) -> Iterator[StoreFactory]:
+    """Opens review stores on one state directory (a second one is a restart)."""
+    from auto_review.store.sqlite_review import ReviewStore
+
+    opened: list[Any] = []
+
+    def factory(**options: Any) -> Any:
+        store = ReviewStore.open(tmp_path / "state", **options)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def open_pg_review_store(
+    postgres_server: PostgresServer, pg_database: str
+) -> Iterator[StoreFactory]:
+    """Opens review stores on one database (a second one is a restart, or a replica)."""
+    from auto_review.store.pg_review import PostgresReviewStore
+
+    opened: list[Any] = []
+
+    def factory(**options: Any) -> Any:
+        store = PostgresReviewStore(pg_connection(postgres_server, pg_database), **options)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def open_review_store(backend: str, request: pytest.FixtureRequest) -> StoreFactory:
+    """The review-history contract tests' store: SQLite or PostgreSQL, same behaviour."""
+    if backend == "sqlite":
+        return request.getfixturevalue("open_sqlite_review_store")  # type: ignore[no-any-return]
+    return request.getfixturevalue("open_pg_review_store")  # type: ignore[no-any-return]

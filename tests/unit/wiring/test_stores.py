@@ -5,16 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.support.postgres import PostgresServer, postgres_server
 
 from auto_review.config import Settings, SettingsError
 from auto_review.store.sqlite_intake import SqliteIntakeStore
+from auto_review.store.sqlite_review import REVIEW_FILE_NAME, ReviewStore
 from auto_review.wiring.redaction import redact
 from auto_review.wiring.stores import (
     DatabaseSettingsError,
     database_connection,
     open_intake_store,
+    open_review_store,
     store_description,
 )
+
+__all__ = ["postgres_server"]
 
 PASSWORD = "CANARY-wiring-db-Pw-1Qa9Zs8Xd7Cf"
 
@@ -106,3 +111,33 @@ def test_an_intake_only_replica_needs_a_shared_database() -> None:
     with pytest.raises(SettingsError, match=r"AR_WORKERS \(--workers\) is 0 \(intake only\)"):
         Settings(workers="0")
     assert Settings(workers="0", database_url="postgresql://app@127.0.0.1/db").workers == 0
+
+
+def test_the_review_store_follows_the_same_setting(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """SQLite's review.sqlite3 without AR_DATABASE_URL; with it, PostgreSQL, and nothing
+    in the state directory."""
+    state = tmp_path / "state"
+    local = open_review_store(Settings(state_dir=str(state)))
+    try:
+        assert isinstance(local, ReviewStore) and local.path == state / REVIEW_FILE_NAME
+    finally:
+        local.close()
+    from auto_review.store.pg_review import PostgresReviewStore
+
+    database = postgres_server.create_database("wiring_review_store")
+    shared_state = tmp_path / "shared"
+    settings = Settings(state_dir=str(shared_state), database_url=postgres_server.url(database))
+    try:
+        first, second = open_review_store(settings), open_review_store(settings)
+        try:
+            assert isinstance(first, PostgresReviewStore)
+            first.add_learning("forgejo|acme/widget", "we use tabs", "alice")
+            assert [i.text for i in second.learnings("forgejo|acme/widget")] == ["we use tabs"]
+        finally:
+            first.close()
+            second.close()
+        assert not (shared_state / REVIEW_FILE_NAME).exists()
+    finally:
+        postgres_server.drop_database(database)
