@@ -95,9 +95,17 @@ def doctor(namespace: argparse.Namespace) -> int:
         checks.append(Check("settings", OK, "every setting is well-formed"))
     checks.append(env_file_check(namespace, settings, warnings))
     if settings is not None:
-        from auto_review.wiring.checks import remote_checks, secrets_check, state_dir_check
+        from auto_review.wiring.checks import (
+            database_check,
+            remote_checks,
+            secrets_check,
+            state_dir_check,
+        )
 
         checks += [secrets_check(settings), state_dir_check(settings.state_dir)]
+        database = database_check(settings)
+        if database is not None:
+            checks.append(database)
         checks.append(git_check())
         checks += asyncio.run(remote_checks(settings))
         checks += isolation_checks(settings, report)

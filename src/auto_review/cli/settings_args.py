@@ -80,6 +80,9 @@ DOCTOR_SETTINGS = (
     *LLM_SETTINGS,
     "state_dir",
     "ca_file",
+    "database_url",
+    "database_password_file",
+    "database_ca_file",
 )
 
 _FLAGS_KEY = "_setting_flags"

@@ -73,6 +73,31 @@ def state_dir_check(path: Path) -> Check:
     return Check("state-dir", FAIL, f"{path} does not exist and {parent} is not writable")
 
 
+def database_check(settings: Settings) -> Check | None:
+    """AR_DATABASE_URL's database: reachable with the configured password and TLS, and its
+    schema one this release can use. None without AR_DATABASE_URL (SQLite: state-dir)."""
+    if settings.database_url is None:
+        return None
+    from auto_review.store.base import StoreError
+    from auto_review.wiring.stores import database_status
+
+    try:
+        status = database_status(settings)
+    except StoreError as exc:  # e.g. an unreadable password file
+        return Check("database", FAIL, redact(str(exc)))
+    if status.error:
+        return Check("database", FAIL, redact(status.error))
+    where = f"{status.where} ({status.tls})"
+    if status.version > status.latest:
+        newer = f"schema version {status.version} is newer than this release knows"
+        return Check("database", FAIL, f"{where}: {newer} ({status.latest})")
+    if status.version < status.latest:
+        found = "no schema yet" if status.version == 0 else f"schema version {status.version}"
+        then = f"the gateway or `auto-review ops migrate` brings it to version {status.latest}"
+        return Check("database", WARN, f"{where}: reachable, {found}; {then}")
+    return Check("database", OK, f"{where}: reachable, schema version {status.version}")
+
+
 def secrets_check(settings: Settings) -> Check:
     """Settings refuse weak secrets when they load; this says which are set and which a
     configured forge still lacks."""

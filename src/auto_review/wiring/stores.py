@@ -185,3 +185,40 @@ def _sqlite_version(path: Path) -> int:
     except sqlite3.Error:
         return 0
     return int(found[0]) if found else 0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStatus:
+    """What `ops doctor` reports of AR_DATABASE_URL: reachable, schema, TLS."""
+
+    where: str
+    version: int  # -1: not reached
+    latest: int
+    tls: str
+    error: str = ""
+
+
+def database_status(settings: Settings) -> DatabaseStatus:
+    """Connect once and read the schema version (nothing is written)."""
+    import psycopg
+
+    from auto_review.store import pg_schema
+
+    connection = database_connection(settings)
+    url = parse_database_url(settings.database_url.reveal()) if settings.database_url else None
+    if connection.ca_file is not None:
+        tls = f"TLS verify-full against {connection.ca_file}"
+    elif url is not None and url.sslmode == "disable":
+        tls = "no TLS (sslmode=disable in the URL)"
+    else:
+        tls = "no TLS (loopback)"
+    where = store_description(settings)
+    try:
+        with contextlib_closing(connection.connect("doctor")) as database:
+            version = pg_schema.current_version(database)
+    except StoreError as exc:
+        return DatabaseStatus(where, -1, pg_schema.LATEST_VERSION, tls, str(exc))
+    except psycopg.Error as exc:
+        failure = connection.failure("cannot read the schema of", exc)
+        return DatabaseStatus(where, -1, pg_schema.LATEST_VERSION, tls, str(failure))
+    return DatabaseStatus(where, version, pg_schema.LATEST_VERSION, tls)

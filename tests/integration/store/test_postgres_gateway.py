@@ -26,6 +26,8 @@ from tests.support.ports import closed_port
 from tests.support.postgres import PostgresServer
 from tests.support.reference import load_json, reference_path
 
+from auto_review.store.pg_schema import LATEST_VERSION
+
 PASSWORD = "CANARY-db-password-3Xr8Lq1Nw6Tz9Pk4Hs2Vd7Mc5Jb0Gy"
 
 
@@ -212,3 +214,34 @@ def test_the_embedded_container_refuses_a_database_it_cannot_reach(tmp_path: Pat
     assert "AR_DATABASE_URL" in process.stderr
     assert "AR_GATEWAY_EXTERNAL_ISOLATION=container" in process.stderr
     assert PASSWORD not in process.stderr + process.stdout
+
+
+def doctor_line(process: subprocess.CompletedProcess[str]) -> str:
+    [line] = [line for line in process.stdout.splitlines() if " database: " in line]
+    return line
+
+
+def test_ops_doctor_reports_the_database_and_its_schema(
+    tmp_path: Path, postgres_server: PostgresServer, app_database: str
+) -> None:
+    url = app_url(postgres_server, app_database)
+    where = f"postgresql://app@127.0.0.1:{postgres_server.port}/{app_database} (no TLS (loopback))"
+    before = run_cli(tmp_path, "ops", "doctor", AR_DATABASE_URL=url)
+    assert doctor_line(before) == (
+        f"[warn] database: {where}: reachable, no schema yet; the gateway or "
+        f"`auto-review ops migrate` brings it to version {LATEST_VERSION}"
+    )
+    assert run_cli(tmp_path, "ops", "migrate", AR_DATABASE_URL=url).returncode == 0
+    after = run_cli(tmp_path, "ops", "doctor", AR_DATABASE_URL=url)
+    assert doctor_line(after) == (
+        f"[ok] database: {where}: reachable, schema version {LATEST_VERSION}"
+    )
+    wrong = "CANARY-doctor-wrong-2Hs7Kd1Lq9Zp4Xv6Bn3Mc8Jt0Wr5"
+    failed = run_cli(
+        tmp_path, "ops", "doctor", AR_DATABASE_URL=app_url(postgres_server, app_database, wrong)
+    )
+    assert doctor_line(failed).startswith("[fail] database: cannot connect to the PostgreSQL")
+    assert "password authentication failed" in doctor_line(failed)
+    for output in (before, after, failed):
+        assert PASSWORD not in output.stdout + output.stderr
+    assert wrong not in failed.stdout + failed.stderr
