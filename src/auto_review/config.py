@@ -983,11 +983,15 @@ def require(settings: Settings, fields: Iterable[str], purpose: str) -> None:
         raise SettingsError.many([(f, f"is required {purpose}") for f in missing])
 
 
-def validate_for_gateway(settings: Settings, flag_names: Mapping[str, str] | None = None) -> None:
-    """The gateway needs at least one forge, each with its webhook secret; every missing
-    setting is named at once."""
-    forgejo = settings.forgejo_url is not None or settings.webhook_secret is not None
-    github = settings.github_app_id is not None or settings.github_webhook_secret is not None
+def validate_for_gateway(
+    settings: Settings, flag_names: Mapping[str, str] | None = None, *, intake: bool = True
+) -> None:
+    """The gateway needs at least one forge, each with its webhook secret (not a worker,
+    ``intake`` False: it receives no webhooks); every missing setting is named at once."""
+    forgejo = settings.forgejo_url is not None or (intake and settings.webhook_secret is not None)
+    github = settings.github_app_id is not None or (
+        intake and settings.github_webhook_secret is not None
+    )
     issues: list[tuple[str, str]] = []
     if not forgejo and not github:
         issues.append(
@@ -1000,12 +1004,15 @@ def validate_for_gateway(settings: Settings, flag_names: Mapping[str, str] | Non
     required = []
     if forgejo:
         required += [
-            (f, "for Forgejo/Gitea") for f in ("forgejo_url", "forgejo_token", "webhook_secret")
+            (f, "for Forgejo/Gitea")
+            for f in ("forgejo_url", "forgejo_token", "webhook_secret")
+            if intake or f != "webhook_secret"
         ]
     if github:
         required += [
             (f, "for the GitHub App")
             for f in ("github_app_id", "github_app_private_key", "github_webhook_secret")
+            if intake or f != "github_webhook_secret"
         ]
     issues += [
         (field, f"is required {purpose}")

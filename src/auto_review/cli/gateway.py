@@ -1,10 +1,12 @@
-"""`auto-review gateway`: start the webhook gateway and chat poller service."""
+"""`auto-review gateway`: start the webhook gateway and chat poller service; and the same
+start-up for `auto-review worker` (cli/worker.py), which runs the queued jobs only."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 
 from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import (
@@ -16,6 +18,7 @@ from auto_review.cli.settings_args import (
 from auto_review.config import Settings, SettingsError, gateway_warnings, validate_for_gateway
 from auto_review.core.logs import configure_logging
 from auto_review.core.posture import BARE_WARNING, bare_posture, external_posture
+from auto_review.gateway.roles import ProcessRole
 from auto_review.isolation.decision import IsolationMode, IsolationRefused, decide_isolation
 from auto_review.wiring.redaction import install_secrets, redact
 
@@ -39,22 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def fail(message: str, status: int) -> int:
-    print(f"auto-review gateway: {redact(message)}", file=sys.stderr)
+def fail(message: str, status: int, role: ProcessRole = ProcessRole.GATEWAY) -> int:
+    print(f"auto-review {role}: {redact(message)}", file=sys.stderr)
     return status
 
 
 def main(argv: list[str]) -> int:
-    namespace = build_parser().parse_args(argv)
+    return start(build_parser().parse_args(argv), ProcessRole.GATEWAY)
+
+
+def start(
+    namespace: argparse.Namespace,
+    role: ProcessRole,
+    extra_checks: Callable[[Settings], None] = lambda settings: None,
+) -> int:
+    """Settings, isolation decision and launch, shared by `gateway` and `worker`.
+    ``extra_checks`` raises SettingsError for what only this command requires."""
+    prefix = f"auto-review {role}"
     try:
         settings = settings_from_namespace(namespace)
-        validate_for_gateway(settings, flag_names_of(namespace))
+        validate_for_gateway(settings, flag_names_of(namespace), intake=role.takes_intake)
+        extra_checks(settings)
     except SettingsError as exc:
-        print_settings_error("auto-review gateway", exc)
+        print_settings_error(prefix, exc)
         return EXIT_CONFIG
     install_secrets(settings.secret_values())
     for warning in gateway_warnings(settings):
-        print(f"auto-review gateway: {warning}", file=sys.stderr)
+        print(f"{prefix}: {warning}", file=sys.stderr)
     from auto_review.isolation.secrets_pipe import scrub_secret_environment
 
     environment_scrubbed = scrub_secret_environment()
@@ -63,10 +77,10 @@ def main(argv: list[str]) -> int:
             sys.platform, settings.gateway_bare, settings.gateway_external_isolation
         )
     except IsolationRefused as exc:
-        return fail(str(exc), EXIT_ISOLATION)
+        return fail(str(exc), EXIT_ISOLATION, role)
     if not environment_scrubbed:
         print(
-            "auto-review gateway: warning: secrets given as environment variables stay "
+            f"{prefix}: warning: secrets given as environment variables stay "
             "visible in /proc/PID/environ of this process; prefer --env-file",
             file=sys.stderr,
         )
@@ -74,13 +88,14 @@ def main(argv: list[str]) -> int:
         if settings.database_url is not None:
             # The container's egress reaches only the forge and the LLM: fail closed.
             return fail(
-                "AR_DATABASE_URL: the embedded container cannot reach a database yet; run "
-                "the gateway in your own container (AR_GATEWAY_EXTERNAL_ISOLATION=container) "
-                "or unset AR_DATABASE_URL to keep SQLite",
+                f"AR_DATABASE_URL: the embedded container cannot reach a database yet; run "
+                f"the {role} in your own container (AR_GATEWAY_EXTERNAL_ISOLATION=container)"
+                + (" or unset AR_DATABASE_URL to keep SQLite" if role.takes_intake else ""),
                 EXIT_CONFIG,
+                role,
             )
         return run_isolated(settings)
-    return run_in_process(settings, decision.mode)
+    return run_in_process(settings, decision.mode, role)
 
 
 def run_isolated(settings: Settings) -> int:
@@ -103,7 +118,9 @@ def run_isolated(settings: Settings) -> int:
         return fail(f"{exc}; refusing to start without the container boundary", EXIT_ISOLATION)
 
 
-def run_in_process(settings: Settings, mode: IsolationMode) -> int:
+def run_in_process(
+    settings: Settings, mode: IsolationMode, role: ProcessRole = ProcessRole.GATEWAY
+) -> int:
     """Serve in this process (bare, or inside an operator's container): no launcher."""
     if mode is IsolationMode.BARE:
         print(BARE_WARNING, file=sys.stderr, flush=True)
@@ -116,4 +133,4 @@ def run_in_process(settings: Settings, mode: IsolationMode) -> int:
         )
     from auto_review.gateway.service import serve
 
-    return serve(settings, posture=posture)
+    return serve(settings, posture=posture, role=role)

@@ -11,6 +11,7 @@ import sys
 # group name -> (module, one-line help)
 GROUPS: dict[str, tuple[str, str]] = {
     "gateway": ("auto_review.cli.gateway", "run the webhook gateway and chat poller service"),
+    "worker": ("auto_review.cli.worker", "run review workers on the shared PostgreSQL queue"),
     "review": ("auto_review.cli.review", "one-shot reviews of a PR or a local patch"),
     "ops": ("auto_review.cli.ops", "diagnostics: doctor, status"),
     "secrets": ("auto_review.cli.secrets_cmd", "generate a strong webhook secret and CI token"),

@@ -31,6 +31,7 @@ from auto_review.gateway.limits import RateLimiter
 from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.readiness import ReadinessProbe
 from auto_review.gateway.responses import POST_ONLY, error_response, send_reply
+from auto_review.gateway.roles import ProcessRole
 from auto_review.gateway.routes_ci import ROUTE as CI_ROUTE
 from auto_review.gateway.routes_ci import CiReviewEndpoint
 from auto_review.gateway.routes_ops import healthz, make_info, make_metrics, make_readyz, version
@@ -174,12 +175,14 @@ def build_app(
     llm_models: LlmTransport | None = None,
     tls: ssl.SSLContext | None = None,
     state_dir_shown: Path | None = None,
+    role: ProcessRole = ProcessRole.GATEWAY,
 ) -> Starlette:
     """The gateway app for ``settings``.
 
     ``runner`` is kept for the worker pool a caller builds into ``background`` (see
     ``service.serve``); the app itself never runs jobs on the request path.
     ``background`` services are started in the lifespan, in order, and stopped in reverse.
+    A worker (``role``) serves no intake route: its webhook and CI paths answer 404.
     ``llm_models`` is the LLM transport the readiness probe uses for
     ``GET {llm_base_url}/models``; when omitted and an LLM is configured, the app makes
     (and closes) its own from the settings.
@@ -210,6 +213,7 @@ def build_app(
                 posture,
                 pipeline_state(runner),
                 job_overview,
+                role=str(role),
             ),
             methods=["GET"],
         ),
@@ -245,6 +249,8 @@ def build_app(
     )
     if ci.enabled:
         intake_routes[CI_ROUTE] = ci
+    if not role.takes_intake:
+        intake_routes.clear()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -52,11 +52,13 @@ def make_info(
     posture: Mapping[str, Any],
     review_pipeline: str,
     job_overview: Callable[[], Any] | None = None,
+    role: str = "gateway",
 ) -> Callable[[Request], Any]:
     """``/info``; with ``job_overview``, also the queue at the moment of the request (the
     same counts as /metrics), or ``"unavailable"`` when the store cannot say."""
     payload = {
         **version_payload(),
+        "role": role,
         "isolation": dict(posture),
         # The same posture under the name the isolation docs and `ops doctor` use.
         "runtime_isolation": dict(posture),

@@ -39,6 +39,7 @@ from auto_review.gateway.leadership import LeaderGatedService
 from auto_review.gateway.limits import BoundedHttpToolsProtocol
 from auto_review.gateway.metrics import GatewayMetrics
 from auto_review.gateway.poller import ChatPoller
+from auto_review.gateway.roles import ProcessRole
 from auto_review.gateway.worker import WorkerPool
 from auto_review.hosts.base import ReviewHost
 from auto_review.hosts.events import CommentEvent
@@ -243,6 +244,7 @@ def serve(
     hosts: Mapping[HostKind, ReviewHost] | None = None,
     collectors: Sequence[Collector] = (),
     state_dir_shown: Path | None = None,
+    role: ProcessRole = ProcessRole.GATEWAY,
 ) -> int:
     """Run the gateway until SIGTERM/SIGINT on a uvloop event loop; return the exit status.
 
@@ -265,13 +267,14 @@ def serve(
                     hosts=hosts,
                     collectors=collectors,
                     state_dir_shown=state_dir_shown,
+                    role=role,
                 )
             )
     except (GatewayStartupError, StoreError) as exc:
         text = str(exc)
         if state_dir_shown is not None:
             text = text.replace(str(settings.state_dir), str(state_dir_shown))
-        print(f"auto-review gateway: {redact(text)}", file=sys.stderr, flush=True)
+        print(f"auto-review {role}: {redact(text)}", file=sys.stderr, flush=True)
         return EXIT_STARTUP
     return 0
 
@@ -285,6 +288,7 @@ async def serve_async(
     hosts: Mapping[HostKind, ReviewHost] | None = None,
     collectors: Sequence[Collector] = (),
     state_dir_shown: Path | None = None,
+    role: ProcessRole = ProcessRole.GATEWAY,
 ) -> None:
     """The body of :func:`serve`, for callers that own the event loop."""
     posture = dict(posture) if posture is not None else default_posture(settings)
@@ -317,6 +321,12 @@ async def serve_async(
         for collector in (*collectors, *(own_runner.collectors if own_runner else ())):
             metrics.registry.register(collector)
         background: list[BackgroundService] = []
+        if role is ProcessRole.WORKER and (runner is None or settings.workers == 0):
+            # A worker exists to run jobs: without a runner it would hold nothing but a port.
+            raise GatewayStartupError(
+                "auto-review worker runs review jobs: it needs an LLM (AR_LLM_BASE_URL, "
+                "AR_LLM_REASONING_MODEL) and AR_WORKERS of at least 1"
+            )
         if settings.workers == 0:
             # An intake-only replica: other processes on the shared database run the jobs.
             log.info("intake only (AR_WORKERS=0): accepted jobs are run by other replicas")
@@ -333,7 +343,8 @@ async def serve_async(
         else:
             # Skipping jobs would lose accepted work; they wait, durable, for a runner.
             log.warning(NO_PIPELINE_NOTE)
-        poller = chat_poller(settings, store, forge_hosts, metrics)
+        # The poller is intake: a worker leaves it to the gateways.
+        poller = chat_poller(settings, store, forge_hosts, metrics) if role.takes_intake else None
         if poller is not None:
             background.append(poller_service(settings, poller, metrics))
         app = build_app(
@@ -346,12 +357,16 @@ async def serve_async(
             background=background,
             tls=tls,
             state_dir_shown=state_dir_shown,
+            role=role,
         )
         server = uvicorn.Server(_uvicorn_config(app))
         address = listener.getsockname()
         log.info(
-            "gateway listening",
+            "gateway listening"
+            if role.takes_intake
+            else "worker listening (health, /info, /metrics)",
             extra={
+                "role": str(role),
                 "address": f"{address[0]}:{address[1]}",
                 "isolation": posture.get("mode"),
                 "forges": sorted(str(kind) for kind in forge_hosts),
