@@ -140,6 +140,12 @@ class ReviewHistory(Protocol):
 
     def posted_fingerprints(self, repo_key: str, pr: int) -> set[str]: ...
 
+    def claim_fingerprints(
+        self, repo_key: str, pr: int, fingerprints: Iterable[str]
+    ) -> set[str]: ...
+
+    def release_fingerprints(self, repo_key: str, pr: int, fingerprints: Iterable[str]) -> int: ...
+
     def learnings(self, repo_key: str) -> Sequence[object]: ...
 
 
@@ -476,13 +482,19 @@ async def _review_checked_out(review: _PrReview, access: GitAccess) -> ReviewRep
         result = await _model_pass(review, scope, [f.path for f in diff.files], tree)
     review.notes.extend(result.notes)
     summary = _compose_summary(result.summary, review.notes)
-    planned = await _plan(review, result.kept, summary, scope.changed)
+    already = await _already_posted(review)
+    planned = _planned(review, result.kept, summary, scope.changed, already)
     moved = await _moved_on(review)
     if moved is not None:
         # A newer head was pushed while this one was reviewed: its own job reviews it, and
         # findings on an outdated commit are not posted.
         await review.status_poster.post_final(skipped_status(moved, review.redactor))
         return review.skipped("the pull request moved on while it was being reviewed")
+    planned = await _claim(
+        review,
+        planned,
+        lambda lost: _planned(review, result.kept, summary, scope.changed, already | lost),
+    )
     await _post_and_record(review, planned)
     return ReviewReport(
         summary=summary,
@@ -589,15 +601,21 @@ async def _model_pass(
     return await _find_and_verify(question, review.metered, review.clock)
 
 
-async def _plan(
-    review: _PrReview, kept: list[Finding], summary: str, changed: ChangedLines
-) -> PlannedReview:
-    """The review draft and final status: findings not posted before, redacted."""
+async def _already_posted(review: _PrReview) -> set[str]:
+    """Fingerprints of the findings posted before: the store's, and the markers in the
+    bot's comments on the pull request."""
     review.clock.current = "mapping"
     pr = review.pr
-    already = review.deps.store.posted_fingerprints(review.key, pr.number) | await (
+    return review.deps.store.posted_fingerprints(review.key, pr.number) | await (
         _posted_markers(review.host, review.repo, pr.number, review.deps.bot_login)
     )
+
+
+def _planned(
+    review: _PrReview, kept: list[Finding], summary: str, changed: ChangedLines, already: set[str]
+) -> PlannedReview:
+    """The review draft and final status: findings not posted before, redacted."""
+    pr = review.pr
     planned = plan_review(
         kept=kept,
         summary=summary,
@@ -607,6 +625,30 @@ async def _plan(
         changed=changed,
     )
     return replace(planned, draft=_redacted_draft(planned.draft, review.redactor))
+
+
+async def _claim(
+    review: _PrReview, planned: PlannedReview, replan: Callable[[set[str]], PlannedReview]
+) -> PlannedReview:
+    """Record the findings about to be posted as posted, before posting them: of two
+    workers (on any replicas) about to post one finding, the store's unique key lets exactly
+    one claim it. Findings another worker claimed since they were planned are left out. A
+    crash between this claim and the post leaves those findings unposted, never posted
+    twice. Nothing is claimed in a dry run."""
+    wanted = set(planned.new_fingerprints)
+    if review.dry_run or not wanted:
+        return planned
+    store = review.deps.store
+    claimed = await asyncio.to_thread(
+        store.claim_fingerprints, review.key, review.pr.number, sorted(wanted)
+    )
+    if claimed == wanted:
+        return planned
+    log.info(
+        "%d finding(s) of this review were posted by another worker meanwhile; left out",
+        len(wanted - claimed),
+    )
+    return replan(wanted - claimed)
 
 
 async def _moved_on(review: _PrReview) -> str | None:
@@ -631,7 +673,17 @@ async def _post_and_record(review: _PrReview, planned: PlannedReview) -> None:
     pr = review.pr
     with review.clock.stage("post"):
         if planned.draft is not None:
-            await review.host.post_review(review.repo, pr.number, planned.draft)
+            try:
+                await review.host.post_review(review.repo, pr.number, planned.draft)
+            except BaseException:
+                # Not on the forge: give the claim back, so the retry posts these findings.
+                await asyncio.to_thread(
+                    review.deps.store.release_fingerprints,
+                    review.key,
+                    pr.number,
+                    planned.new_fingerprints,
+                )
+                raise
         await review.status_poster.post(planned.status)
     # An fsync'd write: off the event loop, which serves webhooks meanwhile.
     await asyncio.to_thread(

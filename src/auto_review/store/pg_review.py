@@ -133,6 +133,21 @@ class PostgresReviewStore:
         now = self._clock()
         return self._run(lambda db: _insert_fingerprints(db, key, number, prints, now))
 
+    def release_fingerprints(
+        self, repo_key: str, pr: int, fingerprints: Iterable[str]
+    ) -> int:
+        """Undo a claim whose comments could not be posted; how many were released."""
+        key, number = check_repo_key(repo_key), check_pr(pr)
+        prints = check_fingerprints(fingerprints)
+        removed = self._run(
+            lambda db: db.execute(
+                "DELETE FROM posted_findings WHERE repo_key = %s AND pr = %s"
+                " AND fingerprint = ANY(%s)",
+                (key, number, prints),
+            ).rowcount
+        )
+        return int(removed)
+
     def reset_pr(self, repo_key: str, pr: int) -> int:
         """Forget a pull request's history; how many reviews were forgotten."""
         key, number = check_repo_key(repo_key), check_pr(pr)

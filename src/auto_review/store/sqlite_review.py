@@ -199,6 +199,23 @@ class ReviewStore:
                     claimed.add(fingerprint)
         return claimed
 
+    def release_fingerprints(
+        self, repo_key: str, pr: int, fingerprints: Iterable[str]
+    ) -> int:
+        """Undo a claim whose comments could not be posted; how many were released."""
+        key, number = check_repo_key(repo_key), check_pr(pr)
+        prints = check_fingerprints(fingerprints)
+        with self._transaction() as db:
+            removed = sum(
+                db.execute(
+                    "DELETE FROM posted_findings"
+                    " WHERE repo_key = ? AND pr = ? AND fingerprint = ?",
+                    (key, number, fingerprint),
+                ).rowcount
+                for fingerprint in prints
+            )
+        return int(removed)
+
     def reset_pr(self, repo_key: str, pr: int) -> int:
         """Forget a pull request's history (the next review is a full one); returns how
         many reviews were forgotten."""

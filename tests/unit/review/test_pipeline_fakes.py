@@ -316,6 +316,18 @@ class MemoryStore(ReviewHistory, LearningsStore):
     def posted_fingerprints(self, repo_key: str, pr: int) -> set[str]:
         return set(self.fingerprints.get((repo_key, pr), set()))
 
+    def claim_fingerprints(self, repo_key: str, pr: int, fingerprints: Any) -> set[str]:
+        posted = self.fingerprints.setdefault((repo_key, pr), set())
+        claimed = set(fingerprints) - posted
+        posted.update(claimed)
+        return claimed
+
+    def release_fingerprints(self, repo_key: str, pr: int, fingerprints: Any) -> int:
+        posted = self.fingerprints.setdefault((repo_key, pr), set())
+        released = posted & set(fingerprints)
+        posted.difference_update(released)
+        return len(released)
+
     def learnings(self, repo_key: str) -> list[Learned]:
         return list(self.notes.get(repo_key, []))
 

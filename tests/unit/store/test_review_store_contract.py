@@ -147,6 +147,11 @@ def test_claiming_fingerprints_records_each_once(open_review_store) -> None:
     assert store.claim_fingerprints(REPO, 3, []) == set()
     assert store.posted_fingerprints(REPO, 3) == {FP1, FP2}
     assert store.last_reviewed_sha(REPO, 3) == SHA1  # claims are not reviews
+    # a claim whose post failed is released, and can be claimed again
+    assert store.release_fingerprints(REPO, 3, [FP2, "00000000000000aa"]) == 1
+    assert store.posted_fingerprints(REPO, 3) == {FP1}
+    assert store.claim_fingerprints(REPO, 3, [FP2]) == {FP2}
+    assert store.release_fingerprints(REPO, 4, []) == 0
 
 
 def test_two_replicas_racing_for_the_same_findings_claim_each_exactly_once(
