@@ -85,20 +85,11 @@ def start(
             file=sys.stderr,
         )
     if decision.mode is IsolationMode.OCI:
-        if settings.database_url is not None:
-            # The container's egress reaches only the forge and the LLM: fail closed.
-            return fail(
-                f"AR_DATABASE_URL: the embedded container cannot reach a database yet; run "
-                f"the {role} in your own container (AR_GATEWAY_EXTERNAL_ISOLATION=container)"
-                + (" or unset AR_DATABASE_URL to keep SQLite" if role.takes_intake else ""),
-                EXIT_CONFIG,
-                role,
-            )
-        return run_isolated(settings)
+        return run_isolated(settings, role)
     return run_in_process(settings, decision.mode, role)
 
 
-def run_isolated(settings: Settings) -> int:
+def run_isolated(settings: Settings, role: ProcessRole = ProcessRole.GATEWAY) -> int:
     """The outer launcher: the gateway runs inside the OCI container boundary."""
     from auto_review.isolation.outer.launcher import LaunchError, LaunchOptions, launch
 
@@ -111,11 +102,14 @@ def run_isolated(settings: Settings) -> int:
             LaunchOptions(
                 oci_runtime=settings.oci_runtime,
                 required_controls=tuple(settings.isolation_require),
+                role=str(role),
             ),
         )
     except LaunchError as exc:
         # Never a fallback to bare: the operator opts out explicitly or nothing runs.
-        return fail(f"{exc}; refusing to start without the container boundary", EXIT_ISOLATION)
+        return fail(
+            f"{exc}; refusing to start without the container boundary", EXIT_ISOLATION, role
+        )
 
 
 def run_in_process(

@@ -39,6 +39,7 @@ class SecretsPipeError(RuntimeError):
 
 # Not a setting: the key under which read_settings_pipe returns the host's state directory.
 HOST_STATE_DIR_KEY = "_host_state_dir"
+ROLE_KEY = "_role"  # gateway or worker (gateway/roles.py), from the launch options
 
 
 def settings_document(
@@ -163,6 +164,9 @@ def read_settings_pipe(fd: int = SECRETS_FD) -> dict[str, Any]:
     host_state_dir = document.get("host_state_dir")
     if isinstance(host_state_dir, str):
         values[HOST_STATE_DIR_KEY] = host_state_dir
+    role = document.get("role")
+    if isinstance(role, str):
+        values[ROLE_KEY] = role
     return values
 
 

@@ -48,6 +48,9 @@ class PgConnection:
     statement_timeout_seconds: float = 30.0
     application_name: str = "auto-review"
     pool_wait_seconds: float = POOL_WAIT_SECONDS
+    # (address, port) to connect to instead of host:port, e.g. the embedded container's
+    # forward to the database; `host` still names the server for TLS verification.
+    via: tuple[str, int] | None = None
 
     def display(self) -> str:
         """Where the database is, for messages (never the password)."""
@@ -72,6 +75,8 @@ class PgConnection:
             # Never a password from ~/.pgpass: only what the settings say.
             "passfile": "/dev/null",
         }
+        if self.via is not None:
+            kwargs["hostaddr"], kwargs["port"] = self.via
         if self.password is not None:
             kwargs["password"] = self.password.reveal()
         if self.ca_file is not None:

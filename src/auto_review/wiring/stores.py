@@ -12,6 +12,8 @@ imported only then: a SQLite deployment never loads it.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from contextlib import closing as contextlib_closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from auto_review.store.pg_intake import PostgresIntakeStore
 
 MAX_PASSWORD_FILE_BYTES = 4096
+# Set by the embedded container's inner entry (isolation/egress/database_forward.py).
+DATABASE_FORWARD_ENV = "AUTO_REVIEW_DATABASE_FORWARD"
 
 
 class DatabaseSettingsError(StoreError):
@@ -58,6 +62,7 @@ def database_connection(settings: Settings) -> PgConnection:
             f"setting AR_DATABASE_CA_FILE: {ca_file} is not a readable file"
         )
     return PgConnection(
+        via=database_forward(),
         host=url.host,
         port=url.port,
         dbname=url.dbname,
@@ -67,6 +72,16 @@ def database_connection(settings: Settings) -> PgConnection:
         pool_size=settings.database_pool_size,
         statement_timeout_seconds=settings.database_statement_timeout_seconds,
     )
+
+
+def database_forward(environ: Mapping[str, str] = os.environ) -> tuple[str, int] | None:
+    """Where the embedded container's inner process reaches the database: the forward its
+    entry started (``AUTO_REVIEW_DATABASE_FORWARD=127.0.0.1:PORT``), else None (direct)."""
+    value = environ.get(DATABASE_FORWARD_ENV, "")
+    address, _, port = value.rpartition(":")
+    if not address or not port.isdigit():
+        return None
+    return address, int(port)
 
 
 def read_password_file(path: Path) -> Secret:

@@ -262,7 +262,12 @@ class Launcher:
 
 
 def start_launcher(
-    workdir: Path, run_as: RunAs, settings: dict[str, str], *args: str, wait: bool = True
+    workdir: Path,
+    run_as: RunAs,
+    settings: dict[str, str],
+    *args: str,
+    wait: bool = True,
+    command_name: str = "gateway",
 ) -> Launcher:
     workdir.mkdir(parents=True, exist_ok=True)
     run_as.own(workdir)
@@ -274,7 +279,7 @@ def start_launcher(
     command = [run_as.python, "-m", "auto_review.cli.main"]
     if run_as.program is not None:
         command = [str(run_as.program)]
-    argv = [*command, "gateway", "--env-file", str(env_file), *args]
+    argv = [*command, command_name, "--env-file", str(env_file), *args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             argv, env=run_as.env(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,

@@ -1,6 +1,7 @@
 """Which host:port pairs the egress proxy lets the inner gateway reach.
 
-The policy is a short list of targets built from the settings (the forge, GitHub, the LLM).
+The policy is a short list of targets built from the settings (the forge, GitHub, the LLM,
+and the PostgreSQL server of ``AR_DATABASE_URL``, reached only through ``CONNECT``).
 Requests name a host and a port; both are normalised (IDNA, lower case, no trailing dot,
 IP literals parsed) before an exact comparison, so spellings cannot widen what is allowed.
 A target configured as a name matches only that name; one configured as an IP literal
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from auto_review.config import Settings
 
-Scheme = Literal["http", "https"]
+Scheme = Literal["http", "https", "postgresql"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DEFAULT_PORTS: dict[str, int] = {"http": 80, "https": 443}
@@ -43,7 +44,7 @@ class EgressTarget:
     host: str
     port: int
     scheme: Scheme
-    purpose: str  # "forgejo", "github-api", "github-git", "llm": for logs and docs only
+    purpose: str  # "forgejo", "github-api", "github-git", "llm", "database": logs and docs
 
     @property
     def is_ip_literal(self) -> bool:
@@ -121,6 +122,18 @@ def target_from_url(url: str, purpose: str) -> EgressTarget:
     )
 
 
+def database_target(url: str) -> EgressTarget:
+    """Exactly the database's host:port. Not ``http``: the proxy never forwards a request
+    to it, only tunnels bytes after ``CONNECT`` (libpq's own protocol, TLS end to end)."""
+    from auto_review.core.database_url import DatabaseUrlError, parse_database_url
+
+    try:
+        database = parse_database_url(url)
+    except DatabaseUrlError as exc:
+        raise PolicyError(f"database URL {exc}") from None
+    return EgressTarget(normalise_host(database.host), database.port, "postgresql", "database")
+
+
 @dataclass(frozen=True, slots=True)
 class EgressPolicy:
     """The allowed targets. An empty policy allows nothing."""
@@ -146,6 +159,8 @@ class EgressPolicy:
                 targets.append(EgressTarget(GITHUB_PUBLIC_GIT_HOST, 443, "https", "github-git"))
         if settings.llm_base_url:
             targets.append(target_from_url(settings.llm_base_url, "llm"))
+        if settings.database_url is not None:
+            targets.append(database_target(settings.database_url.reveal()))
         return cls(tuple(dict.fromkeys(targets)))
 
     def match(self, host: str, port: int) -> EgressTarget | None:

@@ -9,7 +9,9 @@ Order matters:
 3. Verify the boundary from inside (:mod:`selfcheck`); refuse to serve when a mandatory
    check fails, with one line naming it.
 4. Start the egress bridge (127.0.0.1 inside -> the launcher's proxy socket) and point
-   the HTTP clients and git at it through the proxy environment variables.
+   the HTTP clients and git at it through the proxy environment variables; with
+   AR_DATABASE_URL also the database forward (another loopback port, CONNECT through the
+   same proxy to exactly the database's host:port), which the store connects to.
 5. Serve on the listening socket the launcher bound on the host (fd 3). When an LLM is
    configured, ``serve`` builds the review pipeline's runner at this point, after step 4:
    the forge and LLM clients and every git child take the bridge's proxy from the
@@ -39,6 +41,7 @@ from auto_review.isolation.inner.selfcheck import (
 from auto_review.isolation.secrets_pipe import (
     HOST_STATE_DIR_KEY,
     LISTEN_FD,
+    ROLE_KEY,
     SECRETS_FD,
     SecretsPipeError,
     read_settings_pipe,
@@ -95,7 +98,7 @@ def load_inner_settings(values: Mapping[str, Any]) -> Any:
     flags = {
         key: value
         for key, value in values.items()
-        if value is not None and key != HOST_STATE_DIR_KEY
+        if value is not None and key not in (HOST_STATE_DIR_KEY, ROLE_KEY)
     }
     flags["state_dir"] = str(INNER_STATE_DIR)
     # No environment: every setting came through the pipe.
@@ -110,6 +113,24 @@ def start_egress_bridge() -> Any:
     bridge.start()
     os.environ.update(bridge.proxy_env())
     return bridge
+
+
+def start_database_forward(settings: Any) -> Any:
+    """With AR_DATABASE_URL: the loopback forward to the database through the proxy, and
+    the variable the store reads to use it (libpq cannot speak to an HTTP proxy)."""
+    if settings.database_url is None:
+        return None
+    from auto_review.core.database_url import parse_database_url
+    from auto_review.isolation.egress.database_forward import DatabaseForwardThread
+    from auto_review.isolation.egress.policy import format_authority, normalise_host
+
+    url = parse_database_url(settings.database_url.reveal())
+    forward = DatabaseForwardThread(
+        format_authority(normalise_host(url.host), url.port), EGRESS_SOCKET_INSIDE
+    )
+    forward.start()
+    os.environ.update(forward.environment())
+    return forward
 
 
 def stop_before_serving(number: int, _frame: object) -> None:
@@ -142,6 +163,7 @@ def main() -> int:
     # The operator's path of the state directory, for /info and error messages; inside the
     # container it is mounted at INNER_STATE_DIR.
     host_state_dir = values.get(HOST_STATE_DIR_KEY)
+    role = values.get(ROLE_KEY, "gateway")
     del values
     redactor = install_secrets(settings.secret_values())
     configure_logging(settings.log_format, settings.log_level, redactor)
@@ -168,6 +190,13 @@ def main() -> int:
     except (OSError, EgressBridgeError, TimeoutError) as exc:
         return fail(f"setup step egress-bridge failed: {exc}", EXIT_SETUP)
 
+    try:
+        database_forward = start_database_forward(settings)
+    except (OSError, EgressBridgeError, TimeoutError) as exc:
+        bridge.stop()
+        return fail(f"setup step database-forward failed: {exc}", EXIT_SETUP)
+
+    from auto_review.gateway.roles import ProcessRole
     from auto_review.gateway.service import serve
     from auto_review.isolation.egress.metrics import EgressMetricsCollector
 
@@ -180,8 +209,11 @@ def main() -> int:
             posture=posture,
             collectors=[EgressMetricsCollector.for_socket(EGRESS_SOCKET_INSIDE)],
             state_dir_shown=Path(host_state_dir) if isinstance(host_state_dir, str) else None,
+            role=ProcessRole(role) if role in tuple(ProcessRole) else ProcessRole.GATEWAY,
         )
     finally:
+        if database_forward is not None:
+            database_forward.stop()
         bridge.stop()
 
 

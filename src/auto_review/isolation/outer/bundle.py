@@ -55,6 +55,7 @@ from auto_review.isolation.outer.stale import write_marker
 
 __all__ = [
     "CA_FILE_INSIDE",
+    "DATABASE_CA_FILE_INSIDE",
     "BundleError",
     "BundleRequest",
     "ResourceLimits",
@@ -68,6 +69,7 @@ STATE_DIR_INSIDE = "/var/lib/auto_review"
 EGRESS_DIR_INSIDE = "/run/egress"
 EGRESS_SOCKET_INSIDE = "/run/egress/proxy.sock"
 CA_FILE_INSIDE = "/etc/auto-review/ca.pem"  # AR_CA_FILE, bound read-only when set
+DATABASE_CA_FILE_INSIDE = "/etc/auto-review/database-ca.pem"  # AR_DATABASE_CA_FILE, likewise
 LANDLOCK_ANNOTATION = "org.auto-review.landlock"  # as auto_review.oci.landlock reads it
 CGROUP_BEST_EFFORT_ANNOTATION = "org.auto-review.cgroups.best-effort"
 LIMITS_ANNOTATION = "org.auto-review.limits"
@@ -113,6 +115,8 @@ class BundleRequest:
     oci_root: Path | None = None  # the embedded runtime's state root: share its validation cache
     external_runtime: bool = False  # for runc/crun (--oci-runtime): see _cgroup_requested
     ca_file: Path | None = None  # AR_CA_FILE on the host -> read-only at CA_FILE_INSIDE
+    # AR_DATABASE_CA_FILE on the host -> read-only at DATABASE_CA_FILE_INSIDE
+    database_ca_file: Path | None = None
 
 
 @dataclass
@@ -323,8 +327,9 @@ def _state_bind(state_dir: Path) -> Bind:
     return Bind(os.path.realpath(state_dir), STATE_DIR_INSIDE, writable=True, executable=False)
 
 
-def ca_file_bind(ca_file: Path) -> Bind:
-    """The operator's CA bundle (``AR_CA_FILE``), read-only at :data:`CA_FILE_INSIDE`.
+def ca_file_bind(ca_file: Path, inside: str = CA_FILE_INSIDE) -> Bind:
+    """The operator's CA bundle (``AR_CA_FILE``, or ``AR_DATABASE_CA_FILE`` at
+    :data:`DATABASE_CA_FILE_INSIDE`), read-only at ``inside``.
 
     It must be a regular file the container's root can read. That root has no
     capabilities, so the mode bits decide even when the launcher is root: a file readable
@@ -339,7 +344,7 @@ def ca_file_bind(ca_file: Path) -> Bind:
             raise BundleError(
                 "ca-file", f"{ca_file} is not readable by uid {os.geteuid()} without privileges"
             )
-    return Bind(source, CA_FILE_INSIDE, executable=False)
+    return Bind(source, inside, executable=False)
 
 
 def _readable_by_mode(info: os.stat_result) -> bool:
@@ -389,6 +394,8 @@ def stage_bundle(request: BundleRequest, *, forbidden_values: Sequence[str] = ()
                 etc_binds.append(Bind(f"etc/{name}", f"/etc/{name}", executable=False))
         if request.ca_file is not None:
             etc_binds.append(ca_file_bind(Path(request.ca_file)))
+        if request.database_ca_file is not None:
+            etc_binds.append(ca_file_bind(Path(request.database_ca_file), DATABASE_CA_FILE_INSIDE))
         config = build_config(request, read_only, etc_binds, state)
         raw = json.dumps(config, indent=2).encode()
         if any(value in raw for value in forbidden):

@@ -54,7 +54,7 @@ from auto_review.isolation.inner.selfcheck import INNER_STATE_DIR, namespace_ids
 from auto_review.isolation.outer import frozen
 from auto_review.isolation.outer.inner_path import inner_interpreter_args, inner_python_path
 from auto_review.isolation.secrets_pipe import INNER_FDS, SettingsPipe, settings_document
-from auto_review.wiring.redaction import redact
+from auto_review.wiring.redaction import install_secrets, redact
 
 log = logging.getLogger("auto_review.isolation.outer.launcher")
 
@@ -104,6 +104,7 @@ class LaunchOptions:
     fail_at: LaunchStep | None = None  # tests: raise at the start of this step
     # Another program in the gateway's place, same bundle and boundary (egress probes).
     inner_command: Sequence[str] | None = None
+    role: str = "gateway"  # or "worker": what the inner process serves (gateway/roles.py)
     stdio: tuple[int, int, int] | None = None  # embedded runtime: the inner's 0, 1, 2
 
 
@@ -204,6 +205,34 @@ def inner_args() -> list[str]:
     if frozen.is_frozen():
         return frozen.inner_args()
     return inner_interpreter_args(INNER_MODULE)
+
+
+def inner_database_settings(settings: Settings) -> dict[str, Any]:
+    """AR_DATABASE_* as the inner process gets them: the password (read here from
+    AR_DATABASE_PASSWORD_FILE, a host path) inside the URL, which goes through the settings
+    pipe as every secret does; the CA file at the path the bundle binds it to."""
+    if settings.database_url is None:
+        return {}
+    from urllib.parse import quote
+
+    from auto_review.core.database_url import parse_database_url
+    from auto_review.isolation.outer.bundle import DATABASE_CA_FILE_INSIDE
+    from auto_review.wiring.stores import read_password_file
+
+    url = parse_database_url(settings.database_url.reveal())
+    password = url.password
+    if settings.database_password_file is not None:
+        password = read_password_file(settings.database_password_file)
+        install_secrets([password.reveal()])
+    secret = f":{quote(password.reveal(), safe='')}" if password is not None else ""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    query = f"?sslmode={url.sslmode}" if url.sslmode else ""
+    return {
+        "database_url": f"postgresql://{quote(url.user, safe='')}{secret}@{host}:{url.port}"
+        f"/{quote(url.dbname, safe='')}{query}",
+        "database_password_file": None,
+        "database_ca_file": DATABASE_CA_FILE_INSIDE if settings.database_ca_file else None,
+    }
 
 
 def inner_environment(runtime: str, rootless: bool, required: Sequence[str]) -> dict[str, str]:
@@ -321,15 +350,19 @@ class Launcher:
     def check_ca_file(self) -> None:
         """AR_CA_FILE is a host path: checked here, bound into the bundle by :meth:`stage`."""
         with self.step(LaunchStep.CA_FILE):
-            if self.settings.ca_file is None:
-                return
             from auto_review.isolation.outer.bundle import ca_file_bind
             from auto_review.isolation.outer.rootfs import BundleError
 
-            try:
-                ca_file_bind(self.settings.ca_file)
-            except BundleError as exc:
-                raise LaunchError(LaunchStep.CA_FILE, f"AR_CA_FILE: {exc.detail}") from None
+            for name, path in (
+                ("AR_CA_FILE", self.settings.ca_file),
+                ("AR_DATABASE_CA_FILE", self.settings.database_ca_file),
+            ):
+                if path is None:
+                    continue
+                try:
+                    ca_file_bind(path)
+                except BundleError as exc:
+                    raise LaunchError(LaunchStep.CA_FILE, f"{name}: {exc.detail}") from None
 
     def bind(self) -> None:
         with self.step(LaunchStep.BIND):
@@ -362,6 +395,8 @@ class Launcher:
             document = settings_document(
                 self.settings, state_dir=INNER_STATE_DIR, ca_file=self.inner_ca_file()
             )
+            document["settings"].update(inner_database_settings(self.settings))
+            document["role"] = self.options.role
             self.resources.settings_pipe = SettingsPipe(document)
 
     def inner_ca_file(self) -> Path | None:
@@ -439,6 +474,7 @@ class Launcher:
                 oci_root=self.embedded_state_root() if self.runtime_path is None else None,
                 external_runtime=self.runtime_path is not None,
                 ca_file=self.settings.ca_file,
+                database_ca_file=self.settings.database_ca_file,
             )
             self.resources.bundle = stage_bundle(
                 request, forbidden_values=self.settings.secret_values()
