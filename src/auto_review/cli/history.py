@@ -9,10 +9,13 @@
 ``history retry JOB``  put a failed job, or one waiting for its next attempt, back in the
     queue now, with a fresh retry horizon.
 
-``--repo`` without a host means Forgejo/Gitea (as in ``AR_POLL_REPOS``). The database is
-``review.sqlite3`` in ``AR_STATE_DIR`` (or ``--state-dir``); these commands may run while
-the gateway runs (SQLite WAL). A state directory that does not exist is an error (a wrong
-``AR_STATE_DIR`` most likely); one without a review database yet has nothing to forget.
+``--repo`` without a host means Forgejo/Gitea (as in ``AR_POLL_REPOS``). The history is in
+the PostgreSQL database of ``AR_DATABASE_URL`` when it is set (environment or
+``--env-file``), else ``review.sqlite3`` in ``AR_STATE_DIR`` (or ``--state-dir``); these
+commands may run while the gateway runs (SQLite WAL; PostgreSQL). The queue commands
+(``jobs``, ``retry``) read the state directory's SQLite queue only. A state directory that
+does not exist is an error (a wrong ``AR_STATE_DIR`` most likely); one without a review
+database yet has nothing to forget.
 Exit status: 0 done, 1 no such job (or it is running or done), 2 bad usage or settings,
 or no such state directory.
 """
@@ -27,12 +30,13 @@ from pathlib import Path
 
 from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import add_settings_arguments, settings_from_namespace
-from auto_review.config import SettingsError
-from auto_review.store.base import JOB_STATES, JobStatus, StoreError
+from auto_review.config import Settings, SettingsError
+from auto_review.store.base import JOB_STATES, JobStatus, ReviewHistoryStore, StoreError
 from auto_review.store.review_rules import make_repo_key
 from auto_review.store.sqlite_intake import STATE_FILE_NAME, SqliteIntakeStore
 from auto_review.store.sqlite_review import REVIEW_FILE_NAME, ReviewStore
 from auto_review.wiring.redaction import install_secrets, redact
+from auto_review.wiring.stores import open_review_store, uses_postgres
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -62,19 +66,30 @@ def repo_key_argument(value: str) -> str:
         raise argparse.ArgumentTypeError("must be [forgejo:|github:]OWNER/NAME") from None
 
 
-def state_dir_of(namespace: argparse.Namespace) -> Path:
+def settings_of(namespace: argparse.Namespace) -> Settings:
     try:
         settings = settings_from_namespace(namespace)
     except SettingsError as exc:
         raise CommandError("\n".join(exc.problems)) from None
     install_secrets(settings.secret_values())
-    return settings.state_dir
+    return settings
 
 
-def open_existing_store(namespace: argparse.Namespace) -> ReviewStore | None:
-    """The review store of the configured state directory; None when it was never created
-    (nothing to show or forget, and no reason to create it)."""
-    state_dir = state_dir_of(namespace)
+def state_dir_of(namespace: argparse.Namespace) -> Path:
+    return settings_of(namespace).state_dir
+
+
+def open_existing_store(namespace: argparse.Namespace) -> ReviewHistoryStore | None:
+    """The review store the settings select: the PostgreSQL database of AR_DATABASE_URL,
+    else the state directory's; None when the state directory has none yet (nothing to
+    show or forget, and no reason to create it)."""
+    settings = settings_of(namespace)
+    if uses_postgres(settings):
+        try:
+            return open_review_store(settings)
+        except StoreError as exc:
+            raise CommandError(redact(str(exc))) from None
+    state_dir = settings.state_dir
     if not state_dir.is_dir():
         # Most likely a wrong AR_STATE_DIR or --state-dir: "forgot 0 reviews" would hide it.
         raise CommandError(
@@ -201,8 +216,10 @@ def reset_pr(namespace: argparse.Namespace) -> int:
     store = open_existing_store(namespace)
     if store is None:
         return no_history(namespace)
-    with store:
+    try:
         removed = store.reset_pr(namespace.repo, namespace.pr)
+    finally:
+        store.close()
     print(
         f"forgot {removed} review{'s' if removed != 1 else ''} of {namespace.repo} "
         f"PR {namespace.pr}; its next review is a full review"
@@ -215,9 +232,11 @@ def purge(namespace: argparse.Namespace) -> int:
     if store is None:
         return no_history(namespace)
     days = namespace.older_than_days
-    with store:
+    try:
         result = store.purge(days * SECONDS_PER_DAY)
-        prs, reviews = result.pull_requests, result.reviews
+    finally:
+        store.close()
+    prs, reviews = result.pull_requests, result.reviews
     print(
         f"forgot the history of {prs} pull request{'s' if prs != 1 else ''} "
         f"({reviews} review{'s' if reviews != 1 else ''}) not reviewed for {days:g} days"

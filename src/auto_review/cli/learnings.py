@@ -4,6 +4,9 @@
 ``learnings forget --repo [host:]OWNER/NAME ID``      delete one (exit 1 when the repository
     has no learning with that id).
 
+The learnings are where `auto-review history` finds the history (PostgreSQL with
+``AR_DATABASE_URL``, else the state directory).
+
 Learnings are written by people in PR comments (``remember ...``): untrusted text. Control
 characters are shown escaped, so a learning cannot drive the terminal.
 """
@@ -61,8 +64,10 @@ def list_learnings(namespace: argparse.Namespace) -> int:
     store = open_existing_store(namespace)
     items: list[Learning] = []
     if store is not None:
-        with store:
+        try:
             items = store.learnings(namespace.repo)
+        finally:
+            store.close()
     if namespace.json:
         document = {
             "repo": namespace.repo,
@@ -93,8 +98,10 @@ def forget_learning(namespace: argparse.Namespace) -> int:
     store = open_existing_store(namespace)
     removed = False
     if store is not None:
-        with store:
+        try:
             removed = store.forget_learning(namespace.repo, namespace.id)
+        finally:
+            store.close()
     if not removed:
         print(f"{namespace.repo} has no learning {namespace.id}", file=sys.stderr)
         return EXIT_NOT_FOUND

@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.support.postgres import PostgresServer, postgres_server
 
 from auto_review.store.sqlite_review import REVIEW_FILE_NAME, ReviewStore
+
+__all__ = ["postgres_server"]
 
 REPO = "forgejo|acme/widget"
 GITHUB_REPO = "github|acme/widget"
@@ -18,10 +21,14 @@ SHA = "a" * 40
 FP = "0123456789abcdef"
 
 
-def run_cli(*args: str, state_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, state_dir: Path | None = None, database_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AR_")}
     if state_dir is not None:
         env["AR_STATE_DIR"] = str(state_dir)
+    if database_url is not None:
+        env["AR_DATABASE_URL"] = database_url
     return subprocess.run(
         [sys.executable, "-m", "auto_review.cli.main", *args],
         capture_output=True,
@@ -193,3 +200,81 @@ def test_an_unusable_database_is_a_clear_error(state_dir: Path) -> None:
     assert result.returncode == 2
     assert "cannot be used" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_with_a_database_url_the_commands_use_postgresql(
+    state_dir: Path, postgres_server: PostgresServer
+) -> None:
+    """History and learnings are the shared database's, not the state directory's; the
+    password appears nowhere in the output."""
+    from tests.unit.store.conftest import pg_connection
+
+    from auto_review.store.pg_review import PostgresReviewStore
+
+    database = postgres_server.create_database("cli_review_store")
+    url = postgres_server.url(database)
+    try:
+        store = PostgresReviewStore(pg_connection(postgres_server, database))
+        try:
+            store.record_review(REPO, 7, SHA, [FP])
+            learning = store.add_learning(REPO, "shared note", "alice")
+        finally:
+            store.close()
+        state_dir.mkdir()
+        with ReviewStore.open(state_dir) as local:
+            local.add_learning(REPO, "local note", "bob")
+        listed = run_cli(
+            "learnings",
+            "list",
+            "--repo",
+            "acme/widget",
+            "--json",
+            state_dir=state_dir,
+            database_url=url,
+        )
+        assert listed.returncode == 0, listed.stderr
+        notes = json.loads(listed.stdout)["learnings"]
+        assert [(n["id"], n["text"]) for n in notes] == [(learning, "shared note")]
+        forgot = run_cli(
+            "learnings",
+            "forget",
+            "--repo",
+            "acme/widget",
+            str(learning),
+            state_dir=state_dir,
+            database_url=url,
+        )
+        reset = run_cli(
+            "history",
+            "reset-pr",
+            "--repo",
+            "acme/widget",
+            "--pr",
+            "7",
+            state_dir=state_dir,
+            database_url=url,
+        )
+        assert (forgot.returncode, reset.returncode) == (0, 0), forgot.stderr + reset.stderr
+        assert "forgot 1 review of forgejo|acme/widget PR 7" in reset.stdout
+        store = PostgresReviewStore(pg_connection(postgres_server, database))
+        try:
+            assert store.learnings(REPO) == []
+            assert store.last_reviewed_sha(REPO, 7) is None
+        finally:
+            store.close()
+        with ReviewStore.open(state_dir) as local:
+            assert [n.text for n in local.learnings(REPO)] == ["local note"]
+        down = run_cli(
+            "learnings",
+            "list",
+            "--repo",
+            "acme/widget",
+            state_dir=state_dir,
+            database_url=url.replace(f":{postgres_server.port}/", ":1/"),
+        )
+        assert down.returncode == 2
+        assert "PostgreSQL" in down.stderr
+        for result in (listed, forgot, reset, down):
+            assert postgres_server.password not in result.stdout + result.stderr
+    finally:
+        postgres_server.drop_database(database)
