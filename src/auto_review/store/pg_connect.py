@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10
 POOL_WAIT_SECONDS = 5.0  # a caller that finds no free connection in this time fails
+FORWARDED_MAX_IDLE_SECONDS = 300.0  # below the egress proxy's idle timeout (600 s)
 
 
 class DatabaseUnavailable(StoreError):
@@ -120,6 +121,11 @@ class PgConnection:
             name="auto-review",
             open=False,
             reconnect_timeout=CONNECT_TIMEOUT_SECONDS * 6,
+            # Through the embedded container's forward, a tunnel idle for 10 minutes is
+            # closed by the egress proxy: check each connection as it is handed out (one
+            # round trip; a closed one is replaced) and close idle extras sooner.
+            check=ConnectionPool.check_connection if self.via is not None else None,
+            max_idle=FORWARDED_MAX_IDLE_SECONDS if self.via is not None else 600.0,
         )
         try:
             pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS + 5)

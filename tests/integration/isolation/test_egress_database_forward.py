@@ -13,12 +13,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.waiting import wait_until
 
 from auto_review.config import Settings
 from auto_review.core.secrets import Secret
 from auto_review.isolation.egress.database_forward import FORWARD_ENV, DatabaseForwardThread
 from auto_review.isolation.egress.policy import EgressPolicy
-from auto_review.isolation.egress.proxy import EgressProxyThread
+from auto_review.isolation.egress.proxy import EgressProxyThread, ProxyLimits
 from auto_review.store.pg_connect import PgConnection
 from auto_review.wiring.stores import database_forward
 
@@ -96,6 +97,43 @@ def test_psycopg_reaches_exactly_the_policy_database_through_the_proxy(
             )
             assert raw.recv(64).startswith(b"HTTP/1.1 403")
         assert proxy.stats.refused["scheme-not-allowed"] == 1
+
+
+def test_the_pool_replaces_a_tunnel_the_proxy_closed_for_idleness(
+    postgres_server: PostgresServer, socket_path: Path, tmp_path: Path
+) -> None:
+    policy = policy_for(postgres_server, tmp_path)
+    limits = ProxyLimits(idle_timeout=1.0)
+    with EgressProxyThread(policy, socket_path, limits=limits) as proxy:
+        forward = DatabaseForwardThread(f"127.0.0.1:{postgres_server.port}", socket_path)
+        forward.start()
+        try:
+            connection = PgConnection(
+                host="127.0.0.1",
+                port=postgres_server.port,
+                dbname="postgres",
+                user="postgres",
+                password=Secret(postgres_server.password),
+                ca_file=None,
+                pool_size=1,
+                via=database_forward(forward.environment()),
+            )
+            pool = connection.pool()
+            try:
+                with pool.connection() as database:
+                    first = database.execute("SELECT pg_backend_pid()").fetchone()
+                wait_until(
+                    lambda: proxy.stats.failed["idle-timeout"] >= 1,
+                    timeout=30,
+                    what="the proxy closing the idle tunnel",
+                )
+                with pool.connection() as database:
+                    second = database.execute("SELECT pg_backend_pid()").fetchone()
+            finally:
+                pool.close()
+        finally:
+            forward.stop()
+    assert first != second  # a new session, not an error: the closed one was replaced
 
 
 def test_no_forward_variable_means_a_direct_connection() -> None:
