@@ -1,6 +1,7 @@
 """Issue 12's acceptance for the embedded container: with AR_DATABASE_URL naming a
 PostgreSQL on the host's loopback, an intake-only `auto-review gateway --workers 0` and an
-`auto-review worker`, each in its own embedded container (default isolation, as root),
+`auto-review worker`, each in its own embedded container (default isolation, as root and as an
+unprivileged user),
 share the queue: the gateway accepts a signed webhook, the worker reviews the pull request
 (loopback HTTPS forge on a private CA, loopback LLM) and posts the review. The inner
 network namespaces hold only lo: the database is reached through each launcher's egress
@@ -10,11 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from tests.integration.review.test_pipeline_setup import (
     CHEAP_MODEL,
     REASONING_MODEL,
@@ -27,6 +31,7 @@ from tests.support.fake_llm import FakeLlm
 from tests.support.gateway_process import forgejo_headers
 from tests.support.https_forge import HttpsForgejo, make_private_ca
 from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.rootless import DEBIAN_PYTHON, make_user_tree, make_world_readable
 from tests.support.waiting import wait_until
 
 import auto_review
@@ -37,6 +42,16 @@ import launcher_support as support
 
 __all__ = ["postgres_server"]
 
+IMPORTS = (
+    *support.GATEWAY_IMPORTS,
+    "auto_review.cli.worker",
+    "auto_review.store.pg_intake",
+    "auto_review.store.pg_review",
+    "auto_review.store.pg_leader",
+    "psycopg",
+    "psycopg_pool",
+    "psycopg_binary",
+)
 BOT = "auto-review-bot"
 DB_PASSWORD = "CANARY-db-password-container-93be"
 
@@ -46,14 +61,43 @@ def jobs(server: PostgresServer, database: str) -> list[tuple[Any, ...]]:
         return connection.execute("SELECT status, outcome FROM jobs ORDER BY id").fetchall()
 
 
-def test_gateway_and_worker_in_containers_share_postgres_through_the_egress_proxy(
-    tmp_path: Path, postgres_server: PostgresServer
-) -> None:
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[support.UserSandbox]:
     support.require_root()
-    # The launcher imports the auto_review this test imports (a checkout's src too).
-    source = str(Path(auto_review.__file__).resolve().parents[1])
-    run_as = dataclasses.replace(support.root_run_as(), program_env={"PYTHONPATH": source})
-    database = postgres_server.create_database("container_roles")
+    # The launcher sandbox's site, with the PostgreSQL driver the store imports.
+    tree = make_user_tree("launcher-rootless-pg-", "runtime", IMPORTS, preloaded="all",
+                          byte_compile=True)  # fmt: skip
+    # psycopg's binary wheel keeps its libpq beside the package, not in it.
+    import psycopg_binary
+
+    libs = Path(psycopg_binary.__file__).resolve().parents[1] / "psycopg_binary.libs"
+    shutil.copytree(libs, tree.site / libs.name)
+    make_world_readable(tree.site)
+    run_as = support.RunAs(
+        tree.user.pw_uid, tree.user.pw_gid, DEBIAN_PYTHON, tree.private_dir, tree.site
+    )
+    yield support.UserSandbox(run_as, tree.base)
+    tree.remove()
+
+
+@pytest.mark.parametrize("rootless", [False, True], ids=["root", "rootless"])
+def test_gateway_and_worker_in_containers_share_postgres_through_the_egress_proxy(
+    rootless: bool,
+    sandbox: support.UserSandbox,
+    tmp_path: Path,
+    postgres_server: PostgresServer,
+) -> None:
+    if rootless:
+        run_as = sandbox.run_as  # imports the tree the sandbox copied this auto_review into
+        tmp_path = sandbox.base / f"postgres-{tmp_path.name}"
+        tmp_path.mkdir()
+        tmp_path.chmod(0o755)
+    else:
+        # The launcher imports the auto_review this test imports (a checkout's src too).
+        source = str(Path(auto_review.__file__).resolve().parents[1])
+        run_as = dataclasses.replace(support.root_run_as(), program_env={"PYTHONPATH": source})
+    name = "container_roles_" + ("user" if rootless else "root")
+    database = postgres_server.create_database(name)
     postgres_server.psql(
         "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'boxed') THEN"
         f" CREATE ROLE boxed LOGIN PASSWORD '{DB_PASSWORD}'; END IF; END $$"
@@ -63,6 +107,7 @@ def test_gateway_and_worker_in_containers_share_postgres_through_the_egress_prox
     password_file = tmp_path / "db-password"
     password_file.write_text(DB_PASSWORD + "\n")
     password_file.chmod(0o600)
+    run_as.own(password_file)
     tls = make_private_ca(tmp_path / "tls")
     forge = HttpsForgejo.serve(tmp_path / "served", tls, token=support.CANARY_TOKEN, bot_login=BOT)
     llm = FakeLlm(api_key=support.CANARY_LLM, models=[REASONING_MODEL, CHEAP_MODEL]).start()
