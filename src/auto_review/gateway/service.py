@@ -38,7 +38,7 @@ from auto_review.gateway.intake import plan_jobs
 from auto_review.gateway.leadership import LeaderGatedService
 from auto_review.gateway.limits import BoundedHttpToolsProtocol
 from auto_review.gateway.metrics import GatewayMetrics
-from auto_review.gateway.poller import ChatPoller
+from auto_review.gateway.poller import ChatPoller, WatermarkStore
 from auto_review.gateway.roles import ProcessRole
 from auto_review.gateway.worker import WorkerPool
 from auto_review.hosts.base import ReviewHost
@@ -47,7 +47,7 @@ from auto_review.store.base import IntakeStore, StoreError
 from auto_review.wiring.clients import forge_hosts as forge_hosts_from
 from auto_review.wiring.leader import chat_poller_lock
 from auto_review.wiring.redaction import redact
-from auto_review.wiring.stores import open_intake_store
+from auto_review.wiring.stores import open_intake_store, open_watermark_store
 from auto_review.wiring.tls import TrustError, client_tls_context
 
 if TYPE_CHECKING:
@@ -138,13 +138,17 @@ def chat_poller(
         if result.superseded_jobs:
             metrics.jobs_superseded_total.inc(result.superseded_jobs)
 
+    # Shared in PostgreSQL, so a new leader resumes where the last one stopped.
+    watermarks: WatermarkStore | None = open_watermark_store(settings)
+    if watermarks is None:
+        watermarks = FileWatermarkStore(settings.state_dir / WATERMARK_FILE_NAME)
     try:
         return ChatPoller(
             hosts,
             poll_repo_refs(settings),
             settings.poll_interval_seconds,
             on_comments,
-            FileWatermarkStore(settings.state_dir / WATERMARK_FILE_NAME),
+            watermarks,
         )
     except ValueError as exc:
         raise GatewayStartupError(f"AR_POLL_REPOS: {exc}") from None

@@ -1,5 +1,5 @@
-"""PostgreSQL schema of the stores (job queue, review history, learnings), as numbered
-migrations applied once, in order.
+"""PostgreSQL schema of the stores (job queue, review history, learnings, the chat poller's
+watermarks), as numbered migrations applied once, in order.
 
 Several replicas may start at the same moment: each migration run holds a transaction-level
 advisory lock (`pg_advisory_xact_lock`), so exactly one of them applies the missing
@@ -144,6 +144,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
             "CREATE INDEX learnings_by_repo ON learnings (repo_key, id)",
+        ),
+    ),
+    Migration(
+        version=3,
+        name="chat poller watermarks",
+        statements=(
+            # value: the ISO 8601 time the file store writes too (the poller's own format).
+            """
+            CREATE TABLE poller_watermarks (
+                key TEXT PRIMARY KEY,
+                value TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )
+            """,
         ),
     ),
 )

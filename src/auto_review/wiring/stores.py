@@ -30,6 +30,7 @@ from auto_review.wiring.redaction import install_secrets
 if TYPE_CHECKING:
     from auto_review.store.pg_connect import PgConnection
     from auto_review.store.pg_intake import PostgresIntakeStore
+    from auto_review.store.pg_watermarks import PostgresWatermarkStore
 
 MAX_PASSWORD_FILE_BYTES = 4096
 # Set by the embedded container's inner entry (isolation/egress/database_forward.py).
@@ -143,6 +144,16 @@ def open_review_store(settings: Settings) -> ReviewHistoryStore:
     from auto_review.store.pg_review import PostgresReviewStore
 
     return PostgresReviewStore(database_connection(settings))
+
+
+def open_watermark_store(settings: Settings) -> PostgresWatermarkStore | None:
+    """The chat poller's shared watermarks with AR_DATABASE_URL (schema migrated); None
+    without it (the gateway then keeps them in a file of its state directory)."""
+    if not uses_postgres(settings):
+        return None
+    from auto_review.store.pg_watermarks import PostgresWatermarkStore
+
+    return PostgresWatermarkStore(database_connection(settings))
 
 
 def store_description(settings: Settings) -> str:

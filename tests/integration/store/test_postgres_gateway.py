@@ -119,11 +119,11 @@ def test_ops_migrate_applies_the_schema_once_with_a_password_file(
     first = run_cli(tmp_path, "ops", "migrate", **env)
     assert first.returncode == 0, first.stderr
     where = f"postgresql://app@127.0.0.1:{postgres_server.port}/{app_database}"
-    assert first.stdout.strip() == f"{where}: schema migrated from version 0 to 2"
+    assert first.stdout.strip() == f"{where}: schema migrated from version 0 to 3"
     second = run_cli(tmp_path, "ops", "migrate", **env)
-    assert second.stdout.strip() == f"{where}: schema at version 2, nothing to apply"
+    assert second.stdout.strip() == f"{where}: schema at version 3, nothing to apply"
     versions = rows(postgres_server, app_database, "SELECT version FROM schema_migrations")
-    assert sorted(versions) == [(1,), (2,)]
+    assert sorted(versions) == [(1,), (2,), (3,)]
     for output in (first.stdout, first.stderr, second.stdout, second.stderr):
         assert PASSWORD not in output
 
