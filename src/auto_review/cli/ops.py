@@ -8,6 +8,9 @@
 ``ops status``  a running gateway's /readyz and /info in a few lines.
 ``ops migrate`` bring the state database's schema (SQLite in the state directory, or
                 PostgreSQL with AR_DATABASE_URL) to this release's version now.
+``ops migrate-state --from-sqlite DIR [--into-non-empty]``  copy a SQLite state
+                directory's review history, learnings and pending jobs into the
+                PostgreSQL database of AR_DATABASE_URL (refused when it holds state).
 """
 
 from __future__ import annotations
@@ -60,6 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="apply the state database's schema migrations now"
     )
     add_settings_arguments(migrate, DATABASE_SETTINGS)
+    copy = commands.add_parser(
+        "migrate-state", help="copy a SQLite state directory into the PostgreSQL database"
+    )
+    copy.add_argument(
+        "--from-sqlite",
+        required=True,
+        metavar="DIR",
+        help="the state directory to copy from, read-only (required)",
+    )
+    copy.add_argument(
+        "--into-non-empty",
+        action="store_true",
+        help="copy even when the database already holds state (nothing is copied twice)",
+    )
+    add_settings_arguments(copy, DATABASE_SETTINGS)
     return parser
 
 
@@ -281,7 +299,41 @@ def main(argv: list[str]) -> int:
         return doctor(namespace)
     if namespace.command == "migrate":
         return migrate(namespace)
+    if namespace.command == "migrate-state":
+        return migrate_state(namespace)
     return status(namespace)
+
+
+def migrate_state(namespace: argparse.Namespace) -> int:
+    """Copy the SQLite state; one line saying what was copied."""
+    from pathlib import Path
+
+    from auto_review.cli.settings_args import print_settings_error, settings_from_namespace
+    from auto_review.store.base import StoreError
+    from auto_review.wiring.stores import DatabaseSettingsError, copy_sqlite_state
+
+    prefix = "auto-review ops migrate-state"
+    try:
+        settings = settings_from_namespace(namespace)
+    except SettingsError as exc:
+        print_settings_error(prefix, exc)
+        return EXIT_USAGE
+    install_secrets(settings.secret_values())
+    try:
+        report = copy_sqlite_state(
+            settings, Path(namespace.from_sqlite), into_non_empty=namespace.into_non_empty
+        )
+    except DatabaseSettingsError as exc:
+        print(f"{prefix}: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as exc:
+        print(f"{prefix}: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_PROBLEM
+    print(
+        f"copied {report.reviews} reviews, {report.findings} posted findings, "
+        f"{report.learnings} learnings and {report.jobs} pending jobs"
+    )
+    return EXIT_OK
 
 
 def migrate(namespace: argparse.Namespace) -> int:

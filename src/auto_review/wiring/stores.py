@@ -29,6 +29,7 @@ from auto_review.wiring.redaction import install_secrets
 
 if TYPE_CHECKING:
     from auto_review.store.pg_connect import PgConnection
+    from auto_review.store.pg_import import ImportReport
     from auto_review.store.pg_intake import PostgresIntakeStore
     from auto_review.store.pg_watermarks import PostgresWatermarkStore
 
@@ -154,6 +155,22 @@ def open_watermark_store(settings: Settings) -> PostgresWatermarkStore | None:
     from auto_review.store.pg_watermarks import PostgresWatermarkStore
 
     return PostgresWatermarkStore(database_connection(settings))
+
+
+def copy_sqlite_state(
+    settings: Settings, source: Path, *, into_non_empty: bool = False
+) -> ImportReport:
+    """`ops migrate-state`: the SQLite state directory `source` copied into the database
+    of AR_DATABASE_URL (which must be set)."""
+    if not uses_postgres(settings):
+        raise DatabaseSettingsError(
+            "setting AR_DATABASE_URL: migrate-state copies into PostgreSQL; set it first"
+        )
+    from auto_review.store import pg_import
+
+    return pg_import.copy_sqlite_state(
+        source, database_connection(settings), into_non_empty=into_non_empty
+    )
 
 
 def store_description(settings: Settings) -> str:
