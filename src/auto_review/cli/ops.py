@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument(
         "--into-non-empty",
         action="store_true",
-        help="copy even when the database already holds state (nothing is copied twice)",
+        help="copy even when the database already holds state, nothing twice [default: refuse]",
     )
     add_settings_arguments(copy, DATABASE_SETTINGS)
     return parser
