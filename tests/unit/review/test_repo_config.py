@@ -278,13 +278,20 @@ def test_patterns_agree_with_git_check_ignore(
     "pattern",
     ["a**/**", "a***/**", "a*/**", "*a**/**", "**a/**", "x/a**/**", "a/**", "**/**",
      # a component of three or more stars is "**" (the property test found "***/**")
-     "***/**", "***", "a/***/b", "***/b", "a/***", "***a", "a***", "/***/a"],
+     "***/**", "***", "a/***/b", "***/b", "a/***", "***a", "a***", "/***/a",
+     # stars right after the literal prefix span components ("**/a**/**" found them)
+     "**/a**/**", "a**/b", "x/a**/b", "**/a**/b", "a**/b/**", "x/*/a**/**", "a**/**/b",
+     "ab**/c/d", "/a**/**", "a?**/**", "a[b]**/**", "a**b", "x/a**"],
 )  # fmt: skip
 def test_star_runs_against_git(tmp_path: Path, pattern: str) -> None:
     """Found by the property test: git lets "a**/**" match "a" itself, "a*/**" only what is
-    inside, and reads a component of stars alone as "**". Real git is the oracle here too."""
+    inside, and reads a component of stars alone as "**"; it compares a pattern's literal
+    prefix first, so stars right after it span components even inside a name ("a**/b"
+    matches "a/x/b" and "ab"), and stars after an earlier wildcard do not ("**/a**/**"
+    leaves "a" alone). Real git is the oracle here too."""
     paths = ["a", "ab", "a/x", "ab/x", "b", "x/a", "x/a/y", "xa", "xa/y", "a/b", "a/b/c",
-             "a/x/b", "a/x/y/b", "x/b", "ba", "x/ba"]  # fmt: skip
+             "a/x/b", "a/x/y/b", "x/b", "ba", "x/ba", "ab/x/b", "x/q/a", "x/q/a/y", "x/a/x/b",
+             "abc/d", "ab/c/d", "abx/c/d", "a/xb", "abx"]  # fmt: skip
     env = isolated_git_env(tmp_path, path="/usr/bin:/bin")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, env=env, check=True)
     (tmp_path / ".gitignore").write_text(pattern + "\n")

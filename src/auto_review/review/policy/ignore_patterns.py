@@ -4,7 +4,6 @@ bounded time: both the patterns and the paths come from hostile repositories.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -44,11 +43,18 @@ class IgnorePattern:
     negated: bool
     directory_only: bool
     segments: tuple[_Segment, ...]
+    # A second reading of the pattern that also matches (see _literal_prefix_double_star).
+    alternative: tuple[_Segment, ...] | None = None
 
     def matches(self, path: str) -> bool:
         parts = path.split("/")
         last = len(parts) - 1 if self.directory_only else len(parts)
-        return any(1 <= end <= last for end in _prefix_matches(self.segments, parts))
+        readings = (self.segments,) if self.alternative is None else (
+            self.segments, self.alternative
+        )
+        return any(
+            1 <= end <= last for segments in readings for end in _prefix_matches(segments, parts)
+        )
 
 
 @lru_cache(maxsize=1024)
@@ -71,25 +77,60 @@ def compile_ignore_pattern(pattern: str) -> IgnorePattern:
     pattern = pattern.lstrip("/")
     if not pattern:
         raise ValueError("the pattern names the repository root")
+    if anchored:
+        split = _literal_prefix_double_star(pattern)
+        if split is not None:
+            return _prefix_star_pattern(source, negated, directory_only, *split)
     segments = _parse_segments(pattern)
     if not anchored:
         segments = [None, *segments]
-    if len(segments) > 1 and segments[-1] is None and not _ends_after_double_star(pattern):
-        # A trailing "/**" matches everything inside, not the directory itself; after a
-        # component holding "**" itself ("a**/**"), git's wildmatch also lets it match the
-        # component alone (checked against git check-ignore by the property test).
-        segments[-1:] = [((True, _STAR),), None]
-    return IgnorePattern(source, negated, directory_only, tuple(segments))
+    return IgnorePattern(source, negated, directory_only, _inside_only(segments))
 
 
-def _ends_after_double_star(pattern: str) -> bool:
-    """True for ``.../abc**/**``: the component before a trailing ``/**`` is plain
-    characters followed by two or more stars. Git's wildmatch then matches that component
-    itself too (``*a**/**`` or ``**a/**`` it does not); checked against git check-ignore."""
-    parts = pattern.split("/")
-    if len(parts) < 2 or parts[-1] != "**":
-        return False
-    return re.fullmatch(r"[^*?\[\\]+\*{2,}", parts[-2]) is not None
+def _inside_only(segments: list[_Segment]) -> tuple[_Segment, ...]:
+    """A trailing "/**" matches everything inside, not the directory itself."""
+    if len(segments) > 1 and segments[-1] is None:
+        segments = [*segments[:-1], ((True, _STAR),), None]
+    return tuple(segments)
+
+
+def _literal_prefix_double_star(pattern: str) -> tuple[str, str] | None:
+    """``(prefix, rest)`` when git reads the pattern's first wildcard as a "**" that spans
+    components although it sits inside one, else None.
+
+    Git matches a pattern with a "/" by comparing its literal prefix (everything before the
+    first ``*``, ``?``, ``[`` or ``\\``) first and then running wildmatch on what follows
+    as if it began the pattern; so two or more stars right after that prefix, followed by
+    "/" or the end, count as "**" even in the middle of a name: ``a**/b`` matches ``a/x/b``
+    and ``ab``, ``x/a**/**`` matches ``x/a`` itself, while ``**/a**/b`` or ``x/*/a**/**``
+    (whose prefix ends earlier) read their stars as one ``*``. Checked against git
+    check-ignore by the property test."""
+    first = min((i for i, char in enumerate(pattern) if char in "*?[\\"), default=-1)
+    if first <= 0 or pattern[first - 1] == "/" or not pattern.startswith("**", first):
+        return None
+    end = first
+    while end < len(pattern) and pattern[end] == "*":
+        end += 1
+    if end < len(pattern) and pattern[end] != "/":
+        return None
+    return pattern[:first], pattern[end + 1 :]
+
+
+def _prefix_star_pattern(
+    source: str, negated: bool, directory_only: bool, prefix: str, rest: str
+) -> IgnorePattern:
+    """The pattern ``prefix`` + "**" + "/" + ``rest`` read as git does: the path starts with
+    the prefix, then either something (any components) and "/" before what matches
+    ``rest``, or what matches ``rest`` right after the prefix ("**/" matching nothing)."""
+    rest_segments = list(_inside_only(_parse_segments(rest))) if rest else []
+    spanning = (*_parse_segments(prefix + "*"), None, *rest_segments)
+    while rest_segments and rest_segments[0] is None:
+        # "**" components at the start of the rest may match nothing: what follows them
+        # may continue the prefix's name. All of it "**": the spanning reading covers it.
+        rest_segments.pop(0)
+        rest = rest.partition("/")[2]
+    glued = _inside_only(_parse_segments(prefix + rest)) if rest_segments else None
+    return IgnorePattern(source, negated, directory_only, spanning, glued)
 
 
 def _parse_segments(pattern: str) -> list[_Segment]:
