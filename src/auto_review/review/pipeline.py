@@ -371,7 +371,8 @@ async def review_pull_request(
         return replace(
             skipped("the pull request moved on to a newer commit"), moved_on_to=pr.head_sha
         )
-    previous = None if full else deps.store.last_reviewed_sha(key, number)
+    # The store's reads run on a thread: with PostgreSQL each is a network round trip.
+    previous = None if full else await asyncio.to_thread(deps.store.last_reviewed_sha, key, number)
     if previous == pr.head_sha:
         return skipped("this commit was already reviewed")
 
@@ -586,7 +587,8 @@ async def _model_pass(
     """Context, reasoning tier and verification over the scope; nothing new, no model call."""
     if not scope.files:
         return _ModelPass("No new changes to review since the last review.", [], [])
-    learnings = [_learning_text(item) for item in review.deps.store.learnings(review.key)]
+    stored = await asyncio.to_thread(review.deps.store.learnings, review.key)
+    learnings = [_learning_text(item) for item in stored]
     question = _ModelQuestion(
         files=scope.files,
         changed_paths=changed_paths,
@@ -606,7 +608,8 @@ async def _already_posted(review: _PrReview) -> set[str]:
     bot's comments on the pull request."""
     review.clock.current = "mapping"
     pr = review.pr
-    return review.deps.store.posted_fingerprints(review.key, pr.number) | await (
+    posted = await asyncio.to_thread(review.deps.store.posted_fingerprints, review.key, pr.number)
+    return posted | await (
         _posted_markers(review.host, review.repo, pr.number, review.deps.bot_login)
     )
 
