@@ -2,16 +2,18 @@
 
 Usage:
     .venv/bin/python bench/gateway_startup.py [--starts 10] [--requests 20000]
-        [--modes bare,embedded,runc,single-file,single-file-cold
-         --single-file dist/auto-review-...]
+        [--modes bare,embedded,runc,single-file,single-file-cold,tool
+         --single-file dist/auto-review-... --tool ~/.local/bin/auto-review]
 
 1. Start-up: the time from spawning ``auto-review gateway`` to the first ``/healthz`` 200,
    in bare mode (``--bare``), with the embedded OCI runtime (the default) and with
    ``--oci-runtime runc``, and the single file of ``scripts/build-release`` in its default
    container mode: ``single-file`` warm (its unpack cache kept between starts: the first
    start unpacks, the others start from the entry) and ``single-file-cold`` (a new empty
-   ``AR_UNPACK_CACHE`` at every start, so every start unpacks); the modes take turns,
-   median of ``--starts`` starts each.
+   ``AR_UNPACK_CACHE`` at every start, so every start unpacks), and ``tool``: the
+   ``auto-review`` command of the wheel installed with ``uv tool install`` or ``pipx
+   install`` (``--tool``; run without PYTHONPATH, so it imports its own environment only), in
+   its default container mode; the modes take turns, median of ``--starts`` starts each.
 2. Throughput: the gateway-foundation webhook load (bench/gateway_webhooks.py's request
    builder and firing code: signed, distinct Gitea ``pull_request`` deliveries over
    keep-alive connections, each verified, parsed, deduplicated and committed) against a
@@ -50,8 +52,10 @@ MODES = {
     "runc": ["--oci-runtime", "runc"],
     "single-file": [],  # the --single-file executable instead of this interpreter
     "single-file-cold": [],  # the same, with a new empty unpack cache at every start
+    "tool": [],  # the --tool command (a uv or pipx install of the wheel)
 }
 SINGLE_FILE: list[str] = []  # set from --single-file
+TOOL: list[str] = []  # set from --tool
 UNPACK_CACHES = Path(tempfile.gettempdir())  # replaced by a private directory in main()
 READY_TIMEOUT = 60.0
 READY_TARGET_MS = 150.0
@@ -98,6 +102,9 @@ def start(
         if mode == "single-file-cold":
             cache = Path(tempfile.mkdtemp(dir=UNPACK_CACHES)) / "cache"
         env["AR_UNPACK_CACHE"] = str(cache)
+    elif mode == "tool":
+        program = TOOL
+        env.pop("PYTHONPATH", None)
     argv = [*program, "gateway", *MODES[mode]]
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -179,12 +186,17 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--modes", default="bare,embedded,runc")
     parser.add_argument("--single-file", type=Path, help="the executable for mode single-file")
+    parser.add_argument("--tool", type=Path, help="the installed command for mode tool")
     args = parser.parse_args()
     modes = [mode for mode in args.modes.split(",") if mode]
     if any(mode.startswith("single-file") for mode in modes):
         if args.single_file is None:
             raise SystemExit("mode single-file needs --single-file PATH (scripts/build-release)")
         SINGLE_FILE.append(str(args.single_file.resolve()))
+    if "tool" in modes:
+        if args.tool is None:
+            raise SystemExit("mode tool needs --tool PATH (a uv tool or pipx install of the wheel)")
+        TOOL.append(str(args.tool.absolute()))
     global UNPACK_CACHES
     UNPACK_CACHES = Path(tempfile.mkdtemp(prefix="ar-bench-unpack-"))
     if "runc" in modes and shutil.which("runc") is None:
