@@ -13,9 +13,9 @@
 the PostgreSQL database of ``AR_DATABASE_URL`` when it is set (environment or
 ``--env-file``), else ``review.sqlite3`` in ``AR_STATE_DIR`` (or ``--state-dir``); these
 commands may run while the gateway runs (SQLite WAL; PostgreSQL). The queue commands
-(``jobs``, ``retry``) read the state directory's SQLite queue only. A state directory that
-does not exist is an error (a wrong ``AR_STATE_DIR`` most likely); one without a review
-database yet has nothing to forget.
+(``jobs``, ``retry``) read the same database's job queue, else ``state.sqlite3``. A state
+directory that does not exist is an error (a wrong ``AR_STATE_DIR`` most likely); one
+without a review database yet has nothing to forget.
 Exit status: 0 done, 1 no such job (or it is running or done), 2 bad usage or settings,
 or no such state directory.
 """
@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from auto_review.cli.parsing import ArgumentParser
 from auto_review.cli.settings_args import add_settings_arguments, settings_from_namespace
@@ -36,7 +37,10 @@ from auto_review.store.review_rules import make_repo_key
 from auto_review.store.sqlite_intake import STATE_FILE_NAME, SqliteIntakeStore
 from auto_review.store.sqlite_review import REVIEW_FILE_NAME, ReviewStore
 from auto_review.wiring.redaction import install_secrets, redact
-from auto_review.wiring.stores import open_review_store, uses_postgres
+from auto_review.wiring.stores import open_intake_store, open_review_store, uses_postgres
+
+if TYPE_CHECKING:  # psycopg is imported only when AR_DATABASE_URL is set
+    from auto_review.store.pg_intake import PostgresIntakeStore
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
@@ -147,9 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def open_existing_queue(namespace: argparse.Namespace) -> SqliteIntakeStore | None:
-    """The job queue of the configured state directory; None when it was never created."""
-    state_dir = state_dir_of(namespace)
+def open_existing_queue(
+    namespace: argparse.Namespace,
+) -> SqliteIntakeStore | PostgresIntakeStore | None:
+    """The job queue the settings select: the PostgreSQL database of AR_DATABASE_URL, else
+    the state directory's; None when the state directory has none yet."""
+    settings = settings_of(namespace)
+    if uses_postgres(settings):
+        try:
+            # No housekeeping here either: pruning is the gateways' job, at their retention.
+            return open_intake_store(settings, housekeeping=False)
+        except StoreError as exc:
+            raise CommandError(redact(str(exc))) from None
+    state_dir = settings.state_dir
     if not state_dir.is_dir():
         raise CommandError(
             f"state directory {state_dir} does not exist (check AR_STATE_DIR or --state-dir); "

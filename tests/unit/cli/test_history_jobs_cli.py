@@ -11,11 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.support.postgres import PostgresServer, postgres_server
 
 from auto_review.core.jobs import JobKind, JobOutcome, JobRequest
 from auto_review.core.refs import HostKind, RepoRef
 from auto_review.store.base import JobStatus
+from auto_review.store.pg_intake import PostgresIntakeStore
 from auto_review.store.sqlite_intake import STATE_FILE_NAME, SqliteIntakeStore
+
+__all__ = ["postgres_server"]
 
 CANARY = "canary-history-jobs-token-5c1f9e2a7b"
 
@@ -33,9 +37,13 @@ def request(pr: int) -> JobRequest:
     )
 
 
-def run_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    state_dir: Path, *args: str, database_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AR_")}
     env["AR_STATE_DIR"] = str(state_dir)
+    if database_url is not None:
+        env["AR_DATABASE_URL"] = database_url
     env["AR_FORGEJO_TOKEN"] = CANARY  # a configured secret: redacted wherever it shows
     completed = subprocess.run(
         [sys.executable, "-m", "auto_review.cli.main", "history", *args],
@@ -45,11 +53,8 @@ def run_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return completed
 
 
-@pytest.fixture
-def queue(tmp_path: Path) -> tuple[Path, dict[str, int]]:
-    """A queue with one job in each state: failed, waiting-retry, done, queued."""
-    state_dir = tmp_path / "state"
-    store = SqliteIntakeStore.open(state_dir)
+def fill_queue(store: SqliteIntakeStore | PostgresIntakeStore) -> dict[str, int]:
+    """One job in each state: failed, waiting-retry, done, queued; their ids by name."""
 
     async def fill() -> dict[str, int]:
         await store.accept(None, [request(pr) for pr in (1, 2, 3, 4)])
@@ -64,10 +69,19 @@ def queue(tmp_path: Path) -> tuple[Path, dict[str, int]]:
         await store.finish(ids["done"], JobOutcome.SUCCEEDED)
         return ids
 
+    ids = asyncio.run(fill())
+    [queued] = [j.id for j in store.list_jobs("queued")]
+    ids["queued"] = queued
+    return ids
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """A SQLite queue with one job in each state."""
+    state_dir = tmp_path / "state"
+    store = SqliteIntakeStore.open(state_dir)
     try:
-        ids = asyncio.run(fill())
-        [queued] = [j.id for j in store.list_jobs("queued")]
-        ids["queued"] = queued
+        ids = fill_queue(store)
     finally:
         store.close()
     return state_dir, ids
@@ -162,3 +176,46 @@ def test_the_commands_never_prune_the_state(tmp_path: Path) -> None:
     assert run_cli(state_dir, "retry", str(job.id)).returncode == 1
     with sqlite3.connect(state_dir / STATE_FILE_NAME) as connection:
         assert connection.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 1
+
+
+def test_with_a_database_url_jobs_and_retry_use_the_shared_queue(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """The queue is the PostgreSQL database's, not the state directory's (which stays
+    without one); the password appears nowhere in the output."""
+    from tests.unit.store.conftest import pg_connection
+
+    database = postgres_server.create_database("cli_history_jobs")
+    url = postgres_server.url(database)
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    try:
+        store = PostgresIntakeStore(pg_connection(postgres_server, database))
+        try:
+            ids = fill_queue(store)
+        finally:
+            store.close()
+        listed = run_cli(state_dir, "jobs", database_url=url)
+        assert listed.returncode == 0, listed.stderr
+        lines = {int(line.split()[0]): line for line in listed.stdout.splitlines()}
+        assert set(lines) == set(ids.values())
+        assert "clone: refused with [REDACTED]" in lines[ids["failed"]]
+        retried = run_cli(state_dir, "retry", str(ids["failed"]), database_url=url)
+        assert retried.returncode == 0 and "queued again" in retried.stdout, retried.stderr
+        done = run_cli(state_dir, "retry", str(ids["done"]), database_url=url)
+        assert done.returncode == 1 and "left as it is" in done.stderr
+        down = run_cli(
+            state_dir, "jobs", database_url=url.replace(f":{postgres_server.port}/", ":1/")
+        )
+        assert down.returncode == 2 and "PostgreSQL" in down.stderr
+        for result in (listed, retried, done, down):
+            assert postgres_server.password not in result.stdout + result.stderr
+            assert "Traceback" not in result.stderr
+        store = PostgresIntakeStore(pg_connection(postgres_server, database))
+        try:
+            assert {j.id for j in store.list_jobs("queued")} == {ids["failed"], ids["queued"]}
+        finally:
+            store.close()
+        assert not (state_dir / STATE_FILE_NAME).exists()
+    finally:
+        postgres_server.drop_database(database)
