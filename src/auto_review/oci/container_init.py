@@ -281,8 +281,7 @@ def _start_and_exec(plan: LaunchPlan, executable: str, env: dict[str, str],
     _prepare_fds(plan.stdio, plan.preserve_fds, plan.pass_fds)
     _give_stdio_to_user(process.get("user") or {})
     _become_process_user(process, plan)
-    for number in (sc.SIGPIPE, sc.SIGXFSZ):
-        sc.default_signal_action(number)  # Python ignores them; execve would keep that
+    sc.default_all_signal_actions()  # an ignored signal would stay ignored across execve
     try:
         os.execve(executable, process["args"], env)  # noqa: S606 - the container process
     except OSError as exc:

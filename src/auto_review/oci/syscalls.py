@@ -346,3 +346,18 @@ def default_signal_action(number: int) -> None:
     ignored, and execve keeps an ignored signal ignored)."""
     if libc().signal(number, ctypes.c_void_p(SIG_DFL)) == -1:
         raise StepError("signal-default", ctypes.get_errno() or 22, str(number))
+
+
+# Every signal whose action can be set: not SIGKILL (9) or SIGSTOP (19), and not 32 and 33,
+# which glibc keeps for its threads (its signal() refuses them).
+_SETTABLE_SIGNALS = tuple(n for n in range(1, 65) if n not in (9, 19, 32, 33))
+
+
+def default_all_signal_actions() -> None:
+    """Every signal back to its default action before execve: a caught signal would be
+    reset by execve anyway, but an ignored one stays ignored, and the caller's own parent
+    may have ignored some (a shell's background job ignores SIGINT and SIGQUIT, Python
+    ignores SIGPIPE and SIGXFSZ). The container's process starts as runc's does (checked
+    with a caller that ignores SIGINT and SIGQUIT: runc's shows no signal ignored)."""
+    for number in _SETTABLE_SIGNALS:
+        default_signal_action(number)
