@@ -14,21 +14,25 @@ connection string.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import ConnectionPool
+import psycopg.errors
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from auto_review.core.secrets import Secret
-from auto_review.store.base import StoreError
+from auto_review.store.base import StoreBusy, StoreClosed, StoreError
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_SECONDS = 10
 POOL_WAIT_SECONDS = 5.0  # a caller that finds no free connection in this time fails
 FORWARDED_MAX_IDLE_SECONDS = 300.0  # below the egress proxy's idle timeout (600 s)
+TRANSACTION_ATTEMPTS = 4  # a deadlock or serialization failure between replicas: again
+T = TypeVar("T")
 
 
 class DatabaseUnavailable(StoreError):
@@ -133,3 +137,33 @@ class PgConnection:
             pool.close()
             raise self.failure("cannot open a connection pool to", exc) from None
         return pool
+
+
+def run_transaction(
+    pool: ConnectionPool[Any],
+    connection: PgConnection,
+    operation: Callable[[psycopg.Connection[Any]], T],
+    store: str,
+) -> T:
+    """``operation`` in one transaction on a pooled connection; retried on a deadlock or
+    serialization failure (another replica); driver and pool errors as the store errors
+    (``store`` names the store in their messages: "state", "review")."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        try:
+            with pool.connection() as db, db.transaction():
+                return operation(db)
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            if attempt == TRANSACTION_ATTEMPTS:
+                raise StoreError(
+                    f"the {store} database kept aborting the transaction (concurrent "
+                    "replicas); try again"
+                ) from None
+        except PoolTimeout:
+            raise StoreBusy(
+                "no free database connection in time (AR_DATABASE_POOL_SIZE); retry later"
+            ) from None
+        except PoolClosed:
+            raise StoreClosed(f"the {store} store is closed") from None
+        except psycopg.Error as exc:
+            raise connection.failure("could not use", exc) from None
+    raise AssertionError("unreachable")

@@ -47,7 +47,6 @@ from typing import Any, LiteralString, TypeVar
 
 import psycopg
 import psycopg.errors
-from psycopg_pool import PoolClosed, PoolTimeout
 
 from auto_review.core.jobs import Job, JobOutcome, JobRequest, JobRetryPolicy
 from auto_review.core.refs import RepoRef
@@ -62,12 +61,11 @@ from auto_review.store.base import (
     JobStatus,
     NewJobsListener,
     RequeueResult,
-    StoreBusy,
     StoreClosed,
     StoreError,
 )
 from auto_review.store.pg_coalesce import NewReview, coalesce, supersede_if_behind
-from auto_review.store.pg_connect import PgConnection
+from auto_review.store.pg_connect import PgConnection, run_transaction
 from auto_review.store.pg_leases import expire_leases
 from auto_review.store.pg_notify import NOTIFY, JobsListener
 from auto_review.store.pg_schema import migrate
@@ -85,7 +83,6 @@ DEFAULT_RETENTION_SECONDS = 30 * 24 * 3600.0
 MAX_HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
 PRUNE_BATCH_ROWS = 2000
 DEFAULT_MAX_INTERRUPTIONS = JobRetryPolicy().max_interruptions
-_TRANSACTION_ATTEMPTS = 4  # a deadlock or serialization failure between replicas: again
 _CLOSE_WAIT_SECONDS = 30.0
 _DUPLICATE_DELIVERY = AcceptResult(duplicate_delivery=True, new_jobs=0, duplicate_jobs=0)
 
@@ -473,27 +470,7 @@ class PostgresIntakeStore:
             return self._transaction(operation)
 
     def _transaction(self, operation: Callable[[Connection], T]) -> T:
-        """Run `operation` in one transaction on a pooled connection; retried on a
-        deadlock or serialization failure (another replica), errors as StoreError."""
-        for attempt in range(1, _TRANSACTION_ATTEMPTS + 1):
-            try:
-                with self._pool.connection() as connection, connection.transaction():
-                    return operation(connection)
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-                if attempt == _TRANSACTION_ATTEMPTS:
-                    raise StoreError(
-                        "the state database kept aborting the transaction (concurrent "
-                        "replicas); try again"
-                    ) from None
-            except PoolTimeout:
-                raise StoreBusy(
-                    "no free database connection in time (AR_DATABASE_POOL_SIZE); retry later"
-                ) from None
-            except PoolClosed:
-                raise StoreClosed("the state store is closed") from None
-            except psycopg.Error as exc:
-                raise self._connection.failure("could not use", exc) from None
-        raise AssertionError("unreachable")
+        return run_transaction(self._pool, self._connection, operation, "state")
 
     def _read_one(self, sql: LiteralString, parameters: tuple[object, ...]) -> Any:
         return self._run(lambda connection: connection.execute(sql, parameters).fetchone())

@@ -29,17 +29,14 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
-from psycopg_pool import PoolClosed, PoolTimeout
 
 from auto_review.store.base import (
     Learning,
     LearningLimitReached,
     PurgeResult,
-    StoreBusy,
     StoreClosed,
-    StoreError,
 )
-from auto_review.store.pg_connect import PgConnection
+from auto_review.store.pg_connect import PgConnection, run_transaction
 from auto_review.store.pg_schema import migrate
 from auto_review.store.review_rules import (
     MAX_LEARNINGS_PER_REPO,
@@ -58,7 +55,6 @@ Connection = psycopg.Connection[Any]
 MAX_POOL_SIZE = 4
 # First key of the two-key advisory lock that serialises one repository's learning inserts.
 LEARNINGS_LOCK_CLASS = 0x6172_6C65  # "arle"
-_TRANSACTION_ATTEMPTS = 4
 
 
 class PostgresReviewStore:
@@ -265,25 +261,7 @@ class PostgresReviewStore:
         serialization failure (another replica); driver errors as StoreError."""
         if self._closed:
             raise StoreClosed("the review store is closed")
-        for attempt in range(1, _TRANSACTION_ATTEMPTS + 1):
-            try:
-                with self._pool.connection() as db, db.transaction():
-                    return operation(db)
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-                if attempt == _TRANSACTION_ATTEMPTS:
-                    raise StoreError(
-                        "the review database kept aborting the transaction (concurrent "
-                        "replicas); try again"
-                    ) from None
-            except PoolTimeout:
-                raise StoreBusy(
-                    "no free database connection in time (AR_DATABASE_POOL_SIZE); retry later"
-                ) from None
-            except PoolClosed:
-                raise StoreClosed("the review store is closed") from None
-            except psycopg.Error as exc:
-                raise self._connection.failure("could not use", exc) from None
-        raise AssertionError("unreachable")
+        return run_transaction(self._pool, self._connection, operation, "review")
 
 
 def _insert_fingerprints(
