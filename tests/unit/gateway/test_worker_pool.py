@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -346,25 +347,31 @@ def test_an_attempt_over_its_time_limit_is_retried(store) -> None:
     assert runner.concluded == []
 
 
-def test_a_final_attempt_over_its_time_limit_is_concluded_by_the_runner(store) -> None:
-    async def forever(job: Job) -> JobOutcome:
-        await asyncio.Event().wait()  # hangs until cancelled
-        return JobOutcome.SUCCEEDED
+async def hang_forever(job: Job) -> JobOutcome:
+    await asyncio.Event().wait()  # hangs until cancelled
+    return JobOutcome.SUCCEEDED
 
-    runner = ScriptedRunner(forever)
-    observer = Observed()
+
+def run_one_job_until_failed(store, runner: ScriptedRunner, **pool_options: Any) -> None:
+    """Accept one job, run the pool until the job has failed, stop the pool."""
 
     async def scenario() -> None:
         await store.accept(None, [request(1)])
-        pool = WorkerPool(
-            store, runner, concurrency=1, observer=observer,
-            retry=JobRetryPolicy(horizon_seconds=0.0), job_timeout_seconds=0.1,
-        )  # fmt: skip
+        pool = WorkerPool(store, runner, concurrency=1, **pool_options)
         await pool.start()
         await eventually(lambda: store.counts()[JobStatus.FAILED] == 1)
         await pool.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_final_attempt_over_its_time_limit_is_concluded_by_the_runner(store) -> None:
+    runner = ScriptedRunner(hang_forever)
+    observer = Observed()
+    run_one_job_until_failed(
+        store, runner, observer=observer,
+        retry=JobRetryPolicy(horizon_seconds=0.0), job_timeout_seconds=0.1,
+    )  # fmt: skip
     [(job, reason)] = runner.concluded
     assert job.id == 1 and job.final_attempt
     assert reason == "it ran past the time limit of 0.1 s (AR_JOB_TIMEOUT_SECONDS)"
@@ -375,25 +382,12 @@ def test_a_final_attempt_over_its_time_limit_is_concluded_by_the_runner(store) -
 def test_a_job_over_its_time_limit_on_its_third_attempt_ends_within_the_horizon(
     store, caplog
 ) -> None:
-    async def forever(job: Job) -> JobOutcome:
-        await asyncio.Event().wait()  # hangs until cancelled
-        return JobOutcome.SUCCEEDED
-
-    runner = ScriptedRunner(forever)
+    runner = ScriptedRunner(hang_forever)
     observer = Observed()
-
-    async def scenario() -> None:
-        await store.accept(None, [request(1)])
-        pool = WorkerPool(
-            store, runner, concurrency=1, retry=NO_DELAY, observer=observer,
-            job_timeout_seconds=0.1,
-        )  # fmt: skip
-        await pool.start()
-        await eventually(lambda: store.counts()[JobStatus.FAILED] == 1)
-        await pool.stop()
-
     with caplog.at_level(logging.ERROR):
-        asyncio.run(scenario())
+        run_one_job_until_failed(
+            store, runner, retry=NO_DELAY, observer=observer, job_timeout_seconds=0.1
+        )
     # The 24 h horizon is far away: the attempts over the limit end the job, not the horizon.
     assert [job.attempts for job in runner.calls] == [1, 2, 3]
     assert observer.outcomes == [RunResult.RETRYING, RunResult.RETRYING, RunResult.GAVE_UP]
@@ -414,42 +408,21 @@ def test_other_transient_failures_before_a_timeout_count_as_attempts(store) -> N
         return JobOutcome.SUCCEEDED
 
     runner = ScriptedRunner(down_then_slow)
-
-    async def scenario() -> None:
-        await store.accept(None, [request(1)])
-        pool = WorkerPool(
-            store, runner, concurrency=1, job_timeout_seconds=0.1,
-            retry=JobRetryPolicy(base_delay_seconds=0.0, max_timed_out_attempts=4),
-        )  # fmt: skip
-        await pool.start()
-        await eventually(lambda: store.counts()[JobStatus.FAILED] == 1)
-        await pool.stop()
-
-    asyncio.run(scenario())
+    run_one_job_until_failed(
+        store, runner, job_timeout_seconds=0.1,
+        retry=JobRetryPolicy(base_delay_seconds=0.0, max_timed_out_attempts=4),
+    )  # fmt: skip
     # Two outages, then attempts 3 and 4 over the limit: the fourth attempt ends it.
     assert [job.attempts for job in runner.calls] == [1, 2, 3, 4]
     assert len(runner.concluded) == 1
 
 
 def test_a_conclusion_that_fails_still_ends_the_job(store, caplog) -> None:
-    async def forever(job: Job) -> JobOutcome:
-        await asyncio.Event().wait()  # hangs until cancelled
-        return JobOutcome.SUCCEEDED
-
-    runner = ScriptedRunner(forever, conclude_error=TransientError("the forge is down"))
-
-    async def scenario() -> None:
-        await store.accept(None, [request(1)])
-        pool = WorkerPool(
-            store, runner, concurrency=1,
-            retry=JobRetryPolicy(horizon_seconds=0.0), job_timeout_seconds=0.1,
-        )  # fmt: skip
-        await pool.start()
-        await eventually(lambda: store.counts()[JobStatus.FAILED] == 1)
-        await pool.stop()
-
+    runner = ScriptedRunner(hang_forever, conclude_error=TransientError("the forge is down"))
     with caplog.at_level(logging.ERROR):
-        asyncio.run(scenario())
+        run_one_job_until_failed(
+            store, runner, retry=JobRetryPolicy(horizon_seconds=0.0), job_timeout_seconds=0.1
+        )
     assert len(runner.concluded) == 1
     assert "the outcome of a timed-out job could not be posted" in caplog.text
 
