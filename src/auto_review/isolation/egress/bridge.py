@@ -52,6 +52,8 @@ def proxy_env(proxy_url: str) -> dict[str, str]:
 class EgressBridge:
     """TCP listener on the container's loopback, each connection piped to the proxy socket."""
 
+    name = "egress bridge"  # in its error messages
+
     def __init__(self, socket_path: Path = CONTAINER_SOCKET, *, port: int = 0) -> None:
         self.socket_path = socket_path
         self._requested_port = port
@@ -62,7 +64,7 @@ class EgressBridge:
     @property
     def port(self) -> int:
         if self._port is None:
-            raise EgressBridgeError("egress bridge is not listening")
+            raise EgressBridgeError(f"{self.name} is not listening")
         return self._port
 
     @property
@@ -74,7 +76,7 @@ class EgressBridge:
 
     async def start(self) -> None:
         if self._server is not None:
-            raise EgressBridgeError("egress bridge is already running")
+            raise EgressBridgeError(f"{self.name} is already running")
         if not self.socket_path.is_socket():
             raise EgressBridgeError(f"egress proxy socket {self.socket_path} is missing")
         try:
@@ -83,7 +85,7 @@ class EgressBridge:
             )
         except OSError as exc:
             raise EgressBridgeError(
-                f"egress bridge cannot listen on {BRIDGE_HOST}: {exc.strerror}"
+                f"{self.name} cannot listen on {BRIDGE_HOST}: {exc.strerror}"
             ) from None
         self._port = int(self._server.sockets[0].getsockname()[1])
 
@@ -105,9 +107,12 @@ class EgressBridge:
         up_writer: asyncio.StreamWriter | None = None
         try:
             up_reader, up_writer = await asyncio.open_unix_connection(str(self.socket_path))
-            await _relay(_pump(reader, up_writer), _pump(up_reader, writer))
-        except (ConnectionError, OSError):
-            pass  # either side went away; the proxy counts what matters
+            if await self._opened(up_reader, up_writer):
+                await _relay(_pump(reader, up_writer), _pump(up_reader, writer))
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass  # either side went away (timeouts included); the proxy counts what matters
+        except asyncio.LimitOverrunError:
+            pass  # an answer head too large: not the proxy's
         finally:
             self._handlers.discard(task)
             for each in (writer, up_writer):
@@ -115,6 +120,14 @@ class EgressBridge:
                     each.close()
                     with contextlib.suppress(ConnectionError, OSError):
                         await each.wait_closed()
+
+
+    async def _opened(
+        self, up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter
+    ) -> bool:
+        """Whatever must pass on the proxy connection before the relay; False ends the
+        connection. The bridge relays at once: its clients speak to the proxy themselves."""
+        return True
 
 
 async def _relay(*pumps: Coroutine[object, object, None]) -> None:

@@ -13,16 +13,9 @@ server, which libpq verifies against the URL's host name (``hostaddr`` points it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
-from auto_review.isolation.egress.bridge import (
-    BRIDGE_HOST,
-    CONTAINER_SOCKET,
-    EgressBridgeError,
-    _pump,
-    _relay,
-)
+from auto_review.isolation.egress.bridge import BRIDGE_HOST, CONTAINER_SOCKET, EgressBridge
 from auto_review.isolation.egress.loop import BackgroundLoop
 from auto_review.wiring.stores import DATABASE_FORWARD_ENV
 
@@ -32,72 +25,30 @@ MAX_ANSWER_BYTES = 4096
 ANSWER_TIMEOUT_SECONDS = 15.0
 
 
-class DatabaseForward:
-    def __init__(self, authority: str, socket_path: Path = CONTAINER_SOCKET) -> None:
-        self.authority = authority  # host:port of the database, as the proxy's policy has it
-        self.socket_path = socket_path
-        self._server: asyncio.AbstractServer | None = None
-        self._port: int | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
+class DatabaseForward(EgressBridge):
+    """The egress bridge for one destination: each connection asks the proxy for a tunnel
+    to the database first, and relays only once the proxy said 200."""
 
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise EgressBridgeError("database forward is not listening")
-        return self._port
+    name = "database forward"
+
+    def __init__(self, authority: str, socket_path: Path = CONTAINER_SOCKET) -> None:
+        super().__init__(socket_path)
+        self.authority = authority  # host:port of the database, as the proxy's policy has it
 
     def environment(self) -> dict[str, str]:
         return {FORWARD_ENV: f"{BRIDGE_HOST}:{self.port}"}
 
-    async def start(self) -> None:
-        if not self.socket_path.is_socket():
-            raise EgressBridgeError(f"egress proxy socket {self.socket_path} is missing")
-        try:
-            self._server = await asyncio.start_server(self._accept, BRIDGE_HOST, 0)
-        except OSError as exc:
-            raise EgressBridgeError(
-                f"database forward cannot listen on {BRIDGE_HOST}: {exc.strerror}"
-            ) from None
-        self._port = int(self._server.sockets[0].getsockname()[1])
-
-    async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-        handlers = list(self._handlers)
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
-        if server is not None:
-            await server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        up_writer: asyncio.StreamWriter | None = None
-        try:
-            up_reader, up_writer = await asyncio.open_unix_connection(str(self.socket_path))
-            up_writer.write(
-                f"CONNECT {self.authority} HTTP/1.1\r\nHost: {self.authority}\r\n\r\n".encode()
-            )
-            await up_writer.drain()
-            async with asyncio.timeout(ANSWER_TIMEOUT_SECONDS):
-                answer = await up_reader.readuntil(b"\r\n\r\n")
-            if len(answer) > MAX_ANSWER_BYTES or not answer.startswith(b"HTTP/1.1 200 "):
-                return  # refused or failed: the proxy counted and logged why; libpq sees EOF
-            await _relay(_pump(reader, up_writer), _pump(up_reader, writer))
-        except (ConnectionError, OSError, TimeoutError, asyncio.IncompleteReadError):
-            pass  # either side went away
-        except asyncio.LimitOverrunError:
-            pass  # an answer head too large: not the proxy's
-        finally:
-            self._handlers.discard(task)
-            for each in (writer, up_writer):
-                if each is not None:
-                    each.close()
-                    with contextlib.suppress(ConnectionError, OSError):
-                        await each.wait_closed()
+    async def _opened(
+        self, up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter
+    ) -> bool:
+        up_writer.write(
+            f"CONNECT {self.authority} HTTP/1.1\r\nHost: {self.authority}\r\n\r\n".encode()
+        )
+        await up_writer.drain()
+        async with asyncio.timeout(ANSWER_TIMEOUT_SECONDS):
+            answer = await up_reader.readuntil(b"\r\n\r\n")
+        # Refused or failed: the proxy counted and logged why; libpq sees EOF.
+        return len(answer) <= MAX_ANSWER_BYTES and answer.startswith(b"HTTP/1.1 200 ")
 
 
 class DatabaseForwardThread:
